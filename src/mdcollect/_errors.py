@@ -1,0 +1,60 @@
+"""The exception tree of mdcollect.
+
+::
+
+    MdcollectError
+    ├── InvalidRequest      bad user input (symbol, timeframe, date, range, URL, frame)
+    ├── StorageError        a backend failed to read or write
+    ├── ExchangeError       an exchange call failed (``.transient`` tells if retrying may help)
+    └── RemoteError         the data-collection service answered with an error
+
+Errors of the libraries underneath (ccxt, arcticdb, redis, httpx) are translated at the
+boundary with the cause chained (``raise StorageError(...) from exc``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ExchangeError", "InvalidRequest", "MdcollectError", "RemoteError", "StorageError"]
+
+
+class MdcollectError(Exception):
+    """Root of every error mdcollect raises on purpose."""
+
+
+class InvalidRequest(MdcollectError, ValueError):
+    """Bad user input, raised before any network call or write.
+
+    The message names the bad value and what is allowed::
+
+        >>> Timeframe.parse("7x")
+        Traceback (most recent call last):
+        InvalidRequest: timeframe '7x' is not supported; allowed: 1s, 1m, 3m, ...
+    """
+
+
+class StorageError(MdcollectError):
+    """A storage backend failed (I/O, server unreachable, corrupt data)."""
+
+
+class ExchangeError(MdcollectError):
+    """An exchange request failed.
+
+    ``transient`` is true for failures worth retrying (network errors, timeouts, 5xx,
+    rate limits) and false for permanent ones (bad symbol, bad request, auth).
+    ``retry_after`` is the server's requested delay in seconds, when it gave one.
+    """
+
+    def __init__(
+        self, message: str, *, transient: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+class RemoteError(MdcollectError):
+    """The data-collection service answered with an error status."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code

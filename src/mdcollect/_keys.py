@@ -1,0 +1,99 @@
+"""Dataset identity: which exchange, symbol, kind of data and timeframe."""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal, get_args
+
+from attrs import field, frozen
+
+from ._errors import InvalidRequest
+from ._time import Timeframe
+
+__all__ = ["KINDS", "DatasetKey", "Kind"]
+
+Kind = Literal["ohlcv", "trades", "ticker", "orderbook", "funding"]
+#: Every kind of dataset mdcollect stores.
+KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
+_EXCHANGE_RE: Final = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _check_exchange(value: object) -> str:
+    if not isinstance(value, str) or not _EXCHANGE_RE.match(value):
+        raise InvalidRequest(
+            f"exchange {value!r} is not a valid exchange key; use a ccxt id such as "
+            "'binance' or an alias such as 'binance_futures' (lowercase letters, digits, _)"
+        )
+    return value
+
+
+def _check_symbol(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(
+            f"symbol {value!r} is not valid; use a ccxt unified symbol such as 'BTC/USDT'"
+        )
+    if "\x00" in value:
+        raise InvalidRequest(f"symbol {value!r} contains a NUL character")
+    return value
+
+
+def _check_kind(value: object) -> Kind:
+    if value not in KINDS:
+        raise InvalidRequest(f"kind {value!r} is not valid; allowed: {', '.join(KINDS)}")
+    return value  # type: ignore[return-value]
+
+
+def _conv_timeframe(value: object) -> str | None:
+    if value is None:
+        return None
+    return str(Timeframe.parse(value))  # type: ignore[arg-type]
+
+
+@frozen(order=True)
+class DatasetKey:
+    """What a dataset is: ``DatasetKey(exchange, symbol, kind, timeframe=None)``.
+
+    ``timeframe`` is required for ``ohlcv`` and refused for the other kinds. The
+    string form ``exchange:kind:timeframe:symbol`` is stable and parses back;
+    the symbol comes last so it may contain ``:`` (``BTC/USDT:USDT``).
+
+    >>> key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
+    >>> str(key)
+    'binance:ohlcv:1m:BTC/USDT'
+    >>> DatasetKey.parse(str(key)) == key
+    True
+    """
+
+    exchange: str = field(converter=_check_exchange)
+    symbol: str = field(converter=_check_symbol)
+    kind: Kind = field(converter=_check_kind)
+    timeframe: str | None = field(default=None, converter=_conv_timeframe)
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind == "ohlcv" and self.timeframe is None:
+            raise InvalidRequest("an ohlcv DatasetKey needs a timeframe such as '1m'")
+        if self.kind != "ohlcv" and self.timeframe is not None:
+            raise InvalidRequest(
+                f"kind {self.kind!r} takes no timeframe (got {self.timeframe!r}); "
+                "only 'ohlcv' has one"
+            )
+
+    @property
+    def tf(self) -> Timeframe | None:
+        """The timeframe parsed, or ``None``."""
+        return Timeframe.parse(self.timeframe) if self.timeframe else None
+
+    def __str__(self) -> str:
+        return f"{self.exchange}:{self.kind}:{self.timeframe or ''}:{self.symbol}"
+
+    @classmethod
+    def parse(cls, text: str) -> DatasetKey:
+        """Inverse of ``str(key)``."""
+        parts = text.split(":", 3) if isinstance(text, str) else []
+        if len(parts) != 4:
+            raise InvalidRequest(
+                f"dataset key {text!r} is not of the form 'exchange:kind:timeframe:symbol' "
+                "(e.g. 'binance:ohlcv:1m:BTC/USDT', 'binance:trades::BTC/USDT')"
+            )
+        exchange, kind, timeframe, symbol = parts
+        return cls(exchange, symbol, kind, timeframe or None)  # type: ignore[arg-type]

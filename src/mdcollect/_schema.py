@@ -1,0 +1,344 @@
+"""Column schemas per dataset kind, and the frame rules every backend shares.
+
+A stored frame has a ``DatetimeIndex`` named ``timestamp`` (tz-aware UTC, ns
+resolution, sorted) and the kind's columns with the kind's dtypes:
+
+========== ============================================================ =============
+kind       columns                                                      row identity
+========== ============================================================ =============
+ohlcv      open high low close volume (float64) [+ trades int64]        timestamp
+trades     id (str) price amount (float64) side ('buy'/'sell')          timestamp, id
+           [+ received int64 ms: when mdcollect received it]
+ticker     bid ask last bid_size ask_size (float64) [+ base_volume]     timestamp
+orderbook  bid_px_0..N-1 bid_sz_.. ask_px_.. ask_sz_.. (float64)         timestamp
+funding    rate (float64) [+ mark_price index_price]                    timestamp
+========== ============================================================ =============
+
+Several trades can share a millisecond, so trades are identified by
+``(timestamp, id)`` and their index is sorted but not unique; every other kind
+has a unique index.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import numpy as np
+import pandas as pd
+from attrs import frozen
+
+from ._errors import InvalidRequest
+from ._keys import Kind
+
+__all__ = [
+    "SCHEMAS",
+    "Schema",
+    "empty_frame",
+    "index_ms",
+    "merge_frames",
+    "normalize_frame",
+    "slice_frame",
+]
+
+_F = "float64"
+_I = "int64"
+_S = "str"
+
+
+@frozen
+class Schema:
+    """Columns of one kind: ``required`` and ``optional`` map names to dtypes."""
+
+    kind: Kind
+    required: Mapping[str, str]
+    optional: Mapping[str, str]
+    row_id: str | None = None
+
+    def columns(self, present: Sequence[str] | None = None) -> list[str]:
+        """Schema column order, restricted to ``present`` when given."""
+        cols = [*self.required, *self.optional]
+        if present is None:
+            return cols
+        return [c for c in cols if c in present]
+
+    def dtype(self, column: str) -> str:
+        """Dtype name of ``column`` (orderbook levels are all float64)."""
+        if self.kind == "orderbook":
+            return _F
+        return {**self.required, **self.optional}[column]
+
+
+SCHEMAS: Final[dict[Kind, Schema]] = {
+    "ohlcv": Schema(
+        "ohlcv", {"open": _F, "high": _F, "low": _F, "close": _F, "volume": _F}, {"trades": _I}
+    ),
+    "trades": Schema(
+        "trades",
+        {"id": _S, "price": _F, "amount": _F, "side": _S},
+        {"received": _I},
+        row_id="id",
+    ),
+    "ticker": Schema(
+        "ticker",
+        {"bid": _F, "ask": _F, "last": _F, "bid_size": _F, "ask_size": _F},
+        {"base_volume": _F},
+    ),
+    "orderbook": Schema("orderbook", {}, {}),
+    "funding": Schema("funding", {"rate": _F}, {"mark_price": _F, "index_price": _F}),
+}
+
+_BOOK_RE: Final = re.compile(r"^(bid|ask)_(px|sz)_(\d+)$")
+_SIDES: Final = frozenset({"buy", "sell"})
+
+
+def _book_columns(depth: int) -> list[str]:
+    return [f"{side}_{what}_{i}" for side in ("bid", "ask") for what in ("px", "sz") for i in range(depth)]
+
+
+def _check_book_columns(columns: Sequence[str]) -> list[str]:
+    levels = []
+    for c in columns:
+        m = _BOOK_RE.match(c)
+        if m is None:
+            raise InvalidRequest(
+                f"column {c!r} is not in the orderbook schema; allowed: "
+                "bid_px_0..N-1, bid_sz_.., ask_px_.., ask_sz_.."
+            )
+        levels.append(int(m.group(3)))
+    depth = max(levels, default=-1) + 1
+    expected = _book_columns(depth)
+    if depth == 0 or set(expected) != set(columns):
+        missing = sorted(set(expected) - set(columns)) or ["bid_px_0", "ask_px_0"]
+        raise InvalidRequest(
+            f"orderbook frame must have bid_px_i, bid_sz_i, ask_px_i, ask_sz_i for every level "
+            f"0..N-1; missing {missing}"
+        )
+    return expected
+
+
+def empty_frame(kind: Kind, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A zero-row frame of ``kind`` with the schema's dtypes."""
+    schema = SCHEMAS[kind]
+    cols = list(columns) if columns is not None else list(schema.required)
+    index = pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="timestamp")
+    data = {c: pd.Series([], dtype=_pandas_dtype(schema.dtype(c))) for c in cols}
+    return pd.DataFrame(data, index=index)
+
+
+def _pandas_dtype(name: str) -> str:
+    return "object" if name == _S else name
+
+
+def _to_index(frame: pd.DataFrame) -> pd.DatetimeIndex:
+    if "timestamp" in frame.columns:
+        col = frame["timestamp"]
+        if pd.api.types.is_datetime64_any_dtype(col.dtype):
+            idx = pd.DatetimeIndex(col)
+        elif pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+            if col.isna().any():
+                raise InvalidRequest("frame has NaN timestamps; every row needs a time")
+            values = col.to_numpy()
+            if values.dtype.kind == "f" and not np.all(np.mod(values, 1) == 0):
+                raise InvalidRequest("timestamp column must hold whole milliseconds")
+            return pd.DatetimeIndex(
+                pd.to_datetime(values.astype("int64"), unit="ms", utc=True), name="timestamp"
+            )
+        else:
+            raise InvalidRequest(
+                f"timestamp column must hold ms ints or UTC datetimes, got dtype {col.dtype}"
+            )
+    elif isinstance(frame.index, pd.DatetimeIndex):
+        idx = frame.index
+    elif len(frame) == 0:
+        return pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="timestamp")
+    else:
+        raise InvalidRequest(
+            "frame needs a UTC DatetimeIndex or a 'timestamp' column of ms ints; "
+            f"got index of type {type(frame.index).__name__}"
+        )
+    if idx.tz is None:
+        raise InvalidRequest(
+            "frame index is timezone-naive; localise it to UTC (index.tz_localize('UTC'))"
+        )
+    if str(idx.tz) not in ("UTC", "utc", "UTC+00:00"):
+        raise InvalidRequest(
+            f"frame index is in timezone {idx.tz}; convert it to UTC (index.tz_convert('UTC'))"
+        )
+    if idx.hasnans:
+        raise InvalidRequest("frame has NaT timestamps; every row needs a time")
+    return pd.DatetimeIndex(idx.tz_convert("UTC").as_unit("ns"), name="timestamp")
+
+
+def normalize_frame(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
+    """Validate ``frame`` against ``kind``'s schema and return it normalised.
+
+    The result has the ``timestamp`` index (UTC, ns), schema column order and
+    dtypes, is sorted, and holds each row identity once (the last one wins).
+    Raises :class:`InvalidRequest` naming the problem.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidRequest(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    schema = SCHEMAS[kind]
+    index = _to_index(frame)
+    data_cols = [c for c in frame.columns if c != "timestamp"]
+    for c in data_cols:
+        if not isinstance(c, str):
+            raise InvalidRequest(f"column names must be strings, got {c!r}")
+    if kind == "orderbook":
+        cols = _check_book_columns(data_cols)
+    else:
+        missing = [c for c in schema.required if c not in data_cols]
+        if missing:
+            raise InvalidRequest(
+                f"{kind} frame is missing column(s) {missing}; required: {list(schema.required)}"
+            )
+        unknown = [c for c in data_cols if c not in schema.required and c not in schema.optional]
+        if unknown:
+            raise InvalidRequest(
+                f"column(s) {unknown} are not in the {kind} schema; allowed: "
+                f"{schema.columns()}"
+            )
+        cols = schema.columns(data_cols)
+    out: dict[str, object] = {}
+    for c in cols:
+        out[c] = _coerce(frame[c], schema.dtype(c), c, kind)
+    result = pd.DataFrame(out, index=index)
+    return _dedupe_sort(kind, result)
+
+
+def _coerce(series: pd.Series, dtype: str, name: str, kind: str) -> np.ndarray:
+    values = series.to_numpy()
+    if dtype == _F:
+        try:
+            return values.astype("float64")
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"{kind} column {name!r} must be numeric ({exc})") from exc
+    if dtype == _I:
+        if series.isna().any():
+            raise InvalidRequest(f"{kind} column {name!r} must be whole numbers without NaN")
+        try:
+            as_int = values.astype("int64")
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"{kind} column {name!r} must be integers ({exc})") from exc
+        if values.dtype.kind == "f" and not np.array_equal(as_int, values):
+            raise InvalidRequest(f"{kind} column {name!r} must be whole numbers")
+        return as_int
+    # strings
+    if series.isna().any():
+        raise InvalidRequest(f"{kind} column {name!r} must not contain missing values")
+    out = np.array([str(v) for v in values], dtype=object)
+    if name == "side":
+        bad = set(out) - _SIDES
+        if bad:
+            raise InvalidRequest(
+                f"trades column 'side' has {sorted(bad)[:3]}; allowed: 'buy', 'sell'"
+            )
+    return out
+
+
+def _sort_key_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Numeric ids of different lengths sort numerically by (length, text);
+    # any other strings still get a deterministic total order.
+    lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
+    return lengths, ids.astype(str)
+
+
+def _dedupe_sort(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
+    if SCHEMAS[kind].row_id is None:
+        if not frame.index.is_unique:
+            frame = frame[~frame.index.duplicated(keep="last")]
+        if not frame.index.is_monotonic_increasing:
+            frame = frame.sort_index(kind="stable")
+        return frame
+    ts = frame.index.asi8
+    ids = frame["id"].to_numpy()
+    lengths, text = _sort_key_ids(ids)
+    # keep the last occurrence of each (timestamp, id)
+    order = np.lexsort((np.arange(len(frame))[::-1], text, lengths, ts))
+    ts_o, len_o, text_o = ts[order], lengths[order], text[order]
+    first = np.ones(len(order), dtype=bool)
+    if len(order) > 1:
+        first[1:] = (ts_o[1:] != ts_o[:-1]) | (len_o[1:] != len_o[:-1]) | (text_o[1:] != text_o[:-1])
+    # lexsort put the last occurrence first within each group (reversed position key)
+    keep = order[first]
+    if len(keep) == len(frame) and np.all(np.diff(keep) > 0):
+        return frame
+    return frame.iloc[keep]
+
+
+def merge_frames(kind: Kind, old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Upsert ``new`` (normalised) into ``old`` (normalised): ``new`` wins on equal identity."""
+    if len(old) == 0:
+        return new
+    if len(new) == 0:
+        return old
+    cols = list(dict.fromkeys([*old.columns, *new.columns]))
+    schema = SCHEMAS[kind]
+    if kind != "orderbook":
+        cols = schema.columns(cols)
+    combined = pd.concat([old.reindex(columns=cols), new.reindex(columns=cols)])
+    combined = _fill_optional(kind, combined)
+    return _dedupe_sort(kind, combined)
+
+
+def _fill_optional(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
+    # An optional int column absent from one side becomes NaN after concat: such
+    # a column is only kept when every row has it.
+    for c, dtype in SCHEMAS[kind].optional.items():
+        if c in frame.columns and dtype == _I:
+            if frame[c].isna().any():
+                frame = frame.drop(columns=[c])
+            else:
+                frame[c] = frame[c].astype("int64")
+    return frame
+
+
+def index_ms(frame: pd.DataFrame) -> np.ndarray:
+    """The frame's ``timestamp`` index as int64 ms."""
+    idx = frame.index
+    assert isinstance(idx, pd.DatetimeIndex)
+    return idx.as_unit("ns").asi8 // 1_000_000
+
+
+def slice_frame(frame: pd.DataFrame, start: int | None, end: int | None) -> pd.DataFrame:
+    """Rows with ``start <= timestamp < end`` (either bound may be ``None``) of a sorted frame."""
+    if start is None and end is None:
+        return frame
+    ms = index_ms(frame)
+    lo = 0 if start is None else int(np.searchsorted(ms, start, side="left"))
+    hi = len(ms) if end is None else int(np.searchsorted(ms, end, side="left"))
+    return frame.iloc[lo:hi]
+
+
+def conform(kind: Kind, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Cast a frame read back from a backend to the schema's dtypes and column order."""
+    schema = SCHEMAS[kind]
+    if kind == "orderbook":
+        present = [c for c in frame.columns if _BOOK_RE.match(str(c))]
+        depth = max((int(_BOOK_RE.match(c).group(3)) for c in present), default=-1) + 1  # type: ignore[union-attr]
+        cols = _book_columns(depth)
+    else:
+        cols = schema.columns(list(frame.columns))
+    if not cols:
+        cols = list(schema.required)
+    if columns is not None:
+        unknown = [c for c in columns if c not in cols]
+        if unknown and len(frame):
+            raise InvalidRequest(f"column(s) {unknown} are not stored; available: {cols}")
+        cols = [c for c in columns if c in cols] if len(frame) else list(columns)
+    if len(frame) == 0:
+        return empty_frame(kind, cols)
+    out = frame.reindex(columns=cols)
+    for c in cols:
+        want = _pandas_dtype(schema.dtype(c))
+        if str(out[c].dtype) != want:
+            out[c] = out[c].astype(want)
+    idx = out.index
+    if not isinstance(idx, pd.DatetimeIndex):
+        raise InvalidRequest("stored frame lost its DatetimeIndex")
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    out.index = pd.DatetimeIndex(idx.tz_convert("UTC").as_unit("ns"), name="timestamp")
+    return out

@@ -1,0 +1,191 @@
+"""Time in mdcollect: ``int`` milliseconds since the Unix epoch, UTC, everywhere inside.
+
+:class:`Timeframe` parses ccxt's timeframe strings and aligns timestamps;
+:func:`to_ms` turns user-facing dates into milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Final
+
+import pandas as pd
+from attrs import frozen
+
+from ._errors import InvalidRequest
+
+__all__ = ["CCXT_TIMEFRAMES", "Timeframe", "now_ms", "to_ms"]
+
+SECOND: Final = 1_000
+MINUTE: Final = 60 * SECOND
+HOUR: Final = 60 * MINUTE
+DAY: Final = 24 * HOUR
+WEEK: Final = 7 * DAY
+# 1970-01-01 was a Thursday; exchanges start weeks on Monday (1970-01-05).
+_WEEK_OFFSET: Final = 4 * DAY
+
+_UNIT_MS: Final = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
+#: The timeframes ccxt's unified API knows (exchanges support a subset).
+CCXT_TIMEFRAMES: Final = (
+    "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
+    "1d", "3d", "1w", "1M",
+)  # fmt: skip
+_TF_RE: Final = re.compile(r"^([1-9][0-9]*)([smhdwM])$")
+
+
+@frozen(order=True)
+class Timeframe:
+    """A candle length such as ``1m`` or ``4h`` (ccxt's notation).
+
+    Fixed timeframes are ``N`` seconds, minutes, hours, days or weeks; they align
+    to the Unix epoch (weeks to Monday 00:00 UTC, as exchanges do). ``1M`` is the
+    calendar month: it aligns to the first of the month and has no fixed
+    :attr:`ms`, which raises rather than approximating.
+
+    >>> tf = Timeframe.parse("15m")
+    >>> tf.ms
+    900000
+    >>> tf.floor(1_700_000_123_456), tf.ceil(1_700_000_123_456)
+    (1699999200000, 1700000100000)
+    """
+
+    amount: int
+    unit: str
+
+    @classmethod
+    def parse(cls, value: str | Timeframe) -> Timeframe:
+        """Parse ``"1m"``, ``"4h"``, ``"1d"``, ``"1M"``...; raise :class:`InvalidRequest` otherwise."""
+        if isinstance(value, Timeframe):
+            return value
+        if not isinstance(value, str):
+            raise InvalidRequest(
+                f"timeframe must be a string such as '1m' or '1h', got {value!r}"
+            )
+        m = _TF_RE.match(value.strip())
+        if m is None:
+            raise InvalidRequest(
+                f"timeframe {value!r} is not valid; use a number and a unit s, m, h, d, w "
+                f"or M, e.g. {', '.join(CCXT_TIMEFRAMES)}"
+            )
+        amount, unit = int(m.group(1)), m.group(2)
+        if unit == "M" and amount != 1:
+            raise InvalidRequest(
+                f"timeframe {value!r} is not supported: only the calendar month '1M' is"
+            )
+        return cls(amount, unit)
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+    @property
+    def is_calendar(self) -> bool:
+        """True for ``1M``, whose length varies with the month."""
+        return self.unit == "M"
+
+    @property
+    def ms(self) -> int:
+        """Length in milliseconds; :class:`InvalidRequest` for the calendar month."""
+        if self.is_calendar:
+            raise InvalidRequest("timeframe '1M' is a calendar month and has no fixed length")
+        return self.amount * _UNIT_MS[self.unit]
+
+    @property
+    def pandas_freq(self) -> str:
+        """The pandas offset alias with the same alignment (``1min``, ``4h``, ``MS``...)."""
+        if self.is_calendar:
+            return "MS"
+        return f"{self.ms}ms"
+
+    def floor(self, ts: int) -> int:
+        """Start of the candle containing ``ts``."""
+        if self.is_calendar:
+            d = dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)
+            return _dt_ms(d.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+        step = self.ms
+        offset = _WEEK_OFFSET if self.unit == "w" else 0
+        return (ts - offset) // step * step + offset
+
+    def ceil(self, ts: int) -> int:
+        """Smallest candle start ``>= ts``."""
+        f = self.floor(ts)
+        return f if f == ts else self.add(f, 1)
+
+    def add(self, ts: int, n: int) -> int:
+        """``ts`` moved by ``n`` candles (``ts`` must be aligned for ``1M``)."""
+        if self.is_calendar:
+            d = dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)
+            months = d.year * 12 + (d.month - 1) + n
+            return _dt_ms(d.replace(year=months // 12, month=months % 12 + 1))
+        return ts + n * self.ms
+
+    def count(self, start: int, end: int) -> int:
+        """Number of candle starts in ``[start, end)``."""
+        if end <= start:
+            return 0
+        first = self.ceil(start)
+        if not self.is_calendar:
+            return max(0, -(-(end - first) // self.ms))
+        n = 0
+        while first < end:
+            first = self.add(first, 1)
+            n += 1
+        return n
+
+
+def _dt_ms(d: dt.datetime) -> int:
+    return int(d.timestamp() * 1000)
+
+
+def now_ms() -> int:
+    """The current time in ms since the epoch."""
+    return int(dt.datetime.now(tz=dt.UTC).timestamp() * 1000)
+
+
+_DATE_RE: Final = re.compile(r"^\d{4}-?\d{2}-?\d{2}$")
+
+
+def is_bare_date(value: object) -> bool:
+    """True for a value that names a day and no time of day (``"2024-01-01"``, a ``date``)."""
+    if isinstance(value, str):
+        return bool(_DATE_RE.match(value.strip()))
+    return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+
+
+def to_ms(value: object, *, name: str = "time") -> int:
+    """Milliseconds since the epoch from an int (ms), ``datetime``, ``date``,
+    ``pd.Timestamp``, or a string (``YYYYMMDD``, ``YYYY-MM-DD`` or ISO 8601).
+
+    Naive datetimes and strings without an offset are taken as UTC.
+    """
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be a date or ms timestamp, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        s = value.strip()
+        try:
+            if _DATE_RE.match(s):
+                s = s.replace("-", "")
+                d = dt.datetime.strptime(s, "%Y%m%d").replace(tzinfo=dt.UTC)
+                return _dt_ms(d)
+            ts = pd.Timestamp(s)
+        except (ValueError, OverflowError) as exc:
+            raise InvalidRequest(
+                f"{name} {value!r} is not a date; use YYYYMMDD, YYYY-MM-DD or ISO 8601"
+            ) from exc
+        return _ts_ms(ts, name, value)
+    if isinstance(value, dt.datetime | pd.Timestamp):
+        return _ts_ms(pd.Timestamp(value), name, value)
+    if isinstance(value, dt.date):
+        return _dt_ms(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC))
+    raise InvalidRequest(
+        f"{name} must be an int (ms), datetime, date or date string, got {type(value).__name__}"
+    )
+
+
+def _ts_ms(ts: pd.Timestamp, name: str, raw: object) -> int:
+    if ts is pd.NaT or pd.isna(ts):
+        raise InvalidRequest(f"{name} {raw!r} is not a time (NaT)")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1_000_000)

@@ -1,0 +1,416 @@
+"""The storage contract: every backend passes this suite unchanged.
+
+Parametrised over memory, parquet, arctic+lmdb, arctic+s3 (local moto server) and
+redis (a real redis-server); see ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mdcollect import (
+    DataCollectionStorage,
+    DatasetKey,
+    Interval,
+    IntervalSet,
+    InvalidRequest,
+    open_storage,
+)
+from tests.conftest import DAY, MINUTE, T0, candles, run_python
+
+KEY = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
+PERSISTENT = ["parquet", "arctic_lmdb", "arctic_s3", "redis"]
+
+
+def ms_index(frame: pd.DataFrame) -> list[int]:
+    return [int(v) for v in frame.index.as_unit("ns").asi8 // 1_000_000]
+
+
+# -- write / read -----------------------------------------------------------------------
+
+
+def test_round_trip_values_index_and_dtypes(store: DataCollectionStorage) -> None:
+    frame = candles(T0, 120)
+    assert store.write(KEY, frame, covered=Interval(T0, T0 + 120 * MINUTE)) == 120
+    out = store.read(KEY)
+    assert out.index.name == "timestamp"
+    assert str(out.index.tz) == "UTC"
+    assert out.index.is_monotonic_increasing and out.index.is_unique
+    assert list(out.columns) == ["open", "high", "low", "close", "volume"]
+    assert all(str(t) == "float64" for t in out.dtypes)
+    pd.testing.assert_frame_equal(out, frame, check_freq=False)
+
+
+def test_timestamp_column_of_ms_ints_is_accepted(store: DataCollectionStorage) -> None:
+    frame = candles(T0, 10)
+    flat = frame.reset_index(drop=True)
+    flat.insert(0, "timestamp", ms_index(frame))
+    store.write(KEY, flat)
+    pd.testing.assert_frame_equal(store.read(KEY), frame, check_freq=False)
+
+
+def test_upsert_overlapping_out_of_order_and_duplicated(store: DataCollectionStorage) -> None:
+    first = candles(T0, 100, seed=1)
+    store.write(KEY, first)
+    second = candles(T0 + 50 * MINUTE, 100, seed=2)  # overlaps rows 50..99
+    shuffled = second.sample(frac=1.0, random_state=3)
+    duplicated = pd.concat([shuffled.iloc[:10].assign(close=-1.0), shuffled])  # last wins
+    assert store.write(KEY, duplicated) == 100
+    out = store.read(KEY)
+    assert len(out) == 150
+    assert out.index.is_unique and out.index.is_monotonic_increasing
+    expected = pd.concat([first.iloc[:50], second])
+    pd.testing.assert_frame_equal(out, expected, check_freq=False)
+    assert (out["close"] != -1.0).all()
+
+
+def test_rewriting_same_rows_is_idempotent(store: DataCollectionStorage) -> None:
+    frame = candles(T0, 60)
+    for _ in range(3):
+        store.write(KEY, frame, covered=Interval(T0, T0 + 60 * MINUTE))
+    pd.testing.assert_frame_equal(store.read(KEY), frame, check_freq=False)
+    assert store.coverage(KEY) == IntervalSet([Interval(T0, T0 + 60 * MINUTE)])
+
+
+def test_read_is_half_open_and_selects_columns(store: DataCollectionStorage) -> None:
+    store.write(KEY, candles(T0, 100))
+    part = store.read(KEY, T0 + 10 * MINUTE, T0 + 20 * MINUTE)
+    assert ms_index(part) == [T0 + i * MINUTE for i in range(10, 20)]
+    cols = store.read(KEY, T0, T0 + 5 * MINUTE, columns=["close", "open"])
+    assert list(cols.columns) == ["close", "open"]
+    assert len(cols) == 5
+    assert len(store.read(KEY, start=T0 + 95 * MINUTE)) == 5
+    assert len(store.read(KEY, end=T0 + 5 * MINUTE)) == 5
+    assert len(store.read(KEY, T0 + 200 * MINUTE, T0 + 300 * MINUTE)) == 0
+
+
+def test_missing_dataset_reads_empty_with_schema(store: DataCollectionStorage) -> None:
+    out = store.read(DatasetKey("okx", "ETH/USDT", "ohlcv", "1h"))
+    assert len(out) == 0
+    assert list(out.columns) == ["open", "high", "low", "close", "volume"]
+    assert str(out.index.tz) == "UTC"
+    assert store.coverage(DatasetKey("okx", "ETH/USDT", "ohlcv", "1h")) == IntervalSet()
+
+
+def test_many_small_writes_equal_one_big(store: DataCollectionStorage) -> None:
+    frame = candles(T0, 30 * 60)
+    for day in range(30):
+        part = frame.iloc[day * 60 : (day + 1) * 60]
+        lo = T0 + day * 60 * MINUTE
+        store.write(KEY, part, covered=Interval(lo, lo + 60 * MINUTE))
+    pd.testing.assert_frame_equal(store.read(KEY), frame, check_freq=False)
+    assert store.coverage(KEY) == IntervalSet([Interval(T0, T0 + 30 * 60 * MINUTE)])
+
+
+def test_optional_trades_column_is_int64(store: DataCollectionStorage) -> None:
+    frame = candles(T0, 10).assign(trades=np.arange(10, dtype=np.int64) * 3)
+    store.write(KEY, frame)
+    out = store.read(KEY)
+    assert str(out["trades"].dtype) == "int64"
+    assert out["trades"].tolist() == [i * 3 for i in range(10)]
+
+
+# -- other kinds --------------------------------------------------------------------------
+
+
+def test_trades_identity_is_timestamp_and_id(store: DataCollectionStorage) -> None:
+    key = DatasetKey("binance", "BTC/USDT", "trades")
+    ts = [T0, T0, T0, T0 + 5, T0 + 5]
+    trades = pd.DataFrame(
+        {
+            "timestamp": ts,
+            "id": ["10", "9", "11", "12", "13"],
+            "price": [1.0, 2.0, 3.0, 4.0, 5.0],
+            "amount": [0.1, 0.2, 0.3, 0.4, 0.5],
+            "side": ["buy", "sell", "buy", "sell", "buy"],
+        }
+    )
+    store.write(key, trades)
+    again = pd.DataFrame(
+        {"timestamp": [T0 + 5, T0 + 7], "id": ["12", "14"], "price": [40.0, 6.0],
+         "amount": [0.4, 0.6], "side": ["sell", "buy"]}
+    )  # fmt: skip
+    store.write(key, again)
+    out = store.read(key)
+    assert out["id"].tolist() == ["9", "10", "11", "12", "13", "14"]
+    assert out["price"].tolist() == [2.0, 1.0, 3.0, 40.0, 5.0, 6.0]
+    assert out["side"].tolist() == ["sell", "buy", "buy", "sell", "buy", "buy"]
+    assert ms_index(out) == [T0, T0, T0, T0 + 5, T0 + 5, T0 + 7]
+    assert out["id"].map(type).eq(str).all()
+
+
+@pytest.mark.parametrize(
+    ("kind", "columns"),
+    [
+        ("ticker", {"bid": 1.0, "ask": 1.1, "last": 1.05, "bid_size": 2.0, "ask_size": 3.0}),
+        ("funding", {"rate": 0.0001, "mark_price": 100.0, "index_price": 99.9}),
+        ("orderbook", {f"{s}_{w}_{i}": float(i + 1) for s in ("bid", "ask") for w in ("px", "sz") for i in range(3)}),
+    ],
+)  # fmt: skip
+def test_other_kinds_round_trip(
+    store: DataCollectionStorage, kind: str, columns: dict[str, float]
+) -> None:
+    key = DatasetKey("okx", "BTC/USDT:USDT", kind)  # type: ignore[arg-type]
+    idx = pd.date_range("2024-01-01", periods=20, freq="1s", tz="UTC", name="timestamp")
+    frame = pd.DataFrame({c: np.full(20, v) + np.arange(20) for c, v in columns.items()}, index=idx)
+    store.write(key, frame, covered=Interval(T0, T0 + 20_000))
+    out = store.read(key)
+    assert set(out.columns) == set(columns)
+    pd.testing.assert_frame_equal(out[list(frame.columns)], frame, check_freq=False)
+    assert store.coverage(key) == IntervalSet([Interval(T0, T0 + 20_000)])
+
+
+# -- coverage -------------------------------------------------------------------------------
+
+
+def test_coverage_grows_only_with_covered(store: DataCollectionStorage) -> None:
+    assert store.coverage(KEY) == IntervalSet()
+    store.write(KEY, candles(T0, 10))
+    assert store.coverage(KEY) == IntervalSet()
+    store.write(KEY, candles(T0, 10), covered=Interval(T0, T0 + 10 * MINUTE))
+    store.write(KEY, candles(T0 + 20 * MINUTE, 10), covered=Interval(T0 + 20 * MINUTE, T0 + 30 * MINUTE))
+    assert store.coverage(KEY) == IntervalSet(
+        [Interval(T0, T0 + 10 * MINUTE), Interval(T0 + 20 * MINUTE, T0 + 30 * MINUTE)]
+    )
+    store.write(KEY, candles(T0 + 10 * MINUTE, 10), covered=Interval(T0 + 10 * MINUTE, T0 + 20 * MINUTE))
+    assert list(store.coverage(KEY)) == [Interval(T0, T0 + 30 * MINUTE)]
+
+
+def test_empty_frame_can_cover_a_range_without_data(store: DataCollectionStorage) -> None:
+    """Before a listing or in an outage the source has nothing: still covered, still no rows."""
+    empty = candles(T0, 0)
+    store.write(KEY, empty, covered=Interval(T0 - DAY, T0))
+    assert store.coverage(KEY) == IntervalSet([Interval(T0 - DAY, T0)])
+    assert len(store.read(KEY)) == 0
+    assert KEY in store.keys()
+
+
+def test_coverage_and_rows_persist_across_instances(
+    open_store: Callable[[], DataCollectionStorage],
+) -> None:
+    a = open_store()
+    a.write(KEY, candles(T0, 50), covered=Interval(T0, T0 + 50 * MINUTE))
+    a.store("note", {"x": 1}, T0)
+    b = open_store()
+    assert b.coverage(KEY) == IntervalSet([Interval(T0, T0 + 50 * MINUTE)])
+    assert len(b.read(KEY)) == 50
+    assert b.fetch("note", T0, T0 + 1) == [(T0, {"x": 1})]
+
+
+def test_delete_range_removes_rows_and_coverage(store: DataCollectionStorage) -> None:
+    store.write(KEY, candles(T0, 100), covered=Interval(T0, T0 + 100 * MINUTE))
+    store.delete(KEY, T0 + 40 * MINUTE, T0 + 60 * MINUTE)
+    out = store.read(KEY)
+    assert len(out) == 80
+    assert not any(T0 + 40 * MINUTE <= t < T0 + 60 * MINUTE for t in ms_index(out))
+    assert store.coverage(KEY) == IntervalSet(
+        [Interval(T0, T0 + 40 * MINUTE), Interval(T0 + 60 * MINUTE, T0 + 100 * MINUTE)]
+    )
+    # writing the hole back restores it
+    store.write(KEY, candles(T0, 100).iloc[40:60], covered=Interval(T0 + 40 * MINUTE, T0 + 60 * MINUTE))
+    pd.testing.assert_frame_equal(store.read(KEY), candles(T0, 100), check_freq=False)
+
+
+def test_delete_whole_dataset(store: DataCollectionStorage) -> None:
+    other = DatasetKey("binance", "ETH/USDT", "ohlcv", "1m")
+    store.write(KEY, candles(T0, 10), covered=Interval(T0, T0 + 10 * MINUTE))
+    store.write(other, candles(T0, 10))
+    store.delete(KEY)
+    assert store.keys() == [other]
+    assert len(store.read(KEY)) == 0
+    assert store.coverage(KEY) == IntervalSet()
+    assert len(store.read(other)) == 10
+
+
+def test_keys_filters(store: DataCollectionStorage) -> None:
+    keys = [
+        DatasetKey("binance", "BTC/USDT", "ohlcv", "1m"),
+        DatasetKey("binance", "BTC/USDT", "ohlcv", "1h"),
+        DatasetKey("okx", "BTC/USDT:USDT", "ohlcv", "1m"),
+    ]
+    for k in keys:
+        store.write(k, candles(T0, 3))
+    tkey = DatasetKey("binance", "BTC/USDT", "trades")
+    store.write(
+        tkey,
+        pd.DataFrame({"timestamp": [T0], "id": ["1"], "price": [1.0], "amount": [1.0], "side": ["buy"]}),
+    )
+    assert store.keys() == sorted([*keys, tkey])
+    assert store.keys(exchange="okx") == [keys[2]]
+    assert store.keys(kind="trades") == [tkey]
+    assert store.keys(exchange="binance", kind="ohlcv") == sorted(keys[:2])
+
+
+# -- single points ----------------------------------------------------------------------------
+
+
+def test_store_and_fetch_points(store: DataCollectionStorage) -> None:
+    store.store("ticker:BTC/USDT", {"bid": 1.5, "ask": 1.6}, T0 + 2000)
+    store.store("ticker:BTC/USDT", [1, 2, "x"], T0)
+    store.store("ticker:BTC/USDT", "replaced", T0 + 1000)
+    store.store("ticker:BTC/USDT", "final", T0 + 1000)
+    store.store("other", 7, T0)
+    assert store.fetch("ticker:BTC/USDT", T0, T0 + 2000) == [(T0, [1, 2, "x"]), (T0 + 1000, "final")]
+    assert store.fetch("ticker:BTC/USDT", T0, T0 + 2001)[-1] == (T0 + 2000, {"ask": 1.6, "bid": 1.5})
+    assert store.fetch("missing", T0, T0 + 10) == []
+    with pytest.raises(InvalidRequest, match="JSON"):
+        store.store("bad", object(), T0)
+    with pytest.raises(InvalidRequest, match="timestamp"):
+        store.store("bad", 1, "2024-01-01")  # type: ignore[arg-type]
+
+
+# -- hostile names -----------------------------------------------------------------------------
+
+HOSTILE = [
+    "../../etc",
+    "BTC/USDT:USDT",
+    "with space/USD",
+    "ünï/cødé€",
+    "%2F%00/x",
+    "..",
+    ".",
+    "a\\b/c",
+    "*?<>|\"'/`$(x)",
+    "C:/Windows",
+]
+
+
+def test_hostile_symbols_round_trip_and_stay_inside_root(
+    store: DataCollectionStorage, backend: str, tmp_path: Path
+) -> None:
+    before = {p for p in tmp_path.parent.rglob("*")} - {p for p in tmp_path.rglob("*")}
+    keys = [DatasetKey("binance", s, "ohlcv", "1m") for s in HOSTILE]
+    for i, k in enumerate(keys):
+        store.write(k, candles(T0, 3, seed=i), covered=Interval(T0, T0 + 3 * MINUTE))
+        store.store(k.symbol, {"i": i}, T0)
+    assert store.keys() == sorted(keys)
+    for i, k in enumerate(keys):
+        pd.testing.assert_frame_equal(store.read(k), candles(T0, 3, seed=i), check_freq=False)
+        assert store.fetch(k.symbol, T0, T0 + 1) == [(T0, {"i": i})]
+    after = {p for p in tmp_path.parent.rglob("*")} - {p for p in tmp_path.rglob("*")}
+    assert after == before, "files were created outside the test's directory"
+    if backend in ("parquet", "arctic_lmdb"):
+        root = tmp_path / ("pq" if backend == "parquet" else "lmdb")
+        for p in tmp_path.rglob("*"):
+            assert p == root or root in p.parents, p
+        assert not any(p.name in ("etc", "Windows") for p in tmp_path.rglob("*"))
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def _bad_frames() -> dict[str, tuple[pd.DataFrame, str]]:
+    good = candles(T0, 5)
+    naive = good.copy()
+    naive.index = naive.index.tz_localize(None)
+    other_tz = good.copy()
+    other_tz.index = other_tz.index.tz_convert("Europe/Berlin")
+    nan_ts = good.reset_index(drop=True)
+    nan_ts.insert(0, "timestamp", [T0, np.nan, T0 + 2 * MINUTE, T0 + 3 * MINUTE, T0 + 4 * MINUTE])
+    return {
+        "missing column": (good.drop(columns=["close"]), "close"),
+        "unknown column": (good.assign(foo=1.0), "foo"),
+        "naive index": (naive, "naive"),
+        "non-UTC index": (other_tz, "UTC"),
+        "NaN timestamps": (nan_ts, "NaN"),
+        "no time index": (good.reset_index(drop=True), "DatetimeIndex"),
+        "text in price": (good.assign(close="x"), "close"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_frames()))
+def test_bad_frames_are_refused_and_nothing_written(store: DataCollectionStorage, case: str) -> None:
+    frame, needle = _bad_frames()[case]
+    with pytest.raises(InvalidRequest, match=needle):
+        store.write(KEY, frame, covered=Interval(T0, T0 + 5 * MINUTE))
+    assert store.keys() == []
+    assert store.coverage(KEY) == IntervalSet()
+
+
+def test_bad_ranges_and_arguments(store: DataCollectionStorage) -> None:
+    with pytest.raises(InvalidRequest, match="after start"):
+        Interval(T0, T0)
+    with pytest.raises(InvalidRequest, match="after start"):
+        Interval(T0, T0 - 1)
+    with pytest.raises(InvalidRequest, match="covered"):
+        store.write(KEY, candles(T0, 1), covered=(T0, T0 + MINUTE))  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="after start"):
+        store.read(KEY, T0 + 10, T0)
+    with pytest.raises(InvalidRequest, match="after start"):
+        store.delete(KEY, T0 + 10, T0)
+    with pytest.raises(InvalidRequest, match="start"):
+        store.read(KEY, "2024-01-01", None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="trades"):
+        store.write(
+            DatasetKey("binance", "BTC/USDT", "trades"),
+            pd.DataFrame({"timestamp": [T0], "id": ["1"], "price": [1.0], "amount": [1.0], "side": ["long"]}),
+        )
+    with pytest.raises(InvalidRequest, match="kind"):
+        store.keys(kind="candles")  # type: ignore[arg-type]
+    assert store.keys() == []
+
+
+def test_unknown_url_scheme() -> None:
+    with pytest.raises(InvalidRequest, match="ftp"):
+        open_storage("ftp://example/x")
+    with pytest.raises(InvalidRequest, match="not valid"):
+        open_storage("just/a/path")
+
+
+# -- across processes --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", PERSISTENT, indirect=True)
+def test_two_processes_writing_one_key_lose_nothing(storage_url: str, backend: str) -> None:
+    """Interleaved writers of one dataset (real processes) keep every row and all coverage."""
+    n = 25
+    code = textwrap.dedent(
+        f"""
+        import sys, pandas as pd
+        from mdcollect import open_storage, DatasetKey, Interval
+        parity = int(sys.argv[1])
+        st = open_storage({storage_url!r})
+        key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
+        for i in range({n}):
+            m = 2 * i + parity
+            ts = {T0} + m * {MINUTE}
+            f = pd.DataFrame({{"timestamp": [ts], "open": [m], "high": [m], "low": [m], "close": [m], "volume": [1.0]}})
+            st.write(key, f, covered=Interval(ts, ts + {MINUTE}))
+        st.close()
+        """
+    )
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(p)], stderr=subprocess.PIPE, text=True)
+        for p in (0, 1)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+    with open_storage(storage_url) as st:
+        out = st.read(KEY)
+        assert out["close"].tolist() == [float(m) for m in range(2 * n)]
+        assert st.coverage(KEY) == IntervalSet([Interval(T0, T0 + 2 * n * MINUTE)])
+
+
+@pytest.mark.parametrize("backend", PERSISTENT, indirect=True)
+def test_coverage_is_visible_to_another_process(storage_url: str) -> None:
+    with open_storage(storage_url) as st:
+        st.write(KEY, candles(T0, 10), covered=Interval(T0, T0 + 10 * MINUTE))
+    res = run_python(
+        "import json; from mdcollect import open_storage, DatasetKey\n"
+        f"st = open_storage({storage_url!r})\n"
+        "k = DatasetKey('binance', 'BTC/USDT', 'ohlcv', '1m')\n"
+        "print(json.dumps([st.coverage(k).to_list(), len(st.read(k))]))\n"
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == [[[T0, T0 + 10 * MINUTE]], 10]
