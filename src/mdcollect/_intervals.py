@@ -27,13 +27,21 @@ def _int(value: object, name: str) -> int:
     return value
 
 
+def _int_start(value: object) -> int:
+    return _int(value, "start")
+
+
+def _int_end(value: object) -> int:
+    return _int(value, "end")
+
+
 def _fmt(ts: int) -> str:
     try:
         d = dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)
     except (OverflowError, OSError, ValueError):
         return str(ts)
-    return d.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3].removesuffix(" 00:00:00.000").removesuffix(
-        ".000"
+    return (
+        d.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3].removesuffix(" 00:00:00.000").removesuffix(".000")
     )
 
 
@@ -47,8 +55,8 @@ class Interval:
     (True, False)
     """
 
-    start: int = field(converter=lambda v: _int(v, "start"))
-    end: int = field(converter=lambda v: _int(v, "end"))
+    start: int = field(converter=_int_start)
+    end: int = field(converter=_int_end)
 
     def __attrs_post_init__(self) -> None:
         if self.end <= self.start:

@@ -94,7 +94,12 @@ _SIDES: Final = frozenset({"buy", "sell"})
 
 
 def _book_columns(depth: int) -> list[str]:
-    return [f"{side}_{what}_{i}" for side in ("bid", "ask") for what in ("px", "sz") for i in range(depth)]
+    return [
+        f"{side}_{what}_{i}"
+        for side in ("bid", "ask")
+        for what in ("px", "sz")
+        for i in range(depth)
+    ]
 
 
 def _check_book_columns(columns: Sequence[str]) -> list[str]:
@@ -197,8 +202,7 @@ def normalize_frame(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
         unknown = [c for c in data_cols if c not in schema.required and c not in schema.optional]
         if unknown:
             raise InvalidRequest(
-                f"column(s) {unknown} are not in the {kind} schema; allowed: "
-                f"{schema.columns()}"
+                f"column(s) {unknown} are not in the {kind} schema; allowed: {schema.columns()}"
             )
         cols = schema.columns(data_cols)
     out: dict[str, object] = {}
@@ -252,7 +256,7 @@ def _dedupe_sort(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
         if not frame.index.is_monotonic_increasing:
             frame = frame.sort_index(kind="stable")
         return frame
-    ts = frame.index.asi8
+    ts = index_ms(frame)
     ids = frame["id"].to_numpy()
     lengths, text = _sort_key_ids(ids)
     # keep the last occurrence of each (timestamp, id)
@@ -260,7 +264,9 @@ def _dedupe_sort(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
     ts_o, len_o, text_o = ts[order], lengths[order], text[order]
     first = np.ones(len(order), dtype=bool)
     if len(order) > 1:
-        first[1:] = (ts_o[1:] != ts_o[:-1]) | (len_o[1:] != len_o[:-1]) | (text_o[1:] != text_o[:-1])
+        first[1:] = (
+            (ts_o[1:] != ts_o[:-1]) | (len_o[1:] != len_o[:-1]) | (text_o[1:] != text_o[:-1])
+        )
     # lexsort put the last occurrence first within each group (reversed position key)
     keep = order[first]
     if len(keep) == len(frame) and np.all(np.diff(keep) > 0):
@@ -332,8 +338,8 @@ def conform(kind: Kind, frame: pd.DataFrame, columns: Sequence[str] | None = Non
         return empty_frame(kind, cols)
     out = frame.reindex(columns=cols)
     for c in cols:
-        want = _pandas_dtype(schema.dtype(c))
-        if str(out[c].dtype) != want:
+        want = np.dtype(_pandas_dtype(schema.dtype(c)))
+        if out[c].dtype != want:
             out[c] = out[c].astype(want)
     idx = out.index
     if not isinstance(idx, pd.DatetimeIndex):

@@ -59,9 +59,7 @@ class Timeframe:
         if isinstance(value, Timeframe):
             return value
         if not isinstance(value, str):
-            raise InvalidRequest(
-                f"timeframe must be a string such as '1m' or '1h', got {value!r}"
-            )
+            raise InvalidRequest(f"timeframe must be a string such as '1m' or '1h', got {value!r}")
         m = _TF_RE.match(value.strip())
         if m is None:
             raise InvalidRequest(
@@ -185,7 +183,7 @@ def to_ms(value: object, *, name: str = "time") -> int:
 
 
 def _ts_ms(ts: pd.Timestamp, name: str, raw: object) -> int:
-    if ts is pd.NaT or pd.isna(ts):
+    if pd.isna(ts):
         raise InvalidRequest(f"{name} {raw!r} is not a time (NaT)")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return int(ts.value // 1_000_000)

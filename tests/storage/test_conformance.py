@@ -175,11 +175,15 @@ def test_coverage_grows_only_with_covered(store: DataCollectionStorage) -> None:
     store.write(KEY, candles(T0, 10))
     assert store.coverage(KEY) == IntervalSet()
     store.write(KEY, candles(T0, 10), covered=Interval(T0, T0 + 10 * MINUTE))
-    store.write(KEY, candles(T0 + 20 * MINUTE, 10), covered=Interval(T0 + 20 * MINUTE, T0 + 30 * MINUTE))
+    store.write(
+        KEY, candles(T0 + 20 * MINUTE, 10), covered=Interval(T0 + 20 * MINUTE, T0 + 30 * MINUTE)
+    )
     assert store.coverage(KEY) == IntervalSet(
         [Interval(T0, T0 + 10 * MINUTE), Interval(T0 + 20 * MINUTE, T0 + 30 * MINUTE)]
     )
-    store.write(KEY, candles(T0 + 10 * MINUTE, 10), covered=Interval(T0 + 10 * MINUTE, T0 + 20 * MINUTE))
+    store.write(
+        KEY, candles(T0 + 10 * MINUTE, 10), covered=Interval(T0 + 10 * MINUTE, T0 + 20 * MINUTE)
+    )
     assert list(store.coverage(KEY)) == [Interval(T0, T0 + 30 * MINUTE)]
 
 
@@ -214,7 +218,9 @@ def test_delete_range_removes_rows_and_coverage(store: DataCollectionStorage) ->
         [Interval(T0, T0 + 40 * MINUTE), Interval(T0 + 60 * MINUTE, T0 + 100 * MINUTE)]
     )
     # writing the hole back restores it
-    store.write(KEY, candles(T0, 100).iloc[40:60], covered=Interval(T0 + 40 * MINUTE, T0 + 60 * MINUTE))
+    store.write(
+        KEY, candles(T0, 100).iloc[40:60], covered=Interval(T0 + 40 * MINUTE, T0 + 60 * MINUTE)
+    )
     pd.testing.assert_frame_equal(store.read(KEY), candles(T0, 100), check_freq=False)
 
 
@@ -240,7 +246,9 @@ def test_keys_filters(store: DataCollectionStorage) -> None:
     tkey = DatasetKey("binance", "BTC/USDT", "trades")
     store.write(
         tkey,
-        pd.DataFrame({"timestamp": [T0], "id": ["1"], "price": [1.0], "amount": [1.0], "side": ["buy"]}),
+        pd.DataFrame(
+            {"timestamp": [T0], "id": ["1"], "price": [1.0], "amount": [1.0], "side": ["buy"]}
+        ),
     )
     assert store.keys() == sorted([*keys, tkey])
     assert store.keys(exchange="okx") == [keys[2]]
@@ -257,8 +265,14 @@ def test_store_and_fetch_points(store: DataCollectionStorage) -> None:
     store.store("ticker:BTC/USDT", "replaced", T0 + 1000)
     store.store("ticker:BTC/USDT", "final", T0 + 1000)
     store.store("other", 7, T0)
-    assert store.fetch("ticker:BTC/USDT", T0, T0 + 2000) == [(T0, [1, 2, "x"]), (T0 + 1000, "final")]
-    assert store.fetch("ticker:BTC/USDT", T0, T0 + 2001)[-1] == (T0 + 2000, {"ask": 1.6, "bid": 1.5})
+    assert store.fetch("ticker:BTC/USDT", T0, T0 + 2000) == [
+        (T0, [1, 2, "x"]),
+        (T0 + 1000, "final"),
+    ]
+    assert store.fetch("ticker:BTC/USDT", T0, T0 + 2001)[-1] == (
+        T0 + 2000,
+        {"ask": 1.6, "bid": 1.5},
+    )
     assert store.fetch("missing", T0, T0 + 10) == []
     with pytest.raises(InvalidRequest, match="JSON"):
         store.store("bad", object(), T0)
@@ -326,7 +340,9 @@ def _bad_frames() -> dict[str, tuple[pd.DataFrame, str]]:
 
 
 @pytest.mark.parametrize("case", list(_bad_frames()))
-def test_bad_frames_are_refused_and_nothing_written(store: DataCollectionStorage, case: str) -> None:
+def test_bad_frames_are_refused_and_nothing_written(
+    store: DataCollectionStorage, case: str
+) -> None:
     frame, needle = _bad_frames()[case]
     with pytest.raises(InvalidRequest, match=needle):
         store.write(KEY, frame, covered=Interval(T0, T0 + 5 * MINUTE))
@@ -350,7 +366,9 @@ def test_bad_ranges_and_arguments(store: DataCollectionStorage) -> None:
     with pytest.raises(InvalidRequest, match="trades"):
         store.write(
             DatasetKey("binance", "BTC/USDT", "trades"),
-            pd.DataFrame({"timestamp": [T0], "id": ["1"], "price": [1.0], "amount": [1.0], "side": ["long"]}),
+            pd.DataFrame(
+                {"timestamp": [T0], "id": ["1"], "price": [1.0], "amount": [1.0], "side": ["long"]}
+            ),
         )
     with pytest.raises(InvalidRequest, match="kind"):
         store.keys(kind="candles")  # type: ignore[arg-type]

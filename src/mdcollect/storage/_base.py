@@ -192,9 +192,7 @@ def _check_range(
     return lo, hi
 
 
-def clip_range(
-    set_: IntervalSet, start: int | None, end: int | None
-) -> IntervalSet:
+def clip_range(set_: IntervalSet, start: int | None, end: int | None) -> IntervalSet:
     """``set_`` minus ``[start, end)`` (open bounds reach to infinity)."""
     lo = start if start is not None else -(2**62)
     hi = end if end is not None else 2**62

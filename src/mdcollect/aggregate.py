@@ -1,0 +1,281 @@
+"""Trades into closed candles, many timeframes at once, vectorised.
+
+One implementation serves the historical :class:`~mdcollect.backfill.TradesBackfill`
+and the live :class:`~mdcollect.collectors.TradesCollector`.
+
+>>> from mdcollect.aggregate import trades_to_ohlcv
+>>> candles = trades_to_ohlcv(trades, "1m")                 # one frame
+>>> frames = trades_to_ohlcv(trades, ["1s", "1m", "1h"])    # dict of frames
+
+Candles align to UTC interval boundaries (weeks to Monday), never to the first
+trade. A candle is emitted only when closed: with ``end`` given, only candles
+ending at or before ``end``; without it, the trades are taken as complete.
+``fill_empty=True`` adds Binance-style flat candles for empty intervals (open =
+high = low = close = the previous close, zero volume, zero trades).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import overload
+
+import numpy as np
+import pandas as pd
+
+from ._errors import InvalidRequest
+from ._schema import index_ms, normalize_frame
+from ._time import Timeframe
+
+__all__ = ["CandleBins", "trades_to_ohlcv"]
+
+_WEEK_OFFSET = 4 * 86_400_000
+
+
+class CandleBins:
+    """Candles as parallel numpy arrays (start ms, OHLC, volume, trade count)."""
+
+    __slots__ = ("close", "count", "high", "low", "open", "start", "volume")
+
+    def __init__(
+        self,
+        start: np.ndarray,
+        open_: np.ndarray,
+        high: np.ndarray,
+        low: np.ndarray,
+        close: np.ndarray,
+        volume: np.ndarray,
+        count: np.ndarray,
+    ) -> None:
+        self.start, self.open, self.high, self.low = start, open_, high, low
+        self.close, self.volume, self.count = close, volume, count
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @classmethod
+    def from_trades(
+        cls, ts: np.ndarray, price: np.ndarray, amount: np.ndarray, tf: Timeframe
+    ) -> CandleBins:
+        """Aggregate trades (sorted by time) into ``tf`` bins."""
+        return cls._reduce(_floor(ts, tf), price, price, price, price, amount, None)
+
+    def coarsen(self, tf: Timeframe) -> CandleBins:
+        """These candles merged into the coarser ``tf`` (its bins must be unions of ours)."""
+        return self._reduce(
+            _floor(self.start, tf),
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.count,
+        )
+
+    @classmethod
+    def _reduce(
+        cls,
+        bins: np.ndarray,
+        open_: np.ndarray,
+        high: np.ndarray,
+        low: np.ndarray,
+        close: np.ndarray,
+        volume: np.ndarray,
+        count: np.ndarray | None,
+    ) -> CandleBins:
+        n = len(bins)
+        if n == 0:
+            e_f = np.empty(0, dtype=np.float64)
+            return cls(np.empty(0, dtype=np.int64), e_f, e_f, e_f, e_f, e_f, np.empty(0, np.int64))
+        starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
+        ends = np.r_[starts[1:], n]
+        cnt = (ends - starts) if count is None else np.add.reduceat(count, starts)
+        return cls(
+            bins[starts],
+            open_[starts],
+            np.maximum.reduceat(high, starts),
+            np.minimum.reduceat(low, starts),
+            close[ends - 1],
+            np.add.reduceat(volume, starts),
+            cnt.astype(np.int64),
+        )
+
+    def fill(self, tf: Timeframe, start: int | None, end: int | None) -> CandleBins:
+        """Add flat zero-volume candles for the empty bins between candles (and up to ``end``)."""
+        if len(self) == 0:
+            return self
+        first = int(self.start[0])
+        last_end = int(self.start[-1])
+        if end is not None:
+            last_end = max(last_end, _floor(np.array([end - 1]), tf)[0])
+        if tf.is_calendar:
+            grid = _calendar_grid(first, last_end)
+        else:
+            grid = np.arange(first, last_end + 1, tf.ms, dtype=np.int64)
+        if len(grid) == len(self):
+            return self
+        pos = np.searchsorted(self.start, grid)
+        pos_c = np.minimum(pos, len(self) - 1)
+        present = self.start[pos_c] == grid
+        # index of the last real candle at or before each grid bin
+        prev = np.where(present, pos_c, pos - 1)
+        prev_close = self.close[prev]
+        pick = np.where(present, pos_c, 0)
+        zero_f = np.zeros(len(grid))
+        return CandleBins(
+            grid,
+            np.where(present, self.open[pick], prev_close),
+            np.where(present, self.high[pick], prev_close),
+            np.where(present, self.low[pick], prev_close),
+            np.where(present, self.close[pick], prev_close),
+            np.where(present, self.volume[pick], zero_f),
+            np.where(present, self.count[pick], 0).astype(np.int64),
+        )
+
+    def clip(self, tf: Timeframe, start: int | None, end: int | None) -> CandleBins:
+        """Only candles that start at or after ``start`` and end at or before ``end``."""
+        keep = np.ones(len(self), dtype=bool)
+        if start is not None:
+            keep &= self.start >= start
+        if end is not None:
+            keep &= _bin_end(self.start, tf) <= end
+        if keep.all():
+            return self
+        return CandleBins(
+            *(
+                getattr(self, a)[keep]
+                for a in ("start", "open", "high", "low", "close", "volume", "count")
+            )
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The candles in the ohlcv schema (``trades`` holds the trade count)."""
+        index = pd.DatetimeIndex(
+            pd.to_datetime(self.start, unit="ms", utc=True).as_unit("ns"), name="timestamp"
+        )
+        return pd.DataFrame(
+            {
+                "open": self.open.astype(np.float64),
+                "high": self.high.astype(np.float64),
+                "low": self.low.astype(np.float64),
+                "close": self.close.astype(np.float64),
+                "volume": self.volume.astype(np.float64),
+                "trades": self.count.astype(np.int64),
+            },
+            index=index,
+        )
+
+
+def _floor(ts: np.ndarray, tf: Timeframe) -> np.ndarray:
+    ts = ts.astype(np.int64, copy=False)
+    if tf.is_calendar:
+        months = ts.astype("datetime64[ms]").astype("datetime64[M]")
+        return months.astype("datetime64[ms]").astype(np.int64)
+    step = tf.ms
+    if tf.unit == "w":
+        return (ts - _WEEK_OFFSET) // step * step + _WEEK_OFFSET
+    return ts // step * step
+
+
+def _bin_end(start: np.ndarray, tf: Timeframe) -> np.ndarray:
+    if tf.is_calendar:
+        months = start.astype("datetime64[ms]").astype("datetime64[M]") + 1
+        return months.astype("datetime64[ms]").astype(np.int64)
+    return start + tf.ms
+
+
+def _calendar_grid(first: int, last: int) -> np.ndarray:
+    a = np.datetime64(first, "ms").astype("datetime64[M]")
+    b = np.datetime64(last, "ms").astype("datetime64[M]")
+    return np.arange(a, b + 1).astype("datetime64[ms]").astype(np.int64)
+
+
+def _offset(tf: Timeframe) -> int:
+    return _WEEK_OFFSET if tf.unit == "w" else 0
+
+
+def _nests(fine: Timeframe, coarse: Timeframe) -> bool:
+    """True when every ``coarse`` bin is a union of whole ``fine`` bins."""
+    if fine.is_calendar:
+        return False
+    if coarse.is_calendar:
+        return 86_400_000 % fine.ms == 0
+    return coarse.ms % fine.ms == 0 and (_offset(coarse) - _offset(fine)) % fine.ms == 0
+
+
+def aggregate_bins(
+    ts: np.ndarray,
+    price: np.ndarray,
+    amount: np.ndarray,
+    timeframes: Sequence[Timeframe],
+) -> dict[Timeframe, CandleBins]:
+    """Unfilled, unclipped candles per timeframe; each derived from the finest that nests."""
+    done: dict[Timeframe, CandleBins] = {}
+    order = sorted(set(timeframes), key=lambda t: (t.is_calendar, 0 if t.is_calendar else t.ms))
+    for tf in order:
+        source = next((done[f] for f in reversed(list(done)) if _nests(f, tf)), None)
+        done[tf] = (
+            source.coarsen(tf)
+            if source is not None
+            else CandleBins.from_trades(ts, price, amount, tf)
+        )
+    return done
+
+
+@overload
+def trades_to_ohlcv(
+    trades: pd.DataFrame,
+    timeframe: str | Timeframe,
+    fill_empty: bool = ...,
+    *,
+    start: int | None = ...,
+    end: int | None = ...,
+) -> pd.DataFrame: ...
+@overload
+def trades_to_ohlcv(
+    trades: pd.DataFrame,
+    timeframe: list[str | Timeframe] | list[str] | list[Timeframe] | tuple[str | Timeframe, ...],
+    fill_empty: bool = ...,
+    *,
+    start: int | None = ...,
+    end: int | None = ...,
+) -> dict[str, pd.DataFrame]: ...
+def trades_to_ohlcv(
+    trades: pd.DataFrame,
+    timeframe: str | Timeframe | Sequence[str | Timeframe],
+    fill_empty: bool = False,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Closed candles in the ``ohlcv`` schema (with ``trades`` = trade count) from trades.
+
+    ``trades`` is a frame in the ``trades`` schema (UTC index or ``timestamp`` column).
+    ``timeframe`` is one timeframe (returns a frame) or a list (returns a dict keyed by
+    the timeframe strings). ``start``/``end`` (ms) bound the window the trades cover:
+    candles starting before ``start`` or ending after ``end`` are not closed within it
+    and are left out. ``fill_empty`` adds flat zero-volume candles for empty intervals
+    after the first trade, as Binance does.
+    """
+    single = isinstance(timeframe, str | Timeframe)
+    if isinstance(timeframe, str | Timeframe):
+        tfs = [Timeframe.parse(timeframe)]
+    else:
+        tfs = [Timeframe.parse(t) for t in timeframe]
+    if not tfs:
+        raise InvalidRequest("timeframe list is empty; give at least one such as '1m'")
+    norm = normalize_frame("trades", trades)
+    ts = index_ms(norm)
+    if start is not None or end is not None:
+        lo = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
+        hi = len(ts) if end is None else int(np.searchsorted(ts, end, side="left"))
+        norm, ts = norm.iloc[lo:hi], ts[lo:hi]
+    price = norm["price"].to_numpy(dtype=np.float64)
+    amount = norm["amount"].to_numpy(dtype=np.float64)
+    bins = aggregate_bins(ts, price, amount, tfs)
+    out: dict[str, pd.DataFrame] = {}
+    for tf in tfs:
+        b = bins[tf]
+        if fill_empty:
+            b = b.fill(tf, start, end)
+        out[str(tf)] = b.clip(tf, start, end).to_frame()
+    return out[str(tfs[0])] if single else out
