@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,7 +30,7 @@ def assert_normalised(s: IntervalSet) -> None:
     items = list(s)
     for iv in items:
         assert iv.start < iv.end
-    for a, b in zip(items, items[1:], strict=False):
+    for a, b in itertools.pairwise(items):
         assert a.end < b.start, "members must be sorted, disjoint and not touching"
 
 

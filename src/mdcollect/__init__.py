@@ -3,7 +3,11 @@
 >>> import mdcollect
 >>> storage = mdcollect.open_storage("memory://")
 >>> key = mdcollect.DatasetKey("binance", "BTC/USDT", "ohlcv", "1h")
+>>> report = mdcollect.ensure_data(["BTC/USDT"], "1h", "2024-01-01", "2024-01-31",
+...                                exchange="binance", storage=storage)
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ExchangeError, InvalidRequest, MdcollectError, RemoteError, StorageError
 from ._intervals import Interval, IntervalSet
@@ -11,11 +15,33 @@ from ._keys import DatasetKey
 from ._time import Timeframe
 from .storage import DataCollectionStorage, default_storage, open_storage
 
+if TYPE_CHECKING:
+    from .ensure import (
+        EnsureReport,
+        ensure_data,
+        ensure_data_async,
+        load_ohlcv,
+        load_ohlcv_async,
+    )
+    from .exchanges import ExchangeClient
+
 __version__ = "0.1.0.dev0"
+
+# Names whose modules import ccxt (about 1.5 s): loaded on first use.
+_LAZY = {
+    "EnsureReport": "mdcollect.ensure",
+    "ensure_data": "mdcollect.ensure",
+    "ensure_data_async": "mdcollect.ensure",
+    "load_ohlcv": "mdcollect.ensure",
+    "load_ohlcv_async": "mdcollect.ensure",
+    "ExchangeClient": "mdcollect.exchanges",
+}
 
 __all__ = [
     "DataCollectionStorage",
     "DatasetKey",
+    "EnsureReport",
+    "ExchangeClient",
     "ExchangeError",
     "Interval",
     "IntervalSet",
@@ -26,5 +52,24 @@ __all__ = [
     "Timeframe",
     "__version__",
     "default_storage",
+    "ensure_data",
+    "ensure_data_async",
+    "load_ohlcv",
+    "load_ohlcv_async",
     "open_storage",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mdcollect' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

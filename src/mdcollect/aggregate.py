@@ -52,6 +52,31 @@ class CandleBins:
     def __len__(self) -> int:
         return len(self.start)
 
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        return (self.start, self.open, self.high, self.low, self.close, self.volume, self.count)
+
+    def take(self, index: np.ndarray) -> CandleBins:
+        """The candles at ``index`` (a boolean mask or positions)."""
+        return CandleBins(*(c[index] for c in self._columns()))
+
+    @classmethod
+    def concat(cls, first: CandleBins, second: CandleBins) -> CandleBins:
+        """``first`` then ``second`` (which must start later)."""
+        return cls(
+            *(
+                np.concatenate([a, b])
+                for a, b in zip(first._columns(), second._columns(), strict=True)
+            )
+        )
+
+    @classmethod
+    def flat(cls, start: int, price: float) -> CandleBins:
+        """One zero-volume candle at ``price``."""
+        p = np.array([price], dtype=np.float64)
+        return cls(
+            np.array([start], dtype=np.int64), p, p, p, p, np.zeros(1), np.zeros(1, np.int64)
+        )
+
     @classmethod
     def from_trades(
         cls, ts: np.ndarray, price: np.ndarray, amount: np.ndarray, tf: Timeframe

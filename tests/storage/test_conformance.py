@@ -193,7 +193,7 @@ def test_empty_frame_can_cover_a_range_without_data(store: DataCollectionStorage
     store.write(KEY, empty, covered=Interval(T0 - DAY, T0))
     assert store.coverage(KEY) == IntervalSet([Interval(T0 - DAY, T0)])
     assert len(store.read(KEY)) == 0
-    assert KEY in store.keys()
+    assert store.keys() == [KEY]
 
 
 def test_coverage_and_rows_persist_across_instances(

@@ -1,0 +1,335 @@
+"""The loop every backfill strategy shares: windows, retries, progress, cancel, resume.
+
+A job knows *what* to fetch (its dataset, the range it needs, how to fetch one
+window); the engine decides *which* windows: exactly ``required - coverage``.
+Each window is written with ``covered=`` the range actually confirmed, so a
+crash, a cancellation or a failed window leaves coverage true, and the next run
+resumes from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from attrs import define, field
+
+from .._errors import ExchangeError, InvalidRequest
+from .._intervals import Interval, IntervalSet
+from .._keys import DatasetKey
+from ..storage import DataCollectionStorage
+
+if TYPE_CHECKING:
+    from ..exchanges import ExchangeClient, ExchangeInfo
+
+log = logging.getLogger("mdcollect.backfill")
+
+ProgressCallback = Callable[["BackfillJob", int, int], None]
+
+
+@define
+class JobReport:
+    """What one job did: the range it needed, what was there, what it fetched and failed."""
+
+    key: DatasetKey
+    required: Interval | None
+    already_covered: IntervalSet = field(factory=IntervalSet)
+    missing: IntervalSet = field(factory=IntervalSet)
+    rows: int = 0
+    windows: int = 0
+    windows_done: int = 0
+    failed: list[Interval] = field(factory=list)
+    errors: list[str] = field(factory=list)
+    requests: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no window failed."""
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary."""
+        return {
+            "key": str(self.key),
+            "symbol": self.key.symbol,
+            "required": None if self.required is None else [self.required.start, self.required.end],
+            "already_covered": self.already_covered.to_list(),
+            "missing": self.missing.to_list(),
+            "rows": self.rows,
+            "windows": self.windows,
+            "windows_failed": [[w.start, w.end] for w in self.failed],
+            "errors": list(self.errors),
+            "requests": self.requests,
+            "seconds": round(self.seconds, 3),
+            "ok": self.ok,
+        }
+
+
+@define
+class Chunk:
+    """Rows fetched for a window and the range they prove complete."""
+
+    frame: pd.DataFrame
+    confirmed: Interval | None
+
+
+class BackfillJob(ABC):
+    """One dataset to fill over ``[start, end)``; subclasses say how to fetch a window."""
+
+    key: DatasetKey
+    start: int
+    end: int
+
+    def __init__(self, key: DatasetKey, start: int, end: int) -> None:
+        if end <= start:
+            raise InvalidRequest(f"backfill end {end} must be after start {start}")
+        self.key, self.start, self.end = key, start, end
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.key}, {Interval(self.start, self.end)})"
+
+    @abstractmethod
+    def required(self, now: int) -> Interval | None:
+        """The range this job must cover, clipped to what can be complete at ``now``."""
+
+    @abstractmethod
+    def window_ms(self, info: ExchangeInfo) -> int:
+        """How long one window is (a whole number of candles)."""
+
+    def align(self, ts: int) -> int:
+        """Window boundaries are aligned to this (candle starts)."""
+        return ts
+
+    async def prepare(
+        self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
+    ) -> IntervalSet:
+        """Validate against the exchange and cover what needs no fetching; return what remains."""
+        return missing
+
+    @abstractmethod
+    def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
+        """Fetch one window, yielding chunks to write in order."""
+
+    def progress_units(self, interval: Interval) -> int:
+        """How many progress units (candles, by default ms/window) an interval is."""
+        return 1
+
+
+def split_windows(missing: IntervalSet, size: int, align: Callable[[int], int]) -> list[Interval]:
+    """Cut each missing interval into windows of ``size`` ms on aligned boundaries."""
+    out: list[Interval] = []
+    for iv in missing:
+        lo = iv.start
+        while lo < iv.end:
+            base = align(lo)
+            hi = min(iv.end, base + size)
+            if hi <= lo:  # defensive: never an empty window
+                hi = min(iv.end, lo + size)
+            out.append(Interval(lo, hi))
+            lo = hi
+    return out
+
+
+@define
+class Plan:
+    """What a job would do: the missing ranges and their windows (``dry_run``)."""
+
+    key: DatasetKey
+    required: Interval | None
+    missing: IntervalSet
+    windows: list[Interval]
+
+
+class _Progress:
+    def __init__(
+        self, total: int, enabled: bool, callback: ProgressCallback | None, desc: str
+    ) -> None:
+        self.total = total
+        self.callback = callback
+        self.bar: Any = None
+        if enabled and total > 0 and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="candle", leave=False)
+
+    def add(self, job: BackfillJob, done: int, total: int, step: int) -> None:
+        if self.bar is not None:
+            self.bar.update(step)
+        if self.callback is not None:
+            self.callback(job, done, total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+async def plan_jobs(
+    jobs: Sequence[BackfillJob],
+    storage: DataCollectionStorage,
+    info: ExchangeInfo,
+    *,
+    now: int,
+) -> list[Plan]:
+    """The windows each job would fetch, asking the exchange nothing."""
+    plans = []
+    for job in jobs:
+        req = job.required(now)
+        if req is None:
+            plans.append(Plan(job.key, None, IntervalSet(), []))
+            continue
+        cov = await asyncio.to_thread(storage.coverage, job.key)
+        missing = IntervalSet([req]) - cov
+        plans.append(
+            Plan(job.key, req, missing, split_windows(missing, job.window_ms(info), job.align))
+        )
+    return plans
+
+
+async def run_jobs(
+    jobs: Sequence[BackfillJob],
+    storage: DataCollectionStorage,
+    client: ExchangeClient,
+    *,
+    now: int,
+    concurrency: int = 4,
+    progress: bool = True,
+    progress_callback: ProgressCallback | None = None,
+) -> list[JobReport]:
+    """Run ``jobs`` against one exchange, at most ``concurrency`` at a time.
+
+    Returns one :class:`JobReport` per job, in order. A window that fails after
+    the client's retries is reported and not covered; the others go on.
+    Cancelling stops at a window boundary: every write already started completes.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidRequest(f"concurrency must be an int >= 1, got {concurrency!r}")
+    reports = [JobReport(job.key, job.required(now)) for job in jobs]
+    # coverage first: jobs with nothing missing never touch the exchange
+    for job, report in zip(jobs, reports, strict=True):
+        if report.required is None:
+            continue
+        cov = await asyncio.to_thread(storage.coverage, job.key)
+        report.already_covered = cov & report.required
+        report.missing = IntervalSet([report.required]) - cov
+    todo = [(j, r) for j, r in zip(jobs, reports, strict=True) if r.missing]
+    if not todo:
+        return reports
+    total = sum(j.progress_units(iv) for j, r in todo for iv in r.missing)
+    bar = _Progress(total, progress, progress_callback, f"{client.key}")
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(job: BackfillJob, report: JobReport) -> None:
+        async with sem:
+            await _run_job(job, report, storage, client, bar)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for job, report in todo:
+                tg.create_task(one(job, report))
+    except BaseExceptionGroup as eg:
+        raise _first_leaf(eg) from None
+    finally:
+        bar.close()
+    return reports
+
+
+async def _run_job(
+    job: BackfillJob,
+    report: JobReport,
+    storage: DataCollectionStorage,
+    client: ExchangeClient,
+    bar: _Progress,
+) -> None:
+    t0 = time.perf_counter()
+    before = client.request_count
+    try:
+        missing = await job.prepare(client, storage, report.missing)
+        skipped = report.missing - missing
+        total = sum(job.progress_units(iv) for iv in report.missing)
+        done = sum(job.progress_units(iv) for iv in skipped)
+        if done:
+            bar.add(job, done, total, done)
+        windows = split_windows(missing, job.window_ms(client.info), job.align)
+        report.windows = len(windows)
+        # fetch ahead while the previous chunk is being written
+        queue: asyncio.Queue[tuple[Interval, Chunk | BaseException | None]] = asyncio.Queue(2)
+
+        async def producer() -> None:
+            for w in windows:
+                try:
+                    async for chunk in job.fetch(client, w):
+                        await queue.put((w, chunk))
+                except ExchangeError as exc:
+                    await queue.put((w, exc))
+                    continue
+                await queue.put((w, None))
+
+        prod = asyncio.create_task(producer(), name=f"fetch {job.key}")
+        try:
+            for _ in range(len(windows)):
+                while True:
+                    w, item = await queue.get()
+                    if item is None:
+                        report.windows_done += 1
+                        break
+                    if isinstance(item, BaseException):
+                        report.failed.append(w)
+                        report.errors.append(f"{w}: {item}")
+                        log.warning("%s: window %s failed: %s", job.key, w, item)
+                        break
+                    n = await _write(storage, job.key, item)
+                    report.rows += n
+                    if item.confirmed is not None:
+                        step = job.progress_units(item.confirmed)
+                        done += step
+                        bar.add(job, done, total, step)
+            await prod
+        finally:
+            if not prod.done():
+                prod.cancel()
+                with _suppress_cancel():
+                    await prod
+    finally:
+        report.requests = client.request_count - before
+        report.seconds = time.perf_counter() - t0
+
+
+async def _write(storage: DataCollectionStorage, key: DatasetKey, chunk: Chunk) -> int:
+    # A write started is finished even when the task is cancelled: the thread
+    # would run on anyway, and the caller must not think it did not happen.
+    task = asyncio.ensure_future(
+        asyncio.to_thread(storage.write, key, chunk.frame, covered=chunk.confirmed)
+    )
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+def _first_leaf(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    exc: BaseException = eg
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+class _suppress_cancel:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: type[BaseException] | None, *rest: object) -> bool:
+        return et is not None and issubclass(et, asyncio.CancelledError)
+
+
+def candles_in(interval: Interval, step: int) -> int:
+    """Candles of ``step`` ms in an aligned interval."""
+    return max(1, math.ceil(interval.duration / step))

@@ -1,0 +1,242 @@
+"""The strategies: candles from the candle endpoint, or candles (and trades) from trades."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from .._errors import InvalidRequest
+from .._intervals import Interval, IntervalSet
+from .._keys import DatasetKey
+from .._schema import empty_frame, index_ms, merge_frames
+from .._time import HOUR, Timeframe
+from ..aggregate import CandleBins, aggregate_bins
+from ..storage import DataCollectionStorage
+from ._engine import BackfillJob, Chunk, candles_in
+
+if TYPE_CHECKING:
+    from ..exchanges import ExchangeClient, ExchangeInfo
+
+log = logging.getLogger("mdcollect.backfill")
+
+
+class _CandleJob(BackfillJob):
+    """Shared by the strategies that produce candles: alignment and closing."""
+
+    tf: Timeframe
+
+    def __init__(
+        self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
+    ) -> None:
+        tf = Timeframe.parse(timeframe)
+        if tf.is_calendar:
+            raise InvalidRequest(
+                "backfilling the calendar timeframe '1M' is not supported; use '1d' or '1w'"
+            )
+        self.tf = tf
+        super().__init__(DatasetKey(exchange, symbol, "ohlcv", str(tf)), start, end)
+
+    def required(self, now: int) -> Interval | None:
+        # candles starting in [start, end); the still-open candle is never required
+        lo = self.tf.ceil(self.start)
+        hi = min(self.tf.ceil(self.end), self.tf.floor(now))
+        return Interval(lo, hi) if hi > lo else None
+
+    def align(self, ts: int) -> int:
+        return self.tf.floor(ts)
+
+    def progress_units(self, interval: Interval) -> int:
+        return candles_in(interval, self.tf.ms)
+
+
+class OHLCVBackfill(_CandleJob):
+    """Candles from the exchange's candle endpoint, a page (``page_limit`` candles) a window.
+
+    Before-listing ranges are covered with one listing-date request instead of
+    being scanned. A page that ends before its window does is followed up from
+    its last candle, so a short or truncated page never marks unseen candles
+    covered; an empty answer proves the rest of the window has no data.
+
+    >>> job = OHLCVBackfill("binance", "BTC/USDT", "1m", start_ms, end_ms)
+    """
+
+    def window_ms(self, info: ExchangeInfo) -> int:
+        return info.page_limit * self.tf.ms
+
+    async def prepare(
+        self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
+    ) -> IntervalSet:
+        await client.check_symbol(self.key.symbol)
+        client.check_timeframe(str(self.tf))
+        listing = await client.first_candle_time(self.key.symbol, str(self.tf))
+        if listing is None or missing.start is None or listing <= missing.start:
+            return missing
+        before = (
+            missing & Interval(missing.start, listing) if listing > missing.start else IntervalSet()
+        )
+        for iv in before:
+            # the exchange has nothing before the listing: covered, no rows
+            await asyncio.to_thread(storage.write, self.key, empty_frame("ohlcv"), covered=iv)
+        log.info(
+            "%s: listed at %d; %d ms before it covered without fetching",
+            self.key,
+            listing,
+            before.total,
+        )
+        return missing - before
+
+    async def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
+        cursor = window.start
+        while cursor < window.end:
+            frame = await client.fetch_ohlcv(self.key.symbol, str(self.tf), cursor, window.end)
+            if len(frame) == 0:
+                yield Chunk(frame, Interval(cursor, window.end))
+                return
+            last = int(index_ms(frame)[-1])
+            upto = min(window.end, last + self.tf.ms)
+            yield Chunk(frame, Interval(cursor, upto))
+            cursor = upto
+
+
+TradesOutput = Literal["ohlcv", "trades"]
+
+
+class TradesBackfill(BackfillJob):
+    """Trades paged from the trades endpoint: stored as trades, or resampled into candles.
+
+    For exchanges whose candle endpoint has no deep history (Kraken), candles come
+    from the trades with :mod:`mdcollect.aggregate` (the same code the live
+    collector uses). Windows are whole candles; each window's trades are paged
+    to exhaustion before the window is covered.
+
+    >>> job = TradesBackfill("kraken", "BTC/USDT", "1h", start_ms, end_ms)          # candles
+    >>> job = TradesBackfill("binance", "BTC/USDT", None, start_ms, end_ms)         # raw trades
+    """
+
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str | Timeframe | None,
+        start: int,
+        end: int,
+        *,
+        fill_empty: bool = True,
+        window: int = 6 * HOUR,
+    ) -> None:
+        self.tf = Timeframe.parse(timeframe) if timeframe is not None else None
+        if self.tf is not None and self.tf.is_calendar:
+            raise InvalidRequest("resampling trades into '1M' candles is not supported")
+        self.fill_empty = fill_empty
+        self._window = window
+        self._prev_close: float | None = None
+        key = (
+            DatasetKey(exchange, symbol, "ohlcv", str(self.tf))
+            if self.tf is not None
+            else DatasetKey(exchange, symbol, "trades")
+        )
+        super().__init__(key, start, end)
+
+    def required(self, now: int) -> Interval | None:
+        if self.tf is None:
+            hi = min(self.end, now)
+            return Interval(self.start, hi) if hi > self.start else None
+        lo = self.tf.ceil(self.start)
+        hi = min(self.tf.ceil(self.end), self.tf.floor(now))
+        return Interval(lo, hi) if hi > lo else None
+
+    def window_ms(self, info: ExchangeInfo) -> int:
+        if self.tf is None:
+            return self._window
+        return max(1, self._window // self.tf.ms) * self.tf.ms
+
+    def align(self, ts: int) -> int:
+        return self.tf.floor(ts) if self.tf is not None else ts
+
+    def progress_units(self, interval: Interval) -> int:
+        return candles_in(interval, self.tf.ms if self.tf is not None else self._window)
+
+    async def prepare(
+        self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
+    ) -> IntervalSet:
+        await client.check_symbol(self.key.symbol)
+        if not client.info.trades_since:
+            raise InvalidRequest(
+                f"{client.key} serves only recent trades (no trade history by time); "
+                "backfill its candles from the candle endpoint instead"
+            )
+        if self.tf is not None and self.fill_empty and missing.start is not None:
+            # a flat candle continues the previous close: take it from storage
+            prev = await asyncio.to_thread(storage.read, self.key, None, missing.start, ["close"])
+            if len(prev):
+                self._prev_close = float(prev["close"].iloc[-1])
+        return missing
+
+    async def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
+        trades = empty_frame("trades")
+        page = await client.fetch_trades_page(self.key.symbol, window.start, window.end)
+        trades = merge_frames("trades", trades, page.frame)
+        while page.next_since is not None:
+            page = await client.fetch_trades_page(
+                self.key.symbol, page.next_since, window.end, cursor=page.cursor
+            )
+            trades = merge_frames("trades", trades, page.frame)
+        if self.tf is None:
+            yield Chunk(trades, window)
+            return
+        yield Chunk(self._candles(trades, window), window)
+
+    def _candles(self, trades: pd.DataFrame, window: Interval) -> pd.DataFrame:
+        assert self.tf is not None
+        tf = self.tf
+        ts = index_ms(trades)
+        price = trades["price"].to_numpy(dtype=np.float64)
+        amount = trades["amount"].to_numpy(dtype=np.float64)
+        bins = aggregate_bins(ts, price, amount, [tf])[tf]
+        if self.fill_empty:
+            bins = _fill_from(bins, tf, window, self._prev_close)
+        bins = bins.clip(tf, window.start, window.end)
+        if len(bins):
+            self._prev_close = float(bins.close[-1])
+        return bins.to_frame()
+
+
+def _fill_from(
+    bins: CandleBins, tf: Timeframe, window: Interval, prev_close: float | None
+) -> CandleBins:
+    """Flat candles for every empty bin of the window, continuing ``prev_close``."""
+    if prev_close is None:
+        return bins.fill(tf, window.start, window.end)
+    # seed the grid with a flat candle just before the window, then drop it
+    joined = CandleBins.concat(CandleBins.flat(window.start - tf.ms, prev_close), bins)
+    return joined.fill(tf, window.start, window.end).clip(tf, window.start, window.end)
+
+
+def make_job(
+    info: ExchangeInfo,
+    symbol: str,
+    timeframe: str | Timeframe,
+    start: int,
+    end: int,
+    *,
+    strategy: Literal["auto", "ohlcv", "trades"] = "auto",
+) -> BackfillJob:
+    """The right job for a candle range on the exchange ``info`` describes: the candle
+    endpoint where its history is deep, trades resampled where it is not (Kraken).
+    ``strategy`` overrides the choice.
+
+    >>> make_job(exchange_info("kraken"), "BTC/USDT", "1h", start_ms, end_ms)
+    TradesBackfill(kraken:ohlcv:1h:BTC/USDT, ...)
+    """
+    if strategy not in ("auto", "ohlcv", "trades"):
+        raise InvalidRequest(
+            f"strategy {strategy!r} is not valid; allowed: 'auto', 'ohlcv', 'trades'"
+        )
+    if strategy == "trades" or (strategy == "auto" and not info.deep_history):
+        return TradesBackfill(info.key, symbol, timeframe, start, end)
+    return OHLCVBackfill(info.key, symbol, timeframe, start, end)

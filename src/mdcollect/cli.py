@@ -1,0 +1,241 @@
+"""The ``mdcollect`` command.
+
+::
+
+    mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-02-01 -x binance
+    mdcollect backfill BTC/USDT --kind trades --start 2024-01-01 --end 2024-01-02 -x binance
+    mdcollect ls
+    mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
+    mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
+
+Exit codes: 0 ok, 1 partial failure (some windows failed), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from ._errors import InvalidRequest, MdcollectError
+from ._intervals import Interval
+from ._keys import DatasetKey
+from ._time import to_ms
+from .ensure import EnsureReport, backfill_async, ensure_data_async
+from .storage import DataCollectionStorage, default_storage_url, open_storage
+
+log = logging.getLogger("mdcollect.cli")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _fmt_ms(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mdcollect", description="Collect and store cryptocurrency market data."
+    )
+    p.add_argument("--version", action="version", version=f"mdcollect {__version__}")
+    p.add_argument(
+        "--storage", metavar="URL", help="storage URL (default: the embedded ArcticDB store)"
+    )
+    p.add_argument(
+        "--emulate",
+        action="store_true",
+        help="start the built-in exchange emulator and fetch from it (no network needed)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="show the windows and requests, fetch nothing"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def fetch_args(sp: argparse.ArgumentParser, default_tf: str) -> None:
+        sp.add_argument("symbols", nargs="+", metavar="SYMBOL")
+        sp.add_argument("-t", "--timeframe", default=default_tf)
+        sp.add_argument("--start", required=True, help="YYYY-MM-DD (or YYYYMMDD)")
+        sp.add_argument("--end", required=True, help="YYYY-MM-DD, inclusive of its whole day")
+        sp.add_argument("-x", "--exchange", default="binance_futures")
+        sp.add_argument("--concurrency", type=int, default=4)
+        sp.add_argument(
+            "--strategy",
+            choices=["auto", "ohlcv", "trades"],
+            default="auto",
+            help="candles from the candle endpoint or resampled trades",
+        )
+
+    e = sub.add_parser("ensure", help="make sure candles are stored; fetch only what is missing")
+    fetch_args(e, "1h")
+    e.add_argument(
+        "--padding-days",
+        type=int,
+        default=0,
+        help="also ensure this many days before --start (default 0)",
+    )
+    b = sub.add_parser("backfill", help="fetch candles or raw trades over a range")
+    fetch_args(b, "1m")
+    b.add_argument("--kind", choices=["ohlcv", "trades"], default="ohlcv")
+    sub.add_parser("ls", help="list datasets: rows, first/last, coverage and holes")
+    x = sub.add_parser("export", help="write a dataset to CSV or Parquet")
+    x.add_argument("key", help="dataset key, e.g. binance:ohlcv:1h:BTC/USDT")
+    x.add_argument("-o", "--output", required=True, help="file.csv or file.parquet")
+    x.add_argument("--start")
+    x.add_argument("--end")
+    return p
+
+
+def _storage_url(args: argparse.Namespace) -> str:
+    if args.storage:
+        return str(args.storage)
+    url = default_storage_url()
+    if args.emulate:
+        # synthetic data never mixes with real data in the default store
+        url = url.rstrip("/") + "-emulated"
+    return url
+
+
+@contextlib.contextmanager
+def _exchange(args: argparse.Namespace) -> Iterator[Any]:
+    if not args.emulate:
+        yield args.exchange
+        return
+    from .exchanges import ExchangeClient
+    from .testing import ExchangeEmulator
+
+    with ExchangeEmulator() as emu:
+        log.info("emulator serving on %s", emu.url)
+        yield ExchangeClient(args.exchange, base_url=emu.url)
+
+
+def _print_report(report: EnsureReport, quiet: bool) -> None:
+    if report.dry_run:
+        total = 0
+        for plan in report.plans:
+            total += len(plan.windows)
+            print(f"{plan.key}: missing {plan.missing}, {len(plan.windows)} window(s)")
+            for w in plan.windows[:20]:
+                print(f"    {w}")
+            if len(plan.windows) > 20:
+                print(f"    ... {len(plan.windows) - 20} more")
+        print(
+            f"{total} window(s), about {total} page request(s) (+1 listing and +1 markets request per run)"
+        )
+        return
+    if quiet:
+        return
+    for s in report.symbols:
+        state = "ok" if s.ok else f"FAILED {len(s.windows_failed)} window(s)"
+        print(
+            f"{s.key}: required {s.required}, had {s.already_covered.total // 1000}s covered, "
+            f"fetched {s.candles_fetched} rows, {s.requests} request(s), {s.seconds:.1f}s: {state}"
+        )
+        for err in s.errors[:5]:
+            print(f"    {err}")
+    print(
+        f"{report.exchange} {report.timeframe}: {report.requests} request(s) in {report.seconds:.1f}s"
+    )
+
+
+async def _fetch(args: argparse.Namespace) -> int:
+    storage = open_storage(_storage_url(args))
+    try:
+        with _exchange(args) as exchange:
+            if args.command == "ensure":
+                if args.padding_days < 0:
+                    raise InvalidRequest(f"--padding-days must be >= 0, got {args.padding_days}")
+                report = await ensure_data_async(
+                    args.symbols, args.timeframe, args.start, args.end, exchange,
+                    args.padding_days, storage, progress=not args.no_progress,
+                    concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
+                )  # fmt: skip
+            else:
+                report = await backfill_async(
+                    args.symbols, args.timeframe if args.kind == "ohlcv" else None,
+                    args.start, args.end, exchange, storage, kind=args.kind,
+                    strategy=args.strategy, progress=not args.no_progress,
+                    concurrency=args.concurrency, dry_run=args.dry_run,
+                )  # fmt: skip
+            if not isinstance(exchange, str):
+                await exchange.close()
+    finally:
+        storage.close()
+    _print_report(report, args.quiet)
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def _ls(storage: DataCollectionStorage) -> int:
+    keys = storage.keys()
+    if not keys:
+        print(f"no datasets in {storage.url}")
+        return EXIT_OK
+    for key in keys:
+        frame = storage.read(key, columns=[])
+        cov = storage.coverage(key)
+        first = int(frame.index[0].value // 1_000_000) if len(frame) else None
+        last = int(frame.index[-1].value // 1_000_000) if len(frame) else None
+        holes = cov.gaps(Interval(cov.start, cov.end)) if cov else cov
+        print(
+            f"{key}  rows={len(frame)}  first={_fmt_ms(first)}  last={_fmt_ms(last)}  "
+            f"coverage={cov}  holes={len(holes)}"
+        )
+        for h in list(holes)[:10]:
+            print(f"    hole {h}")
+    return EXIT_OK
+
+
+def _export(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
+    key = DatasetKey.parse(args.key)
+    start = to_ms(args.start, name="--start") if args.start else None
+    end = to_ms(args.end, name="--end") if args.end else None
+    frame = storage.read(key, start, end)
+    out = Path(args.output)
+    if out.suffix == ".csv":
+        frame.to_csv(out)
+    elif out.suffix == ".parquet":
+        frame.to_parquet(out)
+    else:
+        raise InvalidRequest(f"output {str(out)!r} must end in .csv or .parquet")
+    print(f"wrote {len(frame)} rows of {key} to {out}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mdcollect`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command in ("ensure", "backfill"):
+            return asyncio.run(_fetch(args))
+        with open_storage(_storage_url(args)) as storage:
+            if args.command == "ls":
+                return _ls(storage)
+            return _export(storage, args)
+    except InvalidRequest as exc:
+        print(f"mdcollect: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MdcollectError as exc:
+        print(f"mdcollect: failed: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
+    except KeyboardInterrupt:
+        print("mdcollect: interrupted; what was written is kept and covered", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
