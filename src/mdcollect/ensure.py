@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import time
@@ -26,6 +27,7 @@ from ._keys import DatasetKey
 from ._sync import run_sync
 from ._time import DAY, Timeframe, is_bare_date, now_ms, to_ms
 from .backfill import BackfillJob, JobReport, Plan, TradesBackfill, make_job, plan_jobs, run_jobs
+from .backfill._engine import initial_reports
 from .exchanges import ExchangeClient, exchange_info
 from .storage import DataCollectionStorage, default_storage, open_storage
 
@@ -304,18 +306,12 @@ async def _ensure(
         jobs = [make_job(info, s, tf, lo, hi, strategy=strategy) for s in syms]  # type: ignore[arg-type]
         required = _clip(tf, lo, hi, now)
     report = EnsureReport(key, str(tf) if kind == "ohlcv" else kind, required, dry_run=dry_run)
-    # Coverage first: when nothing is missing, the exchange is not asked anything.
-    missing_any = False
-    for job in jobs:
-        req = job.required(now)
-        if req is not None and IntervalSet([req]) - store.coverage(job.key):
-            missing_any = True
-            break
+    # Coverage first, read once: when nothing is missing, the exchange is asked nothing.
+    initial = await asyncio.to_thread(initial_reports, jobs, store, now)
     if dry_run:
         report.plans = await plan_jobs(jobs, store, info, now=now)
-    if dry_run or not missing_any:
-        results = await _no_fetch_reports(jobs, store, now)
-        report.symbols = [SymbolReport._from_job(r) for r in results]
+    if dry_run or not any(r.missing for r in initial):
+        report.symbols = [SymbolReport._from_job(r) for r in initial]
         report.seconds = time.perf_counter() - t0
         return report
     async with AsyncExitStack() as stack:
@@ -323,27 +319,12 @@ async def _ensure(
         before = client.request_count
         results = await run_jobs(
             jobs, store, client, now=now, concurrency=concurrency, progress=progress,
-            progress_callback=progress_callback,
+            progress_callback=progress_callback, reports=initial,
         )  # fmt: skip
         report.requests = client.request_count - before
     report.symbols = [SymbolReport._from_job(r) for r in results]
     report.seconds = time.perf_counter() - t0
     return report
-
-
-async def _no_fetch_reports(
-    jobs: Sequence[Any], store: DataCollectionStorage, now: int
-) -> list[JobReport]:
-    out = []
-    for job in jobs:
-        req = job.required(now)
-        r = JobReport(job.key, req)
-        if req is not None:
-            cov = store.coverage(job.key)
-            r.already_covered = cov & req
-            r.missing = IntervalSet([req]) - cov
-        out.append(r)
-    return out
 
 
 async def backfill_async(

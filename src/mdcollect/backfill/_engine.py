@@ -171,6 +171,22 @@ class _Progress:
             self.bar.close()
 
 
+def initial_reports(
+    jobs: Sequence[BackfillJob], storage: DataCollectionStorage, now: int
+) -> list[JobReport]:
+    """Each job's required range, what coverage has of it and what is missing (one
+    coverage read per job, no exchange request)."""
+    reports = []
+    for job in jobs:
+        report = JobReport(job.key, job.required(now))
+        if report.required is not None:
+            cov = storage.coverage(job.key)
+            report.already_covered = cov & report.required
+            report.missing = IntervalSet([report.required]) - cov
+        reports.append(report)
+    return reports
+
+
 async def plan_jobs(
     jobs: Sequence[BackfillJob],
     storage: DataCollectionStorage,
@@ -202,8 +218,12 @@ async def run_jobs(
     concurrency: int = 4,
     progress: bool = True,
     progress_callback: ProgressCallback | None = None,
+    reports: list[JobReport] | None = None,
 ) -> list[JobReport]:
     """Run ``jobs`` against one exchange, at most ``concurrency`` at a time.
+
+    ``reports`` are the jobs' :func:`initial_reports` when the caller has them
+    already (coverage is then not read again).
 
     Returns one :class:`JobReport` per job, in order. A window that fails after
     the client's retries is reported and not covered; the others go on.
@@ -211,14 +231,7 @@ async def run_jobs(
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidRequest(f"concurrency must be an int >= 1, got {concurrency!r}")
-    reports = [JobReport(job.key, job.required(now)) for job in jobs]
-    # coverage first: jobs with nothing missing never touch the exchange
-    for job, report in zip(jobs, reports, strict=True):
-        if report.required is None:
-            continue
-        cov = await asyncio.to_thread(storage.coverage, job.key)
-        report.already_covered = cov & report.required
-        report.missing = IntervalSet([report.required]) - cov
+    reports = initial_reports(jobs, storage, now) if reports is None else reports
     todo = [(j, r) for j, r in zip(jobs, reports, strict=True) if r.missing]
     if not todo:
         return reports
