@@ -336,7 +336,9 @@ def conform(kind: Kind, frame: pd.DataFrame, columns: Sequence[str] | None = Non
         cols = [c for c in columns if c in cols] if len(frame) else list(columns)
     if len(frame) == 0:
         return empty_frame(kind, cols)
-    out = frame.reindex(columns=cols)
+    # a shallow copy: the backend's own frame is never modified, and nothing is
+    # copied when it already has the schema's columns, dtypes and index
+    out = frame.copy(deep=False) if list(frame.columns) == cols else frame.reindex(columns=cols)
     for c in cols:
         want = np.dtype(_pandas_dtype(schema.dtype(c)))
         if out[c].dtype != want:
@@ -346,5 +348,6 @@ def conform(kind: Kind, frame: pd.DataFrame, columns: Sequence[str] | None = Non
         raise InvalidRequest("stored frame lost its DatetimeIndex")
     if idx.tz is None:
         idx = idx.tz_localize("UTC")
-    out.index = pd.DatetimeIndex(idx.tz_convert("UTC").as_unit("ns"), name="timestamp")
+    if str(idx.tz) != "UTC" or idx.unit != "ns" or idx.name != "timestamp":
+        out.index = pd.DatetimeIndex(idx.tz_convert("UTC").as_unit("ns"), name="timestamp")
     return out

@@ -1,0 +1,674 @@
+"""``redis://HOST:PORT/DB``: a real Redis server, for live data and fan-out.
+
+Needs the ``redis`` extra (``pip install mdcollect[redis]``) and a stock Redis >= 6.2;
+no modules (RedisTimeSeries, RedisJSON) are used.
+
+Layout
+------
+Every key lives under a prefix (``mdcollect:`` unless the URL says
+``?prefix=...``). A dataset's name is :func:`~mdcollect.storage._naming.key_name`
+of its key, inside a Redis Cluster hash tag so that all of a dataset's keys share
+one slot::
+
+    {prefix}ds:{NAME}:meta        hash    format version and bucket span (ms);
+                                          its existence is what keys() lists
+    {prefix}ds:{NAME}:idx         zset    bucket starts (score = member = start ms)
+    {prefix}ds:{NAME}:b:START     string  the bucket's rows: appended segments
+    {prefix}ds:{NAME}:nseg        hash    START -> segments in that bucket
+    {prefix}ds:{NAME}:cov         list    covered intervals "start end" (union = coverage)
+    {prefix}pt:POINTKEY           zset    single points of store()/fetch(), score = ts
+
+Rows are cut into fixed, epoch-aligned time buckets (one UTC day of 1m candles,
+one hour of trades/tickers/books, ...; the span is fixed per dataset at its first
+write and kept in ``meta``). A bucket is a string of *segments*, each a 4-byte
+little-endian length and an Arrow IPC stream of rows (``__ts`` int64 ns plus the
+kind's columns). A write appends one segment to every bucket it touches with
+``APPEND`` and adds the covered interval with ``RPUSH``, all in one ``MULTI``:
+writers never read first, so concurrent writers (threads or processes) cannot lose
+each other's rows and need no retries, and coverage commits with (never before) its
+rows. Later segments win on read, which makes the commit order the "last write
+wins" order. When a bucket has collected :data:`COMPACT_SEGMENTS` segments (or
+:data:`COMPACT_CLOSED` once it lies wholly in the past: backfill, rewrites), the
+writer that noticed merges it into one segment under ``WATCH`` (optimistic: if
+someone appended meanwhile it simply tries again on a later write). Coverage lists
+are compacted the same way. Deleting a range rewrites the partial buckets under
+``WATCH`` (and subtracts coverage in the same transaction) with retries.
+
+A write larger than :data:`MAX_TRANSACTION_BYTES` of segments is split into
+several transactions, the coverage in the last one (rows first, as always).
+
+Reads take the bucket starts from ``idx`` with one ``ZRANGE BYSCORE`` and fetch the
+buckets with pipelined ``MGET``; all segments are concatenated as Arrow tables and
+converted to pandas once, and only when some bucket holds several segments are
+the rows deduplicated (one stable sort; the last written row wins).
+
+Every write also ``PUBLISH``-es a small JSON notice (``key``, ``start``, ``end``
+in ms, ``rows``, ``covered``) on the channel ``{prefix}ds:{NAME}``, so live
+consumers can fan out by subscribing instead of polling.
+
+Threads and asyncio
+-------------------
+One :class:`RedisStorage` may be shared by threads: every call takes its own
+connection from redis-py's thread-safe pool (a pipeline is never shared). Async
+code (live collectors) calls the sync API through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import math
+import struct
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .._errors import InvalidRequest, StorageError
+from .._intervals import Interval, IntervalSet
+from .._keys import DatasetKey, Kind
+from .._schema import SCHEMAS, normalize_frame, slice_frame
+from .._time import Timeframe, now_ms
+from ._base import DataCollectionStorage, _check_key, clip_range
+from ._naming import key_name, parse_key_name
+
+if TYPE_CHECKING:
+    import redis as redis_mod
+
+__all__ = ["COMPACT_CLOSED", "COMPACT_SEGMENTS", "RedisStorage", "default_span"]
+
+log = logging.getLogger("mdcollect.storage")
+
+#: A bucket holding this many segments is merged into one by the writer that noticed.
+COMPACT_SEGMENTS: Final = 32
+#: The same for a bucket wholly in the past (backfill, rewrites): fewer segments to read.
+COMPACT_CLOSED: Final = 8
+#: A coverage list this long is normalised back into its few intervals.
+COMPACT_COVERAGE: Final = 64
+#: One write transaction carries at most this many bytes of segments; a larger
+#: write is split, with the coverage in the last transaction.
+MAX_TRANSACTION_BYTES: Final = 64 * 1024 * 1024
+#: Buckets fetched per MGET.
+MGET_CHUNK: Final = 256
+#: Attempts for optimistic (WATCH) read-modify-write transactions.
+WATCH_ATTEMPTS: Final = 50
+#: Layout version written into every dataset's meta hash.
+FORMAT: Final = "1"
+
+_HOUR: Final = 3_600_000
+_DAY: Final = 24 * _HOUR
+_TS: Final = "__ts"
+_CODECS: Final = ("lz4", "zstd")
+_LEN: Final = struct.Struct("<I")
+_NS_PER_MS: Final = 1_000_000
+_INF: Final = 2**62
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise StorageError(
+            "the redis:// storage needs the redis package: pip install mdcollect[redis]"
+        ) from exc
+    return redis
+
+
+def default_span(key: DatasetKey) -> int:
+    """Bucket length in ms for a new dataset: about 1,000 to 10,000 rows when dense.
+
+    ======================= =========
+    ohlcv 1s                1 hour
+    ohlcv 1m, 3m            1 day
+    ohlcv 5m .. 4h          30 days
+    ohlcv 6h and longer, 1M 1000 days
+    trades, ticker, book    1 hour
+    funding                 30 days
+    ======================= =========
+    """
+    if key.kind == "ohlcv":
+        assert key.timeframe is not None
+        tf = Timeframe.parse(key.timeframe)
+        if tf.is_calendar:
+            return 1000 * _DAY
+        if tf.ms < 60_000:
+            return _HOUR
+        if tf.ms <= 3 * 60_000:
+            return _DAY
+        if tf.ms <= 4 * _HOUR:
+            return 30 * _DAY
+        return 1000 * _DAY
+    if key.kind == "funding":
+        return 30 * _DAY
+    return _HOUR
+
+
+# -- segments -------------------------------------------------------------------------------
+
+
+def _columns(frame: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """``(timestamps as int64 ns, [(column, values), ...])`` of a normalised frame."""
+    index = frame.index
+    assert isinstance(index, pd.DatetimeIndex)
+    return index.as_unit("ns").asi8, [(str(c), frame[c].to_numpy()) for c in frame.columns]
+
+
+def _encode(
+    ts_ns: np.ndarray,
+    columns: list[tuple[str, np.ndarray]],
+    options: pa.ipc.IpcWriteOptions | None = None,
+) -> bytes:
+    """One segment: length prefix + Arrow IPC stream of the rows."""
+    arrays = [pa.array(ts_ns, type=pa.int64())]
+    for _, values in columns:
+        arrays.append(pa.array(values, type=pa.string() if values.dtype == object else None))
+    table = pa.Table.from_arrays(arrays, names=[_TS, *[name for name, _ in columns]])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    body = sink.getvalue()
+    return _LEN.pack(body.size) + bytes(body.to_pybytes())
+
+
+def _encode_frame(frame: pd.DataFrame, options: pa.ipc.IpcWriteOptions | None = None) -> bytes:
+    return _encode(*_columns(frame), options)
+
+
+def _decode(raw: object) -> list[pa.Table]:
+    """The Arrow tables of a bucket's segments, oldest first."""
+    blob = _raw(raw)
+    tables = []
+    buf = pa.py_buffer(blob)
+    pos, total = 0, len(blob)
+    while pos < total:
+        if pos + _LEN.size > total:
+            raise StorageError("corrupt redis bucket: truncated segment header")
+        (size,) = _LEN.unpack_from(blob, pos)
+        pos += _LEN.size
+        if pos + size > total:
+            raise StorageError("corrupt redis bucket: truncated segment")
+        tables.append(pa.ipc.open_stream(buf.slice(pos, size)).read_all())
+        pos += size
+    return tables
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow table with ``__ts`` ns -> frame with the ``timestamp`` UTC index."""
+    ts = table.column(_TS).to_numpy()
+    data = {
+        name: table.column(name).to_numpy(zero_copy_only=False)
+        for name in table.column_names
+        if name != _TS
+    }
+    index = pd.DatetimeIndex(ts.view("datetime64[ns]"), name="timestamp").tz_localize("UTC")
+    return pd.DataFrame(data, index=index)
+
+
+def _assemble(
+    kind: Kind, buckets: list[list[pa.Table]], columns: list[str] | None = None
+) -> pd.DataFrame:
+    """One sorted frame of the buckets' rows (buckets in time order; later segments win).
+
+    ``columns`` may be applied here already (the caller selects them again).
+    """
+    tables = [t for b in buckets for t in b]
+    if not tables:
+        return pd.DataFrame()
+    merge = any(len(b) > 1 for b in buckets)
+    keyed = SCHEMAS[kind].row_id is not None
+    if all(t.schema.equals(tables[0].schema) for t in tables):
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        if columns is not None and not (merge and keyed):
+            table = table.select([_TS, *[c for c in columns if c in table.column_names]])
+        frame = _to_frame(table)
+    else:
+        frame = _concat(kind, [_to_frame(t) for t in tables])
+    return _dedupe(kind, frame) if merge else frame
+
+
+def _concat(kind: Kind, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate frames whose columns differ, as :func:`merge_frames` would.
+
+    An optional int column (``trades`` of ohlcv) missing from some rows is dropped.
+    """
+    out = pd.concat(frames)
+    for col, dtype in SCHEMAS[kind].optional.items():
+        if col in out.columns and dtype == "int64":
+            if out[col].isna().any():
+                out = out.drop(columns=[col])
+            else:
+                out[col] = out[col].astype("int64")
+    return out
+
+
+def _dedupe(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep the last row of each identity, sorted (the same rule as :func:`merge_frames`)."""
+    if SCHEMAS[kind].row_id is not None:
+        return normalize_frame(kind, frame)
+    index = frame.index
+    assert isinstance(index, pd.DatetimeIndex)
+    ts = index.asi8
+    # segments are sorted runs, so a stable sort is cheap; it keeps equal
+    # timestamps in write order, and the last of each run wins
+    order = np.argsort(ts, kind="stable")
+    ordered = ts[order]
+    last = np.ones(len(ordered), dtype=bool)
+    last[:-1] = ordered[:-1] != ordered[1:]
+    return frame.iloc[order[last]]
+
+
+# -- the backend ------------------------------------------------------------------------------
+
+
+class RedisStorage(DataCollectionStorage):
+    """Market data in a Redis server: ``open_storage("redis://127.0.0.1:6379/0")``.
+
+    ``?prefix=NAME:`` in the URL namespaces every key (default ``mdcollect:``);
+    ``?compression=lz4`` (or ``zstd``) compresses new segments (about half the
+    memory for real prices, a little slower to read; any segment is readable
+    whatever the setting); other query parameters go to redis-py
+    (``socket_timeout=...``, ...). The connection is lazy: a server that is down
+    makes calls raise :class:`~mdcollect.StorageError` (with redis-py's error
+    chained), and the same storage works again once the server is back.
+
+    Safe to share between threads; see the module documentation for the layout.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client: redis_mod.Redis,
+        prefix: str = "mdcollect:",
+        compression: str | None = None,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._ipc = pa.ipc.IpcWriteOptions(compression=compression)
+        self._client = client
+        self._redis: Any = _import_redis()
+        self._closed = False
+        self._spans: dict[DatasetKey, int] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStorage:
+        """Open ``redis://[user:password@]HOST[:PORT][/DB][?prefix=P&...]``."""
+        redis = _import_redis()
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("redis", "rediss") or not parts.hostname:
+            raise InvalidRequest(
+                f"redis storage URL {url!r} is not valid; use redis://HOST:PORT/DB[?prefix=NAME:]"
+            )
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        prefix = "mdcollect:"
+        compression: str | None = None
+        rest = []
+        for name, value in query:
+            if name == "prefix":
+                if not value or "\x00" in value:
+                    raise InvalidRequest(f"redis prefix {value!r} must be a non-empty string")
+                prefix = value
+            elif name == "compression":
+                if value not in _CODECS or not pa.Codec.is_available(value):
+                    raise InvalidRequest(
+                        f"redis compression {value!r} is not available; allowed: "
+                        + ", ".join(c for c in _CODECS if pa.Codec.is_available(c))
+                    )
+                compression = value
+            else:
+                rest.append((name, value))
+        client_url = urlunsplit(parts._replace(query=urlencode(rest)))
+        retry = redis.retry.Retry(redis.backoff.ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3)
+        try:
+            client = redis.Redis.from_url(
+                client_url,
+                socket_connect_timeout=5,
+                socket_timeout=60,
+                health_check_interval=30,
+                retry=retry,
+            )
+        except ValueError as exc:
+            raise InvalidRequest(f"redis storage URL {url!r} is not valid: {exc}") from exc
+        return cls(url, client, prefix, compression)
+
+    # -- plumbing ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        if self._closed:
+            raise StorageError(f"{self!r} is closed")
+        try:
+            yield
+        except self._redis.exceptions.RedisError as exc:
+            raise StorageError(f"redis {what} failed on {self._where()}: {exc}") from exc
+
+    def _where(self) -> str:
+        kw = self._client.connection_pool.connection_kwargs
+        return f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+
+    def _ds(self, key: DatasetKey) -> str:
+        return f"{self.prefix}ds:{{{key_name(key)}}}"
+
+    def _pt(self, key: str) -> str:
+        return f"{self.prefix}pt:{key}"
+
+    def _span(self, key: DatasetKey, ds: str) -> int:
+        # A dataset's span is fixed at its first write; remember the stored one.
+        span = self._spans.get(key)
+        if span is None:
+            raw = self._client.hget(f"{ds}:meta", "span")
+            if raw is None:
+                return default_span(key)
+            span = self._spans[key] = _int(raw)
+        return span
+
+    # -- frames ------------------------------------------------------------------------
+    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
+        rows = len(frame)
+        if rows == 0 and covered is None:
+            return 0
+        ds = self._ds(key)
+        with self._guard(f"write of {key}"):
+            span = self._span(key, ds)
+            segments = list(self._segments(frame, span, self._ipc))
+            batches: list[list[tuple[int, bytes]]] = [[]]
+            size = 0
+            for start, seg in segments:
+                if size and size + len(seg) > MAX_TRANSACTION_BYTES:
+                    batches.append([])
+                    size = 0
+                batches[-1].append((start, seg))
+                size += len(seg)
+            to_compact: list[int] = []
+            now = now_ms()
+            cov_len = 0
+            for i, batch in enumerate(batches):
+                pipe = self._client.pipeline(transaction=True)
+                pipe.hsetnx(f"{ds}:meta", "span", span)
+                pipe.hsetnx(f"{ds}:meta", "format", FORMAT)
+                for start, seg in batch:
+                    pipe.append(f"{ds}:b:{start}", seg)
+                    pipe.hincrby(f"{ds}:nseg", str(start), 1)
+                if batch:
+                    pipe.zadd(f"{ds}:idx", {str(s): s for s, _ in batch})
+                last = i == len(batches) - 1
+                if last and covered is not None:
+                    pipe.rpush(f"{ds}:cov", f"{covered.start} {covered.end}")
+                if last:
+                    pipe.publish(ds, self._notice(key, frame, covered))
+                results = pipe.execute()
+                counts = results[3 : 2 + 2 * len(batch) : 2]
+                to_compact += [
+                    s
+                    for (s, _), n in zip(batch, counts, strict=True)
+                    if n >= (COMPACT_CLOSED if s + span <= now else COMPACT_SEGMENTS)
+                ]
+                if last and covered is not None:
+                    cov_len = int(results[-2])
+            log.debug("redis: wrote %d rows to %s in %d bucket(s)", rows, key, len(segments))
+        # The rows are committed: housekeeping that fails is logged, not raised.
+        try:
+            for start in to_compact:
+                self._compact_bucket(key, ds, start)
+            if cov_len >= COMPACT_COVERAGE:
+                self._compact_coverage(ds)
+        except (self._redis.exceptions.RedisError, StorageError) as exc:
+            log.warning("redis: compaction of %s failed (will retry later): %s", key, exc)
+        return rows
+
+    @staticmethod
+    def _segments(
+        frame: pd.DataFrame, span: int, options: pa.ipc.IpcWriteOptions
+    ) -> Iterator[tuple[int, bytes]]:
+        if len(frame) == 0:
+            return
+        ts_ns, columns = _columns(frame)
+        buckets = (ts_ns // _NS_PER_MS // span) * span
+        cuts = np.flatnonzero(np.diff(buckets)) + 1
+        bounds = [0, *cuts.tolist(), len(frame)]
+        for lo, hi in itertools.pairwise(bounds):
+            part = [(name, values[lo:hi]) for name, values in columns]
+            yield int(buckets[lo]), _encode(ts_ns[lo:hi], part, options)
+
+    @staticmethod
+    def _notice(key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> str:
+        first = last = None
+        if len(frame):
+            index = frame.index
+            assert isinstance(index, pd.DatetimeIndex)
+            ms = index.as_unit("ns").asi8 // _NS_PER_MS
+            first, last = int(ms[0]), int(ms[-1]) + 1
+        return json.dumps(
+            {
+                "key": str(key),
+                "start": first,
+                "end": last,
+                "rows": len(frame),
+                "covered": None if covered is None else [covered.start, covered.end],
+            }
+        )
+
+    def _compact_bucket(self, key: DatasetKey, ds: str, start: int) -> None:
+        bkey = f"{ds}:b:{start}"
+        with self._client.pipeline(transaction=True) as pipe:
+            for _ in range(3):
+                try:
+                    pipe.watch(bkey)
+                    blob = pipe.get(bkey)
+                    if blob is None:
+                        pipe.unwatch()
+                        return
+                    tables = _decode(blob)
+                    merged = _assemble(key.kind, [tables])
+                    pipe.multi()
+                    pipe.set(bkey, _encode_frame(merged, self._ipc))
+                    pipe.hset(f"{ds}:nseg", str(start), 1)
+                    pipe.execute()
+                    log.debug(
+                        "redis: compacted %s bucket %d (%d segments)", key, start, len(tables)
+                    )
+                    return
+                except self._redis.exceptions.WatchError:
+                    continue
+        log.debug("redis: compaction of %s bucket %d deferred (busy)", key, start)
+
+    def _compact_coverage(self, ds: str) -> None:
+        ckey = f"{ds}:cov"
+        with self._client.pipeline(transaction=True) as pipe:
+            for _ in range(3):
+                try:
+                    pipe.watch(ckey)
+                    cov = _parse_coverage(pipe.lrange(ckey, 0, -1))
+                    pipe.multi()
+                    pipe.delete(ckey)
+                    if cov:
+                        pipe.rpush(ckey, *_dump_coverage(cov))
+                    pipe.execute()
+                    return
+                except self._redis.exceptions.WatchError:
+                    continue
+
+    def _read(
+        self, key: DatasetKey, start: int | None, end: int | None, columns: list[str] | None
+    ) -> pd.DataFrame:
+        ds = self._ds(key)
+        with self._guard(f"read of {key}"):
+            span = self._span(key, ds)
+            lo: float | int = -math.inf if start is None else (start // span) * span
+            hi: float | str = math.inf if end is None else f"({end}"
+            starts = self._client.zrange(f"{ds}:idx", lo, hi, byscore=True)
+            blobs: list[bytes | None] = []
+            if starts:
+                pipe = self._client.pipeline(transaction=False)
+                keys = [f"{ds}:b:{_int(s)}" for s in starts]
+                for i in range(0, len(keys), MGET_CHUNK):
+                    pipe.mget(keys[i : i + MGET_CHUNK])
+                for chunk in pipe.execute():
+                    blobs.extend(chunk)
+        buckets = [_decode(b) for b in blobs if b]
+        if not buckets:
+            return pd.DataFrame()
+        frame = _assemble(key.kind, buckets, columns)
+        out = slice_frame(frame, start, end)
+        if columns is not None:
+            out = out[[c for c in columns if c in out.columns]]
+        return out
+
+    def coverage(self, key: DatasetKey | str) -> IntervalSet:
+        """The ranges of ``key`` known to be complete."""
+        key = _check_key(key)
+        with self._guard(f"coverage of {key}"):
+            return _parse_coverage(self._client.lrange(f"{self._ds(key)}:cov", 0, -1))
+
+    def _keys(self) -> list[DatasetKey]:
+        head = f"{self.prefix}ds:{{"
+        tail = "}:meta"
+        found = []
+        with self._guard("listing of keys"):
+            for raw in self._client.scan_iter(match=_glob_escape(head) + "*" + tail, count=1000):
+                name = raw.decode("utf-8", "replace")
+                if name.startswith(head) and name.endswith(tail):
+                    key = parse_key_name(name[len(head) : -len(tail)])
+                    if key is not None:
+                        found.append(key)
+        return found
+
+    def _delete(self, key: DatasetKey, start: int | None, end: int | None) -> None:
+        ds = self._ds(key)
+        with self._guard(f"delete of {key}"):
+            if start is None and end is None:
+                self._delete_all(ds)
+                self._spans.pop(key, None)
+            else:
+                self._delete_range(key, ds, start, end)
+        log.debug("redis: deleted [%s, %s) of %s", start, end, key)
+
+    def _delete_all(self, ds: str) -> None:
+        idx = f"{ds}:idx"
+        with self._client.pipeline(transaction=True) as pipe:
+            for _ in range(WATCH_ATTEMPTS):
+                try:
+                    pipe.watch(idx)
+                    starts = pipe.zrange(idx, 0, -1)
+                    pipe.multi()
+                    pipe.unlink(f"{ds}:cov")  # coverage first
+                    pipe.unlink(f"{ds}:meta", idx, f"{ds}:nseg")
+                    for s in starts:
+                        pipe.unlink(f"{ds}:b:{_int(s)}")
+                    pipe.execute()
+                    return
+                except self._redis.exceptions.WatchError:
+                    continue
+        raise StorageError(f"redis delete of {ds} kept conflicting with other writers; try again")
+
+    def _delete_range(self, key: DatasetKey, ds: str, start: int | None, end: int | None) -> None:
+        span = self._span(key, ds)
+        lo = -_INF if start is None else start
+        hi = _INF if end is None else end
+        idx, ckey = f"{ds}:idx", f"{ds}:cov"
+        with self._client.pipeline(transaction=True) as pipe:
+            for _ in range(WATCH_ATTEMPTS):
+                try:
+                    pipe.watch(idx, ckey)
+                    starts = [
+                        _int(s)
+                        for s in pipe.zrange(idx, (lo // span) * span, f"({hi}", byscore=True)
+                    ]
+                    whole = [s for s in starts if s >= lo and s + span <= hi]
+                    partial = [s for s in starts if not (s >= lo and s + span <= hi)]
+                    if partial:
+                        pipe.watch(*[f"{ds}:b:{s}" for s in partial])
+                    cov = _parse_coverage(pipe.lrange(ckey, 0, -1))
+                    kept: dict[int, pd.DataFrame] = {}
+                    for s in partial:
+                        blob = pipe.get(f"{ds}:b:{s}")
+                        if blob:
+                            frame = _assemble(key.kind, [_decode(blob)])
+                            ms = frame.index.as_unit("ns").asi8 // _NS_PER_MS  # type: ignore[attr-defined]
+                            kept[s] = frame[(ms < lo) | (ms >= hi)]
+                    pipe.multi()
+                    # coverage first (same transaction): never claims the removed rows
+                    new_cov = clip_range(cov, start, end)
+                    if new_cov != cov:
+                        pipe.delete(ckey)
+                        if new_cov:
+                            pipe.rpush(ckey, *_dump_coverage(new_cov))
+                    for s in whole + [s for s in partial if s not in kept]:
+                        pipe.unlink(f"{ds}:b:{s}")
+                        pipe.zrem(idx, str(s))
+                        pipe.hdel(f"{ds}:nseg", str(s))
+                    for s, frame in kept.items():
+                        if len(frame):
+                            pipe.set(f"{ds}:b:{s}", _encode_frame(frame, self._ipc))
+                            pipe.hset(f"{ds}:nseg", str(s), 1)
+                        else:
+                            pipe.unlink(f"{ds}:b:{s}")
+                            pipe.zrem(idx, str(s))
+                            pipe.hdel(f"{ds}:nseg", str(s))
+                    pipe.execute()
+                    return
+                except self._redis.exceptions.WatchError:
+                    continue
+        raise StorageError(f"redis delete of {key} kept conflicting with other writers; try again")
+
+    # -- single points -------------------------------------------------------------------
+    def _store(self, key: str, payload: str, timestamp: int) -> None:
+        pkey = self._pt(key)
+        with self._guard(f"store of {key!r}"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.zremrangebyscore(pkey, timestamp, timestamp)
+            pipe.zadd(pkey, {f"{timestamp} {payload}": timestamp})
+            pipe.execute()
+
+    def _fetch(self, key: str, start: int, end: int) -> list[tuple[int, str]]:
+        with self._guard(f"fetch of {key!r}"):
+            members = self._client.zrange(self._pt(key), start, f"({end}", byscore=True)
+        out = []
+        for raw in members:
+            ts, _, payload = _raw(raw).decode("utf-8").partition(" ")
+            out.append((int(ts), payload))
+        return out
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Disconnect the connection pool; the storage is unusable afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._client.close()
+            self._client.connection_pool.disconnect()
+        except self._redis.exceptions.RedisError as exc:  # pragma: no cover
+            log.debug("redis: error while closing %s: %s", self.url, exc)
+
+
+def _parse_coverage(items: Sequence[object]) -> IntervalSet:
+    pairs = []
+    for raw in items:
+        lo, hi = _raw(raw).split()
+        pairs.append(Interval(int(lo), int(hi)))
+    return IntervalSet(pairs)
+
+
+def _dump_coverage(cov: IntervalSet) -> list[str]:
+    return [f"{iv.start} {iv.end}" for iv in cov]
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def _raw(value: object) -> bytes:
+    """A reply as bytes (the client runs with ``decode_responses=False``)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise StorageError(f"unexpected reply from redis: {type(value).__name__}")
+
+
+def _int(value: object) -> int:
+    return int(_raw(value))
