@@ -1,0 +1,202 @@
+"""What a dialect is: routes, markets, limits and the venue's error format."""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+
+from mdcollect.testing._faults import Limit
+from mdcollect.testing._market import Frame, MarketSpec, SyntheticMarket
+
+__all__ = [
+    "Ctx",
+    "Dialect",
+    "DialectError",
+    "Reply",
+    "Route",
+    "fmt",
+    "fmt_col",
+    "fmt_plain",
+    "fmt_plain_col",
+]
+
+
+@attrs.define
+class Reply:
+    """A handler's answer before faults: JSON-able body, status and extra headers."""
+
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = attrs.Factory(dict)
+
+
+class DialectError(Exception):
+    """Raised by handlers: answer with the venue's own error body."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.body)
+        self.reply = reply
+
+
+@attrs.define
+class Ctx:
+    """Everything a handler needs for one request."""
+
+    market: SyntheticMarket
+    venue: str
+    params: Mapping[str, str]
+    path: str
+    #: Row fault for list endpoints: ``"duplicate"``, ``"overlap"`` or None.
+    row_fault: str | None = None
+
+    @property
+    def now(self) -> int:
+        return self.market.now()
+
+    def mangle(self, rows: list[Any], previous: Callable[[], Any | None]) -> list[Any]:
+        """Apply a row fault to chronologically ordered rows (before venue ordering)."""
+        if self.row_fault == "duplicate" and rows:
+            mid = len(rows) // 2
+            return [*rows[: mid + 1], rows[mid], *rows[mid + 1 :], rows[-1]]
+        if self.row_fault == "overlap" and rows:
+            prev = previous()
+            return [prev, *rows] if prev is not None else [rows[0], *rows]
+        return rows
+
+
+Handler = Callable[[Ctx], Reply]
+
+
+@attrs.frozen
+class Route:
+    """One endpoint: ``GET /api/v3/klines`` named ``klines``, its weight and bucket."""
+
+    method: str
+    path: str
+    name: str
+    handler: Handler
+    #: Weight charged to ``bucket`` (a callable gets the query params).
+    weight: int | Callable[[Mapping[str, str]], int] = 1
+    bucket: str | None = None
+
+    def weight_of(self, params: Mapping[str, str]) -> int:
+        return self.weight(params) if callable(self.weight) else self.weight
+
+
+class Dialect(abc.ABC):
+    """A venue's REST dialect: subclass, fill the class data, register in ``dialects/__init__``.
+
+    ``name`` is the venue (``"binance"``); ``aliases`` the ccxt ids and project keys
+    served by it; ``fill_empty`` whether candles without trades are flat candles
+    (True) or missing (False); ``limits`` the rate-limit buckets routes charge.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    fill_empty: ClassVar[bool] = True
+    #: Whether ignoring a 429 earns an HTTP 418 ban (Binance).
+    bans: ClassVar[bool] = False
+    limits: ClassVar[Mapping[str, Limit]] = {}
+
+    @abc.abstractmethod
+    def default_markets(self) -> Sequence[MarketSpec]:
+        """The markets listed by default."""
+
+    @abc.abstractmethod
+    def routes(self) -> Sequence[Route]:
+        """Every endpoint this dialect serves."""
+
+    @abc.abstractmethod
+    def error(self, kind: str, message: str = "", retry_after: float = 0.0) -> Reply:
+        """The venue's error answer; ``kind`` is ``bad_symbol``, ``bad_request``,
+        ``rate_limit``, ``ban`` or ``not_found``."""
+
+    def used_weight_headers(self, bucket: str, used: int) -> dict[str, str]:
+        """Headers that report used weight (Binance ``X-MBX-USED-WEIGHT-1M``)."""
+        return {}
+
+    # helpers for subclasses
+
+    def fail(self, kind: str, message: str = "") -> DialectError:
+        return DialectError(self.error(kind, message))
+
+
+def fmt(units: int, decimals: int, out: int | None = None) -> str:
+    """Render an integer in units of ``10**-decimals`` with ``out`` decimals (exact).
+
+    >>> fmt(4351934, 2, 8)
+    '43519.34000000'
+    """
+    if out is None:
+        out = decimals
+    if out < decimals:
+        value = Decimal(units).scaleb(-decimals)
+        return f"{value:.{out}f}"
+    sign = "-" if units < 0 else ""
+    q, r = divmod(abs(int(units)), 10**decimals)
+    if out == 0:
+        return f"{sign}{q}"
+    frac = f"{r:0{decimals}d}" if decimals else ""
+    return f"{sign}{q}.{frac}{'0' * (out - decimals)}"
+
+
+def fmt_col(values: Any, decimals: int, out: int | None = None) -> list[str]:
+    """:func:`fmt` over a column of integers (fast path for pages of rows)."""
+    arr = np.asarray(values, dtype=np.int64)
+    if out is None:
+        out = decimals
+    if len(arr) == 0:
+        return []
+    p = 10**decimals
+    # A double carries ~15.9 significant digits: printing ``v / p`` with ``out``
+    # decimals is exact while the value stays well below 10**(15 - out).
+    if out >= decimals and int(arr.min()) >= 0 and int(arr.max()) < 4 * 10 ** (15 - out) * p:
+        pattern = f"%.{out}f"
+        return [pattern % x for x in (arr / p).tolist()]
+    return [fmt(v, decimals, out) for v in arr.tolist()]
+
+
+def fmt_plain(units: int, decimals: int) -> str:
+    """Shortest decimal form without trailing zeros (OKX/Bybit style ``"43300"``)."""
+    s = fmt(units, decimals)
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return s
+
+
+def fmt_plain_col(values: Any, decimals: int) -> list[str]:
+    """:func:`fmt_plain` over a column."""
+    return [s.rstrip("0").rstrip(".") if "." in s else s for s in fmt_col(values, decimals)]
+
+
+def parse_int(params: Mapping[str, str], name: str, dialect: Dialect) -> int | None:
+    """An integer query parameter, or the venue's bad-request error."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        value = float(raw)
+    except ValueError:
+        raise dialect.fail(
+            "bad_request", f"Illegal characters found in parameter '{name}'"
+        ) from None
+    if not math.isfinite(value):
+        raise dialect.fail("bad_request", f"Illegal characters found in parameter '{name}'")
+    return int(value)
+
+
+def frame_or_none(timeframe: str, offset: int = 0) -> Frame | None:
+    try:
+        return Frame.parse(timeframe, offset)
+    except ValueError:
+        return None

@@ -1,0 +1,670 @@
+"""Binance spot (``/api/v3``) and USD-M futures (``/fapi/v1``), plus empty COIN-M (``/dapi/v1``).
+
+Serves ccxt ids ``binance`` and ``binanceusdm`` (project alias ``binance_futures``).
+Request weights follow Binance's documentation (checked 2024/2025):
+
+- spot: https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints
+  ``klines`` 2, ``aggTrades`` 4, ``trades`` 25, ``historicalTrades`` 25,
+  ``exchangeInfo`` 20, ``time``/``ping`` 1; limit 6000 weight per minute per IP.
+- USD-M: https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api
+  ``klines`` by limit ``[1,100)`` 1, ``[100,500)`` 2, ``[500,1000]`` 5, ``>1000`` 10;
+  ``aggTrades`` 20, ``trades`` 5, ``historicalTrades`` 20, ``exchangeInfo`` 1,
+  ``premiumIndex`` 1 (10 without symbol), ``fundingRate`` 1; 2400 per minute per IP.
+
+Used weight is reported in ``X-MBX-USED-WEIGHT-1M``; exceeding it answers 429 with
+``Retry-After`` and ``{"code":-1003,...}``; requesting again before ``Retry-After``
+answers 418 (IP ban), as Binance documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from mdcollect.testing._faults import Limit
+from mdcollect.testing._market import HOUR, MarketSpec, RawCandles, RawTrades
+from mdcollect.testing.dialects._base import (
+    Ctx,
+    Dialect,
+    Reply,
+    Route,
+    fmt,
+    fmt_col,
+    frame_or_none,
+    parse_int,
+)
+
+__all__ = ["Binance"]
+
+SPOT_INTERVALS = (
+    "1s",
+    "1m",
+    "3m",
+    "5m",
+    "15m",
+    "30m",
+    "1h",
+    "2h",
+    "4h",
+    "6h",
+    "8h",
+    "12h",
+    "1d",
+    "3d",
+    "1w",
+    "1M",
+)
+FUTURES_INTERVALS = SPOT_INTERVALS[1:]
+
+
+def _futures_klines_weight(params: Mapping[str, str]) -> int:
+    try:
+        limit = int(params.get("limit", "500"))
+    except ValueError:
+        return 1
+    if limit < 100:
+        return 1
+    if limit < 500:
+        return 2
+    if limit <= 1000:
+        return 5
+    return 10
+
+
+class Binance(Dialect):
+    """Binance spot + USD-M futures REST."""
+
+    name: ClassVar[str] = "binance"
+    aliases: ClassVar[tuple[str, ...]] = ("binanceusdm", "binance_futures", "binancecoinm")
+    fill_empty: ClassVar[bool] = True
+    bans: ClassVar[bool] = True
+    limits: ClassVar[Mapping[str, Limit]] = {
+        "spot": Limit(6000, 60.0),
+        "fapi": Limit(2400, 60.0),
+        "dapi": Limit(2400, 60.0),
+    }
+
+    def default_markets(self) -> Sequence[MarketSpec]:
+        return [
+            MarketSpec("BTC/USDT", 30_000.0, price_decimals=2, amount_decimals=5, mean_amount=0.02),
+            MarketSpec("ETH/USDT", 2_000.0, price_decimals=2, amount_decimals=4, mean_amount=0.3),
+            MarketSpec(
+                "BTC/USDT:USDT",
+                30_000.0,
+                price_decimals=2,
+                tick=10,
+                amount_decimals=3,
+                mean_amount=0.05,
+            ),
+            MarketSpec(
+                "ETH/USDT:USDT", 2_000.0, price_decimals=2, amount_decimals=3, mean_amount=0.5
+            ),
+        ]
+
+    def routes(self) -> Sequence[Route]:
+        r: list[Route] = []
+        for prefix, bucket, contract in (("/api/v3", "spot", False), ("/fapi/v1", "fapi", True)):
+            spot = not contract
+
+            def bind(fn: Any, contract: bool = contract) -> Any:
+                return lambda ctx: fn(ctx, contract)
+
+            r += [
+                Route("GET", f"{prefix}/ping", "ping", lambda ctx: Reply({}), 1, bucket),
+                Route(
+                    "GET",
+                    f"{prefix}/time",
+                    "time",
+                    lambda ctx: Reply({"serverTime": ctx.now}),
+                    1,
+                    bucket,
+                ),
+                Route(
+                    "GET",
+                    f"{prefix}/exchangeInfo",
+                    "exchangeInfo",
+                    bind(self.exchange_info),
+                    20 if spot else 1,
+                    bucket,
+                ),
+                Route(
+                    "GET",
+                    f"{prefix}/klines",
+                    "klines",
+                    bind(self.klines),
+                    2 if spot else _futures_klines_weight,
+                    bucket,
+                ),
+                Route(
+                    "GET",
+                    f"{prefix}/aggTrades",
+                    "aggTrades",
+                    bind(self.agg_trades),
+                    4 if spot else 20,
+                    bucket,
+                ),
+                Route(
+                    "GET",
+                    f"{prefix}/trades",
+                    "trades",
+                    bind(self.recent_trades),
+                    25 if spot else 5,
+                    bucket,
+                ),
+                Route(
+                    "GET",
+                    f"{prefix}/historicalTrades",
+                    "historicalTrades",
+                    bind(self.historical_trades),
+                    25 if spot else 20,
+                    bucket,
+                ),
+            ]
+        r += [
+            Route(
+                "GET",
+                "/fapi/v1/premiumIndex",
+                "premiumIndex",
+                self.premium_index,
+                lambda p: 1 if p.get("symbol") else 10,
+                "fapi",
+            ),
+            Route("GET", "/fapi/v1/fundingRate", "fundingRate", self.funding_rate, 1, "fapi"),
+            # COIN-M is not emulated, but ccxt's binance.load_markets() asks for it.
+            Route(
+                "GET", "/dapi/v1/exchangeInfo", "exchangeInfo", self.dapi_exchange_info, 1, "dapi"
+            ),
+            Route(
+                "GET",
+                "/dapi/v1/time",
+                "time",
+                lambda ctx: Reply({"serverTime": ctx.now}),
+                1,
+                "dapi",
+            ),
+            Route("GET", "/dapi/v1/ping", "ping", lambda ctx: Reply({}), 1, "dapi"),
+        ]
+        return r
+
+    # -- errors
+
+    def error(self, kind: str, message: str = "", retry_after: float = 0.0) -> Reply:
+        """Binance error bodies, e.g. ``{"code":-1121,"msg":"Invalid symbol."}`` (HTTP 400)."""
+        if kind == "bad_symbol":
+            return Reply({"code": -1121, "msg": "Invalid symbol."}, 400)
+        if kind == "rate_limit":
+            msg = (
+                "Too much request weight used; current limit is 6000 request weight per 1 MINUTE. "
+                "Please use WebSocket Streams for live updates to avoid polling the API."
+            )
+            return Reply(
+                {"code": -1003, "msg": message or msg}, 429, {"Retry-After": _secs(retry_after)}
+            )
+        if kind == "ban":
+            msg = (
+                "Way too much request weight used; IP banned until "
+                f"{message}. Please use WebSocket Streams for live updates to avoid bans."
+            )
+            return Reply({"code": -1003, "msg": msg}, 418, {"Retry-After": _secs(retry_after)})
+        if kind == "not_found":
+            return Reply({"code": -5000, "msg": f"Path {message}, Method GET is invalid"}, 404)
+        if kind == "bad_interval":
+            return Reply({"code": -1120, "msg": "Invalid interval."}, 400)
+        if kind == "missing":
+            return Reply(
+                {
+                    "code": -1102,
+                    "msg": f"Mandatory parameter '{message}' was not sent, was empty/null, or malformed.",
+                },
+                400,
+            )
+        if kind == "bad_limit":
+            return Reply(
+                {"code": -1130, "msg": f"Data sent for parameter '{message}' is not valid."}, 400
+            )
+        if kind == "too_long":
+            return Reply(
+                {"code": -1127, "msg": "More than 1 hours between startTime and endTime."}, 400
+            )
+        return Reply(
+            {"code": -1100, "msg": message or "Illegal characters found in a parameter."}, 400
+        )
+
+    def used_weight_headers(self, bucket: str, used: int) -> dict[str, str]:
+        return {"X-MBX-USED-WEIGHT-1M": str(used), "X-MBX-USED-WEIGHT": str(used)}
+
+    # -- helpers
+
+    def _spec(self, ctx: Ctx, contract: bool) -> MarketSpec:
+        market_id = ctx.params.get("symbol")
+        if not market_id:
+            raise self.fail("missing", "symbol")
+        for symbol in ctx.market.symbols(self.name):
+            spec = ctx.market.spec(self.name, symbol)
+            if spec.is_contract == contract and _market_id(spec) == market_id.upper():
+                return spec
+        raise self.fail("bad_symbol")
+
+    def _limit(self, ctx: Ctx, default: int, maximum: int) -> int:
+        limit = parse_int(ctx.params, "limit", self)
+        if limit is None:
+            return default
+        if limit <= 0 or limit > maximum:
+            raise self.fail("bad_limit", "limit")
+        return limit
+
+    # -- markets
+
+    def exchange_info(self, ctx: Ctx, contract: bool) -> Reply:
+        """``GET /api/v3/exchangeInfo`` (and ``/fapi/v1/exchangeInfo``).
+
+        Sample (spot, abridged)::
+
+            {"timezone": "UTC", "serverTime": 1706803708087, "rateLimits": [...],
+             "symbols": [{"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC",
+                          "quoteAsset": "USDT", "filters": [{"filterType": "PRICE_FILTER",
+                          "minPrice": "0.01000000", "maxPrice": "1000000.00000000",
+                          "tickSize": "0.01000000"}, ...], ...}]}
+        """
+        specs = [ctx.market.spec(self.name, s) for s in ctx.market.symbols(self.name)]
+        specs = [s for s in specs if s.is_contract == contract]
+        limit = 2400 if contract else 6000
+        body: dict[str, Any] = {
+            "timezone": "UTC",
+            "serverTime": ctx.now,
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": limit,
+                },
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+            ],
+            "exchangeFilters": [],
+        }
+        if contract:
+            body["futuresType"] = "U_MARGINED"
+            body["assets"] = [
+                {"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}
+            ]
+            body["symbols"] = [self._futures_symbol(s) for s in specs]
+        else:
+            body["symbols"] = [self._spot_symbol(s) for s in specs]
+        return Reply(body)
+
+    def dapi_exchange_info(self, ctx: Ctx) -> Reply:
+        """COIN-M exchangeInfo with no symbols (inverse markets are not emulated)."""
+        return Reply(
+            {
+                "timezone": "UTC",
+                "serverTime": ctx.now,
+                "rateLimits": [],
+                "exchangeFilters": [],
+                "symbols": [],
+            }
+        )
+
+    def _spot_symbol(self, s: MarketSpec) -> dict[str, Any]:
+        tick = fmt(s.tick, s.price_decimals, 8)
+        step = fmt(1, s.amount_decimals, 8)
+        return {
+            "symbol": _market_id(s),
+            "status": "TRADING",
+            "baseAsset": s.base,
+            "baseAssetPrecision": 8,
+            "quoteAsset": s.quote,
+            "quotePrecision": 8,
+            "quoteAssetPrecision": 8,
+            "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8,
+            "orderTypes": [
+                "LIMIT",
+                "LIMIT_MAKER",
+                "MARKET",
+                "STOP_LOSS_LIMIT",
+                "TAKE_PROFIT_LIMIT",
+            ],
+            "icebergAllowed": True,
+            "ocoAllowed": True,
+            "otoAllowed": True,
+            "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": True,
+            "cancelReplaceAllowed": True,
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": True,
+            "filters": [
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": tick,
+                    "maxPrice": "1000000.00000000",
+                    "tickSize": tick,
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": step,
+                    "maxQty": "9000.00000000",
+                    "stepSize": step,
+                },
+                {
+                    "filterType": "NOTIONAL",
+                    "minNotional": "5.00000000",
+                    "applyMinToMarket": True,
+                    "maxNotional": "9000000.00000000",
+                    "applyMaxToMarket": False,
+                    "avgPriceMins": 5,
+                },
+            ],
+            "permissions": [],
+            "permissionSets": [["SPOT", "MARGIN"]],
+            "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+            "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+        }
+
+    def _futures_symbol(self, s: MarketSpec) -> dict[str, Any]:
+        tick = fmt(s.tick, s.price_decimals)
+        step = fmt(1, s.amount_decimals)
+        return {
+            "symbol": _market_id(s),
+            "pair": _market_id(s),
+            "contractType": "PERPETUAL",
+            "deliveryDate": 4133404800000,
+            "onboardDate": s.listed,
+            "status": "TRADING",
+            "maintMarginPercent": "2.5000",
+            "requiredMarginPercent": "5.0000",
+            "baseAsset": s.base,
+            "quoteAsset": s.quote,
+            "marginAsset": s.settle,
+            "pricePrecision": s.price_decimals,
+            "quantityPrecision": s.amount_decimals,
+            "baseAssetPrecision": 8,
+            "quotePrecision": 8,
+            "underlyingType": "COIN",
+            "underlyingSubType": ["PoW"],
+            "settlePlan": 0,
+            "triggerProtect": "0.0500",
+            "liquidationFee": "0.012500",
+            "marketTakeBound": "0.05",
+            "maxMoveOrderLimit": 10000,
+            "filters": [
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": tick,
+                    "maxPrice": "4529764",
+                    "tickSize": tick,
+                },
+                {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "1000", "stepSize": step},
+                {
+                    "filterType": "MARKET_LOT_SIZE",
+                    "minQty": step,
+                    "maxQty": "120",
+                    "stepSize": step,
+                },
+                {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+                {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
+                {"filterType": "MIN_NOTIONAL", "notional": "100"},
+                {
+                    "filterType": "PERCENT_PRICE",
+                    "multiplierUp": "1.0500",
+                    "multiplierDown": "0.9500",
+                    "multiplierDecimal": "4",
+                },
+            ],
+            "orderTypes": [
+                "LIMIT",
+                "MARKET",
+                "STOP",
+                "STOP_MARKET",
+                "TAKE_PROFIT",
+                "TAKE_PROFIT_MARKET",
+                "TRAILING_STOP_MARKET",
+            ],
+            "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
+        }
+
+    # -- candles
+
+    def klines(self, ctx: Ctx, contract: bool) -> Reply:
+        """``GET /api/v3/klines`` / ``/fapi/v1/klines``: oldest first, open time in [startTime, endTime].
+
+        Sample (spot)::
+
+            [[1706630400000, "43519.34000000", "43936.00000000", "43171.00000000",
+              "43488.71000000", "20.55495000", 1706633999999, "891428.42858070", 3743,
+              "10.91428000", "473782.95739920", "0"]]
+
+        With ``startTime`` the first ``limit`` candles from it; with only ``endTime`` the
+        last ``limit`` up to it; with neither the last ``limit`` including the open one.
+        Empty intervals are flat candles at the previous close; outages have no candles.
+        """
+        spec = self._spec(ctx, contract)
+        interval = ctx.params.get("interval")
+        if not interval:
+            raise self.fail("missing", "interval")
+        if interval not in (FUTURES_INTERVALS if contract else SPOT_INTERVALS):
+            raise self.fail("bad_interval")
+        frame = frame_or_none(interval)
+        assert frame is not None
+        limit = self._limit(ctx, 500, 1500 if contract else 1000)
+        start = parse_int(ctx.params, "startTime", self)
+        end = parse_int(ctx.params, "endTime", self)
+        m = ctx.market
+        if start is not None:
+            raw = m.raw_candles_forward(self.name, spec.symbol, frame, start, limit, end=end)
+        else:
+            raw = m.raw_candles_backward(
+                self.name, spec.symbol, frame, ctx.now if end is None else end, limit
+            )
+        rows = self._kline_rows(raw, contract)
+
+        def previous() -> list[Any] | None:
+            if not len(raw):
+                return None
+            first = int(raw.agg.start[0])
+            prev = m.raw_candles_backward(self.name, spec.symbol, frame, first - 1, 1)
+            return self._kline_rows(prev, contract)[0] if len(prev) else None
+
+        return Reply(ctx.mangle(rows, previous))
+
+    def _kline_rows(self, raw: RawCandles, contract: bool) -> list[list[Any]]:
+        s = raw.spec
+        a = raw.agg
+        pd_, ad = s.price_decimals, s.amount_decimals
+        po, vo, qo = (pd_, ad, pd_ + ad) if contract else (8, 8, 8)
+        cols = zip(
+            a.start.tolist(),
+            fmt_col(a.open, pd_, po),
+            fmt_col(a.high, pd_, po),
+            fmt_col(a.low, pd_, po),
+            fmt_col(a.close, pd_, po),
+            fmt_col(a.volume, ad, vo),
+            raw.close_time().tolist(),
+            fmt_col(a.quote, pd_ + ad, qo),
+            a.count.tolist(),
+            fmt_col(a.buy_volume, ad, vo),
+            fmt_col(a.buy_quote, pd_ + ad, qo),
+            strict=True,
+        )
+        return [[*row, "0"] for row in cols]
+
+    # -- trades
+
+    def agg_trades(self, ctx: Ctx, contract: bool) -> Reply:
+        """``GET /api/v3/aggTrades`` / ``/fapi/v1/aggTrades`` (ccxt's default for fetch_trades).
+
+        Sample (spot)::
+
+            [{"a": 2913537567, "p": "73238.70000000", "q": "0.00109000", "f": 3479463557,
+              "l": 3479463557, "T": 1710327661939, "m": false, "M": true}]
+
+        ``fromId``: ids >= fromId; ``startTime``/``endTime`` inclusive, at most one hour
+        apart; neither: the most recent ``limit`` (default 500, max 1000).
+        """
+        spec = self._spec(ctx, contract)
+        limit = self._limit(ctx, 500, 1000)
+        from_id = parse_int(ctx.params, "fromId", self)
+        start = parse_int(ctx.params, "startTime", self)
+        end = parse_int(ctx.params, "endTime", self)
+        if start is not None and end is not None and end - start > HOUR:
+            raise self.fail("too_long")
+        m = ctx.market
+        if from_id is not None:
+            raw = m.raw_trades_forward(self.name, spec.symbol, from_id=from_id, limit=limit)
+        elif start is not None:
+            stop = None if end is None else end + 1
+            raw = m.raw_trades_forward(self.name, spec.symbol, start=start, end=stop, limit=limit)
+        elif end is not None:
+            raw = m.raw_trades_backward(self.name, spec.symbol, end=end + 1, limit=limit)
+        else:
+            raw = m.raw_trades_backward(self.name, spec.symbol, limit=limit)
+        rows = self._agg_rows(spec, raw)
+
+        def previous() -> dict[str, Any] | None:
+            if not len(raw):
+                return None
+            prev = m.raw_trades_backward(self.name, spec.symbol, before_id=int(raw.id[0]), limit=1)
+            return self._agg_rows(spec, prev)[0] if len(prev) else None
+
+        return Reply(ctx.mangle(rows, previous))
+
+    def _agg_rows(self, spec: MarketSpec, raw: RawTrades) -> list[dict[str, Any]]:
+        pd_, ad = spec.price_decimals, spec.amount_decimals
+        contract = spec.is_contract
+        rows = []
+        for i in range(len(raw)):
+            tid = int(raw.id[i])
+            row: dict[str, Any] = {
+                "a": tid,
+                "p": fmt(int(raw.price[i]), pd_, pd_ if contract else 8),
+                "q": fmt(int(raw.amount[i]), ad, ad if contract else 8),
+                "f": tid,
+                "l": tid,
+                "T": int(raw.ts[i]),
+                "m": not bool(raw.buy[i]),
+            }
+            if not contract:
+                row["M"] = True
+            rows.append(row)
+        return rows
+
+    def _trade_rows(self, spec: MarketSpec, raw: RawTrades) -> list[dict[str, Any]]:
+        contract = spec.is_contract
+        pd_, ad = spec.price_decimals, spec.amount_decimals
+        po, ao = (pd_, ad) if contract else (8, 8)
+        rows = []
+        for i in range(len(raw)):
+            row: dict[str, Any] = {
+                "id": int(raw.id[i]),
+                "price": fmt(int(raw.price[i]), pd_, po),
+                "qty": fmt(int(raw.amount[i]), ad, ao),
+                "quoteQty": fmt(
+                    int(raw.price[i]) * int(raw.amount[i]),
+                    pd_ + ad,
+                    max(po, 8) if not contract else pd_ + ad,
+                ),
+                "time": int(raw.ts[i]),
+                "isBuyerMaker": not bool(raw.buy[i]),
+            }
+            if not contract:
+                row["isBestMatch"] = True
+            rows.append(row)
+        return rows
+
+    def recent_trades(self, ctx: Ctx, contract: bool) -> Reply:
+        """``GET /api/v3/trades``: the most recent ``limit`` trades (default 500, max 1000).
+
+        Sample::
+
+            [{"id": 28457, "price": "4.00000100", "qty": "12.00000000",
+              "quoteQty": "48.000012", "time": 1499865549590, "isBuyerMaker": true,
+              "isBestMatch": true}]
+        """
+        spec = self._spec(ctx, contract)
+        limit = self._limit(ctx, 500, 1000)
+        raw = ctx.market.raw_trades_backward(self.name, spec.symbol, limit=limit)
+        return Reply(self._trade_rows(spec, raw))
+
+    def historical_trades(self, ctx: Ctx, contract: bool) -> Reply:
+        """``GET /api/v3/historicalTrades``: ``limit`` trades from ``fromId`` (else the latest)."""
+        spec = self._spec(ctx, contract)
+        limit = self._limit(ctx, 500, 1000 if not contract else 500)
+        from_id = parse_int(ctx.params, "fromId", self)
+        m = ctx.market
+        if from_id is None:
+            raw = m.raw_trades_backward(self.name, spec.symbol, limit=limit)
+        else:
+            raw = m.raw_trades_forward(self.name, spec.symbol, from_id=from_id, limit=limit)
+        return Reply(self._trade_rows(spec, raw))
+
+    # -- funding
+
+    def premium_index(self, ctx: Ctx) -> Reply:
+        """``GET /fapi/v1/premiumIndex``.
+
+        Sample::
+
+            {"symbol": "BTCUSDT", "markPrice": "11793.63104562", "indexPrice": "11781.80495970",
+             "estimatedSettlePrice": "11781.16138815", "lastFundingRate": "0.00038246",
+             "interestRate": "0.00010000", "nextFundingTime": 1597392000000, "time": 1597370495002}
+        """
+        if ctx.params.get("symbol"):
+            specs = [self._spec(ctx, True)]
+        else:
+            specs = [ctx.market.spec(self.name, s) for s in ctx.market.symbols(self.name)]
+            specs = [s for s in specs if s.is_contract]
+        now = ctx.now
+        period = 8 * HOUR
+        out = []
+        for s in specs:
+            mark = ctx.market.mark_price(self.name, s.symbol, now)
+            out.append(
+                {
+                    "symbol": _market_id(s),
+                    "markPrice": f"{mark:.8f}",
+                    "indexPrice": f"{mark:.8f}",
+                    "estimatedSettlePrice": f"{mark:.8f}",
+                    "lastFundingRate": f"{ctx.market.funding_rate(self.name, s.symbol, now):.8f}",
+                    "interestRate": "0.00010000",
+                    "nextFundingTime": (now // period + 1) * period,
+                    "time": now,
+                }
+            )
+        return Reply(out[0] if ctx.params.get("symbol") else out)
+
+    def funding_rate(self, ctx: Ctx) -> Reply:
+        """``GET /fapi/v1/fundingRate``: funding history, oldest first (default 100, max 1000).
+
+        Sample::
+
+            [{"symbol": "BTCUSDT", "fundingRate": "-0.03750000", "fundingTime": 1570608000000,
+              "markPrice": "34287.54619963"}]
+        """
+        spec = self._spec(ctx, True)
+        limit = self._limit(ctx, 100, 1000)
+        start = parse_int(ctx.params, "startTime", self)
+        end = parse_int(ctx.params, "endTime", self)
+        events = ctx.market.funding(
+            self.name, spec.symbol, start or spec.listed, end if end is not None else ctx.now
+        )
+        events = events[:limit] if start is not None else events[-limit:]
+        return Reply(
+            [
+                {
+                    "symbol": _market_id(spec),
+                    "fundingTime": t,
+                    "fundingRate": f"{r:.8f}",
+                    "markPrice": f"{p:.8f}",
+                }
+                for t, r, p in events
+            ]
+        )
+
+
+def _market_id(spec: MarketSpec) -> str:
+    return f"{spec.base}{spec.quote}".upper()
+
+
+def _secs(seconds: float) -> str:
+    return str(max(1, int(-(-seconds // 1))))

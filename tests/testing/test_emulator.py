@@ -1,0 +1,107 @@
+"""Emulator lifecycle, request log, URL redirection, subprocess mode and the public API."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import ccxt
+import pytest
+from emulator_helpers import DAY, NOW, sync_exchange
+
+import mdcollect.testing
+from mdcollect.exchanges._urls import redirect_url, redirect_urls
+from mdcollect.testing import EmulatorProcess, ExchangeEmulator
+
+
+def test_all_is_what_is_exported() -> None:
+    public = {n for n in dir(mdcollect.testing) if not n.startswith("_")} - {
+        "annotations",
+        "dialects",
+    }
+    assert set(mdcollect.testing.__all__) == public
+
+
+def test_redirect_urls_keeps_paths_and_resolves_templates() -> None:
+    assert redirect_url("https://api.binance.com/api/v3", "http://h:1/") == "http://h:1/api/v3"
+    assert redirect_url("https://{hostname}", "http://h:1") == "http://h:1"
+    assert redirect_url("https://api.{hostname}", "http://h:1") == "http://h:1"
+    for exchange_id in ("binance", "binanceusdm", "okx", "bybit", "kraken"):
+        ex = getattr(ccxt, exchange_id)()
+        redirect_urls(ex, "http://127.0.0.1:9")
+        stack = [ex.urls["api"]]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                stack.extend(node.values())
+            else:
+                assert node.startswith("http://127.0.0.1:9"), (exchange_id, node)
+    ex = ccxt.binance()
+    redirect_urls(ex, "http://a:1")
+    redirect_urls(ex, "http://b:2")  # idempotent, from the original URLs
+    assert ex.urls["api"]["fapiPublic"] == "http://b:2/fapi/v1"
+    assert ex.urls["www"] == "https://www.binance.com"  # only urls['api'] changes
+
+
+def test_request_log_and_clear(emu: ExchangeEmulator) -> None:
+    ex = sync_exchange(emu, "binance")
+    emu.clear_requests()
+    ex.fetch_ohlcv("ETH/USDT", "1h", since=NOW - DAY, limit=3)
+    (rec,) = emu.requests
+    assert (rec.exchange, rec.route, rec.method, rec.path, rec.status) == (
+        "binance",
+        "klines",
+        "GET",
+        "/api/v3/klines",
+        200,
+    )
+    assert rec.params == {
+        "symbol": "ETHUSDT",
+        "interval": "1h",
+        "limit": "3",
+        "startTime": str(NOW - DAY),
+    }
+    assert rec.weight == 2 and rec.fault is None and rec.time > 0
+    emu.clear_requests()
+    assert emu.requests == []
+
+
+def test_unknown_path_is_404(emu: ExchangeEmulator) -> None:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(emu.url + "/api/v3/nope")
+    assert info.value.code == 404
+    assert emu.requests[-1].path == "/api/v3/nope" and emu.requests[-1].status == 404
+
+
+async def test_async_context_manager_and_ccxt_async() -> None:
+    async with ExchangeEmulator(seed=3, clock=lambda: NOW, rate_limits=False) as emu:
+        ex = emu.ccxt("bybit_futures")
+        try:
+            await ex.load_markets()
+            assert ex.options["defaultType"] == "swap"
+            rows = await ex.fetch_ohlcv("BTC/USDT:USDT", "1h", since=NOW - DAY, limit=24)
+            assert (
+                rows == emu.market.candles("bybit", "BTC/USDT:USDT", "1h", NOW - DAY, NOW).to_list()
+            )
+        finally:
+            await ex.close()
+    with pytest.raises(RuntimeError):
+        _ = emu.url
+
+
+def test_subprocess_mode_serves_until_killed() -> None:
+    with EmulatorProcess(seed=5, now=NOW, rate_limits=False) as proc:
+        ex = ccxt.binance({"enableRateLimit": False, "timeout": 5000})
+        redirect_urls(ex, proc.url)
+        rows = ex.fetch_ohlcv("BTC/USDT", "1m", since=NOW - DAY, limit=3)
+        with ExchangeEmulator(seed=5, clock=lambda: NOW) as local:  # same seed: same market
+            assert (
+                rows
+                == local.market.candles(
+                    "binance", "BTC/USDT", "1m", NOW - DAY, NOW - DAY + 180_000
+                ).to_list()
+            )
+        proc.kill()
+        assert proc.poll() is not None
+        with pytest.raises(ccxt.NetworkError):
+            ex.fetch_ohlcv("BTC/USDT", "1m", since=NOW - DAY, limit=3)
