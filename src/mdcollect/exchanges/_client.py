@@ -1,0 +1,517 @@
+"""``ExchangeClient``: one ccxt ``async_support`` exchange, with retries and schema frames."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import aiohttp
+import ccxt
+import ccxt.async_support as ccxt_async
+import numpy as np
+import pandas as pd
+from attrs import frozen
+
+from .._errors import ExchangeError, InvalidRequest
+from .._schema import empty_frame, normalize_frame
+from .._time import Timeframe, now_ms
+from ._http import (
+    ResponseRecord,
+    SessionStats,
+    current_record,
+    make_session,
+    track_malformed_json,
+)
+from ._registry import ExchangeInfo, exchange_info
+from ._retry import RetryPolicy, translate_error
+
+__all__ = ["ExchangeClient", "TradesPage"]
+
+log: Final = logging.getLogger("mdcollect.exchanges")
+
+T = TypeVar("T")
+
+# Errors a ccxt call can raise that say something about the exchange or its
+# response; anything else (CancelledError, our own bugs) propagates untouched.
+_CALL_ERRORS: Final = (
+    ccxt.BaseError,
+    aiohttp.ClientError,
+    TimeoutError,
+    ConnectionError,
+    # ccxt's parsers on a garbled body
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    AttributeError,
+)
+
+_OHLCV_COLUMNS: Final = ("open", "high", "low", "close", "volume")
+
+
+@frozen
+class TradesPage:
+    """One page of trades and where the next page starts.
+
+    ``frame`` holds the trades with ``since <= timestamp < until`` (trades
+    schema). ``next_since`` is the ``since`` of the next request, ``None``
+    when ``[since, until)`` is exhausted or the exchange serves no deeper
+    trades; ``cursor`` is the exchange's opaque cursor to pass back with it
+    (Kraken), else ``None``. Consecutive pages may overlap at one millisecond;
+    rows are identified by ``(timestamp, id)``, so merging them deduplicates.
+    """
+
+    frame: pd.DataFrame
+    next_since: int | None
+    cursor: str | None = None
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+class ExchangeClient:
+    """Async access to one exchange through ccxt, with retries and schema frames.
+
+    ``key`` is an exchange key (a ccxt id or an alias such as
+    ``binance_futures``, see :func:`exchange_keys`). ``base_url`` sends every
+    request to another host (an :class:`~mdcollect.testing.ExchangeEmulator`,
+    a proxy), keeping the paths. Any other keyword is **ccxt constructor config**
+    (``timeout=``, ``enableRateLimit=``, ``apiKey=``, ``options=``...), merged
+    over the registry's options; ``enableRateLimit`` defaults to true.
+
+    >>> async def main() -> None:
+    ...     async with ExchangeClient("binance") as client:
+    ...         candles = await client.fetch_ohlcv("BTC/USDT", "1m", since, since + 3_600_000)
+
+    Each ``fetch_*`` call is one page: one request plus retries of transient
+    failures (``retry``, a :class:`RetryPolicy`). Timestamps are int ms; the
+    frames have a UTC ``timestamp`` index. ``request_count`` counts the HTTP
+    requests made (retries and market loading included), ``retry_count`` the
+    retries.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        base_url: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], int] | None = None,
+        **ccxt_config: Any,
+    ) -> None:
+        self.key: str = key
+        self.info: ExchangeInfo = exchange_info(key)
+        self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
+        self.retry_count: int = 0
+        self._clock: Callable[[], int] = clock if clock is not None else now_ms
+        self._stats = SessionStats()
+        self._session: aiohttp.ClientSession | None = None
+        self._session_lock = asyncio.Lock()
+        self._markets_lock = asyncio.Lock()
+        config: dict[str, Any] = {"enableRateLimit": True}
+        if base_url is not None and base_url.startswith("http://"):
+            # no TLS to drain on close: skip ccxt's 250 ms grace sleep
+            config["timeout_on_exit"] = 0
+        config.update(ccxt_config)
+        config["options"] = _deep_merge(self.info.options, ccxt_config.get("options") or {})
+        exchange_class = getattr(ccxt_async, self.info.ccxt_id)
+        self.exchange: ccxt_async.Exchange = exchange_class(config)
+        self.exchange.on_json_response = track_malformed_json(self.exchange.on_json_response)
+        if base_url is not None:
+            from ._urls import redirect_urls
+
+            redirect_urls(self.exchange, base_url)
+
+    def __repr__(self) -> str:
+        return f"ExchangeClient({self.key!r}, ccxt={self.info.ccxt_id!r})"
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests sent so far, retries and market loading included."""
+        return self._stats.requests
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _open(self) -> None:
+        if self._session is not None:
+            return
+        async with self._session_lock:
+            if self._session is not None:
+                return
+            ex = self.exchange
+            session = await make_session(
+                self._stats,
+                verify=bool(ex.verify),
+                cafile=ex.cafile,
+                trust_env=bool(ex.aiohttp_trust_env),
+            )
+            # ccxt's documented "session" option, set after construction because an
+            # aiohttp session must be created inside the running loop.
+            ex.session = session
+            ex.own_session = False
+            self._session = session
+
+    async def close(self) -> None:
+        """Close the ccxt exchange and its HTTP session (idempotent)."""
+        try:
+            await self.exchange.close()
+        finally:
+            session, self._session = self._session, None
+            if session is not None:
+                await session.close()
+
+    # ------------------------------------------------------------------ calls
+
+    async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        await self._open()
+        where = f"{self.key} {what}"
+
+        async def attempt() -> T:
+            record = ResponseRecord()
+            token = current_record.set(record)
+            try:
+                result = await fn()
+            except _CALL_ERRORS as exc:
+                raise translate_error(
+                    exc,
+                    where=where,
+                    status=record.status,
+                    retry_after=record.retry_after,
+                    malformed=record.malformed,
+                ) from exc
+            finally:
+                current_record.reset(token)
+            if record.malformed:
+                # ccxt parsed garbage out of a body that was not JSON
+                raise ExchangeError(
+                    f"{where} failed (transient HTTP {record.status}): malformed JSON response",
+                    transient=True,
+                )
+            return result
+
+        return await self.retry.run(attempt, what=where, on_retry=self._on_retry)
+
+    def _on_retry(self, exc: ExchangeError, wait: float) -> None:
+        self.retry_count += 1
+
+    async def load_markets(self, reload: bool = False) -> dict[str, dict[str, Any]]:
+        """Load the exchange's markets once (concurrent callers share one load).
+
+        >>> markets = await client.load_markets()
+        >>> markets["BTC/USDT"]["id"]
+        'BTCUSDT'
+        """
+        async with self._markets_lock:
+            if self.exchange.markets and not reload:
+                return dict(self.exchange.markets)
+            markets = await self._call(
+                "load_markets", lambda: self.exchange.load_markets(reload=reload)
+            )
+            return dict(markets)
+
+    async def check_symbol(self, symbol: str) -> dict[str, Any]:
+        """The ccxt market of ``symbol``; :class:`InvalidRequest` naming close matches if unknown.
+
+        >>> (await client.check_symbol("BTC/USDT"))["spot"]
+        True
+        """
+        markets = self.exchange.markets
+        if not markets:
+            markets = await self.load_markets()
+        market = markets.get(symbol) if isinstance(symbol, str) else None
+        if market is None:
+            raise InvalidRequest(self._unknown_symbol_message(symbol, list(markets)))
+        return dict(market)
+
+    def _unknown_symbol_message(self, symbol: object, symbols: Sequence[str]) -> str:
+        text = str(symbol)
+        candidates = {s.upper(): s for s in symbols}
+        close = [
+            candidates[c]
+            for c in difflib.get_close_matches(text.upper(), list(candidates), n=5, cutoff=0.6)
+        ]
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        kind = f" {self.info.market_type}" if self.info.market_type else ""
+        return f"symbol {symbol!r} is not listed on {self.key}{kind} ({len(symbols)} markets){hint}"
+
+    def check_timeframe(self, timeframe: str) -> str:
+        """``timeframe`` if the exchange serves it; :class:`InvalidRequest` listing those it does.
+
+        >>> client.check_timeframe("1m")
+        '1m'
+        """
+        supported = self.info.timeframes
+        if not isinstance(timeframe, str) or timeframe not in supported:
+            allowed = ", ".join(supported) if supported else "none (no candle endpoint)"
+            raise InvalidRequest(
+                f"timeframe {timeframe!r} is not supported by {self.key}; allowed: {allowed}"
+            )
+        return timeframe
+
+    # ------------------------------------------------------------------ candles
+
+    async def fetch_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str,
+        since: int,
+        until: int,
+        *,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """One page of closed candles from ``since``: rows with ``since <= ts < until``.
+
+        At most ``limit`` candles (default and maximum: ``info.page_limit``) are
+        asked for, starting at the first candle boundary ``>= since``; the page
+        may hold fewer (gaps, the listing, ``until``). The still-open candle
+        (``ts + timeframe > now``) is dropped. Rows are deduplicated and sorted,
+        in the ``ohlcv`` schema. Exchanges without deep history
+        (``info.deep_history`` false, e.g. Kraken) answer their most recent
+        candles whatever ``since`` is.
+
+        >>> frame = await client.fetch_ohlcv("BTC/USDT", "1h", 1_704_067_200_000, 1_704_153_600_000)
+        >>> list(frame.columns)
+        ['open', 'high', 'low', 'close', 'volume']
+        """
+        await self.check_symbol(symbol)
+        tf_name = self.check_timeframe(timeframe)
+        tf = Timeframe.parse(tf_name)
+        since, until = _check_range(since, until)
+        page = self._page_limit(limit, self.info.page_limit)
+        start = tf.ceil(since)
+        if start >= until:
+            return empty_frame("ohlcv")
+        params = dict(self.info.ohlcv_params)
+        if self.info.ohlcv_until:
+            params["until"] = min(until, tf.add(start, page)) - 1
+        rows = await self._call(
+            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={start})",
+            lambda: self.exchange.fetch_ohlcv(symbol, tf_name, start, page, params),
+        )
+        return self._ohlcv_frame(rows, tf, since, until)
+
+    def _ohlcv_frame(
+        self, rows: Sequence[Sequence[Any]], tf: Timeframe, since: int, until: int
+    ) -> pd.DataFrame:
+        if not rows:
+            return empty_frame("ohlcv")
+        try:
+            arr = np.array(rows, dtype="float64")  # None -> NaN
+        except ValueError:  # ragged rows: keep ccxt's six columns
+            arr = np.array([r[:6] for r in rows], dtype="float64")
+        arr = arr[:, :6]
+        ts = arr[:, 0].astype("int64")
+        # a candle is closed when its end is not after now
+        if tf.is_calendar:
+            ends = np.array([tf.add(int(t), 1) for t in ts], dtype="int64")
+        else:
+            ends = ts + tf.ms
+        keep = (ts >= since) & (ts < until) & (ends <= self._clock())
+        arr, ts = arr[keep], ts[keep]
+        if len(ts) > 1 and not bool(np.all(ts[1:] > ts[:-1])):
+            # duplicated or overlapping rows: the schema's dedupe-and-sort
+            frame = pd.DataFrame({"timestamp": ts})
+            for i, c in enumerate(_OHLCV_COLUMNS):
+                frame[c] = arr[:, i + 1]
+            return normalize_frame("ohlcv", frame)
+        # already sorted and unique: build the normalised frame directly (the hot path)
+        index = pd.DatetimeIndex(ts.astype("datetime64[ms]").astype("datetime64[ns]"))
+        index = index.tz_localize("UTC").rename("timestamp")
+        return pd.DataFrame(arr[:, 1:], index=index, columns=list(_OHLCV_COLUMNS))
+
+    async def first_candle_time(self, symbol: str, timeframe: str = "1d") -> int | None:
+        """When ``symbol``'s first ``timeframe`` candle starts (ms), with at most one request.
+
+        How depends on the exchange (``info.first_candle``): Binance answers
+        candles from the epoch, so one request with ``since=0``; OKX and Bybit
+        publish the listing time in their instruments list (read from the
+        loaded markets, floored to ``timeframe``); Kraken's candles reach back
+        only ~720 candles, so its listing time is unknowable: ``None``.
+        ``None`` also when the exchange has no candle for the symbol.
+
+        >>> await client.first_candle_time("BTC/USDT")
+        1577836800000
+        """
+        market = await self.check_symbol(symbol)
+        tf_name = self.check_timeframe(timeframe)
+        tf = Timeframe.parse(tf_name)
+        how = self.info.first_candle
+        if how == "none":
+            return None
+        if how == "market_created":
+            created = market.get("created")
+            if isinstance(created, int | float) and created > 0:
+                return tf.floor(int(created))
+        params = dict(self.info.ohlcv_params)
+        rows = await self._call(
+            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since=0)",
+            lambda: self.exchange.fetch_ohlcv(symbol, tf_name, 0, 1, params),
+        )
+        if not rows:
+            return None
+        return int(min(r[0] for r in rows))
+
+    # ------------------------------------------------------------------ trades
+
+    async def fetch_trades_page(
+        self,
+        symbol: str,
+        since: int,
+        until: int,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TradesPage:
+        """One page of trades from ``since`` (or ``cursor``) and where the next page starts.
+
+        Paging by ``next_since`` (and ``cursor``) until it is ``None`` covers
+        ``[since, until)`` without gaps; pages may overlap at the boundary
+        millisecond, and rows merge by ``(timestamp, id)``. Exchanges whose
+        trades endpoint serves only recent trades (``info.trades_since`` false)
+        answer one page of recent trades and ``next_since=None``.
+
+        >>> page = await client.fetch_trades_page("BTC/USDT", since, until)
+        >>> while page.next_since is not None:
+        ...     page = await client.fetch_trades_page(
+        ...         "BTC/USDT", page.next_since, until, cursor=page.cursor
+        ...     )
+        """
+        market = await self.check_symbol(symbol)
+        since, until = _check_range(since, until)
+        info = self.info
+        page = self._page_limit(limit, info.trades_page_limit)
+        params: dict[str, Any] = {}
+        window_end = until
+        if info.trades_window_ms is not None:
+            window_end = min(until, since + info.trades_window_ms)
+            params["until"] = window_end - 1
+        if cursor is not None and info.trades_cursor is not None:
+            params[info.trades_cursor.param] = cursor
+        ask_since = since if info.trades_since else None
+        trades = await self._call(
+            f"fetch_trades({symbol!r}, since={since})",
+            lambda: self.exchange.fetch_trades(symbol, ask_since, page, params),
+        )
+        trades = [t for t in trades if t.get("timestamp") is not None]
+        frame = self._trades_frame(trades, since, until, _contract_size(market))
+        if not info.trades_since:
+            return TradesPage(frame, None)
+        last_ts = max((int(t["timestamp"]) for t in trades), default=None)
+        if info.trades_cursor is not None:
+            next_cursor = info.trades_cursor.extract(trades)
+            done = (
+                last_ts is None
+                or last_ts >= until
+                or len(trades) < page
+                or next_cursor is None
+                or next_cursor == cursor
+            )
+            return TradesPage(frame, None if done else last_ts, None if done else next_cursor)
+        if last_ts is not None and len(trades) >= page:
+            # a full page: more trades may share last_ts, so start there again
+            if last_ts >= until:
+                return TradesPage(frame, None)
+            if last_ts <= since:
+                log.warning(
+                    "%s: a full page of trades at one millisecond (%d); skipping past it",
+                    self.key,
+                    since,
+                )
+                return TradesPage(frame, since + 1)
+            return TradesPage(frame, last_ts)
+        return TradesPage(frame, window_end if window_end < until else None)
+
+    async def fetch_trades(
+        self, symbol: str, since: int, until: int, *, limit: int | None = None
+    ) -> pd.DataFrame:
+        """One page of trades with ``since <= ts < until``, in the ``trades`` schema.
+
+        >>> trades = await client.fetch_trades("BTC/USDT", since, since + 60_000)
+        >>> list(trades.columns)
+        ['id', 'price', 'amount', 'side']
+        """
+        return (await self.fetch_trades_page(symbol, since, until, limit=limit)).frame
+
+    def _trades_frame(
+        self,
+        trades: Sequence[Mapping[str, Any]],
+        since: int,
+        until: int,
+        contract_size: Decimal | None,
+    ) -> pd.DataFrame:
+        rows = [t for t in trades if since <= int(t["timestamp"]) < until]
+        if not rows:
+            return empty_frame("trades")
+        amounts = [t.get("amount") for t in rows]
+        if contract_size is not None:
+            # ccxt gives contracts; the schema's amount is in base currency. Decimal
+            # keeps 3 * 0.01 == 0.03, the double a decimal string would parse to.
+            amounts = [
+                None if a is None else float(Decimal(str(a)) * contract_size) for a in amounts
+            ]
+        frame = pd.DataFrame(
+            {
+                "timestamp": [int(t["timestamp"]) for t in rows],
+                "id": [_trade_id(t) for t in rows],
+                "price": [t.get("price") for t in rows],
+                "amount": amounts,
+                "side": [t.get("side") for t in rows],
+            }
+        )
+        return normalize_frame("trades", frame)
+
+    @staticmethod
+    def _page_limit(limit: int | None, maximum: int) -> int:
+        if limit is None:
+            return maximum
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidRequest(f"limit must be a positive int, got {limit!r}")
+        return min(limit, maximum)
+
+
+def _contract_size(market: Mapping[str, Any]) -> Decimal | None:
+    size = market.get("contractSize")
+    if not market.get("contract") or size is None or size == 1:
+        return None
+    return Decimal(str(size))
+
+
+def _trade_id(trade: Mapping[str, Any]) -> str:
+    tid = trade.get("id")
+    if tid is not None and tid != "":
+        return str(tid)
+    # no exchange id: the trade's content is the best identity there is
+    return f"{trade['timestamp']}:{trade.get('price')}:{trade.get('amount')}:{trade.get('side')}"
+
+
+def _check_range(since: int, until: int) -> tuple[int, int]:
+    for name, value in (("since", since), ("until", until)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise InvalidRequest(f"{name} must be an int of ms since the epoch, got {value!r}")
+    if until < since:
+        raise InvalidRequest(f"until ({until}) is before since ({since})")
+    return int(since), int(until)

@@ -1,0 +1,160 @@
+"""The aiohttp session handed to ccxt, traced to see each response of each request.
+
+ccxt keeps only ``exchange.last_response_headers``: one slot per exchange
+instance, overwritten by whichever concurrent request finished last (and
+``async with response`` may yield before ccxt raises). To read the status and
+``Retry-After`` of *this* request, the session carries an aiohttp
+``TraceConfig``; its callbacks run inside the task that made the request and
+write into the :class:`ResponseRecord` that task put in a ``ContextVar``.
+Concurrent calls run in separate tasks, so each sees its own response (ccxt's
+``load_markets`` runs in a task of its own, which inherits the context). This
+uses ccxt's ``session`` option and aiohttp's public tracing API.
+
+ccxt swallows a body that is not valid JSON (``parse_json`` returns ``None``) and
+its parsers then return garbage or an empty list: a silent gap. ccxt's hook
+for parsing, ``on_json_response``, is wrapped per instance by
+:func:`track_malformed_json` to flag the record, so the call is retried instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from types import SimpleNamespace
+from typing import Any, Final
+
+import aiohttp
+from attrs import define
+
+__all__ = [
+    "ResponseRecord",
+    "SessionStats",
+    "current_record",
+    "make_session",
+    "parse_retry_after",
+    "track_malformed_json",
+]
+
+#: The record of the call running in the current task, if any.
+current_record: Final[ContextVar[ResponseRecord | None]] = ContextVar(
+    "mdcollect_exchange_response", default=None
+)
+
+
+@define
+class SessionStats:
+    """Counts the HTTP requests a session started (retries included)."""
+
+    requests: int = 0
+
+
+@define
+class ResponseRecord:
+    """Status and ``Retry-After`` of the last response seen in one call, and whether
+    any response of the call was malformed JSON."""
+
+    requests: int = 0
+    status: int | None = None
+    retry_after: float | None = None
+    malformed: bool = False
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
+
+    >>> parse_retry_after("2.5")
+    2.5
+    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+    10.0
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds < 0:  # NaN or in the past
+        return 0.0
+    return seconds
+
+
+def _counter(stats: SessionStats) -> Callable[..., Awaitable[None]]:
+    async def on_request_start(
+        session: aiohttp.ClientSession,
+        ctx: SimpleNamespace,
+        params: aiohttp.TraceRequestStartParams,
+    ) -> None:
+        stats.requests += 1
+
+    return on_request_start
+
+
+async def _on_request_start(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+) -> None:
+    record = current_record.get()
+    if record is not None:
+        record.requests += 1
+        record.status = None
+        record.retry_after = None
+
+
+async def _on_request_end(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+) -> None:
+    record = current_record.get()
+    if record is not None:
+        record.status = params.response.status
+        record.retry_after = parse_retry_after(params.response.headers.get("Retry-After"))
+
+
+def track_malformed_json(loads: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Wrap ccxt's ``on_json_response`` to flag the current record when parsing fails."""
+
+    def on_json_response(text: str) -> Any:
+        try:
+            return loads(text)
+        except ValueError:
+            record = current_record.get()
+            if record is not None:
+                record.malformed = True
+            raise
+
+    return on_json_response
+
+
+def _trace_config(stats: SessionStats) -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(_counter(stats))
+    trace.on_request_start.append(_on_request_start)
+    trace.on_request_end.append(_on_request_end)
+    return trace
+
+
+@functools.cache
+def _ssl_context(cafile: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile)
+
+
+async def make_session(
+    stats: SessionStats, *, verify: bool, cafile: str | None, trust_env: bool
+) -> aiohttp.ClientSession:
+    """A session like the one ccxt would open itself, plus the response trace."""
+    ssl_option: ssl.SSLContext | bool = False
+    if verify:
+        # reading the CA bundle is file I/O: keep it off the event loop
+        ssl_option = await asyncio.to_thread(_ssl_context, cafile)
+    connector = aiohttp.TCPConnector(ssl=ssl_option)
+    return aiohttp.ClientSession(
+        connector=connector, trust_env=trust_env, trace_configs=[_trace_config(stats)]
+    )

@@ -1,0 +1,244 @@
+"""Exchange keys and what mdcollect knows about each exchange, as data.
+
+Every ccxt id (``ccxt.exchanges``) is a key with defaults read from the ccxt
+class (timeframes, candle page limit from ``features``). A few keys carry facts
+learnt from the exchanges' documentation: page limits, which endpoint has deep
+history, how trades page. Aliases (``binance_futures``, ``bybit_futures``,
+``okx_futures``) select USDT-margined perpetuals (``BTC/USDT:USDT``).
+
+Adding an exchange's facts is one entry in :data:`_KNOWN`; generic code never
+branches on an exchange name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+import ccxt
+from attrs import evolve, field, frozen
+
+from .._errors import InvalidRequest
+
+__all__ = ["ExchangeInfo", "MarketType", "TradesCursor", "exchange_info", "exchange_keys"]
+
+MarketType = Literal["spot", "swap"]
+
+_DEFAULT_PAGE_LIMIT: Final = 500
+_DEFAULT_TRADES_LIMIT: Final = 500
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value or {}))
+
+
+@frozen
+class TradesCursor:
+    """How an exchange pages trades by an opaque cursor instead of a time.
+
+    ``param`` is the request parameter that takes the cursor; ``extract`` reads
+    the next cursor from the ccxt trades of one page (``None`` when there is none).
+    """
+
+    param: str
+    extract: Callable[[Sequence[Mapping[str, Any]]], str | None]
+
+
+def _kraken_last(trades: Sequence[Mapping[str, Any]]) -> str | None:
+    # Kraken answers {"result": {PAIR: [...], "last": "<ns cursor>"}}; ccxt's
+    # kraken.fetch_trades appends "last" to the raw list of the final trade.
+    if not trades:
+        return None
+    info = trades[-1].get("info")
+    if isinstance(info, list) and info:
+        return str(info[-1])
+    return None
+
+
+@frozen(kw_only=True)
+class ExchangeInfo:
+    """What mdcollect knows about one exchange key.
+
+    >>> info = exchange_info("binance_futures")
+    >>> info.ccxt_id, info.market_type, info.page_limit
+    ('binanceusdm', 'swap', 1000)
+    >>> exchange_info("kraken").deep_history
+    False
+
+    Attributes:
+        key: the mdcollect exchange key (a ccxt id or an alias).
+        ccxt_id: the ccxt class behind it.
+        options: ccxt ``options`` merged into the constructor config.
+        market_type: the kind of market the key selects (``spot`` or ``swap``).
+        page_limit: candles per ``fetch_ohlcv`` request.
+        deep_history: whether the candle endpoint serves any past range
+            (Kraken's OHLC only returns the last ~720 candles).
+        trades_page_limit: trades per ``fetch_trades`` request.
+        timeframes: the ccxt timeframes the exchange supports.
+        ohlcv_params: extra ccxt params for every ``fetch_ohlcv`` (OKX needs
+            ``type=HistoryCandles`` to read deep history).
+        ohlcv_until: send ccxt's ``until`` param for the end of the page so the
+            exchange answers the window starting at ``since`` (Bybit answers the
+            newest candles otherwise).
+        trades_since: whether the trades endpoint honours ``since`` (most only
+            serve recent trades).
+        trades_window_ms: the span one trades request covers from ``since``
+            (Binance aggTrades: one hour), ``None`` when unbounded.
+        trades_cursor: how trades page by cursor, when they do (Kraken).
+        first_candle: how :meth:`ExchangeClient.first_candle_time` finds a
+            listing time: ``since_zero`` (ask candles from the epoch),
+            ``market_created`` (the market's ``created`` field from the
+            instruments list, no extra request), ``none`` (unknowable).
+    """
+
+    key: str
+    ccxt_id: str
+    options: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
+    market_type: MarketType = "spot"
+    page_limit: int = _DEFAULT_PAGE_LIMIT
+    deep_history: bool = True
+    trades_page_limit: int = _DEFAULT_TRADES_LIMIT
+    timeframes: tuple[str, ...] = ()
+    ohlcv_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
+    ohlcv_until: bool = False
+    trades_since: bool = True
+    trades_window_ms: int | None = None
+    trades_cursor: TradesCursor | None = None
+    first_candle: Literal["since_zero", "market_created", "none"] = "since_zero"
+
+
+# Facts per key. Missing fields are filled from the ccxt class (timeframes,
+# page_limit) or the ExchangeInfo defaults.
+_KNOWN: Final[dict[str, dict[str, Any]]] = {
+    "binance": dict(
+        ccxt_id="binance",
+        options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+        page_limit=1000,
+        trades_page_limit=1000,
+        ohlcv_until=True,
+        trades_window_ms=3_600_000,
+    ),
+    "binance_futures": dict(
+        ccxt_id="binanceusdm",
+        options={"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}},
+        market_type="swap",
+        # USD-M klines serve 1500 a request, but ccxt's binance.fetch_ohlcv caps
+        # limit at 1000 and cuts the parsed page to it ("the time range wider than
+        # 500 candles won't work right"): through ccxt a page is 1000.
+        page_limit=1000,
+        trades_page_limit=1000,
+        ohlcv_until=True,
+        trades_window_ms=3_600_000,
+    ),
+    "okx": dict(
+        ccxt_id="okx",
+        options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+        # history-candles serves the whole history, 100 a page (candles: recent only)
+        page_limit=100,
+        ohlcv_params={"type": "HistoryCandles"},
+        ohlcv_until=True,
+        trades_page_limit=100,
+        trades_since=False,
+        first_candle="market_created",
+    ),
+    "okx_futures": dict(
+        ccxt_id="okx",
+        options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}},
+        market_type="swap",
+        page_limit=100,
+        ohlcv_params={"type": "HistoryCandles"},
+        ohlcv_until=True,
+        trades_page_limit=100,
+        trades_since=False,
+        first_candle="market_created",
+    ),
+    "bybit": dict(
+        ccxt_id="bybit",
+        options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+        page_limit=1000,
+        ohlcv_until=True,
+        trades_page_limit=60,
+        trades_since=False,
+        first_candle="market_created",
+    ),
+    "bybit_futures": dict(
+        ccxt_id="bybit",
+        options={
+            "defaultType": "swap",
+            "defaultSubType": "linear",
+            "fetchMarkets": {"types": ["linear"]},
+        },
+        market_type="swap",
+        page_limit=1000,
+        ohlcv_until=True,
+        trades_page_limit=1000,
+        trades_since=False,
+        first_candle="market_created",
+    ),
+    "kraken": dict(
+        ccxt_id="kraken",
+        page_limit=720,
+        deep_history=False,
+        trades_page_limit=1000,
+        trades_cursor=TradesCursor("since", _kraken_last),
+        first_candle="none",
+    ),
+}
+
+
+@functools.cache
+def _ccxt_facts(ccxt_id: str, market_type: MarketType) -> tuple[tuple[str, ...], int | None]:
+    # Instantiating a sync ccxt class makes no request; it only merges describe().
+    exchange = getattr(ccxt, ccxt_id)()
+    timeframes = tuple(exchange.timeframes or ())
+    features = exchange.features or {}
+    section = features.get(market_type) or {}
+    if market_type == "swap":
+        section = section.get("linear") or {}
+    ohlcv = section.get("fetchOHLCV") or {}
+    limit = ohlcv.get("limit")
+    return timeframes, (int(limit) if isinstance(limit, int) and limit > 0 else None)
+
+
+def exchange_info(key: str) -> ExchangeInfo:
+    """The :class:`ExchangeInfo` of an exchange key (a ccxt id or an alias).
+
+    >>> exchange_info("okx_futures").options["defaultType"]
+    'swap'
+
+    Raises :class:`~mdcollect.InvalidRequest` naming close matches for an unknown key.
+    """
+    if not isinstance(key, str) or (key not in _KNOWN and key not in ccxt.exchanges):
+        raise InvalidRequest(_unknown_key_message(key))
+    return _exchange_info(key)
+
+
+@functools.cache
+def _exchange_info(key: str) -> ExchangeInfo:
+    facts = _KNOWN.get(key) or {"ccxt_id": key}
+    info = ExchangeInfo(key=key, **facts)
+    timeframes, limit = _ccxt_facts(info.ccxt_id, info.market_type)
+    if "page_limit" not in facts and limit is not None:
+        info = evolve(info, page_limit=limit)
+    return evolve(info, timeframes=timeframes)
+
+
+def exchange_keys() -> list[str]:
+    """Every exchange key: the ccxt ids and mdcollect's aliases, sorted.
+
+    >>> "binance_futures" in exchange_keys() and "kraken" in exchange_keys()
+    True
+    """
+    return sorted({*ccxt.exchanges, *_KNOWN})
+
+
+def _unknown_key_message(key: object) -> str:
+    close = difflib.get_close_matches(str(key), exchange_keys(), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return (
+        f"exchange {key!r} is not known{hint}; use a ccxt id such as 'binance' or an "
+        "alias: binance_futures, bybit_futures, okx_futures (see exchange_keys())"
+    )

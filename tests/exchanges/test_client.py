@@ -1,0 +1,381 @@
+"""ExchangeClient through real ccxt over HTTP to the loopback ExchangeEmulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import ccxt
+import pandas as pd
+import pytest
+
+from mdcollect._errors import ExchangeError, InvalidRequest
+from mdcollect._schema import normalize_frame
+from mdcollect.exchanges import ExchangeClient, RetryPolicy, TradesPage
+from mdcollect.testing import ExchangeEmulator, Fault
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+#: 2024-01-04 00:00:12.345 UTC: the emulator's and the clients' "now".
+NOW = 1_704_067_200_000 + 3 * DAY + 12_345
+
+SPOT = "BTC/USDT"
+PERP = "BTC/USDT:USDT"
+CASES = [
+    ("binance", SPOT),
+    ("binance_futures", PERP),
+    ("okx", SPOT),
+    ("okx_futures", PERP),
+    ("bybit", SPOT),
+    ("bybit_futures", PERP),
+    ("kraken", SPOT),
+]
+DEEP = [c for c in CASES if c[0] != "kraken"]
+#: the candle endpoint of each venue, as a path regex for faults and the request log
+OHLCV_PATH = {
+    "binance": "klines",
+    "binanceusdm": "klines",
+    "okx": "history-candles",
+    "bybit": "market/kline",
+    "kraken": "OHLC",
+}
+
+
+def _clock() -> int:
+    return NOW
+
+
+class Sleeps:
+    """An injected sleep: records each wait and really waits (the emulator keeps time)."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[ExchangeEmulator]:
+    with ExchangeEmulator(rate_limits=False, clock=_clock) as emulator:
+        yield emulator
+
+
+@pytest.fixture(autouse=True)
+def _clean(emu: ExchangeEmulator) -> None:
+    emu.faults.clear()
+    emu.clear_requests()
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+def make_client(
+    emu: ExchangeEmulator, key: str, sleeps: Sleeps | None = None, **config: Any
+) -> ExchangeClient:
+    policy = RetryPolicy(
+        max_attempts=config.pop("max_attempts", 4),
+        base_delay=0.001,
+        max_delay=0.01,
+        jitter="none",
+        sleep=sleeps if sleeps is not None else Sleeps(),
+    )
+    config.setdefault("timeout", 2_000)
+    config.setdefault("enableRateLimit", False)  # the emulator's limits are off too
+    return ExchangeClient(key, emu.url, retry=policy, clock=_clock, **config)
+
+
+def truth(
+    emu: ExchangeEmulator, client: ExchangeClient, symbol: str, tf: str, start: int, end: int
+) -> pd.DataFrame:
+    candles = emu.market.candles(client.info.ccxt_id, symbol, tf, start, end)
+    frame = candles.to_frame().drop(columns="trades")
+    return frame[frame.index < pd.Timestamp(end, unit="ms", tz="UTC")]
+
+
+def ohlcv_requests(emu: ExchangeEmulator, client: ExchangeClient) -> list[Any]:
+    pattern = OHLCV_PATH[client.info.ccxt_id]
+    return [r for r in emu.requests if pattern in r.path]
+
+
+def window(key: str) -> tuple[int, int]:
+    """A one-page 1m window well inside what the exchange serves."""
+    if key == "kraken":  # the last 720 candles only
+        return NOW - 5 * HOUR, NOW - 4 * HOUR
+    return NOW - 3 * DAY, NOW
+
+
+# ---------------------------------------------------------------------- markets
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_load_markets_once(emu: ExchangeEmulator, key: str, symbol: str) -> None:
+    async with make_client(emu, key) as client:
+        results = await asyncio.gather(*(client.load_markets() for _ in range(5)))
+        assert all(symbol in markets for markets in results)
+        loads = client.request_count
+        assert loads >= 1
+        await client.load_markets()
+        market = await client.check_symbol(symbol)
+        assert client.request_count == loads == len(emu.requests)
+        assert market["symbol"] == symbol
+        assert market["spot" if client.info.market_type == "spot" else "swap"]
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_unknown_symbol_names_close_matches(
+    emu: ExchangeEmulator, key: str, symbol: str
+) -> None:
+    async with make_client(emu, key) as client:
+        await client.load_markets()
+        before = client.request_count
+        bad = symbol.replace("BTC", "BTX")
+        with pytest.raises(InvalidRequest) as info:
+            await client.fetch_ohlcv(bad, "1m", NOW - HOUR, NOW)
+        assert repr(bad) in str(info.value) and key in str(info.value)
+        assert symbol in str(info.value)  # the close match
+        assert client.request_count == before  # refused before any request
+
+
+async def test_unsupported_timeframe_lists_allowed(emu: ExchangeEmulator) -> None:
+    async with make_client(emu, "kraken") as client:
+        with pytest.raises(InvalidRequest, match=r"'3m'.*kraken.*1m, 5m, 15m"):
+            client.check_timeframe("3m")
+        assert client.check_timeframe("1h") == "1h"
+
+
+async def test_bad_range_rejected(emu: ExchangeEmulator) -> None:
+    async with make_client(emu, "binance") as client:
+        with pytest.raises(InvalidRequest, match="before since"):
+            await client.fetch_ohlcv(SPOT, "1m", NOW, NOW - 1)
+        with pytest.raises(InvalidRequest, match="limit"):
+            await client.fetch_ohlcv(SPOT, "1m", NOW - HOUR, NOW, limit=0)
+
+
+# ---------------------------------------------------------------------- candles
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_fetch_ohlcv_page_equals_ground_truth(
+    emu: ExchangeEmulator, key: str, symbol: str
+) -> None:
+    since, until = window(key)
+    async with make_client(emu, key) as client:
+        frame = await client.fetch_ohlcv(symbol, "1m", since + 7, until)
+        page = client.info.page_limit
+        start = -(-(since + 7) // MINUTE) * MINUTE  # the first boundary >= since + 7
+        expected = truth(emu, client, symbol, "1m", start, min(until, start + page * MINUTE))
+        assert len(frame) == min(page, len(expected)) > 0
+        pd.testing.assert_frame_equal(frame, expected.iloc[: len(frame)])
+        assert frame.index.name == "timestamp" and str(frame.index.tz) == "UTC"
+        assert len(ohlcv_requests(emu, client)) == 1
+
+
+@pytest.mark.parametrize(("key", "symbol"), DEEP)
+async def test_consecutive_pages_tile_the_range(
+    emu: ExchangeEmulator, key: str, symbol: str
+) -> None:
+    async with make_client(emu, key) as client:
+        until = NOW // HOUR * HOUR - DAY
+        since = until - 3 * client.info.page_limit * HOUR
+        frames, t = [], since
+        while t < until:
+            frame = await client.fetch_ohlcv(symbol, "1h", t, until)
+            assert len(frame) == client.info.page_limit
+            frames.append(frame)
+            t = int(frame.index[-1].value // 1_000_000) + HOUR
+        got = pd.concat(frames)
+        pd.testing.assert_frame_equal(got, truth(emu, client, symbol, "1h", since, until))
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_open_candle_dropped(emu: ExchangeEmulator, key: str, symbol: str) -> None:
+    async with make_client(emu, key) as client:
+        frame = await client.fetch_ohlcv(symbol, "1m", NOW - 10 * MINUTE, NOW + 10 * MINUTE)
+        open_start = NOW // MINUTE * MINUTE
+        last = int(frame.index[-1].value // 1_000_000)
+        assert last == open_start - MINUTE
+        hourly = await client.fetch_ohlcv(symbol, "1h", NOW - 5 * HOUR, NOW + HOUR)
+        assert int(hourly.index[-1].value // 1_000_000) == NOW // HOUR * HOUR - HOUR
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_duplicated_and_overlapping_rows_are_deduplicated(
+    emu: ExchangeEmulator, key: str, symbol: str
+) -> None:
+    since, until = window(key)
+    async with make_client(emu, key) as client:
+        await client.load_markets()
+        clean = await client.fetch_ohlcv(symbol, "1m", since, until)
+        for kind in ("duplicate", "overlap"):
+            emu.faults.add(Fault(kind, route=OHLCV_PATH[client.info.ccxt_id], count=1))
+            faulty = await client.fetch_ohlcv(symbol, "1m", since, until)
+            assert faulty.index.is_unique and faulty.index.is_monotonic_increasing
+            # a repeated row may take the place of the page's last one
+            assert len(faulty) >= len(clean) - 1
+            pd.testing.assert_frame_equal(faulty, clean.iloc[: len(faulty)])
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_first_candle_time(emu: ExchangeEmulator, key: str, symbol: str) -> None:
+    async with make_client(emu, key) as client:
+        await client.load_markets()
+        before = client.request_count
+        first = await client.first_candle_time(symbol)
+        assert client.request_count - before <= 1
+        if client.info.deep_history:
+            assert first == 1_577_836_800_000  # the emulator lists markets on 2020-01-01
+        else:
+            assert first is None
+
+
+# ---------------------------------------------------------------------- trades
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_fetch_trades_match_ground_truth(
+    emu: ExchangeEmulator, key: str, symbol: str
+) -> None:
+    since, until = NOW - 2 * MINUTE, NOW
+    async with make_client(emu, key) as client:
+        frame = await client.fetch_trades(symbol, since, until)
+        assert list(frame.columns) == ["id", "price", "amount", "side"]
+        assert len(frame) > 0
+        ms = frame.index.asi8 // 1_000_000
+        assert ((ms >= since) & (ms < until)).all()
+        # venues format ids their own way: compare the trades' content
+        expected = emu.market.trades(client.info.ccxt_id, symbol, since, until).to_frame()
+        got, want = _trade_set(frame), _trade_set(expected)
+        assert got <= want
+        first = frame.index[0]
+        assert {t for t in want if t[0] > first} <= got  # a contiguous, most recent page
+
+
+def _trade_set(frame: pd.DataFrame) -> set[tuple[Any, ...]]:
+    return set(zip(frame.index, frame["price"], frame["amount"], frame["side"], strict=True))
+
+
+@pytest.mark.parametrize(("key", "symbol"), [("binance", SPOT), ("kraken", SPOT)])
+async def test_trades_paging_covers_range_without_gaps(
+    emu: ExchangeEmulator, key: str, symbol: str
+) -> None:
+    """Binance pages by time (1 h windows), Kraken by its ``last`` cursor."""
+    since, until = NOW - 150 * MINUTE, NOW - 20 * MINUTE
+    async with make_client(emu, key) as client:
+        pages: list[TradesPage] = [await client.fetch_trades_page(symbol, since, until, limit=200)]
+        while pages[-1].next_since is not None:
+            assert len(pages) < 500
+            prev = pages[-1]
+            assert prev.next_since is not None
+            pages.append(
+                await client.fetch_trades_page(
+                    symbol, prev.next_since, until, limit=200, cursor=prev.cursor
+                )
+            )
+        got = normalize_frame("trades", pd.concat([p.frame for p in pages]))
+        expected = emu.market.trades(client.info.ccxt_id, symbol, since, until).to_frame()
+        assert len(pages) > 2
+        pd.testing.assert_frame_equal(got, normalize_frame("trades", expected))
+
+
+# ---------------------------------------------------------------------- faults
+
+FAULT_CASES = [("binance", SPOT), ("okx_futures", PERP), ("bybit", SPOT), ("kraken", SPOT)]
+TRANSIENT = ["500", "502", "503", "504", "drop", "malformed", "truncated"]
+
+
+@pytest.mark.parametrize("kind", TRANSIENT)
+@pytest.mark.parametrize(("key", "symbol"), FAULT_CASES)
+async def test_transient_faults_retried_to_success(
+    emu: ExchangeEmulator, sleeps: Sleeps, key: str, symbol: str, kind: str
+) -> None:
+    since, until = window(key)
+    async with make_client(emu, key, sleeps) as client:
+        clean = await client.fetch_ohlcv(symbol, "1m", since, until)
+        emu.clear_requests()
+        emu.faults.add(Fault(kind, route=OHLCV_PATH[client.info.ccxt_id], count=2))
+        frame = await client.fetch_ohlcv(symbol, "1m", since, until)
+        pd.testing.assert_frame_equal(frame, clean)
+        assert [r.status for r in ohlcv_requests(emu, client)][-1] == 200
+        assert len(ohlcv_requests(emu, client)) == 3
+        if kind == "drop":
+            # aiohttp resends an idempotent request once by itself when the server
+            # drops a reused keep-alive connection: one of the drops never reaches us
+            assert 1 <= client.retry_count <= 2
+        else:
+            assert client.retry_count == 2
+        assert len(sleeps.waits) == client.retry_count
+
+
+@pytest.mark.parametrize(("key", "symbol"), FAULT_CASES)
+async def test_timeout_retried_to_success(
+    emu: ExchangeEmulator, sleeps: Sleeps, key: str, symbol: str
+) -> None:
+    since, until = window(key)
+    async with make_client(emu, key, sleeps, timeout=300) as client:
+        await client.load_markets()
+        emu.faults.add(Fault("timeout", route=OHLCV_PATH[client.info.ccxt_id], count=1, delay=1))
+        frame = await client.fetch_ohlcv(symbol, "1m", since, until)
+        assert len(frame) > 0 and client.retry_count == 1
+
+
+@pytest.mark.parametrize(("key", "symbol"), FAULT_CASES)
+async def test_rate_limit_honours_retry_after(
+    emu: ExchangeEmulator, sleeps: Sleeps, key: str, symbol: str
+) -> None:
+    since, until = window(key)
+    async with make_client(emu, key, sleeps) as client:
+        await client.load_markets()
+        emu.clear_requests()
+        emu.faults.add(
+            Fault("429", route=OHLCV_PATH[client.info.ccxt_id], count=1, retry_after=1.0)
+        )
+        frame = await client.fetch_ohlcv(symbol, "1m", since, until)
+        assert len(frame) > 0
+        statuses = [r.status for r in ohlcv_requests(emu, client)]
+        assert statuses[-1] == 200 and len(statuses) == 2
+        assert client.retry_count == 1
+        # the backoff alone would be 0.001 s: the wait is the server's Retry-After
+        assert sleeps.waits == [pytest.approx(1.0, abs=1e-6)]
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_persistent_failure_raises_after_max_attempts(
+    emu: ExchangeEmulator, sleeps: Sleeps, key: str, symbol: str
+) -> None:
+    since, until = window(key)
+    async with make_client(emu, key, sleeps, max_attempts=3) as client:
+        await client.load_markets()
+        emu.clear_requests()
+        before = client.request_count
+        emu.faults.add(Fault("503", route=OHLCV_PATH[client.info.ccxt_id]))
+        with pytest.raises(ExchangeError) as info:
+            await client.fetch_ohlcv(symbol, "1m", since, until)
+        assert info.value.transient
+        assert isinstance(info.value.__cause__, ccxt.ExchangeNotAvailable)
+        assert [r.status for r in ohlcv_requests(emu, client)] == [503, 503, 503]
+        assert client.request_count - before == 3 and client.retry_count == 2
+        assert len(sleeps.waits) == 2
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_exchange_side_bad_symbol_never_retried(
+    emu: ExchangeEmulator, sleeps: Sleeps, key: str, symbol: str
+) -> None:
+    """A market ccxt knows but the exchange refuses: one request, a permanent error."""
+    async with make_client(emu, key, sleeps) as client:
+        markets = await client.load_markets()
+        ghost = {**markets[symbol], "id": "NOPE" + markets[symbol]["id"], "symbol": "NOPE/USDT"}
+        client.exchange.markets["NOPE/USDT"] = ghost
+        emu.clear_requests()
+        with pytest.raises(ExchangeError) as info:
+            await client.fetch_ohlcv("NOPE/USDT", "1m", NOW - HOUR, NOW)
+        assert not info.value.transient and info.value.retry_after is None
+        assert isinstance(info.value.__cause__, ccxt.BaseError)
+        assert len(emu.requests) == 1
+        assert client.retry_count == 0 and sleeps.waits == []
