@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import statistics
@@ -150,10 +151,8 @@ def part_weights(url: str, store_url: str, n: int, seconds: int) -> dict[str, fl
         t = time.perf_counter()
         await asyncio.sleep(seconds)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         return {"seconds": time.perf_counter() - t, "requests": client.request_count}
 
     del ensure_data
@@ -262,7 +261,6 @@ def main() -> None:
         )
         print(f"   429 answers                       : {stats.get('429', 'n/a')}")
     print(f"\n(store left in {tmp}; remove it when done)")
-
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import asyncio
 import datetime as dt
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, Final, overload
+from typing import Any, Final, TypeVar, overload
 
 import pandas as pd
 from attrs import define, field
@@ -148,6 +148,19 @@ class EnsureReport:
                 for p in self.plans
             ],
         }
+
+
+T = TypeVar("T")
+
+
+async def _releasing(exchange: object, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; then free a caller's client's HTTP session, whose loop ends with
+    this sync call (the client stays usable in the next one)."""
+    try:
+        return await coro
+    finally:
+        if isinstance(exchange, ExchangeClient):
+            await exchange.release()
 
 
 # -- validation (before any request or write) -------------------------------------------
@@ -412,10 +425,13 @@ def ensure_data(
     >>> report.required   # 2024-01-02 .. 2024-02-29 (or now)
     """
     return run_sync(
-        ensure_data_async(
-            symbols, timeframe, start_date, end_date, exchange, padding_days, storage,
-            progress=progress, progress_callback=progress_callback, concurrency=concurrency,
-            dry_run=dry_run, strategy=strategy, clock=clock,
+        _releasing(
+            exchange,
+            ensure_data_async(
+                symbols, timeframe, start_date, end_date, exchange, padding_days, storage,
+                progress=progress, progress_callback=progress_callback, concurrency=concurrency,
+                dry_run=dry_run, strategy=strategy, clock=clock,
+            ),
         )
     )  # fmt: skip
 
@@ -510,8 +526,11 @@ def load_ohlcv(
     24
     """
     return run_sync(
-        load_ohlcv_async(
-            symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
-            progress=progress, clock=clock,
+        _releasing(
+            exchange,
+            load_ohlcv_async(
+                symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
+                progress=progress, clock=clock,
+            ),
         )
     )  # fmt: skip

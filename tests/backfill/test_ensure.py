@@ -203,35 +203,46 @@ def test_failed_window_is_reported_not_covered_and_refetched_next_time(
 ) -> None:
     store = open_storage("memory://")
     c = client(emu)
-    c.check_symbol  # noqa: B018 - the client is used twice below
     key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
-    # the second page fails on every attempt (4 attempts), the rest succeed
-    emu.faults.add(Fault("503", route="klines", count=1))  # the listing request: retried
-    asyncio.run(_prime(c))
-    emu.faults.clear()
-    emu.faults.add(Fault("503", route=r"klines", count=4))
+    # the day before is stored, so no listing request is needed below
+    assert ensure_data(
+        ["BTC/USDT"], "1m", "2023-02-28", "2023-02-28", c, 0, store, progress=False
+    ).ok
+    # the next page fails on all of its 4 attempts, the rest succeed
+    emu.faults.add(Fault("503", route="klines", count=4))
     r = ensure_data(
         ["BTC/USDT"], "1m", "2023-03-01", "2023-03-02", c, 0, store, progress=False, concurrency=1
     )
     assert not r.ok
     failed = r["BTC/USDT"].windows_failed
-    assert len(failed) == 1
     lo, hi = 1_677_628_800_000, 1_677_628_800_000 + 2 * DAY
-    cov = store.coverage(key)
-    assert cov == IntervalSet([Interval(lo, hi)]) - failed[0]
+    assert failed == [Interval(lo, lo + 1000 * 60_000)]
+    assert "503" in r["BTC/USDT"].errors[0]
+    assert store.coverage(key) == IntervalSet([Interval(lo - DAY, hi)]) - failed[0]
     assert not any(
         failed[0].start <= t < failed[0].end for t in store.read(key).index.asi8 // 1_000_000
     )
+    emu.clear_requests()
     r2 = ensure_data(["BTC/USDT"], "1m", "2023-03-01", "2023-03-02", c, 0, store, progress=False)
     assert r2.ok and r2["BTC/USDT"].missing == IntervalSet([failed[0]])
+    assert [int(q.params["startTime"]) for q in emu.requests if q.path.endswith("klines")] == [lo]
     pd.testing.assert_frame_equal(
-        store.read(key), truth(emu, "binance", "BTC/USDT", "1m", lo, hi), check_freq=False
+        store.read(key), truth(emu, "binance", "BTC/USDT", "1m", lo - DAY, hi), check_freq=False
     )
 
 
-async def _prime(c: ExchangeClient) -> None:
-    async with c:
-        await c.load_markets()
+def test_exchange_failure_while_preparing_fails_the_job_not_the_run(emu: ExchangeEmulator) -> None:
+    store = open_storage("memory://")
+    emu.faults.add(Fault("503", route="klines", count=4))  # the listing request, 4 attempts
+    r = ensure_data(["BTC/USDT", "ETH/USDT"], "1h", "2023-03-01", "2023-03-02", client(emu), 0, store,
+                    progress=False, concurrency=1)  # fmt: skip
+    assert not r.ok
+    assert [s.ok for s in r.symbols] == [False, True]
+    assert r["BTC/USDT"].windows_failed == [
+        Interval(1_677_628_800_000, 1_677_628_800_000 + 2 * DAY)
+    ]
+    assert store.coverage(DatasetKey("binance", "BTC/USDT", "ohlcv", "1h")) == IntervalSet()
+    assert len(store.read(DatasetKey("binance", "ETH/USDT", "ohlcv", "1h"))) == 48
 
 
 def test_load_ohlcv_date_rule_and_exact_range(emu: ExchangeEmulator) -> None:

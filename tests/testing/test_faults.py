@@ -161,10 +161,14 @@ def test_binance_weight_limit_429_then_418() -> None:
         assert "429" in str(info.value) and "-1003" in str(info.value)
         assert int(ex.last_response_headers["Retry-After"]) >= 59
         assert ex.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "32"
+        for _ in range(emu.limiter.ban_after - 1):  # inside the back-off: 429 again
+            with pytest.raises(ccxt.DDoSProtection) as info:
+                fetch(ex, "BTC/USDT")
+            assert "429" in str(info.value)
         with pytest.raises(ccxt.DDoSProtection) as info:
             fetch(ex, "BTC/USDT")  # kept requesting before Retry-After: banned
         assert "418" in str(info.value) and "IP banned until" in str(info.value)
-        assert [r.status for r in emu.requests] == [200] * 15 + [429, 418]
+        assert [r.status for r in emu.requests] == [200] * 15 + [429] * 5 + [418]
         assert [r.weight for r in emu.requests][:15] == [2] * 15
         # USD-M has its own 2400/min budget and weights klines by limit
         exf = sync_exchange(emu, "binanceusdm")
@@ -182,9 +186,11 @@ def test_injected_429_then_ignored_gives_418(emu: ExchangeEmulator) -> None:
     with pytest.raises(ccxt.DDoSProtection):
         fetch(ex, "BTC/USDT")
     assert ex.last_response_headers["Retry-After"] == "5"
-    with pytest.raises(ccxt.DDoSProtection):
-        fetch(ex, "BTC/USDT")
-    assert [r.status for r in emu.requests[-2:]] == [429, 418]
+    for _ in range(emu.limiter.ban_after):
+        with pytest.raises(ccxt.DDoSProtection):
+            fetch(ex, "BTC/USDT")
+    # requests in flight when the 429 went out are answered 429; repeating gets a ban
+    assert [r.status for r in emu.requests[-6:]] == [429, 429, 429, 429, 429, 418]
 
 
 def test_okx_and_kraken_own_rate_limit_errors() -> None:

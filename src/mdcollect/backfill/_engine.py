@@ -264,7 +264,15 @@ async def _run_job(
     t0 = time.perf_counter()
     before = client.request_count
     try:
-        missing = await job.prepare(client, storage, report.missing)
+        try:
+            missing = await job.prepare(client, storage, report.missing)
+        except ExchangeError as exc:
+            # e.g. the listing request failed after its retries: nothing of this
+            # job is fetched or covered; the other jobs go on
+            report.failed = list(report.missing)
+            report.errors.append(f"preparing {job.key}: {exc}")
+            log.warning("%s: could not prepare: %s", job.key, exc)
+            return
         skipped = report.missing - missing
         total = sum(job.progress_units(iv) for iv in report.missing)
         done = sum(job.progress_units(iv) for iv in skipped)

@@ -14,7 +14,7 @@ from .._errors import InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._schema import empty_frame, index_ms, merge_frames
-from .._time import HOUR, Timeframe
+from .._time import DAY, HOUR, Timeframe
 from ..aggregate import CandleBins, aggregate_bins
 from ..storage import DataCollectionStorage
 from ._engine import BackfillJob, Chunk, candles_in
@@ -73,6 +73,15 @@ class OHLCVBackfill(_CandleJob):
     ) -> IntervalSet:
         await client.check_symbol(self.key.symbol)
         client.check_timeframe(str(self.tf))
+        if missing.start is None:
+            return missing
+        # candles stored just before the gap prove the listing is earlier: no request
+        recent = max(7 * DAY, 10 * self.tf.ms)
+        prior = await asyncio.to_thread(
+            storage.read, self.key, missing.start - recent, missing.start, []
+        )
+        if len(prior):
+            return missing
         listing = await client.first_candle_time(self.key.symbol, str(self.tf))
         if listing is None or missing.start is None or listing <= missing.start:
             return missing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
@@ -118,8 +119,12 @@ class ExchangeClient:
         self._clock: Callable[[], int] = clock if clock is not None else now_ms
         self._stats = SessionStats()
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._session_lock = asyncio.Lock()
         self._markets_lock = asyncio.Lock()
+        # monotonic time before which no request may be sent (a 429/418 Retry-After
+        # holds every request of this exchange, not only the one that got it)
+        self._resume_at = 0.0
         config: dict[str, Any] = {"enableRateLimit": True}
         if base_url is not None and base_url.startswith("http://"):
             # no TLS to drain on close: skip ccxt's 250 ms grace sleep
@@ -156,7 +161,34 @@ class ExchangeClient:
     ) -> None:
         await self.close()
 
+    def _bind_loop(self) -> None:
+        """Use the running loop; a client reused from another loop (each sync call runs
+        its own) gets a fresh session, locks and ccxt throttler there."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None:
+            ex = self.exchange
+            self._session = None
+            ex.session = None
+            ex.asyncio_loop = None  # ccxt's open() binds the running loop again
+            ex.init_throttler()
+        self._loop = loop
+        self._session_lock = asyncio.Lock()
+        self._markets_lock = asyncio.Lock()
+
+    async def release(self) -> None:
+        """Close the HTTP session but keep the client (markets, counters) for later use,
+        in this or another event loop. The sync ``ensure_data`` calls this at the end
+        of its loop."""
+        session, self._session = self._session, None
+        self.exchange.session = None
+        self._loop = None
+        if session is not None:
+            await session.close()
+
     async def _open(self) -> None:
+        self._bind_loop()
         if self._session is not None:
             return
         async with self._session_lock:
@@ -191,18 +223,24 @@ class ExchangeClient:
         where = f"{self.key} {what}"
 
         async def attempt() -> T:
+            wait = self._resume_at - time.monotonic()
+            if wait > 0:
+                await self.retry.sleep(wait)
             record = ResponseRecord()
             token = current_record.set(record)
             try:
                 result = await fn()
             except _CALL_ERRORS as exc:
-                raise translate_error(
+                error = translate_error(
                     exc,
                     where=where,
                     status=record.status,
                     retry_after=record.retry_after,
                     malformed=record.malformed,
-                ) from exc
+                )
+                if error.retry_after is not None:
+                    self._resume_at = max(self._resume_at, time.monotonic() + error.retry_after)
+                raise error from exc
             finally:
                 current_record.reset(token)
             if record.malformed:
@@ -225,6 +263,7 @@ class ExchangeClient:
         >>> markets["BTC/USDT"]["id"]
         'BTCUSDT'
         """
+        self._bind_loop()
         async with self._markets_lock:
             if self.exchange.markets and not reload:
                 return dict(self.exchange.markets)

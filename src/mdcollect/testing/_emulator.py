@@ -346,7 +346,10 @@ class ExchangeEmulator:
             banned = self.limiter.check_ban(bucket, dialect.bans)
             if banned is not None:
                 until = int(time.time() * 1000 + banned[1] * 1000)
-                reply = dialect.error("ban", str(until), banned[1])
+                if banned[0] == 429:
+                    reply = dialect.error("rate_limit", "", banned[1])
+                else:
+                    reply = dialect.error("ban", str(until), banned[1])
                 record(reply.status)
                 return self._json(reply)
             fault = self.faults.pick(venue, route.name, request.path)

@@ -174,18 +174,27 @@ class RateLimiter:
     """Rolling-window weight accounting per bucket, with Binance-style bans.
 
     ``clock`` returns seconds (monotonic by default). After a 429 the bucket is
-    in back-off until ``Retry-After`` has passed; a request inside the back-off is
-    answered 418 and bans the client for ``ban_seconds`` when ``bans`` is true.
+    in back-off until ``Retry-After`` has passed. A request inside the back-off is
+    answered 429 again; a client that keeps requesting (``ban_after`` requests
+    inside one back-off) is answered 418 and banned for ``ban_seconds`` when
+    ``bans`` is true. Binance bans for "repeatedly violating rate limits and/or
+    failing to back off after receiving 429s": requests already in flight when
+    the first 429 was sent are not yet a ban.
     """
 
     def __init__(
-        self, ban_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic
+        self,
+        ban_seconds: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        ban_after: int = 5,
     ) -> None:
         self._lock = threading.Lock()
         self._events: dict[str, deque[tuple[float, int]]] = {}
         self._backoff: dict[str, float] = {}
+        self._violations: dict[str, int] = {}
         self._banned: dict[str, float] = {}
         self.ban_seconds = ban_seconds
+        self.ban_after = ban_after
         self._clock = clock
 
     def used(self, bucket: str, limit: Limit) -> int:
@@ -200,7 +209,8 @@ class RateLimiter:
         return sum(w for _, w in events)
 
     def check_ban(self, bucket: str, bans: bool) -> tuple[int, float] | None:
-        """``(418, retry_after)`` when the bucket is banned or ignored a 429 (and bans are on)."""
+        """``(418, retry_after)`` when the bucket is banned or keeps ignoring a 429,
+        ``(429, retry_after)`` for a request inside the back-off (bans on), else ``None``."""
         with self._lock:
             now = self._clock()
             until = self._banned.get(bucket, 0.0)
@@ -208,6 +218,10 @@ class RateLimiter:
                 return 418, until - now
             backoff = self._backoff.get(bucket, 0.0)
             if bans and backoff > now:
+                n = self._violations.get(bucket, 0) + 1
+                self._violations[bucket] = n
+                if n < self.ban_after:
+                    return 429, backoff - now
                 until = now + self.ban_seconds
                 self._banned[bucket] = until
                 return 418, until - now
@@ -217,6 +231,8 @@ class RateLimiter:
         """Remember that the client was told to wait ``retry_after`` seconds."""
         with self._lock:
             now = self._clock()
+            if self._backoff.get(bucket, 0.0) <= now:
+                self._violations[bucket] = 0
             self._backoff[bucket] = max(self._backoff.get(bucket, 0.0), now + retry_after)
 
     def ban(self, bucket: str, seconds: float) -> None:
@@ -251,4 +267,5 @@ class RateLimiter:
         with self._lock:
             self._events.clear()
             self._backoff.clear()
+            self._violations.clear()
             self._banned.clear()
