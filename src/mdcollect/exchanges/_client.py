@@ -52,6 +52,9 @@ _CALL_ERRORS: Final = (
     AttributeError,
 )
 
+#: The share of an exchange's published rate limit an ExchangeClient uses by default.
+RATE_LIMIT_SHARE: Final = 0.95
+
 _OHLCV_COLUMNS: Final = ("open", "high", "low", "close", "volume")
 
 
@@ -90,7 +93,9 @@ class ExchangeClient:
     request to another host (an :class:`~mdcollect.testing.ExchangeEmulator`,
     a proxy), keeping the paths. Any other keyword is **ccxt constructor config**
     (``timeout=``, ``enableRateLimit=``, ``apiKey=``, ``options=``...), merged
-    over the registry's options; ``enableRateLimit`` defaults to true.
+    over the registry's options; ``enableRateLimit`` defaults to true, with ccxt's
+    ``rateLimit`` widened so that 95% of the exchange's limit is used (pass
+    ``rateLimit=`` to choose).
 
     >>> async def main() -> None:
     ...     async with ExchangeClient("binance") as client:
@@ -132,6 +137,13 @@ class ExchangeClient:
         config.update(ccxt_config)
         config["options"] = _deep_merge(self.info.options, ccxt_config.get("options") or {})
         exchange_class = getattr(ccxt_async, self.info.ccxt_id)
+        if "rateLimit" not in ccxt_config:
+            # ccxt's costs mirror the exchanges' weights at 100% of the limit; the
+            # rolling windows exchanges count in would then tip over on jitter and
+            # on calls ccxt does not weigh exactly: keep a margin (no 429s)
+            base = float(exchange_class.rateLimit or 0)
+            if base > 0:
+                config["rateLimit"] = base / RATE_LIMIT_SHARE
         self.exchange: ccxt_async.Exchange = exchange_class(config)
         self.exchange.on_json_response = track_malformed_json(self.exchange.on_json_response)
         if base_url is not None:
