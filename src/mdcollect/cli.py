@@ -7,6 +7,7 @@
     mdcollect ls
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
+    mdcollect serve --storage parquet:///data/md --host 127.0.0.1 --port 8002 [--emulate]
 
 Exit codes: 0 ok, 1 partial failure (some windows failed), 2 bad input.
 """
@@ -94,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", required=True, help="file.csv or file.parquet")
     x.add_argument("--start")
     x.add_argument("--end")
+    _serve_args(sub)
     return p
 
 
@@ -212,6 +214,46 @@ def _export(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve_args(sub: Any) -> None:
+    s = sub.add_parser("serve", help="run the data-collection HTTP service (mdcollect[service])")
+    # SUPPRESS: given after `serve` or before it, the global options keep their value
+    s.add_argument("--storage", metavar="URL", default=argparse.SUPPRESS, help="storage URL")
+    s.add_argument("--emulate", action="store_true", default=argparse.SUPPRESS,
+                   help="sync from the built-in exchange emulator (no network needed)")  # fmt: skip
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8002)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``mdcollect serve``: the service of :mod:`mdcollect.service` under uvicorn."""
+    try:
+        import uvicorn
+
+        from .service import create_app
+    except ImportError as exc:
+        raise InvalidRequest(
+            f"mdcollect serve needs the service extra: pip install 'mdcollect[service]' ({exc})"
+        ) from exc
+    with contextlib.ExitStack() as stack:
+        factory = None
+        if args.emulate:
+            from .exchanges import ExchangeClient
+            from .testing import ExchangeEmulator
+
+            emu = stack.enter_context(ExchangeEmulator())
+            log.warning("syncing from the exchange emulator at %s", emu.url)
+
+            def factory(key: str) -> Any:
+                return ExchangeClient(key, base_url=emu.url)
+
+        storage = stack.enter_context(open_storage(_storage_url(args)))
+        app = create_app(storage, exchange_factory=factory)
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info"
+        )
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mdcollect`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -222,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("ensure", "backfill"):
             return asyncio.run(_fetch(args))
+        if args.command == "serve":
+            return _serve(args)
         with open_storage(_storage_url(args)) as storage:
             if args.command == "ls":
                 return _ls(storage)

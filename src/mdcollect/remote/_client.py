@@ -1,0 +1,517 @@
+"""HTTP clients of the data-collection service: :class:`DataCollectionClient` (sync) and
+:class:`AsyncDataCollectionClient` (async), on httpx.
+
+Both twins share one core, sans-IO: :class:`_Core` checks the inputs and builds the
+request (:func:`build_call`), and its :meth:`_Core._exchange` generator holds the retry
+protocol, yielding "send this request" and "sleep this long" steps. Each twin only
+drives that generator with its own transport and sleep, so the rules (what is retried,
+the backoff, which error is raised) exist once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Final, Literal, Self, TypeAlias
+
+import httpx
+import pandas as pd
+from attrs import frozen
+
+from .._errors import InvalidRequest, RemoteError
+from ._validation import (
+    DEFAULT_EXCHANGE,
+    DEFAULT_EXCHANGES,
+    DEFAULT_TIMEFRAME,
+    ohlcv_query,
+    sync_request,
+)
+
+__all__ = [
+    "OPERATIONS",
+    "AsyncDataCollectionClient",
+    "DataCollectionClient",
+    "Operation",
+    "default_base_url",
+]
+
+log: Final = logging.getLogger("mdcollect.remote")
+
+Operation = Literal["health", "fetch_ohlcv", "symbols", "status", "ensure-data"]
+#: The operations of the API, as the Lambda proxy names them.
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    "health",
+    "fetch_ohlcv",
+    "symbols",
+    "status",
+    "ensure-data",
+)
+DEFAULT_NAMESPACE: Final = "tradai.local"
+DEFAULT_PORT: Final = 8002
+DEFAULT_TIMEOUT: Final = 30.0
+DEFAULT_MAX_RETRIES: Final = 2
+
+_PARAMS: Final[Mapping[str, frozenset[str]]] = {
+    "health": frozenset(),
+    "symbols": frozenset(),
+    "status": frozenset(),
+    "fetch_ohlcv": frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange"}),
+    "ensure-data": frozenset(
+        {"symbols", "timeframe", "start_date", "end_date", "exchange", "padding_days"}
+    ),
+    "sync_status": frozenset({"job_id"}),
+}
+
+
+def default_base_url() -> str:
+    """``DATA_COLLECTION_URL``, else ``http://data-collection.{SERVICE_DISCOVERY_NAMESPACE}:8002``
+    (namespace default ``tradai.local``).
+
+    >>> default_base_url()  # with no variable set
+    'http://data-collection.tradai.local:8002'
+    """
+    url = os.environ.get("DATA_COLLECTION_URL", "").strip()
+    if url:
+        return url
+    namespace = os.environ.get("SERVICE_DISCOVERY_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
+    return f"http://data-collection.{namespace}:{DEFAULT_PORT}"
+
+
+def _env_number(name: str, default: float, *, integer: bool) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or (not integer and value == 0):
+        kind = "an integer >= 0" if integer else "a number of seconds > 0"
+        raise InvalidRequest(f"environment variable {name}={raw!r} is not valid; use {kind}")
+    return value
+
+
+def _check_base_url(url: object) -> str:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise InvalidRequest(
+            f"base_url {url!r} is not valid; use http://HOST:PORT or https://HOST:PORT"
+        )
+    return url.rstrip("/")
+
+
+def default_backoff(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (0-based): 1, 2, 4, ... capped at 30."""
+    return float(min(2**attempt, 30))
+
+
+@frozen
+class _Call:
+    """One checked API request."""
+
+    operation: str
+    method: Literal["GET", "POST"]
+    path: str
+    params: Mapping[str, str | int] | None = None
+    json: Mapping[str, Any] | None = None
+
+
+def build_call(
+    operation: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
+) -> _Call:
+    """Check ``params`` of ``operation`` and build its request (nothing is sent).
+
+    >>> build_call("ensure-data", {"symbols": ["BTC/USDT:USDT"], "timeframe": "1h",
+    ...            "start_date": "20240201", "end_date": "20240228"}).json["start_date"]
+    '2024-01-02'
+    """
+    params = dict(params or {})
+    allowed = _PARAMS.get(operation)
+    if allowed is None:
+        raise InvalidRequest(
+            f"operation {operation!r} is not known; allowed: {', '.join(OPERATIONS)}"
+        )
+    unknown = sorted(str(k) for k in params if k not in allowed)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown parameter(s) {unknown} for {operation}; "
+            f"allowed: {', '.join(sorted(allowed)) or 'none'}"
+        )
+    if operation in ("health", "symbols", "status"):
+        return _Call(operation, "GET", f"/api/v1/{operation}")
+    if operation == "fetch_ohlcv":
+        if "symbol" not in params:
+            raise InvalidRequest("fetch_ohlcv needs a symbol such as 'BTC/USDT:USDT'")
+        query = ohlcv_query(**params, allowed_exchanges=allowed_exchanges)
+        return _Call(operation, "GET", "/api/v1/ohlcv", params=query.params())
+    if operation == "ensure-data":
+        if "symbols" not in params:
+            raise InvalidRequest("ensure-data needs symbols, a list such as ['BTC/USDT:USDT']")
+        params.setdefault("padding_days", 30)
+        request = sync_request(**params, allowed_exchanges=allowed_exchanges, pad_client_side=True)
+        return _Call(operation, "POST", "/api/v1/sync", json=request.body())
+    job_id = params.get("job_id")
+    if not isinstance(job_id, str) or not job_id.isalnum() or len(job_id) > 64:
+        raise InvalidRequest(f"job_id {job_id!r} is not valid; use the id the service returned")
+    return _Call(operation, "GET", f"/api/v1/sync/{job_id}")
+
+
+def ohlcv_frame(payload: Any) -> pd.DataFrame:
+    """The service's candles JSON (``columns`` + ``data`` rows) as an ``ohlcv`` frame."""
+    from .._schema import empty_frame, normalize_frame
+
+    try:
+        columns, rows = payload["columns"], payload["data"]
+        if not rows:
+            return empty_frame("ohlcv")
+        return normalize_frame("ohlcv", pd.DataFrame(rows, columns=columns))
+    except (KeyError, TypeError, ValueError, InvalidRequest) as exc:
+        raise RemoteError(f"the service's candles response is malformed: {exc}") from exc
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return response.text[:500] or response.reason_phrase
+
+
+@frozen
+class _Sleep:
+    seconds: float
+
+
+_Step: TypeAlias = httpx.Request | _Sleep
+_Outcome: TypeAlias = httpx.Response | httpx.TransportError | None
+
+
+class _Core:
+    """What both twins share: configuration, request building, the retry protocol."""
+
+    def __init__(
+        self,
+        base_url: str | None,
+        timeout: float | None,
+        max_retries: int | None,
+        api_token: str | None,
+        allowed_exchanges: Iterable[str],
+        backoff: Callable[[int], float] | None,
+    ) -> None:
+        self.base_url: str = _check_base_url(
+            base_url if base_url is not None else default_base_url()
+        )
+        if timeout is None:
+            timeout = _env_number("REQUEST_TIMEOUT", DEFAULT_TIMEOUT, integer=False)
+        if max_retries is None:
+            max_retries = int(_env_number("MAX_RETRIES", DEFAULT_MAX_RETRIES, integer=True))
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidRequest(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise InvalidRequest(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        self.timeout: float = float(timeout)
+        self.max_retries: int = max_retries
+        self.allowed_exchanges: tuple[str, ...] = tuple(allowed_exchanges)
+        self.backoff: Callable[[int], float] = backoff if backoff is not None else default_backoff
+        token = api_token if api_token is not None else os.environ.get("MDCOLLECT_API_TOKEN")
+        self._headers: dict[str, str] = {"Accept": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    def _call(self, operation: str, params: Mapping[str, Any] | None = None) -> _Call:
+        return build_call(operation, params, allowed_exchanges=self.allowed_exchanges)
+
+    def _exchange(
+        self, call: _Call, http: httpx.Client | httpx.AsyncClient
+    ) -> Generator[_Step, _Outcome, Any]:
+        """Send ``call``, retrying 5xx and transport errors; return the decoded JSON."""
+        request = http.build_request(
+            call.method, call.path, params=call.params, json=call.json, headers=self._headers
+        )
+        attempt = 0
+        while True:
+            outcome = yield request
+            assert outcome is not None
+            if isinstance(outcome, httpx.Response) and outcome.status_code < 500:
+                return self._decode(call, outcome)
+            if attempt >= self.max_retries:
+                cause = outcome if isinstance(outcome, httpx.TransportError) else None
+                raise self._give_up(call, outcome, attempt + 1) from cause
+            delay = self.backoff(attempt)
+            log.warning(
+                "%s %s: %s; retry %d/%d in %.1fs", call.method, call.path,
+                _describe(outcome), attempt + 1, self.max_retries, delay,
+            )  # fmt: skip
+            attempt += 1
+            yield _Sleep(delay)
+
+    def _decode(self, call: _Call, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise RemoteError(
+                f"{call.method} {call.path} failed with {response.status_code}: "
+                f"{_error_message(response)}",
+                status_code=response.status_code,
+            )
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RemoteError(
+                f"{call.method} {call.path}: the service answered {response.status_code} "
+                f"with a body that is not JSON: {response.text[:200]!r}",
+                status_code=response.status_code,
+            ) from exc
+
+    def _give_up(
+        self, call: _Call, outcome: httpx.Response | httpx.TransportError, attempts: int
+    ) -> RemoteError:
+        where = f"{call.method} {self.base_url}{call.path}"
+        if isinstance(outcome, httpx.Response):
+            return RemoteError(
+                f"{where} failed with {outcome.status_code} after {attempts} attempt(s): "
+                f"{_error_message(outcome)}",
+                status_code=outcome.status_code,
+            )
+        return RemoteError(
+            f"{where}: the data-collection service is unreachable after {attempts} "
+            f"attempt(s): {_describe(outcome)}"
+        )
+
+
+def _describe(outcome: httpx.Response | httpx.TransportError) -> str:
+    if isinstance(outcome, httpx.Response):
+        return f"status {outcome.status_code}"
+    return f"{type(outcome).__name__}: {outcome}" if str(outcome) else type(outcome).__name__
+
+
+class DataCollectionClient(_Core):
+    """Sync client of the data-collection service.
+
+    ``base_url`` defaults to ``DATA_COLLECTION_URL``, else
+    ``http://data-collection.{SERVICE_DISCOVERY_NAMESPACE}:8002``; ``timeout`` (seconds)
+    to ``REQUEST_TIMEOUT`` or 30; ``max_retries`` to ``MAX_RETRIES`` or 2. 5xx answers
+    and transport errors (timeouts included) are retried after ``backoff(attempt)``
+    seconds (1, 2, 4...); 4xx answers never. Inputs are checked before anything is
+    sent (:class:`~mdcollect.InvalidRequest`); the service's errors raise
+    :class:`~mdcollect.RemoteError` with its ``status_code`` and message.
+
+    >>> with DataCollectionClient("http://127.0.0.1:8002") as client:
+    ...     client.health()["status"]
+    ...     report = client.ensure_data(["BTC/USDT:USDT"], "1h", "20240201", "20240228")
+    ...     candles = client.fetch_ohlcv("BTC/USDT:USDT", "1h", limit=24)
+    'healthy'
+
+    ``transport`` and ``sleep`` are for tests (an ``httpx.MockTransport``, a recorder).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        api_token: str | None = None,
+        allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
+        backoff: Callable[[int], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, timeout, max_retries, api_token, allowed_exchanges, backoff)
+        self._sleep = sleep
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def request(self, operation: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run one API operation by name (``health``, ``fetch_ohlcv``, ``symbols``,
+        ``status``, ``ensure-data``) and return the service's decoded JSON.
+
+        >>> client.request("fetch_ohlcv", {"symbol": "BTC/USDT:USDT", "limit": 2})["count"]
+        2
+        """
+        steps = self._exchange(self._call(operation, params), self._http)
+        outcome: _Outcome = None
+        while True:
+            try:
+                step = steps.send(outcome)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, _Sleep):
+                self._sleep(step.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = self._http.send(step)
+            except httpx.TransportError as exc:
+                outcome = exc
+
+    def health(self) -> dict[str, Any]:
+        """``GET /api/v1/health``: ``{"status": "healthy", ...}``."""
+        return dict(self.request("health"))
+
+    def status(self) -> dict[str, Any]:
+        """``GET /api/v1/status``: storage, datasets, allowed exchanges, sync jobs."""
+        return dict(self.request("status"))
+
+    def symbols(self) -> list[str]:
+        """``GET /api/v1/symbols``: the symbols with stored candles."""
+        return list(self.request("symbols")["symbols"])
+
+    def fetch_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str = DEFAULT_TIMEFRAME,
+        limit: int | None = None,
+        start: object = None,
+        end: object = None,
+        exchange: str = DEFAULT_EXCHANGE,
+    ) -> pd.DataFrame:
+        """``GET /api/v1/ohlcv``: stored candles as an ``ohlcv`` frame (UTC ``timestamp`` index).
+
+        ``start``/``end``: ms, dates or ISO times (a bare ``end`` date counts whole);
+        ``limit`` 1..10000 (default 1000): the first candles from ``start``, else the latest.
+        """
+        return ohlcv_frame(self.request("fetch_ohlcv", _given(locals())))
+
+    def ensure_data(
+        self,
+        symbols: list[str],
+        timeframe: str = DEFAULT_TIMEFRAME,
+        start_date: object = None,
+        end_date: object = None,
+        exchange: str = DEFAULT_EXCHANGE,
+        padding_days: int = 30,
+    ) -> dict[str, Any]:
+        """``POST /api/v1/sync``: make the service store the candles, start padded by
+        ``padding_days`` (dates ``YYYYMMDD`` or ``YYYY-MM-DD``, sent as ``YYYY-MM-DD``).
+
+        Returns the service's answer: ``status`` ``completed`` with the ensure
+        ``report``, or ``running`` with a ``job_id`` (see :meth:`sync_status`) when
+        the work outlasts the service's request timeout.
+        """
+        return dict(self.request("ensure-data", _given(locals())))
+
+    def sync_status(self, job_id: str) -> dict[str, Any]:
+        """``GET /api/v1/sync/{job_id}``: a background sync's status and report."""
+        return dict(self.request("sync_status", {"job_id": job_id}))
+
+
+class AsyncDataCollectionClient(_Core):
+    """Async twin of :class:`DataCollectionClient` (same arguments and methods).
+
+    >>> async with AsyncDataCollectionClient("http://127.0.0.1:8002") as client:
+    ...     frame = await client.fetch_ohlcv("BTC/USDT:USDT", "1h", limit=24)
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        api_token: str | None = None,
+        allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
+        backoff: Callable[[int], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, timeout, max_retries, api_token, allowed_exchanges, backoff)
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=self.timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def request(self, operation: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Async :meth:`DataCollectionClient.request`."""
+        steps = self._exchange(self._call(operation, params), self._http)
+        outcome: _Outcome = None
+        while True:
+            try:
+                step = steps.send(outcome)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, _Sleep):
+                await self._sleep(step.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = await self._http.send(step)
+            except httpx.TransportError as exc:
+                outcome = exc
+
+    async def health(self) -> dict[str, Any]:
+        """Async :meth:`DataCollectionClient.health`."""
+        return dict(await self.request("health"))
+
+    async def status(self) -> dict[str, Any]:
+        """Async :meth:`DataCollectionClient.status`."""
+        return dict(await self.request("status"))
+
+    async def symbols(self) -> list[str]:
+        """Async :meth:`DataCollectionClient.symbols`."""
+        return list((await self.request("symbols"))["symbols"])
+
+    async def fetch_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str = DEFAULT_TIMEFRAME,
+        limit: int | None = None,
+        start: object = None,
+        end: object = None,
+        exchange: str = DEFAULT_EXCHANGE,
+    ) -> pd.DataFrame:
+        """Async :meth:`DataCollectionClient.fetch_ohlcv`."""
+        return ohlcv_frame(await self.request("fetch_ohlcv", _given(locals())))
+
+    async def ensure_data(
+        self,
+        symbols: list[str],
+        timeframe: str = DEFAULT_TIMEFRAME,
+        start_date: object = None,
+        end_date: object = None,
+        exchange: str = DEFAULT_EXCHANGE,
+        padding_days: int = 30,
+    ) -> dict[str, Any]:
+        """Async :meth:`DataCollectionClient.ensure_data`."""
+        return dict(await self.request("ensure-data", _given(locals())))
+
+    async def sync_status(self, job_id: str) -> dict[str, Any]:
+        """Async :meth:`DataCollectionClient.sync_status`."""
+        return dict(await self.request("sync_status", {"job_id": job_id}))
+
+
+def _given(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's arguments as operation params (``self`` dropped)."""
+    return {k: v for k, v in arguments.items() if k != "self"}

@@ -1,0 +1,348 @@
+"""The ASGI app: the data-collection API on Starlette, served from a storage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import __version__
+from .._errors import ExchangeError, InvalidRequest, StorageError
+from .._keys import DatasetKey
+from .._time import Timeframe, now_ms
+from ..remote._validation import (
+    DEFAULT_EXCHANGES,
+    OhlcvQuery,
+    SyncRequest,
+    ohlcv_query,
+    sync_request_from_json,
+)
+from ..storage import DataCollectionStorage, open_storage
+from ._jobs import Jobs, error_status
+from ._openapi import openapi_document
+
+if TYPE_CHECKING:
+    from ..exchanges import ExchangeClient
+
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_SYNC_TIMEOUT", "create_app"]
+
+log: Final = logging.getLogger("mdcollect.service")
+
+DEFAULT_SYNC_TIMEOUT: Final = 25.0
+DEFAULT_MAX_BODY: Final = 64 * 1024
+DEFAULT_MAX_SYNC_CANDLES: Final = 50_000_000
+_OPEN_PATHS: Final = frozenset({"/api/v1/health", "/openapi.json"})
+_OHLCV_PARAMS: Final = frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange"})
+_JOB_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
+_SECRET_RE: Final = re.compile(r"(//[^/@]*:)[^/@]*@|\?.*$")
+
+ExchangeFactory = Callable[[str], "ExchangeClient | str"]
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class _BearerAuth:
+    """Refuses requests without ``Authorization: Bearer <token>`` (401), but health."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+            given = b""
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    given = value
+            scheme, _, token = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
+                message = "missing bearer token" if not given else "wrong bearer token"
+                response = _error(401, message, {"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _redact(url: str) -> str:
+    """A storage URL without passwords or query secrets."""
+    return _SECRET_RE.sub(lambda m: f"{m.group(1)}***@" if m.group(1) else "", url)
+
+
+class _Service:
+    """The endpoints and what they share."""
+
+    def __init__(
+        self,
+        storage: DataCollectionStorage,
+        allowed_exchanges: tuple[str, ...],
+        exchange_factory: ExchangeFactory | None,
+        sync_timeout: float,
+        max_body: int,
+        max_sync_candles: int,
+        secured: bool,
+    ) -> None:
+        self.storage = storage
+        self.allowed_exchanges = allowed_exchanges
+        self.exchange_factory = exchange_factory
+        self.sync_timeout = sync_timeout
+        self.max_body = max_body
+        self.max_sync_candles = max_sync_candles
+        self.secured = secured
+        self.jobs = Jobs()
+        self.started = time.monotonic()
+        self.openapi = openapi_document(
+            allowed_exchanges, version=__version__, secured=secured, max_body=max_body
+        )
+
+    # -- endpoints (plain functions run in the thread pool: storage calls block) -------------
+    def health(self, request: Request) -> JSONResponse:
+        return JSONResponse(
+            {"status": "healthy", "service": "data-collection", "version": __version__}
+        )
+
+    def openapi_json(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.openapi)
+
+    def ohlcv(self, request: Request) -> JSONResponse:
+        query = self._ohlcv_query(request)
+        key = DatasetKey(query.exchange, query.symbol, "ohlcv", query.timeframe)
+        step = Timeframe.parse(query.timeframe).ms * query.limit
+        # a bounded read: the `limit` candle slots from start, else the last ones before end
+        if query.start is not None:
+            lo, hi = query.start, query.start + step
+            if query.end is not None:
+                hi = min(hi, query.end)
+        else:
+            hi = query.end if query.end is not None else now_ms()
+            lo = max(0, hi - step)
+        frame = self.storage.read(key, lo, hi)
+        frame = frame.head(query.limit) if query.start is not None else frame.tail(query.limit)
+        stamps = (frame.index.to_numpy(dtype="datetime64[ms]").astype("int64")).tolist()
+        values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+        return JSONResponse(
+            {
+                "exchange": query.exchange,
+                "symbol": query.symbol,
+                "timeframe": query.timeframe,
+                "count": len(frame),
+                "columns": ["timestamp", *map(str, frame.columns)],
+                "data": [[ts, *row] for ts, row in zip(stamps, values, strict=True)],
+            }
+        )
+
+    def symbols(self, request: Request) -> JSONResponse:
+        keys = self.storage.keys(kind="ohlcv")
+        datasets = [
+            {
+                "key": str(k),
+                "exchange": k.exchange,
+                "symbol": k.symbol,
+                "timeframe": k.timeframe,
+                "coverage": self.storage.coverage(k).to_list(),
+            }
+            for k in keys
+        ]
+        return JSONResponse({"symbols": sorted({k.symbol for k in keys}), "datasets": datasets})
+
+    def status(self, request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "storage": _redact(self.storage.url),
+                "datasets": len(self.storage.keys()),
+                "allowed_exchanges": list(self.allowed_exchanges),
+                "auth": self.secured,
+                "sync_timeout": self.sync_timeout,
+                "jobs": self.jobs.counts(),
+                "uptime_seconds": round(time.monotonic() - self.started, 3),
+            }
+        )
+
+    async def sync(self, request: Request) -> JSONResponse:
+        body = await self._json_body(request)
+        sync = sync_request_from_json(body, allowed_exchanges=self.allowed_exchanges)
+        self._check_size(sync)
+        job = self.jobs.start(sync, self._ensure(sync))
+        log.info("sync job %s: %s", job.id, sync.body())
+        await asyncio.wait([job.task], timeout=self.sync_timeout)
+        if not job.task.done():
+            job.background = True
+            log.info("sync job %s continues in the background", job.id)
+            return JSONResponse(job.to_dict(), status_code=202)
+        if job.status == "failed":
+            return _error(job.http_status, job.error or "failed")
+        return JSONResponse(job.to_dict())
+
+    def sync_job(self, request: Request) -> JSONResponse:
+        job_id = request.path_params["job_id"]
+        job = self.jobs.get(job_id) if _JOB_ID_RE.match(job_id) else None
+        if job is None:
+            return _error(404, f"no sync job {job_id[:64]!r} (unknown, or forgotten)")
+        return JSONResponse(job.to_dict())
+
+    # -- helpers ------------------------------------------------------------------------
+    def _ohlcv_query(self, request: Request) -> OhlcvQuery:
+        params: dict[str, str] = {}
+        for name, value in request.query_params.multi_items():
+            if name not in _OHLCV_PARAMS:
+                raise InvalidRequest(
+                    f"unknown parameter {name[:50]!r}; allowed: {', '.join(sorted(_OHLCV_PARAMS))}"
+                )
+            if name in params:
+                raise InvalidRequest(f"parameter {name!r} is given more than once")
+            params[name] = value
+        if "symbol" not in params:
+            raise InvalidRequest("the symbol parameter is required, e.g. symbol=BTC/USDT:USDT")
+        return ohlcv_query(**params, allowed_exchanges=self.allowed_exchanges)
+
+    async def _json_body(self, request: Request) -> Any:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            raise HTTPException(413, f"the body is {declared} bytes; at most {self.max_body}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body:
+                raise HTTPException(413, f"the body is over {self.max_body} bytes")
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidRequest(f"the body is not valid JSON: {str(exc)[:200]}") from None
+
+    def _check_size(self, sync: SyncRequest) -> None:
+        from .._time import DAY
+        from ..remote._validation import check_date
+
+        days = (
+            check_date(sync.end_date, "end_date") - check_date(sync.start_date, "start_date")
+        ) // DAY
+        days += 1 + sync.padding_days
+        candles = len(sync.symbols) * days * (DAY // Timeframe.parse(sync.timeframe).ms)
+        if candles > self.max_sync_candles:
+            raise InvalidRequest(
+                f"this sync covers about {candles} candles; at most {self.max_sync_candles} "
+                "per request: split it by symbols or dates"
+            )
+
+    async def _ensure(self, sync: SyncRequest) -> dict[str, Any]:
+        from ..ensure import ensure_data_async
+        from ..exchanges import ExchangeClient
+
+        exchange = self.exchange_factory(sync.exchange) if self.exchange_factory else sync.exchange
+        try:
+            report = await ensure_data_async(
+                list(sync.symbols), sync.timeframe, sync.start_date, sync.end_date, exchange,
+                sync.padding_days, self.storage, progress=False,
+            )  # fmt: skip
+        finally:
+            if isinstance(exchange, ExchangeClient):
+                await exchange.close()
+        return report.to_dict()
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
+    return _error(400, str(exc))
+
+
+async def _mapped(request: Request, exc: Exception) -> Response:
+    status = error_status(exc)
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return _error(status, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal server error")
+
+
+def create_app(
+    storage: DataCollectionStorage | str,
+    *,
+    allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
+    api_token: str | None = None,
+    exchange_factory: ExchangeFactory | None = None,
+    sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
+    max_body: int = DEFAULT_MAX_BODY,
+    max_sync_candles: int = DEFAULT_MAX_SYNC_CANDLES,
+) -> Starlette:
+    """The data-collection service as an ASGI app (Starlette).
+
+    * ``storage``: a storage or URL the candles are served from and written to.
+    * ``allowed_exchanges``: exchange keys requests may name (default the three
+      USDT-perpetual aliases).
+    * ``api_token``: requests but ``/api/v1/health`` and ``/openapi.json`` need
+      ``Authorization: Bearer <token>``; ``None`` reads ``MDCOLLECT_API_TOKEN``, ``""``
+      turns auth off.
+    * ``exchange_factory(key)``: the exchange ``ensure_data`` uses for a sync (an
+      :class:`~mdcollect.exchanges.ExchangeClient` is closed after the sync), e.g. one
+      pointed at an :class:`~mdcollect.testing.ExchangeEmulator`.
+    * ``sync_timeout``: seconds a sync request waits before answering 202 with a job id
+      (the job goes on in the background).
+    * ``max_body`` (bytes) and ``max_sync_candles`` bound what one request may ask.
+
+    >>> import uvicorn
+    >>> app = create_app("parquet:///data/md")
+    >>> uvicorn.run(app, host="127.0.0.1", port=8002)  # doctest: +SKIP
+    """
+    store = open_storage(storage)
+    token = api_token if api_token is not None else os.environ.get("MDCOLLECT_API_TOKEN", "")
+    allowed = tuple(allowed_exchanges)
+    if not allowed or not all(isinstance(e, str) and e for e in allowed):
+        raise InvalidRequest(f"allowed_exchanges must list exchange keys, got {allowed!r}")
+    if sync_timeout <= 0 or max_body <= 0 or max_sync_candles <= 0:
+        raise InvalidRequest("sync_timeout, max_body and max_sync_candles must be > 0")
+    svc = _Service(
+        store, allowed, exchange_factory, sync_timeout, max_body, max_sync_candles, bool(token)
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info("data-collection service up: storage %s", _redact(store.url))
+        yield
+        await svc.jobs.cancel_all()
+
+    app = Starlette(
+        routes=[
+            Route("/api/v1/health", svc.health, methods=["GET"]),
+            Route("/api/v1/ohlcv", svc.ohlcv, methods=["GET"]),
+            Route("/api/v1/symbols", svc.symbols, methods=["GET"]),
+            Route("/api/v1/status", svc.status, methods=["GET"]),
+            Route("/api/v1/sync", svc.sync, methods=["POST"]),
+            Route("/api/v1/sync/{job_id}", svc.sync_job, methods=["GET"]),
+            Route("/openapi.json", svc.openapi_json, methods=["GET"]),
+        ],
+        exception_handlers={
+            InvalidRequest: _invalid,
+            ExchangeError: _mapped,
+            StorageError: _mapped,
+            HTTPException: _http_error,
+            Exception: _internal,
+        },
+        lifespan=lifespan,
+    )
+    if token:
+        app.add_middleware(_BearerAuth, token=token)
+    app.state.service = svc
+    return app

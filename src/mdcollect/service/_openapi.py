@@ -1,0 +1,203 @@
+"""The service's OpenAPI 3.0 document, written by hand from the API's rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..remote._validation import (
+    DATE_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_SYMBOL_LENGTH,
+    MAX_SYMBOLS,
+    TIMEFRAME_PATTERN,
+)
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "invalid input; the message names the bad value",
+        401: "missing or wrong bearer token",
+        404: "unknown job",
+        413: "request body too large",
+        502: "the exchange failed",
+        503: "the storage failed",
+    }
+    return {str(c): _json(_ERROR, text[c]) for c in codes}
+
+
+def openapi_document(
+    exchanges: Sequence[str], *, version: str, secured: bool, max_body: int
+) -> dict[str, Any]:
+    """The document for a service allowing ``exchanges`` (``secured``: bearer auth on)."""
+    symbol = {
+        "type": "string",
+        "minLength": 3,
+        "maxLength": MAX_SYMBOL_LENGTH,
+        "pattern": "/",
+        "example": "BTC/USDT:USDT",
+    }
+    exchange = {"type": "string", "enum": list(exchanges), "default": exchanges[0]}
+    timeframe = {"type": "string", "pattern": TIMEFRAME_PATTERN, "default": "1h", "example": "1h"}
+    date = {"type": "string", "pattern": DATE_PATTERN, "example": "2024-02-01"}
+    bound = {
+        "description": "ms since the epoch, YYYYMMDD, YYYY-MM-DD or ISO 8601 "
+        "(a bare end date counts whole)",
+        "schema": {"type": "string", "example": "2024-01-02"},
+    }
+    security: list[dict[str, list[str]]] = [{"bearer": []}] if secured else []
+    auth_errors = (401,) if secured else ()
+
+    def op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {"summary": summary, "security": security, "responses": responses, **extra}
+
+    candles = {
+        "type": "object",
+        "required": ["exchange", "symbol", "timeframe", "count", "columns", "data"],
+        "properties": {
+            "exchange": {"type": "string"},
+            "symbol": {"type": "string"},
+            "timeframe": {"type": "string"},
+            "count": {"type": "integer"},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"type": "array", "items": {}}},
+        },
+    }
+    sync_body = {
+        "type": "object",
+        "required": ["symbols", "start_date", "end_date"],
+        "additionalProperties": False,
+        "properties": {
+            "symbols": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_SYMBOLS,
+                "uniqueItems": True,
+                "items": symbol,
+            },
+            "timeframe": timeframe,
+            "start_date": date,
+            "end_date": date,
+            "exchange": exchange,
+            "padding_days": {"type": "integer", "minimum": 0, "maximum": 3650, "default": 0},
+        },
+        "example": {
+            "symbols": ["BTC/USDT:USDT"],
+            "timeframe": "1h",
+            "start_date": "2024-01-02",
+            "end_date": "2024-02-28",
+            "exchange": exchanges[0],
+        },
+    }
+    job = {"$ref": "#/components/schemas/SyncJob"}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "mdcollect data-collection service",
+            "version": version,
+            "description": "Candles served from a mdcollect storage; POST /api/v1/sync "
+            f"makes sure a range is stored. Request bodies are at most {max_body} bytes.",
+        },
+        "paths": {
+            "/api/v1/health": {
+                "get": {
+                    "summary": "Liveness (never needs a token)",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "healthy")},
+                }
+            },
+            "/api/v1/ohlcv": {
+                "get": op(
+                    "Stored candles of one symbol",
+                    {"200": _json(candles, "candles"), **_errors(400, *auth_errors, 503)},
+                    parameters=[
+                        {"name": "symbol", "in": "query", "required": True, "schema": symbol},
+                        {"name": "timeframe", "in": "query", "schema": timeframe},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_LIMIT,
+                                "default": DEFAULT_LIMIT,
+                            },
+                        },
+                        {"name": "start", "in": "query", **bound},
+                        {"name": "end", "in": "query", **bound},
+                        {"name": "exchange", "in": "query", "schema": exchange},
+                    ],
+                )
+            },
+            "/api/v1/symbols": {
+                "get": op(
+                    "Symbols with stored candles, and their datasets",
+                    {"200": _json({"type": "object"}, "symbols"), **_errors(*auth_errors, 503)},
+                )
+            },
+            "/api/v1/status": {
+                "get": op(
+                    "Storage, datasets, allowed exchanges and sync jobs",
+                    {"200": _json({"type": "object"}, "status"), **_errors(*auth_errors, 503)},
+                )
+            },
+            "/api/v1/sync": {
+                "post": op(
+                    "Ensure candles are stored (ensure_data); background when slow",
+                    {
+                        "200": _json(job, "done: the ensure report"),
+                        "202": _json(job, "still running in the background: poll its job"),
+                        **_errors(400, *auth_errors, 413, 502, 503),
+                    },
+                    requestBody={
+                        "required": True,
+                        "content": {"application/json": {"schema": sync_body}},
+                    },
+                )
+            },
+            "/api/v1/sync/{job_id}": {
+                "get": op(
+                    "A sync job's status and report",
+                    {"200": _json(job, "the job"), **_errors(*auth_errors, 404)},
+                    parameters=[
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "maxLength": 64},
+                        }
+                    ],
+                )
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+                "SyncJob": {
+                    "type": "object",
+                    "required": ["job_id", "status", "background"],
+                    "properties": {
+                        "job_id": {"type": "string"},
+                        "status": {"type": "string", "enum": ["running", "completed", "failed"]},
+                        "background": {"type": "boolean"},
+                        "message": {"type": "string"},
+                        "request": {"type": "object"},
+                        "report": {"type": "object", "nullable": True},
+                        "error": {"type": "string", "nullable": True},
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,200 @@
+"""The Step Functions proxy: the envelope byte for byte, and its metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mdcollect.remote import DataCollectionClient, ListEmitter, lambda_handler, make_handler
+
+from .conftest import Answer, ScriptedServer
+
+TS = 1_700_000_000_000
+CANDLES = {"exchange": "binance_futures", "symbol": "BTC/USDT:USDT", "timeframe": "1h", "count": 1,
+           "columns": ["timestamp", "open", "high", "low", "close", "volume"],
+           "data": [[1704067200000, 1.0, 2.0, 0.5, 1.5, 10.0]]}  # fmt: skip
+SYNCED = {"job_id": "ab12", "status": "completed", "background": False, "report": {"ok": True}}
+
+
+def ticks() -> Iterator[float]:
+    t = 100.0
+    while True:
+        yield t
+        t += 0.0125  # every invocation measures 12.5 ms
+
+
+@pytest.fixture
+def service(scripted: ScriptedServer) -> ScriptedServer:
+    scripted.routes = {
+        "/api/v1/health": Answer(200, {"status": "healthy"}),
+        "/api/v1/symbols": Answer(200, {"symbols": ["BTC/USDT:USDT"], "datasets": []}),
+        "/api/v1/status": Answer(200, {"status": "ok", "datasets": 1}),
+        "/api/v1/ohlcv": Answer(200, CANDLES),
+        "/api/v1/sync": Answer(200, SYNCED),
+    }
+    return scripted
+
+
+def handler_for(url: str, emitter: ListEmitter, **client_kw: Any) -> Any:
+    clock = ticks()
+    return make_handler(
+        client_factory=lambda: DataCollectionClient(url, sleep=lambda s: None, **client_kw),
+        emitter=emitter, clock=lambda: next(clock), timestamp=lambda: TS,
+    )  # fmt: skip
+
+
+def emf(operation: str, environment: str, errors: int) -> dict[str, Any]:
+    return {
+        "_aws": {
+            "Timestamp": TS,
+            "CloudWatchMetrics": [{
+                "Namespace": "mdcollect/DataCollectionProxy",
+                "Dimensions": [["Operation", "Environment"]],
+                "Metrics": [
+                    {"Name": "ProxyRequests", "Unit": "Count"},
+                    {"Name": "ProxyLatency", "Unit": "Milliseconds"},
+                    {"Name": "ProxyErrors", "Unit": "Count"},
+                ],
+            }],
+        },
+        "Operation": operation, "Environment": environment,
+        "ProxyRequests": 1, "ProxyLatency": 12.5, "ProxyErrors": errors,
+    }  # fmt: skip
+
+
+ENSURE = {"symbols": ["BTC/USDT:USDT"], "timeframe": "1h", "start_date": "20240201", "end_date": "20240228"}  # fmt: skip
+
+OK_CASES = [
+    ({}, "health", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "health", "result": {"status": "healthy"}}, "environment": "dev"}}'),
+    ({"operation": "health"}, "health", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "health", "result": {"status": "healthy"}}, "environment": "dev"}}'),
+    ({"operation": "symbols"}, "symbols", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "symbols", "result": {"symbols": ["BTC/USDT:USDT"], "datasets": []}}, "environment": "dev"}}'),
+    ({"operation": "status", "params": {}}, "status", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "status", "result": {"status": "ok", "datasets": 1}}, "environment": "dev"}}'),
+    ({"operation": "fetch_ohlcv", "params": {"symbol": "BTC/USDT:USDT", "limit": 1}}, "fetch_ohlcv", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "fetch_ohlcv", "result": {"exchange": "binance_futures", "symbol": "BTC/USDT:USDT", "timeframe": "1h", "count": 1, "columns": ["timestamp", "open", "high", "low", "close", "volume"], "data": [[1704067200000, 1.0, 2.0, 0.5, 1.5, 10.0]]}}, "environment": "dev"}}'),
+    ({"operation": "ensure-data", "params": ENSURE}, "ensure-data", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "ensure-data", "result": {"job_id": "ab12", "status": "completed", "background": false, "report": {"ok": true}}}, "environment": "dev"}}'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("event", "operation", "expected"), OK_CASES)
+def test_each_operation(service: ScriptedServer, event: dict[str, Any], operation: str, expected: str) -> None:  # fmt: skip
+    emitter = ListEmitter()
+    out = handler_for(service.url, emitter)(event, None)
+    assert json.dumps(out) == expected
+    assert emitter.documents == [emf(operation, "dev", 0)]
+    assert len(service.requests) == 1
+
+
+def test_ensure_data_posts_padded_dates(service: ScriptedServer) -> None:
+    handler_for(service.url, ListEmitter())({"operation": "ensure-data", "params": ENSURE}, None)
+    method, path, body = service.requests[0]
+    assert (method, path) == ("POST", "/api/v1/sync")
+    assert (
+        body
+        == b'{"symbols":["BTC/USDT:USDT"],"timeframe":"1h","start_date":"2024-01-02","end_date":"2024-02-28","exchange":"binance_futures"}'
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def failure_cases(port: int) -> list[tuple[dict[str, Any], str, str]]:
+    return [
+        ({"operation": "delete"}, "delete", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "delete", "result": {"error": "operation \'delete\' is not known; allowed: health, fetch_ohlcv, symbols, status, ensure-data"}}, "environment": "dev"}}'),
+        ({"operation": 7}, "7", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "7", "result": {"error": "operation must be a string, got 7"}}, "environment": "dev"}}'),
+        ({"operation": "status", "params": ["x"]}, "status", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "status", "result": {"error": "params must be an object, got [\'x\']"}}, "environment": "dev"}}'),
+        ({"operation": "health", "params": {"verbose": True}}, "health", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "health", "result": {"error": "unknown parameter(s) [\'verbose\'] for health; allowed: none"}}, "environment": "dev"}}'),
+        ({"operation": "fetch_ohlcv", "params": {"symbol": "BTCUSDT"}}, "fetch_ohlcv", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "fetch_ohlcv", "result": {"error": "symbol \'BTCUSDT\' is not valid: symbols are ccxt unified symbols containing \'/\', such as \'BTC/USDT\' or \'BTC/USDT:USDT\'"}}, "environment": "dev"}}'),
+        ({"operation": "fetch_ohlcv", "params": {"symbol": "BTC/USDT:USDT", "limit": 0}}, "fetch_ohlcv", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "fetch_ohlcv", "result": {"error": "limit 0 is not valid; use an integer from 1 to 10000"}}, "environment": "dev"}}'),
+        ({"operation": "ensure-data", "params": {**ENSURE, "symbols": []}}, "ensure-data", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "ensure-data", "result": {"error": "symbols must be a non-empty list; got an empty list"}}, "environment": "dev"}}'),
+        ({"operation": "ensure-data", "params": {**ENSURE, "exchange": "kraken"}}, "ensure-data", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "ensure-data", "result": {"error": "exchange \'kraken\' is not allowed; allowed: binance_futures, bybit_futures, okx_futures"}}, "environment": "dev"}}'),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(len(failure_cases(0))))
+def test_each_failure_is_a_200_with_an_error(service: ScriptedServer, case: int) -> None:
+    event, operation, expected = failure_cases(0)[case]
+    emitter = ListEmitter()
+    out = handler_for(service.url, emitter)(event, None)
+    assert json.dumps(out) == expected
+    assert emitter.documents == [emf(operation, "dev", 1)]
+    assert service.requests == [], "invalid requests are never sent"
+
+
+def test_service_unreachable_after_retries() -> None:
+    port = closed_port()
+    emitter = ListEmitter()
+    out = handler_for(f"http://127.0.0.1:{port}", emitter, max_retries=2)(
+        {"operation": "status"}, None
+    )
+    expected = (
+        '{"statusCode": 200, "body": {"success": true, "data": {"operation": "status", "result": '
+        f'{{"error": "GET http://127.0.0.1:{port}/api/v1/status: the data-collection service is '
+        'unreachable after 3 attempt(s): ConnectError: [Errno 111] Connection refused"}}, '
+        '"environment": "dev"}}'
+    )
+    assert json.dumps(out) == expected
+    assert emitter.documents == [emf("status", "dev", 1)]
+
+
+def test_service_error_answer(service: ScriptedServer) -> None:
+    service.routes["/api/v1/ohlcv"] = Answer(400, {"error": "timeframe '7m' is not supported by binance_futures"})  # fmt: skip
+    service.routes["/api/v1/status"] = Answer(503, {"error": "storage down"})
+    emitter = ListEmitter()
+    handler = handler_for(service.url, emitter, max_retries=1)
+    out = handler({"operation": "fetch_ohlcv", "params": {"symbol": "BTC/USDT:USDT"}}, None)
+    assert json.dumps(out) == (
+        '{"statusCode": 200, "body": {"success": true, "data": {"operation": "fetch_ohlcv", "result": '
+        '{"error": "GET /api/v1/ohlcv failed with 400: timeframe \'7m\' is not supported by '
+        'binance_futures"}}, "environment": "dev"}}'
+    )
+    out = handler({"operation": "status"}, None)
+    assert json.dumps(out) == (
+        '{"statusCode": 200, "body": {"success": true, "data": {"operation": "status", "result": '
+        f'{{"error": "GET {service.url}/api/v1/status failed with 503 after 2 attempt(s): '
+        'storage down"}}, "environment": "dev"}}'
+    )
+    assert emitter.documents == [emf("fetch_ohlcv", "dev", 1), emf("status", "dev", 1)]
+
+
+def test_a_bug_still_answers_200(service: ScriptedServer) -> None:
+    def broken() -> DataCollectionClient:
+        raise RuntimeError("boom")
+
+    emitter = ListEmitter()
+    out = make_handler(client_factory=broken, emitter=emitter, timestamp=lambda: TS)({}, None)
+    assert out["statusCode"] == 200
+    assert out["body"]["data"]["result"] == {"error": "RuntimeError: boom"}
+    assert emitter.documents[0]["ProxyErrors"] == 1
+
+
+def test_environment_and_default_log_emitter(
+    service: ScriptedServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real entry point: configured from the environment, metrics as EMF log lines."""
+    monkeypatch.setenv("DATA_COLLECTION_URL", service.url)
+    monkeypatch.setenv("ENVIRONMENT", "staging")
+    caplog.set_level(logging.INFO, logger="mdcollect.remote.metrics")
+    out = lambda_handler({"operation": "health"}, object())
+    assert json.dumps(out) == (
+        '{"statusCode": 200, "body": {"success": true, "data": {"operation": "health", "result": '
+        '{"status": "healthy"}}, "environment": "staging"}}'
+    )
+    lambda_handler({"operation": "nope"}, None)
+    records = [r for r in caplog.records if r.name == "mdcollect.remote.metrics"]
+    assert len(records) == 2
+    docs = [json.loads(r.getMessage()) for r in records]
+    for doc, (op, errors) in zip(docs, [("health", 0), ("nope", 1)], strict=True):
+        assert isinstance(doc["_aws"]["Timestamp"], int)
+        assert doc["ProxyLatency"] >= 0
+        expected = emf(op, "staging", errors)
+        expected["_aws"]["Timestamp"] = doc["_aws"]["Timestamp"]
+        expected["ProxyLatency"] = doc["ProxyLatency"]
+        assert doc == expected
+    assert "\n" not in records[0].getMessage()
