@@ -116,11 +116,16 @@ def test_sigkill_at_several_points_then_rerun_gives_identical_data(disk_url: str
     lo, hi = MAR1, MAR1 + 20 * DAY
     with ExchangeEmulator(rate_limits=False) as emu:
         emu.faults.add(Fault("slow", route="klines", delay=0.03))
-        for delay in (0.8, 1.6, 2.4):
+        # kill after 3, 10 and 25 candle pages of each run: early, mid-window, late
+        for pages in (3, 10, 25):
+            seen = len(emu.requests)
             proc = _child(emu.url, disk_url, SYMBOLS)
-            time.sleep(delay)
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 120
+            while sum(1 for q in emu.requests[seen:] if q.path.endswith("klines")) < pages:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the child made no progress"
+                time.sleep(0.005)
+            os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
             with open_storage(disk_url) as store:
                 for sym in SYMBOLS:

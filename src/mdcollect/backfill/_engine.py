@@ -24,6 +24,7 @@ from attrs import define, field
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
+from ..exchanges._http import SessionStats, request_tally
 from ..storage import DataCollectionStorage
 
 if TYPE_CHECKING:
@@ -262,7 +263,9 @@ async def _run_job(
     bar: _Progress,
 ) -> None:
     t0 = time.perf_counter()
-    before = client.request_count
+    # count this job's requests, not those of jobs running beside it on the client
+    tally = SessionStats()
+    request_tally.set(tally)
     try:
         try:
             missing = await job.prepare(client, storage, report.missing)
@@ -319,7 +322,7 @@ async def _run_job(
                 with _suppress_cancel():
                     await prod
     finally:
-        report.requests = client.request_count - before
+        report.requests = tally.requests
         report.seconds = time.perf_counter() - t0
 
 

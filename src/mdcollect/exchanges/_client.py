@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import logging
 import time
@@ -14,11 +15,13 @@ from typing import Any, Final, Self, TypeVar
 import aiohttp
 import ccxt
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 import numpy as np
 import pandas as pd
 from attrs import frozen
 
 from .._errors import ExchangeError, InvalidRequest
+from .._keys import Kind
 from .._schema import empty_frame, normalize_frame
 from .._time import Timeframe, now_ms
 from ._http import (
@@ -136,15 +139,20 @@ class ExchangeClient:
             config["timeout_on_exit"] = 0
         config.update(ccxt_config)
         config["options"] = _deep_merge(self.info.options, ccxt_config.get("options") or {})
-        exchange_class = getattr(ccxt_async, self.info.ccxt_id)
-        if "rateLimit" not in ccxt_config:
+        # ccxt.pro classes subclass async_support ones: REST works the same, and the
+        # watch_* methods are there when the exchange has websockets
+        exchange_class = getattr(ccxt_pro, self.info.ccxt_id, None) or getattr(
+            ccxt_async, self.info.ccxt_id
+        )
+        self.exchange: ccxt_async.Exchange = exchange_class(config)
+        if "rateLimit" not in ccxt_config and self.exchange.rateLimit:
             # ccxt's costs mirror the exchanges' weights at 100% of the limit; the
             # rolling windows exchanges count in would then tip over on jitter and
-            # on calls ccxt does not weigh exactly: keep a margin (no 429s)
-            base = float(exchange_class.rateLimit or 0)
-            if base > 0:
-                config["rateLimit"] = base / RATE_LIMIT_SHARE
-        self.exchange: ccxt_async.Exchange = exchange_class(config)
+            # on calls ccxt does not weigh exactly: keep a margin (no 429s). The
+            # exchange's own rateLimit is only known once constructed.
+            self.exchange.rateLimit = self.exchange.rateLimit / RATE_LIMIT_SHARE
+            self.exchange.tokenBucket = None
+            self.exchange.init_rest_rate_limiter()
         self.exchange.on_json_response = track_malformed_json(self.exchange.on_json_response)
         if base_url is not None:
             from ._urls import redirect_urls
@@ -535,6 +543,160 @@ class ExchangeClient:
         )
         return normalize_frame("trades", frame)
 
+    # ------------------------------------------------------------------ live data
+
+    def has_ws(self, method: str) -> bool:
+        """True when the exchange serves ``method`` (a ccxt name such as ``watchTrades``)
+        over websockets through ``ccxt.pro``.
+
+        >>> ExchangeClient("binance").has_ws("watchTrades")
+        True
+        """
+        return bool(self.exchange.has.get(method)) and hasattr(self.exchange, "clients")
+
+    def ws_last_message(self) -> int | None:
+        """Wall-clock ms of the last websocket frame received on any connection (pings
+        and subscription acks included): the feed's heartbeat; ``None`` before any."""
+        last: int | None = None
+        for client in (getattr(self.exchange, "clients", None) or {}).values():
+            for attr in ("last_message_at", "lastPong"):
+                t = getattr(client, attr, None)
+                if isinstance(t, int | float) and (last is None or t > last):
+                    last = int(t)
+        return last
+
+    async def close_streams(self) -> None:
+        """Close every websocket connection (the next ``watch_*`` call opens a fresh one);
+        the REST session stays open.
+
+        >>> await client.close_streams()
+        """
+        clients = getattr(self.exchange, "clients", None) or {}
+        self.exchange.clients = {}
+        for ws in list(clients.values()):
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def _watch(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One ``watch_*`` call: no retry (a broken stream is the collector's to reopen),
+        errors translated to :class:`ExchangeError`."""
+        self._bind_loop()
+        if not self.exchange.markets:
+            await self.load_markets()
+        try:
+            return await fn()
+        except _CALL_ERRORS as exc:
+            raise translate_error(exc, where=f"{self.key} {what}") from exc
+
+    async def watch_trades_raw(self, symbol: str) -> list[dict[str, Any]]:
+        """The next ccxt trades of ``symbol`` from the websocket (only new ones).
+
+        >>> trades = await client.watch_trades_raw("BTC/USDT")
+        >>> trades[0]["price"]
+        42000.1
+        """
+        trades = await self._watch(
+            f"watch_trades({symbol!r})",
+            lambda: self.exchange.watch_trades(symbol, None, None, {"newUpdates": True}),
+        )
+        return list(trades)
+
+    async def watch_trades(self, symbol: str) -> pd.DataFrame:
+        """The next trades of ``symbol`` from the websocket, in the ``trades`` schema with
+        ``received`` (ms, when they arrived).
+
+        >>> frame = await client.watch_trades("BTC/USDT")
+        >>> list(frame.columns)
+        ['id', 'price', 'amount', 'side', 'received']
+        """
+        market = await self.check_symbol(symbol)
+        received = now_ms()
+        rows = await self.watch_trades_raw(symbol)
+        return trades_frame(rows, received, _contract_size(market))
+
+    async def watch_ohlcv_raw(self, symbol: str, timeframe: str) -> list[list[float]]:
+        """The candles of ``symbol`` the websocket updated (the open one included).
+
+        >>> rows = await client.watch_ohlcv_raw("BTC/USDT", "1m")
+        >>> rows[-1][0] % 60_000
+        0
+        """
+        self.check_timeframe(timeframe)
+        rows = await self._watch(
+            f"watch_ohlcv({symbol!r}, {timeframe!r})",
+            lambda: self.exchange.watch_ohlcv(symbol, timeframe, None, None, {"newUpdates": True}),
+        )
+        return [list(r) for r in rows]
+
+    async def watch_ticker(self, symbol: str) -> pd.DataFrame:
+        """The next ticker of ``symbol`` from the websocket (one row, ``ticker`` schema).
+
+        >>> (await client.watch_ticker("BTC/USDT")).columns[:2].tolist()
+        ['bid', 'ask']
+        """
+        t = await self._watch(
+            f"watch_ticker({symbol!r})", lambda: self.exchange.watch_ticker(symbol)
+        )
+        return rows_frame("ticker", [ticker_row(t, now_ms())])
+
+    async def watch_order_book(self, symbol: str, depth: int = 5) -> pd.DataFrame:
+        """The next top-``depth`` order book snapshot of ``symbol`` from the websocket.
+
+        >>> (await client.watch_order_book("BTC/USDT", 5)).shape
+        (1, 20)
+        """
+        ob = await self._watch(
+            f"watch_order_book({symbol!r})", lambda: self.exchange.watch_order_book(symbol)
+        )
+        return rows_frame("orderbook", [book_row(ob, depth, now_ms())], depth=depth)
+
+    async def watch_funding_rate(self, symbol: str) -> pd.DataFrame:
+        """The next funding rate of perpetual ``symbol`` from the websocket (``funding`` schema).
+
+        >>> (await client.watch_funding_rate("BTC/USDT:USDT"))["rate"].iloc[0]
+        0.0001
+        """
+        fr = await self._watch(
+            f"watch_funding_rate({symbol!r})", lambda: self.exchange.watch_funding_rate(symbol)
+        )
+        return rows_frame("funding", [funding_row(fr, now_ms())])
+
+    async def fetch_ticker(self, symbol: str) -> pd.DataFrame:
+        """The current ticker of ``symbol`` over REST (one row, ``ticker`` schema).
+
+        >>> (await client.fetch_ticker("BTC/USDT"))["last"].iloc[0]
+        42000.1
+        """
+        await self.check_symbol(symbol)
+        t = await self._call(
+            f"fetch_ticker({symbol!r})", lambda: self.exchange.fetch_ticker(symbol)
+        )
+        return rows_frame("ticker", [ticker_row(t, now_ms())])
+
+    async def fetch_order_book(self, symbol: str, depth: int = 5) -> pd.DataFrame:
+        """A top-``depth`` order book snapshot of ``symbol`` over REST (``orderbook`` schema).
+
+        >>> (await client.fetch_order_book("BTC/USDT", 5)).columns[0]
+        'bid_px_0'
+        """
+        await self.check_symbol(symbol)
+        ob = await self._call(
+            f"fetch_order_book({symbol!r})", lambda: self.exchange.fetch_order_book(symbol)
+        )
+        return rows_frame("orderbook", [book_row(ob, depth, now_ms())], depth=depth)
+
+    async def fetch_funding_rate(self, symbol: str) -> pd.DataFrame:
+        """The current funding rate of perpetual ``symbol`` over REST (``funding`` schema).
+
+        >>> (await client.fetch_funding_rate("BTC/USDT:USDT")).columns.tolist()
+        ['rate', 'mark_price', 'index_price']
+        """
+        await self.check_symbol(symbol)
+        fr = await self._call(
+            f"fetch_funding_rate({symbol!r})", lambda: self.exchange.fetch_funding_rate(symbol)
+        )
+        return rows_frame("funding", [funding_row(fr, now_ms())])
+
     @staticmethod
     def _page_limit(limit: int | None, maximum: int) -> int:
         if limit is None:
@@ -542,6 +704,90 @@ class ExchangeClient:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidRequest(f"limit must be a positive int, got {limit!r}")
         return min(limit, maximum)
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def ticker_row(t: Mapping[str, Any], received: int) -> tuple[Any, ...]:
+    """A ccxt ticker as ``(timestamp, bid, ask, last, bid_size, ask_size, base_volume)``."""
+    ts = t.get("timestamp") or received
+    return (
+        int(ts), _num(t.get("bid")), _num(t.get("ask")), _num(t.get("last")),
+        _num(t.get("bidVolume")), _num(t.get("askVolume")), _num(t.get("baseVolume")),
+    )  # fmt: skip
+
+
+def book_row(ob: Mapping[str, Any], depth: int, received: int) -> tuple[Any, ...]:
+    """A ccxt order book as ``(timestamp, bid px.., bid sz.., ask px.., ask sz..)`` to ``depth``
+    levels (missing levels are NaN)."""
+    out: list[Any] = [int(ob.get("timestamp") or received)]
+    for side in ("bids", "asks"):
+        levels = list(ob.get(side) or [])[:depth]
+        levels += [[float("nan"), float("nan")]] * (depth - len(levels))
+        out += [_num(lv[0]) for lv in levels]
+        out += [_num(lv[1]) for lv in levels]
+    return tuple(out)
+
+
+def funding_row(fr: Mapping[str, Any], received: int) -> tuple[Any, ...]:
+    """A ccxt funding rate as ``(timestamp, rate, mark_price, index_price)``."""
+    ts = fr.get("timestamp") or received
+    return (
+        int(ts),
+        _num(fr.get("fundingRate")),
+        _num(fr.get("markPrice")),
+        _num(fr.get("indexPrice")),
+    )
+
+
+_ROW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "ticker": ("bid", "ask", "last", "bid_size", "ask_size", "base_volume"),
+    "funding": ("rate", "mark_price", "index_price"),
+    "ohlcv": _OHLCV_COLUMNS,
+}
+
+
+def row_columns(kind: str, depth: int = 0) -> list[str]:
+    """The columns after ``timestamp`` of the rows :func:`ticker_row` and friends build."""
+    if kind == "orderbook":
+        return [f"{s}_{w}_{i}" for s in ("bid", "ask") for w in ("px", "sz") for i in range(depth)]
+    return list(_ROW_COLUMNS[kind])
+
+
+def rows_frame(kind: Kind, rows: Sequence[Sequence[Any]], *, depth: int = 0) -> pd.DataFrame:
+    """Rows ``(timestamp, *columns)`` as a schema frame of ``kind`` (last row wins per time)."""
+    if not rows:
+        return empty_frame(kind, row_columns(kind, depth))
+    frame = pd.DataFrame.from_records(
+        [tuple(r) for r in rows], columns=["timestamp", *row_columns(kind, depth)]
+    )
+    return normalize_frame(kind, frame)
+
+
+def trades_frame(
+    trades: Sequence[Mapping[str, Any]], received: int | Sequence[int], contract: Decimal | None
+) -> pd.DataFrame:
+    """ccxt trades as a ``trades`` frame with ``received`` (one time or one per trade)."""
+    rows = [t for t in trades if t.get("timestamp") is not None]
+    if not rows:
+        return empty_frame("trades", ["id", "price", "amount", "side", "received"])
+    amounts = [t.get("amount") for t in rows]
+    if contract is not None:
+        amounts = [None if a is None else float(Decimal(str(a)) * contract) for a in amounts]
+    recv = [received] * len(rows) if isinstance(received, int) else list(received)
+    frame = pd.DataFrame(
+        {
+            "timestamp": [int(t["timestamp"]) for t in rows],
+            "id": [_trade_id(t) for t in rows],
+            "price": [t.get("price") for t in rows],
+            "amount": amounts,
+            "side": [t.get("side") for t in rows],
+            "received": recv,
+        }
+    )
+    return normalize_frame("trades", frame)
 
 
 def _contract_size(market: Mapping[str, Any]) -> Decimal | None:

@@ -37,12 +37,20 @@ __all__ = [
     "current_record",
     "make_session",
     "parse_retry_after",
+    "request_tally",
     "track_malformed_json",
 ]
 
 #: The record of the call running in the current task, if any.
 current_record: Final[ContextVar[ResponseRecord | None]] = ContextVar(
     "mdcollect_exchange_response", default=None
+)
+
+
+#: A per-task tally of HTTP requests: set a fresh one in a task (and the tasks it
+#: starts) to count the requests made on its behalf across shared clients.
+request_tally: Final[ContextVar[SessionStats | None]] = ContextVar(
+    "mdcollect_request_tally", default=None
 )
 
 
@@ -95,6 +103,9 @@ def _counter(stats: SessionStats) -> Callable[..., Awaitable[None]]:
         params: aiohttp.TraceRequestStartParams,
     ) -> None:
         stats.requests += 1
+        tally = request_tally.get()
+        if tally is not None:
+            tally.requests += 1
 
     return on_request_start
 
