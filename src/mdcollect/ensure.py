@@ -314,10 +314,9 @@ async def _ensure(
     jobs: list[BackfillJob]
     if kind == "trades":
         jobs = [TradesBackfill(key, s, None, lo, hi) for s in syms]
-        required = Interval(lo, min(hi, now)) if min(hi, now) > lo else None
     else:
         jobs = [make_job(info, s, tf, lo, hi, strategy=strategy) for s in syms]  # type: ignore[arg-type]
-        required = _clip(tf, lo, hi, now)
+    required = jobs[0].required(now)  # every job needs the same range
     report = EnsureReport(key, str(tf) if kind == "ohlcv" else kind, required, dry_run=dry_run)
     # Coverage first, read once: when nothing is missing, the exchange is asked nothing.
     initial = await asyncio.to_thread(initial_reports, jobs, store, now)
@@ -380,11 +379,6 @@ async def backfill_async(
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
         strategy=strategy, clock=clock, kind=kind,
     )  # fmt: skip
-
-
-def _clip(tf: Timeframe, lo: int, hi: int, now: int) -> Interval | None:
-    a, b = tf.ceil(lo), min(tf.ceil(hi), tf.floor(now))
-    return Interval(a, b) if b > a else None
 
 
 def ensure_data(
