@@ -25,6 +25,25 @@ connections, broken JSON, duplicated rows). Use it like moto for AWS::
             pass
         assert emu.requests[-1].status == 503
 
+Websockets (added in 0.2.0): Binance spot and USD-M market streams (trade,
+aggTrade, kline, bookTicker, ticker, miniTicker, depth, markPrice) and OKX v5
+public/business channels (trades, candle*, tickers, books, books5, bbo-tbt,
+funding-rate, mark-price) push the same synthetic market live as the clock
+passes: a trades subscription made at ``t`` delivers exactly
+``emu.market.trades(symbol, t, now)``, once, in order; missed trades are never
+replayed. ``emu.ccxt(id, pro=True)`` gives a redirected ``ccxt.pro`` instance
+(ws URLs become ``ws://127.0.0.1:PORT/_ws/<original host>/<path>``), and
+``emu.ws`` (:class:`WsControl`) switches websocket faults and logs connections::
+
+    emu = ExchangeEmulator(markets=[MarketSpec("BTC/USDT", trades_per_minute=600)])
+    async with emu:
+        ex = emu.ccxt("binance", pro=True)
+        trades = await ex.watch_trades("BTC/USDT")
+        emu.ws.drop()                      # also silence(s), pause()/resume(),
+        ...                                # send_malformed(n), duplicate(rate)
+        assert len(emu.ws.connections) == 2
+        await ex.close()
+
 ``python -m mdcollect.testing --port 8080 --seed 1`` serves until killed (first
 stdout line: its URL); :class:`EmulatorProcess` wraps that for tests.
 """
@@ -35,6 +54,7 @@ from mdcollect.testing._emulator import ExchangeEmulator, RequestRecord
 from mdcollect.testing._faults import Fault, FaultKind, Faults, Limit
 from mdcollect.testing._market import DEFAULT_LISTING, Candles, MarketSpec, SyntheticMarket, Trades
 from mdcollect.testing._process import EmulatorProcess
+from mdcollect.testing._ws import WsConnection, WsControl, WsSubscription
 
 __all__ = [
     "DEFAULT_LISTING",
@@ -49,4 +69,7 @@ __all__ = [
     "RequestRecord",
     "SyntheticMarket",
     "Trades",
+    "WsConnection",
+    "WsControl",
+    "WsSubscription",
 ]

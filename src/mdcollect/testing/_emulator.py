@@ -16,6 +16,7 @@ from aiohttp import web
 
 from mdcollect.testing._faults import Fault, FaultKind, Faults, Limit, RateLimiter
 from mdcollect.testing._market import MarketSpec, SyntheticMarket
+from mdcollect.testing._ws import WsControl
 from mdcollect.testing.dialects import DIALECTS, Ctx, Dialect, DialectError, Reply, Route
 
 if TYPE_CHECKING:
@@ -115,6 +116,11 @@ class ExchangeEmulator:
         for spec in markets:
             self.market.add(spec)
         self.faults = Faults(seed, self._aliases)
+        #: Websocket faults and logs (see :class:`WsControl`).
+        self.ws = WsControl(self.market, self.venue, seed)
+        self._ws_hosts: dict[str, tuple[Dialect, str]] = {
+            host: (d, kind) for d in self._dialects.values() for host, kind in d.ws_hosts.items()
+        }
         self.seed = seed
         self._limits: dict[str, Limit] = {}
         self._rate_limits_on = rate_limits is not False
@@ -181,6 +187,7 @@ class ExchangeEmulator:
 
     async def _serve(self, ready: threading.Event) -> None:
         app = web.Application(client_max_size=1 << 20)
+        app.router.add_route("GET", "/_ws/{host}/{tail:.*}", self._handle_ws)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
@@ -197,6 +204,7 @@ class ExchangeEmulator:
         try:
             await self._stopped.wait()
         finally:
+            await self.ws.shutdown()
             await runner.cleanup()
 
     def stop(self) -> None:
@@ -277,21 +285,28 @@ class ExchangeEmulator:
         """The venue serving a ccxt id or alias (``binanceusdm`` -> ``binance``)."""
         return self._aliases.get(exchange, exchange)
 
-    def ccxt(self, exchange_id: str, async_: bool = True, **config: Any) -> Any:
-        """A ccxt exchange redirected to this emulator.
+    def ccxt(
+        self, exchange_id: str, async_: bool = True, *, pro: bool = False, **config: Any
+    ) -> Any:
+        """A ccxt exchange redirected to this emulator (REST and websockets).
 
         ``exchange_id`` is a ccxt id (``binance``, ``binanceusdm``, ``okx``, ``bybit``,
         ``kraken``) or a project alias (``binance_futures``, ``okx_futures``,
         ``bybit_futures``: swap as default type). ``async_=True`` gives a
-        ``ccxt.async_support`` instance (close it with ``await ex.close()``).
+        ``ccxt.async_support`` instance, ``pro=True`` a ``ccxt.pro`` one whose
+        ``watch_*`` methods use the emulator's websockets (close either with
+        ``await ex.close()``).
+
+        Changed in 0.2.0: ``pro``.
         """
         import ccxt
         import ccxt.async_support as ccxt_async
+        import ccxt.pro as ccxt_pro
 
         from mdcollect.exchanges._urls import redirect_urls
 
         ccxt_id, defaults = _CCXT_ALIASES.get(exchange_id, (exchange_id, {}))
-        module: Any = ccxt_async if async_ else ccxt
+        module: Any = ccxt_pro if pro else ccxt_async if async_ else ccxt
         options = {**defaults, **config.pop("options", {})}
         exchange = getattr(module, ccxt_id)(
             {"enableRateLimit": False, **config, "options": options}
@@ -304,6 +319,15 @@ class ExchangeEmulator:
         self.market._clock = clock
 
     # -- serving
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
+        host = request.match_info["host"].split(":")[0].lower()
+        entry = self._ws_hosts.get(host)
+        if entry is None or request.headers.get("Upgrade", "").lower() != "websocket":
+            self._record(RequestRecord("", "ws", request.method, request.path, {}, 404, _now_ms()))
+            return web.Response(status=404, text="Not Found")
+        dialect, kind = entry
+        return await self.ws.serve(request, dialect, kind, "/" + request.match_info["tail"])
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         arrived = int(time.time() * 1000)
@@ -475,6 +499,10 @@ class ExchangeEmulator:
             headers=reply.headers,
             content_type="application/json",
         )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _retry_after(seconds: float) -> str:

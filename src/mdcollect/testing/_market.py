@@ -623,20 +623,25 @@ def _reduce(units: _Agg, starts: I64) -> _Agg:
         return _Agg(*(_i64(m) for _ in attrs.fields(_Agg)))
     ends = np.append(starts[1:], n)
     empty = starts >= ends
-    idx = np.minimum(starts, n - 1)
+    # One sentinel row past the end lets empty trailing buckets index ``n`` without
+    # clamping, which would cut the last unit out of the bucket before them.
+    idx = np.minimum(starts, n)
 
     def total(x: I64) -> I64:
         cs = np.concatenate([_i64(1), np.cumsum(x)])
         out: I64 = cs[ends] - cs[starts]
         return out
 
+    def pad(x: I64, fill: int) -> I64:
+        return np.append(x, np.int64(fill))
+
     count = total(units.count)
     has = units.count > 0
-    high = np.maximum.reduceat(np.where(has, units.high, _INT_MIN), idx)
-    low = np.minimum.reduceat(np.where(has, units.low, _INT_MAX), idx)
+    high = np.maximum.reduceat(pad(np.where(has, units.high, _INT_MIN), _INT_MIN), idx)
+    low = np.minimum.reduceat(pad(np.where(has, units.low, _INT_MAX), _INT_MAX), idx)
     pos = np.arange(n, dtype=np.int64)
-    first = np.minimum.reduceat(np.where(has, pos, n), idx)
-    last = np.maximum.reduceat(np.where(has, pos, -1), idx)
+    first = np.minimum.reduceat(pad(np.where(has, pos, n), n), idx)
+    last = np.maximum.reduceat(pad(np.where(has, pos, -1), -1), idx)
     none = empty | (count == 0)
     first = np.where(none, 0, np.minimum(first, n - 1))
     last = np.where(none, 0, np.maximum(last, 0))

@@ -15,11 +15,14 @@ from mdcollect.testing._faults import Limit
 from mdcollect.testing._market import Frame, MarketSpec, SyntheticMarket
 
 __all__ = [
+    "CallbackFeed",
     "Ctx",
     "Dialect",
     "DialectError",
     "Reply",
     "Route",
+    "WsFeed",
+    "WsSession",
     "fmt",
     "fmt_col",
     "fmt_plain",
@@ -121,6 +124,16 @@ class Dialect(abc.ABC):
         """Headers that report used weight (Binance ``X-MBX-USED-WEIGHT-1M``)."""
         return {}
 
+    #: Websocket hosts served (the original host of the ccxt URL) -> market kind
+    #: passed to :meth:`ws_session` (``"spot"``, ``"linear"``, ...).
+    ws_hosts: ClassVar[Mapping[str, str]] = {}
+
+    def ws_session(
+        self, market: SyntheticMarket, kind: str, path: str, query: Mapping[str, str], conn_id: int
+    ) -> WsSession | None:
+        """The protocol state of a new websocket connection (None: path not served)."""
+        return None
+
     # helpers for subclasses
 
     def fail(self, kind: str, message: str = "") -> DialectError:
@@ -200,3 +213,72 @@ def frame_or_none(timeframe: str, offset: int = 0) -> Frame | None:
         return Frame.parse(timeframe, offset)
     except ValueError:
         return None
+
+
+# --------------------------------------------------------------------------- websockets
+
+
+class WsFeed(abc.ABC):
+    """One subscribed stream: turns the market's progress into the venue's messages."""
+
+    #: The venue's name of the stream (``btcusdt@trade``, ``trades:BTC-USDT``).
+    name: str
+
+    @abc.abstractmethod
+    def poll(self, now: int) -> list[Any]:
+        """JSON-able data messages due since the last poll (``now`` is the emulator clock)."""
+
+
+class CallbackFeed(WsFeed):
+    """A feed whose messages come from a callable ``poll(now) -> list``."""
+
+    def __init__(self, name: str, poll: Callable[[int], list[Any]]) -> None:
+        self.name = name
+        self._poll = poll
+
+    def poll(self, now: int) -> list[Any]:
+        return self._poll(now)
+
+
+class WsSession(abc.ABC):
+    """One websocket connection's protocol state: its subscriptions and replies.
+
+    The server calls :meth:`open` once, :meth:`receive` for every text frame and
+    :meth:`poll` every tick, never concurrently. Replies are JSON-able objects or
+    ``str`` (sent verbatim, e.g. OKX's ``"pong"``).
+    """
+
+    def __init__(self, market: SyntheticMarket, venue: str, kind: str, conn_id: int) -> None:
+        self.market = market
+        self.venue = venue
+        self.kind = kind
+        self.conn_id = conn_id
+        self.feeds: dict[str, WsFeed] = {}
+        #: ``(action, stream, time)`` subscription events not yet collected by the server.
+        self.events: list[tuple[str, str, int]] = []
+
+    def open(self, now: int) -> list[Any]:
+        """Messages sent right after the handshake (streams named in the URL)."""
+        return []
+
+    @abc.abstractmethod
+    def receive(self, text: str, now: int) -> list[Any]:
+        """Handle one text frame; returns the replies (acks, errors, pongs)."""
+
+    def poll(self, now: int) -> list[Any]:
+        """Data messages of every feed due at ``now``."""
+        out: list[Any] = []
+        for feed in list(self.feeds.values()):
+            out += feed.poll(now)
+        return out
+
+    def add(self, feed: WsFeed, now: int) -> None:
+        """Subscribe ``feed`` (a second subscription to the same stream is a no-op)."""
+        if feed.name not in self.feeds:
+            self.feeds[feed.name] = feed
+            self.events.append(("subscribe", feed.name, now))
+
+    def remove(self, name: str, now: int) -> None:
+        """Unsubscribe a stream by name."""
+        if self.feeds.pop(name, None) is not None:
+            self.events.append(("unsubscribe", name, now))
