@@ -80,17 +80,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[dict[str, str | int]]:
-    """A local moto S3 server on 127.0.0.1 (a real HTTP server, not in-process mocks)."""
-    from moto.server import ThreadedMotoServer
+    """A local moto S3 server on 127.0.0.1, in its own process.
 
+    In-process (``ThreadedMotoServer``) would hang: ArcticDB holds the GIL through
+    some S3 calls, so a server thread in the same process can never answer.
+    """
     port = free_port()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    _wait_port(port)
-    yield {"host": "127.0.0.1", "port": port, "access": "testing", "secret": "testing"}
-    server.stop()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port)
+        yield {"host": "127.0.0.1", "port": port, "access": "testing", "secret": "testing"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def make_bucket(s3: dict[str, str | int]) -> str:

@@ -1,0 +1,580 @@
+"""``arctic+lmdb://`` and ``arctic+s3://``: ArcticDB, the embedded default and the S3 path.
+
+Layout
+------
+One ArcticDB library, ``mdcollect``, holds every dataset:
+
+* a dataset is the symbol :func:`~mdcollect.storage._naming.key_name` of its key
+  (``binance.ohlcv.1m.BTC%2FUSDT``), parsed back for :meth:`ArcticStorage.keys`;
+* single points (:meth:`~ArcticStorage.store`) live under ``pt.<encoded key>``,
+  a frame of JSON texts (column ``v``) indexed by time, upserted like a dataset.
+
+Every version of a dataset carries, in its ArcticDB metadata, the coverage and a
+little bookkeeping (:class:`_Meta`). ``write``/``append``/``update`` take
+``metadata=``, so rows and the coverage claiming them are one atomic version:
+coverage can never get ahead of rows, even if the process dies mid-write.
+``coverage()`` is one ``read_metadata`` (about 0.1 ms on LMDB).
+
+Writes
+------
+* nothing stored yet: ``write``;
+* the frame starts after the last stored row: ``append`` (the fast path);
+* otherwise: read the frame's span ``[first, last]``, ``merge_frames`` (upsert by
+  timestamp, trades by ``(timestamp, id)``), ``update`` that span;
+* a different column set (an optional column appears or goes, another book depth):
+  read all, merge, ``write``.
+
+Every call prunes previous versions, so storage does not grow with the number of
+writes. Appends fragment a symbol into small segments; after
+``_TAIL_SEGMENTS`` of them the unfragmented *tail* (the rows after the last full
+segment) is read back and rewritten with the new rows in one ``update``, so the
+cost of keeping a symbol compact is bounded by the tail size, not the symbol size.
+Out-of-order writes and range deletes that split segments of the body are
+counted; past ``_BODY_FRAGMENTS`` the symbol is compacted with ``compact_data``.
+
+Concurrency
+-----------
+Writers of one dataset are serialised across processes and threads with an
+exclusive ``flock`` (:func:`~mdcollect.storage._locks.file_lock`): on LMDB the
+lock files are in ``<root>/.locks/``; on S3 in a directory under the system temp
+dir keyed by a hash of the endpoint, bucket and prefix. **Writers of one S3
+dataset on different machines are not serialised** (last writer wins); give
+each dataset one writing machine. Readers take no lock.
+
+One ``Arctic`` handle is shared per LMDB path (or S3 URI) in a process, because
+LMDB does not support opening one environment twice in a process. ArcticDB's
+per-process version cache is turned off (``VersionMap.ReloadInterval=0``): with
+it, a process builds writes on versions another process already replaced.
+
+ArcticDB (6.x) holds the GIL during some S3 calls (``list_libraries``,
+``get_library``, ``read_metadata``, ``list_symbols``, ``delete``): an S3 server
+running as a thread of the *same* Python process (moto's ``ThreadedMotoServer``)
+then deadlocks. Run such a server in its own process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+import numpy as np
+import pandas as pd
+from arcticdb import Arctic, LibraryOptions
+from arcticdb.config import set_config_int
+from arcticdb.exceptions import ArcticException, KeyNotFoundException, NoDataFoundException
+
+from .._errors import InvalidRequest, StorageError
+from .._intervals import Interval, IntervalSet
+from .._keys import DatasetKey
+from .._schema import merge_frames
+from ._base import DataCollectionStorage, _check_key, clip_range
+from ._locks import file_lock
+from ._naming import encode_name, key_name, parse_key_name
+
+__all__ = ["ArcticStorage"]
+
+log = logging.getLogger("mdcollect.storage")
+
+#: The ArcticDB library every dataset lives in.
+LIBRARY: Final = "mdcollect"
+_POINT_PREFIX: Final = "pt."
+_META_FORMAT: Final = 1
+#: Rows per ArcticDB segment (ArcticDB's default).
+_ROWS_PER_SEGMENT: Final = 100_000
+#: Appends (small segments) tolerated at the end of a symbol before the tail is rewritten.
+_TAIL_SEGMENTS: Final = 16
+#: Segment splits tolerated in the body (out-of-order writes, deletes) before ``compact_data``.
+_BODY_FRAGMENTS: Final = 64
+_LMDB_OPTIONS: Final = frozenset({"map_size"})
+_ONE_NS: Final = pd.Timedelta(1, "ns")
+# pandas' ns timestamps span about 1677..2262; bounds outside are open ends.
+_MIN_MS: Final = int(pd.Timestamp.min.value // 1_000_000) + 1
+_MAX_MS: Final = int(pd.Timestamp.max.value // 1_000_000) - 1
+
+#: Attempts of a read that raced with another process pruning the version it found.
+_READ_ATTEMPTS: Final = 5
+
+Merge = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
+T = TypeVar("T")
+
+# ArcticDB caches a symbol's version list per process for a while (2 s by default): a
+# process would then read (and build writes on) a version another process has
+# already replaced and pruned. Always reload it; on LMDB this costs microseconds.
+set_config_int("VersionMap.ReloadInterval", 0)
+
+
+# -- metadata kept in every version ----------------------------------------------------
+
+
+@dataclass
+class _Meta:
+    """What each version of a symbol carries besides its rows.
+
+    ``last`` is an upper bound (ns) of the stored index, ``None`` when no rows are
+    stored (a symbol holding only coverage). ``tail`` is where the rows not yet
+    rewritten into full segments start (ns); ``tail_segments`` how many segments
+    they span; ``body_fragments`` the segment splits before ``tail``.
+    """
+
+    coverage: IntervalSet = field(default_factory=IntervalSet)
+    last: int | None = None
+    columns: list[str] = field(default_factory=list)
+    tail: int | None = None
+    tail_segments: int = 0
+    body_fragments: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": _META_FORMAT,
+            "coverage": self.coverage.to_list(),
+            "last": self.last,
+            "columns": list(self.columns),
+            "tail": self.tail,
+            "tail_segments": self.tail_segments,
+            "body_fragments": self.body_fragments,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> _Meta:
+        if not isinstance(data, dict):
+            # a symbol written by something else: assume rows, no coverage, no tail
+            return cls(last=2**63 - 1)
+        return cls(
+            coverage=IntervalSet.from_list(data.get("coverage") or ()),
+            last=data.get("last"),
+            columns=list(data.get("columns") or ()),
+            tail=data.get("tail"),
+            tail_segments=int(data.get("tail_segments") or 0),
+            body_fragments=int(data.get("body_fragments") or 0),
+        )
+
+
+# -- shared Arctic handles ----------------------------------------------------------------
+
+
+@dataclass
+class _Handle:
+    arctic: Arctic
+    library: Any
+    refs: int = 0
+
+
+_HANDLES: dict[str, _Handle] = {}
+_ORPHANS: list[_Handle] = []
+_HANDLES_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # An LMDB environment must not be used (nor closed) in a forked child: keep the
+    # parent's handles alive but unreachable, and open fresh ones on demand.
+    _ORPHANS.extend(_HANDLES.values())
+    _HANDLES.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _library_options() -> LibraryOptions:
+    return LibraryOptions(rows_per_segment=_ROWS_PER_SEGMENT, prune_previous_versions=True)
+
+
+def _open_library(uri: str, lock_dir: Path) -> tuple[Any, Any]:
+    arctic = Arctic(uri)
+    # creating the library is check-then-act: serialise it across processes
+    with file_lock(lock_dir / "_library.lock"):
+        if LIBRARY in arctic.list_libraries():
+            return arctic, arctic.get_library(LIBRARY)
+        log.info("creating ArcticDB library %r at %s", LIBRARY, _redact(uri))
+        return arctic, arctic.create_library(LIBRARY, _library_options())
+
+
+def _acquire(cache_key: str, uri: str, lock_dir: Path) -> Any:
+    with _HANDLES_LOCK:
+        handle = _HANDLES.get(cache_key)
+        if handle is None:
+            owner, library = _open_library(uri, lock_dir)
+            handle = _HANDLES[cache_key] = _Handle(owner, library)
+        handle.refs += 1
+        return handle.library
+
+
+def _release(cache_key: str) -> None:
+    with _HANDLES_LOCK:
+        handle = _HANDLES.get(cache_key)
+        if handle is None:
+            return
+        handle.refs -= 1
+        if handle.refs <= 0:
+            del _HANDLES[cache_key]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _redact(text: str) -> str:
+    """``text`` with the value of ``secret=`` hidden."""
+    if "secret=" not in text:
+        return text
+    head, _, tail = text.partition("secret=")
+    rest = tail.split("&", 1)
+    return head + "secret=***" + ("&" + rest[1] if len(rest) > 1 else "")
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Re-raise ArcticDB and OS errors as :class:`StorageError` (cause chained)."""
+    try:
+        yield
+    except (InvalidRequest, StorageError):
+        raise
+    except (ArcticException, OSError) as exc:
+        raise StorageError(f"ArcticDB could not {what}: {exc}") from exc
+
+
+def _retrying(read: Callable[[], T]) -> T:
+    """Run ``read``, again if another process pruned the version it was reading."""
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return read()
+        except KeyNotFoundException:
+            if attempt == _READ_ATTEMPTS - 1:
+                raise
+            log.debug("read raced with a pruning writer; retrying")
+    raise AssertionError("unreachable")
+
+
+def _ns(frame: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The frame's DatetimeIndex as int64 ns."""
+    index = frame.index
+    assert isinstance(index, pd.DatetimeIndex)
+    return index.asi8
+
+
+def _ts(ns: int) -> pd.Timestamp:
+    return pd.Timestamp(ns, unit="ns", tz="UTC")
+
+
+def _date_range(
+    start: int | None, end: int | None
+) -> tuple[pd.Timestamp | None, pd.Timestamp | None] | None:
+    """ArcticDB's inclusive ``date_range`` for half-open ms ``[start, end)``; ``None``: empty."""
+    if start is not None and end is not None and end <= start:
+        return None
+    if start is not None and start > _MAX_MS:
+        return None
+    if end is not None and end < _MIN_MS:
+        return None
+    lo = None if start is None or start < _MIN_MS else _ts(start * 1_000_000)
+    hi = None if end is None or end > _MAX_MS else _ts(end * 1_000_000) - _ONE_NS
+    return lo, hi
+
+
+def _point_frame(payload: str, timestamp: int) -> pd.DataFrame:
+    try:
+        index = pd.DatetimeIndex([_ts(timestamp * 1_000_000)], name="timestamp")
+    except (OverflowError, ValueError) as exc:
+        raise InvalidRequest(
+            f"timestamp {timestamp} is outside the storable range (years 1678..2261)"
+        ) from exc
+    return pd.DataFrame({"v": np.array([payload], dtype=object)}, index=index)
+
+
+def _merge_points(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    both = pd.concat([old, new])
+    both = both[~both.index.duplicated(keep="last")]
+    return both.sort_index(kind="stable")
+
+
+def _parse_url(url: str) -> tuple[str, str, Path, str]:
+    """``(arctic uri, handle cache key, lock dir, display url)`` for an ``arctic+...`` URL."""
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    target, _, query = rest.partition("?")
+    params = parse_qsl(query, keep_blank_values=True)
+    if scheme == "arctic+lmdb":
+        if not target:
+            raise InvalidRequest(f"storage URL {url!r} needs a path: arctic+lmdb://PATH")
+        unknown = [k for k, _ in params if k not in _LMDB_OPTIONS]
+        if unknown:
+            raise InvalidRequest(
+                f"storage URL {url!r} has unknown option(s) {unknown}; allowed: map_size"
+            )
+        root = Path(target).expanduser().resolve()
+        uri = f"lmdb://{root}" + (f"?{urlencode(params)}" if params else "")
+        return uri, f"lmdb:{root}", root / ".locks", url
+    if scheme in ("arctic+s3", "arctic+s3s"):
+        host, sep, bucket = target.partition(":")
+        if not host or not sep or not bucket or "/" in bucket:
+            raise InvalidRequest(
+                f"storage URL {_redact(url)!r} is not valid; use "
+                f"{scheme}://HOST:BUCKET?port=N&access=KEY&secret=SECRET"
+            )
+        uri = f"{scheme.removeprefix('arctic+')}://{rest}"
+        where = {k: v for k, v in params if k in ("port", "path_prefix", "region")}
+        ident = f"{scheme}|{host}|{bucket}|{sorted(where.items())}"
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:24]
+        lock_dir = Path(tempfile.gettempdir()) / "mdcollect-locks" / digest
+        return uri, uri, lock_dir, url
+    raise InvalidRequest(
+        f"storage URL scheme {scheme!r} is not an ArcticDB one; use arctic+lmdb:// or arctic+s3://"
+    )
+
+
+# -- the backend -------------------------------------------------------------------------------
+
+
+class ArcticStorage(DataCollectionStorage):
+    """ArcticDB storage: ``arctic+lmdb://PATH`` (embedded) or ``arctic+s3://HOST:BUCKET?...``.
+
+    >>> storage = open_storage("arctic+lmdb:///data/mdcollect")  # doctest: +SKIP
+    >>> storage = open_storage(
+    ...     "arctic+s3://s3.eu-west-1.amazonaws.com:my-bucket?aws_auth=true"
+    ... )  # doctest: +SKIP
+
+    LMDB options: ``?map_size=500GB`` (ArcticDB's default is large and sparse).
+    S3 options are ArcticDB's (``port``, ``access``, ``secret``, ``region``,
+    ``path_prefix``, ``aws_auth``...); ``arctic+s3s://`` uses HTTPS.
+
+    Writers of one dataset are serialised across the processes of one machine;
+    for S3, not across machines (see the module documentation).
+    """
+
+    def __init__(self, url: str) -> None:
+        uri, cache_key, lock_dir, shown = _parse_url(url)
+        self.url = shown
+        self._uri = uri
+        self._cache_key = cache_key
+        self._lock_dir = lock_dir
+        self._pid = os.getpid()
+        with _translated(f"open {_redact(url)}"):
+            self._library: Any = _acquire(cache_key, uri, lock_dir)
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> ArcticStorage:
+        """Open from an ``arctic+lmdb://``, ``arctic+s3://`` or ``arctic+s3s://`` URL."""
+        return cls(url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_redact(self.url)!r})"
+
+    def close(self) -> None:
+        """Release this storage's share of the Arctic handle."""
+        if not self._closed:
+            self._closed = True
+            self._library = None
+            if self._pid == os.getpid():
+                _release(self._cache_key)
+
+    # -- plumbing ---------------------------------------------------------------------
+    @property
+    def _lib(self) -> Any:
+        if self._closed:
+            raise StorageError(f"{self!r} is closed")
+        if self._pid != os.getpid():  # forked: the parent's LMDB handle is unusable here
+            with _translated(f"reopen {_redact(self.url)} after fork"):
+                self._library = _acquire(self._cache_key, self._uri, self._lock_dir)
+            self._pid = os.getpid()
+        return self._library
+
+    @contextmanager
+    def _locked(self, symbol: str) -> Iterator[None]:
+        with file_lock(self._lock_dir / f"{symbol}.lock"):
+            yield
+
+    def _meta(self, symbol: str) -> _Meta | None:
+        try:
+            item = _retrying(lambda: self._lib.read_metadata(symbol))
+        except NoDataFoundException:
+            return None
+        return _Meta.from_dict(item.metadata)
+
+    @staticmethod
+    def _symbol(key: DatasetKey) -> str:
+        return key_name(key)
+
+    # -- frames -------------------------------------------------------------------------
+    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
+        symbol = self._symbol(key)
+        with _translated(f"write {key}"), self._locked(symbol):
+            meta = self._meta(symbol)
+            old_cov = meta.coverage if meta is not None else IntervalSet()
+            coverage = old_cov | covered if covered is not None else old_cov
+            if len(frame) == 0:
+                if covered is None or (meta is not None and coverage == old_cov):
+                    return 0
+                meta = meta or _Meta(columns=list(frame.columns))
+                meta.coverage = coverage
+                # the rows (if any) stay as they are; only coverage grows
+                self._lib.write_metadata(symbol, meta.to_dict(), prune_previous_versions=True)
+                return 0
+            self._upsert(symbol, frame, meta, coverage, lambda a, b: merge_frames(key.kind, a, b))
+        return len(frame)
+
+    def _upsert(
+        self,
+        symbol: str,
+        frame: pd.DataFrame,
+        meta: _Meta | None,
+        coverage: IntervalSet,
+        merge: Merge,
+    ) -> None:
+        """Upsert a normalised, sorted, non-empty frame with ``coverage`` in the same version."""
+        lib = self._lib
+        ns = _ns(frame)
+        first, last = int(ns[0]), int(ns[-1])
+        columns = list(frame.columns)
+        if meta is None or meta.last is None:
+            new = _Meta(coverage, last, columns, tail=first, tail_segments=1)
+            log.debug("%s: write %d rows (new)", symbol, len(frame))
+            lib.write(symbol, frame, metadata=new.to_dict(), prune_previous_versions=True)
+            return
+        if columns != meta.columns:
+            merged = merge(lib.read(symbol).data, frame)
+            new = _Meta(
+                coverage,
+                int(_ns(merged)[-1]),
+                list(merged.columns),
+                tail=int(_ns(merged)[0]),
+                tail_segments=1,
+            )
+            log.debug("%s: columns changed, rewrite %d rows", symbol, len(merged))
+            lib.write(symbol, merged, metadata=new.to_dict(), prune_previous_versions=True)
+            return
+        meta.coverage = coverage
+        if first > meta.last:
+            meta.last = last
+            if meta.tail_segments < _TAIL_SEGMENTS:
+                meta.tail_segments += 1
+                log.debug("%s: append %d rows", symbol, len(frame))
+                lib.append(symbol, frame, metadata=meta.to_dict(), prune_previous_versions=True)
+            else:
+                self._rewrite_tail(symbol, frame, meta)
+            return
+        # overlapping or out of order: merge the span the frame touches, replace that span
+        span = (_ts(first), _ts(last))
+        old = lib.read(symbol, date_range=span).data
+        merged = merge(old, frame) if len(old) else frame
+        meta.last = max(meta.last, last)
+        if meta.tail is not None and first >= meta.tail:
+            meta.tail_segments += 2
+        else:
+            meta.body_fragments += 2
+        compact = meta.body_fragments > _BODY_FRAGMENTS
+        if compact:
+            # after compact_data every segment is (nearly) full: no tail left
+            meta.body_fragments, meta.tail_segments, meta.tail = 0, 0, meta.last + 1
+        log.debug("%s: update %d rows over %s..%s", symbol, len(merged), *span)
+        lib.update(
+            symbol, merged, date_range=span, metadata=meta.to_dict(), prune_previous_versions=True
+        )
+        if compact:
+            # keeps this version's metadata; a crash before it only costs speed
+            log.info("%s: compacting fragmented symbol", symbol)
+            lib.compact_data(symbol, prune_previous_versions=True)
+
+    def _rewrite_tail(self, symbol: str, frame: pd.DataFrame, meta: _Meta) -> None:
+        """Append ``frame`` by rewriting the fragmented tail and it as full segments."""
+        lib = self._lib
+        start = meta.tail if meta.tail is not None else int(_ns(frame)[0])
+        old = lib.read(symbol, date_range=(_ts(start), None)).data
+        data = pd.concat([old, frame]) if len(old) else frame
+        # update() slices from the first row: only the last, partial segment stays "tail"
+        full = (len(data) // _ROWS_PER_SEGMENT) * _ROWS_PER_SEGMENT
+        meta.tail = int(_ns(data)[full]) if full < len(data) else int(_ns(data)[-1]) + 1
+        meta.tail_segments = 1
+        log.debug("%s: rewrite tail of %d rows", symbol, len(data))
+        lib.update(
+            symbol,
+            data,
+            date_range=(_ts(start), None),
+            metadata=meta.to_dict(),
+            prune_previous_versions=True,
+        )
+
+    def _read(
+        self, key: DatasetKey, start: int | None, end: int | None, columns: list[str] | None
+    ) -> pd.DataFrame:
+        return self._read_symbol(self._symbol(key), start, end, columns, f"read {key}")
+
+    def _read_symbol(
+        self, symbol: str, start: int | None, end: int | None, columns: list[str] | None, what: str
+    ) -> pd.DataFrame:
+        dr = _date_range(start, end)
+        if dr is None:
+            return pd.DataFrame()
+        date_range = None if dr == (None, None) else dr
+        with _translated(what):
+            try:
+                data = _retrying(
+                    lambda: self._lib.read(symbol, date_range=date_range, columns=columns).data
+                )
+            except NoDataFoundException:
+                return pd.DataFrame()
+            except ArcticException:
+                meta = self._meta(symbol)
+                if meta is None or meta.last is None:  # deleted meanwhile, or coverage only
+                    return pd.DataFrame()
+                raise
+        return data if isinstance(data, pd.DataFrame) else pd.DataFrame()
+
+    def coverage(self, key: DatasetKey | str) -> IntervalSet:
+        """The ranges of ``key`` known complete (one ``read_metadata``)."""
+        key = _check_key(key)
+        with _translated(f"read the coverage of {key}"):
+            meta = self._meta(self._symbol(key))
+        return meta.coverage if meta is not None else IntervalSet()
+
+    def _keys(self) -> list[DatasetKey]:
+        with _translated("list datasets"):
+            names = self._lib.list_symbols()
+        keys = (parse_key_name(n) for n in names if not n.startswith(_POINT_PREFIX))
+        return [k for k in keys if k is not None]
+
+    def _delete(self, key: DatasetKey, start: int | None, end: int | None) -> None:
+        symbol = self._symbol(key)
+        with _translated(f"delete from {key}"), self._locked(symbol):
+            lib = self._lib
+            if start is None and end is None:
+                if lib.has_symbol(symbol):
+                    lib.delete(symbol)
+                return
+            meta = self._meta(symbol)
+            if meta is None:
+                return
+            coverage = clip_range(meta.coverage, start, end)
+            if coverage != meta.coverage:
+                # coverage shrinks first: if we die before the rows go, it merely lags
+                meta.coverage = coverage
+                if meta.last is not None:
+                    meta.body_fragments += 2
+                lib.write_metadata(symbol, meta.to_dict(), prune_previous_versions=True)
+            dr = _date_range(start, end)
+            if meta.last is not None and dr is not None:
+                # keeps the metadata just written
+                lib.delete_data_in_range(symbol, dr, prune_previous_versions=True)
+
+    # -- single points --------------------------------------------------------------------
+    def _store(self, key: str, payload: str, timestamp: int) -> None:
+        frame = _point_frame(payload, timestamp)
+        symbol = _POINT_PREFIX + encode_name(key)
+        with _translated(f"store a point under {key!r}"), self._locked(symbol):
+            meta = self._meta(symbol)
+            self._upsert(symbol, frame, meta, IntervalSet(), _merge_points)
+
+    def _fetch(self, key: str, start: int, end: int) -> list[tuple[int, str]]:
+        symbol = _POINT_PREFIX + encode_name(key)
+        data = self._read_symbol(symbol, start, end, None, f"fetch points of {key!r}")
+        if len(data) == 0:
+            return []
+        ms = _ns(data) // 1_000_000
+        return [(int(t), str(v)) for t, v in zip(ms, data["v"].to_numpy(), strict=True)]
