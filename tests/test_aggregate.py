@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from mdcollect import InvalidRequest
 from mdcollect.aggregate import trades_to_ohlcv
 
+# the repository's checkout has shared/ beside it (as in CI)
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-if not REAL.exists():  # a fresh clone has shared/ beside it
-    REAL = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+assert REAL.is_dir(), f"recorded exchange data not found at {REAL}"
 
 
 def xrp_trades() -> pd.DataFrame:
