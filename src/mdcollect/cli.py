@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--start")
     x.add_argument("--end")
     _serve_args(sub)
+    _collect_args(sub)
     return p
 
 
@@ -124,16 +125,18 @@ def _exchange(args: argparse.Namespace) -> Iterator[Any]:
 
 def _print_report(report: EnsureReport, quiet: bool) -> None:
     if report.dry_run:
-        total = 0
+        total, seconds = 0, 0.0
         for plan in report.plans:
-            total += len(plan.windows)
+            total += plan.requests
+            seconds += plan.seconds or 0.0
             print(f"{plan.key}: missing {plan.missing}, {len(plan.windows)} window(s)")
             for w in plan.windows[:20]:
                 print(f"    {w}")
             if len(plan.windows) > 20:
                 print(f"    ... {len(plan.windows) - 20} more")
         print(
-            f"{total} window(s), about {total} page request(s) (+1 listing and +1 markets request per run)"
+            f"{total} window(s), at least {total} page request(s) (+1 markets and +1 listing "
+            f"request per symbol), about {seconds:.1f}s at {report.exchange}'s rate limit"
         )
         return
     if quiet:
@@ -254,6 +257,78 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _collect_args(sub: Any) -> None:
+    c = sub.add_parser("collect", help="collect live data as a TOML config describes")
+    c.add_argument("config", help="collector config (TOML), see mdcollect.collectors.load_config")
+    c.add_argument("--storage", metavar="URL", default=argparse.SUPPRESS, help="storage URL")
+    c.add_argument("--emulate", action="store_true", default=argparse.SUPPRESS,
+                   help="collect from the built-in exchange emulator (no network needed)")  # fmt: skip
+    c.add_argument("--status-every", type=float, default=10.0, metavar="SECONDS",
+                   help="print a status line this often (0: never)")  # fmt: skip
+    c.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
+
+
+async def _collect(args: argparse.Namespace) -> int:
+    """``mdcollect collect``: run collectors until SIGINT/SIGTERM, then stop gracefully."""
+    import signal
+
+    from .collector import DataCollector
+    from .collectors import load_config
+
+    cfg = load_config(args.config)
+    url = args.storage or cfg.storage or default_storage_url()
+    with contextlib.ExitStack() as stack:
+        if args.emulate:
+            from .exchanges import ExchangeClient
+            from .testing import ExchangeEmulator
+
+            emu = stack.enter_context(ExchangeEmulator(rate_limits=False))
+            clients = {
+                c.exchange: ExchangeClient(c.exchange, base_url=emu.url, enableRateLimit=False)
+                for c in cfg.collectors
+            }
+            for c in cfg.collectors:
+                c.use_client(clients[c.exchange])
+        dc = DataCollector(cfg.collectors, url, **cfg.options)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.duration is not None:
+            loop.call_later(args.duration, stop.set)
+        try:
+            async with dc:
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), args.status_every or None)
+                    if args.status_every and not args.quiet:
+                        print(_status_line(dc.status()), flush=True)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            dc.close()
+            if args.emulate:
+                for client in clients.values():
+                    await client.close()
+        st = dc.status()
+        if not args.quiet:
+            print(_status_line(st) + " (stopped)", flush=True)
+        dropped = sum(c["rows_dropped"] for c in st["collectors"].values())
+        return EXIT_PARTIAL if dropped else EXIT_OK
+
+
+def _status_line(st: dict[str, Any]) -> str:
+    parts = []
+    for name, c in st["collectors"].items():
+        age = c["time_since_data"]
+        parts.append(
+            f"{name} {c['state']} rows={c['rows_stored']} restarts={c['restarts']}"
+            f" dropped={c['rows_dropped']} fresh={'-' if age is None else f'{age:.1f}s'}"
+        )
+    health = "healthy" if st["is_healthy"] else "UNHEALTHY"
+    return f"[{health}] " + "; ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mdcollect`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -266,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_fetch(args))
         if args.command == "serve":
             return _serve(args)
+        if args.command == "collect":
+            return asyncio.run(_collect(args))
         with open_storage(_storage_url(args)) as storage:
             if args.command == "ls":
                 return _ls(storage)

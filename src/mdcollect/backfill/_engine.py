@@ -123,6 +123,12 @@ class BackfillJob(ABC):
         """How many progress units (candles, by default ms/window) an interval is."""
         return 1
 
+    def request_seconds(self, info: ExchangeInfo) -> float | None:
+        """What one page request costs under the exchange's rate limit (ccxt's costs)."""
+        from ..exchanges._registry import request_seconds
+
+        return request_seconds(info, info.ohlcv_endpoint, info.page_limit)
+
 
 def split_windows(missing: IntervalSet, size: int, align: Callable[[int], int]) -> list[Interval]:
     """Cut each missing interval into windows of ``size`` ms on aligned boundaries."""
@@ -141,12 +147,23 @@ def split_windows(missing: IntervalSet, size: int, align: Callable[[int], int]) 
 
 @define
 class Plan:
-    """What a job would do: the missing ranges and their windows (``dry_run``)."""
+    """What a job would do: the missing ranges and their windows (``dry_run``).
+
+    ``requests`` is the least number of page requests (one a window; trades
+    windows may need more pages), ``seconds`` what they take at the exchange's
+    rate limit (``None`` when unknown).
+    """
 
     key: DatasetKey
     required: Interval | None
     missing: IntervalSet
     windows: list[Interval]
+    seconds: float | None = None
+
+    @property
+    def requests(self) -> int:
+        """Page requests: one a window (at least)."""
+        return len(self.windows)
 
 
 class _Progress:
@@ -204,9 +221,10 @@ async def plan_jobs(
             continue
         cov = await asyncio.to_thread(storage.coverage, job.key)
         missing = IntervalSet([req]) - cov
-        plans.append(
-            Plan(job.key, req, missing, split_windows(missing, job.window_ms(info), job.align))
-        )
+        windows = split_windows(missing, job.window_ms(info), job.align)
+        each = job.request_seconds(info)
+        seconds = None if each is None else each * len(windows)
+        plans.append(Plan(job.key, req, missing, windows, seconds))
     return plans
 
 

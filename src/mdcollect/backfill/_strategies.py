@@ -170,6 +170,11 @@ class TradesBackfill(BackfillJob):
     def progress_units(self, interval: Interval) -> int:
         return candles_in(interval, self.tf.ms if self.tf is not None else self._window)
 
+    def request_seconds(self, info: ExchangeInfo) -> float | None:
+        from ..exchanges._registry import request_seconds
+
+        return request_seconds(info, info.trades_endpoint, info.trades_page_limit)
+
     async def prepare(
         self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
     ) -> IntervalSet:

@@ -23,7 +23,14 @@ from attrs import evolve, field, frozen
 
 from .._errors import InvalidRequest
 
-__all__ = ["ExchangeInfo", "MarketType", "TradesCursor", "exchange_info", "exchange_keys"]
+__all__ = [
+    "ExchangeInfo",
+    "MarketType",
+    "TradesCursor",
+    "exchange_info",
+    "exchange_keys",
+    "request_seconds",
+]
 
 MarketType = Literal["spot", "swap"]
 
@@ -92,6 +99,9 @@ class ExchangeInfo:
             listing time: ``since_zero`` (ask candles from the epoch),
             ``market_created`` (the market's ``created`` field from the
             instruments list, no extra request), ``none`` (unknowable).
+        ohlcv_endpoint, trades_endpoint: where ccxt's ``describe()["api"]``
+            defines the candle and trades endpoints (api, method, path); their
+            rate-limit cost gives :func:`request_seconds`.
     """
 
     key: str
@@ -108,6 +118,8 @@ class ExchangeInfo:
     trades_window_ms: int | None = None
     trades_cursor: TradesCursor | None = None
     first_candle: Literal["since_zero", "market_created", "none"] = "since_zero"
+    ohlcv_endpoint: tuple[str, ...] = ()
+    trades_endpoint: tuple[str, ...] = ()
 
 
 # Facts per key. Missing fields are filled from the ccxt class (timeframes,
@@ -115,6 +127,8 @@ class ExchangeInfo:
 _KNOWN: Final[dict[str, dict[str, Any]]] = {
     "binance": dict(
         ccxt_id="binance",
+        ohlcv_endpoint=("public", "get", "klines"),
+        trades_endpoint=("public", "get", "aggTrades"),
         options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
         page_limit=1000,
         trades_page_limit=1000,
@@ -123,6 +137,8 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "binance_futures": dict(
         ccxt_id="binanceusdm",
+        ohlcv_endpoint=("fapiPublic", "get", "klines"),
+        trades_endpoint=("fapiPublic", "get", "aggTrades"),
         options={"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}},
         market_type="swap",
         # USD-M klines serve 1500 a request, but ccxt's binance.fetch_ohlcv caps
@@ -135,6 +151,8 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "okx": dict(
         ccxt_id="okx",
+        ohlcv_endpoint=("public", "get", "market/history-candles"),
+        trades_endpoint=("public", "get", "market/trades"),
         options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
         # history-candles serves the whole history, 100 a page (candles: recent only)
         page_limit=100,
@@ -146,6 +164,8 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "okx_futures": dict(
         ccxt_id="okx",
+        ohlcv_endpoint=("public", "get", "market/history-candles"),
+        trades_endpoint=("public", "get", "market/trades"),
         options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}},
         market_type="swap",
         page_limit=100,
@@ -157,6 +177,8 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "bybit": dict(
         ccxt_id="bybit",
+        ohlcv_endpoint=("public", "get", "v5/market/kline"),
+        trades_endpoint=("public", "get", "v5/market/recent-trade"),
         options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
         page_limit=1000,
         ohlcv_until=True,
@@ -166,6 +188,8 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "bybit_futures": dict(
         ccxt_id="bybit",
+        ohlcv_endpoint=("public", "get", "v5/market/kline"),
+        trades_endpoint=("public", "get", "v5/market/recent-trade"),
         options={
             "defaultType": "swap",
             "defaultSubType": "linear",
@@ -180,6 +204,8 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "kraken": dict(
         ccxt_id="kraken",
+        ohlcv_endpoint=("public", "get", "OHLC"),
+        trades_endpoint=("public", "get", "Trades"),
         page_limit=720,
         deep_history=False,
         trades_page_limit=1000,
@@ -224,6 +250,40 @@ def _exchange_info(key: str) -> ExchangeInfo:
     if "page_limit" not in facts and limit is not None:
         info = evolve(info, page_limit=limit)
     return evolve(info, timeframes=timeframes)
+
+
+def request_seconds(info: ExchangeInfo, endpoint: tuple[str, ...], limit: int) -> float | None:
+    """Seconds one request to ``endpoint`` with ``limit`` rows costs under ccxt's rate
+    limiter, at the share of the limit an :class:`ExchangeClient` uses; ``None`` when
+    ccxt does not define the endpoint.
+
+    >>> request_seconds(exchange_info("binance"), ("public", "get", "klines"), 1000)
+    0.021...
+    """
+    from ._client import RATE_LIMIT_SHARE
+
+    rate_limit, api = _ccxt_costs(info.ccxt_id)
+    node: Any = api
+    for part in endpoint:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    cost = 1.0
+    if isinstance(node, Mapping):
+        cost = float(node.get("cost", 1.0))
+        for upto, weight in node.get("byLimit") or ():
+            if limit <= upto:
+                cost = float(weight)
+                break
+    elif isinstance(node, int | float):
+        cost = float(node)
+    return cost * rate_limit / RATE_LIMIT_SHARE / 1000.0
+
+
+@functools.cache
+def _ccxt_costs(ccxt_id: str) -> tuple[float, Mapping[str, Any]]:
+    exchange = getattr(ccxt, ccxt_id)()
+    return float(exchange.rateLimit or 0), exchange.describe().get("api") or {}
 
 
 def exchange_keys() -> list[str]:
