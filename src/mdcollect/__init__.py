@@ -16,6 +16,8 @@ from ._time import Timeframe
 from .storage import DataCollectionStorage, default_storage, open_storage
 
 if TYPE_CHECKING:
+    from .collector import DataCollector
+    from .collectors import DataSourceCollector
     from .ensure import (
         EnsureReport,
         ensure_data,
@@ -29,6 +31,8 @@ __version__ = "0.1.0.dev0"
 
 # Names whose modules import ccxt (about 1.5 s): loaded on first use.
 _LAZY = {
+    "DataCollector": "mdcollect.collector",
+    "DataSourceCollector": "mdcollect.collectors",
     "EnsureReport": "mdcollect.ensure",
     "ensure_data": "mdcollect.ensure",
     "ensure_data_async": "mdcollect.ensure",
@@ -39,6 +43,8 @@ _LAZY = {
 
 __all__ = [
     "DataCollectionStorage",
+    "DataCollector",
+    "DataSourceCollector",
     "DatasetKey",
     "EnsureReport",
     "ExchangeClient",

@@ -26,7 +26,7 @@ from ._errors import InvalidRequest
 from ._schema import index_ms, normalize_frame
 from ._time import Timeframe
 
-__all__ = ["CandleBins", "trades_to_ohlcv"]
+__all__ = ["CandleAggregator", "CandleBins", "aggregate_bins", "trades_to_ohlcv"]
 
 _WEEK_OFFSET = 4 * 86_400_000
 
@@ -304,3 +304,129 @@ def trades_to_ohlcv(
             b = b.fill(tf, start, end)
         out[str(tf)] = b.clip(tf, start, end).to_frame()
     return out[str(tfs[0])] if single else out
+
+
+def _merge_open(open_: CandleBins, new: CandleBins) -> CandleBins:
+    """``open_`` (zero or one candle) followed by ``new``, merged where they share a bin."""
+    if len(open_) == 0:
+        return new
+    if len(new) == 0:
+        return open_
+    if open_.start[0] != new.start[0]:
+        return CandleBins.concat(open_, new)
+    head = CandleBins(
+        new.start[:1],
+        open_.open[:1],
+        np.maximum(open_.high[:1], new.high[:1]),
+        np.minimum(open_.low[:1], new.low[:1]),
+        new.close[:1],
+        open_.volume[:1] + new.volume[:1],
+        open_.count[:1] + new.count[:1],
+    )
+    if len(new) == 1:
+        return head
+    return CandleBins.concat(head, new.take(np.arange(1, len(new))))
+
+
+class CandleAggregator:
+    """Incremental trades-to-candles for live feeds: closed candles of many timeframes.
+
+    Feed it batches of trades in time order with :meth:`add` and a *watermark*:
+    the time before which every trade has been seen (the newest trade's time on
+    a websocket feed, the end of the polled window with REST). It returns, per
+    timeframe, the candles that closed (``end <= watermark``) since the last call
+    and the interval they cover, built by the same :func:`aggregate_bins` as
+    :func:`trades_to_ohlcv`. Candles align to UTC boundaries; the first candle
+    is the first one starting at or after ``start`` (the feed may have missed
+    trades before it), so a candle is never emitted from part of its trades.
+    ``fill_empty`` adds Binance-style flat zero-volume candles for empty bins.
+
+    >>> agg = CandleAggregator(["1s", "1m"], start=1_700_000_000_000)
+    >>> out = agg.add(ts, price, amount, watermark=int(ts[-1]))
+    >>> bins, covered = out[Timeframe.parse("1m")]
+    >>> bins.to_frame()  # closed 1m candles in the ohlcv schema
+
+    Added in 0.1.0.
+    """
+
+    def __init__(
+        self,
+        timeframes: Sequence[str | Timeframe],
+        *,
+        start: int,
+        fill_empty: bool = False,
+    ) -> None:
+        tfs = [Timeframe.parse(t) for t in timeframes]
+        if not tfs:
+            raise InvalidRequest("candle timeframe list is empty; give at least one such as '1m'")
+        for tf in tfs:
+            if tf.is_calendar:
+                raise InvalidRequest(f"timeframe {str(tf)!r} cannot be built live; use 1s..1w")
+        self.timeframes: list[Timeframe] = list(dict.fromkeys(tfs))
+        self.fill_empty = fill_empty
+        e_f = np.empty(0, dtype=np.float64)
+        empty = CandleBins(
+            np.empty(0, dtype=np.int64), e_f, e_f, e_f, e_f, e_f, np.empty(0, np.int64)
+        )
+        self._open: dict[Timeframe, CandleBins] = dict.fromkeys(self.timeframes, empty)
+        # the end of the last closed (emitted or skipped) candle: candles start here
+        self._done: dict[Timeframe, int] = {tf: tf.ceil(start) for tf in self.timeframes}
+        self._last_close: dict[Timeframe, float | None] = dict.fromkeys(self.timeframes)
+        self.watermark: int = start
+
+    def add(
+        self,
+        ts: np.ndarray,
+        price: np.ndarray,
+        amount: np.ndarray,
+        *,
+        watermark: int,
+    ) -> dict[Timeframe, tuple[CandleBins, tuple[int, int] | None]]:
+        """Add trades (sorted by time, none before the previous watermark) and close candles.
+
+        Returns ``{timeframe: (closed candles, (start, end) covered or None)}``.
+        Trades older than what is already closed are ignored (they were late).
+        """
+        ts = np.asarray(ts, dtype=np.int64)
+        if len(ts):
+            keep = ts >= min(self._done.values())
+            if not keep.all():
+                ts, price, amount = ts[keep], price[keep], amount[keep]
+        self.watermark = max(self.watermark, int(watermark))
+        bins = aggregate_bins(ts, price, amount, self.timeframes)
+        out: dict[Timeframe, tuple[CandleBins, tuple[int, int] | None]] = {}
+        for tf in self.timeframes:
+            b = bins[tf]
+            done = self._done[tf]
+            if len(b) and b.start[0] < done:
+                b = b.take(b.start >= done)
+            merged = _merge_open(self._open[tf], b)
+            limit = tf.floor(self.watermark)  # bins starting before this are closed
+            closed_mask = merged.start < limit
+            closed = merged.take(closed_mask)
+            self._open[tf] = merged.take(~closed_mask)
+            if limit <= done:
+                out[tf] = (closed, None)
+                continue
+            if self.fill_empty:
+                if self._last_close[tf] is None:
+                    if len(closed) == 0:
+                        # nothing to continue from yet: claim nothing
+                        out[tf] = (closed, None)
+                        continue
+                    done = int(closed.start[0])
+                closed = self._fill(tf, closed, done, limit)
+            if len(closed):
+                self._last_close[tf] = float(closed.close[-1])
+            self._done[tf] = limit
+            out[tf] = (closed, (done, limit))
+        return out
+
+    def _fill(self, tf: Timeframe, closed: CandleBins, lo: int, hi: int) -> CandleBins:
+        prev = self._last_close[tf]
+        if prev is None:
+            if len(closed) == 0:
+                return closed
+            return closed.fill(tf, None, hi)
+        seeded = CandleBins.concat(CandleBins.flat(lo - tf.ms, prev), closed)
+        return seeded.fill(tf, None, hi).clip(tf, lo, hi)

@@ -1,0 +1,583 @@
+"""``DataCollector``: runs live collectors, restarts them, watches their health, refills gaps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+import pandas as pd
+from attrs import define, field, frozen
+
+from ._errors import ExchangeError, InvalidRequest
+from ._intervals import Interval, IntervalSet
+from ._keys import DatasetKey
+from ._time import now_ms
+from .collectors import DataSourceCollector, load_collectors, load_config
+from .storage import DataCollectionStorage, default_storage, open_storage
+
+__all__ = ["Backoff", "DataCollector", "load_collectors", "load_config"]
+
+log: Final = logging.getLogger("mdcollect.collector")
+
+State = Literal["idle", "starting", "running", "backoff", "stopped", "disabled", "failed"]
+
+
+@frozen
+class Backoff:
+    """Restart delays: ``initial * factor**n`` capped at ``maximum``, each with up to
+    ``jitter`` (a fraction) taken off at random; a run that lasted ``reset_after``
+    seconds starts the sequence again.
+
+    >>> Backoff(initial=1.0, maximum=60.0).delay(3) <= 8.0
+    True
+    """
+
+    initial: float = 1.0
+    maximum: float = 60.0
+    factor: float = 2.0
+    jitter: float = 0.25
+    reset_after: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        if not (0 < self.initial <= self.maximum) or self.factor < 1 or not 0 <= self.jitter < 1:
+            raise InvalidRequest(
+                f"restart backoff needs 0 < initial <= maximum, factor >= 1, 0 <= jitter < 1; "
+                f"got {self!r}"
+            )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before restart number ``attempt`` (0-based)."""
+        d = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
+        return d * (1 - self.jitter * random.random())
+
+
+class _Tracked(DataCollectionStorage):
+    """The storage handed to one collector: counts what reaches storage and spots gaps."""
+
+    def __init__(self, inner: DataCollectionStorage, slot: _Slot, owner: DataCollector) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self._slot = slot
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._cov_end: dict[DatasetKey, int] = {}
+
+    def write(
+        self, key: DatasetKey | str, frame: pd.DataFrame, *, covered: Interval | None = None
+    ) -> int:
+        n = self.inner.write(key, frame, covered=covered)
+        k = key if isinstance(key, DatasetKey) else DatasetKey.parse(key)
+        gap = None
+        with self._lock:
+            slot = self._slot
+            slot.rows_stored += n
+            if n:
+                slot.last_data = time.monotonic()
+                slot.last_data_ms = now_ms()
+            if covered is not None:
+                end = self._cov_end.get(k)
+                if end is not None and covered.start > end:
+                    gap = Interval(end, covered.start)
+                self._cov_end[k] = covered.end if end is None else max(end, covered.end)
+        if gap is not None:
+            self._owner._gap_found(self._slot, k, gap)
+        return n
+
+    def read(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        return self.inner.read(*args, **kwargs)
+
+    def coverage(self, key: DatasetKey | str) -> IntervalSet:
+        return self.inner.coverage(key)
+
+    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
+        return self.inner._write(key, frame, covered)
+
+    def _read(
+        self, key: DatasetKey, start: int | None, end: int | None, columns: list[str] | None
+    ) -> pd.DataFrame:
+        return self.inner._read(key, start, end, columns)
+
+    def _keys(self) -> list[DatasetKey]:
+        return self.inner._keys()
+
+    def _delete(self, key: DatasetKey, start: int | None, end: int | None) -> None:
+        self.inner._delete(key, start, end)
+
+    def _store(self, key: str, payload: str, timestamp: int) -> None:
+        self.inner._store(key, payload, timestamp)
+
+    def _fetch(self, key: str, start: int, end: int) -> list[tuple[int, str]]:
+        return self.inner._fetch(key, start, end)
+
+
+@define(eq=False)
+class _Slot:
+    collector: DataSourceCollector
+    should_run: bool = True
+    state: State = "idle"
+    task: asyncio.Task[None] | None = None
+    restarts: int = 0
+    silent_restarts: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    started: float | None = None  # monotonic, current run
+    first_started: float | None = None
+    rows_stored: int = 0
+    last_data: float | None = None
+    last_data_ms: int | None = None
+    gaps_found: int = 0
+    gaps_filled: int = 0
+    delays: list[float] = field(factory=list)
+    storage: _Tracked | None = None
+
+
+class DataCollector:
+    """Runs collectors concurrently; restarts crashed or silent ones; refills gaps.
+
+    * A collector that raises is logged with its traceback, counted, and
+      restarted after ``restart_backoff`` (a :class:`Backoff`: capped exponential
+      with jitter, so a crash loop does not spin). A bad request
+      (:class:`~mdcollect.InvalidRequest`, e.g. an unknown symbol) is not
+      retried: the collector is marked ``failed``.
+    * A collector whose feed shows no sign of life (data, a successful poll,
+      or any websocket frame such as the exchange's pings) for ``max_silence``
+      seconds is restarted; quiet markets do not cause reconnect storms.
+    * Freshness is measured from what reaches storage: each collector writes
+      through a wrapper of ``storage``. When a collector's coverage resumes after
+      a hole (a reconnect), the hole is refilled through the backfill engine, so
+      stored closed candles and trades have no gap.
+    * :meth:`stop` flushes every buffered row (``stop_timeout`` seconds at most).
+
+    ``storage`` is a :class:`~mdcollect.DataCollectionStorage`, a URL, or
+    ``None`` for the default store.
+
+    >>> collectors = load_collectors("collect.toml")
+    >>> async with DataCollector(collectors, "arctic+lmdb:///data/md", max_silence=30) as dc:
+    ...     await asyncio.sleep(3600)
+    ...     dc.status()["collectors"]["binance:trades:BTC/USDT"]["restarts"]
+    0
+
+    Logs go to the ``mdcollect.collector`` logger. Added in 0.1.0.
+    """
+
+    def __init__(
+        self,
+        collectors: Iterable[DataSourceCollector],
+        storage: DataCollectionStorage | str | None = None,
+        *,
+        restart_backoff: Backoff | float = Backoff(),
+        max_silence: float = 60.0,
+        backfill_gaps: bool = True,
+        stop_timeout: float = 30.0,
+        check_interval: float | None = None,
+    ) -> None:
+        if isinstance(restart_backoff, int | float) and not isinstance(restart_backoff, bool):
+            restart_backoff = Backoff(initial=float(restart_backoff))
+        if not isinstance(restart_backoff, Backoff):
+            raise InvalidRequest(
+                f"restart_backoff must be a Backoff or seconds, got {restart_backoff!r}"
+            )
+        if (
+            isinstance(max_silence, bool)
+            or not isinstance(max_silence, int | float)
+            or max_silence <= 0
+        ):
+            raise InvalidRequest(f"max_silence must be seconds > 0, got {max_silence!r}")
+        self.backoff = restart_backoff
+        self.max_silence = float(max_silence)
+        self.backfill_gaps = backfill_gaps
+        self.stop_timeout = float(stop_timeout)
+        self.check_interval = (
+            float(check_interval) if check_interval is not None else min(1.0, self.max_silence / 4)
+        )
+        if isinstance(storage, DataCollectionStorage):
+            self.storage = storage
+            self._owns_storage = False
+        elif isinstance(storage, str):
+            self.storage = open_storage(storage)
+            self._owns_storage = True
+        elif storage is None:
+            self.storage = default_storage()
+            self._owns_storage = True
+        else:
+            raise InvalidRequest(f"storage must be a storage or a URL, got {storage!r}")
+        self._slots: dict[str, _Slot] = {}
+        for c in collectors:
+            self._add_slot(c)
+        self._running = False
+        self._started: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gaps: asyncio.Queue[tuple[_Slot, DatasetKey, Interval]] | None = None
+        self._backfiller: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> DataCollector:
+        """A collector for a config file or dict (see :func:`load_config`).
+
+        >>> dc = DataCollector.from_config("collect.toml")
+        """
+        cfg = load_config(config)
+        opts: dict[str, Any] = dict(cfg.options)
+        if isinstance(opts.get("restart_backoff"), dict):
+            opts["restart_backoff"] = Backoff(**opts["restart_backoff"])
+        opts.update(overrides)
+        storage = opts.pop("storage", cfg.storage)
+        return cls(cfg.collectors, storage, **opts)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start every enabled collector in the background (returns at once)."""
+        if self._running:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        self._stopped.clear()
+        self._started = time.monotonic()
+        self._gaps = asyncio.Queue(1000)
+        self._backfiller = asyncio.create_task(self._backfill_loop(), name="mdcollect backfill")
+        for slot in self._slots.values():
+            if slot.should_run:
+                self._launch(slot)
+        log.info("started %d collectors", len(self._slots))
+
+    async def run(self) -> None:
+        """Start, then run until :meth:`stop` is called (or this task is cancelled)."""
+        await self.start()
+        try:
+            await self._stopped.wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Stop every collector, flushing their buffered rows, and the gap backfills."""
+        if not self._running:
+            self._stopped.set()
+            return
+        self._running = False
+        tasks = []
+        for slot in self._slots.values():
+            if slot.task is not None:
+                slot.task.cancel()
+                tasks.append(slot.task)
+        if self._backfiller is not None:
+            self._backfiller.cancel()
+            tasks.append(self._backfiller)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.stop_timeout + 5)
+        for slot in self._slots.values():
+            slot.task = None
+            if slot.state != "failed":
+                slot.state = "stopped" if slot.should_run else "disabled"
+            await slot.collector.aclose()
+        self._stopped.set()
+        log.info("stopped")
+
+    def close(self) -> None:
+        """Close the storage if this collector opened it."""
+        if self._owns_storage:
+            self.storage.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ runtime changes
+
+    @property
+    def collectors(self) -> list[DataSourceCollector]:
+        """The collectors, in the order they were added."""
+        return [s.collector for s in self._slots.values()]
+
+    def add(self, collector: DataSourceCollector) -> None:
+        """Add a collector (started at once when running). Names must be unique."""
+        slot = self._add_slot(collector)
+        if self._running:
+            self._launch(slot)
+
+    async def remove(self, name: str) -> DataSourceCollector:
+        """Stop a collector (flushing it) and forget it; returns it."""
+        slot = self._slot(name)
+        await self._halt(slot)
+        del self._slots[name]
+        await slot.collector.aclose()
+        return slot.collector
+
+    async def disable(self, name: str) -> None:
+        """Stop a collector (flushing it) but keep it, to :meth:`enable` later."""
+        slot = self._slot(name)
+        slot.should_run = False
+        await self._halt(slot)
+        slot.state = "disabled"
+
+    def enable(self, name: str) -> None:
+        """Run a disabled (or failed) collector again."""
+        slot = self._slot(name)
+        slot.should_run = True
+        if self._running and slot.task is None:
+            self._launch(slot)
+        elif not self._running:
+            slot.state = "idle"
+
+    # ------------------------------------------------------------------ reports
+
+    def status(self) -> dict[str, Any]:
+        """Plain-dict status: overall, then per collector name.
+
+        >>> dc.status()["collectors"]["binance:trades:BTC/USDT"]["state"]
+        'running'
+        """
+        now = time.monotonic()
+        cols = {name: self._slot_status(slot, now) for name, slot in self._slots.items()}
+        return {
+            "running": self._running,
+            "uptime": (now - self._started) if self._started is not None and self._running else 0.0,
+            "is_healthy": all(c["is_healthy"] for c in cols.values()),
+            "collectors": cols,
+        }
+
+    def health(self) -> dict[str, Any]:
+        """Plain-dict health: ``is_healthy``, the ``issues`` list, and per collector
+        its state, freshness (from what reached storage) and issues.
+
+        >>> dc.health()["is_healthy"]
+        True
+        """
+        st = self.status()
+        issues = [f"{n}: {i}" for n, c in st["collectors"].items() for i in c["issues"]]
+        return {
+            "is_healthy": st["is_healthy"],
+            "issues": issues,
+            "collectors": {
+                n: {
+                    k: c[k]
+                    for k in (
+                        "state",
+                        "is_healthy",
+                        "issues",
+                        "time_since_data",
+                        "last_message_time",
+                        "restarts",
+                        "rows_dropped",
+                    )
+                }
+                for n, c in st["collectors"].items()
+            },
+        }
+
+    def _slot_status(self, slot: _Slot, now: float) -> dict[str, Any]:
+        c = slot.collector
+        s = c.stats
+        issues: list[str] = []
+        since_data = None if slot.last_data is None else now - slot.last_data
+        hb = c.heartbeat()
+        since_hb = None if hb is None else now - hb
+        if slot.should_run and self._running:
+            if slot.state == "failed":
+                issues.append(f"failed: {slot.last_error}")
+            elif slot.state == "backoff":
+                issues.append(f"restarting after error: {slot.last_error}")
+            if since_hb is not None and since_hb > self.max_silence:
+                issues.append(f"feed silent for {since_hb:.0f}s")
+            if (
+                since_data is None
+                and slot.started is not None
+                and now - slot.started > self.max_silence
+            ):
+                issues.append("no data stored yet")
+            if c.buffered_rows >= c.buffer_rows * 0.5:
+                issues.append(f"write buffer {c.buffered_rows}/{c.buffer_rows} rows")
+        if s.rows_dropped:
+            issues.append(f"{s.rows_dropped} rows dropped (storage unavailable)")
+        return {
+            "name": c.name,
+            "exchange": c.exchange,
+            "symbols": list(c.symbols),
+            "kinds": c.kinds,
+            "mode": c.mode,
+            "state": slot.state,
+            "should_be_running": slot.should_run,
+            "messages_received": s.messages_received,
+            "messages_processed": s.rows_written,
+            "rows_received": s.rows_received,
+            "rows_written": s.rows_written,
+            "rows_stored": slot.rows_stored,
+            "rows_buffered": c.buffered_rows,
+            "rows_dropped": s.rows_dropped,
+            "duplicates": s.duplicates,
+            "write_errors": s.write_errors,
+            "errors": slot.errors,
+            "restarts": slot.restarts,
+            "silent_restarts": slot.silent_restarts,
+            "gaps_found": slot.gaps_found,
+            "gaps_filled": slot.gaps_filled,
+            "uptime": (now - slot.started)
+            if slot.started is not None and slot.state == "running"
+            else 0.0,
+            "last_message_time": s.last_message,
+            "last_data_time": slot.last_data_ms,
+            "last_error": slot.last_error or s.last_error,
+            "time_since_data": since_data,
+            "time_since_heartbeat": since_hb,
+            "issues": issues,
+            "is_healthy": not issues,
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _add_slot(self, collector: DataSourceCollector) -> _Slot:
+        if not isinstance(collector, DataSourceCollector):
+            raise InvalidRequest(f"expected a DataSourceCollector, got {collector!r}")
+        if collector.name in self._slots:
+            raise InvalidRequest(f"a collector named {collector.name!r} is already present")
+        slot = _Slot(collector)
+        slot.storage = _Tracked(self.storage, slot, self)
+        self._slots[collector.name] = slot
+        return slot
+
+    def _slot(self, name: str) -> _Slot:
+        slot = self._slots.get(name)
+        if slot is None:
+            raise InvalidRequest(f"no collector named {name!r}; present: {sorted(self._slots)}")
+        return slot
+
+    def _launch(self, slot: _Slot) -> None:
+        slot.state = "starting"
+        slot.task = asyncio.create_task(
+            self._supervise(slot), name=f"supervise {slot.collector.name}"
+        )
+
+    async def _halt(self, slot: _Slot) -> None:
+        task, slot.task = slot.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=self.stop_timeout + 5)
+
+    async def _supervise(self, slot: _Slot) -> None:
+        c = slot.collector
+        attempt = 0
+        assert slot.storage is not None
+        while slot.should_run and self._running:
+            slot.state = "running"
+            slot.started = time.monotonic()
+            if slot.first_started is None:
+                slot.first_started = slot.started
+            run = asyncio.create_task(c.run(slot.storage), name=f"run {c.name}")
+            try:
+                reason = await self._watch(slot, run)
+            except asyncio.CancelledError:
+                run.cancel()
+                await asyncio.wait([run], timeout=self.stop_timeout)
+                raise
+            except InvalidRequest as exc:
+                slot.errors += 1
+                slot.last_error = repr(exc)
+                slot.state = "failed"
+                log.error("%s: bad request, not restarted: %s", c.name, exc)
+                slot.task = None
+                return
+            except Exception as exc:  # any crash is logged, counted and restarted with backoff
+                slot.errors += 1
+                slot.last_error = repr(exc)
+                if isinstance(exc, ExchangeError) and exc.transient:
+                    log.warning("%s: %s; reconnecting", c.name, exc)
+                else:
+                    log.error("%s: crashed; restarting", c.name, exc_info=exc)
+            else:
+                log.warning("%s: %s; restarting", c.name, reason)
+                if reason == "silent":
+                    slot.silent_restarts += 1
+            if not (slot.should_run and self._running):
+                break
+            if time.monotonic() - slot.started >= self.backoff.reset_after:
+                attempt = 0
+            delay = self.backoff.delay(attempt)
+            attempt += 1
+            slot.restarts += 1
+            slot.delays.append(delay)
+            slot.state = "backoff"
+            await asyncio.sleep(delay)
+
+    async def _watch(self, slot: _Slot, run: asyncio.Task[None]) -> str:
+        """Wait for ``run`` to end (its error propagates) or to fall silent (then cancel it)."""
+        c = slot.collector
+        while True:
+            done, _ = await asyncio.wait([run], timeout=self.check_interval)
+            if done:
+                run.result()
+                return "ended"
+            hb = c.heartbeat()
+            assert slot.started is not None
+            last = max(hb if hb is not None else slot.started, slot.started)
+            if time.monotonic() - last > self.max_silence:
+                log.warning("%s: no sign of life for %.1fs", c.name, time.monotonic() - last)
+                run.cancel()
+                await asyncio.wait([run], timeout=self.stop_timeout)
+                if run.done() and not run.cancelled() and run.exception() is not None:
+                    log.debug("%s: run ended with %r", c.name, run.exception())
+                return "silent"
+
+    # -- gaps
+
+    def _gap_found(self, slot: _Slot, key: DatasetKey, gap: Interval) -> None:
+        """Called from the writer thread when coverage resumes after a hole."""
+        slot.gaps_found += 1
+        log.info("%s: gap %s in %s; backfilling", slot.collector.name, gap, key)
+        loop = self._loop
+        if loop is None or not self.backfill_gaps:
+            return
+        loop.call_soon_threadsafe(self._queue_gap, slot, key, gap)
+
+    def _queue_gap(self, slot: _Slot, key: DatasetKey, gap: Interval) -> None:
+        if self._gaps is None:
+            return
+        try:
+            self._gaps.put_nowait((slot, key, gap))
+        except asyncio.QueueFull:
+            log.error(
+                "%s: too many gaps queued; %s %s not backfilled", slot.collector.name, key, gap
+            )
+
+    async def _backfill_loop(self) -> None:
+        assert self._gaps is not None
+        while True:
+            slot, key, gap = await self._gaps.get()
+            for attempt in range(5):
+                try:
+                    if await self._backfill(slot, key, gap):
+                        slot.gaps_filled += 1
+                        break
+                except InvalidRequest as exc:
+                    log.error("%s: cannot backfill %s %s: %s", slot.collector.name, key, gap, exc)
+                    break
+                except Exception as exc:  # an exchange or storage failure: try again later
+                    log.warning("%s: backfill of %s failed: %r", slot.collector.name, key, exc)
+                await asyncio.sleep(self.backoff.delay(attempt))
+
+    async def _backfill(self, slot: _Slot, key: DatasetKey, gap: Interval) -> bool:
+        from .backfill import run_jobs
+
+        jobs = slot.collector.backfill_jobs(key, gap)
+        if not jobs:
+            return True
+        client = slot.collector.client()
+        reports = await run_jobs(jobs, self.storage, client, now=now_ms(), progress=False)
+        ok = all(r.ok for r in reports)
+        if ok:
+            log.info("%s: backfilled %s %s", slot.collector.name, key, gap)
+        return ok

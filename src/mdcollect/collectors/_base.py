@@ -1,0 +1,473 @@
+"""``DataSourceCollector``: the feed -> bounded queue -> batch -> storage pipeline every kind shares."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, ClassVar, Final, Literal
+
+import pandas as pd
+from attrs import define, frozen
+
+from .._errors import InvalidRequest
+from .._intervals import Interval
+from .._keys import DatasetKey, Kind
+from .._time import now_ms
+from ..storage import DataCollectionStorage
+
+__all__ = ["CollectorStats", "DataSourceCollector", "Mode"]
+
+log: Final = logging.getLogger("mdcollect.collectors")
+
+#: How a collector reads the exchange: websockets, REST polling, or websockets when available.
+Mode = Literal["auto", "ws", "poll"]
+_MODES: Final = ("auto", "ws", "poll")
+
+
+@define
+class CollectorStats:
+    """Counters of one collector (kept across restarts).
+
+    ``messages_received`` counts feed messages (websocket updates, REST polls with
+    rows); ``rows_received`` rows accepted from them (duplicates removed);
+    ``rows_written`` rows that reached storage; ``rows_dropped`` rows given up
+    because storage stayed down past the buffer bound; ``write_errors`` failed
+    storage writes (each retried); ``duplicates`` rows seen twice on the feed.
+    """
+
+    messages_received: int = 0
+    rows_received: int = 0
+    rows_written: int = 0
+    rows_dropped: int = 0
+    write_errors: int = 0
+    duplicates: int = 0
+    last_message: int | None = None
+    last_write: int | None = None
+    last_error: str | None = None
+
+
+@frozen
+class Message:
+    """One feed message on the queue: rows of one symbol.
+
+    ``rows`` are tuples ``(timestamp, *columns)`` of the collector's kind;
+    ``watermark`` is the time before which the feed has delivered everything
+    (``None`` when the kind has no notion of completeness); ``start`` is where a
+    polled window began (``None`` on websockets).
+    """
+
+    symbol: str
+    rows: list[tuple[Any, ...]]
+    watermark: int | None = None
+    start: int | None = None
+    timeframe: str | None = None
+
+
+@frozen
+class _Entry:
+    seq: int
+    key: DatasetKey
+    frame: pd.DataFrame
+    covered: Interval | None
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+
+class DataSourceCollector(ABC):
+    """Collects one kind of live data for symbols of one exchange into a storage.
+
+    ``await collector.run(storage)`` runs until cancelled: a feed (websockets
+    through ``ccxt.pro``, or REST polling) puts messages on a bounded queue
+    (``queue_size`` messages; a full queue makes the feed wait); a processor
+    turns them into frames; a writer upserts them in batches of ``batch_rows``
+    rows or every ``batch_seconds``, off the event loop (``asyncio.to_thread``).
+    When storage fails, rows are kept (up to ``buffer_rows``) and retried with
+    capped backoff; past the bound the oldest rows are dropped and counted in
+    ``stats.rows_dropped``, never silently. Leaving ``run`` (cancelled or
+    failed) processes what was queued and flushes the buffer (``flush_timeout``).
+
+    ``exchange`` is an exchange key or an :class:`~mdcollect.ExchangeClient`
+    (e.g. one pointed at an :class:`~mdcollect.testing.ExchangeEmulator`); a
+    client built from a key belongs to the collector. ``mode`` is ``"ws"``,
+    ``"poll"`` or ``"auto"`` (websockets when the exchange has them).
+
+    >>> from mdcollect.collectors import TradesCollector
+    >>> collector = TradesCollector("binance", ["BTC/USDT"], candles=["1s", "1m"])
+    >>> task = asyncio.create_task(collector.run(open_storage("memory://")))
+
+    Most users hand collectors to :class:`~mdcollect.DataCollector`, which
+    restarts them and reports their health. Added in 0.1.0.
+    """
+
+    kind: ClassVar[Kind]
+    #: the ccxt ``has`` name of the websocket method this kind uses
+    ws_method: ClassVar[str]
+
+    def __init__(
+        self,
+        exchange: Any,
+        symbols: Sequence[str] | str,
+        *,
+        mode: Mode = "auto",
+        batch_rows: int = 5_000,
+        batch_seconds: float = 1.0,
+        queue_size: int = 10_000,
+        buffer_rows: int = 1_000_000,
+        poll_interval: float = 1.0,
+        flush_timeout: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        from ..exchanges import ExchangeClient, exchange_info
+
+        if isinstance(exchange, ExchangeClient):
+            self._client: ExchangeClient | None = exchange
+            self._owns_client = False
+            self.exchange: str = exchange.key
+        elif isinstance(exchange, str):
+            exchange_info(exchange)  # InvalidRequest naming the key if unknown
+            self._client = None
+            self._owns_client = True
+            self.exchange = exchange
+        else:
+            raise InvalidRequest(
+                f"exchange must be an exchange key or an ExchangeClient, got {exchange!r}"
+            )
+        syms = [symbols] if isinstance(symbols, str) else list(symbols)
+        if not syms or not all(isinstance(s, str) and s for s in syms):
+            raise InvalidRequest(f"symbols must be a non-empty list of symbols, got {symbols!r}")
+        self.symbols: list[str] = list(dict.fromkeys(syms))
+        if mode not in _MODES:
+            raise InvalidRequest(f"mode {mode!r} is not valid; allowed: 'auto', 'ws', 'poll'")
+        self.mode: Mode = mode
+        _positive("batch_rows", batch_rows, int)
+        _positive("batch_seconds", batch_seconds, float)
+        _positive("queue_size", queue_size, int)
+        _positive("buffer_rows", buffer_rows, int)
+        _positive("poll_interval", poll_interval, float)
+        _positive("flush_timeout", flush_timeout, float)
+        self.batch_rows = batch_rows
+        self.batch_seconds = float(batch_seconds)
+        self.queue_size = queue_size
+        self.buffer_rows = buffer_rows
+        self.poll_interval = float(poll_interval)
+        self.flush_timeout = float(flush_timeout)
+        self.name: str = name or f"{self.exchange}:{self.kind}:{','.join(self.symbols)}"
+        self.stats = CollectorStats()
+        self._pending: deque[_Entry] = deque()
+        self._pending_rows = 0
+        self._inflight_max = -1  # entries with seq <= this are being written
+        self._seq = itertools.count()
+        self._flush_lock = asyncio.Lock()
+        self._heartbeat: float | None = None
+        self._ws_opened = False
+        self._oldest: float | None = None  # monotonic time the oldest pending row arrived
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.exchange!r}, {self.symbols!r}, mode={self.mode!r})"
+
+    # ------------------------------------------------------------------ public
+
+    def keys(self) -> list[DatasetKey]:
+        """The datasets this collector writes."""
+        return [DatasetKey(self.exchange, s, self.kind) for s in self.symbols]
+
+    @property
+    def kinds(self) -> list[str]:
+        """The kinds of data this collector writes (trades collectors may add ``ohlcv``)."""
+        return sorted({k.kind for k in self.keys()})
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows received and not yet in storage."""
+        return self._pending_rows
+
+    def heartbeat(self) -> float | None:
+        """Monotonic time of the feed's last sign of life: a message, a successful poll, or
+        (websockets) any frame from the exchange, pings included; ``None`` before any."""
+        hb = self._heartbeat
+        client = self._client
+        if client is not None and self._uses_ws(client):
+            last = client.ws_last_message()
+            if last is not None:
+                mono = time.monotonic() - max(0.0, (now_ms() - last) / 1000.0)
+                hb = mono if hb is None else max(hb, mono)
+        return hb
+
+    def client(self) -> Any:
+        """The :class:`~mdcollect.ExchangeClient` this collector uses (created on first use)."""
+        if self._client is None:
+            from ..exchanges import ExchangeClient
+
+            self._client = ExchangeClient(self.exchange)
+        return self._client
+
+    def use_client(self, client: Any) -> None:
+        """Talk to the exchange through ``client`` (an :class:`~mdcollect.ExchangeClient`
+        the caller owns) from the next run on.
+
+        >>> collector.use_client(ExchangeClient("binance", base_url=emu.url))
+        """
+        self._client = client
+        self._owns_client = False
+
+    async def aclose(self) -> None:
+        """Close the exchange client if this collector created it."""
+        if self._owns_client and self._client is not None:
+            await self._client.close()
+
+    def backfill_jobs(self, key: DatasetKey, gap: Interval) -> list[Any]:
+        """Backfill jobs that refill ``gap`` of ``key`` (a range a reconnect left
+        uncovered); none by default (kinds without history)."""
+        return []
+
+    async def run(self, storage: DataCollectionStorage) -> None:
+        """Collect into ``storage`` until cancelled (or until the feed fails: the error
+        propagates after the buffered rows are flushed)."""
+        client = self.client()
+        queue: asyncio.Queue[Message] = asyncio.Queue(self.queue_size)
+        self._heartbeat = time.monotonic()
+        self._start_session()
+        tasks = [
+            asyncio.create_task(self._feed(client, queue), name=f"{self.name} feed"),
+            asyncio.create_task(self._process_loop(queue), name=f"{self.name} process"),
+            asyncio.create_task(self._flush_loop(storage), name=f"{self.name} write"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()
+            raise RuntimeError(f"{self.name}: the feed ended")  # feeds run until cancelled
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # everything the feed handed over is processed and flushed before leaving
+            items: list[Message] = []
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            if items:
+                self._process(items)
+            try:
+                await asyncio.wait_for(self.flush(storage), self.flush_timeout)
+            except TimeoutError:
+                log.warning("%s: %d rows still buffered after flush", self.name, self.buffered_rows)
+            finally:
+                if self._ws_opened:
+                    # a fresh connection next run (a silent one may look open);
+                    # collectors sharing a client reconnect through their own restart
+                    self._ws_opened = False
+                    await client.close_streams()
+
+    async def flush(self, storage: DataCollectionStorage) -> None:
+        """Write every buffered row now, retrying storage failures (capped backoff)."""
+        attempt = 0
+        while self._pending:
+            if await self._write_pending(storage):
+                attempt = 0
+                continue
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+
+    # ------------------------------------------------------------------ subclass hooks
+
+    @abstractmethod
+    async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
+        """Put messages on ``queue`` until cancelled; raise when the feed breaks."""
+
+    @abstractmethod
+    def _frames(
+        self, items: list[Message]
+    ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
+        """Turn messages into frames to store, each with the interval it completes."""
+
+    def _start_session(self) -> None:  # noqa: B027 - optional hook
+        """A new connection begins: forget per-connection state."""
+
+    def _uses_ws(self, client: Any) -> bool:
+        if self.mode == "poll":
+            return False
+        if self.mode == "ws":
+            return True
+        return bool(client.has_ws(self.ws_method))
+
+    def _check_ws(self, client: Any) -> bool:
+        use = self._uses_ws(client)
+        if use and not client.has_ws(self.ws_method):
+            raise InvalidRequest(
+                f"{self.exchange} has no websocket {self.ws_method}; use mode='poll'"
+            )
+        self._ws_opened = use
+        return use
+
+    def _beat(self) -> None:
+        self._heartbeat = time.monotonic()
+
+    async def _put(self, queue: asyncio.Queue[Message], msg: Message) -> None:
+        self._heartbeat = time.monotonic()
+        if msg.rows:
+            self.stats.messages_received += 1
+            self.stats.last_message = now_ms()
+        await queue.put(msg)
+
+    # ------------------------------------------------------------------ pipeline
+
+    async def _process_loop(self, queue: asyncio.Queue[Message]) -> None:
+        while True:
+            items = [await queue.get()]
+            rows = len(items[0].rows)
+            while rows < self.batch_rows and not queue.empty():
+                item = queue.get_nowait()
+                items.append(item)
+                rows += len(item.rows)
+            self._process(items)
+            # let the feed run between batches
+            await asyncio.sleep(0)
+
+    def _process(self, items: list[Message]) -> None:
+        for key, frame, covered in self._frames(items):
+            if len(frame) == 0 and covered is None:
+                continue
+            self._add(key, frame, covered)
+
+    def _add(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> None:
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        self._pending.append(_Entry(next(self._seq), key, frame, covered))
+        self._pending_rows += len(frame)
+        # bound the buffer: drop the oldest rows not being written, and count them
+        while self._pending_rows > self.buffer_rows and self._pending:
+            first = self._pending[0]
+            if first.seq <= self._inflight_max:
+                break
+            self._pending.popleft()
+            self._pending_rows -= first.rows
+            self.stats.rows_dropped += first.rows
+            log.error(
+                "%s: storage unavailable and the buffer (%d rows) is full: dropped %d rows of %s",
+                self.name,
+                self.buffer_rows,
+                first.rows,
+                first.key,
+            )
+
+    def _due(self) -> bool:
+        if not self._pending:
+            return False
+        if self._pending_rows >= self.batch_rows:
+            return True
+        return self._oldest is not None and time.monotonic() - self._oldest >= self.batch_seconds
+
+    async def _flush_loop(self, storage: DataCollectionStorage) -> None:
+        attempt = 0
+        tick = min(0.05, self.batch_seconds / 4)
+        while True:
+            if not self._due():
+                await asyncio.sleep(tick)
+                continue
+            if await self._write_pending(storage):
+                attempt = 0
+            else:
+                await asyncio.sleep(_backoff(attempt))
+                attempt += 1
+
+    async def _write_pending(self, storage: DataCollectionStorage) -> bool:
+        """One write of every pending key; True when all succeeded."""
+        async with self._flush_lock:
+            snapshot = list(self._pending)
+            if not snapshot:
+                return True
+            self._inflight_max = snapshot[-1].seq
+            self._oldest = time.monotonic() if len(snapshot) < len(self._pending) else None
+            by_key: dict[DatasetKey, list[_Entry]] = {}
+            for e in snapshot:
+                by_key.setdefault(e.key, []).append(e)
+            written: set[int] = set()
+            ok = True
+            try:
+                for key, entries in by_key.items():
+                    for group in _contiguous(entries):
+                        try:
+                            await _write_group(storage, key, group)
+                        except InvalidRequest as exc:
+                            # the frame itself is bad: retrying cannot help
+                            n = sum(e.rows for e in group)
+                            self.stats.rows_dropped += n
+                            self.stats.last_error = repr(exc)
+                            log.error(
+                                "%s: dropped %d invalid rows of %s: %s", self.name, n, key, exc
+                            )
+                        except Exception as exc:  # storage backends raise their own errors
+                            ok = False
+                            self.stats.write_errors += 1
+                            self.stats.last_error = f"storage: {exc!r}"
+                            log.warning(
+                                "%s: write of %s failed (will retry): %r", self.name, key, exc
+                            )
+                            break
+                        else:
+                            self.stats.rows_written += sum(e.rows for e in group)
+                            self.stats.last_write = now_ms()
+                        written.update(e.seq for e in group)
+            finally:
+                self._inflight_max = -1
+                if written:
+                    kept = deque(e for e in self._pending if e.seq not in written)
+                    self._pending_rows = sum(e.rows for e in kept)
+                    self._pending = kept
+                if self._pending and self._oldest is None:
+                    self._oldest = time.monotonic()
+            return ok
+
+
+def _contiguous(entries: list[_Entry]) -> list[list[_Entry]]:
+    """Entries grouped so that each group's covered intervals join end to start."""
+    groups: list[list[_Entry]] = []
+    end: int | None = None
+    for e in entries:
+        cov = e.covered
+        if groups and (cov is None or end is None or cov.start == end):
+            groups[-1].append(e)
+        elif groups and cov is not None and end is not None and cov.start < end:
+            groups[-1].append(e)  # overlapping (re-sent) ranges join too
+        else:
+            groups.append([e])
+        if cov is not None:
+            end = cov.end if end is None else max(end, cov.end)
+    return groups
+
+
+async def _write_group(
+    storage: DataCollectionStorage, key: DatasetKey, group: list[_Entry]
+) -> None:
+    frames = [e.frame for e in group if len(e.frame)]
+    covs = [e.covered for e in group if e.covered is not None]
+    covered = Interval(min(c.start for c in covs), max(c.end for c in covs)) if covs else None
+    if not frames:
+        frame = group[0].frame
+    elif len(frames) == 1:
+        frame = frames[0]
+    else:
+        frame = pd.concat(frames)
+    await asyncio.to_thread(storage.write, key, frame, covered=covered)
+
+
+def _backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
+    """Capped exponential backoff with full jitter on the upper half."""
+    d = min(cap, base * 2.0**attempt)
+    return d / 2 + random.random() * d / 2
+
+
+def _positive(name: str, value: object, kind: type) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    if kind is int:
+        ok = ok and isinstance(value, int)
+    if not ok:
+        raise InvalidRequest(f"{name} must be a positive {kind.__name__}, got {value!r}")

@@ -1,0 +1,153 @@
+"""``load_collectors``: collectors (and the storage URL) from a TOML file or a dict."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+
+from .._errors import InvalidRequest
+from ._base import DataSourceCollector
+from ._kinds import (
+    FundingRateCollector,
+    OHLCVCollector,
+    OrderBookCollector,
+    TickerCollector,
+    TradesCollector,
+)
+
+__all__ = ["LiveConfig", "load_collectors", "load_config"]
+
+_KINDS: dict[str, type[DataSourceCollector]] = {
+    "trades": TradesCollector,
+    "ohlcv": OHLCVCollector,
+    "ticker": TickerCollector,
+    "orderbook": OrderBookCollector,
+    "funding": FundingRateCollector,
+}
+# options each section may carry beside exchange/symbols/kinds
+_COMMON = {"mode", "batch_rows", "batch_seconds", "queue_size", "buffer_rows", "poll_interval",
+           "flush_timeout"}  # fmt: skip
+_PER_KIND: dict[str, set[str]] = {
+    "trades": {"candles", "fill_empty", "poll_lag"},
+    "ohlcv": {"timeframes"},
+    "ticker": {"interval"},
+    "orderbook": {"depth", "interval"},
+    "funding": {"interval"},
+}
+_TOP = {"storage", "collectors", "restart_backoff", "max_silence", "status_interval"}
+
+
+@frozen
+class LiveConfig:
+    """What a collection config describes: the collectors, the storage URL (``None``:
+    the default store) and the :class:`~mdcollect.DataCollector` options."""
+
+    collectors: list[DataSourceCollector]
+    storage: str | None = None
+    options: Mapping[str, Any] = {}
+
+
+def load_config(config: str | Path | Mapping[str, Any]) -> LiveConfig:
+    """Read a collection config (a TOML file path or a dict of the same shape).
+
+    .. code-block:: toml
+
+        storage = "arctic+lmdb:///data/md"    # optional: the default store otherwise
+        max_silence = 60                      # optional DataCollector options
+
+        [[collectors]]
+        exchange = "binance"
+        symbols = ["BTC/USDT", "ETH/USDT"]
+        kinds = ["trades", "ticker"]          # one collector per kind
+        mode = "auto"                         # "ws" | "poll" | "auto"
+        candles = ["1s", "1m"]                # trades: candles built from them
+
+    Anything unknown or invalid raises :class:`~mdcollect.InvalidRequest` naming it.
+
+    >>> cfg = load_config({"collectors": [{"exchange": "binance", "symbols": ["BTC/USDT"],
+    ...                                    "kinds": ["trades"], "candles": ["1m"]}]})
+    >>> cfg.collectors
+    [TradesCollector('binance', ['BTC/USDT'], mode='auto')]
+    """
+    data: Any
+    if isinstance(config, str | Path):
+        path = Path(config)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read collector config {str(path)!r}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidRequest(
+                f"collector config {str(path)!r} is not valid TOML: {exc}"
+            ) from exc
+    else:
+        data = config
+    if not isinstance(data, Mapping):
+        raise InvalidRequest(f"collector config must be a table/dict, got {type(data).__name__}")
+    unknown = sorted(set(data) - _TOP)
+    if unknown:
+        raise InvalidRequest(f"unknown collector config key(s) {unknown}; allowed: {sorted(_TOP)}")
+    storage = data.get("storage")
+    if storage is not None and not isinstance(storage, str):
+        raise InvalidRequest(f"storage must be a storage URL string, got {storage!r}")
+    sections = data.get("collectors")
+    if not isinstance(sections, list) or not sections:
+        raise InvalidRequest(
+            f"collectors must be a non-empty list of tables ([[collectors]]), got {sections!r}"
+        )
+    collectors: list[DataSourceCollector] = []
+    for i, section in enumerate(sections):
+        collectors += _section(i, section)
+    options = {k: data[k] for k in ("restart_backoff", "max_silence") if k in data}
+    return LiveConfig(collectors, storage, options)
+
+
+def load_collectors(config: str | Path | Mapping[str, Any]) -> list[DataSourceCollector]:
+    """The collectors a TOML file or a dict describes (see :func:`load_config`).
+
+    >>> load_collectors("collect.toml")
+    [TradesCollector('binance', ['BTC/USDT'], mode='auto'), ...]
+    """
+    return load_config(config).collectors
+
+
+def _section(i: int, section: object) -> list[DataSourceCollector]:
+    where = f"collectors[{i}]"
+    if not isinstance(section, Mapping):
+        raise InvalidRequest(f"{where} must be a table, got {section!r}")
+    exchange = section.get("exchange")
+    if not isinstance(exchange, str) or not exchange:
+        raise InvalidRequest(f"{where}.exchange must be an exchange key, got {exchange!r}")
+    symbols = section.get("symbols")
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
+        raise InvalidRequest(
+            f"{where}.symbols must be a non-empty list of symbols, got {symbols!r}"
+        )
+    kinds = section.get("kinds", section.get("kind", ["trades"]))
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    if not isinstance(kinds, list) or not kinds:
+        raise InvalidRequest(f"{where}.kinds must be a non-empty list, got {kinds!r}")
+    bad = [k for k in kinds if k not in _KINDS]
+    if bad:
+        raise InvalidRequest(f"{where}.kinds has {bad}; allowed: {', '.join(_KINDS)}")
+    allowed = {"exchange", "symbols", "kinds", "kind", "name"} | _COMMON
+    for k in kinds:
+        allowed |= _PER_KIND[k]
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise InvalidRequest(f"{where} has unknown option(s) {unknown}; allowed: {sorted(allowed)}")
+    out = []
+    for kind in kinds:
+        opts = {k: v for k, v in section.items() if k in _COMMON | _PER_KIND[kind]}
+        try:
+            out.append(_KINDS[kind](exchange, symbols, **opts))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{where} ({kind}): {exc}") from exc
+    return out

@@ -1,0 +1,570 @@
+"""The collectors per kind: trades (and candles from them), candles, tickers, books, funding."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, ClassVar, Final
+
+import numpy as np
+import pandas as pd
+
+from .._errors import InvalidRequest
+from .._intervals import Interval
+from .._keys import DatasetKey
+from .._schema import empty_frame, index_ms
+from .._time import Timeframe, now_ms
+from ..aggregate import CandleAggregator
+from ._base import DataSourceCollector, Message, Mode, log
+
+__all__ = [
+    "FundingRateCollector",
+    "OHLCVCollector",
+    "OrderBookCollector",
+    "TickerCollector",
+    "TradesCollector",
+]
+
+_TRADE_COLUMNS: Final = ["timestamp", "id", "price", "amount", "side", "received"]
+#: trade identities remembered per symbol to drop re-sent trades
+_SEEN_MS: Final = 60_000
+
+
+async def _per_symbol(symbols: Sequence[Any], fn: Any) -> None:
+    """Run ``fn(symbol)`` for every symbol; the first failure cancels the others."""
+    async with asyncio.TaskGroup() as tg:
+        for s in symbols:
+            tg.create_task(fn(s))
+
+
+def _first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    exc: BaseException = eg
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _unwrap(coro: Any) -> None:
+    try:
+        await coro
+    except BaseExceptionGroup as eg:
+        raise _first_error(eg) from None
+
+
+class TradesCollector(DataSourceCollector):
+    """Live trades, with the receipt time (``received``), and candles built from them.
+
+    ``candles`` lists timeframes (``["1s", "1m"]``) to build from the trades with
+    :class:`~mdcollect.aggregate.CandleAggregator` and store as closed ``ohlcv``
+    candles, aligned to UTC; ``fill_empty`` adds Binance-style flat candles for
+    empty intervals. Trades re-sent by the feed are dropped (``stats.duplicates``).
+    Coverage: on websockets from just after the first trade of a connection to
+    the newest trade; polled, exactly the windows fetched (``poll_lag`` seconds
+    behind now, for the exchange to publish them).
+
+    >>> c = TradesCollector("binance", ["BTC/USDT", "ETH/USDT"], candles=["1s", "1m"])
+    >>> c.keys()[0]
+    DatasetKey('binance', 'BTC/USDT', 'trades')
+
+    Added in 0.1.0.
+    """
+
+    kind = "trades"
+    ws_method = "watchTrades"
+
+    def __init__(
+        self,
+        exchange: Any,
+        symbols: Sequence[str] | str,
+        *,
+        mode: Mode = "auto",
+        candles: Sequence[str] = (),
+        fill_empty: bool = True,
+        poll_lag: float = 1.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(exchange, symbols, mode=mode, **options)
+        if isinstance(candles, str):
+            candles = [candles]
+        self.timeframes: list[Timeframe] = [Timeframe.parse(t) for t in candles]
+        CandleAggregator(self.timeframes or ["1m"], start=0)  # InvalidRequest on 1M
+        self.fill_empty = fill_empty
+        if isinstance(poll_lag, bool) or not isinstance(poll_lag, int | float) or poll_lag < 0:
+            raise InvalidRequest(f"poll_lag must be seconds >= 0, got {poll_lag!r}")
+        self.poll_lag = float(poll_lag)
+        self._aggs: dict[str, CandleAggregator] = {}
+        self._cov_end: dict[str, int] = {}
+        self._seen: dict[str, dict[tuple[int, str], None]] = {}
+        self._contract: dict[str, Decimal | None] = {}
+
+    def keys(self) -> list[DatasetKey]:
+        out = super().keys()
+        for s in self.symbols:
+            out += [DatasetKey(self.exchange, s, "ohlcv", str(tf)) for tf in self.timeframes]
+        return out
+
+    def backfill_jobs(self, key: DatasetKey, gap: Interval) -> list[Any]:
+        tf = key.timeframe if key.kind == "ohlcv" else None
+        return [
+            _gap_trades_job()(
+                self.exchange, key.symbol, tf, gap.start, gap.end, fill_empty=self.fill_empty
+            )
+        ]
+
+    def _start_session(self) -> None:
+        self._aggs.clear()
+        self._cov_end.clear()
+        self._seen.clear()
+
+    async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
+        from ..exchanges._client import _contract_size
+
+        for s in self.symbols:
+            self._contract[s] = _contract_size(await client.check_symbol(s))
+        if self._check_ws(client):
+            await _unwrap(_per_symbol(self.symbols, lambda s: self._watch(client, queue, s)))
+        else:
+            if not client.info.trades_since:
+                raise InvalidRequest(
+                    f"{self.exchange} serves only recent trades over REST; use mode='ws'"
+                )
+            await _unwrap(_per_symbol(self.symbols, lambda s: self._poll(client, queue, s)))
+
+    def _rows(
+        self, symbol: str, trades: list[dict[str, Any]], received: int
+    ) -> list[tuple[Any, ...]]:
+        from ..exchanges._client import _trade_id
+
+        contract = self._contract.get(symbol)
+        rows = []
+        for t in trades:
+            ts = t.get("timestamp")
+            if ts is None:
+                continue
+            amount = t.get("amount")
+            if contract is not None and amount is not None:
+                amount = float(Decimal(str(amount)) * contract)
+            rows.append((int(ts), _trade_id(t), t.get("price"), amount, t.get("side"), received))
+        return rows
+
+    async def _watch(self, client: Any, queue: asyncio.Queue[Message], symbol: str) -> None:
+        while True:
+            trades = await client.watch_trades_raw(symbol)
+            rows = self._rows(symbol, trades, now_ms())
+            if rows:
+                await self._put(queue, Message(symbol, rows, max(r[0] for r in rows)))
+            else:
+                self._beat()
+
+    async def _poll(self, client: Any, queue: asyncio.Queue[Message], symbol: str) -> None:
+        lag = int(self.poll_lag * 1000)
+        since = now_ms() - lag
+        while True:
+            t0 = time.monotonic()
+            until = now_ms() - lag
+            if until > since:
+                frames = []
+                page = await client.fetch_trades_page(symbol, since, until)
+                frames.append(page.frame)
+                while page.next_since is not None:
+                    page = await client.fetch_trades_page(
+                        symbol, page.next_since, until, cursor=page.cursor
+                    )
+                    frames.append(page.frame)
+                received = now_ms()
+                rows: list[tuple[Any, ...]] = []
+                for f in frames:
+                    if len(f):
+                        ts = f.index.asi8 // 1_000_000
+                        rows += zip(
+                            ts.tolist(), f["id"], f["price"], f["amount"], f["side"],
+                            [received] * len(f), strict=True,
+                        )  # fmt: skip
+                await self._put(queue, Message(symbol, rows, until, start=since))
+                since = until
+            await asyncio.sleep(max(0.0, self.poll_interval - (time.monotonic() - t0)))
+
+    def _frames(
+        self, items: list[Message]
+    ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
+        by_sym: dict[str, list[Message]] = {}
+        for m in items:
+            by_sym.setdefault(m.symbol, []).append(m)
+        out: list[tuple[DatasetKey, pd.DataFrame, Interval | None]] = []
+        for sym, msgs in by_sym.items():
+            out += self._symbol_frames(sym, msgs)
+        return out
+
+    def _symbol_frames(
+        self, sym: str, msgs: list[Message]
+    ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
+        rows = [r for m in msgs for r in m.rows]
+        watermark = max(m.watermark for m in msgs if m.watermark is not None)
+        start = msgs[0].start
+        # drop trades the feed sent twice (same time and id)
+        seen = self._seen.setdefault(sym, {})
+        fresh = []
+        for r in rows:
+            ident = (r[0], r[1])
+            if ident in seen:
+                self.stats.duplicates += 1
+                continue
+            seen[ident] = None
+            fresh.append(r)
+        if len(seen) > 50_000:
+            horizon = watermark - _SEEN_MS
+            self._seen[sym] = {k: None for k in seen if k[0] >= horizon}
+        self.stats.rows_received += len(fresh)
+        if fresh:
+            frame = pd.DataFrame.from_records(fresh, columns=_TRADE_COLUMNS)
+            if not frame["timestamp"].is_monotonic_increasing:
+                frame = frame.sort_values("timestamp", kind="stable")
+            ts = frame["timestamp"].to_numpy(dtype=np.int64)
+            frame = frame.drop(columns="timestamp")
+            frame.index = pd.DatetimeIndex(
+                ts.astype("datetime64[ms]").astype("datetime64[ns]"), name="timestamp"
+            ).tz_localize("UTC")
+        else:
+            frame = empty_frame("trades", ["id", "price", "amount", "side", "received"])
+            ts = np.empty(0, dtype=np.int64)
+        # coverage: what this connection has delivered completely
+        if sym not in self._cov_end:
+            if start is not None:
+                first = start
+            elif len(ts):
+                # trades sharing the first millisecond may predate the connection
+                first = int(ts[0]) + 1
+            else:
+                return []
+            self._cov_end[sym] = first
+            if self.timeframes:
+                self._aggs[sym] = CandleAggregator(
+                    self.timeframes, start=first, fill_empty=self.fill_empty
+                )
+        lo = self._cov_end[sym]
+        covered = Interval(lo, watermark) if watermark > lo else None
+        self._cov_end[sym] = max(lo, watermark)
+        out: list[tuple[DatasetKey, pd.DataFrame, Interval | None]] = [
+            (DatasetKey(self.exchange, sym, "trades"), frame, covered)
+        ]
+        agg = self._aggs.get(sym)
+        if agg is not None:
+            price = frame["price"].to_numpy(dtype=np.float64)
+            amount = frame["amount"].to_numpy(dtype=np.float64)
+            for tf, (bins, cov) in agg.add(ts, price, amount, watermark=watermark).items():
+                if cov is None:
+                    continue
+                out.append(
+                    (
+                        DatasetKey(self.exchange, sym, "ohlcv", str(tf)),
+                        bins.to_frame(),
+                        Interval(*cov),
+                    )
+                )
+        return out
+
+
+def _gap_trades_job() -> Any:
+    """``TradesBackfill`` that stamps ``received`` (when the backfill fetched them) on raw
+    trades, so refilled rows keep the column live rows have."""
+    from ..backfill import Chunk, TradesBackfill
+
+    class _GapTrades(TradesBackfill):
+        async def fetch(self, client: Any, window: Interval) -> Any:
+            async for chunk in super().fetch(client, window):
+                if self.tf is None:
+                    frame = chunk.frame.copy()
+                    frame["received"] = now_ms()
+                    chunk = Chunk(frame, chunk.confirmed)
+                yield chunk
+
+    return _GapTrades
+
+
+class OHLCVCollector(DataSourceCollector):
+    """Closed candles of ``timeframes`` from the exchange (websocket kline streams or polling).
+
+    A candle is stored once closed: on websockets when the stream moves to the
+    next candle, polled when its end has passed. Coverage spans consecutive
+    closed candles.
+
+    >>> c = OHLCVCollector("binance", ["BTC/USDT"], timeframes=["1m", "1h"])
+
+    Added in 0.1.0.
+    """
+
+    kind = "ohlcv"
+    ws_method = "watchOHLCV"
+
+    def __init__(
+        self,
+        exchange: Any,
+        symbols: Sequence[str] | str,
+        *,
+        mode: Mode = "auto",
+        timeframes: Sequence[str] | str = ("1m",),
+        **options: Any,
+    ) -> None:
+        super().__init__(exchange, symbols, mode=mode, **options)
+        if isinstance(timeframes, str):
+            timeframes = [timeframes]
+        if not timeframes:
+            raise InvalidRequest("timeframes is empty; give at least one such as '1m'")
+        self.timeframes: list[Timeframe] = [Timeframe.parse(t) for t in timeframes]
+        self._last: dict[tuple[str, str], list[float]] = {}
+        self._cov_end: dict[tuple[str, str], int] = {}
+
+    def keys(self) -> list[DatasetKey]:
+        return [
+            DatasetKey(self.exchange, s, "ohlcv", str(tf))
+            for s in self.symbols
+            for tf in self.timeframes
+        ]
+
+    def backfill_jobs(self, key: DatasetKey, gap: Interval) -> list[Any]:
+        from ..backfill import make_job
+        from ..exchanges import exchange_info
+
+        assert key.timeframe is not None
+        return [
+            make_job(exchange_info(self.exchange), key.symbol, key.timeframe, gap.start, gap.end)
+        ]
+
+    def _start_session(self) -> None:
+        self._last.clear()
+        self._cov_end.clear()
+
+    async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
+        for tf in self.timeframes:
+            client.check_timeframe(str(tf))
+        pairs = [(s, tf) for s in self.symbols for tf in self.timeframes]
+        ws = self._check_ws(client)
+        fn = self._watch if ws else self._poll
+        await _unwrap(_per_symbol(pairs, lambda p: fn(client, queue, p[0], p[1])))
+
+    async def _watch(
+        self, client: Any, queue: asyncio.Queue[Message], sym: str, tf: Timeframe
+    ) -> None:
+        name = str(tf)
+        while True:
+            rows = await client.watch_ohlcv_raw(sym, name)
+            self._beat()
+            last = self._last.get((sym, name))
+            closed = []
+            for r in sorted(rows, key=lambda r: r[0]):
+                if last is not None and r[0] > last[0]:
+                    closed.append(last)  # the stream moved on: the previous candle is final
+                if last is None or r[0] >= last[0]:
+                    last = r
+            if last is not None:
+                self._last[(sym, name)] = last
+            if closed:
+                msg_rows = [(int(r[0]), *(float(x) for x in r[1:6])) for r in closed]
+                await self._put(queue, Message(sym, msg_rows, None, timeframe=name))
+
+    async def _poll(
+        self, client: Any, queue: asyncio.Queue[Message], sym: str, tf: Timeframe
+    ) -> None:
+        name = str(tf)
+        since = tf.floor(now_ms()) - tf.ms
+        while True:
+            t0 = time.monotonic()
+            frame = await client.fetch_ohlcv(sym, name, since, tf.floor(now_ms()))
+            self._beat()
+            if len(frame):
+                ts = (frame.index.asi8 // 1_000_000).tolist()
+                rows = [
+                    (t, *vals) for t, vals in zip(ts, frame.itertuples(index=False), strict=True)
+                ]
+                await self._put(queue, Message(sym, rows, None, start=since, timeframe=name))
+                since = int(ts[-1]) + tf.ms
+            await asyncio.sleep(max(0.0, self.poll_interval - (time.monotonic() - t0)))
+
+    def _frames(
+        self, items: list[Message]
+    ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
+        out: list[tuple[DatasetKey, pd.DataFrame, Interval | None]] = []
+        for m in items:
+            assert m.timeframe is not None
+            tf = Timeframe.parse(m.timeframe)
+            self.stats.rows_received += len(m.rows)
+            frame = pd.DataFrame.from_records(
+                m.rows, columns=["timestamp", "open", "high", "low", "close", "volume"]
+            )
+            ts = frame["timestamp"].to_numpy(dtype=np.int64)
+            # coverage over consecutive candles only
+            pair = (m.symbol, m.timeframe)
+            prev_end = self._cov_end.get(pair, m.start if m.start is not None else int(ts[0]))
+            covered = None
+            expected = np.arange(prev_end, int(ts[-1]) + 1, tf.ms)
+            if int(ts[0]) >= prev_end and len(expected) == len(ts) and bool((expected == ts).all()):
+                covered = Interval(prev_end, int(ts[-1]) + tf.ms)
+            else:
+                log.info("%s: %s %s candles not consecutive; not covered", self.name, m.symbol, tf)
+            self._cov_end[pair] = int(ts[-1]) + tf.ms
+            out.append((DatasetKey(self.exchange, m.symbol, "ohlcv", m.timeframe), frame, covered))
+        return out
+
+
+class _SnapshotCollector(DataSourceCollector):
+    """Kinds without history: a row per update (websockets) or per poll, no coverage."""
+
+    columns: ClassVar[list[str]]
+
+    def __init__(
+        self,
+        exchange: Any,
+        symbols: Sequence[str] | str,
+        *,
+        mode: Mode = "auto",
+        interval: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(exchange, symbols, mode=mode, **options)
+        if interval is not None and (
+            isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0
+        ):
+            raise InvalidRequest(f"interval must be seconds > 0 or None, got {interval!r}")
+        self.interval = None if interval is None else float(interval)
+
+    def _row_columns(self) -> list[str]:
+        return self.columns
+
+    async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
+        ws = self._check_ws(client)
+        await _unwrap(_per_symbol(self.symbols, lambda s: self._loop(client, queue, s, ws)))
+
+    async def _loop(self, client: Any, queue: asyncio.Queue[Message], sym: str, ws: bool) -> None:
+        every = self.interval if self.interval is not None else (0.0 if ws else self.poll_interval)
+        last_emit = 0.0
+        while True:
+            t0 = time.monotonic()
+            frame = await (self._watch_one(client, sym) if ws else self._fetch_one(client, sym))
+            self._beat()
+            now = time.monotonic()
+            if now - last_emit >= every:
+                last_emit = now
+                ts = index_ms(frame).tolist()
+                rows = [(t, *v) for t, v in zip(ts, frame.itertuples(index=False), strict=True)]
+                await self._put(queue, Message(sym, rows))
+            if not ws:
+                await asyncio.sleep(max(0.0, every - (time.monotonic() - t0)))
+
+    @abstractmethod
+    async def _watch_one(self, client: Any, sym: str) -> pd.DataFrame:
+        """One snapshot of ``sym`` from the websocket."""
+
+    @abstractmethod
+    async def _fetch_one(self, client: Any, sym: str) -> pd.DataFrame:
+        """One snapshot of ``sym`` over REST."""
+
+    def _frames(
+        self, items: list[Message]
+    ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
+        by_sym: dict[str, list[tuple[Any, ...]]] = {}
+        for m in items:
+            by_sym.setdefault(m.symbol, []).extend(m.rows)
+        out: list[tuple[DatasetKey, pd.DataFrame, Interval | None]] = []
+        for sym, rows in by_sym.items():
+            self.stats.rows_received += len(rows)
+            frame = pd.DataFrame.from_records(rows, columns=["timestamp", *self._row_columns()])
+            out.append((DatasetKey(self.exchange, sym, self.kind), frame, None))
+        return out
+
+
+class TickerCollector(_SnapshotCollector):
+    """Best bid/ask and last price per update (websocket) or every ``interval`` seconds.
+
+    >>> c = TickerCollector("binance", ["BTC/USDT"], mode="poll", interval=5)
+
+    Added in 0.1.0.
+    """
+
+    kind = "ticker"
+    ws_method = "watchTicker"
+    columns: ClassVar[list[str]] = ["bid", "ask", "last", "bid_size", "ask_size", "base_volume"]
+
+    async def _watch_one(self, client: Any, sym: str) -> pd.DataFrame:
+        frame: pd.DataFrame = await client.watch_ticker(sym)
+        return frame
+
+    async def _fetch_one(self, client: Any, sym: str) -> pd.DataFrame:
+        frame: pd.DataFrame = await client.fetch_ticker(sym)
+        return frame
+
+
+class OrderBookCollector(_SnapshotCollector):
+    """Top-``depth`` order book snapshots every ``interval`` seconds (default 1).
+
+    >>> c = OrderBookCollector("binance", ["BTC/USDT"], depth=10, interval=1.0)
+
+    Added in 0.1.0.
+    """
+
+    kind = "orderbook"
+    ws_method = "watchOrderBook"
+
+    def __init__(
+        self,
+        exchange: Any,
+        symbols: Sequence[str] | str,
+        *,
+        mode: Mode = "auto",
+        depth: int = 5,
+        interval: float | None = 1.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(exchange, symbols, mode=mode, interval=interval, **options)
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise InvalidRequest(f"depth must be an int >= 1, got {depth!r}")
+        self.depth = depth
+
+    def _row_columns(self) -> list[str]:
+        from ..exchanges._client import row_columns
+
+        return row_columns("orderbook", self.depth)
+
+    async def _watch_one(self, client: Any, sym: str) -> pd.DataFrame:
+        frame: pd.DataFrame = await client.watch_order_book(sym, self.depth)
+        return frame
+
+    async def _fetch_one(self, client: Any, sym: str) -> pd.DataFrame:
+        frame: pd.DataFrame = await client.fetch_order_book(sym, self.depth)
+        return frame
+
+
+class FundingRateCollector(_SnapshotCollector):
+    """Funding rate, mark and index price of perpetuals (websocket or every ``interval`` s).
+
+    >>> c = FundingRateCollector("binance_futures", ["BTC/USDT:USDT"], interval=60)
+
+    Added in 0.1.0.
+    """
+
+    kind = "funding"
+    ws_method = "watchFundingRate"
+    columns: ClassVar[list[str]] = ["rate", "mark_price", "index_price"]
+
+    def __init__(
+        self,
+        exchange: Any,
+        symbols: Sequence[str] | str,
+        *,
+        mode: Mode = "auto",
+        interval: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(exchange, symbols, mode=mode, interval=interval, **options)
+        if self.interval is None and mode == "poll":
+            self.interval = 60.0
+
+    async def _watch_one(self, client: Any, sym: str) -> pd.DataFrame:
+        frame: pd.DataFrame = await client.watch_funding_rate(sym)
+        return frame
+
+    async def _fetch_one(self, client: Any, sym: str) -> pd.DataFrame:
+        frame: pd.DataFrame = await client.fetch_funding_rate(sym)
+        return frame
