@@ -634,8 +634,9 @@ class ExchangeClient:
         >>> (await client.watch_ticker("BTC/USDT")).columns[:2].tolist()
         ['bid', 'ask']
         """
+        params = dict(self.info.ws_ticker_params)
         t = await self._watch(
-            f"watch_ticker({symbol!r})", lambda: self.exchange.watch_ticker(symbol)
+            f"watch_ticker({symbol!r})", lambda: self.exchange.watch_ticker(symbol, params)
         )
         return rows_frame("ticker", [ticker_row(t, now_ms())])
 

@@ -99,6 +99,9 @@ class ExchangeInfo:
             listing time: ``since_zero`` (ask candles from the epoch),
             ``market_created`` (the market's ``created`` field from the
             instruments list, no extra request), ``none`` (unknowable).
+        ws_ticker_params: ccxt params for ``watch_ticker`` (ccxt.pro binance's
+            default reads the ``watchTickers`` option and subscribes to the
+            miniTicker stream, which has no bid or ask: ask for ``ticker``).
         ohlcv_endpoint, trades_endpoint: where ccxt's ``describe()["api"]``
             defines the candle and trades endpoints (api, method, path); their
             rate-limit cost gives :func:`request_seconds`.
@@ -118,6 +121,7 @@ class ExchangeInfo:
     trades_window_ms: int | None = None
     trades_cursor: TradesCursor | None = None
     first_candle: Literal["since_zero", "market_created", "none"] = "since_zero"
+    ws_ticker_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_endpoint: tuple[str, ...] = ()
     trades_endpoint: tuple[str, ...] = ()
 
@@ -127,6 +131,7 @@ class ExchangeInfo:
 _KNOWN: Final[dict[str, dict[str, Any]]] = {
     "binance": dict(
         ccxt_id="binance",
+        ws_ticker_params={"name": "ticker"},
         ohlcv_endpoint=("public", "get", "klines"),
         trades_endpoint=("public", "get", "aggTrades"),
         options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
@@ -137,6 +142,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "binance_futures": dict(
         ccxt_id="binanceusdm",
+        ws_ticker_params={"name": "ticker"},
         ohlcv_endpoint=("fapiPublic", "get", "klines"),
         trades_endpoint=("fapiPublic", "get", "aggTrades"),
         options={"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}},

@@ -1,0 +1,206 @@
+"""End to end per kind: candles, books, funding, tickers and OKX trades against the emulator's truth."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mdcollect import DatasetKey, open_storage
+from mdcollect.collector import DataCollector
+from mdcollect.collectors import (
+    FundingRateCollector,
+    OHLCVCollector,
+    OrderBookCollector,
+    TickerCollector,
+    TradesCollector,
+)
+from mdcollect.testing import ExchangeEmulator
+from mdcollect.testing._book import book_at
+
+from .conftest import OHLCV, client, truth_candles
+
+SYM = "BTC/USDT"
+PERP = "BTC/USDT:USDT"
+FAST = {"batch_seconds": 0.2, "poll_interval": 0.2, "flush_timeout": 10.0}
+
+
+def ms(frame: pd.DataFrame) -> np.ndarray:
+    out: np.ndarray = pd.DatetimeIndex(frame.index).asi8 // 1_000_000
+    return out
+
+
+@pytest.mark.parametrize("mode", ["ws", "poll"])
+async def test_ohlcv_closed_candles_equal_the_market(emu: ExchangeEmulator, mode: str) -> None:
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = OHLCVCollector(cl, [SYM], mode=mode, timeframes=["1s"], **FAST)  # type: ignore[arg-type]
+    try:
+        start = emu.market.now()
+        async with DataCollector([c], store, max_silence=5):
+            await asyncio.sleep(4)
+            stop = emu.market.now()
+    finally:
+        await cl.close()
+    key = DatasetKey("binance", SYM, "ohlcv", "1s")
+    got = store.read(key)
+    assert len(got) >= 2, got
+    t = ms(got)
+    assert np.all(np.diff(t) == 1000)  # consecutive closed candles, no duplicates
+    assert t[0] >= start - 2000
+    assert t[-1] + 1000 <= stop  # the still-open candle is never stored
+    exp = truth_candles(emu, SYM, "1s", int(t[0]), int(t[-1]) + 1000)
+    pd.testing.assert_frame_equal(got[OHLCV], exp[OHLCV], check_freq=False)
+    cov = list(store.coverage(key))
+    assert len(cov) == 1, cov
+    assert cov[0].start == t[0] and cov[0].end == t[-1] + 1000  # closed candles only
+    assert c.stats.rows_dropped == 0
+
+
+def check_book(emu: ExchangeEmulator, got: pd.DataFrame, depth: int, exact: bool) -> None:
+    cols = [f"{s}_{w}_{i}" for s in ("bid", "ask") for w in ("px", "sz") for i in range(depth)]
+    assert list(got.columns) == cols
+    assert len(got) >= 2
+    t = ms(got)
+    assert np.all(np.diff(t) > 0)  # timestamps increasing
+    bids = got[[f"bid_px_{i}" for i in range(depth)]].to_numpy()
+    asks = got[[f"ask_px_{i}" for i in range(depth)]].to_numpy()
+    assert not np.isnan(bids).any() and not np.isnan(asks).any()  # depth as configured
+    assert np.all(np.diff(bids, axis=1) < 0)  # bids descending
+    assert np.all(np.diff(asks, axis=1) > 0)  # asks ascending
+    assert np.all(bids[:, 0] < asks[:, 0])
+    spec = emu.market.spec("binance", SYM)
+    pscale, qscale = 10.0**spec.price_decimals, 10.0**spec.amount_decimals
+    matched = 0
+    for ts, row in zip(t.tolist(), got.itertuples(index=False), strict=True):
+        # the book in force around the row's time (stamped at or just after the update)
+        for probe in (ts, ts - 100, ts + 100):
+            book = book_at(emu.market, "binance", SYM, probe)
+            want = [
+                [v / scale for v in vals]
+                for side in (book.bids[:depth], book.asks[:depth])
+                for vals, scale in zip(zip(*side, strict=True), (pscale, qscale), strict=True)
+            ]  # bid px, bid sz, ask px, ask sz: the column order
+            if np.allclose(np.asarray(row, dtype=float), np.concatenate(want)):
+                matched += 1
+                break
+    if exact:
+        assert matched == len(got), (matched, len(got))
+    else:
+        assert matched >= len(got) // 2, (matched, len(got))
+
+
+@pytest.mark.parametrize("mode", ["ws", "poll"])
+async def test_order_book_snapshots(emu: ExchangeEmulator, mode: str) -> None:
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = OrderBookCollector(cl, [SYM], mode=mode, depth=5, interval=0.3, **FAST)  # type: ignore[arg-type]
+    try:
+        async with DataCollector([c], store, max_silence=5):
+            await asyncio.sleep(3)
+    finally:
+        await cl.close()
+    got = store.read(DatasetKey("binance", SYM, "orderbook"))
+    check_book(emu, got, 5, exact=True)
+    assert c.stats.rows_dropped == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "mode"), [("binance_futures", "poll"), ("okx_futures", "ws"), ("okx_futures", "poll")]
+)
+async def test_funding_equals_the_market(emu: ExchangeEmulator, key: str, mode: str) -> None:
+    store = open_storage("memory://")
+    cl = client(emu, key)
+    c = FundingRateCollector(cl, [PERP], mode=mode, interval=0.3, **FAST)  # type: ignore[arg-type]
+    try:
+        async with DataCollector([c], store, max_silence=15):
+            await asyncio.sleep(3)
+    finally:
+        await cl.close()
+    got = store.read(DatasetKey(key, PERP, "funding"))
+    assert list(got.columns) == ["rate", "mark_price", "index_price"]
+    assert len(got) >= (1 if mode == "ws" else 2), got
+    t = ms(got)
+    assert np.all(np.diff(t) > 0)
+    venue = key.split("_")[0]
+    cols = [got[c].to_numpy(dtype=float).tolist() for c in ("rate", "mark_price", "index_price")]
+    for ts, rate, mark, index in zip(t.tolist(), *cols, strict=True):
+        assert rate == pytest.approx(emu.market.funding_rate(venue, PERP, ts), abs=1e-10)
+        if venue == "okx" and np.isnan(mark):
+            continue  # OKX's funding-rate feed carries no mark price
+        marks = [emu.market.mark_price(venue, PERP, ts - d) for d in range(0, 1001, 50)]
+        assert any(mark == pytest.approx(m, abs=1e-6) for m in marks), (ts, mark)
+        assert index == pytest.approx(mark)
+    assert c.stats.rows_dropped == 0
+
+
+async def test_funding_ws_without_watch_funding_rate_fails_clearly(emu: ExchangeEmulator) -> None:
+    """ccxt.pro binanceusdm has no watchFundingRate: mode='ws' says so, 'auto' polls."""
+    store = open_storage("memory://")
+    cl = client(emu, "binance_futures")
+    bad = FundingRateCollector(cl, [PERP], mode="ws", name="bad", **FAST)  # type: ignore[arg-type]
+    auto = FundingRateCollector(cl, [PERP], mode="auto", interval=0.3, **FAST)  # type: ignore[arg-type]
+    dc = DataCollector([bad, auto], store, max_silence=15)
+    try:
+        async with dc:
+            await asyncio.sleep(1.5)
+            st = dc.status()["collectors"]
+    finally:
+        await cl.close()
+    assert "watchFundingRate" in st["bad"]["last_error"], st["bad"]
+    assert st[auto.name]["rows_stored"] >= 1, st[auto.name]
+
+
+async def test_ticker_ws(emu: ExchangeEmulator) -> None:
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = TickerCollector(cl, [SYM], mode="ws", **FAST)  # type: ignore[arg-type]
+    try:
+        async with DataCollector([c], store, max_silence=5):
+            await asyncio.sleep(3.5)
+    finally:
+        await cl.close()
+    got = store.read(DatasetKey("binance", SYM, "ticker"))
+    assert len(got) >= 2, got
+    assert np.all(np.diff(ms(got)) > 0)
+    assert (got["bid"] < got["ask"]).all(), got
+    spread = (got["ask"] - got["bid"]).to_numpy()
+    last = got["last"].to_numpy()
+    # the last trade price is inside the quotes or near them
+    assert np.all(last >= got["bid"].to_numpy() - 20 * spread - 50)
+    assert np.all(last <= got["ask"].to_numpy() + 20 * spread + 50)
+    spec = emu.market.spec("binance", SYM)
+    scale = 10.0**spec.price_decimals
+    for ts, row in zip(ms(got).tolist(), got.itertuples(index=False), strict=True):
+        book = book_at(emu.market, "binance", SYM, ts)
+        assert (row.bid, row.ask) == (book.bids[0][0] / scale, book.asks[0][0] / scale)
+        # the ticker at ts reports the last trade before ts
+        before = emu.market.trades("binance", SYM, ts - 60_000, ts).to_frame()
+        assert row.last == before["price"].iloc[-1]
+
+
+async def test_okx_trades_ws_equal_the_market(emu: ExchangeEmulator) -> None:
+    store = open_storage("memory://")
+    cl = client(emu, "okx")
+    c = TradesCollector(cl, [SYM], mode="ws", candles=["1s"], **FAST)  # type: ignore[arg-type]
+    try:
+        async with DataCollector([c], store, max_silence=5):
+            await asyncio.sleep(3.5)
+    finally:
+        await cl.close()
+    key = DatasetKey("okx", SYM, "trades")
+    cov = list(store.coverage(key))
+    assert len(cov) == 1, cov
+    lo, hi = cov[0].start, cov[0].end
+    got = store.read(key, lo, hi)
+    exp = emu.market.trades("okx", SYM, lo, hi).to_frame()
+    assert len(exp) > 5
+    pd.testing.assert_frame_equal(got[["id", "price", "amount", "side"]], exp, check_freq=False)
+    ckey = DatasetKey("okx", SYM, "ohlcv", "1s")
+    ccov = list(store.coverage(ckey))
+    assert len(ccov) == 1, ccov
+    cg = store.read(ckey, ccov[0].start, ccov[0].end)
+    ce = emu.market.candles("okx", SYM, "1s", ccov[0].start, ccov[0].end).to_frame()
+    pd.testing.assert_frame_equal(cg[OHLCV], ce[OHLCV], check_freq=False)
