@@ -10,6 +10,7 @@ resumes from it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import sys
@@ -55,23 +56,6 @@ class JobReport:
     def ok(self) -> bool:
         """True when no window failed."""
         return not self.failed
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able summary."""
-        return {
-            "key": str(self.key),
-            "symbol": self.key.symbol,
-            "required": None if self.required is None else [self.required.start, self.required.end],
-            "already_covered": self.already_covered.to_list(),
-            "missing": self.missing.to_list(),
-            "rows": self.rows,
-            "windows": self.windows,
-            "windows_failed": [[w.start, w.end] for w in self.failed],
-            "errors": list(self.errors),
-            "requests": self.requests,
-            "seconds": round(self.seconds, 3),
-            "ok": self.ok,
-        }
 
 
 @define
@@ -337,7 +321,7 @@ async def _run_job(
         finally:
             if not prod.done():
                 prod.cancel()
-                with _suppress_cancel():
+                with contextlib.suppress(asyncio.CancelledError):
                     await prod
     finally:
         report.requests = tally.requests
@@ -362,14 +346,6 @@ def _first_leaf(eg: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
-
-
-class _suppress_cancel:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: type[BaseException] | None, *rest: object) -> bool:
-        return et is not None and issubclass(et, asyncio.CancelledError)
 
 
 def candles_in(interval: Interval, step: int) -> int:
