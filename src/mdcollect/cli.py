@@ -7,6 +7,8 @@
     mdcollect ls
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
+    mdcollect collect collect.toml --status-file /run/mdcollect.json
+    mdcollect status /run/mdcollect.json
     mdcollect serve --storage parquet:///data/md --host 127.0.0.1 --port 8002 [--emulate]
 
 Exit codes: 0 ok, 1 partial failure (some windows failed), 2 bad input.
@@ -22,15 +24,17 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from ._errors import InvalidRequest, MdcollectError
 from ._intervals import Interval
 from ._keys import DatasetKey
 from ._time import to_ms
-from .ensure import EnsureReport, backfill_async, ensure_data_async
 from .storage import DataCollectionStorage, default_storage_url, open_storage
+
+if TYPE_CHECKING:
+    from .ensure import EnsureReport
 
 log = logging.getLogger("mdcollect.cli")
 
@@ -155,6 +159,8 @@ def _print_report(report: EnsureReport, quiet: bool) -> None:
 
 
 async def _fetch(args: argparse.Namespace) -> int:
+    from .ensure import backfill_async, ensure_data_async
+
     storage = open_storage(_storage_url(args))
     try:
         with _exchange(args) as exchange:
@@ -265,7 +271,12 @@ def _collect_args(sub: Any) -> None:
                    help="collect from the built-in exchange emulator (no network needed)")  # fmt: skip
     c.add_argument("--status-every", type=float, default=10.0, metavar="SECONDS",
                    help="print a status line this often (0: never)")  # fmt: skip
+    c.add_argument("--status-file", metavar="PATH", default=None,
+                   help="also write the status as JSON to PATH (read by 'mdcollect status')")  # fmt: skip
     c.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
+    st = sub.add_parser("status", help="show the status a running 'collect --status-file' wrote")
+    st.add_argument("status_file", metavar="PATH", help="the file given to collect --status-file")
+    st.add_argument("--json", action="store_true", help="print the raw JSON")
 
 
 async def _collect(args: argparse.Namespace) -> int:
@@ -276,7 +287,12 @@ async def _collect(args: argparse.Namespace) -> int:
     from .collectors import load_config
 
     cfg = load_config(args.config)
-    url = args.storage or cfg.storage or default_storage_url()
+    url = args.storage or cfg.storage or _storage_url(args)
+    every = args.status_every
+    if isinstance(every, float) and every < 0:
+        raise InvalidRequest(f"--status-every must be seconds >= 0, got {every}")
+    status_file = _StatusFile(Path(args.status_file), every or 10.0) if args.status_file else None
+    tick = every or (None if status_file is None else status_file.interval)
     with contextlib.ExitStack() as stack:
         if args.emulate:
             from .exchanges import ExchangeClient
@@ -298,10 +314,14 @@ async def _collect(args: argparse.Namespace) -> int:
             loop.call_later(args.duration, stop.set)
         try:
             async with dc:
+                if status_file is not None:
+                    status_file.write(dc.status(), args.config, url)
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), args.status_every or None)
-                    if args.status_every and not args.quiet:
+                        await asyncio.wait_for(stop.wait(), tick)
+                    if status_file is not None:
+                        status_file.write(dc.status(), args.config, url)
+                    if every and not args.quiet:
                         print(_status_line(dc.status()), flush=True)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -311,6 +331,8 @@ async def _collect(args: argparse.Namespace) -> int:
                 for client in clients.values():
                     await client.close()
         st = dc.status()
+        if status_file is not None:
+            status_file.write(st, args.config, url, stopped=True)
         if not args.quiet:
             print(_status_line(st) + " (stopped)", flush=True)
         dropped = sum(c["rows_dropped"] for c in st["collectors"].values())
@@ -329,6 +351,85 @@ def _status_line(st: dict[str, Any]) -> str:
     return f"[{health}] " + "; ".join(parts)
 
 
+class _StatusFile:
+    """The status of a running ``collect``, as JSON, replaced atomically."""
+
+    def __init__(self, path: Path, interval: float) -> None:
+        self.path, self.interval = path, interval
+        if path.is_dir():
+            raise InvalidRequest(f"--status-file must be a file path, got the directory {path}")
+
+    def write(
+        self, status: dict[str, Any], config: str, storage: str, stopped: bool = False
+    ) -> None:
+        import json
+        import os
+        import time
+
+        doc = {
+            "written": time.time(),
+            "pid": os.getpid(),
+            "config": str(config),
+            "storage": storage,
+            "interval": self.interval,
+            "stopped": stopped,
+            "status": status,
+        }
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(doc, default=str, indent=1))
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a status file must never stop the collection
+            log.warning("could not write the status file %s: %s", self.path, exc)
+
+
+def _status(args: argparse.Namespace) -> int:
+    """``mdcollect status PATH``: exit 0 when the collection runs and is healthy, else 1."""
+    import json
+    import time
+
+    path = Path(args.status_file)
+    try:
+        doc = json.loads(path.read_text())
+        st = doc["status"]
+        written, interval = float(doc["written"]), float(doc["interval"])
+    except FileNotFoundError:
+        raise InvalidRequest(
+            f"no status file at {path}; start 'mdcollect collect CONFIG --status-file {path}'"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidRequest(
+            f"{path} is not a status file written by mdcollect collect: {exc}"
+        ) from exc
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    age = time.time() - written
+    if doc.get("stopped"):
+        state, ok = "stopped", False
+    elif age > 3 * interval + 5:
+        state, ok = (
+            f"not running? the status is {age:.0f}s old (written every {interval:g}s)",
+            False,
+        )
+    else:
+        state = "healthy" if st["is_healthy"] else "UNHEALTHY"
+        ok = bool(st["is_healthy"])
+    if not args.json:
+        print(f"mdcollect collect {doc.get('config')} (pid {doc.get('pid')}): {state}")
+        print(f"  storage {doc.get('storage')}, written {age:.1f}s ago")
+        for name, c in st["collectors"].items():
+            since = c["time_since_data"]
+            print(
+                f"  {name}: {c['state']}, {c['rows_stored']} rows stored,"
+                f" {c['restarts']} restarts, {c['errors']} errors, {c['rows_dropped']} dropped,"
+                f" last data {'-' if since is None else f'{since:.1f}s'} ago"
+            )
+            for issue in c["issues"]:
+                print(f"    issue: {issue}")
+    return EXIT_OK if ok else EXIT_PARTIAL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mdcollect`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -343,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "collect":
             return asyncio.run(_collect(args))
+        if args.command == "status":
+            return _status(args)
         with open_storage(_storage_url(args)) as storage:
             if args.command == "ls":
                 return _ls(storage)

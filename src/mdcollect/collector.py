@@ -17,13 +17,17 @@ from attrs import define, field, frozen
 from ._errors import ExchangeError, InvalidRequest
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
-from ._time import now_ms
+from ._time import Timeframe, now_ms
 from .collectors import DataSourceCollector, load_collectors, load_config
 from .storage import DataCollectionStorage, default_storage, open_storage
 
 __all__ = ["Backoff", "DataCollector", "load_collectors", "load_config"]
 
 log: Final = logging.getLogger("mdcollect.collector")
+
+#: Seconds after a hole's end before it is refilled (the exchange publishes trades and
+#: candles of the last moment a little late).
+GAP_GRACE: Final = 1.0
 
 State = Literal["idle", "starting", "running", "backoff", "stopped", "disabled", "failed"]
 
@@ -73,7 +77,7 @@ class _Tracked(DataCollectionStorage):
     ) -> int:
         n = self.inner.write(key, frame, covered=covered)
         k = key if isinstance(key, DatasetKey) else DatasetKey.parse(key)
-        gap = None
+        gaps: list[tuple[DatasetKey, Interval]] = []
         with self._lock:
             slot = self._slot
             slot.rows_stored += n
@@ -82,12 +86,68 @@ class _Tracked(DataCollectionStorage):
                 slot.last_data_ms = now_ms()
             if covered is not None:
                 end = self._cov_end.get(k)
-                if end is not None and covered.start > end:
+                gap = None
+                if end is None:
+                    gap = self._resume_gap(k, covered.start)
+                elif covered.start > end:
                     gap = Interval(end, covered.start)
                 self._cov_end[k] = covered.end if end is None else max(end, covered.end)
-        if gap is not None:
-            self._owner._gap_found(self._slot, k, gap)
+                if gap is not None:
+                    gaps.append((k, gap))
+                if end is None or gap is not None:
+                    gaps += self._derived_gaps(k, covered.start, gap)
+        for gk, g in gaps:
+            self._owner._gap_found(self._slot, gk, g)
         return n
+
+    def _derived_gaps(
+        self, key: DatasetKey, start: int, gap: Interval | None
+    ) -> list[tuple[DatasetKey, Interval]]:
+        """Holes in datasets built from ``key`` (candles from trades) when ``key``'s
+        coverage starts anew at ``start``: a session's candles begin at the first
+        whole candle after ``start``, so a hole in the trades is a hole in the
+        candles widened to whole candles. Found here, at once, rather than when the
+        next live candle closes: with a reconnect more often than a candle's length
+        (Binance drops connections daily) that would be never."""
+        out: list[tuple[DatasetKey, Interval]] = []
+        for dk in self._slot.collector.derived_keys(key):
+            assert dk.timeframe is not None
+            tf = Timeframe.parse(dk.timeframe)
+            head = tf.ceil(start)
+            dgap = (
+                Interval(tf.floor(gap.start), tf.ceil(gap.end))
+                if gap is not None
+                else self._resume_gap(dk, head)
+            )
+            self._cov_end[dk] = max(self._cov_end.get(dk, head), head)
+            if dgap is not None:
+                out.append((dk, dgap))
+        return out
+
+    def _resume_gap(self, key: DatasetKey, start: int) -> Interval | None:
+        """The hole between what the store held before this collector and its first
+        live data at ``start`` (the daemon was down), when short enough to refill."""
+        window = self._owner.resume_window
+        if window <= 0:
+            return None
+        # rows written just now already reached the store: look before them
+        before = self.inner.coverage(key) & Interval(0, start)
+        if not before:
+            return None
+        prior = before[-1].end
+        if prior >= start:
+            return None
+        if start - prior > window * 1000:
+            log.warning(
+                "%s: %s was last covered %s, more than resume_window (%gs) ago; "
+                "not refilled (ensure_data fills longer holes)",
+                self._slot.collector.name,
+                key,
+                pd.Timestamp(prior, unit="ms", tz="UTC"),
+                window,
+            )
+            return None
+        return Interval(prior, start)
 
     def read(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         return self.inner.read(*args, **kwargs)
@@ -125,6 +185,7 @@ class _Slot:
     restarts: int = 0
     silent_restarts: int = 0
     errors: int = 0
+    permanent_errors: int = 0  # in a row, with nothing stored in between
     last_error: str | None = None
     started: float | None = None  # monotonic, current run
     first_started: float | None = None
@@ -133,6 +194,7 @@ class _Slot:
     last_data_ms: int | None = None
     gaps_found: int = 0
     gaps_filled: int = 0
+    gaps_waiting: int = 0  # holes reaching into candles not closed yet
     delays: list[float] = field(factory=list)
     storage: _Tracked | None = None
 
@@ -144,14 +206,20 @@ class DataCollector:
       restarted after ``restart_backoff`` (a :class:`Backoff`: capped exponential
       with jitter, so a crash loop does not spin). A bad request
       (:class:`~mdcollect.InvalidRequest`, e.g. an unknown symbol) is not
-      retried: the collector is marked ``failed``.
+      retried: the collector is marked ``failed``; so is one that met a permanent
+      exchange error (a 4xx, an unsupported method) ``max_permanent_errors``
+      times in a row with nothing stored in between. :meth:`enable` retries it.
     * A collector whose feed shows no sign of life (data, a successful poll,
-      or any websocket frame such as the exchange's pings) for ``max_silence``
-      seconds is restarted; quiet markets do not cause reconnect storms.
+      or any websocket frame: the exchange's pings, or pongs to the pings sent
+      every ``max_silence / 3`` seconds) for ``max_silence`` seconds is
+      restarted. A quiet market still answers pings, so it causes no
+      reconnect storm; a stalled connection does not, so it is replaced.
     * Freshness is measured from what reaches storage: each collector writes
       through a wrapper of ``storage``. When a collector's coverage resumes after
       a hole (a reconnect), the hole is refilled through the backfill engine, so
-      stored closed candles and trades have no gap.
+      stored closed candles and trades have no gap. So is the hole between what
+      the store already held and a collector's first data (the daemon was
+      down), when it is at most ``resume_window`` seconds long (0: never).
     * :meth:`stop` flushes every buffered row (``stop_timeout`` seconds at most).
 
     ``storage`` is a :class:`~mdcollect.DataCollectionStorage`, a URL, or
@@ -176,6 +244,8 @@ class DataCollector:
         backfill_gaps: bool = True,
         stop_timeout: float = 30.0,
         check_interval: float | None = None,
+        max_permanent_errors: int = 3,
+        resume_window: float = 6 * 3600.0,
     ) -> None:
         if isinstance(restart_backoff, int | float) and not isinstance(restart_backoff, bool):
             restart_backoff = Backoff(initial=float(restart_backoff))
@@ -189,6 +259,22 @@ class DataCollector:
             or max_silence <= 0
         ):
             raise InvalidRequest(f"max_silence must be seconds > 0, got {max_silence!r}")
+        if (
+            isinstance(max_permanent_errors, bool)
+            or not isinstance(max_permanent_errors, int)
+            or max_permanent_errors < 1
+        ):
+            raise InvalidRequest(
+                f"max_permanent_errors must be an int >= 1, got {max_permanent_errors!r}"
+            )
+        self.max_permanent_errors = max_permanent_errors
+        if (
+            isinstance(resume_window, bool)
+            or not isinstance(resume_window, int | float)
+            or resume_window < 0
+        ):
+            raise InvalidRequest(f"resume_window must be seconds >= 0, got {resume_window!r}")
+        self.resume_window = float(resume_window)
         self.backoff = restart_backoff
         self.max_silence = float(max_silence)
         self.backfill_gaps = backfill_gaps
@@ -329,6 +415,7 @@ class DataCollector:
         """Run a disabled (or failed) collector again."""
         slot = self._slot(name)
         slot.should_run = True
+        slot.permanent_errors = 0
         if self._running and slot.task is None:
             self._launch(slot)
         elif not self._running:
@@ -426,6 +513,7 @@ class DataCollector:
             "silent_restarts": slot.silent_restarts,
             "gaps_found": slot.gaps_found,
             "gaps_filled": slot.gaps_filled,
+            "gaps_waiting": slot.gaps_waiting,
             "uptime": (now - slot.started)
             if slot.started is not None and slot.state == "running"
             else 0.0,
@@ -472,9 +560,13 @@ class DataCollector:
         c = slot.collector
         attempt = 0
         assert slot.storage is not None
+        keepalive = getattr(c.client(), "ws_keepalive", None)
+        if keepalive is not None:
+            keepalive(self.max_silence / 3)
         while slot.should_run and self._running:
             slot.state = "running"
             slot.started = time.monotonic()
+            stored = slot.rows_stored
             if slot.first_started is None:
                 slot.first_started = slot.started
             run = asyncio.create_task(c.run(slot.storage), name=f"run {c.name}")
@@ -494,11 +586,27 @@ class DataCollector:
             except Exception as exc:  # any crash is logged, counted and restarted with backoff
                 slot.errors += 1
                 slot.last_error = repr(exc)
+                permanent = isinstance(exc, ExchangeError) and not exc.transient
+                if permanent and slot.rows_stored == stored:
+                    slot.permanent_errors += 1
+                else:
+                    slot.permanent_errors = int(permanent)
+                if slot.permanent_errors >= self.max_permanent_errors:
+                    slot.state = "failed"
+                    slot.task = None
+                    log.error(
+                        "%s: permanent error %d times in a row, not restarted: %s",
+                        c.name,
+                        slot.permanent_errors,
+                        exc,
+                    )
+                    return
                 if isinstance(exc, ExchangeError) and exc.transient:
                     log.warning("%s: %s; reconnecting", c.name, exc)
                 else:
                     log.error("%s: crashed; restarting", c.name, exc_info=exc)
             else:
+                slot.permanent_errors = 0
                 log.warning("%s: %s; restarting", c.name, reason)
                 if reason == "silent":
                     slot.silent_restarts += 1
@@ -544,7 +652,14 @@ class DataCollector:
         loop.call_soon_threadsafe(self._queue_gap, slot, key, gap)
 
     def _queue_gap(self, slot: _Slot, key: DatasetKey, gap: Interval) -> None:
-        if self._gaps is None:
+        if self._gaps is None or not self._running:
+            return
+        # a hole reaching into a candle that is still open waits for it to close
+        wait = (gap.end - now_ms()) / 1000 + GAP_GRACE
+        if wait > 0:
+            assert self._loop is not None
+            slot.gaps_waiting += 1
+            self._loop.call_later(wait, self._queue_later, slot, key, gap)
             return
         try:
             self._gaps.put_nowait((slot, key, gap))
@@ -552,6 +667,10 @@ class DataCollector:
             log.error(
                 "%s: too many gaps queued; %s %s not backfilled", slot.collector.name, key, gap
             )
+
+    def _queue_later(self, slot: _Slot, key: DatasetKey, gap: Interval) -> None:
+        slot.gaps_waiting -= 1
+        self._queue_gap(slot, key, gap)
 
     async def _backfill_loop(self) -> None:
         assert self._gaps is not None
@@ -572,6 +691,8 @@ class DataCollector:
     async def _backfill(self, slot: _Slot, key: DatasetKey, gap: Interval) -> bool:
         from .backfill import run_jobs
 
+        if not (IntervalSet([gap]) - self.storage.coverage(key)):
+            return True  # refilled already (the same hole found twice)
         jobs = slot.collector.backfill_jobs(key, gap)
         if not jobs:
             return True

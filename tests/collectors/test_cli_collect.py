@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -44,3 +45,46 @@ def test_collect_bad_config(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert res.returncode == 2 and "fast" in res.stderr
+
+
+def _status(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mdcollect.cli", "status", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_status_reads_back_what_collect_persists(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG)
+    status = tmp_path / "run" / "status.json"
+    assert _status(str(status)).returncode == 2  # nothing running yet: says so
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mdcollect.cli", "-q", "collect", str(path), "--emulate",
+         "--status-every", "0.5", "--status-file", str(status)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            # the emulator's default market trades 4 times a minute: wait for uptime, not rows
+            if status.exists() and json.loads(status.read_text())["status"]["uptime"] > 1.5:
+                break
+            time.sleep(0.2)
+        running = _status(str(status))
+        raw = _status(str(status), "--json")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert running.returncode == 0, running.stdout + running.stderr
+    assert ": healthy" in running.stdout and f"(pid {proc.pid})" in running.stdout
+    assert "binance:trades:BTC/USDT: running" in running.stdout
+    doc = json.loads(raw.stdout)
+    col = doc["status"]["collectors"]["binance:trades:BTC/USDT"]
+    assert doc["pid"] == proc.pid and col["state"] == "running" and col["errors"] == 0
+    assert doc["status"]["uptime"] > 1.5 and doc["storage"] == "memory://"
+    stopped = _status(str(status))
+    assert stopped.returncode == 1 and ": stopped" in stopped.stdout
+    status.write_text("{not json")
+    bad = _status(str(status))
+    assert bad.returncode == 2 and "not a status file" in bad.stderr

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdcollect import DatasetKey, InvalidRequest, open_storage
+from mdcollect import DatasetKey, InvalidRequest, ensure_data_async, open_storage
 from mdcollect.collector import Backoff, DataCollector
 from mdcollect.collectors import DataSourceCollector, TickerCollector, TradesCollector
 from mdcollect.storage import DataCollectionStorage
@@ -20,6 +20,7 @@ from ..conftest import RedisServer
 from .conftest import OHLCV, client, truth_candles, truth_trades, wait_until
 
 SYM = "BTC/USDT"
+SYMS = [SYM, "ETH/USDT"]
 FAST = {"batch_seconds": 0.2, "poll_interval": 0.2, "flush_timeout": 10.0}
 
 
@@ -69,32 +70,54 @@ async def test_trades_and_candles_equal_the_market(emu: ExchangeEmulator, mode: 
     assert c.stats.rows_dropped == 0
 
 
-async def test_drops_and_silence_leave_no_hole(emu: ExchangeEmulator) -> None:
-    """Two dropped connections and one silent spell: restarts, then gaps refilled over REST."""
+async def test_half_minute_of_drops_and_silence_leaves_no_hole(emu: ExchangeEmulator) -> None:
+    """~30 s of trades and 1s/1m candles for two symbols while the feed drops twice and
+    stalls once: every stored span equals the market, with no hole and no duplicate.
+
+    1m candles of the day so far were stored by ``ensure_data`` first, as a user
+    would: the hole between them and the first live candle is refilled too, so
+    the 1m check spans whole minutes however the half minute falls.
+    """
     store = open_storage("memory://")
     cl = client(emu)
-    c = TradesCollector(cl, [SYM], mode="ws", candles=["1s", "1m"], **FAST)  # type: ignore[arg-type]
+    today = pd.Timestamp(emu.market.now(), unit="ms", tz="UTC").strftime("%Y-%m-%d")
+    await ensure_data_async(
+        SYMS, "1m", today, today, exchange=cl, storage=store, padding_days=0, progress=False
+    )
+    c = TradesCollector(cl, SYMS, mode="ws", candles=["1s", "1m"], **FAST)  # type: ignore[arg-type]
     dc = DataCollector([c], store, max_silence=1.5, restart_backoff=Backoff(0.2, 1.0))
     try:
         async with dc:
-            await asyncio.sleep(3)
-            emu.ws.drop()
-            await asyncio.sleep(3)
-            emu.ws.drop()
-            await asyncio.sleep(3)
-            emu.ws.silence(4)
             await asyncio.sleep(6)
-            await wait_until(lambda: dc.status()["collectors"][c.name]["gaps_filled"] >= 6, 15)
+            emu.ws.drop()
+            await asyncio.sleep(6)
+            emu.ws.drop()
+            await asyncio.sleep(6)
+            emu.ws.silence(4)
+            await asyncio.sleep(10)
+            # holes reaching into the open minute are refilled once it closes
+            await wait_until(
+                lambda: dc.status()["collectors"][c.name]["gaps_filled"]
+                == dc.status()["collectors"][c.name]["gaps_found"],
+                75,
+            )
             st = dc.status()["collectors"][c.name]
+        stopped = emu.market.now() // 60_000 * 60_000
     finally:
         await cl.close()
     assert st["restarts"] >= 3 and st["silent_restarts"] >= 1, st
-    assert st["gaps_found"] >= 6  # 3 outages x (trades, 1s; 1m when a minute closed)
-    check_trades(store, emu, SYM)
-    assert check_candles(store, emu, SYM, "1s") >= 12
-    key = DatasetKey("binance", SYM, "ohlcv", "1m")
-    if len(store.coverage(key)):
-        check_candles(store, emu, SYM, "1m")
+    # 3 outages x 2 symbols x (trades, 1s, 1m), and the 1m hole after ensure_data
+    assert st["gaps_found"] >= 20 and st["gaps_waiting"] == 0, st
+    assert st["rows_dropped"] == 0 and st["state"] == "running"
+    for sym in SYMS:
+        assert check_trades(store, emu, sym) > 200
+        assert check_candles(store, emu, sym, "1s") >= 25
+        day = pd.Timestamp(today, tz="UTC").value // 1_000_000
+        minutes = check_candles(store, emu, sym, "1m")
+        cov = store.coverage(DatasetKey("binance", sym, "ohlcv", "1m"))
+        assert cov[0].start == max(day, emu.market.spec("binance", sym).listed)
+        assert cov[0].end in (stopped - 60_000, stopped)  # up to the last closed minute
+        assert minutes == (cov[0].end - cov[0].start) // 60_000
 
 
 class Crashing(DataSourceCollector):
@@ -228,3 +251,63 @@ async def test_add_remove_enable_disable(emu: ExchangeEmulator) -> None:
     finally:
         await cl.close()
     assert n > 0
+
+
+@pytest.mark.parametrize("venue", ["binance", "okx"])
+async def test_quiet_feed_is_not_restarted(emu: ExchangeEmulator, venue: str) -> None:
+    """No data for 4x max_silence on a live connection: pongs are a heartbeat, no reconnects.
+
+    ccxt pings Binance every 180 s by default, far beyond max_silence: without the
+    collector's keep-alive this feed would be restarted every 1.5 s.
+    """
+    store = open_storage("memory://")
+    cl = client(emu, venue)
+    c = TradesCollector(cl, [SYM], mode="ws", **FAST)  # type: ignore[arg-type]
+    dc = DataCollector([c], store, max_silence=1.5, restart_backoff=Backoff(0.2, 1.0))
+    emu.ws.clear()
+    try:
+        async with dc:
+            await wait_until(lambda: c.stats.rows_received > 0, 5)
+            emu.ws.pause(venue=venue)
+            await asyncio.sleep(0.3)  # what was in flight arrives
+            received = c.stats.rows_received
+            await asyncio.sleep(6)
+            assert c.stats.rows_received == received  # quiet indeed
+            st = dc.status()["collectors"][c.name]
+            emu.ws.resume()
+            await wait_until(lambda: c.stats.rows_received > received, 5)
+    finally:
+        emu.ws.resume()
+        await cl.close()
+    assert st["restarts"] == 0 and st["silent_restarts"] == 0 and st["errors"] == 0, st
+    assert st["state"] == "running" and st["time_since_heartbeat"] < 1.5, st
+    assert len(emu.ws.connections) == 1  # one connection throughout
+    if venue == "binance":
+        check_trades(store, emu, SYM)  # the held trades were delivered: no hole
+
+
+async def test_permanent_exchange_error_fails_the_collector(emu: ExchangeEmulator) -> None:
+    """The emulated Kraken serves no ticker endpoint: a 404 three times in a row is final."""
+    store = open_storage("memory://")
+    kraken = client(emu, "kraken")
+    cl = client(emu)
+    bad = TickerCollector(kraken, [SYM], mode="poll", interval=0.2, **FAST)  # type: ignore[arg-type]
+    good = TickerCollector(cl, [SYM], mode="ws", interval=0.2, **FAST)  # type: ignore[arg-type]
+    dc = DataCollector([bad, good], store, restart_backoff=Backoff(0.05, 0.2))
+    emu.clear_requests()
+    try:
+        async with dc:
+            await wait_until(lambda: dc.status()["collectors"][bad.name]["state"] == "failed", 10)
+            await asyncio.sleep(0.5)  # not restarted again
+            st = dc.status()["collectors"]
+            asked = [r for r in emu.requests if r.path.endswith("/Ticker")]
+            dc.enable(bad.name)  # tried again, on request
+            await wait_until(lambda: dc.status()["collectors"][bad.name]["errors"] == 6, 10)
+    finally:
+        await kraken.close()
+        await cl.close()
+    assert st[bad.name]["errors"] == 3 and st[bad.name]["restarts"] == 2, st[bad.name]
+    assert "404" in st[bad.name]["last_error"] and not st[bad.name]["is_healthy"]
+    assert any("failed" in i for i in st[bad.name]["issues"])
+    assert len(asked) == 3
+    assert st[good.name]["state"] == "running" and st[good.name]["errors"] == 0

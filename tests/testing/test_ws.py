@@ -474,3 +474,62 @@ async def test_okx_trades_format_matches_recording(emu: ExchangeEmulator) -> Non
         msg = await _recv_json(ws)
     assert _shape(msg) == _shape(expected)
     assert list(msg["data"][0]) == list(expected["data"][0])
+
+
+# --------------------------------------------------------------------------- heartbeats
+
+
+async def _pings(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> int:
+    """Ping frames received (and answered) within ``seconds``; data frames are skipped."""
+    n = 0
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = await asyncio.wait_for(ws.receive(), left)
+        except TimeoutError:
+            break
+        if msg.type == aiohttp.WSMsgType.PING:
+            n += 1
+            await ws.pong(msg.data)
+    return n
+
+
+async def test_server_pings_follow_the_venue_and_the_switch(emu: ExchangeEmulator) -> None:
+    url = _ws(emu, "stream.binance.com", "/ws")
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(url, autoping=False) as ws:
+            assert await _pings(ws, 0.6) == 0  # Binance spot pings every 20 s
+            emu.ws.server_pings(0.1, venue="binance")
+            assert 3 <= await _pings(ws, 0.7) <= 8
+            conn = emu.ws.open_connections[-1].id
+            emu.ws.silence(0.6)
+            assert await _pings(ws, 0.5) == 0  # a silent connection does not ping either
+            emu.ws.server_pings(None)
+            await asyncio.sleep(0.2)
+            sent = emu.ws.pings_sent(conn)
+            assert await _pings(ws, 0.5) == 0 and emu.ws.pings_sent(conn) == sent
+        emu.ws.server_pings(0.1)  # without a venue: every venue, OKX included
+        async with s.ws_connect(_ws(emu, "ws.okx.com", "/ws/v5/public"), autoping=False) as ws:
+            assert await _pings(ws, 0.6) >= 3
+
+
+async def test_server_pings_are_a_heartbeat_of_a_quiet_feed(emu: ExchangeEmulator) -> None:
+    """ccxt pings Binance only every 180 s; the server's own pings keep the heartbeat fresh."""
+    from mdcollect.exchanges import ExchangeClient
+
+    client = ExchangeClient("binance", base_url=emu.url, enableRateLimit=False)
+    try:
+        await asyncio.wait_for(client.watch_trades("BTC/USDT"), 5)
+        emu.ws.pause(venue="binance")
+        await asyncio.sleep(1.0)
+        emu.ws.server_pings(0.2, venue="binance")
+        await asyncio.sleep(1.0)
+        last = client.ws_last_message()
+        assert last is not None and emu.market.now() - last < 500
+        emu.ws.server_pings(None)
+        await asyncio.sleep(1.0)
+        last = client.ws_last_message()
+        assert last is not None and emu.market.now() - last >= 900  # truly quiet now
+    finally:
+        emu.ws.resume()
+        await client.close()

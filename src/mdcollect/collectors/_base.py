@@ -223,6 +223,11 @@ class DataSourceCollector(ABC):
         if self._owns_client and self._client is not None:
             await self._client.close()
 
+    def derived_keys(self, key: DatasetKey) -> list[DatasetKey]:
+        """Datasets this collector builds from ``key``'s rows (candles from trades): a
+        hole in ``key`` is a hole in them too. None by default."""
+        return []
+
     def backfill_jobs(self, key: DatasetKey, gap: Interval) -> list[Any]:
         """Backfill jobs that refill ``gap`` of ``key`` (a range a reconnect left
         uncovered); none by default (kinds without history)."""

@@ -106,6 +106,11 @@ class TradesCollector(DataSourceCollector):
             out += [DatasetKey(self.exchange, s, "ohlcv", str(tf)) for tf in self.timeframes]
         return out
 
+    def derived_keys(self, key: DatasetKey) -> list[DatasetKey]:
+        if key.kind != "trades":
+            return []
+        return [DatasetKey(self.exchange, key.symbol, "ohlcv", str(tf)) for tf in self.timeframes]
+
     def backfill_jobs(self, key: DatasetKey, gap: Interval) -> list[Any]:
         tf = key.timeframe if key.kind == "ohlcv" else None
         return [

@@ -565,6 +565,27 @@ class ExchangeClient:
                     last = int(t)
         return last
 
+    def ws_keepalive(self, seconds: float) -> None:
+        """Ping websocket connections at least every ``seconds`` (connections opened from
+        now on), so a quiet channel still shows a heartbeat: every pong counts in
+        :meth:`ws_last_message`. The exchange's own interval is kept when shorter
+        (ccxt's Binance default is 180 s; OKX's 18 s). ccxt itself gives up on a
+        connection only after six unanswered pings, leaving the call to the caller's
+        silence rule.
+
+        >>> client.ws_keepalive(10)   # a DataCollector with max_silence=30 does this
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise InvalidRequest(f"keep-alive must be seconds > 0, got {seconds!r}")
+        streaming = getattr(self.exchange, "streaming", None)
+        if not isinstance(streaming, dict):
+            return
+        ms = max(1, int(seconds * 1000))
+        current = streaming.get("keepAlive")
+        if not isinstance(current, int | float) or current <= 0 or ms < current:
+            streaming["keepAlive"] = ms
+        streaming["maxPingPongMisses"] = max(float(streaming.get("maxPingPongMisses", 2.0)), 6.0)
+
     async def close_streams(self) -> None:
         """Close every websocket connection (the next ``watch_*`` call opens a fresh one);
         the REST session stays open.

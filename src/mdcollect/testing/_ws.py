@@ -87,6 +87,10 @@ class _Conn:
     closed: int | None = None
     messages: int = 0
     silent_until: float = 0.0
+    venue_pings: float | None = None  # the venue's own ping interval (None: never)
+    ping_every: float | None = None  # seconds between server pings now
+    last_ping: float = attrs.Factory(time.monotonic)
+    pings: int = 0
     backlog: list[Any] = attrs.Factory(list)
     lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
 
@@ -149,6 +153,7 @@ class WsControl:
         self._paused: list[_Filter] = []
         self._dup: list[tuple[_Filter, float]] = []
         self._malformed: list[list[Any]] = []  # [filter, remaining]
+        self._pings: dict[str | None, float | None] = {}  # venue (None: all) -> seconds
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -257,15 +262,40 @@ class WsControl:
             if rate > 0:
                 self._dup.append((flt, rate))
 
+    def server_pings(self, seconds: float | None, *, venue: str | None = None) -> None:
+        """Send a ping frame every ``seconds`` on matching connections (None: never),
+        in place of the venue's own interval (Binance: 20 s spot, 180 s USD-M; OKX
+        never pings). Applies to open connections and ones opened later;
+        :meth:`reset` restores the venues' intervals.
+        """
+        with self._lock:
+            if venue is None:
+                self._pings.clear()
+            self._pings[None if venue is None else self._venue_of(venue)] = seconds
+            for c in self._conns.values():
+                c.ping_every = self._ping_interval(c)
+
+    def _ping_interval(self, conn: _Conn) -> float | None:
+        if conn.venue in self._pings:
+            return self._pings[conn.venue]
+        return self._pings.get(None, conn.venue_pings)
+
+    def pings_sent(self, connection: int) -> int:
+        """Server pings sent so far on one connection."""
+        with self._lock:
+            return self._conns[connection].pings
+
     def reset(self) -> None:
         """Switch every websocket fault off (pauses are resumed, silences end)."""
         with self._lock:
+            self._pings.clear()
             self._paused.clear()
             self._dup.clear()
             self._malformed.clear()
             conns = list(self._conns.values())
         for c in conns:
             c.silent_until = 0.0
+            c.ping_every = c.venue_pings
 
     # -- serving (emulator loop)
 
@@ -293,7 +323,9 @@ class WsControl:
         ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
         await ws.prepare(request)
         conn = _Conn(conn_id, dialect.name, kind, path, _ms(), session, ws, request)
+        conn.venue_pings = dialect.ws_server_pings.get(kind)
         with self._lock:
+            conn.ping_every = self._ping_interval(conn)
             self._conns[conn_id] = conn
         log.debug("ws connection %d opened: %s %s", conn_id, dialect.name, path)
         pump = asyncio.create_task(self._pump(conn))
@@ -347,12 +379,22 @@ class WsControl:
             msgs = await self._run(conn, conn.session.poll, self._market.now())
             if self._silent(conn):
                 continue
+            await self._ping_due(conn)
             if self._paused_now(conn):
                 conn.backlog += msgs
                 continue
             if conn.backlog:
                 msgs, conn.backlog = conn.backlog + msgs, []
             await self._send(conn, msgs, True)
+
+    async def _ping_due(self, conn: _Conn) -> None:
+        """The server's own ping frame, when one is due (paused feeds ping too)."""
+        every = conn.ping_every
+        if every is not None and time.monotonic() - conn.last_ping >= every:
+            conn.last_ping = time.monotonic()
+            if not conn.ws.closed:
+                await conn.ws.ping()
+                conn.pings += 1
 
     async def _send(self, conn: _Conn, msgs: list[Any], data: bool) -> None:
         if not msgs or self._silent(conn) or conn.ws.closed:

@@ -127,6 +127,9 @@ class Dialect(abc.ABC):
     #: Websocket hosts served (the original host of the ccxt URL) -> market kind
     #: passed to :meth:`ws_session` (``"spot"``, ``"linear"``, ...).
     ws_hosts: ClassVar[Mapping[str, str]] = {}
+    #: Seconds between the server's own ping frames per market kind (absent: the
+    #: server never pings, the client must).
+    ws_server_pings: ClassVar[Mapping[str, float]] = {}
 
     def ws_session(
         self, market: SyntheticMarket, kind: str, path: str, query: Mapping[str, str], conn_id: int

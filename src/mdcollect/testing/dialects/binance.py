@@ -117,6 +117,8 @@ class Binance(Dialect):
         "data-stream.binance.vision": "spot",
         "fstream.binance.com": "linear",
     }
+    #: Binance pings every 20 s on spot streams and every 3 min on USD-M futures.
+    ws_server_pings: ClassVar[Mapping[str, float]] = {"spot": 20.0, "linear": 180.0}
 
     def default_markets(self) -> Sequence[MarketSpec]:
         return [
