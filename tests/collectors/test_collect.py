@@ -96,11 +96,7 @@ async def test_half_minute_of_drops_and_silence_leaves_no_hole(emu: ExchangeEmul
             emu.ws.silence(4)
             await asyncio.sleep(10)
             # holes reaching into the open minute are refilled once it closes
-            await wait_until(
-                lambda: dc.status()["collectors"][c.name]["gaps_filled"]
-                == dc.status()["collectors"][c.name]["gaps_found"],
-                75,
-            )
+            await wait_until(lambda: _gaps_done(dc, c), 75)
             st = dc.status()["collectors"][c.name]
         stopped = emu.market.now() // 60_000 * 60_000
     finally:
@@ -311,3 +307,46 @@ async def test_permanent_exchange_error_fails_the_collector(emu: ExchangeEmulato
     assert any("failed" in i for i in st[bad.name]["issues"])
     assert len(asked) == 3
     assert st[good.name]["state"] == "running" and st[good.name]["errors"] == 0
+
+
+@pytest.mark.parametrize("resume_window", [3600.0, 0.5])
+async def test_restarted_daemon_refills_the_hole_it_left(
+    emu: ExchangeEmulator, resume_window: float
+) -> None:
+    """A second DataCollector (the daemon restarted) refills trades and 1s candles
+    missed while it was down, when the hole fits ``resume_window``."""
+    store = open_storage("memory://")
+    cl = client(emu)
+    ckey = DatasetKey("binance", SYM, "ohlcv", "1s")
+    try:
+        for _ in range(2):
+            c = TradesCollector(cl, [SYM], mode="ws", candles=["1s"], **FAST)  # type: ignore[arg-type]
+            dc = DataCollector([c], store, resume_window=resume_window)
+            t0 = emu.market.now()
+            async with dc:
+                # this run stored candles of its own
+                await wait_until(lambda: _covered_until(store, ckey) > t0 + 2000, 10)  # noqa: B023
+                await wait_until(lambda: _gaps_done(dc, c), 10)  # noqa: B023
+                st = dc.status()["collectors"][c.name]
+            await asyncio.sleep(2)  # down
+    finally:
+        await cl.close()
+    trades = store.coverage(DatasetKey("binance", SYM, "trades"))
+    candles = store.coverage(ckey)
+    if resume_window > 2:
+        assert st["gaps_found"] == st["gaps_filled"] == 2, st  # trades and 1s
+        assert check_trades(store, emu, SYM) > 0 and check_candles(store, emu, SYM, "1s") > 3
+    else:  # a hole longer than the window stays, and is logged
+        assert st["gaps_found"] == 0, st
+        assert len(trades) == len(candles) == 2
+        assert trades[1].start - trades[0].end > 2000
+
+
+def _covered_until(store: DataCollectionStorage, key: DatasetKey) -> int:
+    cov = store.coverage(key)
+    return cov[-1].end if cov else 0
+
+
+def _gaps_done(dc: DataCollector, c: DataSourceCollector) -> bool:
+    st = dc.status()["collectors"][c.name]
+    return bool(st["gaps_filled"] == st["gaps_found"])
