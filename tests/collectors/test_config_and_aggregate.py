@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from mdcollect.collectors import (
 TOML = """
 storage = "memory://"
 max_silence = 30
+resume_window = 600
+max_permanent_errors = 5
 
 [[collectors]]
 exchange = "binance"
@@ -36,7 +39,14 @@ def test_load_from_toml_and_dict(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(TOML)
     cfg = load_config(path)
-    assert cfg.storage == "memory://" and cfg.options == {"max_silence": 30}
+    assert cfg.storage == "memory://"
+    assert cfg.options == {"max_silence": 30, "resume_window": 600, "max_permanent_errors": 5}
+    from mdcollect.collector import DataCollector
+
+    dc = DataCollector.from_config(path)
+    assert (dc.max_silence, dc.resume_window, dc.max_permanent_errors) == (30.0, 600.0, 5)
+    with pytest.raises(InvalidRequest, match="resume_window"):
+        DataCollector.from_config({**tomllib.loads(TOML), "resume_window": -1})
     trades, book = cfg.collectors
     assert isinstance(trades, TradesCollector) and isinstance(book, OrderBookCollector)
     assert [str(t) for t in trades.timeframes] == ["1s", "1m"] and trades.mode == "ws"

@@ -38,7 +38,16 @@ _PER_KIND: dict[str, set[str]] = {
     "orderbook": {"depth", "interval"},
     "funding": {"interval"},
 }
-_TOP = {"storage", "collectors", "restart_backoff", "max_silence", "status_interval"}
+#: DataCollector options a config may set.
+_OPTIONS = (
+    "restart_backoff",
+    "max_silence",
+    "backfill_gaps",
+    "resume_window",
+    "max_permanent_errors",
+    "stop_timeout",
+)
+_TOP = {"storage", "collectors", *_OPTIONS}
 
 
 @frozen
@@ -57,7 +66,9 @@ def load_config(config: str | Path | Mapping[str, Any]) -> LiveConfig:
     .. code-block:: toml
 
         storage = "arctic+lmdb:///data/md"    # optional: the default store otherwise
-        max_silence = 60                      # optional DataCollector options
+        max_silence = 60                      # optional DataCollector options:
+        resume_window = 21600                 #   also restart_backoff, backfill_gaps,
+                                              #   max_permanent_errors, stop_timeout
 
         [[collectors]]
         exchange = "binance"
@@ -102,7 +113,7 @@ def load_config(config: str | Path | Mapping[str, Any]) -> LiveConfig:
     collectors: list[DataSourceCollector] = []
     for i, section in enumerate(sections):
         collectors += _section(i, section)
-    options = {k: data[k] for k in ("restart_backoff", "max_silence") if k in data}
+    options = {k: data[k] for k in _OPTIONS if k in data}
     return LiveConfig(collectors, storage, options)
 
 
