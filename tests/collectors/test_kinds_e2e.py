@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdcollect import DatasetKey, open_storage
+from mdcollect import DatasetKey, InvalidRequest, open_storage
 from mdcollect.collector import DataCollector
 from mdcollect.collectors import (
     FundingRateCollector,
@@ -107,62 +107,126 @@ async def test_order_book_snapshots(emu: ExchangeEmulator, mode: str) -> None:
     assert c.stats.rows_dropped == 0
 
 
-@pytest.mark.parametrize(
-    ("key", "mode"), [("binance_futures", "poll"), ("okx_futures", "ws"), ("okx_futures", "poll")]
-)
-async def test_funding_equals_the_market(emu: ExchangeEmulator, key: str, mode: str) -> None:
+#: (exchange key, mode, websocket stream it must use or None when it must poll)
+FUNDING_CASES = [
+    ("binance_futures", "poll", None),
+    ("binance_futures", "ws", "btcusdt@markPrice@1s"),  # no watchFundingRate: watchMarkPrice
+    ("binance_futures", "auto", "btcusdt@markPrice@1s"),
+    ("okx_futures", "ws", "funding-rate"),
+    ("okx_futures", "poll", None),
+    ("bybit_futures", "auto", None),  # neither stream in ccxt.pro bybit: auto polls
+]
+
+
+@pytest.mark.parametrize(("key", "mode", "stream"), FUNDING_CASES)
+async def test_funding_equals_the_market(
+    emu: ExchangeEmulator, key: str, mode: str, stream: str | None
+) -> None:
     store = open_storage("memory://")
     cl = client(emu, key)
     c = FundingRateCollector(cl, [PERP], mode=mode, interval=0.3, **FAST)  # type: ignore[arg-type]
+    venue = key.split("_")[0]
+    subs, reqs = len(emu.ws.subscriptions), len(emu.requests)
     try:
         async with DataCollector([c], store, max_silence=15):
             await asyncio.sleep(3)
     finally:
         await cl.close()
+    # the transport the mode asks for: a websocket stream and no REST polls, or polls
+    streams = {s.stream for s in emu.ws.subscriptions[subs:] if s.venue == venue}
+    polls = [r for r in emu.requests[reqs:] if r.exchange == venue and r.route != "exchangeInfo"]
+    polls = [r for r in polls if "time" not in r.route and "instruments" not in r.route]
+    if stream is None:
+        assert not streams and len(polls) >= 2, (streams, polls)
+    else:
+        assert any(stream in s for s in streams) and not polls, (streams, polls)
     got = store.read(DatasetKey(key, PERP, "funding"))
     assert list(got.columns) == ["rate", "mark_price", "index_price"]
     assert len(got) >= (1 if mode == "ws" else 2), got
     t = ms(got)
     assert np.all(np.diff(t) > 0)
-    venue = key.split("_")[0]
     cols = [got[c].to_numpy(dtype=float).tolist() for c in ("rate", "mark_price", "index_price")]
     for ts, rate, mark, index in zip(t.tolist(), *cols, strict=True):
         assert rate == pytest.approx(emu.market.funding_rate(venue, PERP, ts), abs=1e-10)
         if venue == "okx" and np.isnan(mark):
             continue  # OKX's funding-rate feed carries no mark price
+        if venue == "binance" and mode != "poll":
+            # a markPriceUpdate is stamped with its event time: the mark price of then
+            assert mark == pytest.approx(emu.market.mark_price(venue, PERP, ts), abs=1e-8)
         marks = [emu.market.mark_price(venue, PERP, ts - d) for d in range(0, 1001, 50)]
         assert any(mark == pytest.approx(m, abs=1e-6) for m in marks), (ts, mark)
         assert index == pytest.approx(mark)
     assert c.stats.rows_dropped == 0
 
 
-async def test_funding_ws_without_watch_funding_rate_fails_clearly(emu: ExchangeEmulator) -> None:
-    """ccxt.pro binanceusdm has no watchFundingRate: mode='ws' says so, 'auto' polls."""
-    store = open_storage("memory://")
+async def test_binance_funding_ws_row_equals_the_rest_row(emu: ExchangeEmulator) -> None:
+    """The mark-price stream parsed like ``premiumIndex`` gives REST's row: the same columns
+    and dtypes, each the market's values at its own timestamp."""
     cl = client(emu, "binance_futures")
-    bad = FundingRateCollector(cl, [PERP], mode="ws", name="bad", **FAST)  # type: ignore[arg-type]
-    auto = FundingRateCollector(cl, [PERP], mode="auto", interval=0.3, **FAST)  # type: ignore[arg-type]
-    dc = DataCollector([bad, auto], store, max_silence=15)
     try:
-        async with dc:
-            await asyncio.sleep(1.5)
-            st = dc.status()["collectors"]
+        assert cl.has_ws("watchFundingRate") and not cl.exchange.has.get("watchFundingRate")
+        ws = await cl.watch_funding_rate(PERP)
+        rest = await cl.fetch_funding_rate(PERP)
+        tick = await cl.exchange.watch_mark_price(PERP)
     finally:
         await cl.close()
-    assert "watchFundingRate" in st["bad"]["last_error"], st["bad"]
-    assert st[auto.name]["rows_stored"] >= 1, st[auto.name]
+    pd.testing.assert_index_equal(ws.columns, rest.columns)
+    assert (ws.dtypes == rest.dtypes).all()
+    for frame in (ws, rest):
+        (ts,) = ms(frame).tolist()
+        row = frame.iloc[0]
+        assert row["rate"] == emu.market.funding_rate("binance", PERP, ts)
+        assert row["mark_price"] == row["index_price"] == emu.market.mark_price("binance", PERP, ts)
+    info, period = tick["info"], 8 * 3_600_000
+    assert info["e"] == "markPriceUpdate"
+    assert info["T"] == (info["E"] // period + 1) * period  # as premiumIndex's nextFundingTime
 
 
-async def test_ticker_ws(emu: ExchangeEmulator) -> None:
+@pytest.mark.parametrize(("key", "symbol"), [("bybit_futures", PERP), ("kraken", SYM)])
+async def test_funding_ws_without_a_funding_stream_fails_clearly(
+    emu: ExchangeEmulator, key: str, symbol: str
+) -> None:
+    """Neither watchFundingRate nor a mark-price stream with funding in ccxt.pro: mode='ws'
+    fails with InvalidRequest naming the exchange and the method, and is not restarted."""
+    store = open_storage("memory://")
+    cl = client(emu, key)
+    bad = FundingRateCollector(cl, [symbol], mode="ws", name="bad", **FAST)  # type: ignore[arg-type]
+    try:
+        assert not cl.has_ws("watchFundingRate")
+        with pytest.raises(InvalidRequest, match=rf"^{key} has no websocket watchFundingRate"):
+            await asyncio.wait_for(bad.run(store), 10)
+        dc = DataCollector([bad], store, max_silence=15)
+        async with dc:
+            await asyncio.sleep(0.5)
+            st = dc.status()["collectors"]["bad"]
+    finally:
+        await cl.close()
+    assert st["state"] == "failed" and st["restarts"] == 0, st
+    assert "InvalidRequest" in st["last_error"] and "watchFundingRate" in st["last_error"], st
+    assert key in st["last_error"], st
+
+
+@pytest.mark.parametrize("mode", ["ws", "poll"])
+async def test_ticker_equals_the_market(emu: ExchangeEmulator, mode: str) -> None:
+    """The ``@ticker`` stream (ws) or ``GET /api/v3/ticker/24hr`` (poll): quotes of the book,
+    the last trade and the 24 h volume at the ticker's time."""
     store = open_storage("memory://")
     cl = client(emu)
-    c = TickerCollector(cl, [SYM], mode="ws", **FAST)  # type: ignore[arg-type]
+    c = TickerCollector(cl, [SYM], mode=mode, **FAST)  # type: ignore[arg-type]
+    reqs = len(emu.requests)
     try:
         async with DataCollector([c], store, max_silence=5):
             await asyncio.sleep(3.5)
     finally:
         await cl.close()
+    # answered polls (one may be cut short when the collector stops)
+    polls = [r for r in emu.requests[reqs:] if r.path == "/api/v3/ticker/24hr" and r.status]
+    if mode == "poll":
+        assert len(polls) >= 2 and all(r.status == 200 and r.weight == 2 for r in polls), polls
+    else:
+        assert not polls
     got = store.read(DatasetKey("binance", SYM, "ticker"))
+    assert list(got.columns) == ["bid", "ask", "last", "bid_size", "ask_size", "base_volume"]
     assert len(got) >= 2, got
     assert np.all(np.diff(ms(got)) > 0)
     assert (got["bid"] < got["ask"]).all(), got

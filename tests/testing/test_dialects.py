@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import ccxt
@@ -239,3 +241,180 @@ def test_before_listing_and_outages(exchange_id: str, symbol: str) -> None:
         assert got == truth.to_list()[: len(got)]
         trades = emu.market.trades(exchange_id, symbol, 0, NOW)
         assert trades.timestamp.min() >= listed and np.diff(trades.id).min() == 1
+
+
+# --------------------------------------------------------------------------- tickers
+
+TICKER_CASES = [
+    ("binance", "BTC/USDT", "/api/v3/ticker/24hr", 2),
+    ("binance", "BTC/USDT:USDT", "/fapi/v1/ticker/24hr", 1),
+    ("binanceusdm", "ETH/USDT:USDT", "/fapi/v1/ticker/24hr", 1),
+]
+
+
+def ticker_truth(emu: ExchangeEmulator, symbol: str) -> dict[str, Any]:
+    """The 24 h ticker the market implies at NOW: 1m candles from the minute of NOW - 24 h
+    (the emulator's rolling window, at minute resolution), the last trade before NOW and
+    the first trade at or after NOW - 24 h."""
+    lo = NOW - DAY - (NOW - DAY) % MINUTE
+    candles = emu.market.candles("binance", symbol, "1m", lo, NOW + 1)
+    trades = emu.market.trades("binance", symbol, lo, NOW + 1)
+    before = emu.market.trades("binance", symbol, NOW - HOUR, NOW)
+    return {
+        "open": float(candles.open[0]),
+        "high": float(candles.high.max()),
+        "low": float(candles.low.min()),
+        "last": float(before.price[-1]),
+        "lastQty": float(before.amount[-1]),
+        "baseVolume": float(trades.amount.sum()),
+        "quoteVolume": float(candles.quote_volume.sum()),
+        "count": len(trades),
+        "firstId": int(emu.market.trades("binance", symbol, NOW - DAY, NOW).id[0]),
+        "lastId": int(before.id[-1]),
+    }
+
+
+@pytest.mark.parametrize(("exchange_id", "symbol", "path", "weight"), TICKER_CASES)
+def test_binance_fetch_ticker_equals_the_market(
+    emu: ExchangeEmulator, exchange_id: str, symbol: str, path: str, weight: int
+) -> None:
+    from mdcollect.testing._book import book_at
+
+    ex = sync_exchange(emu, exchange_id)
+    emu.clear_requests()
+    t = ex.fetch_ticker(symbol)
+    (req,) = emu.requests
+    assert (req.path, req.status, req.weight) == (path, 200, weight)
+    truth = ticker_truth(emu, symbol)
+    assert t["symbol"] == symbol and t["timestamp"] == NOW
+    assert (t["open"], t["high"], t["low"]) == (truth["open"], truth["high"], truth["low"])
+    assert t["last"] == t["close"] == truth["last"]
+    assert t["baseVolume"] == pytest.approx(truth["baseVolume"], rel=1e-12)
+    assert t["quoteVolume"] == pytest.approx(truth["quoteVolume"], rel=1e-12)
+    assert t["change"] == pytest.approx(truth["last"] - truth["open"], abs=1e-9)
+    assert t["percentage"] == pytest.approx(100 * t["change"] / truth["open"], abs=5e-4)
+    spec = emu.market.spec("binance", symbol)
+    digits = spec.price_decimals if spec.is_contract else 8  # as Binance writes it
+    vwap = truth["quoteVolume"] / truth["baseVolume"]
+    assert t["vwap"] == pytest.approx(vwap, abs=0.51 * 10.0**-digits)
+    info = t["info"]
+    assert float(info["lastQty"]) == pytest.approx(truth["lastQty"])
+    assert (info["count"], info["firstId"], info["lastId"]) == (
+        truth["count"],
+        truth["firstId"],
+        truth["lastId"],
+    )
+    assert (info["openTime"], info["closeTime"]) == (NOW - DAY, NOW)
+    if spec.is_contract:  # USD-M's ticker/24hr has no quotes, like the real one
+        assert t["bid"] is None and t["ask"] is None and "prevClosePrice" not in info
+        assert list(info) == [
+            "symbol", "priceChange", "priceChangePercent", "weightedAvgPrice", "lastPrice",
+            "lastQty", "openPrice", "highPrice", "lowPrice", "volume", "quoteVolume",
+            "openTime", "closeTime", "firstId", "lastId", "count",
+        ]  # fmt: skip
+    else:
+        book = book_at(emu.market, "binance", symbol, NOW)
+        px, qty = 10**spec.price_decimals, 10**spec.amount_decimals
+        assert (t["bid"], t["ask"]) == (book.bids[0][0] / px, book.asks[0][0] / px)
+        assert (t["bidVolume"], t["askVolume"]) == (book.bids[0][1] / qty, book.asks[0][1] / qty)
+        assert t["previousClose"] == truth["open"]
+        assert list(info) == [
+            "symbol", "priceChange", "priceChangePercent", "weightedAvgPrice", "prevClosePrice",
+            "lastPrice", "lastQty", "bidPrice", "bidQty", "askPrice", "askQty", "openPrice",
+            "highPrice", "lowPrice", "volume", "quoteVolume", "openTime", "closeTime",
+            "firstId", "lastId", "count",
+        ]  # fmt: skip
+        assert info["lastPrice"] == f"{truth['last']:.8f}"  # spot writes 8 decimals
+
+
+def test_binance_fetch_tickers_all_and_some(emu: ExchangeEmulator) -> None:
+    ex = sync_exchange(emu, "binance")
+    single = {s: ex.fetch_ticker(s) for s in ("BTC/USDT", "ETH/USDT")}
+    emu.clear_requests()
+    every = ex.fetch_tickers()
+    assert set(every) == {"BTC/USDT", "ETH/USDT"}  # spot only: the default type
+    some = ex.fetch_tickers(["ETH/USDT"])
+    assert list(some) == ["ETH/USDT"]
+    for got in (every, some):
+        for s, t in got.items():
+            assert t["info"] == single[s]["info"]  # the frozen clock: the same answer
+    req_all, req_some = emu.requests
+    assert req_all.path == req_some.path == "/api/v3/ticker/24hr"
+    assert "symbols" not in req_all.params and req_all.weight == 80
+    assert json.loads(req_some.params["symbols"]) == ["ETHUSDT"] and req_some.weight == 2
+    usdm = sync_exchange(emu, "binanceusdm")
+    emu.clear_requests()
+    perps = usdm.fetch_tickers()
+    assert set(perps) == {"BTC/USDT:USDT", "ETH/USDT:USDT"}
+    assert perps["ETH/USDT:USDT"]["info"] == usdm.fetch_ticker("ETH/USDT:USDT")["info"]
+    assert [(r.path, r.weight) for r in emu.requests] == [
+        ("/fapi/v1/ticker/24hr", 40),
+        ("/fapi/v1/ticker/24hr", 1),
+    ]
+
+
+def test_binance_ticker_24hr_mini_and_errors(emu: ExchangeEmulator) -> None:
+    ex = sync_exchange(emu, "binance")
+    full = ex.publicGetTicker24hr({"symbol": "BTCUSDT"})
+    mini = ex.publicGetTicker24hr({"symbol": "BTCUSDT", "type": "MINI"})
+    assert list(mini) == [
+        "symbol", "openPrice", "highPrice", "lowPrice", "lastPrice", "volume", "quoteVolume",
+        "openTime", "closeTime", "firstId", "lastId", "count",
+    ]  # fmt: skip
+    assert all(mini[k] == full[k] for k in mini)
+    with pytest.raises(ccxt.BadSymbol):
+        ex.publicGetTicker24hr({"symbols": json.dumps(["BTCUSDT", "NOPEUSDT"])})
+    with pytest.raises(ccxt.BadRequest):
+        ex.publicGetTicker24hr({"symbol": "BTCUSDT", "symbols": '["BTCUSDT"]'})
+    with pytest.raises(ccxt.BadRequest):
+        ex.publicGetTicker24hr({"symbols": "BTCUSDT"})  # not a JSON array
+    assert [r.status for r in emu.requests[-3:]] == [400, 400, 400]
+
+
+@pytest.mark.parametrize(
+    ("exchange_id", "symbols", "path", "weight"),
+    [
+        ("binance", ["BTC/USDT", "ETH/USDT"], "/api/v3/ticker/bookTicker", 4),
+        ("binanceusdm", ["ETH/USDT:USDT"], "/fapi/v1/ticker/bookTicker", 2),
+        ("binanceusdm", None, "/fapi/v1/ticker/bookTicker", 5),
+    ],
+)
+def test_binance_fetch_bids_asks_equal_the_book(
+    emu: ExchangeEmulator, exchange_id: str, symbols: list[str] | None, path: str, weight: int
+) -> None:
+    from mdcollect.testing._book import book_at
+
+    ex = sync_exchange(emu, exchange_id)
+    emu.clear_requests()
+    got = ex.fetch_bids_asks(symbols)
+    (req,) = emu.requests
+    assert (req.path, req.status, req.weight) == (path, 200, weight)
+    expected = symbols or ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+    assert sorted(got) == sorted(expected)
+    for s in expected:
+        t = got[s]
+        spec = emu.market.spec("binance", s)
+        book = book_at(emu.market, "binance", s, NOW)
+        px, qty = 10**spec.price_decimals, 10**spec.amount_decimals
+        assert (t["bid"], t["ask"]) == (book.bids[0][0] / px, book.asks[0][0] / px)
+        assert (t["bidVolume"], t["askVolume"]) == (book.bids[0][1] / qty, book.asks[0][1] / qty)
+        if spec.is_contract:
+            assert t["timestamp"] == NOW and t["info"]["lastUpdateId"] == book.update_id
+        else:
+            assert list(t["info"]) == ["symbol", "bidPrice", "bidQty", "askPrice", "askQty"]
+
+
+async def test_binance_rest_ticker_equals_the_ws_ticker(emu: ExchangeEmulator) -> None:
+    """``ticker/24hr`` and the ``@ticker`` stream agree at the same (frozen) time."""
+    for exchange_id, symbol in (("binance", "BTC/USDT"), ("binanceusdm", "BTC/USDT:USDT")):
+        pro = emu.ccxt(exchange_id, pro=True, timeout=5_000)
+        try:
+            await pro.load_markets()
+            ws = await asyncio.wait_for(pro.watch_ticker(symbol, {"name": "ticker"}), 5)
+            rest = await pro.fetch_ticker(symbol)
+        finally:
+            await pro.close()
+        assert ws["info"]["e"] == "24hrTicker" and ws["timestamp"] == rest["timestamp"] == NOW
+        fields = ("open", "high", "low", "last", "bid", "ask", "bidVolume", "askVolume")
+        fields += ("vwap", "change", "percentage", "baseVolume", "quoteVolume")
+        assert {k: ws[k] for k in fields} == {k: rest[k] for k in fields}, exchange_id

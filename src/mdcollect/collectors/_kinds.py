@@ -544,6 +544,11 @@ class OrderBookCollector(_SnapshotCollector):
 class FundingRateCollector(_SnapshotCollector):
     """Funding rate, mark and index price of perpetuals (websocket or every ``interval`` s).
 
+    Websockets: ccxt.pro ``watchFundingRate`` (OKX), or on Binance, which has none,
+    the mark-price stream (``watchMarkPrice``), whose messages carry the funding
+    rate; both give the same row as polling. Exchanges with neither poll in
+    ``mode="auto"`` and fail with :class:`~mdcollect.InvalidRequest` in ``mode="ws"``.
+
     >>> c = FundingRateCollector("binance_futures", ["BTC/USDT:USDT"], interval=60)
 
     Added in 0.1.0.

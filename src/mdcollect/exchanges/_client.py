@@ -546,13 +546,32 @@ class ExchangeClient:
     # ------------------------------------------------------------------ live data
 
     def has_ws(self, method: str) -> bool:
-        """True when the exchange serves ``method`` (a ccxt name such as ``watchTrades``)
-        over websockets through ``ccxt.pro``.
+        """True when this client serves ``method`` (a ccxt name such as ``watchTrades``)
+        over websockets through ``ccxt.pro``: the exchange has it, or, for
+        ``watchFundingRate``, Binance's mark-price stream carries the funding rate
+        (see :meth:`watch_funding_rate`).
 
         >>> ExchangeClient("binance").has_ws("watchTrades")
         True
+        >>> ExchangeClient("binance_futures").has_ws("watchFundingRate")
+        True
         """
-        return bool(self.exchange.has.get(method)) and hasattr(self.exchange, "clients")
+        if not hasattr(self.exchange, "clients"):
+            return False
+        if self.exchange.has.get(method):
+            return True
+        return method == "watchFundingRate" and self._funding_from_mark_price()
+
+    def _funding_from_mark_price(self) -> bool:
+        """Whether funding rates come from ccxt ``watch_mark_price``: the exchange has no
+        ``watchFundingRate`` but Binance's ``markPrice`` stream, whose messages carry the
+        funding rate (``r``) and the next funding time (``T``)."""
+        ex = self.exchange
+        return (
+            not ex.has.get("watchFundingRate")
+            and bool(ex.has.get("watchMarkPrice"))
+            and isinstance(ex, ccxt_pro.binance)
+        )
 
     def ws_last_message(self) -> int | None:
         """Wall-clock ms of the last websocket frame received on any connection (pings
@@ -675,13 +694,51 @@ class ExchangeClient:
     async def watch_funding_rate(self, symbol: str) -> pd.DataFrame:
         """The next funding rate of perpetual ``symbol`` from the websocket (``funding`` schema).
 
+        ccxt.pro's ``watch_funding_rate`` where the exchange has it; on Binance
+        (``binance``, ``binanceusdm``), which has none, the ``markPrice@1s`` stream
+        through ``watch_mark_price``: its message is the REST ``premiumIndex`` in
+        short keys, parsed by ccxt's own ``parse_funding_rate`` into the very row
+        :meth:`fetch_funding_rate` gives.
+
         >>> (await client.watch_funding_rate("BTC/USDT:USDT"))["rate"].iloc[0]
         0.0001
         """
-        fr = await self._watch(
-            f"watch_funding_rate({symbol!r})", lambda: self.exchange.watch_funding_rate(symbol)
-        )
+        if self._funding_from_mark_price():
+            market = await self.check_symbol(symbol)
+            tick = await self._watch(
+                f"watch_mark_price({symbol!r})", lambda: self.exchange.watch_mark_price(symbol)
+            )
+            fr = self._mark_price_funding(tick, market)
+        else:
+            fr = await self._watch(
+                f"watch_funding_rate({symbol!r})",
+                lambda: self.exchange.watch_funding_rate(symbol),
+            )
         return rows_frame("funding", [funding_row(fr, now_ms())])
+
+    def _mark_price_funding(
+        self, tick: Mapping[str, Any], market: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """A ccxt funding rate from a Binance mark-price ticker (its ``info`` is the message)."""
+        info = tick.get("info")
+        if not isinstance(info, Mapping) or info.get("r") in (None, ""):
+            raise ExchangeError(
+                f"{self.key} watch_mark_price({market.get('symbol')!r}): the mark-price "
+                "message carries no funding rate"
+            )
+        # markPriceUpdate keys -> the REST premiumIndex fields ccxt parses
+        keys = {
+            "s": "symbol",
+            "p": "markPrice",
+            "i": "indexPrice",
+            "P": "estimatedSettlePrice",
+            "r": "lastFundingRate",
+            "T": "nextFundingTime",
+            "E": "time",
+        }
+        premium_index = {rest: info[ws] for ws, rest in keys.items() if ws in info}
+        fr: Mapping[str, Any] = self.exchange.parse_funding_rate(premium_index, dict(market))
+        return fr
 
     async def fetch_ticker(self, symbol: str) -> pd.DataFrame:
         """The current ticker of ``symbol`` over REST (one row, ``ticker`` schema).

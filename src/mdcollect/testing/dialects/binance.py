@@ -5,11 +5,14 @@ Request weights follow Binance's documentation (checked 2024/2025):
 
 - spot: https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints
   ``klines`` 2, ``aggTrades`` 4, ``trades`` 25, ``historicalTrades`` 25,
-  ``exchangeInfo`` 20, ``time``/``ping`` 1; limit 6000 weight per minute per IP.
+  ``exchangeInfo`` 20, ``time``/``ping`` 1, ``ticker/24hr`` 2 (1-20 ``symbols`` 2,
+  21-100 40, more or none 80), ``ticker/bookTicker`` 2 (4 with ``symbols`` or none);
+  limit 6000 weight per minute per IP.
 - USD-M: https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api
   ``klines`` by limit ``[1,100)`` 1, ``[100,500)`` 2, ``[500,1000]`` 5, ``>1000`` 10;
   ``aggTrades`` 20, ``trades`` 5, ``historicalTrades`` 20, ``exchangeInfo`` 1,
-  ``premiumIndex`` 1 (10 without symbol), ``fundingRate`` 1; 2400 per minute per IP.
+  ``premiumIndex`` 1 (10 without symbol), ``fundingRate`` 1, ``ticker/24hr`` 1 (40 without
+  symbol), ``ticker/bookTicker`` 2 (5 without symbol); 2400 per minute per IP.
 
 Used weight is reported in ``X-MBX-USED-WEIGHT-1M``; exceeding it answers 429 with
 ``Retry-After`` and ``{"code":-1003,...}``; requesting again before ``Retry-After``
@@ -98,6 +101,31 @@ def _futures_klines_weight(params: Mapping[str, str]) -> int:
     if limit <= 1000:
         return 5
     return 10
+
+
+def _symbols_count(params: Mapping[str, str]) -> int | None:
+    """How many markets a ticker request names (None: every market)."""
+    if params.get("symbol"):
+        return 1
+    raw = params.get("symbols")
+    if not raw:
+        return None
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        return 1
+    return len(ids) if isinstance(ids, list) else 1
+
+
+def _spot_ticker_weight(params: Mapping[str, str]) -> int:
+    n = _symbols_count(params)
+    if n is None or n > 100:
+        return 80
+    return 2 if n <= 20 else 40
+
+
+def _spot_book_ticker_weight(params: Mapping[str, str]) -> int:
+    return 2 if params.get("symbol") else 4
 
 
 class Binance(Dialect):
@@ -214,6 +242,38 @@ class Binance(Dialect):
                 "fapi",
             ),
             Route("GET", "/fapi/v1/fundingRate", "fundingRate", self.funding_rate, 1, "fapi"),
+            Route(
+                "GET",
+                "/api/v3/ticker/24hr",
+                "ticker/24hr",
+                lambda ctx: self.ticker_24hr(ctx, False),
+                _spot_ticker_weight,
+                "spot",
+            ),
+            Route(
+                "GET",
+                "/fapi/v1/ticker/24hr",
+                "ticker/24hr",
+                lambda ctx: self.ticker_24hr(ctx, True),
+                lambda p: 1 if p.get("symbol") else 40,
+                "fapi",
+            ),
+            Route(
+                "GET",
+                "/api/v3/ticker/bookTicker",
+                "ticker/bookTicker",
+                lambda ctx: self.book_ticker(ctx, False),
+                _spot_book_ticker_weight,
+                "spot",
+            ),
+            Route(
+                "GET",
+                "/fapi/v1/ticker/bookTicker",
+                "ticker/bookTicker",
+                lambda ctx: self.book_ticker(ctx, True),
+                lambda p: 2 if p.get("symbol") else 5,
+                "fapi",
+            ),
             # COIN-M is not emulated, but ccxt's binance.load_markets() asks for it.
             Route(
                 "GET", "/dapi/v1/exchangeInfo", "exchangeInfo", self.dapi_exchange_info, 1, "dapi"
@@ -266,6 +326,8 @@ class Binance(Dialect):
             return Reply(
                 {"code": -1130, "msg": f"Data sent for parameter '{message}' is not valid."}, 400
             )
+        if kind == "bad_combination":
+            return Reply({"code": -1128, "msg": "Combination of optional parameters invalid."}, 400)
         if kind == "too_long":
             return Reply(
                 {"code": -1127, "msg": "More than 1 hours between startTime and endTime."}, 400
@@ -705,6 +767,100 @@ class Binance(Dialect):
             ]
         )
 
+    # -- tickers
+
+    def _ticker_specs(self, ctx: Ctx, contract: bool) -> tuple[list[MarketSpec], bool]:
+        """The markets a ticker request names, and whether to answer one object.
+
+        ``symbol``: that market (an object); spot ``symbols``: a JSON array of ids
+        (a list, in the order asked); neither: every market (a list).
+        """
+        symbol, symbols = ctx.params.get("symbol"), ctx.params.get("symbols")
+        if contract:
+            symbols = None  # USD-M has no ``symbols`` parameter
+        if symbol and symbols:
+            raise self.fail("bad_combination")
+        if symbol:
+            return [self._spec(ctx, contract)], True
+        specs = [ctx.market.spec(self.name, s) for s in ctx.market.symbols(self.name)]
+        specs = [s for s in specs if s.is_contract == contract]
+        if not symbols:
+            return specs, False
+        try:
+            ids = json.loads(symbols)
+        except ValueError:
+            ids = None
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise self.fail("bad_request", "Illegal characters found in parameter 'symbols'.")
+        by_id = {_market_id(s): s for s in specs}
+        try:
+            return [by_id[i.upper()] for i in ids], False
+        except KeyError:
+            raise self.fail("bad_symbol") from None
+
+    def ticker_24hr(self, ctx: Ctx, contract: bool) -> Reply:
+        """``GET /api/v3/ticker/24hr`` / ``/fapi/v1/ticker/24hr``: rolling 24 h statistics.
+
+        Sample (spot, ``type=FULL``, the default)::
+
+            {"symbol": "BTCUSDT", "priceChange": "-188.18000000", "priceChangePercent": "-0.159",
+             "weightedAvgPrice": "118356.64734074", "prevClosePrice": "118637.22000000",
+             "lastPrice": "118449.03000000", "lastQty": "0.00731000",
+             "bidPrice": "118449.02000000", "bidQty": "7.15931000",
+             "askPrice": "118449.03000000", "askQty": "0.09592000",
+             "openPrice": "118637.21000000", "highPrice": "119273.36000000",
+             "lowPrice": "117427.50000000", "volume": "14741.41491000",
+             "quoteVolume": "1744744445.80640740", "openTime": 1753701474013,
+             "closeTime": 1753787874013, "firstId": 5116031635, "lastId": 5117964946,
+             "count": 1933312}
+
+        USD-M has no ``prevClosePrice`` and no bid/ask fields (prices in the market's
+        decimals); spot ``type=MINI`` keeps only open/high/low/last, volumes, times,
+        ids and count. The values are those of the ``<symbol>@ticker`` stream at the
+        same time, the bid/ask those of the order book.
+        """
+        specs, single = self._ticker_specs(ctx, contract)
+        kind = ctx.params.get("type", "FULL")
+        if contract or kind not in ("FULL", "MINI"):
+            if not contract:
+                raise self.fail("bad_request", "Illegal characters found in parameter 'type'.")
+            kind = "FULL"
+        now = ctx.now
+        rows = [_ticker_24h(ctx.market, self.name, s, now, mini=kind == "MINI") for s in specs]
+        return Reply(rows[0] if single else rows)
+
+    def book_ticker(self, ctx: Ctx, contract: bool) -> Reply:
+        """``GET /api/v3/ticker/bookTicker`` / ``/fapi/v1/ticker/bookTicker``: the best quotes.
+
+        Samples (spot, USD-M)::
+
+            {"symbol": "ETHBTC", "bidPrice": "0.07466800", "bidQty": "5.31990000",
+             "askPrice": "0.07466900", "askQty": "10.93540000"}
+            {"lastUpdateId": 1027024, "symbol": "BTCUSDT", "bidPrice": "21321.90",
+             "bidQty": "33.592", "askPrice": "21322.00", "askQty": "1.427",
+             "time": 1673899207538}
+        """
+        specs, single = self._ticker_specs(ctx, contract)
+        now = ctx.now
+        rows = []
+        for s in specs:
+            book = book_at(ctx.market, self.name, s.symbol, now)
+            (bp, bq), (ap, aq) = book.bids[0], book.asks[0]
+            row: dict[str, Any] = {"lastUpdateId": book.update_id} if contract else {}
+            row.update(
+                {
+                    "symbol": _market_id(s),
+                    "bidPrice": _price(s, bp),
+                    "bidQty": _amount(s, bq),
+                    "askPrice": _price(s, ap),
+                    "askQty": _amount(s, aq),
+                }
+            )
+            if contract:
+                row["time"] = now
+            rows.append(row)
+        return Reply(rows[0] if single else rows)
+
     # -- order book
 
     def depth(self, ctx: Ctx, contract: bool) -> Reply:
@@ -1032,54 +1188,14 @@ class _BinanceWs(WsSession):
         return poll
 
     def _ticker(self, spec: MarketSpec, start: int) -> Callable[[int], list[Any]]:
-        sid = _market_id(spec)
         every = Every(1000)
 
         def poll(now: int) -> list[Any]:
             if not every.due(now):
                 return []
-            st = stats_24h(self.market, self.venue, spec.symbol, now)
-            pd_, ad = spec.price_decimals, spec.amount_decimals
-            change = st.last - st.open
-            pct = 100.0 * change / st.open if st.open else 0.0
-            vwap = st.quote / st.volume / 10**pd_ if st.volume else st.last / 10**pd_
-            out: dict[str, Any] = {
-                "e": "24hrTicker",
-                "E": now,
-                "s": sid,
-                "p": self._px(spec, change),
-                "P": f"{pct:.3f}",
-                "w": f"{vwap:.{pd_ if self.contract else 8}f}",
-            }
-            if not self.contract:
-                book = book_at(self.market, self.venue, spec.symbol, now)
-                out.update(
-                    {
-                        "x": self._px(spec, st.open),
-                        "c": self._px(spec, st.last),
-                        "Q": self._qty(spec, st.last_amount),
-                        "b": self._px(spec, book.bids[0][0]),
-                        "B": self._qty(spec, book.bids[0][1]),
-                        "a": self._px(spec, book.asks[0][0]),
-                        "A": self._qty(spec, book.asks[0][1]),
-                    }
-                )
-            else:
-                out.update({"c": self._px(spec, st.last), "Q": self._qty(spec, st.last_amount)})
-            out.update(
-                {
-                    "o": self._px(spec, st.open),
-                    "h": self._px(spec, st.high),
-                    "l": self._px(spec, st.low),
-                    "v": self._qty(spec, st.volume),
-                    "q": fmt(st.quote, pd_ + ad, pd_ + ad if self.contract else 8),
-                    "O": st.open_time,
-                    "C": now,
-                    "F": st.first_id,
-                    "L": st.last_id,
-                    "n": st.count,
-                }
-            )
+            rest = _ticker_24h(self.market, self.venue, spec, now)
+            out: dict[str, Any] = {"e": "24hrTicker", "E": now}
+            out.update({k: rest[f] for k, f in _WS_TICKER_FIELDS if f in rest})
             return [out]
 
         return poll
@@ -1194,6 +1310,103 @@ class _BinanceWs(WsSession):
             ]
 
         return poll
+
+
+#: ``<symbol>@ticker`` stream keys -> ``ticker/24hr`` fields, in the stream's order
+_WS_TICKER_FIELDS = (
+    ("s", "symbol"),
+    ("p", "priceChange"),
+    ("P", "priceChangePercent"),
+    ("w", "weightedAvgPrice"),
+    ("x", "prevClosePrice"),
+    ("c", "lastPrice"),
+    ("Q", "lastQty"),
+    ("b", "bidPrice"),
+    ("B", "bidQty"),
+    ("a", "askPrice"),
+    ("A", "askQty"),
+    ("o", "openPrice"),
+    ("h", "highPrice"),
+    ("l", "lowPrice"),
+    ("v", "volume"),
+    ("q", "quoteVolume"),
+    ("O", "openTime"),
+    ("C", "closeTime"),
+    ("F", "firstId"),
+    ("L", "lastId"),
+    ("n", "count"),
+)
+
+
+def _ticker_24h(
+    market: SyntheticMarket, venue: str, spec: MarketSpec, now: int, *, mini: bool = False
+) -> dict[str, Any]:
+    """One market's ``ticker/24hr`` object at ``now`` (the ``@ticker`` stream's values too).
+
+    Spot carries ``prevClosePrice`` and the book's best quotes; USD-M neither.
+    """
+    st = stats_24h(market, venue, spec.symbol, now)
+    pd_, ad = spec.price_decimals, spec.amount_decimals
+    contract = spec.is_contract
+    quote = fmt(st.quote, pd_ + ad, pd_ + ad if contract else 8)
+    times = {
+        "openTime": st.open_time,
+        "closeTime": now,
+        "firstId": st.first_id,
+        "lastId": st.last_id,
+        "count": st.count,
+    }
+    if mini:
+        return {
+            "symbol": _market_id(spec),
+            "openPrice": _price(spec, st.open),
+            "highPrice": _price(spec, st.high),
+            "lowPrice": _price(spec, st.low),
+            "lastPrice": _price(spec, st.last),
+            "volume": _amount(spec, st.volume),
+            "quoteVolume": quote,
+            **times,
+        }
+    change = st.last - st.open
+    pct = 100.0 * change / st.open if st.open else 0.0
+    vwap = st.quote / st.volume / 10**pd_ if st.volume else st.last / 10**pd_
+    out: dict[str, Any] = {
+        "symbol": _market_id(spec),
+        "priceChange": _price(spec, change),
+        "priceChangePercent": f"{pct:.3f}",
+        "weightedAvgPrice": f"{vwap:.{pd_ if contract else 8}f}",
+    }
+    if not contract:
+        out["prevClosePrice"] = _price(spec, st.open)
+    out["lastPrice"] = _price(spec, st.last)
+    out["lastQty"] = _amount(spec, st.last_amount)
+    if not contract:
+        book = book_at(market, venue, spec.symbol, now)
+        out["bidPrice"] = _price(spec, book.bids[0][0])
+        out["bidQty"] = _amount(spec, book.bids[0][1])
+        out["askPrice"] = _price(spec, book.asks[0][0])
+        out["askQty"] = _amount(spec, book.asks[0][1])
+    out.update(
+        {
+            "openPrice": _price(spec, st.open),
+            "highPrice": _price(spec, st.high),
+            "lowPrice": _price(spec, st.low),
+            "volume": _amount(spec, st.volume),
+            "quoteVolume": quote,
+            **times,
+        }
+    )
+    return out
+
+
+def _price(spec: MarketSpec, units: int) -> str:
+    """A price as Binance writes it: 8 decimals on spot, the market's own on USD-M."""
+    return fmt(units, spec.price_decimals, spec.price_decimals if spec.is_contract else 8)
+
+
+def _amount(spec: MarketSpec, units: int) -> str:
+    """A quantity as Binance writes it: 8 decimals on spot, the market's own on USD-M."""
+    return fmt(units, spec.amount_decimals, spec.amount_decimals if spec.is_contract else 8)
 
 
 def _levels(spec: MarketSpec, levels: Sequence[tuple[int, int]]) -> list[list[str]]:
