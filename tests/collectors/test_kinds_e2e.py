@@ -20,9 +20,10 @@ from mdcollect.collectors import (
 from mdcollect.testing import ExchangeEmulator
 from mdcollect.testing._book import book_at
 
-from .conftest import OHLCV, client, truth_candles
+from .conftest import OHLCV, client, truth_candles, wait_until
 
 SYM = "BTC/USDT"
+DAY = 86_400_000
 PERP = "BTC/USDT:USDT"
 FAST = {"batch_seconds": 0.2, "poll_interval": 0.2, "flush_timeout": 10.0}
 
@@ -236,24 +237,45 @@ async def test_ticker_equals_the_market(emu: ExchangeEmulator, mode: str) -> Non
     assert np.all(last >= got["bid"].to_numpy() - 20 * spread - 50)
     assert np.all(last <= got["ask"].to_numpy() + 20 * spread + 50)
     spec = emu.market.spec("binance", SYM)
-    scale = 10.0**spec.price_decimals
+    scale, qscale = 10.0**spec.price_decimals, 10.0**spec.amount_decimals
     for ts, row in zip(ms(got).tolist(), got.itertuples(index=False), strict=True):
         book = book_at(emu.market, "binance", SYM, ts)
         assert (row.bid, row.ask) == (book.bids[0][0] / scale, book.asks[0][0] / scale)
+        assert (row.bid_size, row.ask_size) == (book.bids[0][1] / qscale, book.asks[0][1] / qscale)
         # the ticker at ts reports the last trade before ts
         before = emu.market.trades("binance", SYM, ts - 60_000, ts).to_frame()
         assert row.last == before["price"].iloc[-1]
+        # and the volume of the trades of the 24 h before ts (from the minute of ts - 24 h)
+        lo = ts - DAY - (ts - DAY) % 60_000
+        volume = emu.market.trades("binance", SYM, lo, ts).amount.sum()
+        assert row.base_volume == pytest.approx(volume, rel=1e-12)
 
 
-async def test_okx_trades_ws_equal_the_market(emu: ExchangeEmulator) -> None:
+@pytest.mark.parametrize("mode", ["ws", "poll"])
+async def test_okx_trades_equal_the_market(emu: ExchangeEmulator, mode: str) -> None:
+    """Websockets with a dropped connection (the hole refilled from history-trades,
+    read newest first), or polling history-trades itself."""
     store = open_storage("memory://")
     cl = client(emu, "okx")
-    c = TradesCollector(cl, [SYM], mode="ws", candles=["1s"], **FAST)  # type: ignore[arg-type]
+    c = TradesCollector(cl, [SYM], mode=mode, candles=["1s"], poll_lag=0.2, **FAST)  # type: ignore[arg-type]
     try:
-        async with DataCollector([c], store, max_silence=5):
-            await asyncio.sleep(3.5)
+        async with DataCollector([c], store, max_silence=5, restart_backoff=0.5) as dc:
+            await asyncio.sleep(2)
+            if mode == "ws":
+                assert emu.ws.drop(venue="okx") >= 1
+            await asyncio.sleep(2.5)
+            await wait_until(
+                lambda: (
+                    dc.status()["collectors"][c.name]["gaps_filled"]
+                    == dc.status()["collectors"][c.name]["gaps_found"]
+                ),
+                10,
+            )
+            st = dc.status()["collectors"][c.name]
     finally:
         await cl.close()
+    assert st["restarts"] == (1 if mode == "ws" else 0), st
+    assert st["gaps_found"] == (2 if mode == "ws" else 0), st  # trades and 1s
     key = DatasetKey("okx", SYM, "trades")
     cov = list(store.coverage(key))
     assert len(cov) == 1, cov

@@ -283,6 +283,29 @@ async def test_trades_paging_covers_range_without_gaps(
         pd.testing.assert_frame_equal(got, normalize_frame("trades", expected))
 
 
+@pytest.mark.parametrize(("key", "symbol"), [("okx", SPOT), ("okx_futures", PERP)])
+async def test_okx_trades_read_newest_first_cover_the_range(
+    emu: ExchangeEmulator, key: str, symbol: str
+) -> None:
+    """OKX's trades endpoint ignores ``since``: history-trades is read backwards from
+    ``until`` (by time), then by trade id (never splitting a millisecond)."""
+    since, until = NOW - 150 * MINUTE, NOW - 20 * MINUTE
+    async with make_client(emu, key) as client:
+        await client.load_markets()
+        emu.clear_requests()
+        page = await client.fetch_trades_page(symbol, since, until)
+        expected = emu.market.trades("okx", symbol, since, until).to_frame()
+        asked = [r for r in emu.requests if r.path.endswith("/market/history-trades")]
+        with pytest.raises(InvalidRequest, match="last 90 days"):
+            await client.fetch_trades_page(symbol, NOW - 91 * DAY, NOW - 90 * DAY)
+    assert page.next_since is None
+    assert len(expected) > 300
+    pd.testing.assert_frame_equal(page.frame, normalize_frame("trades", expected))
+    assert len(asked) == len(expected) // 100 + 1 == len(emu.requests)
+    assert asked[0].params["type"] == "2" and asked[0].params["after"] == str(until)
+    assert all(r.params["type"] == "1" for r in asked[1:])
+
+
 # ---------------------------------------------------------------------- faults
 
 FAULT_CASES = [("binance", SPOT), ("okx_futures", PERP), ("bybit", SPOT), ("kraken", SPOT)]

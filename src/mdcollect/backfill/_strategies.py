@@ -179,7 +179,7 @@ class TradesBackfill(BackfillJob):
         self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
     ) -> IntervalSet:
         await client.check_symbol(self.key.symbol)
-        if not client.info.trades_since:
+        if not client.info.trades_history:
             raise InvalidRequest(
                 f"{client.key} serves only recent trades (no trade history by time); "
                 "backfill its candles from the candle endpoint instead"

@@ -132,7 +132,7 @@ class TradesCollector(DataSourceCollector):
         if self._check_ws(client):
             await _unwrap(_per_symbol(self.symbols, lambda s: self._watch(client, queue, s)))
         else:
-            if not client.info.trades_since:
+            if not client.info.trades_history:
                 raise InvalidRequest(
                     f"{self.exchange} serves only recent trades over REST; use mode='ws'"
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -451,7 +452,9 @@ class ExchangeClient:
         ``[since, until)`` without gaps; pages may overlap at the boundary
         millisecond, and rows merge by ``(timestamp, id)``. Exchanges whose
         trades endpoint serves only recent trades (``info.trades_since`` false)
-        answer one page of recent trades and ``next_since=None``.
+        answer one page of recent trades and ``next_since=None``, unless they
+        serve trades newest first before a time (``info.trades_before``, OKX):
+        then one call reads the whole range.
 
         >>> page = await client.fetch_trades_page("BTC/USDT", since, until)
         >>> while page.next_since is not None:
@@ -463,6 +466,8 @@ class ExchangeClient:
         since, until = _check_range(since, until)
         info = self.info
         page = self._page_limit(limit, info.trades_page_limit)
+        if info.trades_before is not None:
+            return await self._trades_before(symbol, market, since, until, page)
         params: dict[str, Any] = {}
         window_end = until
         if info.trades_window_ms is not None:
@@ -503,6 +508,41 @@ class ExchangeClient:
                 return TradesPage(frame, since + 1)
             return TradesPage(frame, last_ts)
         return TradesPage(frame, window_end if window_end < until else None)
+
+    async def _trades_before(
+        self, symbol: str, market: Mapping[str, Any], since: int, until: int, page: int
+    ) -> TradesPage:
+        """``[since, until)`` read newest first (OKX history-trades): the page before
+        ``until``, then pages before the oldest trade id until one reaches
+        ``since`` or the start of history. Paging by id never splits trades that
+        share a millisecond. One call covers the whole range."""
+        before = self.info.trades_before
+        assert before is not None
+        if before.retention_ms is not None and since < self._clock() - before.retention_ms:
+            days = before.retention_ms // 86_400_000
+            raise InvalidRequest(
+                f"{self.key} keeps trades of the last {days} days only; "
+                f"{symbol} trades from {pd.Timestamp(since, unit='ms', tz='UTC')} cannot be read"
+            )
+        params: dict[str, Any] = {**before.by_time, before.param: str(until)}
+        rows: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            trades = await self._call(
+                f"fetch_trades({symbol!r}, before={params[before.param]})",
+                functools.partial(self.exchange.fetch_trades, symbol, None, page, params),
+            )
+            trades = [t for t in trades if t.get("timestamp") is not None]
+            rows += trades
+            if len(trades) < page:
+                break  # the start of the market's history
+            oldest = min(trades, key=lambda t: (int(t["timestamp"]), int(t["id"])))
+            if int(oldest["timestamp"]) < since or str(oldest["id"]) == cursor:
+                break
+            cursor = str(oldest["id"])
+            params = {**before.by_id, before.param: cursor}
+        # rows the exchange repeated are merged by (timestamp, id) in the frame
+        return TradesPage(self._trades_frame(rows, since, until, _contract_size(market)), None)
 
     async def fetch_trades(
         self, symbol: str, since: int, until: int, *, limit: int | None = None

@@ -26,6 +26,7 @@ from .._errors import InvalidRequest
 __all__ = [
     "ExchangeInfo",
     "MarketType",
+    "TradesBefore",
     "TradesCursor",
     "exchange_info",
     "exchange_keys",
@@ -52,6 +53,29 @@ class TradesCursor:
 
     param: str
     extract: Callable[[Sequence[Mapping[str, Any]]], str | None]
+
+
+@frozen
+class TradesBefore:
+    """How an exchange serves past trades newest first, before a time or before a
+    trade id (OKX ``market/history-trades``).
+
+    ``by_time`` and ``by_id`` are the ccxt ``fetch_trades`` params of each form;
+    ``param`` takes the time (ms, exclusive) or the id (exclusive);
+    ``retention_ms`` is how far back the exchange keeps trades (``None``: always).
+    """
+
+    by_time: Mapping[str, Any] = field(converter=_frozen_mapping)
+    by_id: Mapping[str, Any] = field(converter=_frozen_mapping)
+    param: str = "after"
+    retention_ms: int | None = None
+
+
+_OKX_TRADES_BEFORE = TradesBefore(
+    by_time={"method": "publicGetMarketHistoryTrades", "type": "2"},
+    by_id={"method": "publicGetMarketHistoryTrades", "type": "1"},
+    retention_ms=90 * 86_400_000,  # "the last 3 months"
+)
 
 
 def _kraken_last(trades: Sequence[Mapping[str, Any]]) -> str | None:
@@ -95,6 +119,8 @@ class ExchangeInfo:
         trades_window_ms: the span one trades request covers from ``since``
             (Binance aggTrades: one hour), ``None`` when unbounded.
         trades_cursor: how trades page by cursor, when they do (Kraken).
+        trades_before: how past trades are read newest first, before a time
+            or an id, when the trades endpoint ignores ``since`` (OKX).
         first_candle: how :meth:`ExchangeClient.first_candle_time` finds a
             listing time: ``since_zero`` (ask candles from the epoch),
             ``market_created`` (the market's ``created`` field from the
@@ -120,10 +146,16 @@ class ExchangeInfo:
     trades_since: bool = True
     trades_window_ms: int | None = None
     trades_cursor: TradesCursor | None = None
+    trades_before: TradesBefore | None = None
     first_candle: Literal["since_zero", "market_created", "none"] = "since_zero"
     ws_ticker_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_endpoint: tuple[str, ...] = ()
     trades_endpoint: tuple[str, ...] = ()
+
+    @property
+    def trades_history(self) -> bool:
+        """Whether past trades of any range can be read (by ``since`` or backwards)."""
+        return self.trades_since or self.trades_before is not None
 
 
 # Facts per key. Missing fields are filled from the ccxt class (timeframes,
@@ -158,7 +190,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     "okx": dict(
         ccxt_id="okx",
         ohlcv_endpoint=("public", "get", "market/history-candles"),
-        trades_endpoint=("public", "get", "market/trades"),
+        trades_endpoint=("public", "get", "market/history-trades"),
         options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
         # history-candles serves the whole history, 100 a page (candles: recent only)
         page_limit=100,
@@ -166,12 +198,13 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         ohlcv_until=True,
         trades_page_limit=100,
         trades_since=False,
+        trades_before=_OKX_TRADES_BEFORE,
         first_candle="market_created",
     ),
     "okx_futures": dict(
         ccxt_id="okx",
         ohlcv_endpoint=("public", "get", "market/history-candles"),
-        trades_endpoint=("public", "get", "market/trades"),
+        trades_endpoint=("public", "get", "market/history-trades"),
         options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}},
         market_type="swap",
         page_limit=100,
@@ -179,6 +212,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         ohlcv_until=True,
         trades_page_limit=100,
         trades_since=False,
+        trades_before=_OKX_TRADES_BEFORE,
         first_candle="market_created",
     ),
     "bybit": dict(
