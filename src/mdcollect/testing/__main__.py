@@ -1,8 +1,14 @@
-"""``python -m mdcollect.testing``: serve the emulator until killed; prints its URL first."""
+"""``python -m mdcollect.testing``: serve the emulator until killed; prints its URL first.
+
+``--market`` adds or replaces a market, given as the JSON of a :class:`MarketSpec`::
+
+    python -m mdcollect.testing --market '{"symbol": "SOL/USDT", "trades_per_minute": 60000}'
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -12,6 +18,15 @@ from collections.abc import Sequence
 
 from mdcollect.testing._emulator import ExchangeEmulator
 from mdcollect.testing._faults import Fault
+from mdcollect.testing._market import MarketSpec
+
+
+def _market(text: str) -> MarketSpec:
+    try:
+        fields = json.loads(text)
+        return MarketSpec(**fields)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"not a MarketSpec as JSON: {text!r} ({exc})") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,12 +43,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KIND[:ROUTE[:RATE]]",
         help="inject a fault, e.g. 503:klines:0.1 (repeatable)",
     )
+    parser.add_argument(
+        "--market",
+        action="append",
+        default=[],
+        type=_market,
+        metavar="JSON",
+        help='add a market, e.g. \'{"symbol": "SOL/USDT", "trades_per_minute": 60000}\' '
+        "(repeatable)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     frozen = args.now
     emu = ExchangeEmulator(
         seed=args.seed,
+        markets=args.market,
         clock=(lambda: frozen) if frozen is not None else None,
         rate_limits=not args.no_rate_limits,
         host=args.host,

@@ -6,6 +6,12 @@ market's spec, never on another day, so any day can be produced in any process
 in any order. Candles of every timeframe are reduced from those trades (first,
 max, min, last, sum), so trades and candles always agree.
 
+Fast markets (more than :data:`FAST_TRADES_PER_MINUTE` trades per minute, whose
+days would not fit in memory) are generated one minute ("block") at a time
+instead: a block depends only on ``(seed, venue, symbol, minute)``, the per-minute
+counts of its day (one cheap seeded draw per day, which also numbers the ids),
+and the spec, so reading ``[start, end)`` generates only the minutes it touches.
+
 Prices are integers in units of ``10**-price_decimals`` and amounts integers in
 units of ``10**-amount_decimals`` until they are rendered, so sums are exact and
 ``float(units) / 10**decimals`` is the same double that parsing the decimal string
@@ -31,7 +37,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["DEFAULT_LISTING", "Candles", "MarketSpec", "SyntheticMarket", "Trades"]
+__all__ = [
+    "DEFAULT_LISTING",
+    "FAST_TRADES_PER_MINUTE",
+    "MAX_TRADES_PER_MINUTE",
+    "Candles",
+    "MarketSpec",
+    "SyntheticMarket",
+    "Trades",
+]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -61,6 +75,12 @@ _WAVES: Final = (
 )
 _NOISE: Final = 0.0004  # per-trade multiplicative noise (log sigma)
 _GRID: Final = 5 * MINUTE
+#: Markets with more trades per minute are generated a minute at a time (a day of
+#: 2.16M trades or more is too big to hold), slower ones a UTC day at a time.
+FAST_TRADES_PER_MINUTE: Final = 1_500.0
+#: Most trades a minute of a fast market holds: one per ms, as unique timestamps need.
+MAX_TRADES_PER_MINUTE: Final = MINUTE
+_MINUTES_PER_DAY: Final = DAY // MINUTE
 
 
 def _to_outages(value: Iterable[Sequence[int]]) -> tuple[tuple[int, int], ...]:
@@ -95,6 +115,8 @@ class MarketSpec:
     tick: int = 1
     amount_decimals: int = 5
     mean_amount: float = 0.05
+    #: Mean trades per minute. Above :data:`FAST_TRADES_PER_MINUTE` the market is
+    #: generated a minute at a time, with at most one trade per ms (60,000 a minute).
     trades_per_minute: float = 4.0
     listed: int = DEFAULT_LISTING
     #: Half-open ``[start, end)`` ms windows without trades and without candles.
@@ -420,10 +442,17 @@ _Key = tuple[int, str, MarketSpec]  # (seed, venue, spec)
 
 
 class _LRU:
-    def __init__(self, size: int) -> None:
+    """Thread-safe LRU holding at most ``size`` entries, or ``size`` in total ``weigh(value)``."""
+
+    def __init__(self, size: int, weigh: Callable[[Any], int] | None = None) -> None:
         self._size = size
+        self._weigh = weigh
+        self._total = 0
         self._data: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _weight(self, value: Any) -> int:
+        return 1 if self._weigh is None else self._weigh(value)
 
     def get(self, key: Any) -> Any:
         with self._lock:
@@ -434,10 +463,13 @@ class _LRU:
 
     def put(self, key: Any, value: Any) -> None:
         with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._total -= self._weight(old)
             self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+            self._total += self._weight(value)
+            while self._total > self._size and len(self._data) > 1:
+                self._total -= self._weight(self._data.popitem(last=False)[1])
 
 
 # Process-wide caches: generation is a pure function of the key, so emulators (and
@@ -578,6 +610,10 @@ def _generate_day(key: _Key, day: int) -> RawTrades:
 
 def _day_count(key: _Key, day: int) -> int:
     spec = key[2]
+    if _is_fast(spec):
+        if _is_plain_day(spec, day):
+            return int(_block_counts(key, day).sum())
+        return int(_block_prefix(key, day)[-1])
     if _is_plain_day(spec, day):
         return int(_minute_counts(key, day).sum())
     return len(_generate_kept(key, day))
@@ -613,6 +649,237 @@ def _day_of_id(key: _Key, trade_id: int, last_day: int) -> int:
         prefix = _PREFIX[key]
     i = int(np.searchsorted(prefix, trade_id, side="left"))
     return first + max(i - 1, 0)
+
+
+# --------------------------------------------------------------------------- fast markets
+
+#: Trades (33 bytes each) the block cache holds: 66 minutes at 60,000 trades a minute.
+_BLOCK_CACHE_ROWS: Final = 4_000_000
+_PREFIX_CACHE_SIZE: Final = 1024
+_MINUTE_TABLE_CACHE_SIZE: Final = 64
+
+_BLOCKS = _LRU(_BLOCK_CACHE_ROWS, weigh=lambda t: len(t) + 1)
+_BLOCK_PREFIX = _LRU(_PREFIX_CACHE_SIZE)
+_MINUTE_TABLES = _LRU(_MINUTE_TABLE_CACHE_SIZE)
+_AGG_FIELDS: Final = tuple(f.name for f in attrs.fields(_Agg))
+
+
+def _is_fast(spec: MarketSpec) -> bool:
+    """Whether the market is generated a minute at a time (see :data:`FAST_TRADES_PER_MINUTE`)."""
+    return spec.trades_per_minute > FAST_TRADES_PER_MINUTE
+
+
+def _block_counts(key: _Key, day: int) -> I64:
+    """Trades per minute of ``day`` of a fast market before listing/outage removal."""
+    seed, venue, spec = key
+    drawn = _rng(seed, venue, spec.symbol, day, "blocks").poisson(
+        spec.trades_per_minute, _MINUTES_PER_DAY
+    )
+    out: I64 = np.minimum(drawn, MAX_TRADES_PER_MINUTE).astype(np.int64)
+    return out
+
+
+def _block_kept(key: _Key, block: int) -> RawTrades:
+    """The trades of minute ``block`` (ms // MINUTE) of a fast market that listing and
+    outages keep, ids not yet assigned."""
+    seed, venue, spec = key
+    start = block * MINUTE
+    alive = _alive_intervals(spec, start, start + MINUTE)
+    if not alive:
+        return _EMPTY_TRADES
+    day, minute = divmod(block, _MINUTES_PER_DAY)
+    n = int(_block_counts(key, day)[minute])
+    rng = _rng(seed, venue, spec.symbol, block, "block")
+    # distinct ms offsets: unique timestamps without _unique_sorted's shifting, which
+    # would crawl when nearly every ms of the minute holds a trade
+    offsets = np.sort(rng.choice(MINUTE, n, replace=False, shuffle=False)).astype(np.int64)
+    ts: I64 = offsets + start
+    noise = rng.normal(0.0, _NOISE * spec.volatility, n)
+    price = _price_units(key, ts, noise)
+    step = 10.0**-spec.amount_decimals
+    sigma = 0.9
+    mu = math.log(spec.mean_amount / step) - sigma * sigma / 2
+    amount = np.maximum(np.rint(rng.lognormal(mu, sigma, n)), 1).astype(np.int64)
+    buy = rng.random(n) < 0.5
+    if alive == [(start, start + MINUTE)]:
+        return RawTrades(_i64(n), ts, price, amount, buy)
+    keep = np.zeros(n, dtype=np.bool_)
+    for a, b in alive:
+        keep |= (ts >= a) & (ts < b)
+    return RawTrades(_i64(int(keep.sum())), ts[keep], price[keep], amount[keep], buy[keep])
+
+
+def _block_prefix(key: _Key, day: int) -> I64:
+    """Kept trades of ``day`` of a fast market before each minute (1441 entries)."""
+    cached = _BLOCK_PREFIX.get((key, day))
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    spec = key[2]
+    counts = _block_counts(key, day)
+    if not _is_plain_day(spec, day):
+        d0 = day * _MINUTES_PER_DAY
+        kept = np.zeros(_MINUTES_PER_DAY, dtype=np.int64)
+        partial: set[int] = set()
+        for a, b in _alive_intervals(spec, day * DAY, (day + 1) * DAY):
+            full_lo, full_hi = -(-a // MINUTE), b // MINUTE
+            if full_lo < full_hi:
+                kept[full_lo - d0 : full_hi - d0] = counts[full_lo - d0 : full_hi - d0]
+            if a % MINUTE:
+                partial.add(a // MINUTE)
+            if b % MINUTE:
+                partial.add(b // MINUTE)
+        for block in partial:
+            kept[block - d0] = len(_block_kept(key, block))
+        counts = kept
+    prefix = np.concatenate([_i64(1), np.cumsum(counts)])
+    _BLOCK_PREFIX.put((key, day), prefix)
+    return prefix
+
+
+def _generate_block(key: _Key, block: int) -> RawTrades:
+    """The trades of minute ``block`` of a fast market (before "now" filtering), with ids."""
+    cached = _BLOCKS.get((key, block))
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    kept = _block_kept(key, block)
+    day, minute = divmod(block, _MINUTES_PER_DAY)
+    base = _id_base(key, day) + int(_block_prefix(key, day)[minute])
+    ids = base + np.arange(1, len(kept) + 1, dtype=np.int64)
+    result = RawTrades(ids, kept.ts, kept.price, kept.amount, kept.buy)
+    _BLOCKS.put((key, block), result)
+    return result
+
+
+def _block_of_id(key: _Key, trade_id: int, last_day: int) -> int:
+    """The minute holding trade ``trade_id`` of a fast market, or the first minute after
+    ``last_day`` if no trade up to ``last_day`` has it."""
+    day = _day_of_id(key, trade_id, last_day)
+    if day > last_day:
+        return day * _MINUTES_PER_DAY
+    prefix = _block_prefix(key, day)
+    i = int(np.searchsorted(prefix, trade_id - _id_base(key, day), side="left"))
+    return day * _MINUTES_PER_DAY + max(i - 1, 0)
+
+
+def _fast_trades_in(key: _Key, start: int, end: int) -> RawTrades:
+    """Trades of a fast market with ``start <= ts < end`` (``end`` already cut at now)."""
+    parts = []
+    for a, b in _alive_intervals(key[2], start, end):
+        for block in range(a // MINUTE, (b - 1) // MINUTE + 1):
+            t = _generate_block(key, block)
+            lo, hi = np.searchsorted(t.ts, [a, b], side="left")
+            parts.append(t.take(slice(int(lo), int(hi))))
+    return RawTrades.concat(parts)
+
+
+def _fast_forward(key: _Key, cursor: int, stop: int, from_id: int | None, limit: int) -> RawTrades:
+    """The first ``limit`` trades of a fast market in ``[cursor, stop)`` (id >= ``from_id``)."""
+    spec = key[2]
+    parts: list[RawTrades] = []
+    have = 0
+    while have < limit and cursor < stop:
+        nxt = _next_alive(spec, cursor)
+        if nxt is None or nxt >= stop:
+            break
+        cursor = max(cursor, nxt)
+        block = cursor // MINUTE
+        t = _generate_block(key, block)
+        lo, hi = np.searchsorted(t.ts, [cursor, stop], side="left")
+        chunk = t.take(slice(int(lo), int(hi)))
+        if from_id is not None:
+            chunk = chunk.take(chunk.id >= from_id)
+        parts.append(chunk.take(slice(0, limit - have)))
+        have += len(parts[-1])
+        cursor = (block + 1) * MINUTE
+    return RawTrades.concat(parts)
+
+
+def _fast_backward(
+    key: _Key, cursor: int, floor: int, before_id: int | None, limit: int
+) -> RawTrades:
+    """The last ``limit`` trades of a fast market in ``[floor, cursor)`` (id < ``before_id``)."""
+    spec = key[2]
+    parts: list[RawTrades] = []
+    have = 0
+    while have < limit and cursor > floor:
+        prev = _prev_alive(spec, cursor)
+        if prev is None or prev <= floor:
+            break
+        cursor = min(cursor, prev)
+        block = (cursor - 1) // MINUTE
+        t = _generate_block(key, block)
+        lo, hi = np.searchsorted(t.ts, [max(floor, block * MINUTE), cursor], side="left")
+        chunk = t.take(slice(int(lo), int(hi)))
+        if before_id is not None:
+            chunk = chunk.take(chunk.id < before_id)
+        take = min(limit - have, len(chunk))
+        parts.append(chunk.take(slice(len(chunk) - take, len(chunk))))
+        have += take
+        cursor = block * MINUTE
+    return RawTrades.concat(parts[::-1])
+
+
+@attrs.frozen(eq=False)
+class _MinuteTable:
+    """Per-minute aggregates of one day of a fast market, filled in as minutes are asked for.
+
+    ``rows[i]`` is :class:`_Agg` field ``i`` (``start`` left 0); ``done[m]`` is set once
+    minute ``m`` is final (closed before now). Concurrent fills write identical values.
+    """
+
+    rows: I64 = attrs.field(
+        factory=lambda: np.zeros((len(_AGG_FIELDS), _MINUTES_PER_DAY), np.int64)
+    )
+    done: B = attrs.field(factory=lambda: np.zeros(_MINUTES_PER_DAY, dtype=np.bool_))
+
+
+def _fast_minutes(key: _Key, lo: int, hi: int, now: int) -> _Agg:
+    """Per-minute aggregates of a fast market for minutes ``[lo, hi)`` (trades before now)."""
+    spec = key[2]
+    parts = []
+    for day in range(lo // _MINUTES_PER_DAY, (hi - 1) // _MINUTES_PER_DAY + 1):
+        d0 = day * _MINUTES_PER_DAY
+        table = _MINUTE_TABLES.get((key, day))
+        if table is None:
+            table = _MinuteTable()
+            _MINUTE_TABLES.put((key, day), table)
+        a, b = max(lo, d0) - d0, min(hi, d0 + _MINUTES_PER_DAY) - d0
+        opens = (d0 + np.arange(a, b, dtype=np.int64)) * MINUTE
+        # cached minutes are closed before some clock's now, maybe not before this one's
+        closed = opens + MINUTE <= now
+        rows = np.where(closed & table.done[a:b], table.rows[:, a:b], 0)
+        for m in np.flatnonzero((opens < now) & ~(closed & table.done[a:b])).tolist():
+            t0 = int(opens[m])
+            if _alive_intervals(spec, t0, t0 + MINUTE):
+                t = _generate_block(key, d0 + a + m)
+                if not closed[m]:
+                    t = t.take(t.ts < now)
+                agg = _reduce(t.as_agg(), _i64(1))
+                rows[:, m] = [int(getattr(agg, f)[0]) for f in _AGG_FIELDS]
+            if closed[m]:
+                table.rows[:, a + m] = rows[:, m]
+                table.done[a + m] = True
+        parts.append(_Agg(*rows))
+    agg = _Agg.concat(parts)
+    return attrs.evolve(agg, start=np.arange(lo, hi, dtype=np.int64) * MINUTE)
+
+
+def _fast_close_before(key: _Key, t: int, now: int) -> int | None:
+    """Last traded price of a fast market before ``min(t, now)``; None if nothing traded."""
+    spec = key[2]
+    cursor = min(t, now)
+    while cursor > spec.listed:
+        prev = _prev_alive(spec, cursor)
+        if prev is None:
+            break
+        cursor = min(cursor, prev)
+        block = (cursor - 1) // MINUTE
+        tr = _generate_block(key, block)
+        i = int(np.searchsorted(tr.ts, cursor, side="left"))
+        if i > 0:
+            return int(tr.price[i - 1])
+        cursor = block * MINUTE
+    return None
 
 
 def _reduce(units: _Agg, starts: I64) -> _Agg:
@@ -755,6 +1022,13 @@ class SyntheticMarket:
         spec = key[2]
         now = self.now()
         stop = now if end is None else min(end, now)
+        if _is_fast(spec):
+            if from_id is not None:
+                cursor = _block_of_id(key, max(from_id, 1), (now - 1) // DAY) * MINUTE
+            else:
+                assert start is not None
+                cursor = max(start, spec.listed)
+            return _fast_forward(key, cursor, stop, from_id, limit)
         if from_id is not None:
             day = _day_of_id(key, max(from_id, 1), (now - 1) // DAY)
             lo_ts = day * DAY
@@ -796,6 +1070,12 @@ class SyntheticMarket:
         spec = key[2]
         stop = self.now() if end is None else min(end, self.now())
         floor = max(spec.listed, start if start is not None else spec.listed)
+        if _is_fast(spec):
+            cursor = stop
+            if before_id is not None:
+                block = _block_of_id(key, max(before_id - 1, 1), (stop - 1) // DAY)
+                cursor = min(cursor, (block + 1) * MINUTE)
+            return _fast_backward(key, cursor, floor, before_id, limit)
         day = (stop - 1) // DAY
         if before_id is not None:
             day = min(day, _day_of_id(key, max(before_id - 1, 1), day))
@@ -830,6 +1110,8 @@ class SyntheticMarket:
 
     def _minutes(self, key: _Key, day: int, now: int) -> _Agg:
         """Per-minute aggregates of a day (trades before now only)."""
+        if _is_fast(key[2]):
+            return _fast_minutes(key, day * _MINUTES_PER_DAY, (day + 1) * _MINUTES_PER_DAY, now)
         partial = (day + 1) * DAY > now
         if not partial:
             cached = _MINUTES.get((key, day))
@@ -865,6 +1147,8 @@ class SyntheticMarket:
         if unit == DAY:
             parts = [self._daily(key, d, now) for d in range(start // DAY, end // DAY)]
             return _Agg.concat(parts)
+        if unit == MINUTE and _is_fast(spec):
+            return _fast_minutes(key, start // MINUTE, end // MINUTE, now)
         parts = []
         for day in range(start // DAY, (end - 1) // DAY + 1):
             lo, hi = max(start, day * DAY), min(end, (day + 1) * DAY)
@@ -886,6 +1170,11 @@ class SyntheticMarket:
     def _close_before(self, key: _Key, t: int, now: int) -> int:
         """Last traded price before ``t`` (the model price when nothing traded yet)."""
         spec = key[2]
+        if _is_fast(spec):
+            price = _fast_close_before(key, t, now)
+            if price is not None:
+                return price
+            return int(_price_units(key, np.asarray([max(t, spec.listed)], dtype=np.int64))[0])
         day = (t - 1) // DAY
         while (day + 1) * DAY > spec.listed:
             if _alive_intervals(spec, day * DAY, (day + 1) * DAY):
@@ -1098,6 +1387,8 @@ def _trades_in(key: _Key, start: int, end: int, now: int) -> RawTrades:
     start = max(start, spec.listed)
     if end <= start:
         return _EMPTY_TRADES
+    if _is_fast(spec):
+        return _fast_trades_in(key, start, end)
     parts = []
     for day in range(start // DAY, (end - 1) // DAY + 1):
         if not _alive_intervals(spec, day * DAY, (day + 1) * DAY):

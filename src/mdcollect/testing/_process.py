@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
+
+import attrs
+
+from mdcollect.testing._market import MarketSpec
 
 __all__ = ["EmulatorProcess"]
 
 
 class EmulatorProcess:
     """Run ``python -m mdcollect.testing`` in a child process and expose its ``url``.
+
+    ``markets`` adds or replaces markets as :class:`ExchangeEmulator` does (each is
+    passed to the child as ``--market JSON``).
 
     Example::
 
@@ -21,7 +29,7 @@ class EmulatorProcess:
             ...
             proc.kill()  # the server dies mid-test
 
-    Added in 0.1.0.
+    Added in 0.1.0. Changed in 0.2.0: ``markets``.
     """
 
     def __init__(
@@ -31,6 +39,7 @@ class EmulatorProcess:
         seed: int = 0,
         now: int | None = None,
         rate_limits: bool = True,
+        markets: Iterable[MarketSpec] = (),
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
     ) -> None:
@@ -47,6 +56,8 @@ class EmulatorProcess:
             self.args += ["--now", str(now)]
         if not rate_limits:
             self.args.append("--no-rate-limits")
+        for spec in markets:
+            self.args += ["--market", json.dumps(attrs.asdict(spec), separators=(",", ":"))]
         self.args += list(extra_args)
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[str] | None = None
