@@ -2,24 +2,44 @@
 
     .venv/bin/python bench/live.py                 # 10M trades, 60 s end to end
     .venv/bin/python bench/live.py --trades 2e6 --seconds 15
+    .venv/bin/python bench/live.py --no-aggregation --symbols 5   # a feed the client keeps up with
+    .venv/bin/python bench/live.py --no-aggregation --no-bare --symbols 1 --tracemalloc
 
 1. Aggregation: N synthetic trades into 11 timeframes (1s 5s 10s 15s 30s 1m 5m 15m
    1h 4h 1d) with ``mdcollect.aggregate`` beside pandas ``resample().ohlc()`` and
    polars ``group_by_dynamic`` (when polars is installed) in the same run.
-2. End to end: trade messages/s from the emulator's websocket into the default
-   store (ArcticDB/LMDB in a temp dir) through ``TradesCollector`` beside a bare
-   ``ccxt.pro`` ``watch_trades`` loop storing nothing, run one after the other on
-   the same market; CPU% and RSS sampled every 5 s (RSS should stay flat).
+2. End to end on a busy feed: the emulator runs in its own process (the client and
+   the emulator get a core each) with ``--symbols`` Binance spot markets of
+   ``--trades-per-minute`` trades each (default 15 x 60,000/min = 15,000 trades/s
+   offered, more than one Python ccxt.pro client parses). First a bare ``ccxt.pro``
+   ``watch_trades`` loop (one task per symbol, ``newUpdates``) storing nothing, then
+   ``TradesCollector(mode="ws", candles=["1s", "1m"])`` in a ``DataCollector``
+   writing to ArcticDB/LMDB in a temp dir, each for ``--seconds``. Printed: trades/s
+   (received by the bare loop; stored in LMDB by the collector, beside those it
+   received) and the rate the emulator offered, the CPU% of the client, of the
+   emulator and of every other process (whichever of the two is near 100% is the
+   bottleneck), how late the client's event loop runs, and the client's RSS every
+   5 s split into anonymous memory (``RssAnon``: the heap) and file-backed pages
+   (``RssFile``: mostly LMDB's memory map, page cache rather than a leak), with the
+   collector's buffered rows and dedup entries beside it. ``--tracemalloc`` diffs
+   live objects and Python allocations over the collector run (slow: it saturates
+   the client; use few ``--symbols``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
+import ctypes
+import gc
+import os
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -89,79 +109,429 @@ def bench_aggregation(n: int) -> None:
     print(f"  polars group_by_dynamic {polars_s:7.2f} s   ratio {polars_s / ours:5.1f}x")
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
+SYMBOLS = [
+    "BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "AVAX", "LINK", "DOT", "TRX",
+    "LTC", "BCH", "NEAR", "ATOM", "UNI", "ETC", "FIL", "APT", "ARB", "OP",
+]  # fmt: skip
+
+
+def _status_kb(pid: int | str = "self") -> dict[str, int]:
+    """VmRSS, RssAnon and RssFile (kB) of a process."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[name] = int(value.split()[0])
+    return out
 
 
-async def _sample(label: str, seconds: float, count: Any) -> tuple[float, float, list[float]]:
-    cpu0, t0, n0 = time.process_time(), time.perf_counter(), count()
-    rss = []
-    end = t0 + seconds
-    while time.perf_counter() < end:
-        await asyncio.sleep(min(5.0, end - time.perf_counter()))
-        rss.append(_rss_mb())
-    dt = time.perf_counter() - t0
-    rate = (count() - n0) / dt
-    cpu = 100 * (time.process_time() - cpu0) / dt
-    print(f"  {label:28s} {rate:9.0f} trades/s  CPU {cpu:5.1f}%  RSS MB {[round(r) for r in rss]}")
-    return rate, cpu, rss
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
-async def bench_end_to_end(seconds: float, tpm: float) -> None:
+def _malloc_mb() -> tuple[int, int]:
+    """glibc heap (all arenas, mmapped chunks included): (in use, free but kept) in MB."""
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return -1, -1
+    fn.restype = _MallInfo2
+    m = fn()
+    return (m.uordblks + m.hblkhd) // 2**20, m.fordblks // 2**20
+
+
+def _malloc_trim() -> str:
+    """Hand free heap pages back to the OS; what that did to RssAnon."""
+    before = _status_kb()["RssAnon"] / 1024
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return "malloc_trim unavailable"
+    after = _status_kb()["RssAnon"] / 1024
+    return f"malloc_trim(0) right after: RssAnon {before:.0f} -> {after:.0f} MB"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    """What one measured run saw."""
+
+    label: str
+    t0: int  # wall ms, start of the measured window
+    t1: int
+    received: int
+    cpu: float  # % of one core, client process
+    emu_cpu: float  # % of one core, emulator process
+    others_cpu: float = 0.0  # % of one core, every other process on the machine
+    rss: list[float] = field(default_factory=list)  # MB, every 5 s
+    anon: list[float] = field(default_factory=list)
+    file: list[float] = field(default_factory=list)
+    probes: dict[str, list[int]] = field(default_factory=dict)  # named counts, every 5 s
+    lag_ms: int | None = None  # newest trade received vs the clock, at the end
+    received_by_collector: int = 0
+    notes: list[str] = field(default_factory=list)
+    loop_lag: list[float] = field(default_factory=list)  # s, how late 10 ms sleeps woke
+
+    @property
+    def rate(self) -> float:
+        return self.received / ((self.t1 - self.t0) / 1000)
+
+
+async def _measure(
+    label: str,
+    seconds: float,
+    count: Callable[[], int],
+    emu_pid: int,
+    *,
+    probes: dict[str, Callable[[], int]] | None = None,
+    every: float = 5.0,
+) -> Run:
+    """Count trades received for ``seconds``; CPU of both processes; RSS every ``every`` s."""
+    cpu0, emu0, n0 = time.process_time(), _cpu_seconds(emu_pid), count()
+    busy0, _ = _machine_busy()
+    p0, t0 = time.perf_counter(), time.time()
+    run = Run(label, int(t0 * 1000), 0, 0, 0.0, 0.0)
+
+    def sample() -> None:
+        kb = _status_kb()
+        run.rss.append(kb["VmRSS"] / 1024)
+        run.anon.append(kb["RssAnon"] / 1024)
+        run.file.append(kb["RssFile"] / 1024)
+        for name, probe in (probes or {}).items():
+            run.probes.setdefault(name, []).append(probe())
+
+    async def watch_loop() -> None:
+        # how long the event loop keeps other tasks (the storage writer) waiting
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            run.loop_lag.append(time.perf_counter() - t - 0.01)
+
+    sample()
+    watcher = asyncio.create_task(watch_loop())
+    end = p0 + seconds
+    while (left := end - time.perf_counter()) > 0:
+        await asyncio.sleep(min(every, left))
+        sample()
+    elapsed = time.perf_counter() - p0
+    watcher.cancel()
+    run.t1 = run.t0 + int(elapsed * 1000)
+    run.received = count() - n0
+    run.cpu = 100 * (time.process_time() - cpu0) / elapsed
+    run.emu_cpu = 100 * (_cpu_seconds(emu_pid) - emu0) / elapsed
+    busy = 100 * (_machine_busy()[0] - busy0) / elapsed
+    run.others_cpu = max(0.0, busy - run.cpu - run.emu_cpu)
+    return run
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from ``/proc/stat``."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+def _report(run: Run, offered: int) -> None:
+    secs = (run.t1 - run.t0) / 1000
+    lag = "" if run.lag_ms is None else f"  lag at end {run.lag_ms / 1000:5.1f} s"
+    print(
+        f"  {run.label:26s} {run.rate:8.0f} trades/s of {offered / secs:6.0f} offered"
+        f"  CPU client {run.cpu:4.0f}%  emulator {run.emu_cpu:4.0f}%"
+        f"  others {run.others_cpu:4.0f}%{lag}"
+    )
+    slope = 60 * (run.anon[-1] - run.anon[0]) / secs
+    if run.loop_lag:
+        lag_ms = np.asarray(run.loop_lag) * 1000
+        print(
+            f"      event loop: a 10 ms sleep woke {np.median(lag_ms):.0f} ms late (median),"
+            f" p99 {np.percentile(lag_ms, 99):.0f} ms, max {lag_ms.max():.0f} ms"
+        )
+    else:
+        print(f"      event loop: a 10 ms sleep never woke in {secs:.0f} s")
+    print(f"      RSS MB     {[round(r) for r in run.rss]}  (peak {max(run.rss):.0f})")
+    print(f"      RssAnon MB {[round(r) for r in run.anon]}  ({slope:+.1f} MB/min)")
+    print(f"      RssFile MB {[round(r) for r in run.file]}")
+    if run.received_by_collector:
+        print(
+            f"      trades stored {run.rate:,.0f}/s, received by the collector"
+            f" {run.received_by_collector / secs:,.0f}/s"
+        )
+    for name, values in run.probes.items():
+        print(f"      {name} {values}")
+
+
+def _verdict(run: Run, offered: int) -> str:
+    """Who limits the rate: the feed itself, the client or the emulator (busier process)."""
+    if run.received >= 0.97 * offered:
+        who = "the offered rate (the client keeps up)"
+    elif run.cpu >= run.emu_cpu:
+        who = f"the client (CPU {run.cpu:.0f}%; emulator {run.emu_cpu:.0f}%)"
+    else:
+        who = f"the emulator (CPU {run.emu_cpu:.0f}%; client {run.cpu:.0f}%)"
+    if run.others_cpu > 25:
+        who += f"; other processes took {run.others_cpu:.0f}% of a core meanwhile"
+    return who
+
+
+async def _run_bare(url: str, symbols: list[str], seconds: float, warmup: float, pid: int) -> Run:
+    """A ``ccxt.pro`` ``watch_trades`` task per symbol that counts trades and stores nothing."""
+    import ccxt.pro
+
+    from mdcollect.exchanges._urls import redirect_urls
+
+    ex = ccxt.pro.binance({"enableRateLimit": False})
+    redirect_urls(ex, url)
+    await ex.load_markets()
+    got = [0]
+    newest: dict[str, int] = {}
+
+    async def loop(symbol: str) -> None:
+        while True:
+            trades = await ex.watch_trades(symbol, None, None, {"newUpdates": True})
+            got[0] += len(trades)
+            newest[symbol] = trades[-1]["timestamp"]
+
+    tasks = [asyncio.create_task(loop(s)) for s in symbols]
+    try:
+        await asyncio.sleep(warmup)
+        run = await _measure("bare ccxt.pro watch_trades", seconds, lambda: got[0], pid)
+        run.lag_ms = int(time.time() * 1000) - min(newest.values())
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ex.close()
+    return run
+
+
+async def _run_collector(
+    url: str,
+    symbols: list[str],
+    seconds: float,
+    warmup: float,
+    pid: int,
+    *,
+    trace: bool,
+    options: dict[str, Any],
+) -> Run:
+    """``TradesCollector(mode="ws", candles=["1s", "1m"])`` in a ``DataCollector`` writing
+    to ArcticDB/LMDB in a temp dir; the rate is trades stored."""
     from mdcollect import open_storage
     from mdcollect.collector import DataCollector
     from mdcollect.collectors import TradesCollector
     from mdcollect.exchanges import ExchangeClient
-    from mdcollect.testing import ExchangeEmulator, MarketSpec
 
-    spec = MarketSpec("BTC/USDT", 30_000.0, trades_per_minute=tpm)
-    with ExchangeEmulator(seed=1, markets=[spec], rate_limits=False) as emu:
-        now = emu.market.now()
-        emu.market.trades("binance", "BTC/USDT", now - 1000, now)  # generate the day first
-        print(
-            f"end to end, emulator websocket, {tpm / 60:.0f} trades/s offered, {seconds:.0f} s each"
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_storage(f"arctic+lmdb://{tmp}/arctic")
+        writes = _time_writes(store)
+        client = ExchangeClient("binance", base_url=url, enableRateLimit=False)
+        c = TradesCollector(client, symbols, mode="ws", candles=["1s", "1m"], **options)
+        async with DataCollector([c], store):
+            await asyncio.sleep(warmup)
+            if trace:
+                types0 = _type_counts()
+                tracemalloc.start(4)
+                snap0 = tracemalloc.take_snapshot()
+            received0, writes0 = c.stats.rows_received, len(writes.log)
+            run = await _measure(
+                "TradesCollector -> LMDB",
+                seconds,
+                lambda: writes.trade_rows,
+                pid,
+                probes={
+                    "rows buffered (received, not stored yet)": lambda: c.buffered_rows,
+                    # private, for the RSS investigation: trade ids kept to drop re-sends
+                    "dedup entries (TradesCollector._seen)": lambda: sum(
+                        len(v) for v in getattr(c, "_seen", {}).values()
+                    ),
+                    # where anonymous memory goes: Python objects, or C heap (numpy,
+                    # pandas, ArcticDB) in use, or C heap freed but kept by malloc
+                    "Python object blocks (thousands)": lambda: sys.getallocatedblocks() // 1000,
+                    "malloc in use MB": lambda: _malloc_mb()[0],
+                    "malloc free-but-kept MB": lambda: _malloc_mb()[1],
+                },
+            )
+            run.received_by_collector = c.stats.rows_received - received0
+            window = writes.log[writes0:]
+            notes.append(f"      {_malloc_trim()}")
+            if trace:
+                snap1 = tracemalloc.take_snapshot()
+                tracemalloc.stop()
+                notes += _growth(snap0, snap1, types0, _type_counts())
+            t_stop = time.perf_counter()
+        stop_s = time.perf_counter() - t_stop
+        await client.close()
+        store.close()
+    secs = (run.t1 - run.t0) / 1000
+    if window:
+        ms = np.asarray([w[0] for w in window]) * 1000
+        rows = sum(w[1] for w in window)
+        notes.insert(
+            0,
+            f"      storage.write: {len(window)} calls, {rows / len(window):,.0f} rows each,"
+            f" {ms.mean():.1f} ms mean, p50 {np.median(ms):.1f}, p95"
+            f" {np.percentile(ms, 95):.1f}; busy {ms.sum() / 1000 / secs:.0%} of the run",
         )
-        bare = emu.ccxt("binance", pro=True)
-        got = [0]
+    notes.insert(
+        1 if window else 0,
+        f"      stop took {stop_s:.1f} s; then buffered {c.buffered_rows:,} (lost),"
+        f" dropped {c.stats.rows_dropped:,}, duplicates {c.stats.duplicates:,}",
+    )
+    run.notes = notes
+    return run
 
-        async def loop() -> None:
-            while True:
-                got[0] += len(await bare.watch_trades("BTC/USDT", None, None, {"newUpdates": True}))
 
-        task = asyncio.create_task(loop())
-        await asyncio.sleep(1)
-        bare_rate, _, _ = await _sample("bare ccxt.pro watch_trades", seconds, lambda: got[0])
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await bare.close()
+async def bench_end_to_end(
+    seconds: float,
+    tpm: float,
+    n_symbols: int,
+    *,
+    warmup: float = 3.0,
+    bare: bool = True,
+    trace: bool = False,
+    options: dict[str, Any] | None = None,
+) -> None:
+    from mdcollect.testing import EmulatorProcess, MarketSpec, SyntheticMarket
 
-        with tempfile.TemporaryDirectory() as tmp:
-            store = open_storage(f"arctic+lmdb://{tmp}/arctic")
-            client = ExchangeClient("binance", base_url=emu.url, enableRateLimit=False)
-            c = TradesCollector(client, ["BTC/USDT"], mode="ws", candles=["1s", "1m"])
-            async with DataCollector([c], store):
-                await asyncio.sleep(1)
-                ours, _, _ = await _sample(
-                    "TradesCollector -> store", seconds, lambda: c.stats.rows_received
-                )
-            await client.close()
-            store.close()
-        print(f"  ratio collector/bare       {ours / bare_rate:5.2f}x (target >= 0.8)")
-        print(f"  rows dropped {c.stats.rows_dropped}, buffered at stop {c.buffered_rows}")
+    symbols = [f"{b}/USDT" for b in SYMBOLS[:n_symbols]]
+    symbols += [f"X{i}/USDT" for i in range(len(symbols), n_symbols)]
+    # listed a minute ago: trade ids start near 1 and nothing needs older history
+    listed = int(time.time() * 1000) - 60_000
+    specs = [
+        MarketSpec(s, 10.0 * (i + 1), trades_per_minute=tpm, listed=listed, exchange="binance")
+        for i, s in enumerate(symbols)
+    ]
+    seed = 1
+    print(
+        f"end to end, Binance websocket trades, {len(symbols)} symbols x {tpm:,.0f}/min ="
+        f" {len(symbols) * tpm / 60:,.0f} trades/s offered, emulator in its own process,"
+        f" {seconds:.0f} s each ({os.cpu_count()} cores)"
+    )
+    runs: list[Run] = []
+    with EmulatorProcess(seed=seed, markets=specs, rate_limits=False) as proc:
+        if bare:
+            runs.append(await _run_bare(proc.url, symbols, seconds, warmup, proc.pid))
+        runs.append(
+            await _run_collector(
+                proc.url, symbols, seconds, warmup, proc.pid, trace=trace, options=options or {}
+            )
+        )
+    # the trades the emulator offered, counted after the runs so that generating
+    # them here does not weigh on the RSS figures above
+    truth = SyntheticMarket(seed, specs, venues={"binance": []})
+    for run in runs:
+        offered = sum(len(truth.raw_trades("binance", s, run.t0, run.t1)) for s in symbols)
+        _report(run, offered)
+        print(f"      limited by {_verdict(run, offered)}")
+        for line in run.notes:
+            print(line)
+    if bare:
+        b, ours = runs
+        secs = (ours.t1 - ours.t0) / 1000
+        print(
+            f"  ratio collector/bare       {ours.rate / b.rate:5.2f}x into the store,"
+            f" {ours.received_by_collector / secs / b.rate:5.2f}x received (target >= 0.8)"
+        )
+
+
+@dataclass
+class Writes:
+    """Every ``store.write``: ``(seconds, rows)``, and the trade rows stored so far."""
+
+    log: list[tuple[float, int]] = field(default_factory=list)
+    trade_rows: int = 0
+
+
+def _time_writes(store: Any) -> Writes:
+    """Time every ``store.write`` and count trade rows stored (wrapping the instance's method)."""
+    writes = Writes()
+    inner = store.write
+
+    def write(key: Any, frame: Any, **kw: Any) -> int:
+        t = time.perf_counter()
+        n = int(inner(key, frame, **kw))
+        writes.log.append((time.perf_counter() - t, len(frame)))
+        if key.kind == "trades":
+            writes.trade_rows += len(frame)
+        return n
+
+    store.write = write
+    return writes
+
+
+def _type_counts() -> Counter[str]:
+    """Live objects tracked by the garbage collector, by type name."""
+    gc.collect()
+    return Counter(type(o).__name__ for o in gc.get_objects())
+
+
+def _growth(
+    before: Any, after: Any, types0: Counter[str], types1: Counter[str], top: int = 12
+) -> list[str]:
+    """Object types and call sites whose live Python allocations grew most over the run."""
+    grown = sorted(types1.keys(), key=lambda k: types0[k] - types1[k])[:top]
+    out = ["  live objects by type (gc), growth over the collector run:"]
+    out.append("    " + ", ".join(f"{k} {types1[k] - types0[k]:+,}" for k in grown))
+    out.append(f"  tracemalloc: top {top} growths over the collector run")
+    for st in after.compare_to(before, "traceback")[:top]:
+        out.append(f"    {st.size_diff / 1e6:+8.2f} MB {st.count_diff:+8d} blocks")
+        out += [f"        {line}" for line in st.traceback.format()]
+    return out
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--trades", type=float, default=10e6)
     p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--trades-per-minute", type=float, default=6_000.0)
+    p.add_argument("--trades-per-minute", type=float, default=60_000.0, help="per symbol")
+    p.add_argument("--symbols", type=int, default=15)
+    p.add_argument("--no-aggregation", action="store_true", help="skip part 1")
+    p.add_argument("--no-bare", action="store_true", help="skip the bare ccxt.pro loop")
+    p.add_argument("--tracemalloc", action="store_true", help="diff allocations (slow)")
+    p.add_argument("--batch-rows", type=int, default=None, help="TradesCollector batch_rows")
+    p.add_argument("--batch-seconds", type=float, default=None, help="... and batch_seconds")
     args = p.parse_args()
-    bench_aggregation(int(args.trades))
-    asyncio.run(bench_end_to_end(args.seconds, args.trades_per_minute))
+    options = {
+        k: v
+        for k, v in (("batch_rows", args.batch_rows), ("batch_seconds", args.batch_seconds))
+        if v is not None
+    }
+    if not args.no_aggregation:
+        bench_aggregation(int(args.trades))
+    asyncio.run(
+        bench_end_to_end(
+            args.seconds,
+            args.trades_per_minute,
+            args.symbols,
+            bare=not args.no_bare,
+            trace=args.tracemalloc,
+            options=options,
+        )
+    )
     return 0
 
 
