@@ -261,15 +261,20 @@ class DataSourceCollector(ABC):
             if items:
                 self._process(items)
             try:
-                await asyncio.wait_for(self.flush(storage), self.flush_timeout)
-            except TimeoutError:
-                log.warning("%s: %d rows still buffered after flush", self.name, self.buffered_rows)
-            finally:
                 if self._ws_opened:
                     # a fresh connection next run (a silent one may look open);
-                    # collectors sharing a client reconnect through their own restart
+                    # collectors sharing a client reconnect through their own restart.
+                    # Closed before the flush: a busy stream nobody reads would keep
+                    # the loop decoding frames while the flush waits for it
                     self._ws_opened = False
                     await client.close_streams()
+            finally:
+                try:
+                    await asyncio.wait_for(self.flush(storage), self.flush_timeout)
+                except TimeoutError:
+                    log.warning(
+                        "%s: %d rows still buffered after flush", self.name, self.buffered_rows
+                    )
 
     async def flush(self, storage: DataCollectionStorage) -> None:
         """Write every buffered row now, retrying storage failures (capped backoff)."""
@@ -397,30 +402,39 @@ class DataSourceCollector(ABC):
             written: set[int] = set()
             ok = True
             try:
-                for key, entries in by_key.items():
-                    for group in _contiguous(entries):
-                        try:
-                            await _write_group(storage, key, group)
-                        except InvalidRequest as exc:
-                            # the frame itself is bad: retrying cannot help
-                            n = sum(e.rows for e in group)
-                            self.stats.rows_dropped += n
-                            self.stats.last_error = repr(exc)
-                            log.error(
-                                "%s: dropped %d invalid rows of %s: %s", self.name, n, key, exc
-                            )
-                        except Exception as exc:  # storage backends raise their own errors
-                            ok = False
-                            self.stats.write_errors += 1
-                            self.stats.last_error = f"storage: {exc!r}"
-                            log.warning(
-                                "%s: write of %s failed (will retry): %r", self.name, key, exc
-                            )
-                            break
-                        else:
-                            self.stats.rows_written += sum(e.rows for e in group)
-                            self.stats.last_write = now_ms()
-                        written.update(e.seq for e in group)
+                # one thread hop for the whole flush: a hop per dataset waits for the
+                # loop each time, which under heavy flow starves the writer
+                job = asyncio.ensure_future(asyncio.to_thread(_write_all, storage, by_key))
+                cancelled = False
+                while True:
+                    try:
+                        outcomes = await asyncio.shield(job)
+                        break
+                    except asyncio.CancelledError:
+                        # the thread writes on regardless: wait for it and record what
+                        # it stored, so the final flush neither loses nor rewrites rows
+                        if job.cancelled():
+                            raise
+                        cancelled = True
+                for key, group, exc in outcomes:
+                    n = sum(e.rows for e in group)
+                    if exc is None:
+                        self.stats.rows_written += n
+                        self.stats.last_write = now_ms()
+                    elif isinstance(exc, InvalidRequest):
+                        # the frame itself is bad: retrying cannot help
+                        self.stats.rows_dropped += n
+                        self.stats.last_error = repr(exc)
+                        log.error("%s: dropped %d invalid rows of %s: %s", self.name, n, key, exc)
+                    else:
+                        ok = False
+                        self.stats.write_errors += 1
+                        self.stats.last_error = f"storage: {exc!r}"
+                        log.warning("%s: write of %s failed (will retry): %r", self.name, key, exc)
+                        continue
+                    written.update(e.seq for e in group)
+                if cancelled:
+                    raise asyncio.CancelledError
             finally:
                 self._inflight_max = -1
                 if written:
@@ -449,9 +463,28 @@ def _contiguous(entries: list[_Entry]) -> list[list[_Entry]]:
     return groups
 
 
-async def _write_group(
-    storage: DataCollectionStorage, key: DatasetKey, group: list[_Entry]
-) -> None:
+def _write_all(
+    storage: DataCollectionStorage, by_key: dict[DatasetKey, list[_Entry]]
+) -> list[tuple[DatasetKey, list[_Entry], BaseException | None]]:
+    """Write every key's entries (in a worker thread), each contiguous group as one
+    upsert; after a storage failure the key's later groups wait for the next flush.
+    Returns ``(key, group, error or None)`` for each group attempted."""
+    outcomes: list[tuple[DatasetKey, list[_Entry], BaseException | None]] = []
+    for key, entries in by_key.items():
+        for group in _contiguous(entries):
+            try:
+                _write_group(storage, key, group)
+            except InvalidRequest as exc:
+                outcomes.append((key, group, exc))
+            except Exception as exc:  # storage backends raise their own errors
+                outcomes.append((key, group, exc))
+                break
+            else:
+                outcomes.append((key, group, None))
+    return outcomes
+
+
+def _write_group(storage: DataCollectionStorage, key: DatasetKey, group: list[_Entry]) -> None:
     frames = [e.frame for e in group if len(e.frame)]
     covs = [e.covered for e in group if e.covered is not None]
     covered = Interval(min(c.start for c in covs), max(c.end for c in covs)) if covs else None
@@ -461,7 +494,7 @@ async def _write_group(
         frame = frames[0]
     else:
         frame = pd.concat(frames)
-    await asyncio.to_thread(storage.write, key, frame, covered=covered)
+    storage.write(key, frame, covered=covered)
 
 
 def _backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Final
@@ -30,7 +31,8 @@ __all__ = [
 
 _TRADE_COLUMNS: Final = ["timestamp", "id", "price", "amount", "side", "received"]
 #: trade identities remembered per symbol to drop re-sent trades
-_SEEN_MS: Final = 60_000
+#: how far behind the newest trade re-sent trades are still recognised (ms)
+_SEEN_MS: Final = 10_000
 
 
 async def _per_symbol(symbols: Sequence[Any], fn: Any) -> None:
@@ -97,7 +99,8 @@ class TradesCollector(DataSourceCollector):
         self.poll_lag = float(poll_lag)
         self._aggs: dict[str, CandleAggregator] = {}
         self._cov_end: dict[str, int] = {}
-        self._seen: dict[str, dict[tuple[int, str], None]] = {}
+        # per symbol, (time, id) of recent trades in arrival order
+        self._seen: dict[str, OrderedDict[tuple[int, str], None]] = {}
         self._contract: dict[str, Decimal | None] = {}
 
     def keys(self) -> list[DatasetKey]:
@@ -210,7 +213,7 @@ class TradesCollector(DataSourceCollector):
         watermark = max(m.watermark for m in msgs if m.watermark is not None)
         start = msgs[0].start
         # drop trades the feed sent twice (same time and id)
-        seen = self._seen.setdefault(sym, {})
+        seen = self._seen.setdefault(sym, OrderedDict())
         fresh = []
         for r in rows:
             ident = (r[0], r[1])
@@ -219,9 +222,10 @@ class TradesCollector(DataSourceCollector):
                 continue
             seen[ident] = None
             fresh.append(r)
-        if len(seen) > 50_000:
-            horizon = watermark - _SEEN_MS
-            self._seen[sym] = {k: None for k in seen if k[0] >= horizon}
+        # forget from the front (arrival order): O(evicted), not a rebuild per batch
+        horizon = watermark - _SEEN_MS
+        while seen and next(iter(seen))[0] < horizon:
+            seen.popitem(last=False)
         self.stats.rows_received += len(fresh)
         if fresh:
             frame = pd.DataFrame.from_records(fresh, columns=_TRADE_COLUMNS)
