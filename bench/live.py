@@ -263,6 +263,14 @@ def _report(run: Run, offered: int) -> None:
         f"  others {run.others_cpu:4.0f}%{lag}"
     )
     slope = 60 * (run.anon[-1] - run.anon[0]) / secs
+    # the dedup window, buffers and caches fill in the first seconds: the second
+    # half's trend (least squares) says whether memory keeps growing
+    half = run.anon[len(run.anon) // 2 :]
+    late = (
+        60 * float(np.polyfit(np.arange(len(half)) * secs / max(len(run.anon) - 1, 1), half, 1)[0])
+        if len(half) >= 3
+        else float("nan")
+    )
     if run.loop_lag:
         lag_ms = np.asarray(run.loop_lag) * 1000
         print(
@@ -272,7 +280,10 @@ def _report(run: Run, offered: int) -> None:
     else:
         print(f"      event loop: a 10 ms sleep never woke in {secs:.0f} s")
     print(f"      RSS MB     {[round(r) for r in run.rss]}  (peak {max(run.rss):.0f})")
-    print(f"      RssAnon MB {[round(r) for r in run.anon]}  ({slope:+.1f} MB/min)")
+    print(
+        f"      RssAnon MB {[round(r) for r in run.anon]}  ({slope:+.1f} MB/min;"
+        f" second half {late:+.1f} MB/min)"
+    )
     print(f"      RssFile MB {[round(r) for r in run.file]}")
     if run.received_by_collector:
         print(
@@ -345,7 +356,8 @@ async def _run_collector(
     from mdcollect.exchanges import ExchangeClient
 
     notes: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    # a stop that timed out leaves a writer thread busy in the directory
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         store = open_storage(f"arctic+lmdb://{tmp}/arctic")
         writes = _time_writes(store)
         client = ExchangeClient("binance", base_url=url, enableRateLimit=False)
@@ -385,6 +397,7 @@ async def _run_collector(
             t_stop = time.perf_counter()
         stop_s = time.perf_counter() - t_stop
         await client.close()
+        notes.append(f"      {_check_stored(store, symbols, c.stats.feed_overflows)}")
         store.close()
     secs = (run.t1 - run.t0) / 1000
     if window:
@@ -403,6 +416,25 @@ async def _run_collector(
     )
     run.notes = notes
     return run
+
+
+def _check_stored(store: Any, symbols: list[str], overflows: int) -> str:
+    """Trade ids missing inside the spans the store says it covers (the emulator numbers
+    each market's trades consecutively, so any missing id is a lost trade)."""
+    from mdcollect import DatasetKey
+
+    spans = missing = 0
+    for sym in symbols:
+        key = DatasetKey("binance", sym, "trades")
+        for iv in store.coverage(key):
+            spans += 1
+            ids = store.read(key, iv.start, iv.end)["id"].astype("int64").to_numpy()
+            if len(ids):
+                missing += int(ids.max() - ids.min() + 1 - len(np.unique(ids)))
+    return (
+        f"stored trades: {spans} covered spans over {len(symbols)} symbols, {missing} ids"
+        f" missing inside them; ccxt cache overflows refilled from REST: {overflows}"
+    )
 
 
 async def bench_end_to_end(

@@ -507,6 +507,7 @@ class DataCollector:
             "rows_buffered": c.buffered_rows,
             "rows_dropped": s.rows_dropped,
             "duplicates": s.duplicates,
+            "feed_overflows": s.feed_overflows,
             "write_errors": s.write_errors,
             "errors": slot.errors,
             "restarts": slot.restarts,

@@ -14,6 +14,7 @@ import pytest
 from mdcollect import DatasetKey, Interval, InvalidRequest, ensure_data_async, open_storage
 from mdcollect.collector import Backoff, DataCollector
 from mdcollect.collectors import DataSourceCollector, Message, TickerCollector, TradesCollector
+from mdcollect.exchanges import ExchangeClient
 from mdcollect.storage import DataCollectionStorage
 from mdcollect.storage.memory import MemoryStorage
 from mdcollect.testing import ExchangeEmulator
@@ -284,6 +285,35 @@ async def test_duplicates_from_the_feed_are_dropped(emu: ExchangeEmulator) -> No
     assert c.stats.duplicates > 0
     for sym in SYMS:
         check_trades(store, emu, sym)  # equal to the market: no row twice
+
+
+async def test_busy_loop_overflowing_ccxts_cache_loses_nothing(emu: ExchangeEmulator) -> None:
+    """ccxt.pro keeps the last ``tradesLimit`` trades of a symbol; a loop too busy to
+    read them in time loses the older ones inside ccxt. The collector notices (a read
+    that fills the cache), restarts coverage there and refills the span from REST:
+    the stored trades and candles still equal the market, in one span each."""
+    store = open_storage("memory://")
+    cl = ExchangeClient(
+        "binance", base_url=emu.url, enableRateLimit=False, options={"tradesLimit": 5}
+    )
+    assert cl.ws_trades_limit == 5
+    c = TradesCollector(cl, SYMS, mode="ws", candles=["1s"], **FAST)  # type: ignore[arg-type]
+    dc = DataCollector([c], store, max_silence=30)
+    try:
+        async with dc:
+            await wait_until(lambda: c.stats.rows_received > 20, 10)
+            for _ in range(2):
+                time.sleep(1.5)  # noqa: ASYNC251 - the loop is busy: ~15 BTC trades pile up
+                await asyncio.sleep(1.5)
+            await wait_until(lambda: _gaps_done(dc, c), 30)
+            st = dc.status()["collectors"][c.name]
+    finally:
+        await cl.close()
+    assert c.stats.feed_overflows >= 2 and st["feed_overflows"] == c.stats.feed_overflows
+    assert st["restarts"] == 0 and st["gaps_found"] >= 2
+    for sym in SYMS:
+        check_trades(store, emu, sym)
+        check_candles(store, emu, sym, "1s")
 
 
 def test_duplicate_memory_is_bounded() -> None:

@@ -38,7 +38,9 @@ class CollectorStats:
     rows); ``rows_received`` rows accepted from them (duplicates removed);
     ``rows_written`` rows that reached storage; ``rows_dropped`` rows given up
     because storage stayed down past the buffer bound; ``write_errors`` failed
-    storage writes (each retried); ``duplicates`` rows seen twice on the feed.
+    storage writes (each retried); ``duplicates`` rows seen twice on the feed;
+    ``feed_overflows`` times the client's websocket cache filled between two reads
+    (rows may have been missed there; the span is refilled from REST).
     """
 
     messages_received: int = 0
@@ -47,6 +49,7 @@ class CollectorStats:
     rows_dropped: int = 0
     write_errors: int = 0
     duplicates: int = 0
+    feed_overflows: int = 0
     last_message: int | None = None
     last_write: int | None = None
     last_error: str | None = None
@@ -59,7 +62,10 @@ class Message:
     ``rows`` are tuples ``(timestamp, *columns)`` of the collector's kind;
     ``watermark`` is the time before which the feed has delivered everything
     (``None`` when the kind has no notion of completeness); ``start`` is where a
-    polled window began (``None`` on websockets).
+    polled window began (``None`` on websockets). ``resync`` says rows may be
+    missing just before these (the client's cache overflowed while the loop was
+    busy): the symbol's coverage starts afresh here, and the skipped span is a gap
+    to refill, as after a reconnect.
     """
 
     symbol: str
@@ -67,6 +73,7 @@ class Message:
     watermark: int | None = None
     start: int | None = None
     timeframe: str | None = None
+    resync: bool = False
 
 
 @frozen

@@ -159,11 +159,22 @@ class TradesCollector(DataSourceCollector):
         return rows
 
     async def _watch(self, client: Any, queue: asyncio.Queue[Message], symbol: str) -> None:
+        limit = client.ws_trades_limit
         while True:
             trades = await client.watch_trades_raw(symbol)
             rows = self._rows(symbol, trades, now_ms())
             if rows:
-                await self._put(queue, Message(symbol, rows, max(r[0] for r in rows)))
+                # ccxt keeps the last `limit` trades of a symbol: a batch that fills
+                # the cache may follow trades evicted before this task got to read them
+                full = len(trades) >= limit
+                if full:
+                    self.stats.feed_overflows += 1
+                    log.warning(
+                        "%s: %s: %d trades since the last read fill ccxt's cache: older"
+                        " ones may be lost; refilling from REST",
+                        self.name, symbol, len(trades),
+                    )  # fmt: skip
+                await self._put(queue, Message(symbol, rows, max(r[0] for r in rows), resync=full))
             else:
                 self._beat()
 
@@ -203,7 +214,17 @@ class TradesCollector(DataSourceCollector):
             by_sym.setdefault(m.symbol, []).append(m)
         out: list[tuple[DatasetKey, pd.DataFrame, Interval | None]] = []
         for sym, msgs in by_sym.items():
-            out += self._symbol_frames(sym, msgs)
+            # a resync splits the batch: what came before is stored as covered; the
+            # symbol's coverage (and candles) start afresh after the possible hole
+            cuts = [i for i, m in enumerate(msgs) if m.resync and i] + [len(msgs)]
+            lo = 0
+            for hi in cuts:
+                part = msgs[lo:hi]
+                if part[0].resync:
+                    self._cov_end.pop(sym, None)
+                    self._aggs.pop(sym, None)
+                out += self._symbol_frames(sym, part)
+                lo = hi
         return out
 
     def _symbol_frames(

@@ -668,6 +668,13 @@ class ExchangeClient:
         except _CALL_ERRORS as exc:
             raise translate_error(exc, where=f"{self.key} {what}") from exc
 
+    @property
+    def ws_trades_limit(self) -> int:
+        """How many trades of a symbol ccxt.pro keeps between two reads (its
+        ``tradesLimit`` option; 1000 unless configured): a read returning that many
+        may follow trades that were dropped from the cache unread."""
+        return int(self.exchange.options.get("tradesLimit") or 1000)
+
     async def watch_trades_raw(self, symbol: str) -> list[dict[str, Any]]:
         """The next ccxt trades of ``symbol`` from the websocket (only new ones).
 
