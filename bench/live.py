@@ -376,6 +376,7 @@ async def _run_collector(
                 pid,
                 probes={
                     "rows buffered (received, not stored yet)": lambda: c.buffered_rows,
+                    "feed messages queued (not processed yet)": lambda: c.queued_messages,
                     # private, for the RSS investigation: trade ids kept to drop re-sends
                     "dedup entries (TradesCollector._seen)": lambda: sum(
                         len(v) for v in getattr(c, "_seen", {}).values()

@@ -505,6 +505,7 @@ class DataCollector:
             "rows_written": s.rows_written,
             "rows_stored": slot.rows_stored,
             "rows_buffered": c.buffered_rows,
+            "messages_queued": c.queued_messages,
             "rows_dropped": s.rows_dropped,
             "duplicates": s.duplicates,
             "feed_overflows": s.feed_overflows,

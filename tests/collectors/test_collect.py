@@ -14,6 +14,7 @@ import pytest
 from mdcollect import DatasetKey, Interval, InvalidRequest, ensure_data_async, open_storage
 from mdcollect.collector import Backoff, DataCollector
 from mdcollect.collectors import DataSourceCollector, Message, TickerCollector, TradesCollector
+from mdcollect.collectors._base import _RowQueue
 from mdcollect.exchanges import ExchangeClient
 from mdcollect.storage import DataCollectionStorage
 from mdcollect.storage.memory import MemoryStorage
@@ -314,6 +315,24 @@ async def test_busy_loop_overflowing_ccxts_cache_loses_nothing(emu: ExchangeEmul
     for sym in SYMS:
         check_trades(store, emu, sym)
         check_candles(store, emu, sym, "1s")
+
+
+async def test_feed_queue_is_bounded_in_rows() -> None:
+    """Messages carry up to a thousand trades each: the queue between feed and
+    processor is full at ``queue_rows`` rows, not only at ``queue_size`` messages."""
+    c = TradesCollector("binance", [SYM], queue_size=1000, queue_rows=2500)
+    queue = _RowQueue(c.queue_size, c.queue_rows)
+    msg = Message(SYM, [(1, "1", 1.0, 1.0, "buy", 1)] * 1000, 2)
+    for _ in range(3):
+        queue.put_nowait(msg)  # 2,000 rows then 3,000: the third fits, a fourth waits
+    put = asyncio.ensure_future(queue.put(msg))
+    await asyncio.sleep(0.05)
+    assert not put.done() and queue.qsize() == 3 and queue.full()
+    queue.get_nowait()
+    await asyncio.wait_for(put, 1)
+    assert queue.rows == 3000
+    with pytest.raises(InvalidRequest, match="queue_rows"):
+        TradesCollector("binance", [SYM], queue_rows=0)
 
 
 def test_duplicate_memory_is_bounded() -> None:

@@ -76,6 +76,28 @@ class Message:
     resync: bool = False
 
 
+class _RowQueue(asyncio.Queue[Message]):
+    """An asyncio queue full at ``maxsize`` messages or ``max_rows`` rows (a message
+    bigger than ``max_rows`` still goes into an empty queue)."""
+
+    def __init__(self, maxsize: int, max_rows: int) -> None:
+        super().__init__(maxsize)
+        self.max_rows = max_rows
+        self.rows = 0
+
+    def _put(self, item: Message) -> None:
+        super()._put(item)
+        self.rows += len(item.rows)
+
+    def _get(self) -> Message:
+        item: Message = super()._get()
+        self.rows -= len(item.rows)
+        return item
+
+    def full(self) -> bool:
+        return super().full() or self.rows >= self.max_rows
+
+
 @frozen
 class _Entry:
     seq: int
@@ -93,7 +115,9 @@ class DataSourceCollector(ABC):
 
     ``await collector.run(storage)`` runs until cancelled: a feed (websockets
     through ``ccxt.pro``, or REST polling) puts messages on a bounded queue
-    (``queue_size`` messages; a full queue makes the feed wait); a processor
+    (``queue_size`` messages or ``queue_rows`` rows, whichever comes first; a full
+    queue makes the feed wait, and a websocket feed that waits too long has its
+    backlog refilled from REST like a reconnect's); a processor
     turns them into frames; a writer upserts them in batches of ``batch_rows``
     rows or every ``batch_seconds``, off the event loop (``asyncio.to_thread``).
     When storage fails, rows are kept (up to ``buffer_rows``) and retried with
@@ -127,6 +151,7 @@ class DataSourceCollector(ABC):
         batch_rows: int = 5_000,
         batch_seconds: float = 1.0,
         queue_size: int = 10_000,
+        queue_rows: int = 100_000,
         buffer_rows: int = 1_000_000,
         poll_interval: float = 1.0,
         flush_timeout: float = 30.0,
@@ -157,12 +182,14 @@ class DataSourceCollector(ABC):
         _positive("batch_rows", batch_rows, int)
         _positive("batch_seconds", batch_seconds, float)
         _positive("queue_size", queue_size, int)
+        _positive("queue_rows", queue_rows, int)
         _positive("buffer_rows", buffer_rows, int)
         _positive("poll_interval", poll_interval, float)
         _positive("flush_timeout", flush_timeout, float)
         self.batch_rows = batch_rows
         self.batch_seconds = float(batch_seconds)
         self.queue_size = queue_size
+        self.queue_rows = queue_rows
         self.buffer_rows = buffer_rows
         self.poll_interval = float(poll_interval)
         self.flush_timeout = float(flush_timeout)
@@ -175,6 +202,7 @@ class DataSourceCollector(ABC):
         self._flush_lock = asyncio.Lock()
         self._heartbeat: float | None = None
         self._ws_opened = False
+        self._queue: asyncio.Queue[Message] | None = None
         self._oldest: float | None = None  # monotonic time the oldest pending row arrived
 
     def __repr__(self) -> str:
@@ -190,6 +218,11 @@ class DataSourceCollector(ABC):
     def kinds(self) -> list[str]:
         """The kinds of data this collector writes (trades collectors may add ``ohlcv``)."""
         return sorted({k.kind for k in self.keys()})
+
+    @property
+    def queued_messages(self) -> int:
+        """Feed messages waiting to be processed (at most ``queue_size``)."""
+        return 0 if self._queue is None else self._queue.qsize()
 
     @property
     def buffered_rows(self) -> int:
@@ -244,7 +277,8 @@ class DataSourceCollector(ABC):
         """Collect into ``storage`` until cancelled (or until the feed fails: the error
         propagates after the buffered rows are flushed)."""
         client = self.client()
-        queue: asyncio.Queue[Message] = asyncio.Queue(self.queue_size)
+        queue: asyncio.Queue[Message] = _RowQueue(self.queue_size, self.queue_rows)
+        self._queue = queue
         self._heartbeat = time.monotonic()
         self._start_session()
         tasks = [
@@ -279,9 +313,11 @@ class DataSourceCollector(ABC):
                 try:
                     await asyncio.wait_for(self.flush(storage), self.flush_timeout)
                 except TimeoutError:
-                    log.warning(
-                        "%s: %d rows still buffered after flush", self.name, self.buffered_rows
-                    )
+                    log.error(
+                        "%s: %d rows still buffered %.0f s into the final flush: kept for"
+                        " the next run, lost if there is none",
+                        self.name, self.buffered_rows, self.flush_timeout,
+                    )  # fmt: skip
 
     async def flush(self, storage: DataCollectionStorage) -> None:
         """Write every buffered row now, retrying storage failures (capped backoff)."""

@@ -29,7 +29,7 @@ _KINDS: dict[str, type[DataSourceCollector]] = {
     "funding": FundingRateCollector,
 }
 # options each section may carry beside exchange/symbols/kinds
-_COMMON = {"mode", "batch_rows", "batch_seconds", "queue_size", "buffer_rows", "poll_interval",
+_COMMON = {"mode", "batch_rows", "batch_seconds", "queue_size", "queue_rows", "buffer_rows", "poll_interval",
            "flush_timeout"}  # fmt: skip
 _PER_KIND: dict[str, set[str]] = {
     "trades": {"candles", "fill_empty", "poll_lag"},
