@@ -26,6 +26,17 @@ from mdcollect.testing._market import (
 )
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter beside this file (nothing cached)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(Path(__file__).parent),
+    )
+
+
 def test_same_seed_same_market_in_another_process() -> None:
     start = NOW - 2 * DAY
     here = make_market().trades("binance", "BTC/USDT", start, start + HOUR)
@@ -34,13 +45,7 @@ def test_same_seed_same_market_in_another_process() -> None:
         f"t = make_market().trades('binance', 'BTC/USDT', {start}, {start + HOUR});"
         "print(int(t.id.sum()), repr(float(t.price.sum())), repr(float(t.amount.sum())), len(t))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=str(Path(__file__).parent),
-    )
+    out = _python(code)
     assert out.stdout.split() == [
         str(int(here.id.sum())),
         repr(float(here.price.sum())),
@@ -419,13 +424,7 @@ def test_fast_market_same_in_another_process_read_alone() -> None:
         f"t = m._fast_market().raw_trades('binance', 'BTC/USDT', {lo}, {hi});"
         "print(m._digest(t.id, t.ts, t.price, t.amount, t.buy))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=str(Path(__file__).parent),
-    )
+    out = _python(code)
     assert out.stdout.strip() == _digest(
         t.id[sel], t.ts[sel], t.price[sel], t.amount[sel], t.buy[sel]
     )

@@ -570,13 +570,7 @@ def _generate_kept(key: _Key, day: int) -> RawTrades:
     rng = _rng(seed, venue, spec.symbol, day, "t")
     minute = np.repeat(np.arange(1440, dtype=np.int64), counts)
     ts = _unique_sorted(minute * MINUTE + rng.integers(0, MINUTE, n)) + start
-    noise = rng.normal(0.0, _NOISE * spec.volatility, n)
-    price = _price_units(key, ts, noise)
-    step = 10.0**-spec.amount_decimals
-    sigma = 0.9
-    mu = math.log(spec.mean_amount / step) - sigma * sigma / 2
-    amount = np.maximum(np.rint(rng.lognormal(mu, sigma, n)), 1).astype(np.int64)
-    buy = rng.random(n) < 0.5
+    price, amount, buy = _fills(key, rng, ts)
     if len(alive) == 1 and alive[0] == (start, start + DAY):
         return RawTrades(_i64(n), ts, price, amount, buy)
     keep = np.zeros(n, dtype=np.bool_)
@@ -594,6 +588,20 @@ def _unique_sorted(offsets: I64) -> I64:
             return ts
         ts[dup] = np.where(ts[dup] + 1 < DAY, ts[dup] + 1, ts[dup] - 2)
         ts.sort()
+
+
+def _fills(key: _Key, rng: np.random.Generator, ts: I64) -> tuple[I64, I64, B]:
+    """Price units, amount units and buy flags of trades at ``ts``, drawn from ``rng``
+    in a fixed order (so a market's trades never change)."""
+    spec, n = key[2], len(ts)
+    noise = rng.normal(0.0, _NOISE * spec.volatility, n)
+    price = _price_units(key, ts, noise)
+    step = 10.0**-spec.amount_decimals
+    sigma = 0.9
+    mu = math.log(spec.mean_amount / step) - sigma * sigma / 2
+    amount = np.maximum(np.rint(rng.lognormal(mu, sigma, n)), 1).astype(np.int64)
+    buy = rng.random(n) < 0.5
+    return price, amount, buy
 
 
 def _generate_day(key: _Key, day: int) -> RawTrades:
@@ -694,13 +702,7 @@ def _block_kept(key: _Key, block: int) -> RawTrades:
     # would crawl when nearly every ms of the minute holds a trade
     offsets = np.sort(rng.choice(MINUTE, n, replace=False, shuffle=False)).astype(np.int64)
     ts: I64 = offsets + start
-    noise = rng.normal(0.0, _NOISE * spec.volatility, n)
-    price = _price_units(key, ts, noise)
-    step = 10.0**-spec.amount_decimals
-    sigma = 0.9
-    mu = math.log(spec.mean_amount / step) - sigma * sigma / 2
-    amount = np.maximum(np.rint(rng.lognormal(mu, sigma, n)), 1).astype(np.int64)
-    buy = rng.random(n) < 0.5
+    price, amount, buy = _fills(key, rng, ts)
     if alive == [(start, start + MINUTE)]:
         return RawTrades(_i64(n), ts, price, amount, buy)
     keep = np.zeros(n, dtype=np.bool_)
