@@ -187,6 +187,24 @@ def test_coverage_grows_only_with_covered(store: DataCollectionStorage) -> None:
     assert list(store.coverage(KEY)) == [Interval(T0, T0 + 30 * MINUTE)]
 
 
+def test_one_write_can_cover_several_ranges(store: DataCollectionStorage) -> None:
+    """A live feed's batch may complete separate ranges (a resync between them):
+    one write stores all its rows and marks each range, and nothing in between."""
+    rows = pd.concat([candles(T0, 3), candles(T0 + 5 * MINUTE, 3), candles(T0 + 9 * MINUTE, 1)])
+    spans = IntervalSet([Interval(T0, T0 + 3 * MINUTE), Interval(T0 + 5 * MINUTE, T0 + 8 * MINUTE)])
+    assert store.write(KEY, rows, covered=spans) == 7
+    assert store.coverage(KEY) == spans  # the row at T0+9m is stored, not covered
+    assert len(store.read(KEY)) == 7
+    store.write(KEY, candles(T0 + 3 * MINUTE, 2), covered=IntervalSet())  # covers nothing
+    assert store.coverage(KEY) == spans
+    store.write(
+        KEY,
+        candles(T0 + 3 * MINUTE, 2),
+        covered=IntervalSet([Interval(T0 + 3 * MINUTE, T0 + 5 * MINUTE)]),
+    )
+    assert list(store.coverage(KEY)) == [Interval(T0, T0 + 8 * MINUTE)]
+
+
 def test_empty_frame_can_cover_a_range_without_data(store: DataCollectionStorage) -> None:
     """Before a listing or in an outage the source has nothing: still covered, still no rows."""
     empty = candles(T0, 0)

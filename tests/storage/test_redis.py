@@ -341,6 +341,16 @@ def test_writes_are_published_for_fan_out(st: RedisStorage, raw: redis.Redis) ->
         "rows": 3,
         "covered": [T0, T0 + 3 * MINUTE],
     }
+    # a write completing several ranges lists them
+    two = IntervalSet([Interval(T0, T0 + MINUTE), Interval(T0 + 2 * MINUTE, T0 + 3 * MINUTE)])
+    st.write(KEY, candles(T0, 3), covered=two)
+    msg = pubsub.get_message(timeout=5)
+    assert msg is not None
+    assert json.loads(msg["data"])["covered"] == [
+        [T0, T0 + MINUTE],
+        [T0 + 2 * MINUTE, T0 + 3 * MINUTE],
+    ]
+    assert st.coverage(KEY) == IntervalSet([Interval(T0, T0 + 3 * MINUTE)])
     pubsub.close()
 
 

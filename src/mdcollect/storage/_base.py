@@ -43,20 +43,28 @@ class DataCollectionStorage(ABC):
 
     # -- frames ------------------------------------------------------------------
     def write(
-        self, key: DatasetKey | str, frame: pd.DataFrame, *, covered: Interval | None = None
+        self,
+        key: DatasetKey | str,
+        frame: pd.DataFrame,
+        *,
+        covered: Interval | IntervalSet | None = None,
     ) -> int:
         """Upsert ``frame``'s rows into ``key``; then mark ``covered`` complete.
 
         ``frame`` has a UTC ``DatetimeIndex`` (or a ``timestamp`` column of ms ints)
-        and the kind's columns. Returns the number of rows written.
+        and the kind's columns. ``covered`` is one :class:`Interval`, or an
+        :class:`IntervalSet` when the rows complete several separate ranges (one
+        write instead of one per range). Returns the number of rows written.
         """
         key = _check_key(key)
-        if covered is not None and not isinstance(covered, Interval):
+        if covered is not None and not isinstance(covered, Interval | IntervalSet):
             raise InvalidRequest(
-                f"covered must be an Interval(start_ms, end_ms) or None, got {covered!r}"
+                "covered must be an Interval(start_ms, end_ms), an IntervalSet or None,"
+                f" got {covered!r}"
             )
+        cov = IntervalSet([covered]) if isinstance(covered, Interval) else covered
         norm = normalize_frame(key.kind, frame)
-        return self._write(key, norm, covered)
+        return self._write(key, norm, cov or None)
 
     def read(
         self,
@@ -134,8 +142,9 @@ class DataCollectionStorage(ABC):
 
     # -- what backends implement ------------------------------------------------------
     @abstractmethod
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
-        """Upsert a normalised frame, then extend coverage; return rows written."""
+    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
+        """Upsert a normalised frame, then extend coverage (never an empty set); return
+        rows written."""
 
     @abstractmethod
     def _read(

@@ -73,7 +73,7 @@ from arcticdb.config import set_config_int
 from arcticdb.exceptions import ArcticException, KeyNotFoundException, NoDataFoundException
 
 from .._errors import InvalidRequest, StorageError
-from .._intervals import Interval, IntervalSet
+from .._intervals import IntervalSet
 from .._keys import DatasetKey
 from .._schema import merge_frames
 from ._base import DataCollectionStorage, _check_key, clip_range
@@ -403,7 +403,7 @@ class ArcticStorage(DataCollectionStorage):
         return key_name(key)
 
     # -- frames -------------------------------------------------------------------------
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
+    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
         symbol = self._symbol(key)
         with _translated(f"write {key}"), self._locked(symbol):
             meta = self._meta(symbol)

@@ -6,7 +6,7 @@ import threading
 
 import pandas as pd
 
-from .._intervals import Interval, IntervalSet
+from .._intervals import IntervalSet
 from .._keys import DatasetKey
 from .._schema import merge_frames, slice_frame
 from ._base import DataCollectionStorage, clip_range
@@ -30,7 +30,7 @@ class MemoryStorage(DataCollectionStorage):
         """Open from ``memory://``."""
         return cls()
 
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
+    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
         with self._lock:
             old = self._frames.get(key)
             if len(frame) or old is not None:

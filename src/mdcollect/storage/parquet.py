@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 from attrs import frozen
 
 from .._errors import InvalidRequest, StorageError
-from .._intervals import Interval, IntervalSet
+from .._intervals import IntervalSet
 from .._keys import DatasetKey
 from .._schema import SCHEMAS, index_ms, merge_frames
 from ._base import DataCollectionStorage, _check_key, clip_range
@@ -155,7 +155,7 @@ class ParquetStorage(DataCollectionStorage):
         return self._root / _LOCKS_DIR / f"{name}.lock"
 
     # -- frames ------------------------------------------------------------------------
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
+    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
         if len(frame) == 0 and covered is None:
             return 0
         directory = self._dataset_dir(key)

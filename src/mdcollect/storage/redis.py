@@ -43,7 +43,8 @@ converted to pandas once, and only when some bucket holds several segments are
 the rows deduplicated (one stable sort; the last written row wins).
 
 Every write also ``PUBLISH``-es a small JSON notice (``key``, ``start``, ``end``
-in ms, ``rows``, ``covered``) on the channel ``{prefix}ds:{NAME}``, so live
+in ms, ``rows``, ``covered``: ``[start, end]``, or a list of such pairs when the
+write completed several ranges) on the channel ``{prefix}ds:{NAME}``, so live
 consumers can fan out by subscribing instead of polling.
 
 Threads and asyncio
@@ -366,7 +367,7 @@ class RedisStorage(DataCollectionStorage):
         return span
 
     # -- frames ------------------------------------------------------------------------
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
+    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
         rows = len(frame)
         if rows == 0 and covered is None:
             return 0
@@ -396,7 +397,7 @@ class RedisStorage(DataCollectionStorage):
                     pipe.zadd(f"{ds}:idx", {str(s): s for s, _ in batch})
                 last = i == len(batches) - 1
                 if last and covered is not None:
-                    pipe.rpush(f"{ds}:cov", f"{covered.start} {covered.end}")
+                    pipe.rpush(f"{ds}:cov", *(f"{iv.start} {iv.end}" for iv in covered))
                 if last:
                     pipe.publish(ds, self._notice(key, frame, covered))
                 results = pipe.execute()
@@ -434,7 +435,7 @@ class RedisStorage(DataCollectionStorage):
             yield int(buckets[lo]), _encode(ts_ns[lo:hi], part, options)
 
     @staticmethod
-    def _notice(key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> str:
+    def _notice(key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> str:
         first = last = None
         if len(frame):
             index = frame.index
@@ -447,7 +448,12 @@ class RedisStorage(DataCollectionStorage):
                 "start": first,
                 "end": last,
                 "rows": len(frame),
-                "covered": None if covered is None else [covered.start, covered.end],
+                # [start, end], or a list of them when the write completed several
+                "covered": None
+                if covered is None
+                else [covered[0].start, covered[0].end]
+                if len(covered) == 1
+                else [[iv.start, iv.end] for iv in covered],
             }
         )
 
