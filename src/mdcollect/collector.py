@@ -73,10 +73,15 @@ class _Tracked(DataCollectionStorage):
         self._cov_end: dict[DatasetKey, int] = {}
 
     def write(
-        self, key: DatasetKey | str, frame: pd.DataFrame, *, covered: Interval | None = None
+        self,
+        key: DatasetKey | str,
+        frame: pd.DataFrame,
+        *,
+        covered: Interval | IntervalSet | None = None,
     ) -> int:
         n = self.inner.write(key, frame, covered=covered)
         k = key if isinstance(key, DatasetKey) else DatasetKey.parse(key)
+        spans = [covered] if isinstance(covered, Interval) else list(covered or ())
         gaps: list[tuple[DatasetKey, Interval]] = []
         with self._lock:
             slot = self._slot
@@ -84,18 +89,19 @@ class _Tracked(DataCollectionStorage):
             if n:
                 slot.last_data = time.monotonic()
                 slot.last_data_ms = now_ms()
-            if covered is not None:
+            # spans in order, as if written one by one: what lies between them is a gap
+            for span in spans:
                 end = self._cov_end.get(k)
                 gap = None
                 if end is None:
-                    gap = self._resume_gap(k, covered.start)
-                elif covered.start > end:
-                    gap = Interval(end, covered.start)
-                self._cov_end[k] = covered.end if end is None else max(end, covered.end)
+                    gap = self._resume_gap(k, span.start)
+                elif span.start > end:
+                    gap = Interval(end, span.start)
+                self._cov_end[k] = span.end if end is None else max(end, span.end)
                 if gap is not None:
                     gaps.append((k, gap))
                 if end is None or gap is not None:
-                    gaps += self._derived_gaps(k, covered.start, gap)
+                    gaps += self._derived_gaps(k, span.start, gap)
         for gk, g in gaps:
             self._owner._gap_found(self._slot, gk, g)
         return n
@@ -155,7 +161,7 @@ class _Tracked(DataCollectionStorage):
     def coverage(self, key: DatasetKey | str) -> IntervalSet:
         return self.inner.coverage(key)
 
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
+    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
         return self.inner._write(key, frame, covered)
 
     def _read(

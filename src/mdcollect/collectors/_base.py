@@ -16,7 +16,7 @@ import pandas as pd
 from attrs import define, frozen
 
 from .._errors import InvalidRequest
-from .._intervals import Interval
+from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey, Kind
 from .._time import now_ms
 from ..storage import DataCollectionStorage
@@ -292,24 +292,24 @@ class DataSourceCollector(ABC):
                 t.result()
             raise RuntimeError(f"{self.name}: the feed ended")  # feeds run until cancelled
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            # everything the feed handed over is processed and flushed before leaving
-            items: list[Message] = []
-            while not queue.empty():
-                items.append(queue.get_nowait())
-            if items:
-                self._process(items)
             try:
                 if self._ws_opened:
                     # a fresh connection next run (a silent one may look open);
                     # collectors sharing a client reconnect through their own restart.
-                    # Closed before the flush: a busy stream nobody reads would keep
-                    # the loop decoding frames while the flush waits for it
+                    # Closed first: a busy stream would keep the loop decoding frames
+                    # nobody reads while the tasks wind down and the flush waits
                     self._ws_opened = False
                     await client.close_streams()
             finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                # everything the feed handed over is processed and flushed before leaving
+                items: list[Message] = []
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                if items:
+                    self._process(items)
                 try:
                     await asyncio.wait_for(self.flush(storage), self.flush_timeout)
                 except TimeoutError:
@@ -489,55 +489,48 @@ class DataSourceCollector(ABC):
             return ok
 
 
-def _contiguous(entries: list[_Entry]) -> list[list[_Entry]]:
-    """Entries grouped so that each group's covered intervals join end to start."""
-    groups: list[list[_Entry]] = []
-    end: int | None = None
-    for e in entries:
-        cov = e.covered
-        if groups and (cov is None or end is None or cov.start == end):
-            groups[-1].append(e)
-        elif groups and cov is not None and end is not None and cov.start < end:
-            groups[-1].append(e)  # overlapping (re-sent) ranges join too
-        else:
-            groups.append([e])
-        if cov is not None:
-            end = cov.end if end is None else max(end, cov.end)
-    return groups
-
-
 def _write_all(
     storage: DataCollectionStorage, by_key: dict[DatasetKey, list[_Entry]]
 ) -> list[tuple[DatasetKey, list[_Entry], BaseException | None]]:
-    """Write every key's entries (in a worker thread), each contiguous group as one
-    upsert; after a storage failure the key's later groups wait for the next flush.
-    Returns ``(key, group, error or None)`` for each group attempted."""
+    """Write each key's entries (in a worker thread) as one upsert that marks every
+    interval they complete: one write per dataset however often the feed resynced.
+    Returns ``(key, entries, error or None)`` for each key."""
     outcomes: list[tuple[DatasetKey, list[_Entry], BaseException | None]] = []
     for key, entries in by_key.items():
-        for group in _contiguous(entries):
-            try:
-                _write_group(storage, key, group)
-            except InvalidRequest as exc:
-                outcomes.append((key, group, exc))
-            except Exception as exc:  # storage backends raise their own errors
-                outcomes.append((key, group, exc))
-                break
-            else:
-                outcomes.append((key, group, None))
+        try:
+            _write_entries(storage, key, entries)
+        except InvalidRequest as exc:
+            if len(entries) == 1:
+                outcomes.append((key, entries, exc))
+                continue
+            # some rows are bad: write entry by entry, to drop only the bad ones
+            for e in entries:
+                try:
+                    _write_entries(storage, key, [e])
+                except InvalidRequest as one:
+                    outcomes.append((key, [e], one))
+                except Exception as failed:  # the backend's own errors
+                    outcomes.append((key, [e], failed))
+                    break
+                else:
+                    outcomes.append((key, [e], None))
+        except Exception as exc:  # the backend's own errors
+            outcomes.append((key, entries, exc))
+        else:
+            outcomes.append((key, entries, None))
     return outcomes
 
 
-def _write_group(storage: DataCollectionStorage, key: DatasetKey, group: list[_Entry]) -> None:
-    frames = [e.frame for e in group if len(e.frame)]
-    covs = [e.covered for e in group if e.covered is not None]
-    covered = Interval(min(c.start for c in covs), max(c.end for c in covs)) if covs else None
+def _write_entries(storage: DataCollectionStorage, key: DatasetKey, entries: list[_Entry]) -> None:
+    frames = [e.frame for e in entries if len(e.frame)]
+    covered = IntervalSet(e.covered for e in entries if e.covered is not None)
     if not frames:
-        frame = group[0].frame
+        frame = entries[0].frame
     elif len(frames) == 1:
         frame = frames[0]
     else:
         frame = pd.concat(frames)
-    storage.write(key, frame, covered=covered)
+    storage.write(key, frame, covered=covered or None)
 
 
 def _backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:

@@ -89,6 +89,11 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
     return out
 
 
+#: Seconds a websocket close may wait for the server's close frame before the
+#: connection is dropped.
+_WS_CLOSE_TIMEOUT: Final = 1.0
+
+
 class ExchangeClient:
     """Async access to one exchange through ccxt, with retries and schema frames.
 
@@ -653,9 +658,14 @@ class ExchangeClient:
         """
         clients = getattr(self.exchange, "clients", None) or {}
         self.exchange.clients = {}
-        for ws in list(clients.values()):
+
+        async def close(ws: Any) -> None:
+            # a polite close reads on until the server's close frame: behind a busy
+            # stream that is seconds of frames nobody wants, so it is cut short
             with contextlib.suppress(Exception):
-                await ws.close()
+                await asyncio.wait_for(ws.close(), _WS_CLOSE_TIMEOUT)
+
+        await asyncio.gather(*(close(ws) for ws in clients.values()))
 
     async def _watch(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One ``watch_*`` call: no retry (a broken stream is the collector's to reopen),
