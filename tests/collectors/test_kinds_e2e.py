@@ -233,9 +233,11 @@ async def test_ticker_equals_the_market(emu: ExchangeEmulator, mode: str) -> Non
     assert (got["bid"] < got["ask"]).all(), got
     spread = (got["ask"] - got["bid"]).to_numpy()
     last = got["last"].to_numpy()
-    # the last trade price is inside the quotes or near them
-    assert np.all(last >= got["bid"].to_numpy() - 20 * spread - 50)
-    assert np.all(last <= got["ask"].to_numpy() + 20 * spread + 50)
+    # the last trade is near the quotes: within 0.5% (per-trade noise has a sigma of
+    # 0.04% here, so an absolute 50 was crossed now and then by correct tickers);
+    # the exact checks against the market follow
+    mid = (got["bid"] + got["ask"]).to_numpy() / 2
+    assert np.all(spread > 0) and np.all(np.abs(last / mid - 1) < 0.005)
     spec = emu.market.spec("binance", SYM)
     scale, qscale = 10.0**spec.price_decimals, 10.0**spec.amount_decimals
     for ts, row in zip(ms(got).tolist(), got.itertuples(index=False), strict=True):
