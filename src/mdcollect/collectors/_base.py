@@ -116,8 +116,8 @@ class DataSourceCollector(ABC):
     ``await collector.run(storage)`` runs until cancelled: a feed (websockets
     through ``ccxt.pro``, or REST polling) puts messages on a bounded queue
     (``queue_size`` messages or ``queue_rows`` rows, whichever comes first; a full
-    queue makes the feed wait, and a websocket feed that waits too long has its
-    backlog refilled from REST like a reconnect's); a processor
+    queue makes the feed wait; trades a websocket feed missed meanwhile are
+    refilled from REST like a reconnect's); a processor
     turns them into frames; a writer upserts them in batches of ``batch_rows``
     rows or every ``batch_seconds``, off the event loop (``asyncio.to_thread``).
     When storage fails, rows are kept (up to ``buffer_rows``) and retried with
@@ -530,7 +530,7 @@ def _write_entries(storage: DataCollectionStorage, key: DatasetKey, entries: lis
         frame = frames[0]
     else:
         frame = pd.concat(frames)
-    storage.write(key, frame, covered=covered or None)
+    storage.write(key, frame, covered=covered)  # an empty set covers nothing
 
 
 def _backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:

@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 _TRADE_COLUMNS: Final = ["timestamp", "id", "price", "amount", "side", "received"]
-#: trade identities remembered per symbol to drop re-sent trades
 #: how far behind the newest trade re-sent trades are still recognised (ms)
 _SEEN_MS: Final = 10_000
 
