@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from mdcollect import InvalidRequest
 from mdcollect.aggregate import trades_to_ohlcv
 
-# the repository's checkout has shared/ beside it (as in CI)
-REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+# recorded exchange data carried by the repository (see tests/data/realdata/README.md)
+REAL = Path(__file__).resolve().parent / "data" / "realdata"
 assert REAL.is_dir(), f"recorded exchange data not found at {REAL}"
 
 

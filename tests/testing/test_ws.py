@@ -16,7 +16,7 @@ import pytest
 from mdcollect.exchanges._urls import redirect_urls, redirect_ws_url
 from mdcollect.testing import ExchangeEmulator, MarketSpec
 
-SAMPLES = Path("/work/shared/realdata/exchange_ws_samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "realdata" / "exchange_ws_samples"
 
 #: Busy markets (10 trades a second) so a few seconds show plenty of trades.
 BUSY = [
