@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mdcollect
 from mdcollect import (
     DatasetKey,
     Interval,
@@ -359,3 +360,73 @@ def test_cancellation_stops_at_a_window_boundary_and_resumes(emu: ExchangeEmulat
     pd.testing.assert_frame_equal(
         store.read(key), truth(emu, "binance", "BTC/USDT", "1m", lo, hi), check_freq=False
     )
+
+
+# -- one client across calls and event loops ---------------------------------------------
+
+REUSE_DAYS = [("2024-01-01", "2024-01-02"), ("2024-01-05", "2024-01-06"),
+              ("2024-01-09", "2024-01-10"), ("2024-01-13", "2024-01-14")]  # fmt: skip
+
+
+def _check_reuse_results(emu: ExchangeEmulator, store: Any, reports: list[Any]) -> None:
+    for (lo, hi), r in zip(REUSE_DAYS, reports, strict=True):
+        assert r.ok and r["BTC/USDT"].candles_fetched == 48
+        start = int(pd.Timestamp(lo, tz="UTC").value // 1_000_000)
+        got = store.read(DatasetKey("binance", "BTC/USDT", "ohlcv", "1h"), start, start + 2 * DAY)
+        pd.testing.assert_frame_equal(
+            got, truth(emu, "binance", "BTC/USDT", "1h", start, start + 2 * DAY),
+            check_freq=False,
+        )  # fmt: skip
+
+
+def test_one_client_across_sync_and_async_calls(emu: ExchangeEmulator) -> None:
+    """sync, sync, async (a new loop), sync inside a running loop: each returns, and each
+    fetches its own window (ccxt's throttler of an ended loop used to hang the second)."""
+    store, c = open_storage("memory://"), client(emu, enableRateLimit=True)
+    kw: dict[str, Any] = {"exchange": c, "storage": store, "padding_days": 0, "progress": False}
+    reports = [ensure_data(["BTC/USDT"], "1h", *REUSE_DAYS[0], **kw)]
+    reports.append(ensure_data(["BTC/USDT"], "1h", *REUSE_DAYS[1], **kw))
+
+    async def in_loop() -> list[Any]:
+        a = await asyncio.wait_for(ensure_data_async(["BTC/USDT"], "1h", *REUSE_DAYS[2], **kw), 60)
+        b = ensure_data(["BTC/USDT"], "1h", *REUSE_DAYS[3], **kw)  # a notebook cell
+        await c.close()
+        return [a, b]
+
+    reports += asyncio.run(in_loop())
+    _check_reuse_results(emu, store, reports)
+    # once the markets are loaded, each call is one page request
+    assert [r.requests for r in reports][1:] == [1, 1, 1]
+
+
+async def test_one_client_in_a_notebook_loop_then_awaited(emu: ExchangeEmulator) -> None:
+    """As in Jupyter: the sync form twice in a running loop, then the async form in it."""
+    store, c = open_storage("memory://"), client(emu, enableRateLimit=True)
+    kw: dict[str, Any] = {"exchange": c, "storage": store, "padding_days": 0, "progress": False}
+    reports = [ensure_data(["BTC/USDT"], "1h", *REUSE_DAYS[i], **kw) for i in (0, 1)]
+    reports.append(
+        await asyncio.wait_for(ensure_data_async(["BTC/USDT"], "1h", *REUSE_DAYS[2], **kw), 60)
+    )
+    reports.append(ensure_data(["BTC/USDT"], "1h", *REUSE_DAYS[3], **kw))
+    await c.close()
+    _check_reuse_results(emu, store, reports)
+
+
+async def test_an_attempt_stuck_in_ccxts_throttle_queue_times_out(emu: ExchangeEmulator) -> None:
+    """Nothing waits forever: an attempt that cannot leave ccxt's queue fails as transient."""
+    import mdcollect.exchanges._client as client_module
+
+    c = client(emu, retry=RetryPolicy(max_attempts=1), timeout=100)
+    await c.load_markets()
+    # a bucket that refills at one token a day: the next request waits in the queue
+    c.exchange.throttler.config.update(tokens=-1.0, refillRate=1e-9)
+    c.exchange.enableRateLimit = True
+    original = client_module.ATTEMPT_QUEUE_SECONDS
+    client_module.ATTEMPT_QUEUE_SECONDS = 0.2  # type: ignore[misc]
+    try:
+        with pytest.raises(mdcollect.ExchangeError) as info:
+            await asyncio.wait_for(c.fetch_ohlcv("BTC/USDT", "1h", T2024, T2024 + DAY), 30)
+    finally:
+        client_module.ATTEMPT_QUEUE_SECONDS = original  # type: ignore[misc]
+        await c.close()
+    assert info.value.transient

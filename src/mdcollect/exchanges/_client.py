@@ -56,6 +56,9 @@ _CALL_ERRORS: Final = (
     AttributeError,
 )
 
+#: Seconds an attempt may wait in ccxt's throttle queue on top of the request timeout.
+ATTEMPT_QUEUE_SECONDS: Final = 60.0
+
 #: The share of an exchange's published rate limit an ExchangeClient uses by default.
 RATE_LIMIT_SHARE: Final = 0.95
 
@@ -189,7 +192,12 @@ class ExchangeClient:
 
     def _bind_loop(self) -> None:
         """Use the running loop; a client reused from another loop (each sync call runs
-        its own) gets a fresh session, locks and ccxt throttler there."""
+        its own) gets a fresh session, locks, ccxt throttler and websocket clients there.
+
+        ccxt binds its throttler and websocket clients to the loop it first ran in; a
+        throttler whose loop has ended keeps ``running`` set and never wakes the next
+        request, so every loop change rebuilds them (the loop of the last use is kept,
+        also across :meth:`release`, to notice the change)."""
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return
@@ -199,6 +207,8 @@ class ExchangeClient:
             ex.session = None
             ex.asyncio_loop = None  # ccxt's open() binds the running loop again
             ex.init_throttler()
+            if isinstance(getattr(ex, "clients", None), dict):
+                ex.clients = {}  # websocket clients of the old loop
         self._loop = loop
         self._session_lock = asyncio.Lock()
         self._markets_lock = asyncio.Lock()
@@ -209,7 +219,6 @@ class ExchangeClient:
         of its loop."""
         session, self._session = self._session, None
         self.exchange.session = None
-        self._loop = None
         if session is not None:
             await session.close()
 
@@ -255,7 +264,9 @@ class ExchangeClient:
             record = ResponseRecord()
             token = current_record.set(record)
             try:
-                result = await fn()
+                # ccxt's own timeout covers the HTTP exchange, not its throttle queue:
+                # this bounds the whole attempt so nothing waits forever
+                result = await asyncio.wait_for(fn(), self._attempt_deadline())
             except _CALL_ERRORS as exc:
                 error = translate_error(
                     exc,
@@ -278,6 +289,13 @@ class ExchangeClient:
             return result
 
         return await self.retry.run(attempt, what=where, on_retry=self._on_retry)
+
+    def _attempt_deadline(self) -> float:
+        """Seconds one attempt may take: ccxt's request timeout plus time to wait in
+        its throttle queue."""
+        timeout = self.exchange.timeout
+        seconds = timeout / 1000 if isinstance(timeout, int | float) and timeout > 0 else 10.0
+        return seconds + ATTEMPT_QUEUE_SECONDS
 
     def _on_retry(self, exc: ExchangeError, wait: float) -> None:
         self.retry_count += 1
