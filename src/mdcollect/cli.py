@@ -31,7 +31,12 @@ from ._errors import InvalidRequest, MdcollectError
 from ._intervals import Interval
 from ._keys import DatasetKey
 from ._time import to_ms
-from .storage import DataCollectionStorage, default_storage_url, open_storage
+from .storage import (
+    DataCollectionStorage,
+    default_storage_url,
+    emulated_storage_url,
+    open_storage,
+)
 
 if TYPE_CHECKING:
     from .ensure import EnsureReport
@@ -107,11 +112,8 @@ def _parser() -> argparse.ArgumentParser:
 def _storage_url(args: argparse.Namespace) -> str:
     if args.storage:
         return str(args.storage)
-    url = default_storage_url()
-    if args.emulate:
-        # synthetic data never mixes with real data in the default store
-        url = url.rstrip("/") + "-emulated"
-    return url
+    # synthetic data never mixes with real data in the default store
+    return emulated_storage_url() if args.emulate else default_storage_url()
 
 
 @contextlib.contextmanager

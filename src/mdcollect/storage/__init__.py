@@ -23,10 +23,18 @@ import os
 from pathlib import Path
 from typing import Final
 
+import platformdirs
+
 from .._errors import InvalidRequest
 from ._base import DataCollectionStorage
 
-__all__ = ["DataCollectionStorage", "default_storage", "default_storage_url", "open_storage"]
+__all__ = [
+    "DataCollectionStorage",
+    "default_storage",
+    "default_storage_url",
+    "emulated_storage_url",
+    "open_storage",
+]
 
 # scheme -> "module:Class"; adding a backend is one module plus one line here.
 _BACKENDS: Final = {
@@ -66,14 +74,18 @@ def open_storage(url: str | DataCollectionStorage) -> DataCollectionStorage:
 
 
 def default_storage_url() -> str:
-    """``arctic+lmdb://`` under ``$MDCOLLECT_HOME``, else the user data dir."""
+    """``arctic+lmdb://`` under ``$MDCOLLECT_HOME``, else the user data dir
+    (``~/.local/share/mdcollect`` on Linux, as ``platformdirs`` finds it)."""
     home = os.environ.get("MDCOLLECT_HOME")
-    if home:
-        base = Path(home).expanduser()
-    else:
-        xdg = os.environ.get("XDG_DATA_HOME")
-        base = (Path(xdg) if xdg else Path.home() / ".local" / "share") / "mdcollect"
+    base = Path(home).expanduser() if home else Path(platformdirs.user_data_dir("mdcollect"))
     return f"arctic+lmdb://{(base / 'arctic').resolve()}"
+
+
+def emulated_storage_url() -> str:
+    """The store for data from the exchange emulator: beside the default store, never
+    in it, so synthetic candles cannot be mistaken for real ones (``--emulate``,
+    ``ensure_data(..., emulate=True)``)."""
+    return default_storage_url().rstrip("/") + "-emulated"
 
 
 def default_storage() -> DataCollectionStorage:
