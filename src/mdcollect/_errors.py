@@ -58,3 +58,9 @@ class RemoteError(MdcollectError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+# Public under ``mdcollect``: tracebacks and reprs show ``mdcollect.ExchangeError``,
+# the name users import and catch, not this private module's.
+for _cls in (MdcollectError, InvalidRequest, StorageError, ExchangeError, RemoteError):
+    _cls.__module__ = "mdcollect"

@@ -17,6 +17,12 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        in_loop = False
+    else:
+        in_loop = True
+    if not in_loop:
+        # outside the except block: errors of the call are not chained to the
+        # "no running event loop" probe
         return asyncio.run(coro)
     result: list[T] = []
     error: list[BaseException] = []

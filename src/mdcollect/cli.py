@@ -22,7 +22,7 @@ import contextlib
 import datetime as dt
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,19 +116,6 @@ def _storage_url(args: argparse.Namespace) -> str:
     return emulated_storage_url() if args.emulate else default_storage_url()
 
 
-@contextlib.contextmanager
-def _exchange(args: argparse.Namespace) -> Iterator[Any]:
-    if not args.emulate:
-        yield args.exchange
-        return
-    from .exchanges import ExchangeClient
-    from .testing import ExchangeEmulator
-
-    with ExchangeEmulator() as emu:
-        log.info("emulator serving on %s", emu.url)
-        yield ExchangeClient(args.exchange, base_url=emu.url)
-
-
 def _print_report(report: EnsureReport, quiet: bool) -> None:
     if report.dry_run:
         total, seconds = 0, 0.0
@@ -164,25 +151,25 @@ async def _fetch(args: argparse.Namespace) -> int:
     from .ensure import backfill_async, ensure_data_async
 
     storage = open_storage(_storage_url(args))
+    # with --emulate the library serves the exchange from its emulator and closes the
+    # client it makes, also when the call fails
     try:
-        with _exchange(args) as exchange:
-            if args.command == "ensure":
-                if args.padding_days < 0:
-                    raise InvalidRequest(f"--padding-days must be >= 0, got {args.padding_days}")
-                report = await ensure_data_async(
-                    args.symbols, args.timeframe, args.start, args.end, exchange,
-                    args.padding_days, storage, progress=not args.no_progress,
-                    concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
-                )  # fmt: skip
-            else:
-                report = await backfill_async(
-                    args.symbols, args.timeframe if args.kind == "ohlcv" else None,
-                    args.start, args.end, exchange, storage, kind=args.kind,
-                    strategy=args.strategy, progress=not args.no_progress,
-                    concurrency=args.concurrency, dry_run=args.dry_run,
-                )  # fmt: skip
-            if not isinstance(exchange, str):
-                await exchange.close()
+        if args.command == "ensure":
+            if args.padding_days < 0:
+                raise InvalidRequest(f"--padding-days must be >= 0, got {args.padding_days}")
+            report = await ensure_data_async(
+                args.symbols, args.timeframe, args.start, args.end, args.exchange,
+                args.padding_days, storage, progress=not args.no_progress,
+                concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
+                emulate=args.emulate,
+            )  # fmt: skip
+        else:
+            report = await backfill_async(
+                args.symbols, args.timeframe if args.kind == "ohlcv" else None,
+                args.start, args.end, args.exchange, storage, kind=args.kind,
+                strategy=args.strategy, progress=not args.no_progress,
+                concurrency=args.concurrency, dry_run=args.dry_run, emulate=args.emulate,
+            )  # fmt: skip
     finally:
         storage.close()
     _print_report(report, args.quiet)

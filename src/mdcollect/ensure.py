@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -21,7 +22,7 @@ from typing import Any, Final, TypeVar, overload
 import pandas as pd
 from attrs import define, field
 
-from ._errors import InvalidRequest
+from ._errors import ExchangeError, InvalidRequest
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
 from ._sync import run_sync
@@ -29,7 +30,12 @@ from ._time import DAY, Timeframe, is_bare_date, now_ms, to_ms
 from .backfill import BackfillJob, JobReport, Plan, TradesBackfill, make_job, plan_jobs, run_jobs
 from .backfill._engine import initial_reports
 from .exchanges import ExchangeClient, exchange_info
-from .storage import DataCollectionStorage, default_storage, open_storage
+from .storage import (
+    DataCollectionStorage,
+    default_storage_url,
+    emulated_storage_url,
+    open_storage,
+)
 
 __all__ = [
     "EnsureReport",
@@ -240,16 +246,78 @@ def _exchange_key(exchange: object) -> str:
 # -- the operations ----------------------------------------------------------------------
 
 
-def _storage(storage: Storage) -> DataCollectionStorage:
+def emulate_default(emulate: object) -> bool:
+    """``emulate`` as given, or, when ``None``, the ``MDCOLLECT_EMULATE`` environment
+    variable (``1``/``true``/``yes``/``on``): a notebook or bot run offline as written."""
+    if emulate is None:
+        return os.environ.get("MDCOLLECT_EMULATE", "").strip().lower() in ("1", "true", "yes", "on")
+    if not isinstance(emulate, bool):
+        raise InvalidRequest(f"emulate must be True, False or None, got {emulate!r}")
+    return emulate
+
+
+@define
+class _Source:
+    """Where one call's data comes from and goes to, settled before any request."""
+
+    exchange: Exchange
+    key: str
+    store: DataCollectionStorage
+    emulate: bool  # build a client of the shared emulator for ``key``
+    real_default: bool  # ``store`` is the real default store
+
+    async def client(self, stack: AsyncExitStack) -> ExchangeClient:
+        """The exchange client, opened (and later closed) on ``stack`` unless the caller's."""
+        if isinstance(self.exchange, ExchangeClient):
+            return self.exchange
+        if self.emulate:
+            from .testing import shared_emulator
+
+            emu = await asyncio.to_thread(shared_emulator)  # starts a server: off the loop
+            return await stack.enter_async_context(emu.client(self.key))
+        return await stack.enter_async_context(ExchangeClient(self.key))
+
+    async def prepare(self, client: ExchangeClient) -> None:
+        """Load the markets once for the whole call (an unreachable exchange fails here
+        once, saying why, not once per symbol with retries each), and refuse to put
+        emulated data in the real default store."""
+        await client.load_markets()
+        if self.real_default and client.emulated:
+            raise InvalidRequest(
+                f"{client!r} talks to the mdcollect exchange emulator; its synthetic data is "
+                "not written to the real default store: pass emulate=True, a client from "
+                "ExchangeEmulator.client(...), or storage=..."
+            )
+
+
+def _source(exchange: object, storage: Storage, emulate: bool | None) -> _Source:
+    """Check ``exchange``, ``emulate`` and ``storage`` and open the store: emulated data
+    goes to :func:`~mdcollect.storage.emulated_storage_url` unless a storage is given,
+    never to the real default store."""
+    key = _exchange_key(exchange)
+    on = emulate_default(emulate)
+    client_emulated = isinstance(exchange, ExchangeClient) and exchange.emulated
+    if emulate is True and isinstance(exchange, ExchangeClient) and not client_emulated:
+        raise InvalidRequest(
+            f"emulate=True takes an exchange key such as {key!r}, not the client {exchange!r} "
+            "(or use ExchangeEmulator.client(...))"
+        )
+    emulated = client_emulated or (on and not isinstance(exchange, ExchangeClient))
     if storage is None:
-        return default_storage()
-    return open_storage(storage)
-
-
-async def _with_client(exchange: Exchange, stack: AsyncExitStack, **config: Any) -> ExchangeClient:
-    if isinstance(exchange, ExchangeClient):
-        return exchange
-    return await stack.enter_async_context(ExchangeClient(exchange, **config))
+        store = open_storage(emulated_storage_url() if emulated else default_storage_url())
+    else:
+        store = open_storage(storage)
+    real_default = store.url.rstrip("/") == default_storage_url().rstrip("/")
+    if emulated and real_default:
+        raise InvalidRequest(
+            f"storage {store.url!r} is the real default store; data from the exchange emulator "
+            "goes to another one (leave storage=None for the emulated store)"
+        )
+    source: Exchange = exchange if isinstance(exchange, ExchangeClient) else key
+    return _Source(
+        source, key, store, emulate=on and not isinstance(exchange, ExchangeClient),
+        real_default=real_default,
+    )  # fmt: skip
 
 
 async def ensure_data_async(
@@ -267,6 +335,7 @@ async def ensure_data_async(
     dry_run: bool = False,
     strategy: str = "auto",
     clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
 ) -> EnsureReport:
     """Async :func:`ensure_data`."""
     key = _exchange_key(exchange)
@@ -281,7 +350,7 @@ async def ensure_data_async(
     pad = check_padding(padding_days)
     lo, hi = start - pad * DAY, end_day + DAY
     return await _ensure(
-        syms, tf, lo, hi, exchange, key, _storage(storage), progress=progress,
+        syms, tf, lo, hi, _source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
         strategy=strategy, clock=clock,
     )  # fmt: skip
@@ -292,9 +361,7 @@ async def _ensure(
     tf: Timeframe,
     lo: int,
     hi: int,
-    exchange: Exchange,
-    key: str,
-    store: DataCollectionStorage,
+    src: _Source,
     *,
     progress: bool,
     progress_callback: Callable[..., None] | None,
@@ -306,7 +373,8 @@ async def _ensure(
 ) -> EnsureReport:
     t0 = time.perf_counter()
     now = (clock or now_ms)()
-    info = exchange.info if isinstance(exchange, ExchangeClient) else exchange_info(key)
+    key, store = src.key, src.store
+    info = src.exchange.info if isinstance(src.exchange, ExchangeClient) else exchange_info(key)
     if strategy not in ("auto", "ohlcv", "trades"):
         raise InvalidRequest(
             f"strategy {strategy!r} is not valid; allowed: 'auto', 'ohlcv', 'trades'"
@@ -327,8 +395,9 @@ async def _ensure(
         report.seconds = time.perf_counter() - t0
         return report
     async with AsyncExitStack() as stack:
-        client = await _with_client(exchange, stack)
+        client = await src.client(stack)
         before = client.request_count
+        await src.prepare(client)
         results = await run_jobs(
             jobs, store, client, now=now, concurrency=concurrency, progress=progress,
             progress_callback=progress_callback, reports=initial,
@@ -354,6 +423,7 @@ async def backfill_async(
     concurrency: int = 4,
     dry_run: bool = False,
     clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
 ) -> EnsureReport:
     """Fill ``[start, end)`` of candles (``kind="ohlcv"``) or raw trades (``kind="trades"``)
     for ``symbols``; like :func:`ensure_data` without padding, with any ccxt timeframe
@@ -375,7 +445,7 @@ async def backfill_async(
         tf = Timeframe.parse("1m")
     lo, hi = _bounds(start, end)
     return await _ensure(
-        syms, tf, lo, hi, exchange, key, _storage(storage), progress=progress,
+        syms, tf, lo, hi, _source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
         strategy=strategy, clock=clock, kind=kind,
     )  # fmt: skip
@@ -396,6 +466,7 @@ def ensure_data(
     dry_run: bool = False,
     strategy: str = "auto",
     clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
 ) -> EnsureReport:
     """Make sure ``symbols``' candles from ``start_date - padding_days`` to the end of
     ``end_date`` are stored; fetch exactly what coverage lacks.
@@ -424,7 +495,7 @@ def ensure_data(
             ensure_data_async(
                 symbols, timeframe, start_date, end_date, exchange, padding_days, storage,
                 progress=progress, progress_callback=progress_callback, concurrency=concurrency,
-                dry_run=dry_run, strategy=strategy, clock=clock,
+                dry_run=dry_run, strategy=strategy, clock=clock, emulate=emulate,
             ),
         )
     )  # fmt: skip
@@ -449,13 +520,13 @@ def _bounds(start: object, end: object) -> tuple[int, int]:
 async def load_ohlcv_async(
     symbols: str, timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 async def load_ohlcv_async(
     symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 async def load_ohlcv_async(
     symbols: str | list[str] | tuple[str, ...],
@@ -468,6 +539,7 @@ async def load_ohlcv_async(
     ensure: bool = True,
     progress: bool = True,
     clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Async :func:`load_ohlcv`."""
     single = isinstance(symbols, str)
@@ -475,22 +547,26 @@ async def load_ohlcv_async(
     key = _exchange_key(exchange)
     tf = check_timeframe(timeframe, key)
     lo, hi = _bounds(start, end)
-    store = _storage(storage)
+    src = _source(exchange, storage, emulate)
     if ensure:
         report = await _ensure(
-            syms, tf, lo, hi, exchange, key, store, progress=progress, progress_callback=None,
+            syms, tf, lo, hi, src, progress=progress, progress_callback=None,
             concurrency=4, dry_run=False, strategy="auto", clock=clock,
         )  # fmt: skip
         if not report.ok:
-            from ._errors import ExchangeError
-
-            failed = {
-                s.symbol: [str(w) for w in s.windows_failed] for s in report.symbols if not s.ok
-            }
-            raise ExchangeError(f"could not fetch every window: {failed}", transient=True)
+            failed = [s for s in report.symbols if not s.ok]
+            first = failed[0]
+            reason = first.errors[0] if first.errors else "no reason given"
+            raise ExchangeError(
+                f"could not fetch {len(failed)} of {len(report.symbols)} symbol(s) "
+                f"({', '.join(s.symbol for s in failed)}); {first.symbol}: {reason}",
+                transient=True,
+            )
     out = {}
     for s in syms:
-        frame = store.read(DatasetKey(key, s, "ohlcv", str(tf)), lo, hi)
+        frame = await asyncio.to_thread(
+            src.store.read, DatasetKey(key, s, "ohlcv", str(tf)), lo, hi
+        )
         out[s] = frame
     return out[syms[0]] if single else out
 
@@ -506,6 +582,7 @@ def load_ohlcv(
     ensure: bool = True,
     progress: bool = True,
     clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
 ) -> Any:
     """Candles of one symbol (a DataFrame) or several (a dict of them) for ``[start, end)``.
 
@@ -524,7 +601,7 @@ def load_ohlcv(
             exchange,
             load_ohlcv_async(
                 symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
-                progress=progress, clock=clock,
+                progress=progress, clock=clock, emulate=emulate,
             ),
         )
     )  # fmt: skip

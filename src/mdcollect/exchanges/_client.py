@@ -135,6 +135,7 @@ class ExchangeClient:
         self.retry_count: int = 0
         self._clock: Callable[[], int] = clock if clock is not None else now_ms
         self._stats = SessionStats()
+        self._emulated = False
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session_lock = asyncio.Lock()
@@ -169,7 +170,19 @@ class ExchangeClient:
             redirect_urls(self.exchange, base_url)
 
     def __repr__(self) -> str:
-        return f"ExchangeClient({self.key!r}, ccxt={self.info.ccxt_id!r})"
+        emulated = ", emulated" if self.emulated else ""
+        return f"ExchangeClient({self.key!r}, ccxt={self.info.ccxt_id!r}{emulated})"
+
+    @property
+    def emulated(self) -> bool:
+        """True when this client talks to :class:`mdcollect.testing.ExchangeEmulator`:
+        made by ``emu.client(...)``, or an answer carried the emulator's header. Its
+        data is synthetic and never goes to the real default store."""
+        return self._emulated or self._stats.emulator
+
+    @emulated.setter
+    def emulated(self, value: bool) -> None:
+        self._emulated = bool(value)
 
     @property
     def request_count(self) -> int:
@@ -274,6 +287,7 @@ class ExchangeClient:
                     status=record.status,
                     retry_after=record.retry_after,
                     malformed=record.malformed,
+                    host=record.host,
                 )
                 if error.retry_after is not None:
                     self._resume_at = max(self._resume_at, time.monotonic() + error.retry_after)

@@ -32,6 +32,7 @@ import aiohttp
 from attrs import define
 
 __all__ = [
+    "EMULATOR_HEADER",
     "ResponseRecord",
     "SessionStats",
     "current_record",
@@ -54,11 +55,17 @@ request_tally: Final[ContextVar[SessionStats | None]] = ContextVar(
 )
 
 
+#: The header :class:`mdcollect.testing.ExchangeEmulator` puts on every answer.
+EMULATOR_HEADER: Final = "X-Mdcollect-Emulator"
+
+
 @define
 class SessionStats:
-    """Counts the HTTP requests a session started (retries included)."""
+    """Counts the HTTP requests a session started (retries included), and notes whether
+    any answer came from the exchange emulator (synthetic data)."""
 
     requests: int = 0
+    emulator: bool = False
 
 
 @define
@@ -70,6 +77,7 @@ class ResponseRecord:
     status: int | None = None
     retry_after: float | None = None
     malformed: bool = False
+    host: str | None = None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -110,6 +118,18 @@ def _counter(stats: SessionStats) -> Callable[..., Awaitable[None]]:
     return on_request_start
 
 
+def _emulator_spotter(stats: SessionStats) -> Callable[..., Awaitable[None]]:
+    async def on_request_end(
+        session: aiohttp.ClientSession,
+        ctx: SimpleNamespace,
+        params: aiohttp.TraceRequestEndParams,
+    ) -> None:
+        if EMULATOR_HEADER in params.response.headers:
+            stats.emulator = True
+
+    return on_request_end
+
+
 async def _on_request_start(
     session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
 ) -> None:
@@ -127,6 +147,7 @@ async def _on_request_end(
     if record is not None:
         record.status = params.response.status
         record.retry_after = parse_retry_after(params.response.headers.get("Retry-After"))
+        record.host = params.url.host
 
 
 def track_malformed_json(loads: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -149,6 +170,7 @@ def _trace_config(stats: SessionStats) -> aiohttp.TraceConfig:
     trace.on_request_start.append(_counter(stats))
     trace.on_request_start.append(_on_request_start)
     trace.on_request_end.append(_on_request_end)
+    trace.on_request_end.append(_emulator_spotter(stats))
     return trace
 
 

@@ -50,7 +50,7 @@ stdout line: its URL); :class:`EmulatorProcess` wraps that for tests.
 
 from __future__ import annotations
 
-from mdcollect.testing._emulator import ExchangeEmulator, RequestRecord
+from mdcollect.testing._emulator import ExchangeEmulator, RequestRecord, shared_emulator
 from mdcollect.testing._faults import Fault, FaultKind, Faults, Limit
 from mdcollect.testing._market import DEFAULT_LISTING, Candles, MarketSpec, SyntheticMarket, Trades
 from mdcollect.testing._process import EmulatorProcess
@@ -72,4 +72,5 @@ __all__ = [
     "WsConnection",
     "WsControl",
     "WsSubscription",
+    "shared_emulator",
 ]

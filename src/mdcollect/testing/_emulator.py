@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import threading
@@ -20,13 +21,25 @@ from mdcollect.testing._ws import WsControl
 from mdcollect.testing.dialects import DIALECTS, Ctx, Dialect, DialectError, Reply, Route
 
 if TYPE_CHECKING:
+    from mdcollect.exchanges import ExchangeClient
     from mdcollect.testing._process import EmulatorProcess
 
-__all__ = ["ExchangeEmulator", "RequestRecord"]
+__all__ = ["ExchangeEmulator", "RequestRecord", "shared_emulator"]
 
 log = logging.getLogger("mdcollect.testing")
 
 _GATEWAY_BODY = "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
+_GEO_BLOCK_MSG = (
+    "Service unavailable from a restricted location according to 'b. Eligibility' in "
+    "https://www.binance.com/en/terms. Please contact customer service if you believe you "
+    "received this message in error."
+)
+_CLOUDFRONT_403 = (
+    '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">\n<HTML><HEAD><TITLE>ERROR'
+    "</TITLE></HEAD><BODY><H1>403 ERROR</H1><H2>The request could not be satisfied.</H2>"
+    '<HR noshade size="1px">The Amazon CloudFront distribution is configured to block '
+    "access from your country.</BODY></HTML>"
+)
 _REASONS = {
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -187,6 +200,7 @@ class ExchangeEmulator:
 
     async def _serve(self, ready: threading.Event) -> None:
         app = web.Application(client_max_size=1 << 20)
+        app.on_response_prepare.append(_mark_response)
         app.router.add_route("GET", "/_ws/{host}/{tail:.*}", self._handle_ws)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(
@@ -314,6 +328,28 @@ class ExchangeEmulator:
         redirect_urls(exchange, self.url)
         return exchange
 
+    def client(self, key: str, **config: Any) -> ExchangeClient:
+        """An :class:`~mdcollect.exchanges.ExchangeClient` for exchange ``key`` (``binance``,
+        ``binance_futures``, ``okx``...) talking to this emulator, marked as emulated:
+        ``ensure_data`` and ``load_ohlcv`` then keep its synthetic data in the
+        emulated store (:func:`~mdcollect.storage.emulated_storage_url`) unless given
+        another storage, never in the real default store. ``config`` is passed to
+        the client (ccxt options, ``retry=``...). Close it (``await client.close()``)
+        or use it as an async context manager when you use it from async code.
+
+        >>> with ExchangeEmulator() as emu:
+        ...     client = emu.client("binance")
+        ...     frame = mdcollect.load_ohlcv("BTC/USDT", "1h", "2024-01-01", "2024-01-02",
+        ...                                  exchange=client)
+
+        Added in 0.1.0.
+        """
+        from mdcollect.exchanges import ExchangeClient
+
+        client = ExchangeClient(key, base_url=self.url, **config)
+        client.emulated = True
+        return client
+
     def set_clock(self, clock: Callable[[], int] | None) -> None:
         """Replace the market clock (None: wall clock)."""
         self.market._clock = clock
@@ -435,6 +471,10 @@ class ExchangeEmulator:
                 text=_GATEWAY_BODY.format(status=status, reason=_REASONS[status]),
                 content_type="text/html",
             )
+        if kind is FaultKind.GEO_BLOCK:
+            return web.json_response({"code": 0, "msg": _GEO_BLOCK_MSG}, status=451)
+        if kind is FaultKind.FORBIDDEN:
+            return web.Response(status=403, text=_CLOUDFRONT_403, content_type="text/html")
         if kind in (FaultKind.RATE_LIMIT, FaultKind.BAN):
             retry = _retry_after(fault.retry_after)
             if kind is FaultKind.RATE_LIMIT:
@@ -501,6 +541,14 @@ class ExchangeEmulator:
         )
 
 
+#: Every answer names the emulator, so a client can tell synthetic data from real.
+EMULATOR_HEADER = "X-Mdcollect-Emulator"
+
+
+async def _mark_response(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[EMULATOR_HEADER] = "1"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -523,3 +571,26 @@ _CCXT_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "okx_futures": ("okx", {"defaultType": "swap"}),
     "bybit_futures": ("bybit", {"defaultType": "swap", "defaultSubType": "linear"}),
 }
+
+
+_shared: ExchangeEmulator | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_emulator() -> ExchangeEmulator:
+    """The process-wide emulator behind ``emulate=True`` (and ``MDCOLLECT_EMULATE=1``):
+    started on first use with the default markets and each venue's real rate limits,
+    stopped when the interpreter exits.
+
+    >>> shared_emulator().url
+    'http://127.0.0.1:40123'
+
+    Added in 0.1.0.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            emu = ExchangeEmulator().start()
+            atexit.register(emu.stop)
+            _shared = emu
+        return _shared

@@ -39,6 +39,12 @@ class FaultKind(enum.StrEnum):
     RATE_LIMIT = "429"
     #: Binance-style IP ban: HTTP 418 with ``Retry-After``.
     BAN = "418"
+    #: Binance's answer to a request from a restricted country: HTTP 451 with its JSON
+    #: message (ccxt: ExchangeNotAvailable).
+    GEO_BLOCK = "451"
+    #: CloudFront's HTML 403 "configured to block access from your country", as in
+    #: front of Bybit.
+    FORBIDDEN = "403"
     #: Answer correctly after ``delay`` seconds.
     SLOW = "slow"
     #: Hang for ``delay`` seconds (default 60), longer than a client timeout.
