@@ -24,7 +24,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def stored(url: str) -> dict[DatasetKey, int]:
     with mdcollect.open_storage(url) as store:
-        return {k: len(store.read(k)) for k in store.keys()}
+        keys = store.keys()
+        return {k: len(store.read(k)) for k in keys}
 
 
 def test_emulate_true_uses_the_shared_emulator_and_the_emulated_store() -> None:

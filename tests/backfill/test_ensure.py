@@ -369,7 +369,7 @@ REUSE_DAYS = [("2024-01-01", "2024-01-02"), ("2024-01-05", "2024-01-06"),
 
 
 def _check_reuse_results(emu: ExchangeEmulator, store: Any, reports: list[Any]) -> None:
-    for (lo, hi), r in zip(REUSE_DAYS, reports, strict=True):
+    for (lo, _hi), r in zip(REUSE_DAYS, reports, strict=True):
         assert r.ok and r["BTC/USDT"].candles_fetched == 48
         start = int(pd.Timestamp(lo, tz="UTC").value // 1_000_000)
         got = store.read(DatasetKey("binance", "BTC/USDT", "ohlcv", "1h"), start, start + 2 * DAY)
