@@ -1,6 +1,6 @@
 """A first run: write a day of 1-minute candles to the default store and read them back.
 
-    python examples/first_run.py
+python examples/first_run.py
 """
 
 import numpy as np
@@ -17,7 +17,9 @@ frame = pd.DataFrame(
     {"open": close, "high": close + 3, "low": close - 3, "close": close, "volume": 1.0},
     index=index,
 )
-day = mdcollect.Interval(int(index[0].value // 1_000_000), int(index[-1].value // 1_000_000) + 60_000)
+day = mdcollect.Interval(
+    int(index[0].value // 1_000_000), int(index[-1].value // 1_000_000) + 60_000
+)
 
 storage.write(key, frame, covered=day)
 print(storage.url)
