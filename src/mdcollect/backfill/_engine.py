@@ -263,7 +263,10 @@ async def run_jobs(
     """Run ``jobs`` against one exchange, at most ``concurrency`` at a time.
 
     ``reports`` are the jobs' :func:`initial_reports` when the caller has them
-    already (coverage is then not read again).
+    already (coverage is then not read again). ``progress`` draws a bar per
+    running job, labelled by :func:`progress_label`, where someone watches
+    (:func:`progress_shown`); ``progress_callback(job, done, total)`` is called
+    with each job's units (candles) as they are written, bars or not.
 
     Returns one :class:`JobReport` per job, in order. A window that fails after
     the client's retries is reported and not covered; the others go on.
