@@ -58,7 +58,7 @@ def test_dry_run_lists_windows_and_fetches_nothing(
     out = capsys.readouterr().out
     assert "3 window(s)" in out  # 2 days of 1m = 2880 candles = 3 pages of 1000
     # Binance spot klines cost 0.4 x 50 ms in ccxt, at 95% of the limit: 3 x 21 ms
-    assert "about 0.1s at binance's rate limit" in out
+    assert "about 0.1 s at binance's rate limit" in out
     with open_storage(url) as st:
         assert st.keys() == []
 

@@ -117,34 +117,11 @@ def _storage_url(args: argparse.Namespace) -> str:
 
 
 def _print_report(report: EnsureReport, quiet: bool) -> None:
-    if report.dry_run:
-        total, seconds = 0, 0.0
-        for plan in report.plans:
-            total += plan.requests
-            seconds += plan.seconds or 0.0
-            print(f"{plan.key}: missing {plan.missing}, {len(plan.windows)} window(s)")
-            for w in plan.windows[:20]:
-                print(f"    {w}")
-            if len(plan.windows) > 20:
-                print(f"    ... {len(plan.windows) - 20} more")
-        print(
-            f"{total} window(s), at least {total} page request(s) (+1 markets and +1 listing "
-            f"request per symbol), about {seconds:.1f}s at {report.exchange}'s rate limit"
-        )
+    # the one summary (EnsureReport.__str__): the padded range ensured, per dataset
+    # what was there and what was fetched; a dry run's plan is printed even when quiet
+    if quiet and not report.dry_run:
         return
-    if quiet:
-        return
-    for s in report.symbols:
-        state = "ok" if s.ok else f"FAILED {len(s.windows_failed)} window(s)"
-        print(
-            f"{s.key}: required {s.required}, had {s.already_covered.total // 1000}s covered, "
-            f"fetched {s.candles_fetched} rows, {s.requests} request(s), {s.seconds:.1f}s: {state}"
-        )
-        for err in s.errors[:5]:
-            print(f"    {err}")
-    print(
-        f"{report.exchange} {report.timeframe}: {report.requests} request(s) in {report.seconds:.1f}s"
-    )
+    print(report)
 
 
 async def _fetch(args: argparse.Namespace) -> int:

@@ -17,12 +17,14 @@ import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
+from html import escape
 from typing import Any, Final, TypeVar, overload
 
 import pandas as pd
 from attrs import define, field
 
 from ._errors import ExchangeError, InvalidRequest
+from ._human import duration, plural, ranges
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
 from ._sync import run_sync
@@ -57,7 +59,10 @@ Storage = DataCollectionStorage | str | None
 
 @define
 class SymbolReport:
-    """One symbol's part of an :class:`EnsureReport`."""
+    """One symbol's part of an :class:`EnsureReport`.
+
+    ``str()`` is its line of the summary; ``repr()`` stays short (counts, not ranges).
+    """
 
     symbol: str
     key: DatasetKey
@@ -82,6 +87,32 @@ class SymbolReport:
             list(job.failed), list(job.errors), job.requests, job.seconds,
         )  # fmt: skip
 
+    @property
+    def _had(self) -> str:
+        if not self.already_covered:
+            return "nothing"
+        return f"{duration(self.already_covered.total)} in {ranges(self.already_covered)}"
+
+    @property
+    def _state(self) -> str:
+        if self.ok:
+            return "ok"
+        return f"FAILED {plural(len(self.windows_failed), 'window')}"
+
+    def __str__(self) -> str:
+        return (
+            f"{self.key}: had {self._had}, fetched {plural(self.candles_fetched, 'row')} in "
+            f"{plural(self.requests, 'request')} ({duration(self.seconds * 1000)}): {self._state}"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"SymbolReport({self.key}, required={self.required}, "
+            f"already_covered={_count(self.already_covered)}, missing={_count(self.missing)}, "
+            f"candles_fetched={self.candles_fetched}, windows_failed={len(self.windows_failed)}, "
+            f"requests={self.requests}, ok={self.ok})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {
@@ -99,13 +130,34 @@ class SymbolReport:
         }
 
 
+def _count(ranges: IntervalSet) -> str:
+    return f"<{plural(len(ranges), 'range')}, {duration(ranges.total)}>"
+
+
+#: Windows listed per dataset in a dry run's summary (the rest are counted).
+MAX_WINDOWS_SHOWN: Final = 20
+#: Errors listed per symbol in the summary.
+MAX_ERRORS_SHOWN: Final = 5
+
+
 @define
 class EnsureReport:
     """What :func:`ensure_data` found and did, per symbol.
 
-    ``requests`` counts every HTTP request made to the exchange (market loading
-    and retries included); it is 0 when everything was already covered.
-    ``plans`` is filled instead of fetching when ``dry_run`` was asked.
+    ``required`` is the range ensured, padding included (clipped to the last
+    closed candle). ``requests`` counts every HTTP request made to the exchange
+    (market loading and retries included); it is 0 when everything was already
+    covered. ``plans`` is filled instead of fetching when ``dry_run`` was asked.
+
+    ``str(report)`` is the summary the CLI prints (a dry run lists at most 20
+    windows per dataset), a notebook shows a table (``_repr_html_``), and
+    ``repr()`` stays a line whatever the size of the range.
+
+    >>> report = ensure_data(["BTC/USDT"], "1h", "2024-01-01", "2024-01-31", exchange="binance")
+    >>> print(report)
+    binance 1h: ensured [2023-12-02, 2024-02-01) UTC (61 days)
+      binance:ohlcv:1h:BTC/USDT: had nothing, fetched 1464 rows in 4 requests (1.2 s): ok
+    1464 rows, 4 requests in 1.3 s: ok
     """
 
     exchange: str
@@ -133,6 +185,112 @@ class EnsureReport:
                 return s
         raise KeyError(symbol)
 
+    @property
+    def _required(self) -> str:
+        if self.required is None:
+            return "nothing yet (no candle of the range has closed)"
+        return f"{self.required} UTC ({duration(self.required.duration)})"
+
+    @property
+    def _state(self) -> str:
+        if self.dry_run:
+            return "dry run, nothing fetched"
+        failed = sum(not s.ok for s in self.symbols)
+        return "ok" if not failed else f"FAILED for {plural(failed, 'symbol')}"
+
+    def __str__(self) -> str:
+        lines = [f"{self.exchange} {self.timeframe}: ensured {self._required}"]
+        if self.dry_run:
+            lines += self._plan_lines()
+            return "\n".join(lines)
+        for s in self.symbols:
+            lines.append(f"  {s}")
+            lines += [f"      {err}" for err in s.errors[:MAX_ERRORS_SHOWN]]
+            if len(s.errors) > MAX_ERRORS_SHOWN:
+                lines.append(f"      ... {len(s.errors) - MAX_ERRORS_SHOWN} more")
+        lines.append(
+            f"{plural(self.candles_fetched, 'row')}, {plural(self.requests, 'request')} in "
+            f"{duration(self.seconds * 1000)}: {self._state}"
+        )
+        return "\n".join(lines)
+
+    def _plan_lines(self) -> list[str]:
+        had = {s.key: s._had for s in self.symbols}
+        lines, windows, seconds = [], 0, 0.0
+        for plan in self.plans:
+            windows += len(plan.windows)
+            seconds += plan.seconds or 0.0
+            missing = (
+                f"{duration(plan.missing.total)} in {ranges(plan.missing)}"
+                if plan.missing
+                else "nothing"
+            )
+            lines.append(
+                f"  {plan.key}: had {had.get(plan.key, 'nothing')}, missing {missing}: "
+                f"{len(plan.windows)} window(s)"
+            )
+            lines += [f"      {w}" for w in plan.windows[:MAX_WINDOWS_SHOWN]]
+            if len(plan.windows) > MAX_WINDOWS_SHOWN:
+                lines.append(f"      ... {len(plan.windows) - MAX_WINDOWS_SHOWN} more")
+        lines.append(
+            f"{windows} window(s), at least {windows} page request(s) (+1 markets and +1 "
+            f"listing request per symbol), about {duration(seconds * 1000)} at "
+            f"{self.exchange}'s rate limit: {self._state}"
+        )
+        return lines
+
+    def __repr__(self) -> str:
+        plans = ""
+        if self.dry_run:
+            windows = sum(len(p.windows) for p in self.plans)
+            plans = f", plans={len(self.plans)}, windows={windows}"
+        return (
+            f"EnsureReport({self.exchange} {self.timeframe}, required={self.required}, "
+            f"symbols={len(self.symbols)}, ok={self.ok}, requests={self.requests}, "
+            f"candles_fetched={self.candles_fetched}, seconds={self.seconds:.1f}, "
+            f"dry_run={self.dry_run}{plans})"
+        )
+
+    def _repr_html_(self) -> str:
+        """A table for notebooks: one row per symbol."""
+        plans = {p.key: p for p in self.plans}
+        rows = []
+        for s in self.symbols:
+            if self.dry_run:
+                plan = plans.get(s.key)
+                n = 0 if plan is None else len(plan.windows)
+                state = f"dry run: {plural(n, 'window')} to fetch"
+            else:
+                state = s._state
+            title = "; ".join(s.errors[:MAX_ERRORS_SHOWN])
+            cells = (
+                s.symbol,
+                _required_cell(s.required),
+                s._had,
+                f"{s.candles_fetched:,}",
+                f"{s.requests:,}",
+            )
+            rows.append(
+                "<tr>"
+                + "".join(f"<td>{escape(c)}</td>" for c in cells)
+                + (f'<td title="{escape(title)}">' if title else "<td>")
+                + f"{escape(state)}</td></tr>"
+            )
+        head = "".join(
+            f"<th>{h}</th>"
+            for h in ("symbol", "required (UTC)", "had", "fetched rows", "requests", "state")
+        )
+        caption = (
+            f"{self.exchange} {self.timeframe}: ensured {self._required}; "
+            f"{plural(self.requests, 'request')} in {duration(self.seconds * 1000)}: {self._state}"
+        )
+        return (
+            '<table class="mdcollect-ensure-report">'
+            f"<caption>{escape(caption)}</caption>"
+            f"<thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what the service returns)."""
         return {
@@ -154,6 +312,10 @@ class EnsureReport:
                 for p in self.plans
             ],
         }
+
+
+def _required_cell(required: Interval | None) -> str:
+    return "-" if required is None else f"{required} ({duration(required.duration)})"
 
 
 T = TypeVar("T")

@@ -150,23 +150,60 @@ class Plan:
         return len(self.windows)
 
 
+def progress_shown(progress: bool) -> bool:
+    """Whether ``progress=True`` draws bars here: only where someone watches them,
+    when stderr is a terminal or inside a Jupyter/IPython kernel (a notebook)."""
+    if not progress:
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty is not None and isatty()) or _in_kernel()
+
+
+def _in_kernel() -> bool:
+    # only if IPython is loaded already: importing it to ask would cost a second
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    shell = get() if get is not None else None
+    return getattr(shell, "kernel", None) is not None
+
+
+def progress_label(key: DatasetKey) -> str:
+    """A bar's label: ``binance BTC/USDT 1h`` (the kind for datasets without a timeframe)."""
+    return f"{key.exchange} {key.symbol} {key.timeframe or key.kind}"
+
+
 class _Progress:
-    def __init__(
-        self, total: int, enabled: bool, callback: ProgressCallback | None, desc: str
-    ) -> None:
-        self.total = total
-        self.callback = callback
-        self.bar: Any = None
-        if enabled and total > 0 and sys.stderr.isatty():
+    """Progress of every job of a :func:`run_jobs` call: the caller's callback, and
+    one bar a running job when bars are shown (:func:`progress_shown`)."""
+
+    def __init__(self, shown: bool, callback: ProgressCallback | None) -> None:
+        self.shown, self.callback = shown, callback
+        # a notebook keeps its finished bars; a terminal clears them for the summary
+        self.leave = shown and _in_kernel()
+
+    def job(self, job: BackfillJob, total: int) -> _JobProgress:
+        bar: Any = None
+        if self.shown and total > 0:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="candle", leave=False)
+            unit = "candle" if job.key.timeframe else "window"
+            bar = tqdm(total=total, desc=progress_label(job.key), unit=unit, leave=self.leave)
+        return _JobProgress(job, total, bar, self.callback)
 
-    def add(self, job: BackfillJob, done: int, total: int, step: int) -> None:
+
+class _JobProgress:
+    def __init__(
+        self, job: BackfillJob, total: int, bar: Any, callback: ProgressCallback | None
+    ) -> None:
+        self.job, self.total, self.bar, self.callback = job, total, bar, callback
+        self.done = 0
+
+    def add(self, step: int) -> None:
+        self.done += step
         if self.bar is not None:
             self.bar.update(step)
         if self.callback is not None:
-            self.callback(job, done, total)
+            self.callback(self.job, self.done, self.total)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -226,7 +263,10 @@ async def run_jobs(
     """Run ``jobs`` against one exchange, at most ``concurrency`` at a time.
 
     ``reports`` are the jobs' :func:`initial_reports` when the caller has them
-    already (coverage is then not read again).
+    already (coverage is then not read again). ``progress`` draws a bar per
+    running job, labelled by :func:`progress_label`, where someone watches
+    (:func:`progress_shown`); ``progress_callback(job, done, total)`` is called
+    with each job's units (candles) as they are written, bars or not.
 
     Returns one :class:`JobReport` per job, in order. A window that fails after
     the client's retries is reported and not covered; the others go on.
@@ -238,13 +278,12 @@ async def run_jobs(
     todo = [(j, r) for j, r in zip(jobs, reports, strict=True) if r.missing]
     if not todo:
         return reports
-    total = sum(j.progress_units(iv) for j, r in todo for iv in r.missing)
-    bar = _Progress(total, progress, progress_callback, f"{client.key}")
+    bars = _Progress(progress_shown(progress), progress_callback)
     sem = asyncio.Semaphore(concurrency)
 
     async def one(job: BackfillJob, report: JobReport) -> None:
         async with sem:
-            await _run_job(job, report, storage, client, bar)
+            await _run_job(job, report, storage, client, bars)
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -252,8 +291,6 @@ async def run_jobs(
                 tg.create_task(one(job, report))
     except BaseExceptionGroup as eg:
         raise _first_leaf(eg) from None
-    finally:
-        bar.close()
     return reports
 
 
@@ -262,12 +299,13 @@ async def _run_job(
     report: JobReport,
     storage: DataCollectionStorage,
     client: ExchangeClient,
-    bar: _Progress,
+    bars: _Progress,
 ) -> None:
     t0 = time.perf_counter()
     # count this job's requests, not those of jobs running beside it on the client
     tally = SessionStats()
     request_tally.set(tally)
+    bar = bars.job(job, sum(job.progress_units(iv) for iv in report.missing))
     try:
         try:
             missing = await job.prepare(client, storage, report.missing)
@@ -278,11 +316,9 @@ async def _run_job(
             report.errors.append(f"preparing {job.key}: {exc}")
             log.warning("%s: could not prepare: %s", job.key, exc)
             return
-        skipped = report.missing - missing
-        total = sum(job.progress_units(iv) for iv in report.missing)
-        done = sum(job.progress_units(iv) for iv in skipped)
-        if done:
-            bar.add(job, done, total, done)
+        skipped = sum(job.progress_units(iv) for iv in report.missing - missing)
+        if skipped:
+            bar.add(skipped)
         windows = split_windows(missing, job.window_ms(client.info), job.align)
         report.windows = len(windows)
         # fetch ahead while the previous chunk is being written
@@ -314,9 +350,7 @@ async def _run_job(
                     n = await _write(storage, job.key, item)
                     report.rows += n
                     if item.confirmed is not None:
-                        step = job.progress_units(item.confirmed)
-                        done += step
-                        bar.add(job, done, total, step)
+                        bar.add(job.progress_units(item.confirmed))
             await prod
         finally:
             if not prod.done():
@@ -324,6 +358,7 @@ async def _run_job(
                 with contextlib.suppress(asyncio.CancelledError):
                     await prod
     finally:
+        bar.close()
         report.requests = tally.requests
         report.seconds = time.perf_counter() - t0
 
