@@ -111,14 +111,15 @@ def test_ensure_fetches_exact_candles_and_second_call_asks_nothing(emu: Exchange
         assert store.coverage(key) == IntervalSet([Interval(lo, hi)])
         assert report[sym].candles_fetched == 58 * 24
     assert report.requests == len(emu.requests) > 0
-    # per symbol: its own requests (the two jobs ran concurrently on one client);
-    # the one market load is counted for the job that needed it first
+    # per symbol: exactly its own requests (the two jobs ran concurrently on one
+    # client); the call's one market load is counted in the total only
     pages = [q for q in emu.requests if q.path.endswith("klines")]
-    assert sum(s.requests for s in report.symbols) == report.requests
+    markets = [q for q in emu.requests if q.route == "exchangeInfo"]
+    assert len(markets) == 1 and len(pages) + len(markets) == len(emu.requests)
+    assert sum(s.requests for s in report.symbols) == report.requests - 1
     for sym in ("BTCUSDT", "ETHUSDT"):
         own = [q for q in pages if q.params["symbol"] == sym]
-        others = len(emu.requests) - len(pages)
-        assert len(own) <= report[sym[:3] + "/USDT:USDT"].requests <= len(own) + others
+        assert report[sym[:3] + "/USDT:USDT"].requests == len(own)
     n = len(emu.requests)
     again = ensure_data(["BTC/USDT:USDT", "ETH/USDT:USDT"], "1h", "20240201", "20240228", c,
                         storage=store, progress=False)  # fmt: skip
