@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mdcollect import DatasetKey, Interval, IntervalSet, open_storage
-from mdcollect.cli import main
+from mdcollect.cli import _parser, main
 
 T2024 = 1_704_067_200_000
 DAY = 86_400_000
@@ -89,3 +90,91 @@ def test_console_script_runs(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
+
+
+# -- options before or after the subcommand; --help shows defaults ------------------------
+
+COMMANDS = {
+    "ensure": ["ensure", "BTC/USDT", "--start", "2024-01-01", "--end", "2024-01-02"],
+    "backfill": ["backfill", "BTC/USDT", "--start", "2024-01-01", "--end", "2024-01-02"],
+    "ls": ["ls"],
+    "export": ["export", "binance:ohlcv:1h:BTC/USDT", "-o", "x.csv"],
+    "collect": ["collect", "collect.toml"],
+    "serve": ["serve"],
+    "status": ["status", "status.json"],
+}
+GLOBAL = ["--storage", "memory://", "--emulate", "--dry-run", "--no-progress", "-v", "-q"]
+GIVEN = {"storage": "memory://", "emulate": True, "dry_run": True, "no_progress": True,
+         "verbose": 1, "quiet": True}  # fmt: skip
+DEFAULTS = {"storage": None, "emulate": False, "dry_run": False, "no_progress": False,
+            "verbose": 0, "quiet": False}  # fmt: skip
+
+
+def _globals(args: object) -> dict[str, object]:
+    return {name: getattr(args, name) for name in GIVEN}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_global_options_before_or_after_every_subcommand(command: str) -> None:
+    argv = COMMANDS[command]
+    assert _globals(_parser().parse_args([*GLOBAL, *argv])) == GIVEN
+    assert _globals(_parser().parse_args([*argv, *GLOBAL])) == GIVEN
+    mixed = _parser().parse_args(["--storage", "memory://", "-q", *argv, "--emulate", "--dry-run"])
+    assert _globals(mixed) == {**DEFAULTS, "storage": "memory://", "quiet": True,
+                               "emulate": True, "dry_run": True}  # fmt: skip
+    assert _globals(_parser().parse_args(argv)) == DEFAULTS
+
+
+def test_readme_command_with_options_after_the_subcommand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"parquet://{tmp_path / 'store'}"
+    code = main(["ensure", "BTC/USDT", "-t", "1h", "--start", "2024-01-01", "--end", "2024-01-02",
+                 "-x", "binance", "--storage", url, "--emulate", "--dry-run", "-q"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "window" in capsys.readouterr().out  # a dry run shows its plan, even with -q
+    with open_storage(url) as st:
+        assert st.keys() == []
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_help_shows_the_defaults(
+    command: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = _parser()
+    top = {a.dest: a.default for a in parser._actions}
+    sub = parser if command is None else parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    text = _help([] if command is None else [command], capsys)
+    shown = 0
+    for action in sub._actions:
+        if action.default is argparse.SUPPRESS:  # a global option after the subcommand
+            default, line = top.get(action.dest), str(action.help)
+        else:
+            default, line = action.default, f"{action.help} (default: {action.default})"
+        if not action.option_strings or action.help == argparse.SUPPRESS or default is None:
+            continue
+        if action.dest in ("help", "version"):
+            continue
+        assert f"(default: {default})" in line and line in text, (action.dest, text)
+        shown += 1
+    # the global options: shown with their defaults after any subcommand too
+    assert "(no network needed) (default: False)" in text
+    assert "storage URL (default: the embedded ArcticDB store" in text
+    assert shown >= 5
+
+
+def test_help_names_the_subcommand_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    ensure = _help(["ensure"], capsys)
+    assert "--timeframe TIMEFRAME candle timeframe (default: 1h)" in ensure
+    assert "(default: binance_futures)" in ensure
+    assert "--strategy {auto,ohlcv,trades} candles from the candle endpoint or resampled trades (default: auto)" in ensure  # fmt: skip
+    assert "(default: 1m)" in _help(["backfill"], capsys)
+    serve = _help(["serve"], capsys)
+    assert "(default: 127.0.0.1)" in serve and "(default: 8002)" in serve

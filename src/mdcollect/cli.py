@@ -52,34 +52,74 @@ def _fmt_ms(ts: int | None) -> str:
     return dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="mdcollect", description="Collect and store cryptocurrency market data."
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default; options without one say in words what
+    leaving them out means."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _global_options(p: argparse.ArgumentParser, *, after_subcommand: bool = False) -> None:
+    """The options every command takes, before or after the subcommand.
+
+    After the subcommand, their default is SUPPRESS (shown in ``--help`` from the
+    help text) so that the subcommand's parser never overwrites a value given
+    before it.
+    """
+    group = p.add_argument_group("global options (before or after the subcommand)")
+
+    def add(*flags: str, default: Any, help: str, **kwargs: Any) -> None:
+        if after_subcommand:
+            shown = "" if default is None else f" (default: {default})"
+            group.add_argument(*flags, default=argparse.SUPPRESS, help=help + shown, **kwargs)
+        else:
+            group.add_argument(*flags, default=default, help=help, **kwargs)
+
+    add(
+        "--storage",
+        metavar="URL",
+        default=None,
+        help="storage URL (default: the embedded ArcticDB store, a separate one with --emulate)",
     )
-    p.add_argument("--version", action="version", version=f"mdcollect {__version__}")
-    p.add_argument(
-        "--storage", metavar="URL", help="storage URL (default: the embedded ArcticDB store)"
-    )
-    p.add_argument(
+    add(
         "--emulate",
         action="store_true",
+        default=False,
         help="start the built-in exchange emulator and fetch from it (no network needed)",
     )
-    p.add_argument(
-        "--dry-run", action="store_true", help="show the windows and requests, fetch nothing"
+    add(
+        "--dry-run",
+        action="store_true",
+        default=False,
+        help="show the windows and requests, fetch nothing",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("-q", "--quiet", action="store_true")
+    add("--no-progress", action="store_true", default=False, help="no progress bars")
+    add("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    add("-q", "--quiet", action="store_true", default=False, help="print errors only")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mdcollect",
+        description="Collect and store cryptocurrency market data.",
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"mdcollect {__version__}")
+    _global_options(p)
     sub = p.add_subparsers(dest="command", required=True)
 
     def fetch_args(sp: argparse.ArgumentParser, default_tf: str) -> None:
-        sp.add_argument("symbols", nargs="+", metavar="SYMBOL")
-        sp.add_argument("-t", "--timeframe", default=default_tf)
+        sp.add_argument(
+            "symbols", nargs="+", metavar="SYMBOL", help="ccxt symbols: BTC/USDT, BTC/USDT:USDT"
+        )
+        sp.add_argument("-t", "--timeframe", default=default_tf, help="candle timeframe")
         sp.add_argument("--start", required=True, help="YYYY-MM-DD (or YYYYMMDD)")
         sp.add_argument("--end", required=True, help="YYYY-MM-DD, inclusive of its whole day")
-        sp.add_argument("-x", "--exchange", default="binance_futures")
-        sp.add_argument("--concurrency", type=int, default=4)
+        sp.add_argument("-x", "--exchange", default="binance_futures", help="exchange key")
+        sp.add_argument("--concurrency", type=int, default=4, help="datasets fetched at once")
         sp.add_argument(
             "--strategy",
             choices=["auto", "ohlcv", "trades"],
@@ -93,19 +133,26 @@ def _parser() -> argparse.ArgumentParser:
         "--padding-days",
         type=int,
         default=0,
-        help="also ensure this many days before --start (default 0)",
+        help="also ensure this many days before --start",
     )
     b = sub.add_parser("backfill", help="fetch candles or raw trades over a range")
     fetch_args(b, "1m")
-    b.add_argument("--kind", choices=["ohlcv", "trades"], default="ohlcv")
+    b.add_argument("--kind", choices=["ohlcv", "trades"], default="ohlcv", help="what to fetch")
     sub.add_parser("ls", help="list datasets: rows, first/last, coverage and holes")
     x = sub.add_parser("export", help="write a dataset to CSV or Parquet")
     x.add_argument("key", help="dataset key, e.g. binance:ohlcv:1h:BTC/USDT")
     x.add_argument("-o", "--output", required=True, help="file.csv or file.parquet")
-    x.add_argument("--start")
-    x.add_argument("--end")
+    x.add_argument("--start", help="YYYY-MM-DD or ISO 8601 time (default: the first row)")
+    x.add_argument(
+        "--end",
+        help="YYYY-MM-DD, inclusive of its whole day, or an exclusive ISO 8601 time "
+        "(default: the last row)",
+    )
     _serve_args(sub)
     _collect_args(sub)
+    for sp in sub.choices.values():
+        sp.formatter_class = _HelpFormatter
+        _global_options(sp, after_subcommand=True)
     return p
 
 
@@ -227,12 +274,8 @@ def _export(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
 
 def _serve_args(sub: Any) -> None:
     s = sub.add_parser("serve", help="run the data-collection HTTP service (mdcollect[service])")
-    # SUPPRESS: given after `serve` or before it, the global options keep their value
-    s.add_argument("--storage", metavar="URL", default=argparse.SUPPRESS, help="storage URL")
-    s.add_argument("--emulate", action="store_true", default=argparse.SUPPRESS,
-                   help="sync from the built-in exchange emulator (no network needed)")  # fmt: skip
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8002)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8002, help="port to listen on")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -268,9 +311,6 @@ def _serve(args: argparse.Namespace) -> int:
 def _collect_args(sub: Any) -> None:
     c = sub.add_parser("collect", help="collect live data as a TOML config describes")
     c.add_argument("config", help="collector config (TOML), see mdcollect.collectors.load_config")
-    c.add_argument("--storage", metavar="URL", default=argparse.SUPPRESS, help="storage URL")
-    c.add_argument("--emulate", action="store_true", default=argparse.SUPPRESS,
-                   help="collect from the built-in exchange emulator (no network needed)")  # fmt: skip
     c.add_argument("--status-every", type=float, default=10.0, metavar="SECONDS",
                    help="print a status line this often (0: never)")  # fmt: skip
     c.add_argument("--status-file", metavar="PATH", default=None,
