@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mdcollect import DatasetKey, Interval, IntervalSet, open_storage
+from mdcollect import DatasetKey, Interval, IntervalSet, InvalidRequest, load_ohlcv, open_storage
 from mdcollect.cli import _parser, main
 
 T2024 = 1_704_067_200_000
@@ -46,7 +46,7 @@ def test_ensure_emulated_then_ls_and_export(
     pq = tmp_path / "btc.parquet"
     assert main(["--storage", url, "export", "binance:ohlcv:1h:BTC/USDT", "-o", str(pq),
                  "--start", "2024-01-02", "--end", "2024-01-03"]) == 0  # fmt: skip
-    assert len(pd.read_parquet(pq)) == 24
+    assert len(pd.read_parquet(pq)) == 48  # a bare date as --end includes that day, as in ensure
 
 
 def test_dry_run_lists_windows_and_fetches_nothing(
@@ -178,3 +178,66 @@ def test_help_names_the_subcommand_defaults(capsys: pytest.CaptureFixture[str]) 
     assert "(default: 1m)" in _help(["backfill"], capsys)
     serve = _help(["serve"], capsys)
     assert "(default: 127.0.0.1)" in serve and "(default: 8002)" in serve
+
+
+# -- one date rule; dates in messages ------------------------------------------------------
+
+
+def _stored(tmp_path: Path) -> str:
+    url = f"parquet://{tmp_path / 'store'}"
+    assert main(["--storage", url, "--emulate", "-q", "--no-progress", "ensure", "BTC/USDT",
+                 "-t", "1h", "--start", "2024-01-01", "--end", "2024-01-03", "-x", "binance",
+                 "--padding-days", "0"]) == 0  # fmt: skip
+    return url
+
+
+def test_export_dates_follow_the_ensure_rule(tmp_path: Path) -> None:
+    url = _stored(tmp_path)
+    out = tmp_path / "out.parquet"
+
+    def export(*dates: str) -> pd.DatetimeIndex:
+        argv = ["--storage", url, "export", "binance:ohlcv:1h:BTC/USDT", "-o", str(out), *dates]
+        assert main(argv) == 0
+        return pd.read_parquet(out).index
+
+    # the same --start/--end as ensure gives exactly what ensure stored
+    assert len(export("--start", "2024-01-01", "--end", "2024-01-03")) == 3 * 24
+    one_day = export("--start", "20240102", "--end", "20240102")
+    assert (one_day[0], one_day[-1], len(one_day)) == (
+        pd.Timestamp("2024-01-02 00:00", tz="UTC"), pd.Timestamp("2024-01-02 23:00", tz="UTC"), 24,
+    )  # fmt: skip
+    # a time of day is an exclusive bound
+    assert len(export("--start", "2024-01-02", "--end", "2024-01-02T06:00")) == 6
+    assert export("--end", "2024-01-01")[-1] == pd.Timestamp("2024-01-01 23:00", tz="UTC")
+
+
+def test_export_end_before_start_names_the_dates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _stored(tmp_path)
+    argv = ["--storage", url, "export", "binance:ohlcv:1h:BTC/USDT", "-o", str(tmp_path / "x.csv"),
+            "--start", "2024-01-03", "--end", "2024-01-01"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--end '2024-01-01' must be after --start '2024-01-03'" in err
+    assert "1704" not in err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_errors_show_dates_not_epoch_ms() -> None:
+    from mdcollect.backfill import OHLCVBackfill
+
+    jan2 = T2024 + DAY
+    with pytest.raises(InvalidRequest, match="end 2024-01-01 must be after start 2024-01-02"):
+        Interval(jan2, T2024)
+    with pytest.raises(InvalidRequest, match="end 2024-01-01 must be after start 2024-01-02 "):
+        open_storage("memory://").read(
+            DatasetKey("binance", "BTC/USDT", "ohlcv", "1h"), jan2, T2024
+        )
+    with pytest.raises(InvalidRequest, match=r"end 2024-01-01 must be after start 2024-01-02$"):
+        OHLCVBackfill("binance", "BTC/USDT", "1h", jan2, T2024)
+    with pytest.raises(
+        InvalidRequest, match=r"end 2024-01-01 06:00:00 must be after start 2024-01-02$"
+    ):
+        load_ohlcv("BTC/USDT", "1h", jan2, T2024 + 6 * 3_600_000, exchange="binance",
+                   storage="memory://")  # fmt: skip

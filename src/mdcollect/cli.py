@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -30,7 +29,7 @@ from . import __version__
 from ._errors import InvalidRequest, MdcollectError
 from ._intervals import Interval
 from ._keys import DatasetKey
-from ._time import to_ms
+from ._time import format_ms, time_range
 from .storage import (
     DataCollectionStorage,
     default_storage_url,
@@ -44,12 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mdcollect.cli")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def _fmt_ms(ts: int | None) -> str:
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -244,13 +237,12 @@ def _ls(storage: DataCollectionStorage) -> int:
     for key in keys:
         frame = storage.read(key, columns=[])
         cov = storage.coverage(key)
-        first = int(frame.index[0].value // 1_000_000) if len(frame) else None
-        last = int(frame.index[-1].value // 1_000_000) if len(frame) else None
+        span = "first=-  last=-"
+        if len(frame):
+            first, last = (int(t.value // 1_000_000) for t in (frame.index[0], frame.index[-1]))
+            span = f"first={format_ms(first)}  last={format_ms(last)}"
         holes = cov.gaps(Interval(cov.start, cov.end)) if cov else cov
-        print(
-            f"{key}  rows={len(frame)}  first={_fmt_ms(first)}  last={_fmt_ms(last)}  "
-            f"coverage={cov}  holes={len(holes)}"
-        )
+        print(f"{key}  rows={len(frame)}  {span}  coverage={cov}  holes={len(holes)}")
         for h in list(holes)[:10]:
             print(f"    hole {h}")
     return EXIT_OK
@@ -258,8 +250,7 @@ def _ls(storage: DataCollectionStorage) -> int:
 
 def _export(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
     key = DatasetKey.parse(args.key)
-    start = to_ms(args.start, name="--start") if args.start else None
-    end = to_ms(args.end, name="--end") if args.end else None
+    start, end = time_range(args.start, args.end, names=("--start", "--end"))
     frame = storage.read(key, start, end)
     out = Path(args.output)
     if out.suffix == ".csv":

@@ -21,7 +21,7 @@ from typing import Any, Final
 from attrs import frozen
 
 from .._errors import InvalidRequest
-from .._time import DAY, is_bare_date, to_ms
+from .._time import DAY, end_ms, format_ms, to_ms
 
 __all__ = [
     "DEFAULT_EXCHANGE",
@@ -188,9 +188,7 @@ def time_bound(value: object, name: str, *, is_end: bool = False) -> int | None:
     elif isinstance(value, float) and not isinstance(value, bool) and value.is_integer():
         ms = int(value)
     else:
-        ms = to_ms(value, name=name)
-        if is_end and is_bare_date(value):
-            ms += DAY
+        ms = end_ms(value, name=name) if is_end else to_ms(value, name=name)
     if not 0 <= ms <= _MAX_MS:
         raise InvalidRequest(f"{name} {value!r} is out of range (1970-01-01 .. 9999-12-31)")
     return ms
@@ -233,7 +231,9 @@ def ohlcv_query(
     lo = time_bound(start, "start")
     hi = time_bound(end, "end", is_end=True)
     if lo is not None and hi is not None and hi <= lo:
-        raise InvalidRequest(f"end {end!r} must be after start {start!r}")
+        raise InvalidRequest(
+            f"end {end!r} ({format_ms(hi)}) must be after start {start!r} ({format_ms(lo)})"
+        )
     return OhlcvQuery(sym, tf, n, lo, hi, ex)
 
 
