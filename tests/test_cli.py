@@ -241,3 +241,62 @@ def test_errors_show_dates_not_epoch_ms() -> None:
     ):
         load_ohlcv("BTC/USDT", "1h", jan2, T2024 + 6 * 3_600_000, exchange="binance",
                    storage="memory://")  # fmt: skip
+
+
+# -- export: unknown keys, output folders; ls: the emulated store --------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "closest"),
+    [
+        ("binance:ohlcv:1h:BTC/USDC", "binance:ohlcv:1h:BTC/USDT"),
+        ("binance:ohlcv:4h:BTC/USDT", "binance:ohlcv:1h:BTC/USDT"),
+        ("BTC/USDT", "binance:ohlcv:1h:BTC/USDT"),  # not a key at all: still the closest
+    ],
+)
+def test_export_of_a_missing_key_names_the_closest(
+    tmp_path: Path, key: str, closest: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _stored(tmp_path)
+    out = tmp_path / "x.csv"
+    assert main(["--storage", url, "export", key, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key!r}" in err and f"closest: {closest}" in err
+    assert not out.exists()
+
+
+def test_export_to_a_missing_folder_is_a_clear_error_before_any_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "never-opened"
+    base = ["--storage", f"parquet://{store}", "export", "binance:ohlcv:1h:BTC/USDT", "-o"]
+    assert main([*base, str(tmp_path / "nope" / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"output folder {str(tmp_path / 'nope')!r} does not exist" in err
+    assert "Traceback" not in err
+    (tmp_path / "file").write_text("")
+    assert main([*base, str(tmp_path / "file" / "x.parquet")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main([*base, str(tmp_path)]) == 2  # a folder, not a file name
+    assert "must end in .csv or .parquet" in capsys.readouterr().err
+    assert not store.exists(), "the store must not be opened before the output is checked"
+
+
+def test_ls_of_the_default_store_points_to_the_emulated_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MDCOLLECT_HOME", str(tmp_path / "home"))
+    assert main(["ls"]) == 0
+    assert "--emulate" not in capsys.readouterr().out  # nothing emulated yet: no note
+    assert main(["--emulate", "-q", "--no-progress", "ensure", "BTC/USDT", "-x", "binance",
+                 "-t", "1d", "--start", "2024-01-01", "--end", "2024-01-02",
+                 "--padding-days", "0"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["ls"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"no datasets in arctic+lmdb://{tmp_path / 'home' / 'arctic'}" in out
+    assert "1 dataset(s) fetched with --emulate are in the separate emulated store" in out
+    assert "list them with 'mdcollect --emulate ls'" in out
+    assert main(["ls", "--emulate"]) == 0
+    emulated = capsys.readouterr().out
+    assert "binance:ohlcv:1d:BTC/USDT  rows=2" in emulated and "note" not in emulated

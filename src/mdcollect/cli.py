@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import difflib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -229,11 +230,27 @@ async def _fetch(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
-def _ls(storage: DataCollectionStorage) -> int:
+def _emulated_note(args: argparse.Namespace) -> str | None:
+    """When the default store is used, say where data fetched with ``--emulate`` is."""
+    if args.storage or args.emulate:
+        return None
+    url = emulated_storage_url()
+    if not Path(url.split("://", 1)[1]).exists():  # opening the store would create it
+        return None
+    with open_storage(url) as emulated:
+        n = len(emulated.keys())
+    if not n:
+        return None
+    return (
+        f"note: {n} dataset(s) fetched with --emulate are in the separate emulated store "
+        f"{url}; list them with 'mdcollect --emulate ls'"
+    )
+
+
+def _ls(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
     keys = storage.keys()
     if not keys:
         print(f"no datasets in {storage.url}")
-        return EXIT_OK
     for key in keys:
         frame = storage.read(key, columns=[])
         cov = storage.coverage(key)
@@ -245,20 +262,67 @@ def _ls(storage: DataCollectionStorage) -> int:
         print(f"{key}  rows={len(frame)}  {span}  coverage={cov}  holes={len(holes)}")
         for h in list(holes)[:10]:
             print(f"    hole {h}")
+    note = _emulated_note(args)
+    if note:
+        print(note)
     return EXIT_OK
 
 
-def _export(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
-    key = DatasetKey.parse(args.key)
-    start, end = time_range(args.start, args.end, names=("--start", "--end"))
-    frame = storage.read(key, start, end)
-    out = Path(args.output)
-    if out.suffix == ".csv":
-        frame.to_csv(out)
-    elif out.suffix == ".parquet":
-        frame.to_parquet(out)
+def _output(path: str) -> Path:
+    """The export file, checked before anything is read."""
+    out = Path(path)
+    if out.suffix not in (".csv", ".parquet"):
+        raise InvalidRequest(f"output {path!r} must end in .csv or .parquet")
+    if out.is_dir():
+        raise InvalidRequest(
+            f"output {path!r} is a folder; give a file name such as {out / 'data.csv'}"
+        )
+    folder = out.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise InvalidRequest(
+            f"output folder {str(folder)!r} {what}; create it or choose another -o"
+        )
+    return out
+
+
+def _existing_key(
+    storage: DataCollectionStorage, text: str, args: argparse.Namespace
+) -> DatasetKey:
+    """The stored dataset ``text`` names, else :class:`InvalidRequest` with the closest keys."""
+    keys = storage.keys()
+    try:
+        key: DatasetKey | None = DatasetKey.parse(text)
+        problem = f"no dataset {text!r} in {storage.url}"
+    except InvalidRequest as exc:
+        key, problem = None, str(exc)
+    if key is not None and key in keys:
+        return key
+    names = [str(k) for k in keys]
+    close = [n for n in names if text.lower() in n.lower()]
+    close += [n for n in difflib.get_close_matches(text, names, n=5, cutoff=0.6) if n not in close]
+    if close:
+        hint = "closest: " + ", ".join(close[:5])
     else:
-        raise InvalidRequest(f"output {str(out)!r} must end in .csv or .parquet")
+        where = f" --storage {args.storage}" if args.storage else " --emulate" * args.emulate
+        hint = f"{len(names)} dataset(s) stored; 'mdcollect{where} ls' lists them"
+    note = _emulated_note(args)
+    raise InvalidRequest(f"{problem}; {hint}" + (f"\n{note}" if note else ""))
+
+
+def _export(args: argparse.Namespace) -> int:
+    out = _output(args.output)
+    start, end = time_range(args.start, args.end, names=("--start", "--end"))
+    with open_storage(_storage_url(args)) as storage:
+        key = _existing_key(storage, args.key, args)
+        frame = storage.read(key, start, end)
+    try:
+        if out.suffix == ".csv":
+            frame.to_csv(out)
+        else:
+            frame.to_parquet(out)
+    except OSError as exc:
+        raise InvalidRequest(f"cannot write {str(out)!r}: {exc.strerror or exc}") from exc
     print(f"wrote {len(frame)} rows of {key} to {out}")
     return EXIT_OK
 
@@ -479,10 +543,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_collect(args))
         if args.command == "status":
             return _status(args)
+        if args.command == "export":
+            return _export(args)
         with open_storage(_storage_url(args)) as storage:
-            if args.command == "ls":
-                return _ls(storage)
-            return _export(storage, args)
+            return _ls(storage, args)
     except InvalidRequest as exc:
         print(f"mdcollect: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
