@@ -22,7 +22,8 @@ def test_ensure_emulated_then_ls_and_export(
 ) -> None:
     url = f"parquet://{tmp_path / 'store'}"
     args = ["--storage", url, "--emulate", "--no-progress", "ensure", "BTC/USDT", "ETH/USDT",
-            "-t", "1h", "--start", "2024-01-01", "--end", "2024-01-31", "-x", "binance"]  # fmt: skip
+            "-t", "1h", "--start", "2024-01-01", "--end", "2024-01-31", "-x", "binance",
+            "--padding-days", "0"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "binance:ohlcv:1h:BTC/USDT" in out and "ok" in out
@@ -54,7 +55,8 @@ def test_dry_run_lists_windows_and_fetches_nothing(
 ) -> None:
     url = f"parquet://{tmp_path / 'store'}"
     code = main(["--storage", url, "--emulate", "--dry-run", "ensure", "BTC/USDT", "-t", "1m",
-                 "--start", "2024-01-01", "--end", "2024-01-02", "-x", "binance"])  # fmt: skip
+                 "--start", "2024-01-01", "--end", "2024-01-02", "-x", "binance",
+                 "--padding-days", "0"])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     assert "3 window(s)" in out  # 2 days of 1m = 2880 candles = 3 pages of 1000
@@ -300,3 +302,17 @@ def test_ls_of_the_default_store_points_to_the_emulated_one(
     assert main(["ls", "--emulate"]) == 0
     emulated = capsys.readouterr().out
     assert "binance:ohlcv:1d:BTC/USDT  rows=2" in emulated and "note" not in emulated
+
+
+# -- padding_days: one default (30) ----------------------------------------------------------
+
+
+def test_ensure_pads_30_days_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"parquet://{tmp_path / 'store'}"
+    assert main(["--storage", url, "--emulate", "-q", "--no-progress", "ensure", "BTC/USDT",
+                 "-x", "binance", "-t", "1d", "--start", "2024-02-01", "--end", "2024-02-01"]) == 0  # fmt: skip
+    key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1d")
+    with open_storage(url) as st:  # 2024-01-02 .. 2024-02-01, whole days
+        assert st.coverage(key) == IntervalSet([Interval(T2024 + DAY, T2024 + 32 * DAY)])
+        assert len(st.read(key)) == 31
+    assert "also ensure this many days before --start (default: 30)" in _help(["ensure"], capsys)

@@ -15,7 +15,16 @@ from attrs import frozen
 
 from ._errors import InvalidRequest
 
-__all__ = ["CCXT_TIMEFRAMES", "Timeframe", "end_ms", "format_ms", "now_ms", "time_range", "to_ms"]
+__all__ = [
+    "CCXT_TIMEFRAMES",
+    "DEFAULT_PADDING_DAYS",
+    "Timeframe",
+    "end_ms",
+    "format_ms",
+    "now_ms",
+    "time_range",
+    "to_ms",
+]
 
 SECOND: Final = 1_000
 MINUTE: Final = 60 * SECOND
@@ -24,6 +33,10 @@ DAY: Final = 24 * HOUR
 WEEK: Final = 7 * DAY
 # 1970-01-01 was a Thursday; exchanges start weeks on Monday (1970-01-05).
 _WEEK_OFFSET: Final = 4 * DAY
+
+#: Days ensured before a requested start by default (startup candles for indicators):
+#: the one default of ``ensure_data``, ``mdcollect ensure``, the service and its client.
+DEFAULT_PADDING_DAYS: Final = 30
 
 _UNIT_MS: Final = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
 #: The timeframes ccxt's unified API knows (exchanges support a subset).

@@ -30,7 +30,7 @@ from . import __version__
 from ._errors import InvalidRequest, MdcollectError
 from ._intervals import Interval
 from ._keys import DatasetKey
-from ._time import format_ms, time_range
+from ._time import DEFAULT_PADDING_DAYS, format_ms, time_range
 from .storage import (
     DataCollectionStorage,
     default_storage_url,
@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--padding-days",
         type=int,
-        default=0,
+        default=DEFAULT_PADDING_DAYS,
         help="also ensure this many days before --start",
     )
     b = sub.add_parser("backfill", help="fetch candles or raw trades over a range")

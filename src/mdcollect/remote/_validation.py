@@ -21,7 +21,7 @@ from typing import Any, Final
 from attrs import frozen
 
 from .._errors import InvalidRequest
-from .._time import DAY, end_ms, format_ms, to_ms
+from .._time import DAY, DEFAULT_PADDING_DAYS, end_ms, format_ms, to_ms
 
 __all__ = [
     "DEFAULT_EXCHANGE",
@@ -85,27 +85,27 @@ class OhlcvQuery:
 
 @frozen
 class SyncRequest:
-    """A checked ``POST /api/v1/sync`` body; dates are ``YYYY-MM-DD`` (already padded)."""
+    """A checked ``POST /api/v1/sync`` body; dates are ``YYYY-MM-DD``; ``padding_days``
+    more days before ``start_date`` are ensured (0 when the client padded already)."""
 
     symbols: tuple[str, ...]
     timeframe: str
     start_date: str
     end_date: str
     exchange: str
-    padding_days: int = 0
+    padding_days: int
 
     def body(self) -> dict[str, Any]:
         """The JSON body as the client sends it."""
-        out: dict[str, Any] = {
+        return {
             "symbols": list(self.symbols),
             "timeframe": self.timeframe,
             "start_date": self.start_date,
             "end_date": self.end_date,
             "exchange": self.exchange,
+            # always sent: the service pads a body without it by DEFAULT_PADDING_DAYS
+            "padding_days": self.padding_days,
         }
-        if self.padding_days:
-            out["padding_days"] = self.padding_days
-        return out
 
 
 def check_exchange(value: object, allowed: Iterable[str] = DEFAULT_EXCHANGES) -> str:
@@ -243,7 +243,7 @@ def sync_request(
     start_date: object = None,
     end_date: object = None,
     exchange: object = DEFAULT_EXCHANGE,
-    padding_days: object = 0,
+    padding_days: object = DEFAULT_PADDING_DAYS,
     *,
     allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
     pad_client_side: bool = False,
@@ -302,6 +302,6 @@ def sync_request_from_json(
         body["start_date"],
         body["end_date"],
         body.get("exchange", DEFAULT_EXCHANGE),
-        body.get("padding_days", 0),
+        body.get("padding_days", DEFAULT_PADDING_DAYS),
         allowed_exchanges=allowed_exchanges,
     )
