@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -228,6 +229,8 @@ def test_export_end_before_start_names_the_dates(
 
 def test_errors_show_dates_not_epoch_ms() -> None:
     from mdcollect.backfill import OHLCVBackfill
+    from mdcollect.exchanges import ExchangeClient
+    from mdcollect.testing import ExchangeEmulator
 
     jan2 = T2024 + DAY
     with pytest.raises(InvalidRequest, match="end 2024-01-01 must be after start 2024-01-02"):
@@ -243,6 +246,16 @@ def test_errors_show_dates_not_epoch_ms() -> None:
     ):
         load_ohlcv("BTC/USDT", "1h", jan2, T2024 + 6 * 3_600_000, exchange="binance",
                    storage="memory://")  # fmt: skip
+
+    async def fetch_backwards(url: str) -> None:
+        async with ExchangeClient("binance", base_url=url) as client:
+            await client.fetch_ohlcv("BTC/USDT", "1h", jan2, T2024)
+
+    with (
+        ExchangeEmulator() as emu,
+        pytest.raises(InvalidRequest, match=r"until 2024-01-01 is before since 2024-01-02$"),
+    ):
+        asyncio.run(fetch_backwards(emu.url))
 
 
 # -- export: unknown keys, output folders; ls: the emulated store --------------------------
