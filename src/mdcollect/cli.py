@@ -7,9 +7,14 @@
     mdcollect ls
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
+    mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 --emulate --dry-run -q
     mdcollect collect collect.toml --status-file /run/mdcollect.json
     mdcollect status /run/mdcollect.json
     mdcollect serve --storage parquet:///data/md --host 127.0.0.1 --port 8002 [--emulate]
+
+The global options (``--storage``, ``--emulate``, ``--dry-run``, ``--no-progress``,
+``-v``, ``-q``) go before or after the subcommand. Dates follow one rule everywhere: a
+bare date as ``--end`` includes that day; a time of day is an exclusive bound.
 
 Exit codes: 0 ok, 1 partial failure (some windows failed), 2 bad input.
 """
