@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Iterator
 from typing import overload
 
 from attrs import field, frozen
 
 from ._errors import InvalidRequest
+from ._time import format_ms as _fmt
 
 __all__ = ["Interval", "IntervalSet"]
 
@@ -35,16 +35,6 @@ def _int_end(value: object) -> int:
     return _int(value, "end")
 
 
-def _fmt(ts: int) -> str:
-    try:
-        d = dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)
-    except (OverflowError, OSError, ValueError):
-        return str(ts)
-    return (
-        d.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3].removesuffix(" 00:00:00.000").removesuffix(".000")
-    )
-
-
 @frozen(order=True)
 class Interval:
     """A non-empty half-open range of time ``[start, end)`` in ms since the epoch.
@@ -61,7 +51,7 @@ class Interval:
     def __attrs_post_init__(self) -> None:
         if self.end <= self.start:
             raise InvalidRequest(
-                f"interval end {self.end} must be after start {self.start} "
+                f"interval end {_fmt(self.end)} must be after start {_fmt(self.start)} "
                 "(intervals are half-open [start, end) and never empty)"
             )
 

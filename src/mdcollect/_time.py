@@ -15,7 +15,16 @@ from attrs import frozen
 
 from ._errors import InvalidRequest
 
-__all__ = ["CCXT_TIMEFRAMES", "Timeframe", "now_ms", "to_ms"]
+__all__ = [
+    "CCXT_TIMEFRAMES",
+    "DEFAULT_PADDING_DAYS",
+    "Timeframe",
+    "end_ms",
+    "format_ms",
+    "now_ms",
+    "time_range",
+    "to_ms",
+]
 
 SECOND: Final = 1_000
 MINUTE: Final = 60 * SECOND
@@ -24,6 +33,10 @@ DAY: Final = 24 * HOUR
 WEEK: Final = 7 * DAY
 # 1970-01-01 was a Thursday; exchanges start weeks on Monday (1970-01-05).
 _WEEK_OFFSET: Final = 4 * DAY
+
+#: Days ensured before a requested start by default (startup candles for indicators):
+#: the one default of ``ensure_data``, ``mdcollect ensure``, the service and its client.
+DEFAULT_PADDING_DAYS: Final = 30
 
 _UNIT_MS: Final = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
 #: The timeframes ccxt's unified API knows (exchanges support a subset).
@@ -180,6 +193,54 @@ def to_ms(value: object, *, name: str = "time") -> int:
     raise InvalidRequest(
         f"{name} must be an int (ms), datetime, date or date string, got {type(value).__name__}"
     )
+
+
+def end_ms(value: object, *, name: str = "end") -> int:
+    """An end bound in ms: a bare date means the end of that day (``"2024-01-31"`` is
+    2024-02-01 00:00); a time of day is an exclusive bound.
+
+    >>> end_ms("2024-01-01") - to_ms("2024-01-01")
+    86400000
+    """
+    ms = to_ms(value, name=name)
+    return ms + DAY if is_bare_date(value) else ms
+
+
+def time_range(
+    start: object, end: object, *, names: tuple[str, str] = ("start", "end")
+) -> tuple[int | None, int | None]:
+    """``[start, end)`` in ms from user bounds (``None`` leaves that side open), by the
+    one date rule of mdcollect: :func:`to_ms` for the start, :func:`end_ms` for the end.
+
+    >>> time_range("2024-01-01", "2024-01-01")
+    (1704067200000, 1704153600000)
+    """
+    lo = None if start is None else to_ms(start, name=names[0])
+    hi = None if end is None else end_ms(end, name=names[1])
+    if lo is not None and hi is not None and hi <= lo:
+        raise InvalidRequest(
+            f"{names[1]} {_as_given(end, hi)} must be after {names[0]} {_as_given(start, lo)}"
+        )
+    return lo, hi
+
+
+def format_ms(ts: int) -> str:
+    """A ms timestamp as people read it, UTC: ``2024-01-01``, ``2024-01-01 12:30:00``,
+    ``2024-01-01 12:30:05.250``; the bare int when it is not a representable time."""
+    try:
+        d = dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
+    return (
+        d.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3].removesuffix(" 00:00:00.000").removesuffix(".000")
+    )
+
+
+def _as_given(value: object, ms: int) -> str:
+    # a person reads a date; an int of ms is shown as the time it stands for
+    if isinstance(value, int):
+        return format_ms(ms)
+    return repr(value)
 
 
 def _ts_ms(ts: pd.Timestamp, name: str, raw: object) -> int:

@@ -7,9 +7,14 @@
     mdcollect ls
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
+    mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 --emulate --dry-run -q
     mdcollect collect collect.toml --status-file /run/mdcollect.json
     mdcollect status /run/mdcollect.json
     mdcollect serve --storage parquet:///data/md --host 127.0.0.1 --port 8002 [--emulate]
+
+The global options (``--storage``, ``--emulate``, ``--dry-run``, ``--no-progress``,
+``-v``, ``-q``) go before or after the subcommand. Dates follow one rule everywhere: a
+bare date as ``--end`` includes that day; a time of day is an exclusive bound.
 
 Exit codes: 0 ok, 1 partial failure (some windows failed), 2 bad input.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
+import difflib
 import logging
 import sys
 from collections.abc import Sequence
@@ -30,7 +35,7 @@ from . import __version__
 from ._errors import InvalidRequest, MdcollectError
 from ._intervals import Interval
 from ._keys import DatasetKey
-from ._time import to_ms
+from ._time import DEFAULT_PADDING_DAYS, format_ms, time_range
 from .storage import (
     DataCollectionStorage,
     default_storage_url,
@@ -46,40 +51,74 @@ log = logging.getLogger("mdcollect.cli")
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _fmt_ms(ts: int | None) -> str:
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default; options without one say in words what
+    leaving them out means."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _global_options(p: argparse.ArgumentParser, *, after_subcommand: bool = False) -> None:
+    """The options every command takes, before or after the subcommand.
+
+    After the subcommand, their default is SUPPRESS (shown in ``--help`` from the
+    help text) so that the subcommand's parser never overwrites a value given
+    before it.
+    """
+    group = p.add_argument_group("global options (before or after the subcommand)")
+
+    def add(*flags: str, default: Any, help: str, **kwargs: Any) -> None:
+        if after_subcommand:
+            shown = "" if default is None else f" (default: {default})"
+            group.add_argument(*flags, default=argparse.SUPPRESS, help=help + shown, **kwargs)
+        else:
+            group.add_argument(*flags, default=default, help=help, **kwargs)
+
+    add(
+        "--storage",
+        metavar="URL",
+        default=None,
+        help="storage URL (default: the embedded ArcticDB store, a separate one with --emulate)",
+    )
+    add(
+        "--emulate",
+        action="store_true",
+        default=False,
+        help="start the built-in exchange emulator and fetch from it (no network needed)",
+    )
+    add(
+        "--dry-run",
+        action="store_true",
+        default=False,
+        help="show the windows and requests, fetch nothing",
+    )
+    add("--no-progress", action="store_true", default=False, help="no progress bars")
+    add("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    add("-q", "--quiet", action="store_true", default=False, help="print errors only")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="mdcollect", description="Collect and store cryptocurrency market data."
+        prog="mdcollect",
+        description="Collect and store cryptocurrency market data.",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"mdcollect {__version__}")
-    p.add_argument(
-        "--storage", metavar="URL", help="storage URL (default: the embedded ArcticDB store)"
-    )
-    p.add_argument(
-        "--emulate",
-        action="store_true",
-        help="start the built-in exchange emulator and fetch from it (no network needed)",
-    )
-    p.add_argument(
-        "--dry-run", action="store_true", help="show the windows and requests, fetch nothing"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("-q", "--quiet", action="store_true")
+    _global_options(p)
     sub = p.add_subparsers(dest="command", required=True)
 
     def fetch_args(sp: argparse.ArgumentParser, default_tf: str) -> None:
-        sp.add_argument("symbols", nargs="+", metavar="SYMBOL")
-        sp.add_argument("-t", "--timeframe", default=default_tf)
+        sp.add_argument(
+            "symbols", nargs="+", metavar="SYMBOL", help="ccxt symbols: BTC/USDT, BTC/USDT:USDT"
+        )
+        sp.add_argument("-t", "--timeframe", default=default_tf, help="candle timeframe")
         sp.add_argument("--start", required=True, help="YYYY-MM-DD (or YYYYMMDD)")
         sp.add_argument("--end", required=True, help="YYYY-MM-DD, inclusive of its whole day")
-        sp.add_argument("-x", "--exchange", default="binance_futures")
-        sp.add_argument("--concurrency", type=int, default=4)
+        sp.add_argument("-x", "--exchange", default="binance_futures", help="exchange key")
+        sp.add_argument("--concurrency", type=int, default=4, help="datasets fetched at once")
         sp.add_argument(
             "--strategy",
             choices=["auto", "ohlcv", "trades"],
@@ -92,20 +131,27 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--padding-days",
         type=int,
-        default=0,
-        help="also ensure this many days before --start (default 0)",
+        default=DEFAULT_PADDING_DAYS,
+        help="also ensure this many days before --start",
     )
     b = sub.add_parser("backfill", help="fetch candles or raw trades over a range")
     fetch_args(b, "1m")
-    b.add_argument("--kind", choices=["ohlcv", "trades"], default="ohlcv")
+    b.add_argument("--kind", choices=["ohlcv", "trades"], default="ohlcv", help="what to fetch")
     sub.add_parser("ls", help="list datasets: rows, first/last, coverage and holes")
     x = sub.add_parser("export", help="write a dataset to CSV or Parquet")
     x.add_argument("key", help="dataset key, e.g. binance:ohlcv:1h:BTC/USDT")
     x.add_argument("-o", "--output", required=True, help="file.csv or file.parquet")
-    x.add_argument("--start")
-    x.add_argument("--end")
+    x.add_argument("--start", help="YYYY-MM-DD or ISO 8601 time (default: the first row)")
+    x.add_argument(
+        "--end",
+        help="YYYY-MM-DD, inclusive of its whole day, or an exclusive ISO 8601 time "
+        "(default: the last row)",
+    )
     _serve_args(sub)
     _collect_args(sub)
+    for sp in sub.choices.values():
+        sp.formatter_class = _HelpFormatter
+        _global_options(sp, after_subcommand=True)
     return p
 
 
@@ -153,50 +199,107 @@ async def _fetch(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
-def _ls(storage: DataCollectionStorage) -> int:
+def _emulated_note(args: argparse.Namespace) -> str | None:
+    """When the default store is used, say where data fetched with ``--emulate`` is."""
+    if args.storage or args.emulate:
+        return None
+    url = emulated_storage_url()
+    if not Path(url.split("://", 1)[1]).exists():  # opening the store would create it
+        return None
+    with open_storage(url) as emulated:
+        n = len(emulated.keys())
+    if not n:
+        return None
+    return (
+        f"note: {n} dataset(s) fetched with --emulate are in the separate emulated store "
+        f"{url}; list them with 'mdcollect --emulate ls'"
+    )
+
+
+def _ls(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
     keys = storage.keys()
     if not keys:
         print(f"no datasets in {storage.url}")
-        return EXIT_OK
     for key in keys:
         frame = storage.read(key, columns=[])
         cov = storage.coverage(key)
-        first = int(frame.index[0].value // 1_000_000) if len(frame) else None
-        last = int(frame.index[-1].value // 1_000_000) if len(frame) else None
+        span = "first=-  last=-"
+        if len(frame):
+            first, last = (int(t.value // 1_000_000) for t in (frame.index[0], frame.index[-1]))
+            span = f"first={format_ms(first)}  last={format_ms(last)}"
         holes = cov.gaps(Interval(cov.start, cov.end)) if cov else cov
-        print(
-            f"{key}  rows={len(frame)}  first={_fmt_ms(first)}  last={_fmt_ms(last)}  "
-            f"coverage={cov}  holes={len(holes)}"
-        )
+        print(f"{key}  rows={len(frame)}  {span}  coverage={cov}  holes={len(holes)}")
         for h in list(holes)[:10]:
             print(f"    hole {h}")
+    note = _emulated_note(args)
+    if note:
+        print(note)
     return EXIT_OK
 
 
-def _export(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
-    key = DatasetKey.parse(args.key)
-    start = to_ms(args.start, name="--start") if args.start else None
-    end = to_ms(args.end, name="--end") if args.end else None
-    frame = storage.read(key, start, end)
-    out = Path(args.output)
-    if out.suffix == ".csv":
-        frame.to_csv(out)
-    elif out.suffix == ".parquet":
-        frame.to_parquet(out)
+def _output(path: str) -> Path:
+    """The export file, checked before anything is read."""
+    out = Path(path)
+    if out.suffix not in (".csv", ".parquet"):
+        raise InvalidRequest(f"output {path!r} must end in .csv or .parquet")
+    if out.is_dir():
+        raise InvalidRequest(
+            f"output {path!r} is a folder; give a file name such as {out / 'data.csv'}"
+        )
+    folder = out.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise InvalidRequest(
+            f"output folder {str(folder)!r} {what}; create it or choose another -o"
+        )
+    return out
+
+
+def _existing_key(
+    storage: DataCollectionStorage, text: str, args: argparse.Namespace
+) -> DatasetKey:
+    """The stored dataset ``text`` names, else :class:`InvalidRequest` with the closest keys."""
+    keys = storage.keys()
+    try:
+        key: DatasetKey | None = DatasetKey.parse(text)
+        problem = f"no dataset {text!r} in {storage.url}"
+    except InvalidRequest as exc:
+        key, problem = None, str(exc)
+    if key is not None and key in keys:
+        return key
+    names = [str(k) for k in keys]
+    close = [n for n in names if text.lower() in n.lower()]
+    close += [n for n in difflib.get_close_matches(text, names, n=5, cutoff=0.6) if n not in close]
+    if close:
+        hint = "closest: " + ", ".join(close[:5])
     else:
-        raise InvalidRequest(f"output {str(out)!r} must end in .csv or .parquet")
+        where = f" --storage {args.storage}" if args.storage else " --emulate" * args.emulate
+        hint = f"{len(names)} dataset(s) stored; 'mdcollect{where} ls' lists them"
+    note = _emulated_note(args)
+    raise InvalidRequest(f"{problem}; {hint}" + (f"\n{note}" if note else ""))
+
+
+def _export(args: argparse.Namespace) -> int:
+    out = _output(args.output)
+    start, end = time_range(args.start, args.end, names=("--start", "--end"))
+    with open_storage(_storage_url(args)) as storage:
+        key = _existing_key(storage, args.key, args)
+        frame = storage.read(key, start, end)
+    try:
+        if out.suffix == ".csv":
+            frame.to_csv(out)
+        else:
+            frame.to_parquet(out)
+    except OSError as exc:
+        raise InvalidRequest(f"cannot write {str(out)!r}: {exc.strerror or exc}") from exc
     print(f"wrote {len(frame)} rows of {key} to {out}")
     return EXIT_OK
 
 
 def _serve_args(sub: Any) -> None:
     s = sub.add_parser("serve", help="run the data-collection HTTP service (mdcollect[service])")
-    # SUPPRESS: given after `serve` or before it, the global options keep their value
-    s.add_argument("--storage", metavar="URL", default=argparse.SUPPRESS, help="storage URL")
-    s.add_argument("--emulate", action="store_true", default=argparse.SUPPRESS,
-                   help="sync from the built-in exchange emulator (no network needed)")  # fmt: skip
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8002)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8002, help="port to listen on")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -232,9 +335,6 @@ def _serve(args: argparse.Namespace) -> int:
 def _collect_args(sub: Any) -> None:
     c = sub.add_parser("collect", help="collect live data as a TOML config describes")
     c.add_argument("config", help="collector config (TOML), see mdcollect.collectors.load_config")
-    c.add_argument("--storage", metavar="URL", default=argparse.SUPPRESS, help="storage URL")
-    c.add_argument("--emulate", action="store_true", default=argparse.SUPPRESS,
-                   help="collect from the built-in exchange emulator (no network needed)")  # fmt: skip
     c.add_argument("--status-every", type=float, default=10.0, metavar="SECONDS",
                    help="print a status line this often (0: never)")  # fmt: skip
     c.add_argument("--status-file", metavar="PATH", default=None,
@@ -412,10 +512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_collect(args))
         if args.command == "status":
             return _status(args)
+        if args.command == "export":
+            return _export(args)
         with open_storage(_storage_url(args)) as storage:
-            if args.command == "ls":
-                return _ls(storage)
-            return _export(storage, args)
+            return _ls(storage, args)
     except InvalidRequest as exc:
         print(f"mdcollect: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -28,7 +28,7 @@ from ._human import duration, plural, ranges
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
 from ._sync import run_sync
-from ._time import DAY, Timeframe, is_bare_date, now_ms, to_ms
+from ._time import DAY, Timeframe, now_ms, time_range, to_ms
 from .backfill import BackfillJob, JobReport, Plan, TradesBackfill, make_job, plan_jobs, run_jobs
 from .backfill._engine import initial_reports
 from .exchanges import ExchangeClient, exchange_info
@@ -669,12 +669,9 @@ def ensure_data(
 def _bounds(start: object, end: object) -> tuple[int, int]:
     """One rule everywhere: a bare date as ``end`` means the end of that day; a time of
     day is an exclusive bound."""
-    lo = to_ms(start, name="start")
-    hi = to_ms(end, name="end")
-    if is_bare_date(end):
-        hi += DAY
-    if hi <= lo:
-        raise InvalidRequest(f"end {end!r} must be after start {start!r}")
+    lo, hi = time_range(start, end)
+    if lo is None or hi is None:
+        raise InvalidRequest(f"start and end are required (dates or times), got {start!r}, {end!r}")
     return lo, hi
 
 

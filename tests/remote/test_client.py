@@ -239,7 +239,7 @@ def test_padding_and_date_formats_of_ensure_data(scripted: ScriptedServer) -> No
     bodies = [json.loads(body) for _, _, body in scripted.requests]
     assert bodies[0] == {
         "symbols": ["BTC/USDT:USDT"], "timeframe": "1h", "start_date": "2024-01-02",
-        "end_date": "2024-02-28", "exchange": "binance_futures",
+        "end_date": "2024-02-28", "exchange": "binance_futures", "padding_days": 0,
     }  # fmt: skip
     assert (bodies[1]["start_date"], bodies[1]["exchange"]) == ("2024-02-01", "okx_futures")
 

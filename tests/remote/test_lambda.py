@@ -94,7 +94,7 @@ def test_ensure_data_posts_padded_dates(service: ScriptedServer) -> None:
     assert (method, path) == ("POST", "/api/v1/sync")
     assert (
         body
-        == b'{"symbols":["BTC/USDT:USDT"],"timeframe":"1h","start_date":"2024-01-02","end_date":"2024-02-28","exchange":"binance_futures"}'
+        == b'{"symbols":["BTC/USDT:USDT"],"timeframe":"1h","start_date":"2024-01-02","end_date":"2024-02-28","exchange":"binance_futures","padding_days":0}'
     )
 
 

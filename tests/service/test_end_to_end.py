@@ -5,11 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import httpx
 import pandas as pd
 import pytest
 
-from mdcollect import DataCollectionStorage, DatasetKey, RemoteError
-from mdcollect.remote import AsyncDataCollectionClient, DataCollectionClient
+from mdcollect import DataCollectionStorage, DatasetKey, Interval, IntervalSet, RemoteError
+from mdcollect.remote import (
+    AsyncDataCollectionClient,
+    DataCollectionClient,
+    ListEmitter,
+    make_handler,
+)
 from mdcollect.testing import ExchangeEmulator
 
 from .conftest import LiveServer
@@ -35,12 +41,13 @@ def test_every_operation_end_to_end(
         assert client.symbols() == []
 
         answer = client.ensure_data(**SYNC)  # type: ignore[arg-type]
-        # what the server received: the start padded by 30 days, dates as YYYY-MM-DD
+        # what the server received: the start padded by 30 days, dates as YYYY-MM-DD, and
+        # padding_days 0 so that the service does not pad again
         posted = [r for r in live.requests if r.path == "/api/v1/sync"]
         assert len(posted) == 1
         assert posted[0].json() == {
             "symbols": ["BTC/USDT:USDT"], "timeframe": "1h", "start_date": "2024-01-02",
-            "end_date": "2024-02-28", "exchange": "binance_futures",
+            "end_date": "2024-02-28", "exchange": "binance_futures", "padding_days": 0,
         }  # fmt: skip
         assert answer["status"] == "completed" and answer["background"] is False
         report = answer["report"]
@@ -120,3 +127,27 @@ def test_unknown_symbol_is_a_400_naming_it(live: LiveServer, emu: ExchangeEmulat
         client.ensure_data(["BTC/USDX:USDT"], "1h", "20240201", "20240202")
     assert err.value.status_code == 400
     assert not any(r.path.endswith("klines") for r in emu.requests[n:])
+
+
+# -- padding_days: 30 by default on every surface ------------------------------------------
+
+KEY = DatasetKey("binance_futures", "BTC/USDT:USDT", "ohlcv", "1h")
+
+
+def test_service_pads_30_days_by_default(live: LiveServer, storage: DataCollectionStorage) -> None:
+    body = {"symbols": ["BTC/USDT:USDT"], "timeframe": "1h", "start_date": "2024-02-01",
+            "end_date": "2024-02-28"}  # fmt: skip
+    answer = httpx.post(f"{live.url}/api/v1/sync", json=body, timeout=60).json()
+    assert answer["status"] == "completed" and answer["report"]["required"] == [LO, HI]
+    assert storage.coverage(KEY) == IntervalSet([Interval(LO, HI)])  # 2024-01-02 .. 2024-02-29
+    doc = httpx.get(f"{live.url}/openapi.json", timeout=10).json()
+    schema = doc["paths"]["/api/v1/sync"]["post"]["requestBody"]["content"]["application/json"]
+    assert schema["schema"]["properties"]["padding_days"]["default"] == 30
+
+
+def test_lambda_proxy_pads_30_days_once(live: LiveServer, storage: DataCollectionStorage) -> None:
+    handler = make_handler(client_factory=lambda: DataCollectionClient(live.url, max_retries=0),
+                           emitter=ListEmitter())  # fmt: skip
+    out = handler({"operation": "ensure-data", "params": SYNC}, None)
+    assert out["body"]["data"]["result"]["report"]["required"] == [LO, HI]
+    assert storage.coverage(KEY) == IntervalSet([Interval(LO, HI)])  # padded once, not twice

@@ -25,6 +25,7 @@ from attrs import define, field
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
+from .._time import format_ms
 from ..exchanges._http import SessionStats, request_tally
 from ..storage import DataCollectionStorage
 
@@ -75,7 +76,9 @@ class BackfillJob(ABC):
 
     def __init__(self, key: DatasetKey, start: int, end: int) -> None:
         if end <= start:
-            raise InvalidRequest(f"backfill end {end} must be after start {start}")
+            raise InvalidRequest(
+                f"backfill end {format_ms(end)} must be after start {format_ms(start)}"
+            )
         self.key, self.start, self.end = key, start, end
 
     def __repr__(self) -> str:

@@ -24,7 +24,7 @@ from attrs import frozen
 from .._errors import ExchangeError, InvalidRequest
 from .._keys import Kind
 from .._schema import empty_frame, normalize_frame
-from .._time import Timeframe, now_ms
+from .._time import Timeframe, format_ms, now_ms
 from ._http import (
     ResponseRecord,
     SessionStats,
@@ -978,5 +978,5 @@ def _check_range(since: int, until: int) -> tuple[int, int]:
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise InvalidRequest(f"{name} must be an int of ms since the epoch, got {value!r}")
     if until < since:
-        raise InvalidRequest(f"until ({until}) is before since ({since})")
+        raise InvalidRequest(f"until {format_ms(until)} is before since {format_ms(since)}")
     return int(since), int(until)

@@ -23,6 +23,7 @@ import pandas as pd
 from attrs import frozen
 
 from .._errors import InvalidRequest, RemoteError
+from .._time import DEFAULT_PADDING_DAYS
 from ._validation import (
     DEFAULT_EXCHANGE,
     DEFAULT_EXCHANGES,
@@ -153,7 +154,7 @@ def build_call(
     if operation == "ensure-data":
         if "symbols" not in params:
             raise InvalidRequest("ensure-data needs symbols, a list such as ['BTC/USDT:USDT']")
-        params.setdefault("padding_days", 30)
+        params.setdefault("padding_days", DEFAULT_PADDING_DAYS)
         request = sync_request(**params, allowed_exchanges=allowed_exchanges, pad_client_side=True)
         return _Call(operation, "POST", "/api/v1/sync", json=request.body())
     job_id = params.get("job_id")
@@ -400,7 +401,7 @@ class DataCollectionClient(_Core):
         start_date: object = None,
         end_date: object = None,
         exchange: str = DEFAULT_EXCHANGE,
-        padding_days: int = 30,
+        padding_days: int = DEFAULT_PADDING_DAYS,
     ) -> dict[str, Any]:
         """``POST /api/v1/sync``: make the service store the candles, start padded by
         ``padding_days`` (dates ``YYYYMMDD`` or ``YYYY-MM-DD``, sent as ``YYYY-MM-DD``).
@@ -502,7 +503,7 @@ class AsyncDataCollectionClient(_Core):
         start_date: object = None,
         end_date: object = None,
         exchange: str = DEFAULT_EXCHANGE,
-        padding_days: int = 30,
+        padding_days: int = DEFAULT_PADDING_DAYS,
     ) -> dict[str, Any]:
         """Async :meth:`DataCollectionClient.ensure_data`."""
         return dict(await self.request("ensure-data", _given(locals())))

@@ -21,7 +21,7 @@ from typing import Any, Final
 from attrs import frozen
 
 from .._errors import InvalidRequest
-from .._time import DAY, is_bare_date, to_ms
+from .._time import DAY, DEFAULT_PADDING_DAYS, end_ms, format_ms, to_ms
 
 __all__ = [
     "DEFAULT_EXCHANGE",
@@ -85,27 +85,27 @@ class OhlcvQuery:
 
 @frozen
 class SyncRequest:
-    """A checked ``POST /api/v1/sync`` body; dates are ``YYYY-MM-DD`` (already padded)."""
+    """A checked ``POST /api/v1/sync`` body; dates are ``YYYY-MM-DD``; ``padding_days``
+    more days before ``start_date`` are ensured (0 when the client padded already)."""
 
     symbols: tuple[str, ...]
     timeframe: str
     start_date: str
     end_date: str
     exchange: str
-    padding_days: int = 0
+    padding_days: int
 
     def body(self) -> dict[str, Any]:
         """The JSON body as the client sends it."""
-        out: dict[str, Any] = {
+        return {
             "symbols": list(self.symbols),
             "timeframe": self.timeframe,
             "start_date": self.start_date,
             "end_date": self.end_date,
             "exchange": self.exchange,
+            # always sent: the service pads a body without it by DEFAULT_PADDING_DAYS
+            "padding_days": self.padding_days,
         }
-        if self.padding_days:
-            out["padding_days"] = self.padding_days
-        return out
 
 
 def check_exchange(value: object, allowed: Iterable[str] = DEFAULT_EXCHANGES) -> str:
@@ -188,9 +188,7 @@ def time_bound(value: object, name: str, *, is_end: bool = False) -> int | None:
     elif isinstance(value, float) and not isinstance(value, bool) and value.is_integer():
         ms = int(value)
     else:
-        ms = to_ms(value, name=name)
-        if is_end and is_bare_date(value):
-            ms += DAY
+        ms = end_ms(value, name=name) if is_end else to_ms(value, name=name)
     if not 0 <= ms <= _MAX_MS:
         raise InvalidRequest(f"{name} {value!r} is out of range (1970-01-01 .. 9999-12-31)")
     return ms
@@ -233,7 +231,9 @@ def ohlcv_query(
     lo = time_bound(start, "start")
     hi = time_bound(end, "end", is_end=True)
     if lo is not None and hi is not None and hi <= lo:
-        raise InvalidRequest(f"end {end!r} must be after start {start!r}")
+        raise InvalidRequest(
+            f"end {end!r} ({format_ms(hi)}) must be after start {start!r} ({format_ms(lo)})"
+        )
     return OhlcvQuery(sym, tf, n, lo, hi, ex)
 
 
@@ -243,7 +243,7 @@ def sync_request(
     start_date: object = None,
     end_date: object = None,
     exchange: object = DEFAULT_EXCHANGE,
-    padding_days: object = 0,
+    padding_days: object = DEFAULT_PADDING_DAYS,
     *,
     allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
     pad_client_side: bool = False,
@@ -302,6 +302,6 @@ def sync_request_from_json(
         body["start_date"],
         body["end_date"],
         body.get("exchange", DEFAULT_EXCHANGE),
-        body.get("padding_days", 0),
+        body.get("padding_days", DEFAULT_PADDING_DAYS),
         allowed_exchanges=allowed_exchanges,
     )

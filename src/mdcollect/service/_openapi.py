@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .._time import DEFAULT_PADDING_DAYS
 from ..remote._validation import (
     DATE_PATTERN,
     DEFAULT_LIMIT,
@@ -86,7 +87,12 @@ def openapi_document(
             "start_date": date,
             "end_date": date,
             "exchange": exchange,
-            "padding_days": {"type": "integer", "minimum": 0, "maximum": 3650, "default": 0},
+            "padding_days": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 3650,
+                "default": DEFAULT_PADDING_DAYS,
+            },
         },
         "example": {
             "symbols": ["BTC/USDT:USDT"],

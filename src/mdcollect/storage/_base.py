@@ -14,6 +14,7 @@ from .._errors import InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import KINDS, DatasetKey, Kind
 from .._schema import conform, normalize_frame
+from .._time import format_ms
 
 __all__ = ["DataCollectionStorage"]
 
@@ -195,7 +196,8 @@ def _check_range(
     hi = None if end is None and allow_open else _as_ms(end, "end")
     if lo is not None and hi is not None and (hi < lo or (hi == lo and not allow_empty)):
         raise InvalidRequest(
-            f"range end {hi} must be after start {lo} (ranges are half-open [start, end))"
+            f"range end {format_ms(hi)} must be after start {format_ms(lo)} "
+            "(ranges are half-open [start, end))"
         )
     return lo, hi
 
