@@ -28,7 +28,7 @@ from ._human import duration, plural, ranges
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
 from ._sync import run_sync
-from ._time import DAY, Timeframe, now_ms, time_range, to_ms
+from ._time import DAY, DEFAULT_PADDING_DAYS, Timeframe, now_ms, time_range, to_ms
 from .backfill import BackfillJob, JobReport, Plan, TradesBackfill, make_job, plan_jobs, run_jobs
 from .backfill._engine import initial_reports
 from .exchanges import ExchangeClient, exchange_info
@@ -488,7 +488,7 @@ async def ensure_data_async(
     start_date: object = None,
     end_date: object = None,
     exchange: Exchange = "binance_futures",
-    padding_days: int = 30,
+    padding_days: int = DEFAULT_PADDING_DAYS,
     storage: Storage = None,
     *,
     progress: bool = True,
@@ -619,7 +619,7 @@ def ensure_data(
     start_date: object = None,
     end_date: object = None,
     exchange: Exchange = "binance_futures",
-    padding_days: int = 30,
+    padding_days: int = DEFAULT_PADDING_DAYS,
     storage: Storage = None,
     *,
     progress: bool = True,
