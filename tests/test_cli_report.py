@@ -34,10 +34,10 @@ def test_dry_run_lists_at_most_20_windows_per_dataset(
 ) -> None:
     code = main(["--storage", "memory://", "--emulate", "--dry-run", "-q", "ensure", "BTC/USDT",
                  "ETH/USDT", "-t", "1m", "--start", "2024-01-01", "--end", "2024-01-31",
-                 "-x", "binance"])  # fmt: skip
+                 "-x", "binance", "--padding-days", "0"])  # fmt: skip
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "binance 1m: ensured [2024-01-01, 2024-02-01) UTC (31 days)"
+    assert lines[0] == "binance 1m: would ensure [2024-01-01, 2024-02-01) UTC (31 days)"
     assert lines[1] == (
         "  binance:ohlcv:1m:BTC/USDT: had nothing, missing 31 days in [2024-01-01, 2024-02-01): "
         "45 window(s)"

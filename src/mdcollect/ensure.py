@@ -199,7 +199,8 @@ class EnsureReport:
         return "ok" if not failed else f"FAILED for {plural(failed, 'symbol')}"
 
     def __str__(self) -> str:
-        lines = [f"{self.exchange} {self.timeframe}: ensured {self._required}"]
+        verb = "would ensure" if self.dry_run else "ensured"
+        lines = [f"{self.exchange} {self.timeframe}: {verb} {self._required}"]
         if self.dry_run:
             lines += self._plan_lines()
             return "\n".join(lines)

@@ -125,7 +125,7 @@ def test_dry_run_of_a_year_of_1m_is_bounded(emu: ExchangeEmulator) -> None:
     ), repr(r)
     lines = str(r).splitlines()
     assert lines[:3] == [
-        "binance 1m: ensured [2022-12-02, 2024-01-01) UTC (395 days)",
+        "binance 1m: would ensure [2022-12-02, 2024-01-01) UTC (395 days)",
         "  binance:ohlcv:1m:BTC/USDT: had nothing, missing 395 days in [2022-12-02, 2024-01-01): "
         "569 window(s)",
         "      [2022-12-02, 2022-12-02 16:40:00)",
