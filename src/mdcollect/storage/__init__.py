@@ -26,6 +26,7 @@ from typing import Final
 import platformdirs
 
 from .._errors import InvalidRequest
+from .._redact import redact
 from ._base import DataCollectionStorage
 
 __all__ = [
@@ -56,7 +57,7 @@ def open_storage(url: str | DataCollectionStorage) -> DataCollectionStorage:
         return url
     if not isinstance(url, str) or "://" not in url:
         raise InvalidRequest(
-            f"storage URL {url!r} is not valid; use one of "
+            f"storage URL {redact(url) if isinstance(url, str) else url!r} is not valid; use one of "
             + ", ".join(f"{s}://..." for s in _BACKENDS)
         )
     scheme = url.split("://", 1)[0].lower()

@@ -13,6 +13,7 @@ import pandas as pd
 from .._errors import InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import KINDS, DatasetKey, Kind
+from .._redact import redact, secrets_in
 from .._schema import conform, normalize_frame
 from .._time import format_ms
 
@@ -39,8 +40,28 @@ class DataCollectionStorage(ABC):
         (1440, 5)
     """
 
-    #: The URL this storage was opened with.
-    url: str = ""
+    # The URL as given, credentials and all: only for connecting, never shown.
+    _raw_url: str = ""
+    _secrets: frozenset[str] = frozenset()
+
+    @property
+    def url(self) -> str:
+        """The URL this storage was opened with, credentials shown as ``***``.
+
+        >>> open_storage("redis://app:pw@db:6379/0").url
+        'redis://app:***@db:6379/0'
+        """
+        return redact(self._raw_url)
+
+    @url.setter
+    def url(self, raw: str) -> None:
+        # backends assign the URL they were opened with; it stays private
+        self._raw_url = raw
+        self._secrets = secrets_in(raw)
+
+    def _redact(self, text: str) -> str:
+        """``text`` (a message, a log line) with any credential of this storage's URL masked."""
+        return redact(text, self._secrets)
 
     # -- frames ------------------------------------------------------------------
     def write(

@@ -54,6 +54,7 @@ then deadlocks. Run such a server in its own process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -75,6 +76,7 @@ from arcticdb.exceptions import ArcticException, KeyNotFoundException, NoDataFou
 from .._errors import InvalidRequest, StorageError
 from .._intervals import IntervalSet
 from .._keys import DatasetKey
+from .._redact import redact
 from .._schema import merge_frames
 from ._base import DataCollectionStorage, _check_key, clip_range
 from ._locks import file_lock
@@ -193,7 +195,7 @@ def _open_library(uri: str, lock_dir: Path) -> tuple[Any, Any]:
     with file_lock(lock_dir / "_library.lock"):
         if LIBRARY in arctic.list_libraries():
             return arctic, arctic.get_library(LIBRARY)
-        log.info("creating ArcticDB library %r at %s", LIBRARY, _redact(uri))
+        log.info("creating ArcticDB library %r at %s", LIBRARY, redact(uri))
         return arctic, arctic.create_library(LIBRARY, _library_options())
 
 
@@ -220,24 +222,16 @@ def _release(cache_key: str) -> None:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _redact(text: str) -> str:
-    """``text`` with the value of ``secret=`` hidden."""
-    if "secret=" not in text:
-        return text
-    head, _, tail = text.partition("secret=")
-    rest = tail.split("&", 1)
-    return head + "secret=***" + ("&" + rest[1] if len(rest) > 1 else "")
-
-
 @contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """Re-raise ArcticDB and OS errors as :class:`StorageError` (cause chained)."""
+def _translated(what: str, secrets: frozenset[str] = frozenset()) -> Iterator[None]:
+    """Re-raise ArcticDB and OS errors as :class:`StorageError` (cause chained), with
+    any credential (of ``secrets``, or in a URL) the message would quote masked."""
     try:
         yield
     except (InvalidRequest, StorageError):
         raise
     except (ArcticException, OSError) as exc:
-        raise StorageError(f"ArcticDB could not {what}: {exc}") from exc
+        raise StorageError(redact(f"ArcticDB could not {what}: {exc}", secrets)) from exc
 
 
 def _retrying(read: Callable[[], T]) -> T:
@@ -302,11 +296,11 @@ def _parse_url(url: str) -> tuple[str, str, Path, str]:
     params = parse_qsl(query, keep_blank_values=True)
     if scheme == "arctic+lmdb":
         if not target:
-            raise InvalidRequest(f"storage URL {url!r} needs a path: arctic+lmdb://PATH")
+            raise InvalidRequest(f"storage URL {redact(url)!r} needs a path: arctic+lmdb://PATH")
         unknown = [k for k, _ in params if k not in _LMDB_OPTIONS]
         if unknown:
             raise InvalidRequest(
-                f"storage URL {url!r} has unknown option(s) {unknown}; allowed: map_size"
+                f"storage URL {redact(url)!r} has unknown option(s) {unknown}; allowed: map_size"
             )
         root = Path(target).expanduser().resolve()
         uri = f"lmdb://{root}" + (f"?{urlencode(params)}" if params else "")
@@ -315,7 +309,7 @@ def _parse_url(url: str) -> tuple[str, str, Path, str]:
         host, sep, bucket = target.partition(":")
         if not host or not sep or not bucket or "/" in bucket:
             raise InvalidRequest(
-                f"storage URL {_redact(url)!r} is not valid; use "
+                f"storage URL {redact(url)!r} is not valid; use "
                 f"{scheme}://HOST:BUCKET?port=N&access=KEY&secret=SECRET"
             )
         uri = f"{scheme.removeprefix('arctic+')}://{rest}"
@@ -355,7 +349,7 @@ class ArcticStorage(DataCollectionStorage):
         self._cache_key = cache_key
         self._lock_dir = lock_dir
         self._pid = os.getpid()
-        with _translated(f"open {_redact(url)}"):
+        with self._translated(f"open {self.url}"):
             self._library: Any = _acquire(cache_key, uri, lock_dir)
         self._closed = False
 
@@ -363,9 +357,6 @@ class ArcticStorage(DataCollectionStorage):
     def from_url(cls, url: str) -> ArcticStorage:
         """Open from an ``arctic+lmdb://``, ``arctic+s3://`` or ``arctic+s3s://`` URL."""
         return cls(url)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({_redact(self.url)!r})"
 
     def close(self) -> None:
         """Release this storage's share of the Arctic handle."""
@@ -381,10 +372,13 @@ class ArcticStorage(DataCollectionStorage):
         if self._closed:
             raise StorageError(f"{self!r} is closed")
         if self._pid != os.getpid():  # forked: the parent's LMDB handle is unusable here
-            with _translated(f"reopen {_redact(self.url)} after fork"):
+            with self._translated(f"reopen {self.url} after fork"):
                 self._library = _acquire(self._cache_key, self._uri, self._lock_dir)
             self._pid = os.getpid()
         return self._library
+
+    def _translated(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return _translated(what, self._secrets)
 
     @contextmanager
     def _locked(self, symbol: str) -> Iterator[None]:
@@ -405,7 +399,7 @@ class ArcticStorage(DataCollectionStorage):
     # -- frames -------------------------------------------------------------------------
     def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
         symbol = self._symbol(key)
-        with _translated(f"write {key}"), self._locked(symbol):
+        with self._translated(f"write {key}"), self._locked(symbol):
             meta = self._meta(symbol)
             old_cov = meta.coverage if meta is not None else IntervalSet()
             coverage = old_cov | covered if covered is not None else old_cov
@@ -513,7 +507,7 @@ class ArcticStorage(DataCollectionStorage):
         if dr is None:
             return pd.DataFrame()
         date_range = None if dr == (None, None) else dr
-        with _translated(what):
+        with self._translated(what):
             try:
                 data = _retrying(
                     lambda: self._lib.read(symbol, date_range=date_range, columns=columns).data
@@ -530,19 +524,19 @@ class ArcticStorage(DataCollectionStorage):
     def coverage(self, key: DatasetKey | str) -> IntervalSet:
         """The ranges of ``key`` known complete (one ``read_metadata``)."""
         key = _check_key(key)
-        with _translated(f"read the coverage of {key}"):
+        with self._translated(f"read the coverage of {key}"):
             meta = self._meta(self._symbol(key))
         return meta.coverage if meta is not None else IntervalSet()
 
     def _keys(self) -> list[DatasetKey]:
-        with _translated("list datasets"):
+        with self._translated("list datasets"):
             names = self._lib.list_symbols()
         keys = (parse_key_name(n) for n in names if not n.startswith(_POINT_PREFIX))
         return [k for k in keys if k is not None]
 
     def _delete(self, key: DatasetKey, start: int | None, end: int | None) -> None:
         symbol = self._symbol(key)
-        with _translated(f"delete from {key}"), self._locked(symbol):
+        with self._translated(f"delete from {key}"), self._locked(symbol):
             lib = self._lib
             if start is None and end is None:
                 if lib.has_symbol(symbol):
@@ -567,7 +561,7 @@ class ArcticStorage(DataCollectionStorage):
     def _store(self, key: str, payload: str, timestamp: int) -> None:
         frame = _point_frame(payload, timestamp)
         symbol = _POINT_PREFIX + encode_name(key)
-        with _translated(f"store a point under {key!r}"), self._locked(symbol):
+        with self._translated(f"store a point under {key!r}"), self._locked(symbol):
             meta = self._meta(symbol)
             self._upsert(symbol, frame, meta, IntervalSet(), _merge_points)
 

@@ -53,6 +53,7 @@ from attrs import frozen
 from .._errors import InvalidRequest, StorageError
 from .._intervals import IntervalSet
 from .._keys import DatasetKey
+from .._redact import redact
 from .._schema import SCHEMAS, index_ms, merge_frames
 from ._base import DataCollectionStorage, _check_key, clip_range
 from ._locks import file_lock
@@ -128,10 +129,10 @@ class ParquetStorage(DataCollectionStorage):
         """Open from ``parquet:///absolute/path`` or ``parquet://relative/path``."""
         scheme, sep, rest = url.partition("://")
         if scheme.lower() != "parquet" or not sep:
-            raise InvalidRequest(f"not a parquet storage URL: {url!r}")
+            raise InvalidRequest(f"not a parquet storage URL: {redact(url)!r}")
         if not rest:
             raise InvalidRequest(
-                f"parquet URL {url!r} names no directory; use parquet:///absolute/path "
+                f"parquet URL {redact(url)!r} names no directory; use parquet:///absolute/path "
                 "or parquet://relative/path"
             )
         return cls(rest)

@@ -73,6 +73,7 @@ import pyarrow as pa
 from .._errors import InvalidRequest, StorageError
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey, Kind
+from .._redact import redact, secrets_in
 from .._schema import SCHEMAS, normalize_frame, slice_frame
 from .._time import Timeframe, now_ms
 from ._base import DataCollectionStorage, _check_key, clip_range
@@ -302,7 +303,8 @@ class RedisStorage(DataCollectionStorage):
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("redis", "rediss") or not parts.hostname:
             raise InvalidRequest(
-                f"redis storage URL {url!r} is not valid; use redis://HOST:PORT/DB[?prefix=NAME:]"
+                f"redis storage URL {redact(url)!r} is not valid; "
+                "use redis://HOST:PORT/DB[?prefix=NAME:]"
             )
         query = parse_qsl(parts.query, keep_blank_values=True)
         prefix = "mdcollect:"
@@ -333,7 +335,8 @@ class RedisStorage(DataCollectionStorage):
                 retry=retry,
             )
         except ValueError as exc:
-            raise InvalidRequest(f"redis storage URL {url!r} is not valid: {exc}") from exc
+            message = f"redis storage URL {redact(url)!r} is not valid: {exc}"
+            raise InvalidRequest(redact(message, secrets_in(url))) from exc
         return cls(url, client, prefix, compression)
 
     # -- plumbing ----------------------------------------------------------------------
@@ -344,7 +347,8 @@ class RedisStorage(DataCollectionStorage):
         try:
             yield
         except self._redis.exceptions.RedisError as exc:
-            raise StorageError(f"redis {what} failed on {self._where()}: {exc}") from exc
+            message = f"redis {what} failed on {self._where()}: {exc}"
+            raise StorageError(self._redact(message)) from exc
 
     def _where(self) -> str:
         kw = self._client.connection_pool.connection_kwargs
