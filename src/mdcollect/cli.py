@@ -35,6 +35,7 @@ from . import __version__
 from ._errors import InvalidRequest, MdcollectError
 from ._intervals import Interval
 from ._keys import DatasetKey
+from ._redact import redact
 from ._time import DEFAULT_PADDING_DAYS, format_ms, time_range
 from .storage import (
     DataCollectionStorage,
@@ -273,7 +274,9 @@ def _existing_key(
     if close:
         hint = "closest: " + ", ".join(close[:5])
     else:
-        where = f" --storage {args.storage}" if args.storage else " --emulate" * args.emulate
+        where = (
+            f" --storage {redact(args.storage)}" if args.storage else " --emulate" * args.emulate
+        )
         hint = f"{len(names)} dataset(s) stored; 'mdcollect{where} ls' lists them"
     note = _emulated_note(args)
     raise InvalidRequest(f"{problem}; {hint}" + (f"\n{note}" if note else ""))
@@ -436,7 +439,7 @@ class _StatusFile:
             "written": time.time(),
             "pid": os.getpid(),
             "config": str(config),
-            "storage": storage,
+            "storage": redact(storage),
             "interval": self.interval,
             "stopped": stopped,
             "status": status,
@@ -444,7 +447,11 @@ class _StatusFile:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(doc, default=str, indent=1))
+            # 0600 from creation on: the status names the storage and the collectors' errors
+            tmp.unlink(missing_ok=True)  # a leftover would keep its old mode
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(doc, default=str, indent=1))
             os.replace(tmp, self.path)
         except OSError as exc:  # a status file must never stop the collection
             log.warning("could not write the status file %s: %s", self.path, exc)
@@ -468,6 +475,8 @@ def _status(args: argparse.Namespace) -> int:
         raise InvalidRequest(
             f"{path} is not a status file written by mdcollect collect: {exc}"
         ) from exc
+    if "storage" in doc:  # a file written before URLs were redacted
+        doc["storage"] = redact(str(doc["storage"]))
     if args.json:
         print(json.dumps(doc, indent=1))
     age = time.time() - written
