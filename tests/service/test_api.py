@@ -191,11 +191,3 @@ def test_openapi_document_describes_every_route(live: LiveServer) -> None:
     from jsonschema_rs import validator_for  # noqa: F401 - installed with schemathesis
 
     schemathesis.openapi.from_dict(doc)  # loads and validates as OpenAPI
-
-
-def test_status_hides_storage_secrets() -> None:
-    from mdcollect.service._app import _redact
-
-    assert _redact("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
-    assert _redact("arctic+s3://h:b?port=1&access=k&secret=s") == "arctic+s3://h:b"
-    assert _redact("parquet:///data/md") == "parquet:///data/md"

