@@ -23,6 +23,7 @@ import pandas as pd
 from attrs import frozen
 
 from .._errors import InvalidRequest, RemoteError
+from .._redact import redact, secrets_in
 from .._time import DEFAULT_PADDING_DAYS
 from ._validation import (
     DEFAULT_EXCHANGE,
@@ -99,7 +100,8 @@ def _env_number(name: str, default: float, *, integer: bool) -> float:
 def _check_base_url(url: object) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise InvalidRequest(
-            f"base_url {url!r} is not valid; use http://HOST:PORT or https://HOST:PORT"
+            f"base_url {redact(url) if isinstance(url, str) else url!r} is not valid; "
+            "use http://HOST:PORT or https://HOST:PORT"
         )
     return url.rstrip("/")
 
@@ -207,9 +209,12 @@ class _Core:
         allowed_exchanges: Iterable[str],
         backoff: Callable[[int], float] | None,
     ) -> None:
-        self.base_url: str = _check_base_url(
-            base_url if base_url is not None else default_base_url()
-        )
+        raw = _check_base_url(base_url if base_url is not None else default_base_url())
+        self.base_url: str = redact(raw)
+        # userinfo goes to basic auth, not into the URL httpx connects to and logs
+        url = httpx.URL(raw)
+        self._auth = httpx.BasicAuth(url.username, url.password) if url.userinfo else None
+        self._base_url = str(url.copy_with(userinfo=b"")).rstrip("/")
         if timeout is None:
             timeout = _env_number("REQUEST_TIMEOUT", DEFAULT_TIMEOUT, integer=False)
         if max_retries is None:
@@ -226,6 +231,8 @@ class _Core:
         self._headers: dict[str, str] = {"Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+        # an error of httpx may quote a header or the URL: mask both credentials
+        self._secrets = secrets_in(raw) | ({token} if token else set())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
@@ -252,7 +259,7 @@ class _Core:
             delay = self.backoff(attempt)
             log.warning(
                 "%s %s: %s; retry %d/%d in %.1fs", call.method, call.path,
-                _describe(outcome), attempt + 1, self.max_retries, delay,
+                redact(_describe(outcome), self._secrets), attempt + 1, self.max_retries, delay,
             )  # fmt: skip
             attempt += 1
             yield _Sleep(delay)
@@ -285,7 +292,7 @@ class _Core:
             )
         return RemoteError(
             f"{where}: the data-collection service is unreachable after {attempts} "
-            f"attempt(s): {_describe(outcome)}"
+            f"attempt(s): {redact(_describe(outcome), self._secrets)}"
         )
 
 
@@ -329,7 +336,9 @@ class DataCollectionClient(_Core):
     ) -> None:
         super().__init__(base_url, timeout, max_retries, api_token, allowed_exchanges, backoff)
         self._sleep = sleep
-        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self._base_url, auth=self._auth, timeout=self.timeout, transport=transport
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -439,7 +448,7 @@ class AsyncDataCollectionClient(_Core):
         super().__init__(base_url, timeout, max_retries, api_token, allowed_exchanges, backoff)
         self._sleep = sleep
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=self.timeout, transport=transport
+            base_url=self._base_url, auth=self._auth, timeout=self.timeout, transport=transport
         )
 
     async def __aenter__(self) -> Self:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .._errors import MdcollectError
+from .._redact import redact
 from ._client import DataCollectionClient
 from ._metrics import LogEmitter, MetricsEmitter, emf_document
 
@@ -80,7 +81,7 @@ def make_handler(
             result = {"error": str(exc)}
         except Exception as exc:  # the Step Functions task must not fail; log the bug
             log.exception("proxy %s failed unexpectedly", op_name)
-            result = {"error": f"{type(exc).__name__}: {exc}"}
+            result = {"error": redact(f"{type(exc).__name__}: {exc}")}
         latency_ms = round((clock() - started) * 1000, 3)
         emit(
             emf_document(
