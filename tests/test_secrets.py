@@ -180,6 +180,23 @@ def test_closed_s3_storage_error_hides_the_secret(
     assert SECRET not in _everything(caplog, closed.value)
 
 
+def test_an_s3_storage_that_cannot_open_fails_with_a_redacted_message(
+    s3_server: dict[str, str | int],
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = (
+        f"arctic+s3://127.0.0.1:nosuchbucket?port={s3_server['port']}"
+        f"&access=AK-{SECRET}&secret={SECRET}"
+    )
+    with pytest.raises(StorageError, match="NoSuchBucket") as failed:
+        open_storage(url).close()
+    message = str(failed.value)
+    assert message.startswith(f"ArcticDB could not open {redact(url)}")
+    printed = capfd.readouterr()  # ArcticDB's own log lines go to stderr
+    assert SECRET not in _everything(caplog, message, printed.out, printed.err)
+
+
 # -- the command line ---------------------------------------------------------------------
 
 
