@@ -31,9 +31,17 @@ KEY = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
 
 
 def _everything(caplog: pytest.LogCaptureFixture, *texts: object) -> str:
-    """All captured log records (message and arguments formatted) plus ``texts``."""
+    """All captured log records (message and arguments formatted) plus ``texts``; an
+    exception among ``texts`` counts with its whole chain of causes, as a traceback shows."""
     logged = [f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records]
-    return "\n".join([*logged, *map(str, texts)])
+    shown: list[str] = []
+    for text in texts:
+        while isinstance(text, BaseException):
+            shown.append(f"{type(text).__name__}: {text}")
+            text = text.__cause__ or text.__context__
+        if text is not None:
+            shown.append(str(text))
+    return "\n".join([*logged, *shown])
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +155,7 @@ def test_a_wrong_redis_password_fails_with_a_redacted_message(
     st.close()
     with pytest.raises(StorageError, match="closed") as closed:
         st.keys()
-    assert SECRET not in _everything(caplog, message, closed.value, st, st.url)
+    assert SECRET not in _everything(caplog, failed.value, closed.value, st, st.url)
 
 
 @pytest.mark.parametrize(
@@ -164,10 +172,12 @@ def test_a_wrong_redis_password_fails_with_a_redacted_message(
         f"user:{SECRET}@host",
     ],
 )
-def test_bad_storage_urls_are_refused_without_the_secret(url: str) -> None:
+def test_bad_storage_urls_are_refused_without_the_secret(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with pytest.raises(InvalidRequest) as refused:
         open_storage(url).close()
-    assert SECRET not in str(refused.value)
+    assert SECRET not in _everything(caplog, refused.value)
 
 
 def test_closed_s3_storage_error_hides_the_secret(
@@ -194,7 +204,7 @@ def test_an_s3_storage_that_cannot_open_fails_with_a_redacted_message(
     message = str(failed.value)
     assert message.startswith(f"ArcticDB could not open {redact(url)}")
     printed = capfd.readouterr()  # ArcticDB's own log lines go to stderr
-    assert SECRET not in _everything(caplog, message, printed.out, printed.err)
+    assert SECRET not in _everything(caplog, failed.value, printed.out, printed.err)
 
 
 # -- the command line ---------------------------------------------------------------------
