@@ -14,6 +14,10 @@ Open one by URL with :func:`open_storage`:
 >>> storage = open_storage("memory://")
 >>> default_storage().url  # doctest: +SKIP
 'arctic+lmdb:///home/me/.local/share/mdcollect/arctic'
+
+Credentials in a URL (``redis://user:PASSWORD@...``, ``?access=K&secret=S``) never reach
+output: ``storage.url``, ``repr(storage)``, error messages and logs show them as ``***``;
+the URL as given is kept private and used only to connect.
 """
 
 from __future__ import annotations
