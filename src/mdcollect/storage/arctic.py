@@ -289,7 +289,7 @@ def _merge_points(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 
 def _parse_url(url: str) -> tuple[str, str, Path, str]:
-    """``(arctic uri, handle cache key, lock dir, display url)`` for an ``arctic+...`` URL."""
+    """``(arctic uri, handle cache key, lock dir, the URL as given)`` for an ``arctic+...`` URL."""
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     target, _, query = rest.partition("?")
@@ -343,8 +343,8 @@ class ArcticStorage(DataCollectionStorage):
     """
 
     def __init__(self, url: str) -> None:
-        uri, cache_key, lock_dir, shown = _parse_url(url)
-        self.url = shown
+        uri, cache_key, lock_dir, raw = _parse_url(url)
+        self.url = raw  # kept private; self.url reads back redacted
         self._uri = uri
         self._cache_key = cache_key
         self._lock_dir = lock_dir
