@@ -32,9 +32,15 @@ _SECRET_NAME: Final = re.compile(
 _USERINFO: Final = re.compile(
     r"(?P<head>(?://|^|(?<=[\s'\"(]))[^\s/?#@:'\"]*:)(?P<value>[^\s/?#'\"]*)@", re.M
 )
-# ``name=value`` at the start of a query or anywhere in text; the value stops at the
-# next parameter, whitespace, a fragment or a closing quote.
-_PARAM: Final = re.compile(r"(?P<head>(?<![\w.\-])(?P<name>[\w.\-]+)=)(?P<value>[^&;\s#'\"]*)")
+# ``name=value`` as a query parameter (after ``?``, ``&`` or ``;``) or a word of text
+# (``password=...`` in a message, ``k=v,k=v`` in a repr), never inside a path segment
+# (``/data/key=1``); the value stops at the next parameter, whitespace, a fragment or a
+# closing quote (at ``,`` only before another ``name=``: a value may hold a comma).
+_PARAM: Final = re.compile(
+    r"(?P<head>(?:^|(?<=[?&;,\s'\"(]))(?P<name>[\w.\-]+)=)"
+    r"(?P<value>(?:[^&;,\s#'\"]|,(?![\w.\-]+=))*)",
+    re.M,
+)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
