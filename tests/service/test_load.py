@@ -226,7 +226,9 @@ def test_stopping_the_app_cancels_running_jobs_within_a_bound(
     t0 = time.monotonic()
     live.__exit__()
     assert not live.thread.is_alive() and time.monotonic() - t0 < 10
-    assert not [r for r in caplog.records if r.name == "asyncio" or r.levelno >= logging.ERROR], caplog.text
+    assert not [r for r in caplog.records if r.name == "asyncio" or r.levelno >= logging.ERROR], (
+        caplog.text
+    )
     assert covered_rows_are_stored(storage, emu) > 0
 
 
@@ -258,10 +260,10 @@ def test_mdcollect_serve_exits_cleanly_on_sigterm_with_jobs_running(tmp_path: Pa
     try:
         _wait_port(port, timeout=60)
         url = f"http://127.0.0.1:{port}/api/v1"
-        # two jobs in the background (the request timeout is 25 s: they outlast it)...
+        # two syncs of 45 slow pages each (over 13 s), their requests waiting for them
         waiting: list[httpx.Response] = []
         posts = [threading.Thread(target=lambda s=s: waiting.append(
-            httpx.post(f"{url}/sync", json=body([s], "2024-02-01", "2024-02-10", "1m"), timeout=60)))
+            httpx.post(f"{url}/sync", json=body([s], "2024-02-01", "2024-03-01", "1m"), timeout=60)))
             for s in (BTC, ETH)]  # fmt: skip
         for t in posts:
             t.start()

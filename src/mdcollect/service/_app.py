@@ -21,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from .._errors import ExchangeError, InvalidRequest, StorageError
+from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageError
 from .._keys import DatasetKey
 from .._time import Timeframe, now_ms
 from ..remote._validation import (
@@ -387,7 +387,9 @@ def serve(
 
     Unlike a bare ``uvicorn.run``, the signal cancels running sync jobs at once: a
     request waiting for one is answered 503 (the service is stopping) instead of
-    holding the shutdown for up to ``sync_timeout``.
+    holding the shutdown for up to ``sync_timeout``. Raises
+    :class:`~mdcollect.MdcollectError` when the server cannot start (e.g. the port is
+    taken).
 
     >>> serve(create_app("parquet:///data/md"), port=8002)  # doctest: +SKIP
     """
@@ -400,4 +402,9 @@ def serve(
             service.stopping()
             super().handle_exit(sig, frame)
 
-    _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    # as uvicorn.run: after a graceful stop uvicorn re-raises the signal it caught
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise MdcollectError(f"the service did not start on {host}:{port} (see the log above)")
