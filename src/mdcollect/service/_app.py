@@ -203,7 +203,7 @@ class _Service:
             return _error(job.http_status, job.error or "failed")
         return JSONResponse(job.to_dict())
 
-    def sync_job(self, request: Request) -> JSONResponse:
+    async def sync_job(self, request: Request) -> JSONResponse:
         job_id = request.path_params["job_id"]
         job = self.jobs.get(job_id) if _JOB_ID_RE.match(job_id) else None
         if job is None:

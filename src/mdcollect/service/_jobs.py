@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -169,6 +170,8 @@ class Jobs:
         self.close_timeout = close_timeout
         self._clock = clock
         self._jobs: OrderedDict[str, SyncJob] = OrderedDict()
+        # the loop thread adds jobs, endpoints in the thread pool (status) read them
+        self._lock = threading.Lock()
         self._running: dict[_Identity, SyncJob] = {}
         self._busy: dict[_Dataset, asyncio.Event] = {}  # set when its holder ends
         self._closed = False
@@ -196,22 +199,25 @@ class Jobs:
         job = SyncJob(uuid.uuid4().hex, request, task, created=self._clock(), clock=self._clock)
         self._running[ident] = job
         task.add_done_callback(job._done)
-        task.add_done_callback(lambda _: self._running.pop(ident, None))
-        self._jobs[job.id] = job
-        self._prune()
+        task.add_done_callback(lambda _: self._forget_running(ident, job))
+        with self._lock:
+            self._jobs[job.id] = job
+            self._prune()
         return job, False
 
     def get(self, job_id: str) -> SyncJob | None:
         """The job with that id, if it is still kept."""
-        self._prune()
-        return self._jobs.get(job_id)
+        with self._lock:
+            self._prune()
+            return self._jobs.get(job_id)
 
     def counts(self) -> dict[str, int]:
         """Jobs per status."""
-        self._prune()
         out = {"running": 0, "completed": 0, "failed": 0}
-        for job in self._jobs.values():
-            out[job.status] += 1
+        with self._lock:
+            self._prune()
+            for job in self._jobs.values():
+                out[job.status] += 1
         return out
 
     def cancel_running(self) -> None:
@@ -223,7 +229,8 @@ class Jobs:
     async def close(self) -> None:
         """Cancel running jobs and wait, at most ``close_timeout`` s, for them to end."""
         self.cancel_running()
-        tasks = [j.task for j in self._jobs.values() if not j.task.done()]
+        with self._lock:
+            tasks = [j.task for j in self._jobs.values() if not j.task.done()]
         if not tasks:
             return
         _done, pending = await asyncio.wait(tasks, timeout=self.close_timeout)
@@ -251,7 +258,11 @@ class Jobs:
                 del self._busy[d]
             mine.set()
 
-    def _prune(self) -> None:
+    def _forget_running(self, ident: _Identity, job: SyncJob) -> None:
+        if self._running.get(ident) is job:
+            del self._running[ident]
+
+    def _prune(self) -> None:  # under self._lock
         expired = self._clock() - self.keep_seconds
         finished = [k for k, j in self._jobs.items() if j.status != "running"]
         old = set(finished[: max(0, len(finished) - self.keep)])
