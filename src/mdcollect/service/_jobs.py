@@ -195,8 +195,11 @@ class Jobs:
                 f"once (max_jobs); retry in {self.retry_after} s, or poll a running job",
                 self.retry_after,
             )
-        task = asyncio.get_running_loop().create_task(self._run(request, work))
-        job = SyncJob(uuid.uuid4().hex, request, task, created=self._clock(), clock=self._clock)
+        job_id = uuid.uuid4().hex
+        task = asyncio.get_running_loop().create_task(
+            self._run(request, work), name=f"sync job {job_id}"
+        )
+        job = SyncJob(job_id, request, task, created=self._clock(), clock=self._clock)
         self._running[ident] = job
         task.add_done_callback(job._done)
         task.add_done_callback(lambda _: self._forget_running(ident, job))
