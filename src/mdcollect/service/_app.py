@@ -328,11 +328,11 @@ def create_app(
       exchange asked once. Syncs sharing a dataset fetch it one after the other.
 
     Stopping the app (its lifespan) cancels running jobs and waits for them, boundedly;
-    writes already started complete, so coverage stays true.
+    writes already started complete, so coverage stays true. Under a server other than
+    :func:`serve`, a request still waiting for a job delays the stop up to ``sync_timeout``.
 
-    >>> import uvicorn
     >>> app = create_app("parquet:///data/md")
-    >>> uvicorn.run(app, host="127.0.0.1", port=8002)  # doctest: +SKIP
+    >>> serve(app, host="127.0.0.1", port=8002)  # doctest: +SKIP
     """
     store = open_storage(storage)
     token = api_token if api_token is not None else os.environ.get("MDCOLLECT_API_TOKEN", "")
