@@ -303,18 +303,23 @@ def _serve_args(sub: Any) -> None:
     s = sub.add_parser("serve", help="run the data-collection HTTP service (mdcollect[service])")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
     s.add_argument("--port", type=int, default=8002, help="port to listen on")
+    s.add_argument("--max-jobs", type=int, default=None, metavar="N",
+                   help="sync jobs running at once; more are answered 503 (default: 4)")  # fmt: skip
 
 
 def _serve(args: argparse.Namespace) -> int:
     """``mdcollect serve``: the service of :mod:`mdcollect.service` under uvicorn."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - missing: the message below
 
-        from .service import create_app
+        from .service import DEFAULT_MAX_JOBS, create_app, serve
     except ImportError as exc:
         raise InvalidRequest(
             f"mdcollect serve needs the service extra: pip install 'mdcollect[service]' ({exc})"
         ) from exc
+    max_jobs = DEFAULT_MAX_JOBS if args.max_jobs is None else args.max_jobs
+    if max_jobs < 1:  # before the store is opened (which may create it)
+        raise InvalidRequest(f"--max-jobs must be >= 1, got {max_jobs}")
     with contextlib.ExitStack() as stack:
         factory = None
         if args.emulate:
@@ -328,10 +333,8 @@ def _serve(args: argparse.Namespace) -> int:
                 return ExchangeClient(key, base_url=emu.url)
 
         storage = stack.enter_context(open_storage(_storage_url(args)))
-        app = create_app(storage, exchange_factory=factory)
-        uvicorn.run(
-            app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info"
-        )
+        app = create_app(storage, exchange_factory=factory, max_jobs=max_jobs)
+        serve(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return EXIT_OK
 
 

@@ -39,3 +39,16 @@ def test_mdcollect_serve_emulate_end_to_end(tmp_path: Path) -> None:
         proc.terminate()
         _out, err = proc.communicate(timeout=15)
     assert proc.returncode in (0, -15), err.decode()
+
+
+def test_serve_max_jobs(tmp_path: Path) -> None:
+    assert _parser().parse_args(["serve", "--max-jobs", "2"]).max_jobs == 2
+    assert _parser().parse_args(["serve"]).max_jobs is None  # the service's default (4)
+    store = tmp_path / "pq"
+    res = subprocess.run(
+        [sys.executable, "-m", "mdcollect.cli", "serve", "--storage", f"parquet://{store}",
+         "--max-jobs", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 2 and "--max-jobs must be >= 1, got 0" in res.stderr, res.stderr
+    assert not store.exists()  # refused before the store is opened

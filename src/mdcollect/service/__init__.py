@@ -17,12 +17,23 @@ Needs the ``service`` extra (``pip install mdcollect[service]``: Starlette, uvic
 
 >>> from mdcollect.service import create_app
 >>> app = create_app("parquet:///data/md", api_token="s3cret")
->>> # uvicorn.run(app, host="127.0.0.1", port=8002), or: mdcollect serve --storage URL
+>>> # serve(app, host="127.0.0.1", port=8002), or: mdcollect serve --storage URL
+
+At most ``max_jobs`` syncs run at once (503 with ``Retry-After`` beyond); an identical
+sync joins the running one; stopping the app cancels running syncs, boundedly.
 
 Requests and failures are logged on the ``mdcollect.service`` logger.
 """
 
-from ._app import DEFAULT_MAX_BODY, DEFAULT_SYNC_TIMEOUT, create_app
-from ._jobs import JobStatus, SyncJob
+from ._app import DEFAULT_MAX_BODY, DEFAULT_SYNC_TIMEOUT, create_app, serve
+from ._jobs import DEFAULT_MAX_JOBS, JobStatus, SyncJob
 
-__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_SYNC_TIMEOUT", "JobStatus", "SyncJob", "create_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_JOBS",
+    "DEFAULT_SYNC_TIMEOUT",
+    "JobStatus",
+    "SyncJob",
+    "create_app",
+    "serve",
+]

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from .._errors import ExchangeError, InvalidRequest, StorageError
+from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageError
 from .._keys import DatasetKey
 from .._time import Timeframe, now_ms
 from ..remote._validation import (
@@ -32,13 +32,15 @@ from ..remote._validation import (
     sync_request_from_json,
 )
 from ..storage import DataCollectionStorage, open_storage
-from ._jobs import Jobs, error_status
+from ._jobs import DEFAULT_MAX_JOBS, Jobs, JobsFull, error_status
 from ._openapi import openapi_document
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from ..exchanges import ExchangeClient
 
-__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_SYNC_TIMEOUT", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_JOBS", "DEFAULT_SYNC_TIMEOUT", "create_app", "serve"]
 
 log: Final = logging.getLogger("mdcollect.service")
 
@@ -89,6 +91,7 @@ class _Service:
         sync_timeout: float,
         max_body: int,
         max_sync_candles: int,
+        max_jobs: int,
         secured: bool,
     ) -> None:
         self.storage = storage
@@ -98,7 +101,8 @@ class _Service:
         self.max_body = max_body
         self.max_sync_candles = max_sync_candles
         self.secured = secured
-        self.jobs = Jobs()
+        self.jobs = Jobs(max_running=max_jobs)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once started
         self.started = time.monotonic()
         self.openapi = openapi_document(
             allowed_exchanges, version=__version__, secured=secured, max_body=max_body
@@ -164,6 +168,7 @@ class _Service:
                 "allowed_exchanges": list(self.allowed_exchanges),
                 "auth": self.secured,
                 "sync_timeout": self.sync_timeout,
+                "max_jobs": self.jobs.max_running,
                 "jobs": self.jobs.counts(),
                 "uptime_seconds": round(time.monotonic() - self.started, 3),
             }
@@ -173,8 +178,16 @@ class _Service:
         body = await self._json_body(request)
         sync = sync_request_from_json(body, allowed_exchanges=self.allowed_exchanges)
         self._check_size(sync)
-        job = self.jobs.start(sync, self._ensure(sync))
-        log.info("sync job %s: %s", job.id, sync.body())
+        try:
+            job, joined = self.jobs.submit(sync, lambda: self._ensure(sync))
+        except JobsFull as exc:
+            log.warning("sync refused: %s", exc)
+            retry = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+            return _error(503, str(exc), retry)
+        if joined:
+            log.info("sync joins the identical running job %s", job.id)
+        else:
+            log.info("sync job %s: %s", job.id, sync.body())
         await asyncio.wait([job.task], timeout=self.sync_timeout)
         if not job.task.done():
             job.background = True
@@ -184,12 +197,19 @@ class _Service:
             return _error(job.http_status, job.error or "failed")
         return JSONResponse(job.to_dict())
 
-    def sync_job(self, request: Request) -> JSONResponse:
+    async def sync_job(self, request: Request) -> JSONResponse:
         job_id = request.path_params["job_id"]
         job = self.jobs.get(job_id) if _JOB_ID_RE.match(job_id) else None
         if job is None:
             return _error(404, f"no sync job {job_id[:64]!r} (unknown, or forgotten)")
         return JSONResponse(job.to_dict())
+
+    def stopping(self) -> None:
+        """The server is stopping: cancel the running sync jobs now (thread-safe), so that
+        requests waiting for one answer at once instead of holding the shutdown."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.jobs.cancel_running)
 
     # -- helpers ------------------------------------------------------------------------
     def _ohlcv_query(self, request: Request) -> OhlcvQuery:
@@ -280,6 +300,7 @@ def create_app(
     sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
     max_body: int = DEFAULT_MAX_BODY,
     max_sync_candles: int = DEFAULT_MAX_SYNC_CANDLES,
+    max_jobs: int = DEFAULT_MAX_JOBS,
 ) -> Starlette:
     """The data-collection service as an ASGI app (Starlette).
 
@@ -295,10 +316,17 @@ def create_app(
     * ``sync_timeout``: seconds a sync request waits before answering 202 with a job id
       (the job goes on in the background).
     * ``max_body`` (bytes) and ``max_sync_candles`` bound what one request may ask.
+    * ``max_jobs``: sync jobs running at once; one more is answered 503 with
+      ``Retry-After``. A sync identical to a running one (same exchange, timeframe,
+      dates, padding, set of symbols) joins it instead: same job id, same report, the
+      exchange asked once. Syncs sharing a dataset fetch it one after the other.
 
-    >>> import uvicorn
+    Stopping the app (its lifespan) cancels running jobs and waits for them, boundedly;
+    writes already started complete, so coverage stays true. Under a server other than
+    :func:`serve`, a request still waiting for a job delays the stop up to ``sync_timeout``.
+
     >>> app = create_app("parquet:///data/md")
-    >>> uvicorn.run(app, host="127.0.0.1", port=8002)  # doctest: +SKIP
+    >>> serve(app, host="127.0.0.1", port=8002)  # doctest: +SKIP
     """
     store = open_storage(storage)
     token = api_token if api_token is not None else os.environ.get("MDCOLLECT_API_TOKEN", "")
@@ -307,15 +335,19 @@ def create_app(
         raise InvalidRequest(f"allowed_exchanges must list exchange keys, got {allowed!r}")
     if sync_timeout <= 0 or max_body <= 0 or max_sync_candles <= 0:
         raise InvalidRequest("sync_timeout, max_body and max_sync_candles must be > 0")
+    if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
+        raise InvalidRequest(f"max_jobs must be an integer >= 1, got {max_jobs!r}")
     svc = _Service(
-        store, allowed, exchange_factory, sync_timeout, max_body, max_sync_candles, bool(token)
-    )
+        store, allowed, exchange_factory, sync_timeout, max_body, max_sync_candles, max_jobs,
+        bool(token),
+    )  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("data-collection service up: storage %s", store.url)
+        svc.loop = asyncio.get_running_loop()
         yield
-        await svc.jobs.cancel_all()
+        await svc.jobs.close()
 
     app = Starlette(
         routes=[
@@ -340,3 +372,33 @@ def create_app(
         app.add_middleware(_BearerAuth, token=token)
     app.state.service = svc
     return app
+
+
+def serve(
+    app: Starlette, *, host: str = "127.0.0.1", port: int = 8002, log_level: str = "info"
+) -> None:
+    """Run an app of :func:`create_app` under uvicorn until SIGINT or SIGTERM.
+
+    Unlike a bare ``uvicorn.run``, the signal cancels running sync jobs at once: a
+    request waiting for one is answered 503 (the service is stopping) instead of
+    holding the shutdown for up to ``sync_timeout``. Raises
+    :class:`~mdcollect.MdcollectError` when the server cannot start (e.g. the port is
+    taken).
+
+    >>> serve(create_app("parquet:///data/md"), port=8002)  # doctest: +SKIP
+    """
+    import uvicorn
+
+    service: _Service = app.state.service
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            service.stopping()
+            super().handle_exit(sig, frame)
+
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    # as uvicorn.run: after a graceful stop uvicorn re-raises the signal it caught
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise MdcollectError(f"the service did not start on {host}:{port} (see the log above)")

@@ -156,11 +156,26 @@ def openapi_document(
             },
             "/api/v1/sync": {
                 "post": op(
-                    "Ensure candles are stored (ensure_data); background when slow",
+                    "Ensure candles are stored (ensure_data); background when slow; "
+                    "an identical running sync is joined, not repeated",
                     {
                         "200": _json(job, "done: the ensure report"),
                         "202": _json(job, "still running in the background: poll its job"),
-                        **_errors(400, *auth_errors, 413, 502, 503),
+                        **_errors(400, *auth_errors, 413, 502),
+                        "503": {
+                            **_json(
+                                _ERROR,
+                                "the storage failed; or max_jobs sync jobs are running (a "
+                                "request identical to a running one joins it instead): retry "
+                                "after Retry-After seconds; or the service is stopping",
+                            ),
+                            "headers": {
+                                "Retry-After": {
+                                    "description": "seconds to wait before retrying (when full)",
+                                    "schema": {"type": "integer", "minimum": 1},
+                                }
+                            },
+                        },
                     },
                     requestBody={
                         "required": True,
@@ -198,6 +213,10 @@ def openapi_document(
                         "job_id": {"type": "string"},
                         "status": {"type": "string", "enum": ["running", "completed", "failed"]},
                         "background": {"type": "boolean"},
+                        "joined": {
+                            "type": "integer",
+                            "description": "identical requests that joined this running job",
+                        },
                         "message": {"type": "string"},
                         "request": {"type": "object"},
                         "report": {"type": "object", "nullable": True},
