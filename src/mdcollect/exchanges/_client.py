@@ -342,18 +342,13 @@ class ExchangeClient:
         return f"symbol {symbol!r} is not listed on {self.key}{kind} ({len(symbols)} markets){hint}"
 
     def check_timeframe(self, timeframe: str) -> str:
-        """``timeframe`` if the exchange serves it; :class:`InvalidRequest` listing those it does.
+        """``timeframe`` if the exchange serves it; :class:`InvalidRequest` listing those it
+        does (:meth:`ExchangeInfo.check_timeframe`).
 
         >>> client.check_timeframe("1m")
         '1m'
         """
-        supported = self.info.timeframes
-        if not isinstance(timeframe, str) or timeframe not in supported:
-            allowed = ", ".join(supported) if supported else "none (no candle endpoint)"
-            raise InvalidRequest(
-                f"timeframe {timeframe!r} is not supported by {self.key}; allowed: {allowed}"
-            )
-        return timeframe
+        return str(self.info.check_timeframe(timeframe))
 
     # ------------------------------------------------------------------ candles
 
