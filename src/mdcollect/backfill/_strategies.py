@@ -33,13 +33,8 @@ class _CandleJob(BackfillJob):
     def __init__(
         self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
     ) -> None:
-        tf = Timeframe.parse(timeframe)
-        if tf.is_calendar:
-            raise InvalidRequest(
-                "backfilling the calendar timeframe '1M' is not supported; use '1d' or '1w'"
-            )
-        self.tf = tf
-        super().__init__(DatasetKey(exchange, symbol, "ohlcv", str(tf)), start, end)
+        self.tf = Timeframe.parse(timeframe)
+        super().__init__(DatasetKey(exchange, symbol, "ohlcv", str(self.tf)), start, end)
 
     def required(self, now: int) -> Interval | None:
         # candles starting in [start, end); the still-open candle is never required
@@ -51,6 +46,8 @@ class _CandleJob(BackfillJob):
         return self.tf.floor(ts)
 
     def progress_units(self, interval: Interval) -> int:
+        if self.tf.is_calendar:
+            return max(1, self.tf.count(interval.start, interval.end))
         return candles_in(interval, self.tf.ms)
 
 
@@ -66,6 +63,8 @@ class OHLCVBackfill(_CandleJob):
     """
 
     def window_ms(self, info: ExchangeInfo) -> int:
+        if self.tf.is_calendar:
+            return info.page_limit * 28 * DAY  # at most a page of months
         return info.page_limit * self.tf.ms
 
     async def prepare(
@@ -76,9 +75,9 @@ class OHLCVBackfill(_CandleJob):
         if missing.start is None:
             return missing
         # candles stored just before the gap prove the listing is earlier: no request
-        recent = max(7 * DAY, 10 * self.tf.ms)
+        recent = self.tf.add(self.tf.floor(missing.start), -10)
         prior = await asyncio.to_thread(
-            storage.read, self.key, missing.start - recent, missing.start, []
+            storage.read, self.key, min(recent, missing.start - 7 * DAY), missing.start, []
         )
         if len(prior):
             return missing
@@ -107,7 +106,7 @@ class OHLCVBackfill(_CandleJob):
                 yield Chunk(frame, Interval(cursor, window.end))
                 return
             last = int(index_ms(frame)[-1])
-            upto = min(window.end, last + self.tf.ms)
+            upto = min(window.end, self.tf.add(last, 1))
             yield Chunk(frame, Interval(cursor, upto))
             cursor = upto
 
