@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from .._errors import InvalidRequest
+from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._schema import empty_frame, index_ms, merge_frames
@@ -55,12 +55,24 @@ class OHLCVBackfill(_CandleJob):
     """Candles from the exchange's candle endpoint, a page (``page_limit`` candles) a window.
 
     Before-listing ranges are covered with one listing-date request instead of
-    being scanned. A page that ends before its window does is followed up from
-    its last candle, so a short or truncated page never marks unseen candles
-    covered; an empty answer proves the rest of the window has no data.
+    being scanned. A page proves "no candle" only for the span it demonstrably
+    answered for: from its first row on, and from the cursor only when a row at
+    or before the cursor's first candle shows the exchange answered from there.
+    A page starting later (ccxt moved ``since``, the exchange ignored it, or an
+    outage) is asked again from a candle before the cursor; a short page is
+    followed up from its last candle, so the answer shows where it starts. What
+    no answer proves is left uncovered and the window reported failed.
 
     >>> job = OHLCVBackfill("binance", "BTC/USDT", "1m", start_ms, end_ms)
     """
+
+    def __init__(
+        self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
+    ) -> None:
+        super().__init__(exchange, symbol, timeframe, start, end)
+        # (window end, last candle seen before it): a contiguous next window can
+        # prove its start from that candle
+        self._carry: tuple[int, int] | None = None
 
     def window_ms(self, info: ExchangeInfo) -> int:
         if self.tf.is_calendar:
@@ -99,16 +111,60 @@ class OHLCVBackfill(_CandleJob):
         return missing - before
 
     async def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
+        tf, page = self.tf, client.info.page_limit
+        carry, self._carry = self._carry, None
+        # the last candle known to exist before the cursor, with none between them
+        seen = carry[1] if carry is not None and carry[0] == window.start else None
+        retry_from: int | None = None  # ask from this time before the cursor
+        unproven: list[Interval] = []
         cursor = window.start
         while cursor < window.end:
-            frame = await client.fetch_ohlcv(self.key.symbol, str(self.tf), cursor, window.end)
-            if len(frame) == 0:
-                yield Chunk(frame, Interval(cursor, window.end))
-                return
-            last = int(index_ms(frame)[-1])
-            upto = min(window.end, self.tf.add(last, 1))
-            yield Chunk(frame, Interval(cursor, upto))
-            cursor = upto
+            first = tf.ceil(cursor)
+            ask = cursor if retry_from is None else retry_from
+            frame = await client.fetch_ohlcv(self.key.symbol, str(tf), ask, window.end)
+            ts = index_ms(frame)
+            inside = ts >= cursor
+            if len(ts) and int(ts[0]) <= first:
+                # a row at or before the cursor's first candle: answered from the cursor
+                seen = int(ts[-1])
+                if inside.any():
+                    upto = min(window.end, tf.add(seen, 1))
+                    yield Chunk(frame[inside], Interval(cursor, upto))
+                    cursor, retry_from = upto, seen
+                    continue
+                if len(ts) < page:  # not cut short before the cursor: none up to its end
+                    upto = min(window.end, tf.add(tf.ceil(ask), page))
+                    yield Chunk(empty_frame("ohlcv"), Interval(cursor, upto))
+                    cursor, retry_from = upto, None
+                    continue
+            elif retry_from is None:
+                # not proof of absence before its first row: ask again from before the
+                # cursor, from the candle seen last or, not knowing one, half a page back
+                if seen is None:
+                    retry_from = tf.add(first, -max(1, page // 2))
+                    continue
+                if tf.add(seen, page) > first:
+                    retry_from = seen
+                    continue
+            retry_from = None
+            if not inside.any():
+                unproven.append(Interval(cursor, window.end))
+                break
+            # the page stands from its first row on; before it nothing is proven
+            head = int(ts[inside][0])
+            unproven.append(Interval(cursor, head))
+            seen = int(ts[-1])
+            upto = min(window.end, tf.add(seen, 1))
+            yield Chunk(frame[inside], Interval(head, upto))
+            cursor, retry_from = upto, seen
+        if unproven:
+            spans = ", ".join(str(iv) for iv in unproven)
+            raise ExchangeError(
+                f"{self.key}: the exchange's answers do not show that {spans} has no candles "
+                "(its pages started later than asked or ignored since); left uncovered"
+            )
+        if seen is not None:
+            self._carry = (window.end, seen)
 
 
 TradesOutput = Literal["ohlcv", "trades"]
