@@ -386,9 +386,10 @@ class ExchangeClient:
         params = dict(self.info.ohlcv_params)
         if self.info.ohlcv_until:
             params["until"] = min(until, tf.add(start, page)) - 1
+        ask = self.info.ohlcv_since(tf, start)  # ccxt must not move it past `start`
         rows = await self._call(
-            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={start})",
-            lambda: self.exchange.fetch_ohlcv(symbol, tf_name, start, page, params),
+            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={ask})",
+            lambda: self.exchange.fetch_ohlcv(symbol, tf_name, ask, page, params),
         )
         return self._ohlcv_frame(rows, tf, since, until)
 

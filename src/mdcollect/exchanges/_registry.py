@@ -117,6 +117,10 @@ class ExchangeInfo:
             serve as named, each with the reason.
         ohlcv_params: extra ccxt params for every ``fetch_ohlcv`` (OKX needs
             ``type=HistoryCandles`` to read deep history).
+        ohlcv_since_grid: ccxt rounds ``fetch_ohlcv``'s ``since`` up to a multiple
+            of its own length of the timeframe counted from the epoch (its
+            ``parse_timeframe``: weeks from Thursday 1970-01-01, ``1M`` as 30
+            days), so :meth:`ohlcv_since` moves ``since`` back onto that grid.
         ohlcv_until: send ccxt's ``until`` param for the end of the page so the
             exchange answers the window starting at ``since`` (Bybit answers the
             newest candles otherwise).
@@ -149,6 +153,7 @@ class ExchangeInfo:
     timeframes: tuple[str, ...] = ()
     timeframes_unserved: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
+    ohlcv_since_grid: bool = False
     ohlcv_until: bool = False
     trades_since: bool = True
     trades_window_ms: int | None = None
@@ -197,6 +202,20 @@ class ExchangeInfo:
             f"timeframe {timeframe!r} is not supported by {self.key}{reason}{hint}; "
             f"allowed: {listed}"
         )
+
+    def ohlcv_since(self, timeframe: Timeframe, start: int) -> int:
+        """The ``since`` to hand ccxt's ``fetch_ohlcv`` so that the request it sends
+        starts at or before ``start`` (a candle start): ``start`` itself, or, where
+        ccxt rounds ``since`` up (:attr:`ohlcv_since_grid`), ``start`` moved back
+        onto ccxt's grid.
+
+        >>> exchange_info("bybit").ohlcv_since(Timeframe.parse("1w"), 1_704_067_200_000)
+        1703721600000
+        """
+        if not self.ohlcv_since_grid:
+            return start
+        step = int(ccxt.Exchange.parse_timeframe(str(timeframe)) * 1000)
+        return start // step * step
 
 
 # Facts per key. Missing fields are filled from the ccxt class (timeframes,
@@ -263,6 +282,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         trades_endpoint=("public", "get", "v5/market/recent-trade"),
         options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
         page_limit=1000,
+        ohlcv_since_grid=True,
         ohlcv_until=True,
         trades_page_limit=60,
         trades_since=False,
@@ -279,6 +299,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         },
         market_type="swap",
         page_limit=1000,
+        ohlcv_since_grid=True,
         ohlcv_until=True,
         trades_page_limit=1000,
         trades_since=False,
