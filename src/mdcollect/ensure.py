@@ -306,7 +306,7 @@ async def _ensure(
     if kind == "trades":
         jobs = [TradesBackfill(key, s, None, lo, hi) for s in syms]
     else:
-        jobs = [make_job(info, s, tf, lo, hi, strategy=strategy) for s in syms]  # type: ignore[arg-type]
+        jobs = [make_job(info, s, tf, lo, hi, strategy=strategy, now=now) for s in syms]  # type: ignore[arg-type]
     required = jobs[0].required(now)  # every job needs the same range
     report = EnsureReport(key, str(tf) if kind == "ohlcv" else kind, required, dry_run=dry_run)
     # Coverage first, read once: when nothing is missing, the exchange is asked nothing.

@@ -294,10 +294,12 @@ def make_job(
     end: int,
     *,
     strategy: Literal["auto", "ohlcv", "trades"] = "auto",
+    now: int | None = None,
 ) -> BackfillJob:
     """The right job for a candle range on the exchange ``info`` describes: the candle
-    endpoint where its history is deep, trades resampled where it is not (Kraken).
-    ``strategy`` overrides the choice.
+    endpoint where its history is deep, or where (given ``now``) the range lies within
+    the recent ``page_limit`` candles a shallow endpoint serves (Kraken's weeks);
+    trades resampled otherwise. ``strategy`` overrides the choice.
 
     >>> make_job(exchange_info("kraken"), "BTC/USDT", "1h", start_ms, end_ms)
     TradesBackfill(kraken:ohlcv:1h:BTC/USDT, ...)
@@ -306,6 +308,19 @@ def make_job(
         raise InvalidRequest(
             f"strategy {strategy!r} is not valid; allowed: 'auto', 'ohlcv', 'trades'"
         )
-    if strategy == "trades" or (strategy == "auto" and not info.deep_history):
+    if strategy == "auto" and not info.deep_history:
+        strategy = "ohlcv" if _within_recent_page(info, timeframe, start, now) else "trades"
+    if strategy == "trades":
         return TradesBackfill(info.key, symbol, timeframe, start, end)
     return OHLCVBackfill(info.key, symbol, timeframe, start, end)
+
+
+def _within_recent_page(
+    info: ExchangeInfo, timeframe: str | Timeframe, start: int, now: int | None
+) -> bool:
+    if now is None:
+        return False
+    tf = Timeframe.parse(timeframe)
+    # one candle of margin: the oldest served candle moves on while we ask
+    oldest = tf.add(tf.floor(now), -(info.page_limit - 1))
+    return tf.ceil(start) >= oldest
