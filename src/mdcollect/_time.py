@@ -44,7 +44,7 @@ CCXT_TIMEFRAMES: Final = (
     "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
     "1d", "3d", "1w", "1M",
 )  # fmt: skip
-_TF_RE: Final = re.compile(r"^([1-9][0-9]*)([smhdwM])$")
+_TF_RE: Final = re.compile(r"([1-9][0-9]*)([smhdwM])")
 
 
 @frozen(order=True)
@@ -73,7 +73,8 @@ class Timeframe:
             return value
         if not isinstance(value, str):
             raise InvalidRequest(f"timeframe must be a string such as '1m' or '1h', got {value!r}")
-        m = _TF_RE.match(value.strip())
+        # fullmatch: "$" alone would let "1h\n" through
+        m = _TF_RE.fullmatch(value)
         if m is None:
             raise InvalidRequest(
                 f"timeframe {value!r} is not valid; use a number and a unit s, m, h, d, w "

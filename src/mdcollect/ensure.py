@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 MAX_SYMBOLS: Final = 50
-_TIMEFRAME_RE: Final = re.compile(r"^\d+[mhd]$")
 _DATE_STR_RE: Final = re.compile(r"^(\d{8}|\d{4}-\d{2}-\d{2})$")
 
 Exchange = str | ExchangeClient
@@ -360,19 +359,11 @@ def check_symbols(symbols: object) -> list[str]:
 
 
 def check_timeframe(timeframe: object, exchange: str) -> Timeframe:
-    """Matches ``^\\d+[mhd]$`` and is supported by the exchange."""
-    if not isinstance(timeframe, str) or not _TIMEFRAME_RE.match(timeframe):
-        raise InvalidRequest(
-            f"timeframe {timeframe!r} is not valid; it must match ^\\d+[mhd]$ (e.g. '1m', '4h', '1d')"
-        )
-    tf = Timeframe.parse(timeframe)
-    supported = exchange_info(exchange).timeframes
-    if supported and timeframe not in supported:
-        allowed = ", ".join(t for t in supported if _TIMEFRAME_RE.match(t))
-        raise InvalidRequest(
-            f"timeframe {timeframe!r} is not supported by {exchange}; allowed: {allowed}"
-        )
-    return tf
+    """One of the timeframes ``exchange`` serves (``exchange_info(exchange).timeframes``:
+    ``1w``, calendar ``1M``, ``1s`` on Binance spot...), spelt exactly as ccxt does;
+    :class:`InvalidRequest` listing them otherwise, with "did you mean '1h'?" for
+    a case mistake or a near miss."""
+    return exchange_info(exchange).check_timeframe(timeframe)
 
 
 def check_date(value: object, name: str) -> int:
@@ -546,7 +537,7 @@ async def _ensure(
     if kind == "trades":
         jobs = [TradesBackfill(key, s, None, lo, hi) for s in syms]
     else:
-        jobs = [make_job(info, s, tf, lo, hi, strategy=strategy) for s in syms]  # type: ignore[arg-type]
+        jobs = [make_job(info, s, tf, lo, hi, strategy=strategy, now=now) for s in syms]  # type: ignore[arg-type]
     required = jobs[0].required(now)  # every job needs the same range
     report = EnsureReport(key, str(tf) if kind == "ohlcv" else kind, required, dry_run=dry_run)
     # Coverage first, read once: when nothing is missing, the exchange is asked nothing.
@@ -598,12 +589,7 @@ async def backfill_async(
     if kind == "ohlcv":
         if timeframe is None:
             raise InvalidRequest("a timeframe such as '1m' is required to backfill candles")
-        tf = Timeframe.parse(timeframe)
-        supported = exchange_info(key).timeframes
-        if supported and str(tf) not in supported:
-            raise InvalidRequest(
-                f"timeframe {timeframe!r} is not supported by {key}; allowed: {', '.join(supported)}"
-            )
+        tf = check_timeframe(timeframe, key)
     else:
         tf = Timeframe.parse("1m")
     lo, hi = _bounds(start, end)
@@ -635,7 +621,8 @@ def ensure_data(
     ``end_date`` are stored; fetch exactly what coverage lacks.
 
     * ``symbols``: a non-empty list of at most 50 ccxt symbols, each containing ``/``.
-    * ``timeframe``: matches ``^\\d+[mhd]$`` and is supported by the exchange.
+    * ``timeframe``: one the exchange serves, as ccxt spells it (``1m``..``1d``, ``1w``,
+      calendar ``1M``; ``1s`` on Binance spot).
     * ``start_date``, ``end_date``: ``YYYYMMDD``/``YYYY-MM-DD``/``datetime``/``pd.Timestamp``,
       ``end_date >= start_date``; the end date counts whole, clipped to the last
       closed candle.

@@ -118,13 +118,14 @@ class BackfillJob(ABC):
 
 
 def split_windows(missing: IntervalSet, size: int, align: Callable[[int], int]) -> list[Interval]:
-    """Cut each missing interval into windows of ``size`` ms on aligned boundaries."""
+    """Cut each missing interval into windows of at most ``size`` ms on aligned boundaries
+    (``align`` of the end too: months are not all ``size / n`` long)."""
     out: list[Interval] = []
     for iv in missing:
         lo = iv.start
         while lo < iv.end:
             base = align(lo)
-            hi = min(iv.end, base + size)
+            hi = min(iv.end, align(base + size))
             if hi <= lo:  # defensive: never an empty window
                 hi = min(iv.end, lo + size)
             out.append(Interval(lo, hi))

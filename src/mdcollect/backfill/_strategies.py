@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from .._errors import InvalidRequest
+from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._schema import empty_frame, index_ms, merge_frames
@@ -33,13 +33,8 @@ class _CandleJob(BackfillJob):
     def __init__(
         self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
     ) -> None:
-        tf = Timeframe.parse(timeframe)
-        if tf.is_calendar:
-            raise InvalidRequest(
-                "backfilling the calendar timeframe '1M' is not supported; use '1d' or '1w'"
-            )
-        self.tf = tf
-        super().__init__(DatasetKey(exchange, symbol, "ohlcv", str(tf)), start, end)
+        self.tf = Timeframe.parse(timeframe)
+        super().__init__(DatasetKey(exchange, symbol, "ohlcv", str(self.tf)), start, end)
 
     def required(self, now: int) -> Interval | None:
         # candles starting in [start, end); the still-open candle is never required
@@ -51,6 +46,8 @@ class _CandleJob(BackfillJob):
         return self.tf.floor(ts)
 
     def progress_units(self, interval: Interval) -> int:
+        if self.tf.is_calendar:
+            return max(1, self.tf.count(interval.start, interval.end))
         return candles_in(interval, self.tf.ms)
 
 
@@ -58,14 +55,28 @@ class OHLCVBackfill(_CandleJob):
     """Candles from the exchange's candle endpoint, a page (``page_limit`` candles) a window.
 
     Before-listing ranges are covered with one listing-date request instead of
-    being scanned. A page that ends before its window does is followed up from
-    its last candle, so a short or truncated page never marks unseen candles
-    covered; an empty answer proves the rest of the window has no data.
+    being scanned. A page proves "no candle" only for the span it demonstrably
+    answered for: from its first row on, and from the cursor only when a row at
+    or before the cursor's first candle shows the exchange answered from there.
+    A page starting later (ccxt moved ``since``, the exchange ignored it, or an
+    outage) is asked again from a candle before the cursor; a short page is
+    followed up from its last candle, so the answer shows where it starts. What
+    no answer proves is left uncovered and the window reported failed.
 
     >>> job = OHLCVBackfill("binance", "BTC/USDT", "1m", start_ms, end_ms)
     """
 
+    def __init__(
+        self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
+    ) -> None:
+        super().__init__(exchange, symbol, timeframe, start, end)
+        # (window end, last candle seen before it): a contiguous next window can
+        # prove its start from that candle
+        self._carry: tuple[int, int] | None = None
+
     def window_ms(self, info: ExchangeInfo) -> int:
+        if self.tf.is_calendar:
+            return info.page_limit * 28 * DAY  # at most a page of months
         return info.page_limit * self.tf.ms
 
     async def prepare(
@@ -76,9 +87,9 @@ class OHLCVBackfill(_CandleJob):
         if missing.start is None:
             return missing
         # candles stored just before the gap prove the listing is earlier: no request
-        recent = max(7 * DAY, 10 * self.tf.ms)
+        recent = self.tf.add(self.tf.floor(missing.start), -10)
         prior = await asyncio.to_thread(
-            storage.read, self.key, missing.start - recent, missing.start, []
+            storage.read, self.key, min(recent, missing.start - 7 * DAY), missing.start, []
         )
         if len(prior):
             return missing
@@ -100,16 +111,60 @@ class OHLCVBackfill(_CandleJob):
         return missing - before
 
     async def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
+        tf, page = self.tf, client.info.page_limit
+        carry, self._carry = self._carry, None
+        # the last candle known to exist before the cursor, with none between them
+        seen = carry[1] if carry is not None and carry[0] == window.start else None
+        retry_from: int | None = None  # ask from this time before the cursor
+        unproven: list[Interval] = []
         cursor = window.start
         while cursor < window.end:
-            frame = await client.fetch_ohlcv(self.key.symbol, str(self.tf), cursor, window.end)
-            if len(frame) == 0:
-                yield Chunk(frame, Interval(cursor, window.end))
-                return
-            last = int(index_ms(frame)[-1])
-            upto = min(window.end, last + self.tf.ms)
-            yield Chunk(frame, Interval(cursor, upto))
-            cursor = upto
+            first = tf.ceil(cursor)
+            ask = cursor if retry_from is None else retry_from
+            frame = await client.fetch_ohlcv(self.key.symbol, str(tf), ask, window.end)
+            ts = index_ms(frame)
+            inside = ts >= cursor
+            if len(ts) and int(ts[0]) <= first:
+                # a row at or before the cursor's first candle: answered from the cursor
+                seen = int(ts[-1])
+                if inside.any():
+                    upto = min(window.end, tf.add(seen, 1))
+                    yield Chunk(frame[inside], Interval(cursor, upto))
+                    cursor, retry_from = upto, seen
+                    continue
+                if len(ts) < page:  # not cut short before the cursor: none up to its end
+                    upto = min(window.end, tf.add(tf.ceil(ask), page))
+                    yield Chunk(empty_frame("ohlcv"), Interval(cursor, upto))
+                    cursor, retry_from = upto, None
+                    continue
+            elif retry_from is None:
+                # not proof of absence before its first row: ask again from before the
+                # cursor, from the candle seen last or, not knowing one, half a page back
+                if seen is None:
+                    retry_from = tf.add(first, -max(1, page // 2))
+                    continue
+                if tf.add(seen, page) > first:
+                    retry_from = seen
+                    continue
+            retry_from = None
+            if not inside.any():
+                unproven.append(Interval(cursor, window.end))
+                break
+            # the page stands from its first row on; before it nothing is proven
+            head = int(ts[inside][0])
+            unproven.append(Interval(cursor, head))
+            seen = int(ts[-1])
+            upto = min(window.end, tf.add(seen, 1))
+            yield Chunk(frame[inside], Interval(head, upto))
+            cursor, retry_from = upto, seen
+        if unproven:
+            spans = ", ".join(str(iv) for iv in unproven)
+            raise ExchangeError(
+                f"{self.key}: the exchange's answers do not show that {spans} has no candles "
+                "(its pages started later than asked or ignored since); left uncovered"
+            )
+        if seen is not None:
+            self._carry = (window.end, seen)
 
 
 TradesOutput = Literal["ohlcv", "trades"]
@@ -239,10 +294,12 @@ def make_job(
     end: int,
     *,
     strategy: Literal["auto", "ohlcv", "trades"] = "auto",
+    now: int | None = None,
 ) -> BackfillJob:
     """The right job for a candle range on the exchange ``info`` describes: the candle
-    endpoint where its history is deep, trades resampled where it is not (Kraken).
-    ``strategy`` overrides the choice.
+    endpoint where its history is deep, or where (given ``now``) the range lies within
+    the recent ``page_limit`` candles a shallow endpoint serves (Kraken's weeks);
+    trades resampled otherwise. ``strategy`` overrides the choice.
 
     >>> make_job(exchange_info("kraken"), "BTC/USDT", "1h", start_ms, end_ms)
     TradesBackfill(kraken:ohlcv:1h:BTC/USDT, ...)
@@ -251,6 +308,19 @@ def make_job(
         raise InvalidRequest(
             f"strategy {strategy!r} is not valid; allowed: 'auto', 'ohlcv', 'trades'"
         )
-    if strategy == "trades" or (strategy == "auto" and not info.deep_history):
+    if strategy == "auto" and not info.deep_history:
+        strategy = "ohlcv" if _within_recent_page(info, timeframe, start, now) else "trades"
+    if strategy == "trades":
         return TradesBackfill(info.key, symbol, timeframe, start, end)
     return OHLCVBackfill(info.key, symbol, timeframe, start, end)
+
+
+def _within_recent_page(
+    info: ExchangeInfo, timeframe: str | Timeframe, start: int, now: int | None
+) -> bool:
+    if now is None:
+        return False
+    tf = Timeframe.parse(timeframe)
+    # one candle of margin: the oldest served candle moves on while we ask
+    oldest = tf.add(tf.floor(now), -(info.page_limit - 1))
+    return tf.ceil(start) >= oldest

@@ -356,18 +356,13 @@ class ExchangeClient:
         return f"symbol {symbol!r} is not listed on {self.key}{kind} ({len(symbols)} markets){hint}"
 
     def check_timeframe(self, timeframe: str) -> str:
-        """``timeframe`` if the exchange serves it; :class:`InvalidRequest` listing those it does.
+        """``timeframe`` if the exchange serves it; :class:`InvalidRequest` listing those it
+        does (:meth:`ExchangeInfo.check_timeframe`).
 
         >>> client.check_timeframe("1m")
         '1m'
         """
-        supported = self.info.timeframes
-        if not isinstance(timeframe, str) or timeframe not in supported:
-            allowed = ", ".join(supported) if supported else "none (no candle endpoint)"
-            raise InvalidRequest(
-                f"timeframe {timeframe!r} is not supported by {self.key}; allowed: {allowed}"
-            )
-        return timeframe
+        return str(self.info.check_timeframe(timeframe))
 
     # ------------------------------------------------------------------ candles
 
@@ -405,9 +400,10 @@ class ExchangeClient:
         params = dict(self.info.ohlcv_params)
         if self.info.ohlcv_until:
             params["until"] = min(until, tf.add(start, page)) - 1
+        ask = self.info.ohlcv_since(tf, start)  # ccxt must not move it past `start`
         rows = await self._call(
-            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={start})",
-            lambda: self.exchange.fetch_ohlcv(symbol, tf_name, start, page, params),
+            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={ask})",
+            lambda: self.exchange.fetch_ohlcv(symbol, tf_name, ask, page, params),
         )
         return self._ohlcv_frame(rows, tf, since, until)
 

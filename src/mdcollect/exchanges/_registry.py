@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -22,6 +23,7 @@ import ccxt
 from attrs import evolve, field, frozen
 
 from .._errors import InvalidRequest
+from .._time import Timeframe
 
 __all__ = [
     "ExchangeInfo",
@@ -108,9 +110,17 @@ class ExchangeInfo:
         deep_history: whether the candle endpoint serves any past range
             (Kraken's OHLC only returns the last ~720 candles).
         trades_page_limit: trades per ``fetch_trades`` request.
-        timeframes: the ccxt timeframes the exchange supports.
+        timeframes: the timeframes mdcollect fetches from the exchange: ccxt's
+            list, less those in ``timeframes_unserved`` and those
+            :class:`~mdcollect.Timeframe` cannot represent (OKX's ``3M``).
+        timeframes_unserved: timeframes ccxt lists that the exchange does not
+            serve as named, each with the reason.
         ohlcv_params: extra ccxt params for every ``fetch_ohlcv`` (OKX needs
             ``type=HistoryCandles`` to read deep history).
+        ohlcv_since_grid: ccxt rounds ``fetch_ohlcv``'s ``since`` up to a multiple
+            of its own length of the timeframe counted from the epoch (its
+            ``parse_timeframe``: weeks from Thursday 1970-01-01, ``1M`` as 30
+            days), so :meth:`ohlcv_since` moves ``since`` back onto that grid.
         ohlcv_until: send ccxt's ``until`` param for the end of the page so the
             exchange answers the window starting at ``since`` (Bybit answers the
             newest candles otherwise).
@@ -141,7 +151,9 @@ class ExchangeInfo:
     deep_history: bool = True
     trades_page_limit: int = _DEFAULT_TRADES_LIMIT
     timeframes: tuple[str, ...] = ()
+    timeframes_unserved: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
+    ohlcv_since_grid: bool = False
     ohlcv_until: bool = False
     trades_since: bool = True
     trades_window_ms: int | None = None
@@ -156,6 +168,54 @@ class ExchangeInfo:
     def trades_history(self) -> bool:
         """Whether past trades of any range can be read (by ``since`` or backwards)."""
         return self.trades_since or self.trades_before is not None
+
+    def check_timeframe(self, timeframe: object) -> Timeframe:
+        """``timeframe`` parsed, if it is one of :attr:`timeframes` exactly as written;
+        otherwise :class:`~mdcollect.InvalidRequest` listing them, with the likely
+        meaning of a case mistake or a near miss.
+
+        >>> exchange_info("binance").check_timeframe("1w")
+        Timeframe(amount=1, unit='w')
+        >>> exchange_info("binance").check_timeframe("1H")
+        Traceback (most recent call last):
+        InvalidRequest: timeframe '1H' is not supported by binance (did you mean '1h'?); ...
+        """
+        allowed = self.timeframes
+        if isinstance(timeframe, str) and timeframe in allowed:
+            return Timeframe.parse(timeframe)
+        if not allowed:
+            raise InvalidRequest(
+                f"timeframe {timeframe!r} is not supported by {self.key}: it serves no "
+                "candles through ccxt"
+            )
+        listed = ", ".join(allowed)
+        if not isinstance(timeframe, str):
+            raise InvalidRequest(
+                f"timeframe must be a string such as '1h', got {timeframe!r}; "
+                f"allowed for {self.key}: {listed}"
+            )
+        why = self.timeframes_unserved.get(timeframe)
+        reason = f" ({why})" if why else ""
+        close = _close_timeframes(timeframe, allowed)
+        hint = f" (did you mean {close!r}?)" if close else ""
+        raise InvalidRequest(
+            f"timeframe {timeframe!r} is not supported by {self.key}{reason}{hint}; "
+            f"allowed: {listed}"
+        )
+
+    def ohlcv_since(self, timeframe: Timeframe, start: int) -> int:
+        """The ``since`` to hand ccxt's ``fetch_ohlcv`` so that the request it sends
+        starts at or before ``start`` (a candle start): ``start`` itself, or, where
+        ccxt rounds ``since`` up (:attr:`ohlcv_since_grid`), ``start`` moved back
+        onto ccxt's grid.
+
+        >>> exchange_info("bybit").ohlcv_since(Timeframe.parse("1w"), 1_704_067_200_000)
+        1703721600000
+        """
+        if not self.ohlcv_since_grid:
+            return start
+        step = int(ccxt.Exchange.parse_timeframe(str(timeframe)) * 1000)
+        return start // step * step
 
 
 # Facts per key. Missing fields are filled from the ccxt class (timeframes,
@@ -179,6 +239,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         trades_endpoint=("fapiPublic", "get", "aggTrades"),
         options={"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}},
         market_type="swap",
+        timeframes_unserved={"1s": "USD-M futures klines have no 1s interval"},
         # USD-M klines serve 1500 a request, but ccxt's binance.fetch_ohlcv caps
         # limit at 1000 and cuts the parsed page to it ("the time range wider than
         # 500 candles won't work right"): through ccxt a page is 1000.
@@ -221,6 +282,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         trades_endpoint=("public", "get", "v5/market/recent-trade"),
         options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
         page_limit=1000,
+        ohlcv_since_grid=True,
         ohlcv_until=True,
         trades_page_limit=60,
         trades_since=False,
@@ -237,6 +299,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         },
         market_type="swap",
         page_limit=1000,
+        ohlcv_since_grid=True,
         ohlcv_until=True,
         trades_page_limit=1000,
         trades_since=False,
@@ -248,6 +311,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         trades_endpoint=("public", "get", "Trades"),
         page_limit=720,
         deep_history=False,
+        timeframes_unserved={"2w": "ccxt sends Kraken's 21600-minute interval: 15 days"},
         trades_page_limit=1000,
         trades_cursor=TradesCursor("since", _kraken_last),
         first_candle="none",
@@ -289,7 +353,53 @@ def _exchange_info(key: str) -> ExchangeInfo:
     timeframes, limit = _ccxt_facts(info.ccxt_id, info.market_type)
     if "page_limit" not in facts and limit is not None:
         info = evolve(info, page_limit=limit)
-    return evolve(info, timeframes=timeframes)
+    served = tuple(t for t in timeframes if t not in info.timeframes_unserved and _representable(t))
+    return evolve(info, timeframes=served)
+
+
+def _representable(timeframe: str) -> bool:
+    try:
+        Timeframe.parse(timeframe)
+    except InvalidRequest:
+        return False
+    return True
+
+
+_UNIT_WORDS: Final = {
+    "s": ("s", "sec", "secs", "second", "seconds"),
+    "m": ("min", "mins", "minute", "minutes"),
+    "h": ("h", "hr", "hrs", "hour", "hours"),
+    "d": ("d", "day", "days"),
+    "w": ("w", "wk", "week", "weeks"),
+    "M": ("mo", "mon", "month", "months"),
+}
+_UNIT_OF_WORD: Final = {w: u for u, words in _UNIT_WORDS.items() for w in words}
+_SPELLED_RE: Final = re.compile(r"\s*([0-9]+)\s*([A-Za-z]+)\s*")
+
+
+def _close_timeframes(value: str, allowed: Sequence[str]) -> str | None:
+    """The timeframe ``value`` most likely meant: the same with its unit spelt as ccxt
+    does (``1H``, ``1 hour``), the same length in another unit (``60m``), else a near
+    miss; never minutes for months (``1m`` and ``1M`` are both valid)."""
+    m = _SPELLED_RE.fullmatch(value)
+    if m is not None:
+        amount, word = int(m.group(1)), m.group(2)
+        # a lone m or M is already ccxt's spelling: minute or month, never a case mistake
+        unit = word if word in ("m", "M") else _UNIT_OF_WORD.get(word.lower())
+        if unit is not None:
+            if f"{amount}{unit}" in allowed:
+                return f"{amount}{unit}"
+            if unit != "M" and amount > 0:
+                length = Timeframe(amount, unit).ms
+                same = [
+                    t for t in allowed if not t.endswith("M") and Timeframe.parse(t).ms == length
+                ]
+                if same:
+                    return same[0]
+    close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.6)
+    if close and {close[0][-1:], value.strip()[-1:]} != {"m", "M"}:
+        return close[0]
+    return None
 
 
 def request_seconds(info: ExchangeInfo, endpoint: tuple[str, ...], limit: int) -> float | None:
