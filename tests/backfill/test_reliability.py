@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import signal
@@ -165,3 +166,24 @@ def test_two_processes_ensuring_the_same_symbols_at_once(disk_url: str) -> None:
                     store.read(key), truth(emu, sym, lo, hi), check_freq=False
                 )
                 assert store.coverage(key) == IntervalSet([Interval(lo, hi)])
+
+
+async def test_a_fetch_that_fails_with_a_bug_is_raised_not_waited_for() -> None:
+    """A strategy whose fetch raises something other than ExchangeError (a parsing bug)
+    ends the run with that error; the engine never waits forever for the window."""
+    from collections.abc import AsyncIterator
+
+    from mdcollect.backfill import Chunk, OHLCVBackfill, run_jobs
+
+    class Broken(OHLCVBackfill):
+        async def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
+            raise ValueError("a parser bug")
+            yield  # an async generator, as the real ones are
+
+    with ExchangeEmulator(rate_limits=False) as emu:
+        async with ExchangeClient("binance", base_url=emu.url) as client:
+            job = Broken("binance", "BTC/USDT", "1h", MAR1, MAR1 + 3 * DAY)
+            store = open_storage("memory://")
+            with pytest.raises(ValueError, match="a parser bug"):
+                await asyncio.wait_for(run_jobs([job], store, client, now=MAR1 + 10 * DAY), 30)
+            assert store.coverage(job.key) == IntervalSet()

@@ -326,17 +326,24 @@ async def _run_job(
         windows = split_windows(missing, job.window_ms(client.info), job.align)
         report.windows = len(windows)
         # fetch ahead while the previous chunk is being written
-        queue: asyncio.Queue[tuple[Interval, Chunk | BaseException | None]] = asyncio.Queue(2)
+        queue: asyncio.Queue[tuple[Interval, Chunk | BaseException | _Crash | None]] = (
+            asyncio.Queue(2)
+        )
 
         async def producer() -> None:
-            for w in windows:
-                try:
-                    async for chunk in job.fetch(client, w):
-                        await queue.put((w, chunk))
-                except ExchangeError as exc:
-                    await queue.put((w, exc))
-                    continue
-                await queue.put((w, None))
+            w = windows[0]
+            try:
+                for w in windows:
+                    try:
+                        async for chunk in job.fetch(client, w):
+                            await queue.put((w, chunk))
+                    except ExchangeError as exc:
+                        await queue.put((w, exc))
+                        continue
+                    await queue.put((w, None))
+            except Exception as exc:
+                # anything else is a bug: hand it over, or the consumer would wait forever
+                await queue.put((w, _Crash(exc)))
 
         prod = asyncio.create_task(producer(), name=f"fetch {job.key}")
         try:
@@ -346,6 +353,8 @@ async def _run_job(
                     if item is None:
                         report.windows_done += 1
                         break
+                    if isinstance(item, _Crash):
+                        raise item.error
                     if isinstance(item, BaseException):
                         report.failed.append(w)
                         report.errors.append(f"{w}: {item}")
@@ -365,6 +374,13 @@ async def _run_job(
         bar.close()
         report.requests = tally.requests
         report.seconds = time.perf_counter() - t0
+
+
+@define
+class _Crash:
+    """A fetch that failed with something other than an :class:`ExchangeError`."""
+
+    error: Exception
 
 
 async def _write(storage: DataCollectionStorage, key: DatasetKey, chunk: Chunk) -> int:
