@@ -175,7 +175,7 @@ LONG = "B" * 48 + "/USDT"
 BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("fetch_ohlcv", {"symbol": "BTCUSDT"}, "'BTCUSDT'"),
     ("fetch_ohlcv", {"symbol": LONG}, "at most 50"),
-    ("fetch_ohlcv", {"symbol": "BTC/USDT:USDT", "timeframe": "1w"}, r"'1w'.*\^\\d\+\[mhd\]\$"),
+    ("fetch_ohlcv", {"symbol": "BTC/USDT:USDT", "timeframe": "1H"}, r"'1H'.*did you mean '1h'"),
     ("fetch_ohlcv", {"symbol": "BTC/USDT:USDT", "timeframe": "7m"}, "not supported"),
     ("fetch_ohlcv", {"symbol": "BTC/USDT:USDT", "limit": 0}, "limit 0"),
     ("fetch_ohlcv", {"symbol": "BTC/USDT:USDT", "limit": 10_001}, "limit 10001"),

@@ -48,13 +48,14 @@ MAX_SYMBOL_LENGTH: Final = 50
 MAX_SYMBOLS: Final = 50
 DEFAULT_LIMIT: Final = 1000
 MAX_LIMIT: Final = 10_000
-TIMEFRAME_PATTERN: Final = r"^\d+[mhd]$"
+#: The form of a timeframe in the OpenAPI document; which ones an exchange serves is
+#: checked by :func:`check_timeframe`.
+TIMEFRAME_PATTERN: Final = r"^[0-9]+[smhdwM]$"
 DATE_PATTERN: Final = r"^(\d{8}|\d{4}-\d{2}-\d{2})$"
 MAX_PADDING_DAYS: Final = 3650
 # ms bounds of years 1970..9999: pandas and the backends hold every value in between
 _MAX_MS: Final = 253_402_300_799_999
 _INT_RE: Final = re.compile(r"^[0-9]{1,16}$")
-_TIMEFRAME_RE: Final = re.compile(TIMEFRAME_PATTERN, re.ASCII)
 
 
 @frozen
@@ -146,12 +147,9 @@ def check_symbols(value: object) -> tuple[str, ...]:
 
 
 def check_timeframe(value: object, exchange: str | None = None) -> str:
-    """Matches ``^\\d+[mhd]$`` (ASCII digits); with ``exchange``, supported by it."""
-    if not isinstance(value, str) or not _TIMEFRAME_RE.match(value):
-        raise InvalidRequest(
-            f"timeframe {value!r} is not valid; it must match {TIMEFRAME_PATTERN} "
-            "(e.g. '1m', '4h', '1d')"
-        )
+    """One of the exchange's timeframes (``1m``, ``1h``, ``1w``, calendar ``1M``...), by
+    the library's one rule (:func:`mdcollect.ensure.check_timeframe`); the default
+    exchange's when none is given."""
     from ..ensure import check_timeframe as ensure_timeframe
 
     return str(ensure_timeframe(value, exchange or DEFAULT_EXCHANGE))
