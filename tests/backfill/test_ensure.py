@@ -433,3 +433,22 @@ async def test_an_attempt_stuck_in_ccxts_throttle_queue_times_out(emu: ExchangeE
         client_module.ATTEMPT_QUEUE_SECONDS = original  # type: ignore[misc]
         await c.close()
     assert info.value.transient
+
+
+def test_kraken_candle_strategy_is_refused_for_ranges_its_endpoint_cannot_serve(
+    emu: ExchangeEmulator,
+) -> None:
+    """Kraken's OHLC serves its latest 720 candles whatever ``since`` is: asking it for
+    an older range is refused before any request (it used to cover the range empty)."""
+    store = open_storage("memory://")
+    with pytest.raises(InvalidRequest, match="latest 720 candles.*'auto' or 'trades'"):
+        ensure_data(["BTC/USDT"], "1h", "2023-01-01", "2023-01-03", client(emu, "kraken"), 0,
+                    store, progress=False, strategy="ohlcv")  # fmt: skip
+    assert emu.requests == []
+    assert store.keys() == []
+    # a recent range is within its reach
+    now = emu.market.now()
+    recent = dt.datetime.fromtimestamp((now - 5 * DAY) / 1000, tz=dt.UTC).date()
+    r = ensure_data(["BTC/USDT"], "1h", recent, recent, client(emu, "kraken"), 0, store,
+                    progress=False, strategy="ohlcv")  # fmt: skip
+    assert r.ok and r["BTC/USDT"].candles_fetched == 24

@@ -14,7 +14,7 @@ from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._schema import empty_frame, index_ms, merge_frames
-from .._time import DAY, HOUR, Timeframe
+from .._time import DAY, HOUR, Timeframe, format_ms
 from ..aggregate import CandleBins, aggregate_bins
 from ..storage import DataCollectionStorage
 from ._engine import BackfillJob, Chunk, candles_in
@@ -308,19 +308,25 @@ def make_job(
         raise InvalidRequest(
             f"strategy {strategy!r} is not valid; allowed: 'auto', 'ohlcv', 'trades'"
         )
-    if strategy == "auto" and not info.deep_history:
-        strategy = "ohlcv" if _within_recent_page(info, timeframe, start, now) else "trades"
+    if not info.deep_history:
+        oldest = None if now is None else _oldest_served(info, timeframe, now)
+        recent = oldest is not None and Timeframe.parse(timeframe).ceil(start) >= oldest
+        if strategy == "auto":
+            strategy = "ohlcv" if recent else "trades"
+        elif strategy == "ohlcv" and oldest is not None and not recent:
+            raise InvalidRequest(
+                f"strategy 'ohlcv' cannot serve {symbol} {timeframe} from {format_ms(start)} "
+                f"on {info.key}: its candle endpoint answers only the latest "
+                f"{info.page_limit} candles (from {format_ms(oldest)}); use strategy "
+                "'auto' or 'trades'"
+            )
     if strategy == "trades":
         return TradesBackfill(info.key, symbol, timeframe, start, end)
     return OHLCVBackfill(info.key, symbol, timeframe, start, end)
 
 
-def _within_recent_page(
-    info: ExchangeInfo, timeframe: str | Timeframe, start: int, now: int | None
-) -> bool:
-    if now is None:
-        return False
+def _oldest_served(info: ExchangeInfo, timeframe: str | Timeframe, now: int) -> int:
+    """The oldest candle a shallow candle endpoint (``info.page_limit`` candles back
+    from ``now``) still serves, with one candle of margin: it moves on while we ask."""
     tf = Timeframe.parse(timeframe)
-    # one candle of margin: the oldest served candle moves on while we ask
-    oldest = tf.add(tf.floor(now), -(info.page_limit - 1))
-    return tf.ceil(start) >= oldest
+    return tf.add(tf.floor(now), -(info.page_limit - 1))
