@@ -131,7 +131,8 @@ def test_ensure_fetches_exact_candles_and_second_call_asks_nothing(emu: Exchange
 
 def test_padding_rule_and_dates_forms(emu: ExchangeEmulator) -> None:
     store = open_storage("memory://")
-    r = ensure_data(["BTC/USDT"], "1d", dt.date(2024, 2, 1), pd.Timestamp("2024-02-01"),
+    # a bare date as the end means the end of that day; a Timestamp is a time (exclusive)
+    r = ensure_data(["BTC/USDT"], "1d", pd.Timestamp("2024-02-01"), dt.date(2024, 2, 1),
                     client(emu), storage=store, progress=False)  # fmt: skip
     assert r.required == Interval(T2024 + DAY, T2024 + 32 * DAY)  # 2024-01-02 .. 2024-02-02
     r0 = ensure_data(["BTC/USDT"], "1d", "20240201", "20240201", client(emu), padding_days=0,
