@@ -57,6 +57,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -95,6 +96,8 @@ _TAIL_SEGMENTS: Final = 16
 #: Segment splits tolerated in the body (out-of-order writes, deletes) before ``compact_data``.
 _BODY_FRAGMENTS: Final = 64
 _LMDB_OPTIONS: Final = frozenset({"map_size"})
+#: ArcticDB's form of ``map_size`` (``convert_size_str_to_bytes``): 1 or more, then a unit.
+_MAP_SIZE_RE: Final = re.compile(r"[1-9][0-9]*(KB|MB|GB|TB)")
 _ONE_NS: Final = pd.Timedelta(1, "ns")
 # pandas' ns timestamps span about 1677..2262; bounds outside are open ends.
 _MIN_MS: Final = int(pd.Timestamp.min.value // 1_000_000) + 1
@@ -308,6 +311,12 @@ def _parse_url(url: str) -> tuple[str, str, Path, str]:
             raise InvalidRequest(
                 f"storage URL {url!r} has unknown option(s) {unknown}; allowed: map_size"
             )
+        for k, v in params:
+            if k == "map_size" and not _MAP_SIZE_RE.fullmatch(v):
+                raise InvalidRequest(
+                    f"map_size {v!r} is not valid; use a whole number and KB, MB, GB or TB "
+                    "(e.g. map_size=500GB)"
+                )
         root = Path(target).expanduser().resolve()
         uri = f"lmdb://{root}" + (f"?{urlencode(params)}" if params else "")
         return uri, f"lmdb:{root}", root / ".locks", url

@@ -1,0 +1,115 @@
+"""Storage faults on real files: stray and deleted partitions, bad URL options.
+
+Each test damages a real store the way a person or a disk does (a file copied in,
+a partition removed by hand) and checks what reads, ``coverage`` and ``ensure``
+make of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mdcollect import DatasetKey, Interval, IntervalSet, InvalidRequest, ensure_data, open_storage
+from mdcollect.exchanges import ExchangeClient
+from mdcollect.storage._naming import key_parts
+from mdcollect.storage.parquet import ParquetStorage
+from mdcollect.testing import ExchangeEmulator
+from tests.conftest import DAY, MINUTE, T0, candles
+
+KEY = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
+HOUR = 60 * MINUTE
+FEB = 1_706_745_600_000  # 2024-02-01T00:00Z
+MAR = 1_709_251_200_000  # 2024-03-01T00:00Z
+
+
+def dataset_dir(root: Path, key: DatasetKey = KEY) -> Path:
+    return root.joinpath(*key_parts(key))
+
+
+# -- parquet: files that are not ours, files that are gone -----------------------------
+
+
+@pytest.mark.parametrize("name", ["2024-13.parquet", "2024-02-30.parquet", "0000-00.parquet"])
+def test_stray_file_named_like_a_partition_is_ignored(tmp_path: Path, name: str) -> None:
+    st = ParquetStorage(tmp_path / "pq")
+    frame = candles(T0, 60)
+    st.write(KEY, frame, covered=Interval(T0, T0 + HOUR))
+    (dataset_dir(tmp_path / "pq") / name).write_bytes(b"not a partition")
+    out = st.read(KEY)
+    assert len(out) == 60 and out.index[0].value // 1_000_000 == T0
+    assert len(st.read(KEY, T0, T0 + 10 * MINUTE)) == 10
+    assert st.coverage(KEY) == IntervalSet([Interval(T0, T0 + HOUR)])
+    st.write(KEY, candles(T0 + HOUR, 60), covered=Interval(T0 + HOUR, T0 + 2 * HOUR))
+    st.delete(KEY, T0, T0 + 30 * MINUTE)
+    assert len(st.read(KEY)) == 90
+    assert st.keys() == [KEY]
+
+
+def test_partition_deleted_by_hand_takes_its_coverage_with_it(tmp_path: Path) -> None:
+    st = ParquetStorage(tmp_path / "pq")
+    frame = candles(T0, (MAR - T0) // MINUTE)  # January and February: two partitions
+    st.write(KEY, frame, covered=Interval(T0, MAR))
+    assert st.coverage(KEY) == IntervalSet([Interval(T0, MAR)])
+    (dataset_dir(tmp_path / "pq") / "2024-01.parquet").unlink()
+    assert st.coverage(KEY) == IntervalSet([Interval(FEB, MAR)])
+    assert len(st.read(KEY)) == (MAR - FEB) // MINUTE
+    # a fresh instance (another process) sees the same; writing keeps the loss
+    again = ParquetStorage(tmp_path / "pq")
+    assert again.coverage(KEY) == IntervalSet([Interval(FEB, MAR)])
+    again.write(KEY, frame.iloc[-10:], covered=Interval(MAR - 10 * MINUTE, MAR))
+    assert again.coverage(KEY) == IntervalSet([Interval(FEB, MAR)])
+
+
+def test_covered_span_without_rows_is_not_mistaken_for_a_lost_partition(
+    tmp_path: Path,
+) -> None:
+    st = ParquetStorage(tmp_path / "pq")
+    # January has no data at all (before a listing); February has rows
+    st.write(KEY, candles(T0, 0), covered=Interval(T0, FEB))
+    st.write(KEY, candles(FEB, 60), covered=Interval(FEB, FEB + HOUR))
+    assert st.coverage(KEY) == IntervalSet([Interval(T0, FEB + HOUR)])
+    st.delete(KEY, FEB, FEB + HOUR)  # the whole February partition goes, and its coverage
+    assert st.coverage(KEY) == IntervalSet([Interval(T0, FEB)])
+    assert not (dataset_dir(tmp_path / "pq") / "2024-02.parquet").exists()
+
+
+def test_coverage_files_of_older_versions_still_read(tmp_path: Path) -> None:
+    st = ParquetStorage(tmp_path / "pq")
+    st.write(KEY, candles(T0, 60), covered=Interval(T0, T0 + HOUR))
+    path = dataset_dir(tmp_path / "pq") / "_coverage.json"
+    path.write_text(json.dumps({"version": 1, "coverage": [[T0, T0 + HOUR]]}))
+    assert st.coverage(KEY) == IntervalSet([Interval(T0, T0 + HOUR)])
+    st.write(KEY, candles(T0 + HOUR, 60), covered=Interval(T0 + HOUR, T0 + 2 * HOUR))
+    assert json.loads(path.read_text())["parts"] == ["2024-01"]
+
+
+def test_ensure_refetches_a_partition_deleted_by_hand(tmp_path: Path) -> None:
+    url = f"parquet://{tmp_path / 'pq'}"
+    with ExchangeEmulator(rate_limits=False) as emu:
+        client = ExchangeClient("binance", base_url=emu.url, enableRateLimit=False)
+        args = (["BTC/USDT"], "1h", "2024-01-30", "2024-02-02", client, 0)
+        ensure_data(*args, storage=url, progress=False)
+        key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1h")
+        st = open_storage(url)
+        whole = st.read(key)
+        assert len(whole) == 4 * 24
+        (dataset_dir(tmp_path / "pq", key) / "2024.parquet").unlink()
+        before = len(emu.requests)
+        report = ensure_data(*args, storage=url, progress=False)
+        assert len(emu.requests) > before, "the lost rows must be fetched again"
+        assert report.ok
+        assert st.read(key).equals(whole)
+        assert st.coverage(key) == IntervalSet([Interval(T0 + 29 * DAY, T0 + 33 * DAY)])
+
+
+# -- URL options -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["abc", "0GB", "10gb", "5", "", "1.5GB", "-1GB", "GB"])
+def test_bad_map_size_is_an_invalid_request_naming_it(tmp_path: Path, size: str) -> None:
+    with pytest.raises(InvalidRequest, match=rf"map_size '{size}'.*KB, MB, GB or TB"):
+        open_storage(f"arctic+lmdb://{tmp_path / 'x'}?map_size={size}")
+    assert not (tmp_path / "x").exists()
