@@ -8,16 +8,34 @@ make of it.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mdcollect import DatasetKey, Interval, IntervalSet, InvalidRequest, ensure_data, open_storage
+from mdcollect import (
+    DatasetKey,
+    Interval,
+    IntervalSet,
+    InvalidRequest,
+    StorageError,
+    ensure_data,
+    open_storage,
+)
 from mdcollect.exchanges import ExchangeClient
-from mdcollect.storage._naming import key_parts
+from mdcollect.storage import _locks as locks
+from mdcollect.storage._naming import key_name, key_parts
+from mdcollect.storage.arctic import check_lmdb_file
 from mdcollect.storage.parquet import ParquetStorage
 from mdcollect.testing import ExchangeEmulator
-from tests.conftest import DAY, MINUTE, T0, candles
+from tests.conftest import DAY, MINUTE, T0, candles, run_python
+
+REPO = str(Path(__file__).parents[2])
 
 KEY = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
 HOUR = 60 * MINUTE
@@ -103,6 +121,114 @@ def test_ensure_refetches_a_partition_deleted_by_hand(tmp_path: Path) -> None:
         assert report.ok
         assert st.read(key).equals(whole)
         assert st.coverage(key) == IntervalSet([Interval(T0 + 29 * DAY, T0 + 33 * DAY)])
+
+
+# -- ArcticDB on LMDB: damaged files ------------------------------------------------------------
+
+OPEN_AND_READ = """
+import sys
+sys.path.insert(0, {repo!r})
+from mdcollect import DatasetKey, StorageError, open_storage
+key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
+try:
+    st = open_storage({url!r})
+    print("rows", len(st.read(key)), "coverage", st.coverage(key))
+except StorageError as exc:
+    print("StorageError:", exc)
+"""
+
+
+def _lmdb_store(root: Path) -> None:
+    with open_storage(f"arctic+lmdb://{root}") as st:
+        st.write(KEY, candles(T0, 20_000), covered=Interval(T0, T0 + 20_000 * MINUTE))
+
+
+@pytest.mark.parametrize(
+    ("env", "size", "needle"),
+    [
+        ("mdcollect", lambda n: n // 2, "is truncated"),
+        ("mdcollect", lambda n: 5000, "is truncated"),
+        ("mdcollect", lambda n: 0, "is empty"),
+        ("_arctic_cfg", lambda n: n - 4096, "is truncated"),
+    ],
+)
+def test_truncated_lmdb_file_is_a_storage_error_naming_it(
+    tmp_path: Path, env: str, size: Callable[[int], int], needle: str
+) -> None:
+    root = tmp_path / "lmdb"
+    run = run_python(
+        f"import sys; sys.path.insert(0, {REPO!r})\n"
+        "from tests.storage.test_faults import _lmdb_store\n"
+        f"_lmdb_store(__import__('pathlib').Path({str(root)!r}))"
+    )
+    assert run.returncode == 0, run.stderr
+    data = root / env / "data.mdb"
+    os.truncate(data, size(data.stat().st_size))
+    # in a child: before the check, reading a truncated file killed the process (SIGBUS)
+    # and an empty one read as an empty, uncovered store
+    out = run_python(OPEN_AND_READ.format(repo=REPO, url=f"arctic+lmdb://{root}"), timeout=60)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout.startswith("StorageError:"), out.stdout
+    assert needle in out.stdout and str(data) in out.stdout
+
+
+def test_whole_lmdb_files_pass_the_check(tmp_path: Path) -> None:
+    _lmdb_store(tmp_path / "lmdb")
+    for data in (tmp_path / "lmdb").glob("*/data.mdb"):
+        check_lmdb_file(data)
+    out = run_python(
+        OPEN_AND_READ.format(repo=REPO, url=f"arctic+lmdb://{tmp_path / 'lmdb'}"), timeout=60
+    )
+    assert out.stdout.startswith("rows 20000"), out.stdout + out.stderr
+
+
+def test_a_file_that_is_not_lmdb_is_refused(tmp_path: Path) -> None:
+    _lmdb_store(tmp_path / "lmdb")
+    data = tmp_path / "lmdb" / "mdcollect" / "data.mdb"
+    data.write_bytes(b"\0" * 65536)
+    with pytest.raises(StorageError, match="not an LMDB database"):
+        check_lmdb_file(data)
+
+
+# -- locks: a stuck writer ------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+@pytest.mark.parametrize("backend", ["parquet", "arctic+lmdb"])
+def test_a_writer_stuck_holding_the_lock_makes_writes_fail_not_hang(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "store"
+    st = open_storage(f"{backend}://{root}")
+    st.write(KEY, candles(T0, 10), covered=Interval(T0, T0 + 10 * MINUTE))
+    lock = root / ".locks" / f"{key_name(KEY)}.lock"
+    assert lock.exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(locks, "LOCK_TIMEOUT", 0.5)
+        t0 = time.monotonic()
+        with pytest.raises(StorageError, match=re.escape(str(lock))):
+            st.write(KEY, candles(T0 + 10 * MINUTE, 10))
+        assert time.monotonic() - t0 < 30
+        assert len(st.read(KEY)) == 10  # readers take no lock
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert st.write(KEY, candles(T0 + 10 * MINUTE, 10)) == 10
+    assert len(st.read(KEY)) == 20
+    st.close()
 
 
 # -- URL options -------------------------------------------------------------------------------

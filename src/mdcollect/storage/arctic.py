@@ -46,6 +46,16 @@ LMDB does not support opening one environment twice in a process. ArcticDB's
 per-process version cache is turned off (``VersionMap.ReloadInterval=0``): with
 it, a process builds writes on versions another process already replaced.
 
+Damaged files
+-------------
+Before an LMDB store is opened, every ``data.mdb`` under it is checked against its
+LMDB meta pages (:func:`check_lmdb_file`): a truncated file (which would kill the
+process with SIGBUS when a page past its end is read) or an empty one (which
+would read as an empty store, every dataset uncovered) is a :class:`StorageError`
+naming the file. Damage inside a file, or a file truncated while it is open,
+cannot be seen this cheaply. Waits for a dataset's write lock are bounded
+(:data:`~mdcollect.storage._locks.LOCK_TIMEOUT`).
+
 ArcticDB (6.x) holds the GIL during some S3 calls (``list_libraries``,
 ``get_library``, ``read_metadata``, ``list_symbols``, ``delete``): an S3 server
 running as a thread of the *same* Python process (moto's ``ThreadedMotoServer``)
@@ -58,6 +68,7 @@ import hashlib
 import logging
 import os
 import re
+import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -338,6 +349,80 @@ def _parse_url(url: str) -> tuple[str, str, Path, str]:
     )
 
 
+# -- LMDB files: what can be checked before ArcticDB maps them ---------------------------------
+
+# LMDB 0.9 (64-bit): two meta pages at the start of data.mdb, each a 16-byte page header
+# then MDB_meta: magic u32, version u32, address, mapsize, two 48-byte MDB_db records (the
+# first one's md_pad is the page size), last_pg, txnid. The live meta has the larger txnid.
+_LMDB_MAGIC: Final = 0xBEEFC0DE
+_META_FORMAT_LMDB: Final = struct.Struct("<II8x8xI44x48xQQ")
+_MIN_PAGE: Final = 512
+
+
+def _lmdb_meta(head: bytes, offset: int) -> tuple[int, int, int] | None:
+    """``(page size, last page, txnid)`` of the meta page at ``offset``, if it is one."""
+    if len(head) < offset + 16 + _META_FORMAT_LMDB.size:
+        return None
+    magic, _version, psize, last_pg, txnid = _META_FORMAT_LMDB.unpack_from(head, offset + 16)
+    if magic != _LMDB_MAGIC or psize < _MIN_PAGE or psize & (psize - 1):
+        return None
+    return psize, last_pg, txnid
+
+
+def check_lmdb_file(path: Path) -> None:
+    """Raise :class:`StorageError` naming ``path`` when it is not a whole LMDB file.
+
+    ArcticDB maps ``data.mdb`` into memory: reading a page past the end of a truncated
+    file kills the process with SIGBUS, and an empty file reads as an empty store (every
+    dataset silently uncovered). Both are caught here, before the file is mapped, from
+    the two meta pages. Damage *inside* the file (a page overwritten with other bytes)
+    cannot be seen without reading every page; LMDB may then fail, or crash.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(16 + _META_FORMAT_LMDB.size)
+            first = _lmdb_meta(head, 0)
+            second = None
+            if first is not None:
+                fh.seek(first[0])
+                second = _lmdb_meta(fh.read(16 + _META_FORMAT_LMDB.size), 0)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot read LMDB file {str(path)!r}: {exc}") from exc
+    if size == 0:
+        raise StorageError(
+            f"LMDB file {str(path)!r} is empty (0 bytes): it was truncated or not copied; "
+            "restore it from a backup (opening it would show an empty, uncovered store)"
+        )
+    if first is None:
+        raise StorageError(
+            f"LMDB file {str(path)!r} is not an LMDB database (its first page is not an LMDB "
+            "meta page): it is corrupt or not ArcticDB's; restore it from a backup"
+        )
+    metas = [m for m in (first, second) if m is not None]
+    psize, last_pg, _ = max(metas, key=lambda m: m[2])
+    need = (last_pg + 1) * psize
+    if size < need:
+        raise StorageError(
+            f"LMDB file {str(path)!r} is truncated: {size} bytes, but its last page ends at "
+            f"{need}; restore it from a backup (reading it would crash the process with SIGBUS)"
+        )
+
+
+def _check_lmdb_root(root: Path) -> None:
+    """:func:`check_lmdb_file` for every ArcticDB environment under an LMDB root."""
+    try:
+        envs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot list LMDB store {str(root)!r}: {exc}") from exc
+    for env in envs:
+        check_lmdb_file(env / "data.mdb")
+
+
 # -- the backend -------------------------------------------------------------------------------
 
 
@@ -364,6 +449,8 @@ class ArcticStorage(DataCollectionStorage):
         self._cache_key = cache_key
         self._lock_dir = lock_dir
         self._pid = os.getpid()
+        if uri.startswith("lmdb://"):
+            _check_lmdb_root(lock_dir.parent)
         with _translated(f"open {_redact(url)}"):
             self._library: Any = _acquire(cache_key, uri, lock_dir)
         self._closed = False
