@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from mdcollect import (
     ensure_data,
     open_storage,
 )
+from mdcollect.cli import main
 from mdcollect.exchanges import ExchangeClient
 from mdcollect.storage import _locks as locks
 from mdcollect.storage._naming import key_name, key_parts
@@ -188,6 +189,62 @@ def test_a_file_that_is_not_lmdb_is_refused(tmp_path: Path) -> None:
     data.write_bytes(b"\0" * 65536)
     with pytest.raises(StorageError, match="not an LMDB database"):
         check_lmdb_file(data)
+
+
+# -- a store on a read-only file system ---------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_view(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """``(writable dir, the same dir bind-mounted read-only)``: a real read-only file
+    system (root ignores mode bits, so ``chmod a-w`` would prove nothing)."""
+    src, view = tmp_path / "rw", tmp_path / "ro"
+    src.mkdir()
+    view.mkdir()
+    bind = subprocess.run(["mount", "--bind", str(src), str(view)], capture_output=True)
+    if bind.returncode != 0:
+        pytest.skip(f"cannot bind-mount (needs root): {bind.stderr.decode().strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=True)
+        yield src, view
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+
+
+def test_arctic_lmdb_store_on_a_read_only_file_system_is_read(
+    read_only_view: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, view = read_only_view
+    key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1h")
+    with ExchangeEmulator(rate_limits=False) as emu:
+        client = ExchangeClient("binance", base_url=emu.url, enableRateLimit=False)
+        args = (["BTC/USDT"], "1h", "2024-01-01", "2024-01-02", client, 0)
+        with open_storage(f"arctic+lmdb://{src / 'store'}") as rw:
+            ensure_data(*args, storage=rw, progress=False)
+            rows, coverage = rw.read(key), rw.coverage(key)
+        assert len(rows) == 48
+        with pytest.raises(OSError):
+            (view / "store" / "probe").write_text("x")  # the view really is read-only
+
+        url = f"arctic+lmdb://{view / 'store'}"
+        st = open_storage(url)
+        assert st.keys() == [key]
+        assert st.read(key).equals(rows)
+        assert st.coverage(key) == coverage
+        n = len(emu.requests)
+        report = ensure_data(*args, storage=st, progress=False)  # fully covered: reads only
+        assert report.ok and len(emu.requests) == n
+        with pytest.raises(StorageError, match="read-only"):
+            st.write(key, rows.iloc[:1])
+        with pytest.raises(StorageError, match="read-only"):
+            st.delete(key)
+        st.close()
+
+    assert main(["--storage", url, "ls"]) == 0
+    assert "binance:ohlcv:1h:BTC/USDT" in capsys.readouterr().out
+    out = tmp_path / "btc.csv"
+    assert main(["--storage", url, "export", "binance:ohlcv:1h:BTC/USDT", "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 49
 
 
 # -- locks: a stuck writer ------------------------------------------------------------------------

@@ -64,10 +64,12 @@ then deadlocks. Run such a server in its own process.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
 import re
+import shutil
 import struct
 import tempfile
 import threading
@@ -423,6 +425,80 @@ def _check_lmdb_root(root: Path) -> None:
         check_lmdb_file(env / "data.mdb")
 
 
+# -- read-only file systems ----------------------------------------------------------------------
+
+# ArcticDB (6.x) cannot open LMDB read-only: it opens every environment read-write and
+# begins a write transaction to create its tables (with MDB_RDONLY through the config
+# "LMDBStorage.ExtraFlags" that transaction fails: "mdb_txn_begin: Permission denied").
+# A store on a read-only file system is therefore read from a private copy of its
+# data.mdb files, made once per process at first open; writes to it are refused.
+_SNAPSHOTS: dict[Path, Path] = {}
+_SNAPSHOTS_LOCK = threading.Lock()
+
+
+def _is_read_only(root: Path) -> bool:
+    """True when ``root`` exists on a file system mounted read-only (mode bits aside)."""
+    try:
+        return bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    except FileNotFoundError:
+        return False
+
+
+def _snapshot(root: Path) -> Path:
+    """A private writable copy of the LMDB store at ``root`` (one per process)."""
+    with _SNAPSHOTS_LOCK:
+        copy = _SNAPSHOTS.get(root)
+        if copy is not None and copy.is_dir():
+            return copy
+        copy = Path(tempfile.mkdtemp(prefix="mdcollect-readonly-"))
+        try:
+            size = 0
+            for env in sorted(root.iterdir()):
+                data = env / "data.mdb"
+                if env.name.startswith(".") or not data.is_file():
+                    continue
+                (copy / env.name).mkdir()
+                shutil.copyfile(data, copy / env.name / "data.mdb")
+                size += data.stat().st_size
+        except BaseException:
+            shutil.rmtree(copy, ignore_errors=True)
+            raise
+        log.info(
+            "%s is on a read-only file system: reading a copy of it (%d bytes) in %s",
+            root,
+            size,
+            copy,
+        )
+        _SNAPSHOTS[root] = copy
+        return copy
+
+
+def _lmdb_source(uri: str, cache_key: str, lock_dir: Path) -> tuple[str, str, Path, bool]:
+    """Check an LMDB store's files; point a read-only one at its private copy.
+
+    Returns ``(uri, handle cache key, lock dir, read_only)``.
+    """
+    root = lock_dir.parent
+    _check_lmdb_root(root)
+    if not _is_read_only(root):
+        return uri, cache_key, lock_dir, False
+    with _translated(f"copy the read-only store {root}"):
+        copy = _snapshot(root)
+    _, _, query = uri.partition("?")
+    return (
+        f"lmdb://{copy}" + (f"?{query}" if query else ""),
+        f"lmdb-copy:{root}",
+        copy / ".locks",
+        True,
+    )
+
+
+@atexit.register
+def _remove_snapshots() -> None:
+    for copy in _SNAPSHOTS.values():
+        shutil.rmtree(copy, ignore_errors=True)
+
+
 # -- the backend -------------------------------------------------------------------------------
 
 
@@ -444,13 +520,15 @@ class ArcticStorage(DataCollectionStorage):
 
     def __init__(self, url: str) -> None:
         uri, cache_key, lock_dir, shown = _parse_url(url)
+        #: True when the store is on a read-only file system: it is read, never written
+        self.read_only = False
+        if uri.startswith("lmdb://"):
+            uri, cache_key, lock_dir, self.read_only = _lmdb_source(uri, cache_key, lock_dir)
         self.url = shown
         self._uri = uri
         self._cache_key = cache_key
         self._lock_dir = lock_dir
         self._pid = os.getpid()
-        if uri.startswith("lmdb://"):
-            _check_lmdb_root(lock_dir.parent)
         with _translated(f"open {_redact(url)}"):
             self._library: Any = _acquire(cache_key, uri, lock_dir)
         self._closed = False
@@ -499,7 +577,14 @@ class ArcticStorage(DataCollectionStorage):
         return key_name(key)
 
     # -- frames -------------------------------------------------------------------------
+    def _writable(self, what: str) -> None:
+        if self.read_only:
+            raise StorageError(
+                f"cannot {what}: {self.url} is on a read-only file system (opened for reading)"
+            )
+
     def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
+        self._writable(f"write {key}")
         symbol = self._symbol(key)
         with _translated(f"write {key}"), self._locked(symbol):
             meta = self._meta(symbol)
@@ -637,6 +722,7 @@ class ArcticStorage(DataCollectionStorage):
         return [k for k in keys if k is not None]
 
     def _delete(self, key: DatasetKey, start: int | None, end: int | None) -> None:
+        self._writable(f"delete from {key}")
         symbol = self._symbol(key)
         with _translated(f"delete from {key}"), self._locked(symbol):
             lib = self._lib
@@ -661,6 +747,7 @@ class ArcticStorage(DataCollectionStorage):
 
     # -- single points --------------------------------------------------------------------
     def _store(self, key: str, payload: str, timestamp: int) -> None:
+        self._writable(f"store a point under {key!r}")
         frame = _point_frame(payload, timestamp)
         symbol = _POINT_PREFIX + encode_name(key)
         with _translated(f"store a point under {key!r}"), self._locked(symbol):
