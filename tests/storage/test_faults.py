@@ -191,6 +191,92 @@ def test_a_file_that_is_not_lmdb_is_refused(tmp_path: Path) -> None:
         check_lmdb_file(data)
 
 
+# -- a full disk ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 12 MB file system (tmpfs) that fills up."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {made.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def _assert_coverage_has_its_rows(url: str, key: DatasetKey) -> IntervalSet:
+    with open_storage(url) as st:
+        ms = st.read(key).index.asi8 // 1_000_000
+        coverage = st.coverage(key)
+        for iv in coverage:
+            lo, hi = (int(i) for i in ms.searchsorted([iv.start, iv.end]))
+            assert list(ms[lo:hi]) == list(range(iv.start, iv.end, MINUTE)), f"{iv} lacks rows"
+    return coverage
+
+
+def test_ensure_on_a_full_disk_exits_1_cleanly_and_keeps_data_consistent(
+    small_disk: Path,
+) -> None:
+    url = f"arctic+lmdb://{small_disk / 'store'}"
+    argv = ["--storage", url, "--emulate", "--no-progress", "ensure", "BTC/USDT", "--timeframe",
+            "1m", "--start", "2024-01-01", "--end", "2024-04-30", "--exchange", "binance",
+            "--padding-days", "0"]  # fmt: skip
+    run = run_python(
+        f"import sys; sys.path.insert(0, {REPO!r})\n"
+        f"from mdcollect.cli import main\nsys.exit(main({argv!r}))",
+        timeout=300,
+    )
+    # before: the StorageError was printed, then the process died with SIGABRT (134)
+    assert run.returncode == 1, (run.returncode, run.stderr[-2000:])
+    assert "double free" not in run.stderr
+    assert "disk" in run.stderr and "full" in run.stderr
+    coverage = _assert_coverage_has_its_rows(url, DatasetKey("binance", "BTC/USDT", "ohlcv", "1m"))
+    assert coverage.total > 0, "what fitted on the disk is kept and covered"
+
+
+FILL_PAST_THE_CHECK = """
+import sys
+sys.path.insert(0, {repo!r})
+import mdcollect.storage.arctic as arctic
+arctic._SPACE_MARGIN = -(10**12)  # blind the free-space check: LMDB itself runs out
+from mdcollect import DatasetKey, Interval, StorageError, open_storage
+from tests.conftest import T0, candles
+st = open_storage({url!r})
+key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
+try:
+    for i in range(1000):
+        lo = T0 + i * 20_000 * 60_000
+        st.write(key, candles(lo, 20_000, seed=i), covered=Interval(lo, lo + 20_000 * 60_000))
+except StorageError as exc:
+    print("first:", exc, flush=True)
+try:
+    st.read(key)
+except StorageError as exc:
+    print("then:", exc, flush=True)
+st.close()
+sys.exit(1)
+"""
+
+
+def test_a_failed_lmdb_commit_does_not_abort_the_process(small_disk: Path) -> None:
+    url = f"arctic+lmdb://{small_disk / 'store'}"
+    run = run_python(FILL_PAST_THE_CHECK.format(repo=REPO, url=url), timeout=300)
+    # before: "double free or corruption" and SIGABRT (134) when the handle was freed
+    assert run.returncode == 1, (run.returncode, run.stderr[-2000:])
+    assert "double free" not in run.stderr
+    first, then = run.stdout.splitlines()
+    assert "mdb_txn_commit" in first
+    assert "new process" in then
+    coverage = _assert_coverage_has_its_rows(url, DatasetKey("binance", "BTC/USDT", "ohlcv", "1m"))
+    assert coverage.total > 0
+
+
 # -- a store on a read-only file system ---------------------------------------------------------
 
 

@@ -56,6 +56,17 @@ naming the file. Damage inside a file, or a file truncated while it is open,
 cannot be seen this cheaply. Waits for a dataset's write lock are bounded
 (:data:`~mdcollect.storage._locks.LOCK_TIMEOUT`).
 
+A full disk: a write first checks the free space (twice the frame plus 8 MiB), so
+a nearly full disk is a :class:`StorageError` before LMDB is touched. Should LMDB
+still fail to commit, ArcticDB 6.x would free the transaction twice when its
+handle is destroyed (SIGABRT, "double free or corruption", at the latest at exit):
+that handle is kept alive and retired instead, and the store can be used again
+from a new process. Nothing of the failed write is stored; coverage is not ahead.
+
+A read-only file system: ArcticDB opens every LMDB environment read-write, so a
+store on a read-only mount is read from a private copy of its ``data.mdb`` files
+(in the temp dir, made once per process, removed at exit); writes are refused.
+
 ArcticDB (6.x) holds the GIL during some S3 calls (``list_libraries``,
 ``get_library``, ``read_metadata``, ``list_symbols``, ``delete``): an S3 server
 running as a thread of the *same* Python process (moto's ``ThreadedMotoServer``)
@@ -65,6 +76,7 @@ then deadlocks. Run such a server in its own process.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import hashlib
 import logging
 import os
@@ -425,6 +437,57 @@ def _check_lmdb_root(root: Path) -> None:
         check_lmdb_file(env / "data.mdb")
 
 
+# -- a full disk -----------------------------------------------------------------------------------
+
+# After LMDB fails to commit a write (a full disk: "mdb_txn_commit: Input/output error", or
+# a full map), ArcticDB (6.x) frees the transaction twice when its handle is destroyed: the
+# process dies with "double free or corruption" (SIGABRT), at the latest when it exits,
+# after everything else went well. Two defences:
+#
+# * before a write, free space is checked (:func:`_check_space`), so a nearly full disk
+#   is a StorageError before LMDB is touched, and the handle stays usable;
+# * a handle that did fail a commit is never destroyed (one extra reference, leaked on
+#   purpose; the failed transaction wrote nothing, and LMDB needs no close to stay
+#   consistent) and no longer used: the process exits with its own status.
+_BROKEN: dict[str, str] = {}
+#: Free bytes a write leaves at least, beside twice the frame's size (LMDB copies pages).
+_SPACE_MARGIN: Final = 8 * 2**20
+
+
+def _check_space(root: Path, frame: pd.DataFrame, what: str) -> None:
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return  # not there yet: ArcticDB creates it, or says why not
+    free = st.f_bavail * st.f_frsize
+    need = 2 * int(frame.memory_usage(index=True, deep=True).sum()) + _SPACE_MARGIN
+    if free < need:
+        raise StorageError(
+            f"cannot {what}: the disk of {root} is (nearly) full: {free:,} bytes free, and "
+            f"this write of {len(frame):,} rows may need {need:,}; free some space and retry"
+        )
+
+
+def _poison(cache_key: str, reason: str) -> None:
+    """Keep a handle whose LMDB commit failed alive for good, and out of use."""
+    with _HANDLES_LOCK:
+        handle = _HANDLES.get(cache_key)
+        if handle is not None and cache_key not in _BROKEN:
+            for obj in (handle.arctic, handle.library):
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+        _BROKEN[cache_key] = reason
+    log.error("LMDB failed to commit a write; this process no longer uses the store: %s", reason)
+
+
+def _check_not_broken(cache_key: str, url: str) -> None:
+    reason = _BROKEN.get(cache_key)
+    if reason is not None:
+        raise StorageError(
+            f"{url} failed a write earlier in this process ({reason}); it can only be used "
+            "again from a new process (what was written before is intact)"
+        )
+
+
 # -- read-only file systems ----------------------------------------------------------------------
 
 # ArcticDB (6.x) cannot open LMDB read-only: it opens every environment read-write and
@@ -529,6 +592,7 @@ class ArcticStorage(DataCollectionStorage):
         self._cache_key = cache_key
         self._lock_dir = lock_dir
         self._pid = os.getpid()
+        _check_not_broken(cache_key, _redact(url))
         with _translated(f"open {_redact(url)}"):
             self._library: Any = _acquire(cache_key, uri, lock_dir)
         self._closed = False
@@ -554,6 +618,7 @@ class ArcticStorage(DataCollectionStorage):
     def _lib(self) -> Any:
         if self._closed:
             raise StorageError(f"{self!r} is closed")
+        _check_not_broken(self._cache_key, _redact(self.url))
         if self._pid != os.getpid():  # forked: the parent's LMDB handle is unusable here
             with _translated(f"reopen {_redact(self.url)} after fork"):
                 self._library = _acquire(self._cache_key, self._uri, self._lock_dir)
@@ -583,10 +648,23 @@ class ArcticStorage(DataCollectionStorage):
                 f"cannot {what}: {self.url} is on a read-only file system (opened for reading)"
             )
 
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """:func:`_translated` for writes; a failed LMDB commit retires the handle."""
+        try:
+            with _translated(what):
+                yield
+        except StorageError as exc:
+            if self._uri.startswith("lmdb://") and "mdb_" in str(exc):
+                _poison(self._cache_key, str(exc.__cause__ or exc))
+            raise
+
     def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
         self._writable(f"write {key}")
+        if self._uri.startswith("lmdb://") and len(frame):
+            _check_space(self._lock_dir.parent, frame, f"write {key}")
         symbol = self._symbol(key)
-        with _translated(f"write {key}"), self._locked(symbol):
+        with self._writing(f"write {key}"), self._locked(symbol):
             meta = self._meta(symbol)
             old_cov = meta.coverage if meta is not None else IntervalSet()
             coverage = old_cov | covered if covered is not None else old_cov
@@ -724,7 +802,7 @@ class ArcticStorage(DataCollectionStorage):
     def _delete(self, key: DatasetKey, start: int | None, end: int | None) -> None:
         self._writable(f"delete from {key}")
         symbol = self._symbol(key)
-        with _translated(f"delete from {key}"), self._locked(symbol):
+        with self._writing(f"delete from {key}"), self._locked(symbol):
             lib = self._lib
             if start is None and end is None:
                 if lib.has_symbol(symbol):
@@ -750,7 +828,7 @@ class ArcticStorage(DataCollectionStorage):
         self._writable(f"store a point under {key!r}")
         frame = _point_frame(payload, timestamp)
         symbol = _POINT_PREFIX + encode_name(key)
-        with _translated(f"store a point under {key!r}"), self._locked(symbol):
+        with self._writing(f"store a point under {key!r}"), self._locked(symbol):
             meta = self._meta(symbol)
             self._upsert(symbol, frame, meta, IntervalSet(), _merge_points)
 
