@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from mdcollect import (
     DatasetKey,
@@ -34,7 +35,7 @@ from mdcollect.storage._naming import key_name, key_parts
 from mdcollect.storage.arctic import check_lmdb_file
 from mdcollect.storage.parquet import ParquetStorage
 from mdcollect.testing import ExchangeEmulator
-from tests.conftest import DAY, MINUTE, T0, candles, run_python
+from tests.conftest import DAY, MINUTE, T0, RedisServer, candles, run_python
 
 REPO = str(Path(__file__).parents[2])
 
@@ -122,6 +123,34 @@ def test_ensure_refetches_a_partition_deleted_by_hand(tmp_path: Path) -> None:
         assert report.ok
         assert st.read(key).equals(whole)
         assert st.coverage(key) == IntervalSet([Interval(T0 + 29 * DAY, T0 + 33 * DAY)])
+
+
+# -- redis: a bucket lost (evicted, deleted by hand) ------------------------------------------------
+
+
+def test_redis_bucket_lost_takes_its_coverage_with_it(redis_server: RedisServer) -> None:
+    raw = redis.Redis(port=redis_server.port)
+    raw.flushall()
+    st = open_storage(redis_server.url)
+    st.write(KEY, candles(T0, 3 * 1440), covered=Interval(T0, T0 + 3 * DAY))  # 3 daily buckets
+    assert st.coverage(KEY) == IntervalSet([Interval(T0, T0 + 3 * DAY)])
+    buckets = sorted(k.decode() for k in raw.scan_iter(match="*:b:*"))
+    assert len(buckets) == 3 and buckets[1].endswith(f":b:{T0 + DAY}")
+    raw.delete(buckets[1])  # as maxmemory eviction or a hand would
+    expected = IntervalSet([Interval(T0, T0 + DAY), Interval(T0 + 2 * DAY, T0 + 3 * DAY)])
+    assert st.coverage(KEY) == expected
+    assert len(st.read(KEY)) == 2 * 1440
+    # repaired in Redis too: another client agrees, and rows written back to that day
+    # without coverage (a partial refetch) do not make the old claim true again
+    other = open_storage(redis_server.url)
+    st.write(KEY, candles(T0 + DAY, 10))
+    assert other.coverage(KEY) == expected
+    st.write(KEY, candles(T0 + DAY, 1440), covered=Interval(T0 + DAY, T0 + 2 * DAY))
+    assert other.coverage(KEY) == IntervalSet([Interval(T0, T0 + 3 * DAY)])
+    assert len(other.read(KEY)) == 3 * 1440
+    st.close()
+    other.close()
+    raw.close()
 
 
 # -- ArcticDB on LMDB: damaged files ------------------------------------------------------------
