@@ -66,6 +66,11 @@ def test_stray_file_named_like_a_partition_is_ignored(tmp_path: Path, name: str)
     st.delete(KEY, T0, T0 + 30 * MINUTE)
     assert len(st.read(KEY)) == 90
     assert st.keys() == [KEY]
+    # a folder holding nothing but such a file is no dataset
+    lone = dataset_dir(tmp_path / "pq", DatasetKey("binance", "ETH/USDT", "ohlcv", "1m"))
+    lone.mkdir(parents=True)
+    (lone / name).write_bytes(b"not a partition")
+    assert st.keys() == [KEY]
 
 
 def test_partition_deleted_by_hand_takes_its_coverage_with_it(tmp_path: Path) -> None:

@@ -444,7 +444,11 @@ def _label(part: _Part) -> str:
 def _has_dataset(directory: Path) -> bool:
     try:
         with os.scandir(directory) as it:
-            return any(e.name == _COVERAGE or _PART_RE.match(e.name) for e in it)
+            return any(
+                e.name == _COVERAGE
+                or (_PART_RE.match(e.name) and _label_span(e.name.removesuffix(".parquet")))
+                for e in it
+            )
     except FileNotFoundError:
         return False
 
