@@ -563,7 +563,11 @@ class RedisStorage(DataCollectionStorage):
         self, ds: str, starts: list[int], span: int, coverage: IntervalSet
     ) -> list[int]:
         """Covered buckets listed in ``idx`` whose key does not exist."""
-        covered = [s for s in starts if coverage & IntervalSet([Interval(s, s + span)])]
+        at = np.asarray(starts, dtype=np.int64)
+        hit = np.zeros(len(at), dtype=bool)
+        for iv in coverage:
+            hit |= (at < iv.end) & (at + span > iv.start)
+        covered = [int(s) for s in at[hit]]
         lost: list[int] = []
         for i in range(0, len(covered), MGET_CHUNK):
             chunk = covered[i : i + MGET_CHUNK]
