@@ -181,6 +181,9 @@ def candles(start_ms: int, n: int, step: int = MINUTE, seed: int = 0) -> pd.Data
     """``n`` deterministic candles from ``start_ms``, every ``step`` ms."""
     rng = np.random.default_rng(seed)
     close = 100 + np.cumsum(rng.normal(0, 1, n))
+    # a long walk would go below zero, which no market (and storage.write) accepts:
+    # reflect it at 1 (a short walk, under ~10,000 rows, is unchanged)
+    close = np.where(close < 1, 2 - close, close)
     open_ = np.r_[100.0, close[:-1]]
     high = np.maximum(open_, close) + rng.random(n)
     low = np.minimum(open_, close) - rng.random(n)

@@ -22,7 +22,7 @@ has a unique index.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import numpy as np
@@ -31,10 +31,12 @@ from attrs import frozen
 
 from ._errors import InvalidRequest
 from ._keys import Kind
+from ._time import MIN_PLAUSIBLE_MS, Timeframe, format_ms
 
 __all__ = [
     "SCHEMAS",
     "Schema",
+    "check_rows",
     "empty_frame",
     "index_ms",
     "merge_frames",
@@ -42,6 +44,7 @@ __all__ = [
     "slice_frame",
 ]
 
+_INT64_MAX: Final = np.iinfo(np.int64).max
 _F = "float64"
 _I = "int64"
 _S = "str"
@@ -89,6 +92,9 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
     "funding": Schema("funding", {"rate": _F}, {"mark_price": _F, "index_price": _F}),
 }
 
+#: The ms a ``datetime64[ns]`` index can hold (pandas' ``Timestamp.min``/``max``).
+_MIN_TS_MS: Final = -(-pd.Timestamp.min.value // 1_000_000)
+_MAX_TS_MS: Final = pd.Timestamp.max.value // 1_000_000
 _BOOK_RE: Final = re.compile(r"^(bid|ask)_(px|sz)_(\d+)$")
 _SIDES: Final = frozenset({"buy", "sell"})
 
@@ -145,8 +151,20 @@ def _to_index(frame: pd.DataFrame) -> pd.DatetimeIndex:
             if col.isna().any():
                 raise InvalidRequest("frame has NaN timestamps; every row needs a time")
             values = col.to_numpy()
+            if values.dtype.kind == "c":
+                raise InvalidRequest(f"timestamp column must hold ms ints, got dtype {col.dtype}")
             if values.dtype.kind == "f" and not np.all(np.mod(values, 1) == 0):
-                raise InvalidRequest("timestamp column must hold whole milliseconds")
+                at = _first(np.mod(values, 1) != 0)
+                raise InvalidRequest(
+                    f"timestamp column must hold whole milliseconds; row {at} has {values[at]!r}"
+                )
+            out_of_range = (values < _MIN_TS_MS) | (values > _MAX_TS_MS)
+            if out_of_range.any():
+                at = _first(out_of_range)
+                raise InvalidRequest(
+                    f"timestamp {values[at]} in row {at} is out of range; allowed: ms from "
+                    f"{_MIN_TS_MS} to {_MAX_TS_MS} (years 1677 to 2262)"
+                )
             return pd.DatetimeIndex(
                 pd.to_datetime(values.astype("int64"), unit="ms", utc=True), name="timestamp"
             )
@@ -173,15 +191,34 @@ def _to_index(frame: pd.DataFrame) -> pd.DatetimeIndex:
         )
     if idx.hasnans:
         raise InvalidRequest("frame has NaT timestamps; every row needs a time")
-    return pd.DatetimeIndex(idx.tz_convert("UTC").as_unit("ns"), name="timestamp")
+    try:
+        return pd.DatetimeIndex(idx.tz_convert("UTC").as_unit("ns"), name="timestamp")
+    except (OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+        bad = (idx < pd.Timestamp.min.tz_localize("UTC")) | (
+            idx > pd.Timestamp.max.tz_localize("UTC")
+        )
+        at = _first(np.asarray(bad))
+        raise InvalidRequest(
+            f"timestamp {idx[at]} in row {at} is out of range; allowed: "
+            f"{pd.Timestamp.min} to {pd.Timestamp.max}"
+        ) from exc
 
 
-def normalize_frame(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
+def _first(mask: np.ndarray) -> int:
+    return int(np.argmax(mask))
+
+
+def normalize_frame(
+    kind: Kind, frame: pd.DataFrame, *, strict: bool = False, timeframe: Timeframe | None = None
+) -> pd.DataFrame:
     """Validate ``frame`` against ``kind``'s schema and return it normalised.
 
     The result has the ``timestamp`` index (UTC, ns), schema column order and
     dtypes, is sorted, and holds each row identity once (the last one wins).
     Raises :class:`InvalidRequest` naming the problem.
+
+    ``strict`` (what :meth:`DataCollectionStorage.write` asks for) also checks the
+    values: see :func:`check_rows`; ``timeframe`` is the candles' (``ohlcv``).
     """
     if not isinstance(frame, pd.DataFrame):
         raise InvalidRequest(f"expected a pandas DataFrame, got {type(frame).__name__}")
@@ -209,11 +246,97 @@ def normalize_frame(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
     for c in cols:
         out[c] = _coerce(frame[c], schema.dtype(c), c, kind)
     result = pd.DataFrame(out, index=index)
+    if strict:
+        ms_column = "timestamp" in frame.columns and pd.api.types.is_numeric_dtype(
+            frame["timestamp"].dtype
+        )
+        check_rows(kind, result, timeframe, ms_column=ms_column)
     return _dedupe_sort(kind, result)
+
+
+# columns whose values are never negative (funding rates and premiums can be)
+_NON_NEGATIVE: Final = {
+    "ohlcv": ("open", "high", "low", "close", "volume", "trades"),
+    "trades": ("price", "amount"),
+    "ticker": ("bid", "ask", "last", "bid_size", "ask_size", "base_volume"),
+    "funding": ("mark_price", "index_price"),
+}
+# columns that must have a value in every row (a ticker may lack a bid, a book a level)
+_NOT_NAN: Final = {
+    "ohlcv": ("open", "high", "low", "close", "volume"),
+    "trades": ("price", "amount"),
+    "funding": ("rate",),
+}
+
+
+def check_rows(
+    kind: Kind, frame: pd.DataFrame, timeframe: Timeframe | None, *, ms_column: bool = False
+) -> None:
+    """Refuse values no market produces, naming the first bad row (its position in
+    ``frame`` and its time): NaN where a value is required, infinities, negative prices,
+    sizes and counts, ``high < low``, times that are not whole milliseconds, candles off
+    their timeframe's grid, and (``ms_column``: the times came as ms ints) epoch seconds.
+    """
+    assert isinstance(frame.index, pd.DatetimeIndex)
+    ns = frame.index.asi8
+    ms = ns // 1_000_000
+    # (rows that are bad, what is wrong with row i)
+    problems: list[tuple[np.ndarray, Callable[[int], str]]] = []
+    if ms_column:
+        problems.append(
+            (
+                (ms > 0) & (ms < MIN_PLAUSIBLE_MS),
+                lambda i: (
+                    f"its timestamp {ms[i]} looks like seconds since the epoch; "
+                    f"pass milliseconds ({ms[i] * 1000})"
+                ),
+            )
+        )
+    problems.append((ns % 1_000_000 != 0, lambda i: "its timestamp is not a whole millisecond"))
+    if timeframe is not None and len(ms):
+        if timeframe.is_calendar:
+            grid = np.fromiter((timeframe.floor(int(t)) for t in ms), np.int64, len(ms))
+            off = grid != ms
+        else:  # vectorised: fixed candles start at floor(0) plus whole steps
+            off = (ms - timeframe.floor(0)) % timeframe.ms != 0
+        problems.append((off, lambda i: f"its timestamp is not the start of a {timeframe} candle"))
+    not_nan = _NOT_NAN.get(kind, ())
+    non_negative = _NON_NEGATIVE.get(kind, tuple(frame.columns) if kind == "orderbook" else ())
+    for c in frame.columns:
+        values = frame[c].to_numpy()
+        if values.dtype.kind == "f":
+            problems.append((np.isinf(values), _says(f"{c!r} is {{}}", values)))
+            if c in not_nan:
+                problems.append((np.isnan(values), _says(f"{c!r} is NaN")))
+        if values.dtype.kind in "fi" and c in non_negative:
+            problems.append((values < 0, _says(f"{c!r} is negative ({{}})", values)))
+    if kind == "ohlcv":
+        high, low = frame["high"].to_numpy(), frame["low"].to_numpy()
+        problems.append((high < low, lambda i: f"'high' {high[i]} is below 'low' {low[i]}"))
+    bad = [(_first(mask), why) for mask, why in problems if mask.any()]
+    if bad:
+        at, why = min(bad, key=lambda b: b[0])
+        raise InvalidRequest(
+            f"{kind} row {at} ({format_ms(int(ms[at]))}) is not valid: {why(at)}; "
+            "nothing was written"
+        )
+
+
+def _says(text: str, values: np.ndarray | None = None) -> Callable[[int], str]:
+    # what is wrong with row i: ``text`` with that row's value in its ``{}``
+    return lambda i: text if values is None else text.format(values[i])
 
 
 def _coerce(series: pd.Series, dtype: str, name: str, kind: str) -> np.ndarray:
     values = series.to_numpy()
+    if values.dtype.kind == "c" or (
+        values.dtype == object and any(isinstance(v, complex | np.complexfloating) for v in values)
+    ):
+        at = _first(np.array([isinstance(v, complex | np.complexfloating) for v in values]))
+        raise InvalidRequest(
+            f"{kind} column {name!r} has the complex number {values[at]!r} in row {at}; "
+            "allowed: real numbers"
+        )
     if dtype == _F:
         try:
             return values.astype("float64")
@@ -222,6 +345,12 @@ def _coerce(series: pd.Series, dtype: str, name: str, kind: str) -> np.ndarray:
     if dtype == _I:
         if series.isna().any():
             raise InvalidRequest(f"{kind} column {name!r} must be whole numbers without NaN")
+        if values.dtype.kind in "uf" and len(values) and (values > _INT64_MAX).any():
+            at = _first(values > _INT64_MAX)
+            raise InvalidRequest(
+                f"{kind} column {name!r} has {values[at]} in row {at}; allowed: integers up to "
+                f"{_INT64_MAX}"
+            )
         try:
             as_int = values.astype("int64")
         except (TypeError, ValueError) as exc:

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from typing import Final
 
+import numpy as np
 import pandas as pd
 from attrs import frozen
 
@@ -18,7 +19,9 @@ from ._errors import InvalidRequest
 __all__ = [
     "CCXT_TIMEFRAMES",
     "DEFAULT_PADDING_DAYS",
+    "MIN_PLAUSIBLE_MS",
     "Timeframe",
+    "check_ms",
     "end_ms",
     "format_ms",
     "now_ms",
@@ -37,6 +40,10 @@ _WEEK_OFFSET: Final = 4 * DAY
 #: Days ensured before a requested start by default (startup candles for indicators):
 #: the one default of ``ensure_data``, ``mdcollect ensure``, the service and its client.
 DEFAULT_PADDING_DAYS: Final = 30
+
+#: A number of ms below this (1973-03-03 as ms, year 5138 as seconds) is taken for epoch
+#: *seconds* passed where ms are expected, and refused rather than read as a 1970 time.
+MIN_PLAUSIBLE_MS: Final = 100_000_000_000
 
 _UNIT_MS: Final = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
 #: The timeframes ccxt's unified API knows (exchanges support a subset).
@@ -168,12 +175,13 @@ def to_ms(value: object, *, name: str = "time") -> int:
     """Milliseconds since the epoch from an int (ms), ``datetime``, ``date``,
     ``pd.Timestamp``, or a string (``YYYYMMDD``, ``YYYY-MM-DD`` or ISO 8601).
 
-    Naive datetimes and strings without an offset are taken as UTC.
+    Naive datetimes and strings without an offset are taken as UTC. An int that is
+    plausibly epoch seconds (see :func:`check_ms`) is refused, never read as 1970.
     """
     if isinstance(value, bool):
         raise InvalidRequest(f"{name} must be a date or ms timestamp, got {value!r}")
-    if isinstance(value, int):
-        return value
+    if isinstance(value, int | np.integer):
+        return check_ms(int(value), name)
     if isinstance(value, str):
         s = value.strip()
         try:
@@ -194,6 +202,22 @@ def to_ms(value: object, *, name: str = "time") -> int:
     raise InvalidRequest(
         f"{name} must be an int (ms), datetime, date or date string, got {type(value).__name__}"
     )
+
+
+def check_ms(value: int, name: str = "time") -> int:
+    """``value`` itself when it is plausibly ms since the epoch; :class:`InvalidRequest`
+    when it looks like epoch seconds (``0 < |value| <`` :data:`MIN_PLAUSIBLE_MS`).
+
+    >>> check_ms(1_704_067_200_000)
+    1704067200000
+    """
+    if 0 < abs(value) < MIN_PLAUSIBLE_MS:
+        raise InvalidRequest(
+            f"{name} {value} looks like seconds since the epoch ({format_ms(value * 1000)} "
+            f"if seconds, {format_ms(value)} if ms); pass milliseconds "
+            f"({value * 1000}) or a date string / datetime"
+        )
+    return value
 
 
 def end_ms(value: object, *, name: str = "end") -> int:

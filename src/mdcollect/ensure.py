@@ -28,7 +28,7 @@ from ._human import duration, plural, ranges
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
 from ._sync import run_sync
-from ._time import DAY, DEFAULT_PADDING_DAYS, Timeframe, now_ms, time_range, to_ms
+from ._time import DAY, DEFAULT_PADDING_DAYS, Timeframe, is_bare_date, now_ms, time_range, to_ms
 from .backfill import BackfillJob, JobReport, Plan, TradesBackfill, make_job, plan_jobs, run_jobs
 from .backfill._engine import initial_reports
 from .exchanges import ExchangeClient, exchange_info
@@ -498,11 +498,15 @@ async def ensure_data_async(
     if start_date is None or end_date is None:
         raise InvalidRequest("start_date and end_date are required (YYYYMMDD or YYYY-MM-DD)")
     start = check_date(start_date, "start_date")
-    end_day = check_date(end_date, "end_date")
-    if end_day < start:
-        raise InvalidRequest(f"end_date {end_date!r} is before start_date {start_date!r}")
+    # the one end rule (_time.end_ms): only a bare date means the end of that day
+    end = check_date(end_date, "end_date") + (DAY if is_bare_date(end_date) else 0)
+    if end <= start:
+        raise InvalidRequest(
+            f"end_date {end_date!r} is before start_date {start_date!r} or at it; "
+            "the range [start, end) would be empty"
+        )
     pad = check_padding(padding_days)
-    lo, hi = start - pad * DAY, end_day + DAY
+    lo, hi = start - pad * DAY, end
     return await _ensure(
         syms, tf, lo, hi, _source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,

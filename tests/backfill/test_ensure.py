@@ -133,7 +133,8 @@ def test_ensure_fetches_exact_candles_and_second_call_asks_nothing(emu: Exchange
 
 def test_padding_rule_and_dates_forms(emu: ExchangeEmulator) -> None:
     store = open_storage("memory://")
-    r = ensure_data(["BTC/USDT"], "1d", dt.date(2024, 2, 1), pd.Timestamp("2024-02-01"),
+    # a bare date as the end means the end of that day; a Timestamp is a time (exclusive)
+    r = ensure_data(["BTC/USDT"], "1d", pd.Timestamp("2024-02-01"), dt.date(2024, 2, 1),
                     client(emu), storage=store, progress=False)  # fmt: skip
     assert r.required == Interval(T2024 + DAY, T2024 + 32 * DAY)  # 2024-01-02 .. 2024-02-02
     r0 = ensure_data(["BTC/USDT"], "1d", "20240201", "20240201", client(emu), padding_days=0,
@@ -441,7 +442,7 @@ def test_kraken_candle_strategy_is_refused_for_ranges_its_endpoint_cannot_serve(
     """Kraken's OHLC serves its latest 720 candles whatever ``since`` is: asking it for
     an older range is refused before any request (it used to cover the range empty)."""
     store = open_storage("memory://")
-    with pytest.raises(InvalidRequest, match="latest 720 candles.*'auto' or 'trades'"):
+    with pytest.raises(InvalidRequest, match=r"latest 720 candles.*'auto' or 'trades'"):
         ensure_data(["BTC/USDT"], "1h", "2023-01-01", "2023-01-03", client(emu, "kraken"), 0,
                     store, progress=False, strategy="ohlcv")  # fmt: skip
     assert emu.requests == []

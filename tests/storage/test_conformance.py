@@ -61,14 +61,14 @@ def test_upsert_overlapping_out_of_order_and_duplicated(store: DataCollectionSto
     store.write(KEY, first)
     second = candles(T0 + 50 * MINUTE, 100, seed=2)  # overlaps rows 50..99
     shuffled = second.sample(frac=1.0, random_state=3)
-    duplicated = pd.concat([shuffled.iloc[:10].assign(close=-1.0), shuffled])  # last wins
+    duplicated = pd.concat([shuffled.iloc[:10].assign(close=1e9), shuffled])  # last wins
     assert store.write(KEY, duplicated) == 100
     out = store.read(KEY)
     assert len(out) == 150
     assert out.index.is_unique and out.index.is_monotonic_increasing
     expected = pd.concat([first.iloc[:50], second])
     pd.testing.assert_frame_equal(out, expected, check_freq=False)
-    assert (out["close"] != -1.0).all()
+    assert (out["close"] != 1e9).all()
 
 
 def test_rewriting_same_rows_is_idempotent(store: DataCollectionStorage) -> None:
@@ -260,7 +260,8 @@ def test_keys_filters(store: DataCollectionStorage) -> None:
         DatasetKey("okx", "BTC/USDT:USDT", "ohlcv", "1m"),
     ]
     for k in keys:
-        store.write(k, candles(T0, 3))
+        assert k.tf is not None
+        store.write(k, candles(T0, 3, step=k.tf.ms))
     tkey = DatasetKey("binance", "BTC/USDT", "trades")
     store.write(
         tkey,
@@ -366,6 +367,102 @@ def test_bad_frames_are_refused_and_nothing_written(
         store.write(KEY, frame, covered=Interval(T0, T0 + 5 * MINUTE))
     assert store.keys() == []
     assert store.coverage(KEY) == IntervalSet()
+
+
+TRADES = DatasetKey("binance", "BTC/USDT", "trades")
+
+
+def _trades(n: int = 4) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"timestamp": [T0 + i for i in range(n)], "id": [str(i) for i in range(n)],
+         "price": [100.0] * n, "amount": [0.5] * n, "side": ["buy"] * n}
+    )  # fmt: skip
+
+
+def _with(frame: pd.DataFrame, row: int, **values: object) -> pd.DataFrame:
+    out = frame.copy()
+    for column, value in values.items():
+        if not isinstance(value, float | int) or column not in out:
+            out[column] = out[column].astype(object) if column in out else None
+        out.iloc[row, out.columns.get_loc(column)] = value
+    return out
+
+
+def _shifted(frame: pd.DataFrame, row: int, by: pd.Timedelta) -> pd.DataFrame:
+    out = frame.copy()
+    idx = out.index.to_series()
+    idx.iloc[row] += by
+    out.index = pd.DatetimeIndex(idx, name="timestamp")
+    return out
+
+
+def _indexed(frame: pd.DataFrame) -> pd.DataFrame:
+    times = pd.to_datetime(frame.pop("timestamp"), unit="ms", utc=True)
+    return frame.set_index(pd.DatetimeIndex(times, name="timestamp"))
+
+
+def _flat(frame: pd.DataFrame, timestamps: list[object]) -> pd.DataFrame:
+    out = frame.reset_index(drop=True)
+    out.insert(0, "timestamp", timestamps)
+    return out
+
+
+def _bad_values() -> dict[str, tuple[DatasetKey, pd.DataFrame, str]]:
+    good = candles(T0, 5)
+    far = pd.DatetimeIndex(
+        np.array(["2024-01-01", "2024-01-01T00:01", "3000-01-01"], dtype="datetime64[s]"),
+        name="timestamp",
+    ).tz_localize("UTC")
+    return {
+        "NaN close": (KEY, _with(good, 2, close=np.nan), r"row 2 .*'close' is NaN"),
+        "inf volume": (KEY, _with(good, 1, volume=np.inf), r"row 1 .*'volume' is inf"),
+        "-inf low": (KEY, _with(good, 3, low=-np.inf), r"row 3 .*'low' is -inf"),
+        "negative price": (KEY, _with(good, 3, open=-5.0), r"row 3 .*'open' is negative"),
+        "negative volume": (KEY, _with(good, 0, volume=-1.0), r"row 0 .*'volume' is negative"),
+        "high below low": (KEY, _with(good, 4, high=1.0, low=2.0), r"row 4 .*'high' 1.0 is below 'low' 2.0"),
+        "off-grid candle": (KEY, _shifted(good, 2, pd.Timedelta(seconds=30)), r"row 2 .*not the start of a 1m candle"),
+        "sub-ms candle": (KEY, _shifted(good, 1, pd.Timedelta(microseconds=500)), r"row 1 .*not a whole millisecond"),
+        "sub-ms trade": (TRADES, _shifted(_indexed(_trades()), 3, pd.Timedelta(microseconds=1)), r"row 3 .*not a whole millisecond"),
+        "complex price": (KEY, good.assign(close=good["close"].to_numpy() + 1j), r"complex number .* row 0"),
+        "complex object": (KEY, _with(good, 2, close=complex(1, 2)), r"complex number .* row 2"),
+        "ms out of range": (KEY, _flat(good, [T0, T0 + MINUTE, 10**17, T0 + 3 * MINUTE, T0 + 4 * MINUTE]), r"timestamp 100000000000000000 in row 2 is out of range"),
+        "datetime out of range": (KEY, pd.DataFrame({c: [1.0] * 3 for c in good.columns}, index=far), r"timestamp 3000-01-01 .* in row 2 is out of range"),
+        "seconds column": (KEY, _flat(good, [v // 1000 for v in ms_index(good)]), r"row 0 .*1704067200 looks like seconds.*1704067200000"),
+        "uint64 trade count": (KEY, good.assign(trades=np.array([1, 2, 2**63 + 5, 4, 5], dtype=np.uint64)), r"'trades' has 9223372036854775813 in row 2"),
+        "negative trade count": (KEY, good.assign(trades=np.array([1, -2, 3, 4, 5])), r"row 1 .*'trades' is negative"),
+        "negative amount": (TRADES, _with(_trades(), 2, amount=-0.5), r"trades row 2 .*'amount' is negative"),
+        "NaN trade price": (TRADES, _with(_trades(), 1, price=np.nan), r"trades row 1 .*'price' is NaN"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(_bad_values()))
+def test_bad_values_are_refused_naming_the_row_and_nothing_written(
+    store: DataCollectionStorage, case: str
+) -> None:
+    key, frame, needle = _bad_values()[case]
+    with pytest.raises(InvalidRequest, match=needle):
+        store.write(key, frame, covered=Interval(T0, T0 + 5 * MINUTE))
+    assert store.keys() == []
+    assert store.coverage(key) == IntervalSet()
+    assert len(store.read(key)) == 0
+
+
+def test_values_markets_do_produce_are_accepted(store: DataCollectionStorage) -> None:
+    flat = candles(T0, 3).assign(high=5.0, low=5.0, open=5.0, close=5.0, volume=0.0)
+    assert store.write(KEY, flat) == 3  # a candle without trades
+    ticker = DatasetKey("okx", "BTC/USDT", "ticker")
+    idx = pd.DatetimeIndex([T0, T0 + 1], dtype="datetime64[ms, UTC]", name="timestamp")
+    quotes = pd.DataFrame(
+        {"bid": [np.nan, 1.0], "ask": [1.1, 1.1], "last": [1.0, 1.0], "bid_size": [np.nan, 2.0],
+         "ask_size": [3.0, 3.0]}, index=idx,
+    )  # fmt: skip
+    assert store.write(ticker, quotes) == 2  # an empty bid side
+    funding = DatasetKey("okx", "BTC/USDT:USDT", "funding")
+    assert store.write(funding, pd.DataFrame({"timestamp": [T0], "rate": [-0.0003]})) == 1
+    assert store.read(funding)["rate"].tolist() == [-0.0003]
+    hourly = DatasetKey("binance", "BTC/USDT", "ohlcv", "1w")
+    monday = T0 + 7 * DAY  # 2024-01-08, a Monday: weekly candles start there
+    assert store.write(hourly, candles(monday, 2, step=7 * DAY)) == 2
 
 
 def test_bad_ranges_and_arguments(store: DataCollectionStorage) -> None:

@@ -108,8 +108,8 @@ def test_layout_one_file_per_month_plus_coverage(st: ParquetStorage, root: Path)
 def test_partition_size_follows_density(
     st: ParquetStorage, root: Path, key: DatasetKey, expected: str
 ) -> None:
-    if key.kind == "ohlcv":
-        frame = candles(T0, 3)
+    if key.tf is not None:
+        frame = candles(T0, 3, step=key.tf.ms)
     elif key.kind == "funding":
         frame = pd.DataFrame({"timestamp": [T0], "rate": [0.0001]})
     else:

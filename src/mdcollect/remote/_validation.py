@@ -21,7 +21,7 @@ from typing import Any, Final
 from attrs import frozen
 
 from .._errors import InvalidRequest
-from .._time import DAY, DEFAULT_PADDING_DAYS, end_ms, format_ms, to_ms
+from .._time import DAY, DEFAULT_PADDING_DAYS, check_ms, end_ms, format_ms, to_ms
 
 __all__ = [
     "DEFAULT_EXCHANGE",
@@ -187,6 +187,7 @@ def time_bound(value: object, name: str, *, is_end: bool = False) -> int | None:
         ms = int(value)
     else:
         ms = end_ms(value, name=name) if is_end else to_ms(value, name=name)
+    check_ms(ms, name)  # 1704067200 is a 2024 time in seconds, not a 1970 one in ms
     if not 0 <= ms <= _MAX_MS:
         raise InvalidRequest(f"{name} {value!r} is out of range (1970-01-01 .. 9999-12-31)")
     return ms

@@ -85,7 +85,7 @@ class DataCollectionStorage(ABC):
                 f" got {covered!r}"
             )
         cov = IntervalSet([covered]) if isinstance(covered, Interval) else covered
-        norm = normalize_frame(key.kind, frame)
+        norm = normalize_frame(key.kind, frame, strict=True, timeframe=key.tf)
         return self._write(key, norm, cov or None)
 
     def read(

@@ -46,6 +46,27 @@ LMDB does not support opening one environment twice in a process. ArcticDB's
 per-process version cache is turned off (``VersionMap.ReloadInterval=0``): with
 it, a process builds writes on versions another process already replaced.
 
+Damaged files
+-------------
+Before an LMDB store is opened, every ``data.mdb`` under it is checked against its
+LMDB meta pages (:func:`check_lmdb_file`): a truncated file (which would kill the
+process with SIGBUS when a page past its end is read) or an empty one (which
+would read as an empty store, every dataset uncovered) is a :class:`StorageError`
+naming the file. Damage inside a file, or a file truncated while it is open,
+cannot be seen this cheaply. Waits for a dataset's write lock are bounded
+(:data:`~mdcollect.storage._locks.LOCK_TIMEOUT`).
+
+A full disk: a write first checks the free space (twice the frame plus 8 MiB), so
+a nearly full disk is a :class:`StorageError` before LMDB is touched. Should LMDB
+still fail to commit, ArcticDB 6.x would free the transaction twice when its
+handle is destroyed (SIGABRT, "double free or corruption", at the latest at exit):
+that handle is kept alive and retired instead, and the store can be used again
+from a new process. Nothing of the failed write is stored; coverage is not ahead.
+
+A read-only file system: ArcticDB opens every LMDB environment read-write, so a
+store on a read-only mount is read from a private copy of its ``data.mdb`` files
+(in the temp dir, made once per process, removed at exit); writes are refused.
+
 ArcticDB (6.x) holds the GIL during some S3 calls (``list_libraries``,
 ``get_library``, ``read_metadata``, ``list_symbols``, ``delete``): an S3 server
 running as a thread of the *same* Python process (moto's ``ThreadedMotoServer``)
@@ -54,10 +75,15 @@ then deadlocks. Run such a server in its own process.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import hashlib
 import logging
 import os
+import re
+import shutil
+import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -97,6 +123,8 @@ _TAIL_SEGMENTS: Final = 16
 #: Segment splits tolerated in the body (out-of-order writes, deletes) before ``compact_data``.
 _BODY_FRAGMENTS: Final = 64
 _LMDB_OPTIONS: Final = frozenset({"map_size"})
+#: ArcticDB's form of ``map_size`` (``convert_size_str_to_bytes``): 1 or more, then a unit.
+_MAP_SIZE_RE: Final = re.compile(r"[1-9][0-9]*(KB|MB|GB|TB)")
 _ONE_NS: Final = pd.Timedelta(1, "ns")
 # pandas' ns timestamps span about 1677..2262; bounds outside are open ends.
 _MIN_MS: Final = int(pd.Timestamp.min.value // 1_000_000) + 1
@@ -302,6 +330,12 @@ def _parse_url(url: str) -> tuple[str, str, Path, str]:
             raise InvalidRequest(
                 f"storage URL {redact(url)!r} has unknown option(s) {unknown}; allowed: map_size"
             )
+        for k, v in params:
+            if k == "map_size" and not _MAP_SIZE_RE.fullmatch(v):
+                raise InvalidRequest(
+                    f"map_size {v!r} is not valid; use a whole number and KB, MB, GB or TB "
+                    "(e.g. map_size=500GB)"
+                )
         root = Path(target).expanduser().resolve()
         uri = f"lmdb://{root}" + (f"?{urlencode(params)}" if params else "")
         return uri, f"lmdb:{root}", root / ".locks", url
@@ -321,6 +355,205 @@ def _parse_url(url: str) -> tuple[str, str, Path, str]:
     raise InvalidRequest(
         f"storage URL scheme {scheme!r} is not an ArcticDB one; use arctic+lmdb:// or arctic+s3://"
     )
+
+
+# -- LMDB files: what can be checked before ArcticDB maps them ---------------------------------
+
+# LMDB 0.9 (64-bit): two meta pages at the start of data.mdb, each a 16-byte page header
+# then MDB_meta: magic u32, version u32, address, mapsize, two 48-byte MDB_db records (the
+# first one's md_pad is the page size), last_pg, txnid. The live meta has the larger txnid.
+_LMDB_MAGIC: Final = 0xBEEFC0DE
+_META_FORMAT_LMDB: Final = struct.Struct("<II8x8xI44x48xQQ")
+_MIN_PAGE: Final = 512
+
+
+def _lmdb_meta(head: bytes, offset: int) -> tuple[int, int, int] | None:
+    """``(page size, last page, txnid)`` of the meta page at ``offset``, if it is one."""
+    if len(head) < offset + 16 + _META_FORMAT_LMDB.size:
+        return None
+    magic, _version, psize, last_pg, txnid = _META_FORMAT_LMDB.unpack_from(head, offset + 16)
+    if magic != _LMDB_MAGIC or psize < _MIN_PAGE or psize & (psize - 1):
+        return None
+    return psize, last_pg, txnid
+
+
+def check_lmdb_file(path: Path) -> None:
+    """Raise :class:`StorageError` naming ``path`` when it is not a whole LMDB file.
+
+    ArcticDB maps ``data.mdb`` into memory: reading a page past the end of a truncated
+    file kills the process with SIGBUS, and an empty file reads as an empty store (every
+    dataset silently uncovered). Both are caught here, before the file is mapped, from
+    the two meta pages. Damage *inside* the file (a page overwritten with other bytes)
+    cannot be seen without reading every page; LMDB may then fail, or crash.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(16 + _META_FORMAT_LMDB.size)
+            first = _lmdb_meta(head, 0)
+            second = None
+            if first is not None:
+                fh.seek(first[0])
+                second = _lmdb_meta(fh.read(16 + _META_FORMAT_LMDB.size), 0)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot read LMDB file {str(path)!r}: {exc}") from exc
+    if size == 0:
+        raise StorageError(
+            f"LMDB file {str(path)!r} is empty (0 bytes): it was truncated or not copied; "
+            "restore it from a backup (opening it would show an empty, uncovered store)"
+        )
+    if first is None:
+        raise StorageError(
+            f"LMDB file {str(path)!r} is not an LMDB database (its first page is not an LMDB "
+            "meta page): it is corrupt or not ArcticDB's; restore it from a backup"
+        )
+    metas = [m for m in (first, second) if m is not None]
+    psize, last_pg, _ = max(metas, key=lambda m: m[2])
+    need = (last_pg + 1) * psize
+    if size < need:
+        raise StorageError(
+            f"LMDB file {str(path)!r} is truncated: {size} bytes, but its last page ends at "
+            f"{need}; restore it from a backup (reading it would crash the process with SIGBUS)"
+        )
+
+
+def _check_lmdb_root(root: Path) -> None:
+    """:func:`check_lmdb_file` for every ArcticDB environment under an LMDB root."""
+    try:
+        envs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot list LMDB store {str(root)!r}: {exc}") from exc
+    for env in envs:
+        check_lmdb_file(env / "data.mdb")
+
+
+# -- a full disk -----------------------------------------------------------------------------------
+
+# After LMDB fails to commit a write (a full disk: "mdb_txn_commit: Input/output error", or
+# a full map), ArcticDB (6.x) frees the transaction twice when its handle is destroyed: the
+# process dies with "double free or corruption" (SIGABRT), at the latest when it exits,
+# after everything else went well. Two defences:
+#
+# * before a write, free space is checked (:func:`_check_space`), so a nearly full disk
+#   is a StorageError before LMDB is touched, and the handle stays usable;
+# * a handle that did fail a commit is never destroyed (one extra reference, leaked on
+#   purpose; the failed transaction wrote nothing, and LMDB needs no close to stay
+#   consistent) and no longer used: the process exits with its own status.
+_BROKEN: dict[str, str] = {}
+#: Free bytes a write leaves at least, beside twice the frame's size (LMDB copies pages).
+_SPACE_MARGIN: Final = 8 * 2**20
+
+
+def _check_space(root: Path, frame: pd.DataFrame, what: str) -> None:
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return  # not there yet: ArcticDB creates it, or says why not
+    free = st.f_bavail * st.f_frsize
+    need = 2 * int(frame.memory_usage(index=True, deep=True).sum()) + _SPACE_MARGIN
+    if free < need:
+        raise StorageError(
+            f"cannot {what}: the disk of {root} is (nearly) full: {free:,} bytes free, and "
+            f"this write of {len(frame):,} rows may need {need:,}; free some space and retry"
+        )
+
+
+def _poison(cache_key: str, reason: str) -> None:
+    """Keep a handle whose LMDB commit failed alive for good, and out of use."""
+    with _HANDLES_LOCK:
+        handle = _HANDLES.get(cache_key)
+        if handle is not None and cache_key not in _BROKEN:
+            for obj in (handle.arctic, handle.library):
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+        _BROKEN[cache_key] = reason
+    log.error("LMDB failed to commit a write; this process no longer uses the store: %s", reason)
+
+
+def _check_not_broken(cache_key: str, url: str) -> None:
+    reason = _BROKEN.get(cache_key)
+    if reason is not None:
+        raise StorageError(
+            f"{url} failed a write earlier in this process ({reason}); it can only be used "
+            "again from a new process (what was written before is intact)"
+        )
+
+
+# -- read-only file systems ----------------------------------------------------------------------
+
+# ArcticDB (6.x) cannot open LMDB read-only: it opens every environment read-write and
+# begins a write transaction to create its tables (with MDB_RDONLY through the config
+# "LMDBStorage.ExtraFlags" that transaction fails: "mdb_txn_begin: Permission denied").
+# A store on a read-only file system is therefore read from a private copy of its
+# data.mdb files, made once per process at first open; writes to it are refused.
+_SNAPSHOTS: dict[Path, Path] = {}
+_SNAPSHOTS_LOCK = threading.Lock()
+
+
+def _is_read_only(root: Path) -> bool:
+    """True when ``root`` exists on a file system mounted read-only (mode bits aside)."""
+    try:
+        return bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    except FileNotFoundError:
+        return False
+
+
+def _snapshot(root: Path) -> Path:
+    """A private writable copy of the LMDB store at ``root`` (one per process)."""
+    with _SNAPSHOTS_LOCK:
+        copy = _SNAPSHOTS.get(root)
+        if copy is not None and copy.is_dir():
+            return copy
+        copy = Path(tempfile.mkdtemp(prefix="mdcollect-readonly-"))
+        try:
+            size = 0
+            for env in sorted(root.iterdir()):
+                data = env / "data.mdb"
+                if env.name.startswith(".") or not data.is_file():
+                    continue
+                (copy / env.name).mkdir()
+                shutil.copyfile(data, copy / env.name / "data.mdb")
+                size += data.stat().st_size
+        except BaseException:
+            shutil.rmtree(copy, ignore_errors=True)
+            raise
+        log.info(
+            "%s is on a read-only file system: reading a copy of it (%d bytes) in %s",
+            root,
+            size,
+            copy,
+        )
+        _SNAPSHOTS[root] = copy
+        return copy
+
+
+def _lmdb_source(uri: str, cache_key: str, lock_dir: Path) -> tuple[str, str, Path, bool]:
+    """Check an LMDB store's files; point a read-only one at its private copy.
+
+    Returns ``(uri, handle cache key, lock dir, read_only)``.
+    """
+    root = lock_dir.parent
+    _check_lmdb_root(root)
+    if not _is_read_only(root):
+        return uri, cache_key, lock_dir, False
+    with _translated(f"copy the read-only store {root}"):
+        copy = _snapshot(root)
+    _, _, query = uri.partition("?")
+    return (
+        f"lmdb://{copy}" + (f"?{query}" if query else ""),
+        f"lmdb-copy:{root}",
+        copy / ".locks",
+        True,
+    )
+
+
+@atexit.register
+def _remove_snapshots() -> None:
+    for copy in _SNAPSHOTS.values():
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 # -- the backend -------------------------------------------------------------------------------
@@ -344,11 +577,16 @@ class ArcticStorage(DataCollectionStorage):
 
     def __init__(self, url: str) -> None:
         uri, cache_key, lock_dir, raw = _parse_url(url)
+        #: True when the store is on a read-only file system: it is read, never written
+        self.read_only = False
+        if uri.startswith("lmdb://"):
+            uri, cache_key, lock_dir, self.read_only = _lmdb_source(uri, cache_key, lock_dir)
         self.url = raw  # kept private; self.url reads back redacted
         self._uri = uri
         self._cache_key = cache_key
         self._lock_dir = lock_dir
         self._pid = os.getpid()
+        _check_not_broken(cache_key, self.url)
         with self._translated(f"open {self.url}"):
             self._library: Any = _acquire(cache_key, uri, lock_dir)
         self._closed = False
@@ -371,6 +609,7 @@ class ArcticStorage(DataCollectionStorage):
     def _lib(self) -> Any:
         if self._closed:
             raise StorageError(f"{self!r} is closed")
+        _check_not_broken(self._cache_key, self.url)
         if self._pid != os.getpid():  # forked: the parent's LMDB handle is unusable here
             with self._translated(f"reopen {self.url} after fork"):
                 self._library = _acquire(self._cache_key, self._uri, self._lock_dir)
@@ -397,9 +636,29 @@ class ArcticStorage(DataCollectionStorage):
         return key_name(key)
 
     # -- frames -------------------------------------------------------------------------
+    def _writable(self, what: str) -> None:
+        if self.read_only:
+            raise StorageError(
+                f"cannot {what}: {self.url} is on a read-only file system (opened for reading)"
+            )
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """:func:`_translated` for writes; a failed LMDB commit retires the handle."""
+        try:
+            with self._translated(what):
+                yield
+        except StorageError as exc:
+            if self._uri.startswith("lmdb://") and "mdb_" in str(exc):
+                _poison(self._cache_key, str(exc.__cause__ or exc))
+            raise
+
     def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
+        self._writable(f"write {key}")
+        if self._uri.startswith("lmdb://") and len(frame):
+            _check_space(self._lock_dir.parent, frame, f"write {key}")
         symbol = self._symbol(key)
-        with self._translated(f"write {key}"), self._locked(symbol):
+        with self._writing(f"write {key}"), self._locked(symbol):
             meta = self._meta(symbol)
             old_cov = meta.coverage if meta is not None else IntervalSet()
             coverage = old_cov | covered if covered is not None else old_cov
@@ -535,8 +794,9 @@ class ArcticStorage(DataCollectionStorage):
         return [k for k in keys if k is not None]
 
     def _delete(self, key: DatasetKey, start: int | None, end: int | None) -> None:
+        self._writable(f"delete from {key}")
         symbol = self._symbol(key)
-        with self._translated(f"delete from {key}"), self._locked(symbol):
+        with self._writing(f"delete from {key}"), self._locked(symbol):
             lib = self._lib
             if start is None and end is None:
                 if lib.has_symbol(symbol):
@@ -559,9 +819,10 @@ class ArcticStorage(DataCollectionStorage):
 
     # -- single points --------------------------------------------------------------------
     def _store(self, key: str, payload: str, timestamp: int) -> None:
+        self._writable(f"store a point under {key!r}")
         frame = _point_frame(payload, timestamp)
         symbol = _POINT_PREFIX + encode_name(key)
-        with self._translated(f"store a point under {key!r}"), self._locked(symbol):
+        with self._writing(f"store a point under {key!r}"), self._locked(symbol):
             meta = self._meta(symbol)
             self._upsert(symbol, frame, meta, IntervalSet(), _merge_points)
 

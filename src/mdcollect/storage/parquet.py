@@ -5,7 +5,8 @@ Layout under the root (every part is safe, see :mod:`mdcollect.storage._naming`)
     ROOT/<exchange>/<kind>/<timeframe or ->/<encoded symbol>/
         2024-01.parquet        one file per time partition (see below)
         2024-02.parquet
-        _coverage.json         {"version": 1, "coverage": [[start_ms, end_ms], ...]}
+        _coverage.json         {"version": 1, "coverage": [[start_ms, end_ms], ...],
+                                "parts": ["2024-01", "2024-02"]}
     ROOT/_points/<encoded key>/2024-01-01.jsonl   single points, one file per UTC day
     ROOT/.locks/               one lock file per dataset (flock), never deleted
     ROOT/.trash/               datasets being deleted (renamed away first)
@@ -24,6 +25,13 @@ rows. Readers only look at partition names, so stray temp files are invisible;
 the next write of the dataset removes them. Writers of one dataset (threads or
 processes) are serialised with :func:`~mdcollect.storage._locks.file_lock`;
 readers take no lock.
+
+Files lost or added by hand: ``_coverage.json`` lists the partitions that existed
+when it was written; when one of them is gone (deleted, lost in a copy), the
+coverage over its span is dropped on reading, so ``ensure`` fetches it again (a
+partition whose rows were cut by hand is not noticed: counting every file's rows
+on each ``coverage()`` would not be cheap). A file named like a partition that
+is not a date (``2024-13.parquet``) is ignored, with a warning.
 
 Single points are appended to a per-day JSON-lines file (``ts<TAB>json``) and
 fsynced; a torn last line (power loss) is ignored by readers and cut off by the
@@ -51,7 +59,7 @@ import pyarrow.parquet as pq
 from attrs import frozen
 
 from .._errors import InvalidRequest, StorageError
-from .._intervals import IntervalSet
+from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._redact import redact
 from .._schema import SCHEMAS, index_ms, merge_frames
@@ -163,20 +171,26 @@ class ParquetStorage(DataCollectionStorage):
         with self._io(f"writing {key}"), file_lock(self._lock_path(key_name(key))):
             directory.mkdir(parents=True, exist_ok=True)
             _remove_temps(directory)
+            created = False
             if len(frame):
                 unit = _partition_unit(key)
                 for label, part in _split(frame, unit):
                     path = directory / f"{label}.parquet"
                     if path.exists():
                         part = merge_frames(key.kind, _table_to_frame(pq.read_table(path)), part)
+                    else:
+                        created = True
                     self._write_parquet(path, part)
                 # the renames must be durable before coverage can claim them
                 _fsync_dir(directory)
-            if covered is not None:
-                old = _load_coverage(directory)
-                new = old | covered
-                if new != old:
-                    _write_coverage(directory, new)
+            state = _load_state(directory)
+            old = _load_coverage(directory)  # without spans whose partition is gone
+            new = old | covered if covered is not None else old
+            # the coverage file also lists the partitions, to notice one that goes missing
+            if (covered is not None or state is not None) and (
+                state is None or new != state.coverage or created or state.parts is None
+            ):
+                _write_coverage(directory, new)
         log.debug("parquet: wrote %d rows to %s (covered %s)", len(frame), key, covered)
         return len(frame)
 
@@ -259,6 +273,11 @@ class ParquetStorage(DataCollectionStorage):
                 else:
                     part.path.unlink()
             _fsync_dir(directory)
+            state = _load_state(directory)
+            if state is not None and state.parts != frozenset(
+                _label(p) for p in _partitions(directory)
+            ):
+                _write_coverage(directory, state.coverage)  # the partitions left
         log.debug("parquet: deleted [%s, %s) from %s", start, end, key)
 
     def _delete_dir(self, directory: Path) -> None:
@@ -391,22 +410,46 @@ def _partitions(directory: Path) -> list[_Part]:
         return []
     parts = []
     for entry in entries:
-        m = _PART_RE.match(entry.name)
-        if m is None:
+        if _PART_RE.match(entry.name) is None:
             continue
-        unit: Unit = "D" if m.group(3) else "M" if m.group(2) else "Y"
-        first = np.datetime64(entry.name.removesuffix(".parquet"), unit)
-        start = int(first.astype("datetime64[ms]").astype(np.int64))
-        end = int((first + 1).astype("datetime64[ms]").astype(np.int64))
-        parts.append(_Part(Path(entry.path), start, end))
+        span = _label_span(entry.name.removesuffix(".parquet"))
+        if span is None:
+            # named like a partition but no date (2024-13.parquet): not ours, not read
+            log.warning("parquet: ignoring %s: not a partition of this store", entry.path)
+            continue
+        parts.append(_Part(Path(entry.path), *span))
     parts.sort(key=lambda p: (p.start, p.end))
     return parts
+
+
+def _label_span(label: str) -> tuple[int, int] | None:
+    """The ms range ``[start, end)`` a partition label (``2024``, ``2024-01``,
+    ``2024-01-05``) stands for; ``None`` when it is not a date."""
+    m = _PART_RE.match(f"{label}.parquet")
+    if m is None:
+        return None
+    unit: Unit = "D" if m.group(3) else "M" if m.group(2) else "Y"
+    try:
+        first = np.datetime64(label, unit)
+    except ValueError:
+        return None
+    start = int(first.astype("datetime64[ms]").astype(np.int64))
+    end = int((first + 1).astype("datetime64[ms]").astype(np.int64))
+    return start, end
+
+
+def _label(part: _Part) -> str:
+    return part.path.name.removesuffix(".parquet")
 
 
 def _has_dataset(directory: Path) -> bool:
     try:
         with os.scandir(directory) as it:
-            return any(e.name == _COVERAGE or _PART_RE.match(e.name) for e in it)
+            return any(
+                e.name == _COVERAGE
+                or (_PART_RE.match(e.name) and _label_span(e.name.removesuffix(".parquet")))
+                for e in it
+            )
     except FileNotFoundError:
         return False
 
@@ -486,22 +529,63 @@ def _slice(table: pa.Table, start: int | None, end: int | None) -> pa.Table:
 # -- coverage ------------------------------------------------------------------------------
 
 
-def _load_coverage(directory: Path) -> IntervalSet:
+@frozen
+class _CoverageFile:
+    """What ``_coverage.json`` holds: the coverage, and the partitions that existed when
+    it was last written (``None`` in files written before they were recorded)."""
+
+    coverage: IntervalSet
+    parts: frozenset[str] | None
+
+
+def _load_state(directory: Path) -> _CoverageFile | None:
     try:
         text = (directory / _COVERAGE).read_text(encoding="utf-8")
     except FileNotFoundError:
-        return IntervalSet()
+        return None
     data: Any = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("coverage"), list):
         raise json.JSONDecodeError("expected {'coverage': [[start, end], ...]}", text, 0)
+    parts = data.get("parts")
+    if parts is not None and (
+        not isinstance(parts, list) or not all(isinstance(p, str) for p in parts)
+    ):
+        raise json.JSONDecodeError("expected 'parts' to be a list of partition names", text, 0)
     try:
-        return IntervalSet.from_list(data["coverage"])
+        coverage = IntervalSet.from_list(data["coverage"])
     except (InvalidRequest, TypeError) as exc:
         raise json.JSONDecodeError(f"bad interval: {exc}", text, 0) from exc
+    return _CoverageFile(coverage, None if parts is None else frozenset(parts))
+
+
+def _load_coverage(directory: Path) -> IntervalSet:
+    """The coverage of the dataset in ``directory``, minus the spans of partitions it was
+    written with that are gone (a file deleted by hand): their rows are not there."""
+    state = _load_state(directory)
+    if state is None:
+        return IntervalSet()
+    coverage = state.coverage
+    if state.parts is None or not coverage:
+        return coverage
+    missing = state.parts - {_label(p) for p in _partitions(directory)}
+    for label in sorted(missing):
+        span = _label_span(label)
+        if span is None:
+            continue
+        lost = coverage & IntervalSet([Interval(*span)])
+        if lost:
+            log.warning(
+                "parquet: %s is gone; its coverage %s is dropped (refetched by the next ensure)",
+                directory / f"{label}.parquet",
+                lost,
+            )
+            coverage = coverage - Interval(*span)
+    return coverage
 
 
 def _write_coverage(directory: Path, coverage: IntervalSet) -> None:
-    text = json.dumps({"version": 1, "coverage": coverage.to_list()})
+    parts = sorted(_label(p) for p in _partitions(directory))
+    text = json.dumps({"version": 1, "coverage": coverage.to_list(), "parts": parts})
     _atomic_write(directory / _COVERAGE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     _fsync_dir(directory)
 

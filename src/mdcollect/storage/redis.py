@@ -34,6 +34,11 @@ someone appended meanwhile it simply tries again on a later write). Coverage lis
 are compacted the same way. Deleting a range rewrites the partial buckets under
 ``WATCH`` (and subtracts coverage in the same transaction) with retries.
 
+A bucket key that disappears behind mdcollect's back (``maxmemory`` eviction, a
+``DEL`` by hand) would leave coverage claiming rows that are gone: ``coverage()``
+checks that the covered buckets ``idx`` lists exist, and drops the span of a lost
+one (from ``idx`` and the stored coverage), so ``ensure`` fetches it again.
+
 A write larger than :data:`MAX_TRANSACTION_BYTES` of segments is split into
 several transactions, the coverage in the last one (rows first, as always).
 
@@ -528,10 +533,74 @@ class RedisStorage(DataCollectionStorage):
         return out
 
     def coverage(self, key: DatasetKey | str) -> IntervalSet:
-        """The ranges of ``key`` known to be complete."""
+        """The ranges of ``key`` known to be complete.
+
+        A bucket that ``idx`` lists but that is gone (evicted under ``maxmemory``,
+        deleted by hand) takes its span out of the coverage, here and in Redis, so the
+        next ``ensure`` fetches it again. One ``EXISTS`` per 1,000 covered buckets.
+        """
         key = _check_key(key)
+        ds = self._ds(key)
         with self._guard(f"coverage of {key}"):
-            return _parse_coverage(self._client.lrange(f"{self._ds(key)}:cov", 0, -1))
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.lrange(f"{ds}:cov", 0, -1)
+                pipe.zrange(f"{ds}:idx", 0, -1)
+                raw_cov, raw_starts = pipe.execute()
+            coverage = _parse_coverage(raw_cov)
+            if not coverage or not raw_starts:
+                return coverage
+            span = self._span(key, ds)
+            lost = self._lost_buckets(ds, [_int(s) for s in raw_starts], span, coverage)
+            if not lost:
+                return coverage
+            gone = IntervalSet([Interval(s, s + span) for s in lost])
+            log.warning(
+                "redis: %d bucket(s) of %s are gone (evicted or deleted); coverage %s dropped",
+                len(lost),
+                key,
+                coverage & gone,
+            )
+            self._forget_buckets(ds, lost, gone)
+            return coverage - gone
+
+    def _lost_buckets(
+        self, ds: str, starts: list[int], span: int, coverage: IntervalSet
+    ) -> list[int]:
+        """Covered buckets listed in ``idx`` whose key does not exist."""
+        at = np.asarray(starts, dtype=np.int64)
+        hit = np.zeros(len(at), dtype=bool)
+        for iv in coverage:
+            hit |= (at < iv.end) & (at + span > iv.start)
+        covered = [int(s) for s in at[hit]]
+        lost: list[int] = []
+        for i in range(0, len(covered), MGET_CHUNK):
+            chunk = covered[i : i + MGET_CHUNK]
+            keys = [f"{ds}:b:{s}" for s in chunk]
+            if self._client.exists(*keys) == len(keys):
+                continue  # the usual case: all there, one command
+            with self._client.pipeline(transaction=False) as pipe:
+                for k in keys:
+                    pipe.exists(k)
+                lost.extend(s for s, n in zip(chunk, pipe.execute(), strict=True) if not n)
+        return lost
+
+    def _forget_buckets(self, ds: str, lost: list[int], gone: IntervalSet) -> None:
+        """Remove lost buckets from ``idx`` and their spans from the stored coverage."""
+        idx, ckey = f"{ds}:idx", f"{ds}:cov"
+        with self._client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(idx, ckey, *(f"{ds}:b:{s}" for s in lost))
+                if any(pipe.exists(f"{ds}:b:{s}") for s in lost):
+                    return  # a writer brought one back: the next coverage() looks again
+                cov = _parse_coverage(pipe.lrange(ckey, 0, -1)) - gone
+                pipe.multi()
+                pipe.zrem(idx, *(str(s) for s in lost))
+                pipe.delete(ckey)
+                if cov:
+                    pipe.rpush(ckey, *_dump_coverage(cov))
+                pipe.execute()
+            except self._redis.exceptions.WatchError:
+                log.debug("redis: a writer changed %s meanwhile; checked again next time", ds)
 
     def _keys(self) -> list[DatasetKey]:
         head = f"{self.prefix}ds:{{"
