@@ -187,3 +187,11 @@ async def test_a_fetch_that_fails_with_a_bug_is_raised_not_waited_for() -> None:
             with pytest.raises(ValueError, match="a parser bug"):
                 await asyncio.wait_for(run_jobs([job], store, client, now=MAR1 + 10 * DAY), 30)
             assert store.coverage(job.key) == IntervalSet()
+
+
+def test_a_job_given_epoch_seconds_is_refused_naming_the_value() -> None:
+    from mdcollect import InvalidRequest
+    from mdcollect.backfill import OHLCVBackfill
+
+    with pytest.raises(InvalidRequest, match=r"backfill start 1677628800 looks like seconds"):
+        OHLCVBackfill("binance", "BTC/USDT", "1h", MAR1 // 1000, MAR1 + DAY)

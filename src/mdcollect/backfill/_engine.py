@@ -25,7 +25,7 @@ from attrs import define, field
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
-from .._time import format_ms
+from .._time import check_ms, format_ms
 from ..exchanges._http import SessionStats, request_tally
 from ..storage import DataCollectionStorage
 
@@ -75,6 +75,7 @@ class BackfillJob(ABC):
     end: int
 
     def __init__(self, key: DatasetKey, start: int, end: int) -> None:
+        start, end = check_ms(start, "backfill start"), check_ms(end, "backfill end")
         if end <= start:
             raise InvalidRequest(
                 f"backfill end {format_ms(end)} must be after start {format_ms(start)}"
