@@ -218,32 +218,35 @@ def test_load_ohlcv_and_backfill_share_the_check() -> None:
 # -- the coverage rule: a page proves "no candle" only where it demonstrably answered ----
 
 
-def test_a_page_that_ignored_since_is_no_proof_of_absence() -> None:
-    """Kraken's OHLC answers only its last 720 candles whatever ``since`` is: asked for an
-    older range, the rows it has are stored and covered, the rest is reported, not covered."""
+async def test_a_page_that_ignored_since_is_no_proof_of_absence() -> None:
+    """Kraken's OHLC answers only its last 720 candles whatever ``since`` is: a candle job
+    asked for an older range (``ensure_data`` refuses that strategy there; the engine's
+    own rule is tested here) stores and covers the rows it has, and reports the rest,
+    uncovered."""
+    from mdcollect.backfill import OHLCVBackfill, run_jobs
+
     now = T2024 + 10 * DAY + 5 * HOUR
     with ExchangeEmulator(rate_limits=False, clock=lambda: now) as emu:
         oldest = Timeframe.parse("1d").floor(now) - 720 * DAY  # Kraken's first served day
         lo, hi = oldest - 5 * DAY, oldest + 10 * DAY
-        store = open_storage("memory://")
-        day = pd.Timestamp(lo, unit="ms", tz="UTC").strftime("%Y-%m-%d")
-        last = pd.Timestamp(hi - DAY, unit="ms", tz="UTC").strftime("%Y-%m-%d")
-        c = client(emu, "kraken", clock=lambda: now)
-        r = ensure_data(["BTC/USDT"], "1d", day, last, c, 0, store, progress=False,
-                        strategy="ohlcv", clock=lambda: now)  # fmt: skip
         key = DatasetKey("kraken", "BTC/USDT", "ohlcv", "1d")
-        assert not r.ok
-        assert "left uncovered" in r["BTC/USDT"].errors[0]
-        assert store.coverage(key) == IntervalSet([Interval(oldest, hi)])
-        want = truth(emu, "kraken", "BTC/USDT", "1d", oldest, hi)
-        assert len(want) == 10
-        pd.testing.assert_frame_equal(store.read(key)[COLUMNS], want, check_freq=False)
-        assert_coverage_backed_by_rows(store, key, truth(emu, "kraken", "BTC/USDT", "1d", lo, hi))
-        # a whole range out of reach: nothing stored, nothing covered
-        old = open_storage("memory://")
-        r2 = ensure_data(["BTC/USDT"], "1d", "2021-01-01", "2021-01-31", c, 0, old,
-                         progress=False, strategy="ohlcv", clock=lambda: now)  # fmt: skip
-        assert not r2.ok and old.coverage(key) == IntervalSet() and len(old.read(key)) == 0
+        async with client(emu, "kraken", clock=lambda: now) as c:
+            store = open_storage("memory://")
+            job = OHLCVBackfill("kraken", "BTC/USDT", "1d", lo, hi)
+            (r,) = await run_jobs([job], store, c, now=now, progress=False)
+            assert not r.ok
+            assert "left uncovered" in r.errors[0]
+            assert store.coverage(key) == IntervalSet([Interval(oldest, hi)])
+            want = truth(emu, "kraken", "BTC/USDT", "1d", oldest, hi)
+            assert len(want) == 10
+            pd.testing.assert_frame_equal(store.read(key)[COLUMNS], want, check_freq=False)
+            every = truth(emu, "kraken", "BTC/USDT", "1d", lo, hi)
+            assert_coverage_backed_by_rows(store, key, every)
+            # a whole range out of reach: nothing stored, nothing covered
+            old = open_storage("memory://")
+            job = OHLCVBackfill("kraken", "BTC/USDT", "1d", ms("2021-01-01"), ms("2021-02-01"))
+            (r2,) = await run_jobs([job], old, c, now=now, progress=False)
+            assert not r2.ok and old.coverage(key) == IntervalSet() and len(old.read(key)) == 0
 
 
 def test_recent_kraken_weeks_come_from_the_candle_endpoint(emu: ExchangeEmulator) -> None:
