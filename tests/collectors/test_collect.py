@@ -341,9 +341,12 @@ async def test_busy_loop_overflowing_ccxts_cache_loses_nothing(emu: ExchangeEmul
             for i in range(2):
                 time.sleep(1.5)  # noqa: ASYNC251 - the loop is busy: ~15 BTC trades pile up
                 await wait_until(lambda: c.stats.feed_overflows > i, 10)  # noqa: B023
-            # the resynced spans reach storage as gaps, and are refilled
+            # the resynced spans reach storage as gaps, and are refilled: every dataset
+            # is one span again, reaching past the last busy second
+            busy_end = emu.market.now()
+            keys = [DatasetKey("binance", s, k, tf) for s in SYMS for k, tf in CANDLES_TOO]
             await wait_until(
-                lambda: dc.status()["collectors"][c.name]["gaps_found"] >= 2 and _gaps_done(dc, c),
+                lambda: all(_one_span_past(store, k, busy_end) for k in keys) and _gaps_done(dc, c),
                 30,
             )
             st = dc.status()["collectors"][c.name]
@@ -680,6 +683,14 @@ async def test_restarted_daemon_refills_the_hole_it_left(
         assert st["gaps_found"] == 0, st
         assert len(trades) == len(candles) == 2
         assert trades[1].start - trades[0].end > 2000
+
+
+CANDLES_TOO = [("trades", None), ("ohlcv", "1s")]
+
+
+def _one_span_past(store: DataCollectionStorage, key: DatasetKey, t: int) -> bool:
+    cov = store.coverage(key)
+    return len(cov) == 1 and cov[0].end > t
 
 
 def _covered_until(store: DataCollectionStorage, key: DatasetKey) -> int:
