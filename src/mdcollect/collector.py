@@ -517,7 +517,7 @@ class DataCollector:
                 grace = self.first_data_grace + c.first_data_within
                 if slot.errors:
                     issues.append(
-                        f"only errors since it started {waited:.0f}s ago ({slot.errors},"
+                        f"only errors since it started {waited:.0f}s ago ({slot.errors} errors,"
                         f" no data stored); last: {slot.last_error}"
                     )
                 elif waited > grace:
