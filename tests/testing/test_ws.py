@@ -306,7 +306,11 @@ async def test_drop_rejects_then_reconnects_without_replay(emu: ExchangeEmulator
     # reconnects silently instead)
     with pytest.raises(ccxt.NetworkError):
         await asyncio.wait_for(pending, 5)
-    await asyncio.sleep(0.5)  # trades of this half second are lost to the ws client
+    # trades made while disconnected are lost to the ws client: wait until there are some
+    deadline = time.monotonic() + 10
+    while len(emu.market.trades("binance", "BTC/USDT", dropped + 100, emu.market.now())) < 3:
+        assert time.monotonic() < deadline, "no trades while disconnected"
+        await asyncio.sleep(0.05)
     got = await _collect_trades(pro, "BTC/USDT", 1.0)  # ccxt reconnects on the next watch
     assert len(emu.ws.connections) == before + 1
     since = _last_subscription(emu, "btcusdt@trade")
