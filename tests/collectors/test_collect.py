@@ -124,8 +124,14 @@ async def test_half_minute_of_drops_and_silence_leaves_no_hole(emu: ExchangeEmul
             await wait_until(lambda: dc.status()["collectors"][c.name]["silent_restarts"] >= 1, 30)
             resumed = emu.market.now()
             trade_keys = [DatasetKey("binance", s, "trades") for s in SYMS]
+            candle_keys = [DatasetKey("binance", s, "ohlcv", "1s") for s in SYMS]
+            # half a minute of data in all (what the checks below count), past the stall
             await wait_until(
-                lambda: all(_covered_until(store, k) > resumed + 6_000 for k in trade_keys), 30
+                lambda: (
+                    all(_covered_until(store, k) > resumed + 2_000 for k in trade_keys)
+                    and all(_covered_span(store, k) >= 28_000 for k in candle_keys)
+                ),
+                60,
             )
             # holes reaching into the open minute are refilled once it closes
             await wait_until(lambda: _gaps_done(dc, c), 75)
@@ -706,6 +712,12 @@ def _covered_rows(store: DataCollectionStorage, key: DatasetKey) -> int:
     """Rows stored inside the dataset's coverage (0 unless it is one span)."""
     cov = store.coverage(key)
     return len(store.read(key, cov[0].start, cov[0].end)) if len(cov) == 1 else 0
+
+
+def _covered_span(store: DataCollectionStorage, key: DatasetKey) -> int:
+    """From the start of the first covered range to the end of the last (ms)."""
+    cov = store.coverage(key)
+    return cov[-1].end - cov[0].start if cov else 0
 
 
 def _covered_until(store: DataCollectionStorage, key: DatasetKey) -> int:
