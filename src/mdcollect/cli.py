@@ -419,8 +419,11 @@ def _status_line(st: dict[str, Any]) -> str:
             f"{name} {c['state']} rows={c['rows_stored']} restarts={c['restarts']}"
             f" dropped={c['rows_dropped']} fresh={'-' if age is None else f'{age:.1f}s'}"
         )
+    # the verdict `mdcollect status` gives too: the same field, with the same reasons
     health = "healthy" if st["is_healthy"] else "UNHEALTHY"
-    return f"[{health}] " + "; ".join(parts)
+    line = f"[{health}] " + "; ".join(parts)
+    issues = st.get("issues") or []
+    return f"{line} | issues: {'; '.join(issues)}" if issues else line
 
 
 class _StatusFile:
@@ -491,6 +494,7 @@ def _status(args: argparse.Namespace) -> int:
             False,
         )
     else:
+        # the verdict of the periodic status line: DataCollector.status()'s is_healthy
         state = "healthy" if st["is_healthy"] else "UNHEALTHY"
         ok = bool(st["is_healthy"])
     if not args.json:

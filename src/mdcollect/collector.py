@@ -6,7 +6,6 @@ import asyncio
 import logging
 import random
 import threading
-import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -17,8 +16,8 @@ from attrs import define, field, frozen
 from ._errors import ExchangeError, InvalidRequest
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
-from ._time import Timeframe, now_ms
-from .collectors import DataSourceCollector, load_collectors, load_config
+from ._time import Timeframe
+from .collectors import Clock, DataSourceCollector, as_clock, load_collectors, load_config
 from .storage import DataCollectionStorage, default_storage, open_storage
 
 __all__ = ["Backoff", "DataCollector", "load_collectors", "load_config"]
@@ -87,8 +86,8 @@ class _Tracked(DataCollectionStorage):
             slot = self._slot
             slot.rows_stored += n
             if n:
-                slot.last_data = time.monotonic()
-                slot.last_data_ms = now_ms()
+                slot.last_data = self._owner.clock.monotonic()
+                slot.last_data_ms = self._owner.clock.time_ms()
             # spans in order, as if written one by one: what lies between them is a gap
             for span in spans:
                 end = self._cov_end.get(k)
@@ -227,6 +226,15 @@ class DataCollector:
       the store already held and a collector's first data (the daemon was
       down), when it is at most ``resume_window`` seconds long (0: never).
     * :meth:`stop` flushes every buffered row (``stop_timeout`` seconds at most).
+    * Health (:meth:`health`, :meth:`status`): a collector is unhealthy when it
+      failed, is waiting to restart after an error, has a silent feed, has
+      met only errors since it started (nothing stored), or has stored nothing
+      ``first_data_grace`` seconds after it started (plus what its kind needs
+      to wait, such as a candle closing: ``collector.first_data_within``).
+    * Time is read from ``clock`` (a :class:`~mdcollect.collectors.Clock`; the
+      system clocks by default), which every collector added here shares:
+      silence, backoff resets, gap grace and the ages reported. Tests pass a
+      :class:`~mdcollect.collectors.ManualClock` and advance it.
 
     ``storage`` is a :class:`~mdcollect.DataCollectionStorage`, a URL, or
     ``None`` for the default store.
@@ -252,7 +260,10 @@ class DataCollector:
         check_interval: float | None = None,
         max_permanent_errors: int = 3,
         resume_window: float = 6 * 3600.0,
+        first_data_grace: float = 60.0,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock: Clock = as_clock(clock)
         if isinstance(restart_backoff, int | float) and not isinstance(restart_backoff, bool):
             restart_backoff = Backoff(initial=float(restart_backoff))
         if not isinstance(restart_backoff, Backoff):
@@ -281,6 +292,13 @@ class DataCollector:
         ):
             raise InvalidRequest(f"resume_window must be seconds >= 0, got {resume_window!r}")
         self.resume_window = float(resume_window)
+        if (
+            isinstance(first_data_grace, bool)
+            or not isinstance(first_data_grace, int | float)
+            or first_data_grace < 0
+        ):
+            raise InvalidRequest(f"first_data_grace must be seconds >= 0, got {first_data_grace!r}")
+        self.first_data_grace = float(first_data_grace)
         self.backoff = restart_backoff
         self.max_silence = float(max_silence)
         self.backfill_gaps = backfill_gaps
@@ -306,6 +324,8 @@ class DataCollector:
         self._started: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gaps: asyncio.Queue[tuple[_Slot, DatasetKey, Interval]] | None = None
+        # holes reaching into candles not closed yet: (due on self.clock, slot, key, hole)
+        self._waiting: list[tuple[int, _Slot, DatasetKey, Interval]] = []
         self._backfiller: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -332,7 +352,7 @@ class DataCollector:
         self._loop = asyncio.get_running_loop()
         self._running = True
         self._stopped.clear()
-        self._started = time.monotonic()
+        self._started = self.clock.monotonic()
         self._gaps = asyncio.Queue(1000)
         self._backfiller = asyncio.create_task(self._backfill_loop(), name="mdcollect backfill")
         for slot in self._slots.values():
@@ -364,6 +384,9 @@ class DataCollector:
             tasks.append(self._backfiller)
         if tasks:
             await asyncio.wait(tasks, timeout=self.stop_timeout + 5)
+        for _, slot, _, _ in self._waiting:
+            slot.gaps_waiting -= 1
+        self._waiting.clear()
         for slot in self._slots.values():
             slot.task = None
             if slot.state != "failed":
@@ -435,12 +458,13 @@ class DataCollector:
         >>> dc.status()["collectors"]["binance:trades:BTC/USDT"]["state"]
         'running'
         """
-        now = time.monotonic()
+        now = self.clock.monotonic()
         cols = {name: self._slot_status(slot, now) for name, slot in self._slots.items()}
         return {
             "running": self._running,
             "uptime": (now - self._started) if self._started is not None and self._running else 0.0,
             "is_healthy": all(c["is_healthy"] for c in cols.values()),
+            "issues": [f"{n}: {i}" for n, c in cols.items() for i in c["issues"]],
             "collectors": cols,
         }
 
@@ -452,10 +476,9 @@ class DataCollector:
         True
         """
         st = self.status()
-        issues = [f"{n}: {i}" for n, c in st["collectors"].items() for i in c["issues"]]
         return {
             "is_healthy": st["is_healthy"],
-            "issues": issues,
+            "issues": st["issues"],
             "collectors": {
                 n: {
                     k: c[k]
@@ -487,12 +510,21 @@ class DataCollector:
                 issues.append(f"restarting after error: {slot.last_error}")
             if since_hb is not None and since_hb > self.max_silence:
                 issues.append(f"feed silent for {since_hb:.0f}s")
-            if (
-                since_data is None
-                and slot.started is not None
-                and now - slot.started > self.max_silence
-            ):
-                issues.append("no data stored yet")
+            if slot.rows_stored == 0 and slot.first_started is not None and slot.state != "failed":
+                # counted from the first start, not the current run: a collector that
+                # keeps crashing before its first row must not look fresh after each restart
+                waited = now - slot.first_started
+                grace = self.first_data_grace + c.first_data_within
+                if slot.errors:
+                    issues.append(
+                        f"only errors since it started {waited:.0f}s ago ({slot.errors} errors,"
+                        f" no data stored); last: {slot.last_error}"
+                    )
+                elif waited > grace:
+                    issues.append(
+                        f"no data stored in the {waited:.0f}s since it started"
+                        f" (allowed: {grace:g}s)"
+                    )
             if c.buffered_rows >= c.buffer_rows * 0.5:
                 issues.append(f"write buffer {c.buffered_rows}/{c.buffer_rows} rows")
         if s.rows_dropped:
@@ -541,6 +573,7 @@ class DataCollector:
             raise InvalidRequest(f"expected a DataSourceCollector, got {collector!r}")
         if collector.name in self._slots:
             raise InvalidRequest(f"a collector named {collector.name!r} is already present")
+        collector.clock = self.clock  # one timeline for the feed's heartbeat and the checks
         slot = _Slot(collector)
         slot.storage = _Tracked(self.storage, slot, self)
         self._slots[collector.name] = slot
@@ -573,7 +606,7 @@ class DataCollector:
             keepalive(self.max_silence / 3)
         while slot.should_run and self._running:
             slot.state = "running"
-            slot.started = time.monotonic()
+            slot.started = self.clock.monotonic()
             stored = slot.rows_stored
             if slot.first_started is None:
                 slot.first_started = slot.started
@@ -620,7 +653,7 @@ class DataCollector:
                     slot.silent_restarts += 1
             if not (slot.should_run and self._running):
                 break
-            if time.monotonic() - slot.started >= self.backoff.reset_after:
+            if self.clock.monotonic() - slot.started >= self.backoff.reset_after:
                 attempt = 0
             delay = self.backoff.delay(attempt)
             attempt += 1
@@ -640,8 +673,9 @@ class DataCollector:
             hb = c.heartbeat()
             assert slot.started is not None
             last = max(hb if hb is not None else slot.started, slot.started)
-            if time.monotonic() - last > self.max_silence:
-                log.warning("%s: no sign of life for %.1fs", c.name, time.monotonic() - last)
+            silent = self.clock.monotonic() - last
+            if silent > self.max_silence:
+                log.warning("%s: no sign of life for %.1fs", c.name, silent)
                 run.cancel()
                 await asyncio.wait([run], timeout=self.stop_timeout)
                 if run.done() and not run.cancelled() and run.exception() is not None:
@@ -663,11 +697,10 @@ class DataCollector:
         if self._gaps is None or not self._running:
             return
         # a hole reaching into a candle that is still open waits for it to close
-        wait = (gap.end - now_ms()) / 1000 + GAP_GRACE
-        if wait > 0:
-            assert self._loop is not None
+        due = gap.end + int(GAP_GRACE * 1000)
+        if due > self.clock.time_ms():
             slot.gaps_waiting += 1
-            self._loop.call_later(wait, self._queue_later, slot, key, gap)
+            self._waiting.append((due, slot, key, gap))
             return
         try:
             self._gaps.put_nowait((slot, key, gap))
@@ -676,14 +709,25 @@ class DataCollector:
                 "%s: too many gaps queued; %s %s not backfilled", slot.collector.name, key, gap
             )
 
-    def _queue_later(self, slot: _Slot, key: DatasetKey, gap: Interval) -> None:
-        slot.gaps_waiting -= 1
-        self._queue_gap(slot, key, gap)
+    def _release_due(self) -> None:
+        """Queue the waiting holes whose candles have closed (on ``self.clock``)."""
+        now = self.clock.time_ms()
+        due = [w for w in self._waiting if w[0] <= now]
+        if not due:
+            return
+        self._waiting = [w for w in self._waiting if w[0] > now]
+        for _, slot, key, gap in due:
+            slot.gaps_waiting -= 1
+            self._queue_gap(slot, key, gap)
 
     async def _backfill_loop(self) -> None:
         assert self._gaps is not None
         while True:
-            slot, key, gap = await self._gaps.get()
+            self._release_due()
+            try:
+                slot, key, gap = await asyncio.wait_for(self._gaps.get(), self.check_interval)
+            except TimeoutError:
+                continue
             for attempt in range(5):
                 try:
                     if await self._backfill(slot, key, gap):
@@ -705,7 +749,9 @@ class DataCollector:
         if not jobs:
             return True
         client = slot.collector.client()
-        reports = await run_jobs(jobs, self.storage, client, now=now_ms(), progress=False)
+        reports = await run_jobs(
+            jobs, self.storage, client, now=self.clock.time_ms(), progress=False
+        )
         ok = all(r.ok for r in reports)
         if ok:
             log.info("%s: backfilled %s %s", slot.collector.name, key, gap)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import IO
 
 import pandas as pd
 import pytest
@@ -52,3 +54,36 @@ async def wait_until(pred: object, seconds: float) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+class Lines:
+    """The lines a subprocess writes to ``stream``, read in a thread, so a test waits
+    for what it needs (with a deadline) instead of sleeping a fixed time."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        self.lines: list[str] = []
+        self.closed = False
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def wait(self, pred: Callable[[list[str]], bool], seconds: float) -> list[str]:
+        """The lines so far, once ``pred(lines)`` holds; AssertionError after ``seconds``."""
+        with self._cond:
+            self._cond.wait_for(lambda: pred(self.lines) or self.closed, seconds)
+            if not pred(self.lines):
+                raise AssertionError(f"not seen in {seconds}s: {self.lines[-20:]}")
+            return list(self.lines)
+
+    def until_closed(self, seconds: float) -> list[str]:
+        """Every line, once the stream is closed."""
+        return self.wait(lambda _: self.closed, seconds)

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from .conftest import Lines
+
 CONFIG = """
 storage = "memory://"
 [[collectors]]
@@ -28,12 +30,15 @@ def test_collect_runs_until_sigint(tmp_path: Path) -> None:
          "--status-every", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(4)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    lines = out.strip().splitlines()
-    assert len(lines) >= 2 and "binance:trades:BTC/USDT running" in lines[0]
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    try:
+        out.wait(lambda lines: len(lines) >= 2, 60)  # it runs and reports
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    lines = out.until_closed(30)
+    assert proc.returncode == 0, err.until_closed(30)
+    assert len(lines) >= 3 and "binance:trades:BTC/USDT running" in lines[0]
     assert lines[-1].endswith("(stopped)")
 
 
@@ -88,3 +93,57 @@ def test_status_reads_back_what_collect_persists(tmp_path: Path) -> None:
     status.write_text("{not json")
     bad = _status(str(status))
     assert bad.returncode == 2 and "not a status file" in bad.stderr
+
+
+#: ``mdcollect`` whose ``--emulate`` emulator answers every Binance markets request
+#: (``exchangeInfo``) with a 503: the collector never loads its markets.
+FAILING_MARKETS = """
+import sys
+import mdcollect.testing
+from mdcollect.cli import main
+from mdcollect.testing import Fault
+
+class FailingMarkets(mdcollect.testing.ExchangeEmulator):
+    def __enter__(self):
+        emu = super().__enter__()
+        emu.faults.add(Fault("503", route="exchangeInfo"))
+        return emu
+
+mdcollect.testing.ExchangeEmulator = FailingMarkets
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_status_is_unhealthy_while_markets_keep_failing(tmp_path: Path) -> None:
+    """A collector that never stores a row (its markets never load) is unhealthy past
+    ``first_data_grace``: ``mdcollect status`` exits 1 and says why, and every periodic
+    status line printed after the grace says UNHEALTHY too (the same verdict)."""
+    path = tmp_path / "c.toml"
+    path.write_text("first_data_grace = 1\n" + CONFIG)
+    status = tmp_path / "status.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FAILING_MARKETS, "collect", str(path), "--emulate",
+         "--status-every", "0.5", "--status-file", str(status)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    try:
+        # status lines come every 0.5 s of uptime: the fifth and later come after 2 s
+        out.wait(lambda lines: len(lines) >= 8, 60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if status.exists() and json.loads(status.read_text())["status"]["uptime"] > 2:
+                break
+            time.sleep(0.05)
+        running = _status(str(status))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    lines = out.until_closed(30)
+    assert running.returncode == 1, running.stdout + running.stderr
+    assert ": UNHEALTHY" in running.stdout, running.stdout
+    assert "0 rows stored" in running.stdout and "no data stored" in running.stdout
+    late = lines[4:8]
+    assert all(line.startswith("[UNHEALTHY]") for line in late), lines
+    assert all("no data stored" in line for line in late), lines
+    assert proc.returncode == 0, err.until_closed(30)  # nothing dropped

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,12 +15,18 @@ import pytest
 
 from mdcollect import DatasetKey, Interval, InvalidRequest, ensure_data_async, open_storage
 from mdcollect.collector import Backoff, DataCollector
-from mdcollect.collectors import DataSourceCollector, Message, TickerCollector, TradesCollector
+from mdcollect.collectors import (
+    DataSourceCollector,
+    ManualClock,
+    Message,
+    TickerCollector,
+    TradesCollector,
+)
 from mdcollect.collectors._base import _RowQueue
-from mdcollect.exchanges import ExchangeClient
+from mdcollect.exchanges import ExchangeClient, RetryPolicy
 from mdcollect.storage import DataCollectionStorage
 from mdcollect.storage.memory import MemoryStorage
-from mdcollect.testing import ExchangeEmulator
+from mdcollect.testing import ExchangeEmulator, Fault, MarketSpec
 
 from ..conftest import RedisServer
 from .conftest import OHLCV, client, truth_candles, truth_trades, wait_until
@@ -63,9 +71,17 @@ async def test_trades_and_candles_equal_the_market(emu: ExchangeEmulator, mode: 
     c = TradesCollector(
         cl, [SYM, "ETH/USDT"], mode=mode, candles=["1s", "5s"], poll_lag=0.2, **FAST
     )  # type: ignore[arg-type]
+    trades = [DatasetKey("binance", s, "trades") for s in SYMS]
+    candles = [DatasetKey("binance", s, "ohlcv", "1s") for s in SYMS]
     try:
         async with DataCollector([c], store, max_silence=5):
-            await asyncio.sleep(3.5)
+            await wait_until(
+                lambda: (
+                    all(_covered_rows(store, k) > 5 for k in trades)
+                    and all(_covered_until(store, k) > 0 for k in candles)
+                ),
+                30,
+            )
     finally:
         await cl.close()
     for sym in (SYM, "ETH/USDT"):
@@ -93,15 +109,30 @@ async def test_half_minute_of_drops_and_silence_leaves_no_hole(emu: ExchangeEmul
     try:
         async with dc:
             begun = emu.market.now()
+            # the sleeps space the faults over half a minute of data (the scenario);
+            # each fault then waits for its effect, however slow the machine
             await asyncio.sleep(6)
-            emu.ws.drop()
-            await asyncio.sleep(6)
-            emu.ws.drop()
-            await asyncio.sleep(6)
+            for _ in range(2):
+                restarts = dc.status()["collectors"][c.name]["restarts"]
+                emu.ws.drop()
+                await wait_until(
+                    lambda: dc.status()["collectors"][c.name]["restarts"] > restarts,  # noqa: B023
+                    30,
+                )
+                await asyncio.sleep(6)
             emu.ws.silence(4)
-            await asyncio.sleep(4)
+            await wait_until(lambda: dc.status()["collectors"][c.name]["silent_restarts"] >= 1, 30)
             resumed = emu.market.now()
-            await asyncio.sleep(6)
+            trade_keys = [DatasetKey("binance", s, "trades") for s in SYMS]
+            candle_keys = [DatasetKey("binance", s, "ohlcv", "1s") for s in SYMS]
+            # half a minute of data in all (what the checks below count), past the stall
+            await wait_until(
+                lambda: (
+                    all(_covered_until(store, k) > resumed + 2_000 for k in trade_keys)
+                    and all(_covered_span(store, k) >= 28_000 for k in candle_keys)
+                ),
+                60,
+            )
             # holes reaching into the open minute are refilled once it closes
             await wait_until(lambda: _gaps_done(dc, c), 75)
             st = dc.status()["collectors"][c.name]
@@ -145,17 +176,25 @@ async def test_crash_loop_backs_off_without_spinning(emu: ExchangeEmulator) -> N
     bad = Crashing(cl, [SYM], name="bad")
     good = TickerCollector(cl, [SYM], mode="ws", interval=0.2, **FAST)  # type: ignore[arg-type]
     dc = DataCollector([bad, good], store, restart_backoff=Backoff(0.05, 0.8, jitter=0.1))
-    cpu0 = time.process_time()
+    cpu0, t0 = time.process_time(), time.monotonic()
     try:
         async with dc:
-            await asyncio.sleep(4)
+            await wait_until(
+                lambda: (
+                    dc.status()["collectors"]["bad"]["restarts"] >= 7
+                    and dc.status()["collectors"][good.name]["rows_stored"] >= 2
+                ),
+                30,
+            )
             st = dc.status()["collectors"]
+            elapsed = time.monotonic() - t0
     finally:
         await cl.close()
     cpu = time.process_time() - cpu0
     slot = dc._slots["bad"]
-    # 0.05, 0.1, 0.2, 0.4, 0.8, 0.8...: about 8 restarts in 4 s, not thousands
-    assert 4 <= st["bad"]["restarts"] <= 12, st["bad"]
+    # 0.05, 0.1, 0.2, 0.4, 0.8, 0.8...: each restart waited its delay, none spun
+    n = st["bad"]["restarts"]
+    assert len(slot.delays) == n and elapsed >= sum(slot.delays[: n - 1]), (elapsed, slot.delays)
     assert slot.delays[3] > slot.delays[0] * 4 and max(slot.delays) <= 0.8
     assert st["bad"]["errors"] == st["bad"]["restarts"] and "boom" in st["bad"]["last_error"]
     assert not st["bad"]["is_healthy"]
@@ -184,16 +223,20 @@ async def test_storage_outage(
     dc = DataCollector([c], store, max_silence=30, backfill_gaps=buffer_rows > 100)
     try:
         async with dc:
-            await asyncio.sleep(1.5)
+            await wait_until(lambda: c.stats.rows_written > 0, 20)
             # an outage that keeps what was written (SHUTDOWN SAVE; reloaded on start)
             redis.Redis(port=own_redis.port).shutdown(save=True)
             assert own_redis.proc is not None
             own_redis.proc.wait(10)
             own_redis.proc = None
-            await asyncio.sleep(3)
-            assert c.stats.write_errors >= 1
+            # writes fail, and with a small buffer rows are dropped
+            await wait_until(
+                lambda: c.stats.write_errors >= 2 and (buffer_rows > 100 or c.stats.rows_dropped),
+                30,
+            )
+            written = c.stats.rows_written
             own_redis.start()
-            await asyncio.sleep(2)
+            await wait_until(lambda: c.stats.rows_written > written, 30)
     finally:
         await cl.close()
     key = DatasetKey("binance", SYM, "trades")
@@ -220,8 +263,7 @@ async def test_stop_under_heavy_flow_loses_nothing(emu: ExchangeEmulator) -> Non
     try:
         dc = DataCollector([c], store)
         await dc.start()
-        await asyncio.sleep(2.5)
-        assert c.buffered_rows > 0
+        await wait_until(lambda: c.buffered_rows > 20, 30)
         await dc.stop()
     finally:
         await cl.close()
@@ -279,7 +321,15 @@ async def test_duplicates_from_the_feed_are_dropped(emu: ExchangeEmulator) -> No
     emu.ws.duplicate(1.0, venue="binance")
     try:
         async with DataCollector([c], store, max_silence=30):
-            await asyncio.sleep(3)
+            await wait_until(
+                lambda: (
+                    c.stats.duplicates > 5
+                    and all(
+                        _covered_rows(store, DatasetKey("binance", s, "trades")) > 5 for s in SYMS
+                    )
+                ),
+                30,
+            )
     finally:
         emu.ws.duplicate(0, venue="binance")
         await cl.close()
@@ -303,10 +353,17 @@ async def test_busy_loop_overflowing_ccxts_cache_loses_nothing(emu: ExchangeEmul
     try:
         async with dc:
             await wait_until(lambda: c.stats.rows_received > 20, 10)
-            for _ in range(2):
+            for i in range(2):
                 time.sleep(1.5)  # noqa: ASYNC251 - the loop is busy: ~15 BTC trades pile up
-                await asyncio.sleep(1.5)
-            await wait_until(lambda: _gaps_done(dc, c), 30)
+                await wait_until(lambda: c.stats.feed_overflows > i, 10)  # noqa: B023
+            # the resynced spans reach storage as gaps, and are refilled: every dataset
+            # is one span again, reaching past the last busy second
+            busy_end = emu.market.now()
+            keys = [DatasetKey("binance", s, k, tf) for s in SYMS for k, tf in CANDLES_TOO]
+            await wait_until(
+                lambda: all(_one_span_past(store, k, busy_end) for k in keys) and _gaps_done(dc, c),
+                30,
+            )
             st = dc.status()["collectors"][c.name]
     finally:
         await cl.close()
@@ -363,15 +420,18 @@ async def test_add_remove_enable_disable(emu: ExchangeEmulator) -> None:
             dc.add(b)
             with pytest.raises(InvalidRequest, match="already"):
                 dc.add(b)
-            await asyncio.sleep(1.0)
+            ticker = DatasetKey("binance", SYM, "ticker")
+            await wait_until(lambda: a.stats.rows_written > 0 and b.stats.rows_written > 0, 20)
             await dc.disable(a.name)
             st = dc.status()["collectors"]
             assert st[a.name]["state"] == "disabled" and not st[a.name]["should_be_running"]
-            n = len(store.read(DatasetKey("binance", SYM, "ticker")))
-            await asyncio.sleep(0.6)
-            assert len(store.read(DatasetKey("binance", SYM, "ticker"))) == n
+            n = len(store.read(ticker))
+            # while the other collector stores three more batches, the disabled one stores none
+            batches = b.stats.messages_received
+            await wait_until(lambda: b.stats.messages_received >= batches + 3, 20)
+            assert len(store.read(ticker)) == n
             dc.enable(a.name)
-            await asyncio.sleep(0.6)
+            await wait_until(lambda: len(store.read(ticker)) > n, 20)
             assert dc.status()["collectors"][a.name]["state"] == "running"
             await dc.remove(b.name)
             assert list(dc.status()["collectors"]) == [a.name]
@@ -382,37 +442,202 @@ async def test_add_remove_enable_disable(emu: ExchangeEmulator) -> None:
     assert n > 0
 
 
+@pytest.fixture
+def frozen() -> Iterator[tuple[ManualClock, ExchangeEmulator]]:
+    """An emulated busy market whose time moves only when the test advances the clock
+    the collectors read too: nothing the test checks depends on how fast this machine is."""
+    clock = ManualClock()
+    markets = [MarketSpec(SYM, 30_000.0, trades_per_minute=600)]
+    with ExchangeEmulator(seed=5, markets=markets, rate_limits=False, clock=clock.time_ms) as e:
+        yield clock, e
+
+
+async def _noticed_frame(c: DataSourceCollector) -> None:
+    """Wait until the collector notices a websocket frame (a keep-alive pong) at the
+    clock's present: its heartbeat is now."""
+    await wait_until(lambda: c.heartbeat() == c.clock.monotonic(), 10)
+
+
 @pytest.mark.parametrize("venue", ["binance", "okx"])
-async def test_quiet_feed_is_not_restarted(emu: ExchangeEmulator, venue: str) -> None:
+async def test_quiet_feed_is_not_restarted(
+    frozen: tuple[ManualClock, ExchangeEmulator], venue: str
+) -> None:
     """No data for 4x max_silence on a live connection: pongs are a heartbeat, no reconnects.
 
     ccxt pings Binance every 180 s by default, far beyond max_silence: without the
-    collector's keep-alive this feed would be restarted every 1.5 s.
+    collector's keep-alive this feed would be restarted every 1.5 s. The clock moves
+    0.5 s at a time, each step once the keep-alive's pong has come: 6 s of silence
+    however late the pongs come on a loaded machine.
     """
+    clock, emu = frozen
     store = open_storage("memory://")
     cl = client(emu, venue)
     c = TradesCollector(cl, [SYM], mode="ws", **FAST)  # type: ignore[arg-type]
-    dc = DataCollector([c], store, max_silence=1.5, restart_backoff=Backoff(0.2, 1.0))
-    emu.ws.clear()
+    dc = DataCollector([c], store, max_silence=1.5, restart_backoff=Backoff(0.2, 1.0), clock=clock)
     try:
         async with dc:
-            await wait_until(lambda: c.stats.rows_received > 0, 5)
+            await wait_until(lambda: bool(emu.ws.subscriptions), 10)
+            clock.advance(2)  # two seconds of trades
+            await wait_until(lambda: c.stats.rows_received > 0, 10)
             emu.ws.pause(venue=venue)
-            await asyncio.sleep(0.3)  # what was in flight arrives
+            for _ in range(2):  # frames sent before the pause are in before these pongs
+                await _noticed_frame(c)
+                clock.advance(0.5)
+            await wait_until(lambda: c.queued_messages == 0, 10)
             received = c.stats.rows_received
-            await asyncio.sleep(6)
+            for _ in range(12):
+                await _noticed_frame(c)
+                clock.advance(0.5)
+            await _noticed_frame(c)
             assert c.stats.rows_received == received  # quiet indeed
             st = dc.status()["collectors"][c.name]
             emu.ws.resume()
-            await wait_until(lambda: c.stats.rows_received > received, 5)
+            await wait_until(lambda: c.stats.rows_received > received, 10)
     finally:
         emu.ws.resume()
         await cl.close()
     assert st["restarts"] == 0 and st["silent_restarts"] == 0 and st["errors"] == 0, st
-    assert st["state"] == "running" and st["time_since_heartbeat"] < 1.5, st
-    assert len(emu.ws.connections) == 1  # one connection throughout
+    assert st["state"] == "running" and st["time_since_heartbeat"] == 0, st
+    assert len(emu.ws.connections) == 1  # one connection throughout, none at stop
     if venue == "binance":
         check_trades(store, emu, SYM)  # the held trades were delivered: no hole
+
+
+async def test_silent_feed_is_replaced_on_the_clock(
+    frozen: tuple[ManualClock, ExchangeEmulator],
+) -> None:
+    """A connection that sends nothing, not even pongs, is replaced once max_silence has
+    passed on the collector's clock, not before; the hole it left is refilled once the
+    last candle it reaches into has closed (GAP_GRACE later, on the same clock).
+
+    max_silence is 30 s of the test's clock, which moves only when told: the real
+    keep-alive pings every 10 s, so ccxt never gives up on the connection itself."""
+    clock, emu = frozen
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = TradesCollector(cl, [SYM], mode="ws", candles=["1s"], batch_rows=1, **FAST)  # type: ignore[arg-type]
+    dc = DataCollector(
+        [c], store, max_silence=30, restart_backoff=0.05, check_interval=0.05, clock=clock
+    )
+
+    def status() -> dict[str, Any]:
+        st: dict[str, Any] = dc.status()["collectors"][c.name]
+        return st
+
+    try:
+        async with dc:
+            await wait_until(lambda: bool(emu.ws.subscriptions), 10)
+            clock.advance(2)
+            await wait_until(lambda: c.stats.rows_written > 0, 10)
+            emu.ws.silence(3600)  # the open connection: no data, no pongs
+            await _let_checks_run(dc)  # frames sent before are noticed now
+            hb = c.heartbeat()
+            assert hb is not None
+            clock.advance(29.9 - (clock.monotonic() - hb))  # not yet max_silence: kept
+            await _let_checks_run(dc)
+            assert status()["silent_restarts"] == 0 and len(emu.ws.connections) == 1
+            clock.advance(0.2)  # past it
+            await wait_until(lambda: status()["silent_restarts"] == 1, 10)
+            await wait_until(
+                lambda: sum(s.action == "subscribe" for s in emu.ws.subscriptions) == 2, 10
+            )
+            clock.advance(1)  # trades on the new connection: coverage resumes after a hole
+            await wait_until(
+                lambda: (
+                    status()["gaps_waiting"] >= 2
+                    and status()["gaps_waiting"] == status()["gaps_found"]
+                ),
+                10,
+            )
+            assert status()["gaps_filled"] == 0
+            clock.advance(2)  # the candles it reaches into have closed, and GAP_GRACE passed
+            await wait_until(lambda: _gaps_done(dc, c), 20)
+            st = status()
+    finally:
+        await cl.close()
+    assert st["restarts"] == 1 and st["silent_restarts"] == 1 and st["errors"] == 0, st
+    assert st["gaps_waiting"] == 0 and st["gaps_filled"] == st["gaps_found"] >= 2, st
+    check_trades(store, emu, SYM)  # one span equal to the market: the hole was refilled
+    check_candles(store, emu, SYM, "1s")
+
+
+async def _let_checks_run(dc: DataCollector) -> None:
+    """Real time for the supervisor's silence checks to run at the clock's present (for
+    checks that something does NOT happen; the clock itself stands still)."""
+    await asyncio.sleep(5 * dc.check_interval)
+
+
+async def test_no_data_past_the_grace_is_unhealthy(
+    frozen: tuple[ManualClock, ExchangeEmulator],
+) -> None:
+    """A live feed that stores nothing (a market with no trades: the clock stands
+    still) is healthy for first_data_grace seconds after it started, then unhealthy,
+    saying why; its first row makes it healthy again."""
+    clock, emu = frozen
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = TradesCollector(cl, [SYM], mode="ws", batch_rows=1, **FAST)  # type: ignore[arg-type]
+    dc = DataCollector([c], store, first_data_grace=5, clock=clock)
+    try:
+        async with dc:
+            await wait_until(lambda: bool(emu.ws.subscriptions), 10)
+            clock.advance(4.9)
+            within = dc.health()
+            clock.advance(0.2)
+            past = dc.health()
+            emu.ws.pause()  # the next trades are held: the verdict is the clock's alone
+            clock.advance(1)
+            past_status = dc.status()
+            emu.ws.resume()
+            await wait_until(lambda: c.stats.rows_written > 0, 10)
+            after = dc.health()
+    finally:
+        emu.ws.resume()
+        await cl.close()
+    assert within["is_healthy"] and within["issues"] == [], within
+    assert not past["is_healthy"], past
+    assert past["issues"] == [f"{c.name}: no data stored in the 5s since it started (allowed: 5s)"]
+    assert not past_status["is_healthy"] and past_status["issues"] == [
+        f"{c.name}: no data stored in the 6s since it started (allowed: 5s)"
+    ]
+    assert after["is_healthy"], after
+
+
+async def test_only_errors_is_unhealthy_between_restarts_too(
+    frozen: tuple[ManualClock, ExchangeEmulator],
+) -> None:
+    """A collector whose markets never load has only errors: unhealthy at every look,
+    while it retries ("running") as much as while it waits to restart ("backoff")."""
+    clock, emu = frozen
+    emu.faults.add(Fault("503", route="exchangeInfo"))
+    store = open_storage("memory://")
+    cl = ExchangeClient(
+        "binance", base_url=emu.url, enableRateLimit=False,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.2, max_delay=0.2, jitter="none"),
+    )  # fmt: skip
+    c = TradesCollector(cl, [SYM], mode="ws", **FAST)  # type: ignore[arg-type]
+    dc = DataCollector([c], store, restart_backoff=Backoff(0.2, 0.2, jitter=0), clock=clock)
+    looks: list[dict[str, Any]] = []
+
+    def look() -> bool:
+        looks.append(dc.status()["collectors"][c.name])
+        seen = {st["state"] for st in looks if st["errors"]}
+        return looks[-1]["errors"] >= 3 and seen >= {"running", "backoff"}
+
+    try:
+        async with dc:
+            await wait_until(look, 30)
+    finally:
+        emu.faults.clear()
+        await cl.close()
+    errored = [st for st in looks if st["errors"]]
+    assert {st["state"] for st in errored} >= {"running", "backoff"}, errored
+    assert all(not st["is_healthy"] for st in errored), errored
+    issue = errored[-1]["issues"][-1]
+    assert issue.startswith("only errors since it started 0s ago ("), issue
+    assert "no data stored); last: " in issue, issue
+    assert "503" in issue or "ExchangeNotAvailable" in issue or "ExchangeError" in issue, issue
+    assert looks[-1]["rows_stored"] == 0
 
 
 async def test_permanent_exchange_error_fails_the_collector(emu: ExchangeEmulator) -> None:
@@ -473,6 +698,26 @@ async def test_restarted_daemon_refills_the_hole_it_left(
         assert st["gaps_found"] == 0, st
         assert len(trades) == len(candles) == 2
         assert trades[1].start - trades[0].end > 2000
+
+
+CANDLES_TOO = [("trades", None), ("ohlcv", "1s")]
+
+
+def _one_span_past(store: DataCollectionStorage, key: DatasetKey, t: int) -> bool:
+    cov = store.coverage(key)
+    return len(cov) == 1 and cov[0].end > t
+
+
+def _covered_rows(store: DataCollectionStorage, key: DatasetKey) -> int:
+    """Rows stored inside the dataset's coverage (0 unless it is one span)."""
+    cov = store.coverage(key)
+    return len(store.read(key, cov[0].start, cov[0].end)) if len(cov) == 1 else 0
+
+
+def _covered_span(store: DataCollectionStorage, key: DatasetKey) -> int:
+    """From the start of the first covered range to the end of the last (ms)."""
+    cov = store.coverage(key)
+    return cov[-1].end - cov[0].start if cov else 0
 
 
 def _covered_until(store: DataCollectionStorage, key: DatasetKey) -> int:

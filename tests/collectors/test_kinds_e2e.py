@@ -41,7 +41,7 @@ async def test_ohlcv_closed_candles_equal_the_market(emu: ExchangeEmulator, mode
     try:
         start = emu.market.now()
         async with DataCollector([c], store, max_silence=5):
-            await asyncio.sleep(4)
+            await wait_until(lambda: c.stats.rows_written >= 3, 30)
             stop = emu.market.now()
     finally:
         await cl.close()
@@ -100,7 +100,7 @@ async def test_order_book_snapshots(emu: ExchangeEmulator, mode: str) -> None:
     c = OrderBookCollector(cl, [SYM], mode=mode, depth=5, interval=0.3, **FAST)  # type: ignore[arg-type]
     try:
         async with DataCollector([c], store, max_silence=5):
-            await asyncio.sleep(3)
+            await wait_until(lambda: c.stats.rows_written >= 3, 30)
     finally:
         await cl.close()
     got = store.read(DatasetKey("binance", SYM, "orderbook"))
@@ -130,7 +130,7 @@ async def test_funding_equals_the_market(
     subs, reqs = len(emu.ws.subscriptions), len(emu.requests)
     try:
         async with DataCollector([c], store, max_silence=15):
-            await asyncio.sleep(3)
+            await wait_until(lambda: c.stats.rows_written >= (1 if mode == "ws" else 2), 30)
     finally:
         await cl.close()
     # the transport the mode asks for: a websocket stream and no REST polls, or polls
@@ -198,7 +198,7 @@ async def test_funding_ws_without_a_funding_stream_fails_clearly(
             await asyncio.wait_for(bad.run(store), 10)
         dc = DataCollector([bad], store, max_silence=15)
         async with dc:
-            await asyncio.sleep(0.5)
+            await wait_until(lambda: dc.status()["collectors"]["bad"]["state"] == "failed", 10)
             st = dc.status()["collectors"]["bad"]
     finally:
         await cl.close()
@@ -217,7 +217,7 @@ async def test_ticker_equals_the_market(emu: ExchangeEmulator, mode: str) -> Non
     reqs = len(emu.requests)
     try:
         async with DataCollector([c], store, max_silence=5):
-            await asyncio.sleep(3.5)
+            await wait_until(lambda: c.stats.rows_written >= 3, 30)
     finally:
         await cl.close()
     # answered polls (one may be cut short when the collector stops)
@@ -262,10 +262,12 @@ async def test_okx_trades_equal_the_market(emu: ExchangeEmulator, mode: str) -> 
     c = TradesCollector(cl, [SYM], mode=mode, candles=["1s"], poll_lag=0.2, **FAST)  # type: ignore[arg-type]
     try:
         async with DataCollector([c], store, max_silence=5, restart_backoff=0.5) as dc:
-            await asyncio.sleep(2)
+            await wait_until(lambda: c.stats.rows_written > 10, 30)
             if mode == "ws":
                 assert emu.ws.drop(venue="okx") >= 1
-            await asyncio.sleep(2.5)
+                await wait_until(lambda: dc.status()["collectors"][c.name]["gaps_found"] >= 2, 30)
+            written = c.stats.rows_written
+            await wait_until(lambda: c.stats.rows_written > written + 5, 30)
             await wait_until(
                 lambda: (
                     dc.status()["collectors"][c.name]["gaps_filled"]

@@ -306,7 +306,11 @@ async def test_drop_rejects_then_reconnects_without_replay(emu: ExchangeEmulator
     # reconnects silently instead)
     with pytest.raises(ccxt.NetworkError):
         await asyncio.wait_for(pending, 5)
-    await asyncio.sleep(0.5)  # trades of this half second are lost to the ws client
+    # trades made while disconnected are lost to the ws client: wait until there are some
+    deadline = time.monotonic() + 10
+    while len(emu.market.trades("binance", "BTC/USDT", dropped + 100, emu.market.now())) < 3:
+        assert time.monotonic() < deadline, "no trades while disconnected"
+        await asyncio.sleep(0.05)
     got = await _collect_trades(pro, "BTC/USDT", 1.0)  # ccxt reconnects on the next watch
     assert len(emu.ws.connections) == before + 1
     since = _last_subscription(emu, "btcusdt@trade")
@@ -521,11 +525,18 @@ async def test_server_pings_are_a_heartbeat_of_a_quiet_feed(emu: ExchangeEmulato
     try:
         await asyncio.wait_for(client.watch_trades("BTC/USDT"), 5)
         emu.ws.pause(venue="binance")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # a quiet second: nothing but server pings from now on
+        switched = emu.market.now()
         emu.ws.server_pings(0.2, venue="binance")
-        await asyncio.sleep(1.0)
-        last = client.ws_last_message()
-        assert last is not None and emu.market.now() - last < 500
+        # the heartbeat moves on with every ping (waited for: no fixed sleep)
+        beats: list[int] = []
+        deadline = time.monotonic() + 10
+        while len(beats) < 3 and time.monotonic() < deadline:
+            last = client.ws_last_message()
+            if last is not None and last > switched and (not beats or last > beats[-1]):
+                beats.append(last)
+            await asyncio.sleep(0.02)
+        assert len(beats) == 3, beats
         emu.ws.server_pings(None)
         await asyncio.sleep(1.0)
         last = client.ws_last_message()

@@ -18,10 +18,14 @@ rows through storage outages up to a bound and counting what it drops.
 ...     await asyncio.sleep(60)
 ...     print(dc.status())
 
+Every collector reads time from a :class:`Clock` (the system clocks unless given
+one); tests use a :class:`ManualClock` and advance it instead of sleeping.
+
 Logs go to the ``mdcollect.collectors`` logger.
 """
 
 from ._base import CollectorStats, DataSourceCollector, Message, Mode
+from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, as_clock
 from ._config import LiveConfig, load_collectors, load_config
 from ._kinds import (
     FundingRateCollector,
@@ -32,16 +36,21 @@ from ._kinds import (
 )
 
 __all__ = [
+    "SYSTEM_CLOCK",
+    "Clock",
     "CollectorStats",
     "DataSourceCollector",
     "FundingRateCollector",
     "LiveConfig",
+    "ManualClock",
     "Message",
     "Mode",
     "OHLCVCollector",
     "OrderBookCollector",
+    "SystemClock",
     "TickerCollector",
     "TradesCollector",
+    "as_clock",
     "load_collectors",
     "load_config",
 ]

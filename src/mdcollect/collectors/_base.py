@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import logging
 import random
-import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
@@ -18,8 +17,8 @@ from attrs import define, frozen
 from .._errors import InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey, Kind
-from .._time import now_ms
 from ..storage import DataCollectionStorage
+from ._clock import Clock, as_clock
 
 __all__ = ["CollectorStats", "DataSourceCollector", "Mode"]
 
@@ -125,6 +124,10 @@ class DataSourceCollector(ABC):
     ``stats.rows_dropped``, never silently. Leaving ``run`` (cancelled or
     failed) processes what was queued and flushes the buffer (``flush_timeout``).
 
+    Ages (silence, the batch age) and stamps are read from ``clock`` (a
+    :class:`~mdcollect.collectors.Clock`; the system clocks by default), which
+    a :class:`~mdcollect.DataCollector` replaces with its own.
+
     ``exchange`` is an exchange key or an :class:`~mdcollect.ExchangeClient`
     (e.g. one pointed at an :class:`~mdcollect.testing.ExchangeEmulator`); a
     client built from a key belongs to the collector. ``mode`` is ``"ws"``,
@@ -156,8 +159,11 @@ class DataSourceCollector(ABC):
         poll_interval: float = 1.0,
         flush_timeout: float = 30.0,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         from ..exchanges import ExchangeClient, exchange_info
+
+        self.clock: Clock = as_clock(clock)
 
         if isinstance(exchange, ExchangeClient):
             self._client: ExchangeClient | None = exchange
@@ -201,6 +207,8 @@ class DataSourceCollector(ABC):
         self._seq = itertools.count()
         self._flush_lock = asyncio.Lock()
         self._heartbeat: float | None = None
+        self._ws_seen: int | None = None  # the newest websocket frame stamp seen
+        self._ws_beat: float | None = None  # when it was first seen (self.clock)
         self._ws_opened = False
         self._queue: asyncio.Queue[Message] | None = None
         self._oldest: float | None = None  # monotonic time the oldest pending row arrived
@@ -230,15 +238,23 @@ class DataSourceCollector(ABC):
         return self._pending_rows
 
     def heartbeat(self) -> float | None:
-        """Monotonic time of the feed's last sign of life: a message, a successful poll, or
-        (websockets) any frame from the exchange, pings included; ``None`` before any."""
+        """Time (``self.clock.monotonic()``) of the feed's last sign of life: a message, a
+        successful poll, or (websockets) any frame from the exchange, pongs included;
+        ``None`` before any.
+
+        A websocket frame counts from when it is first noticed here (the supervisor
+        looks every ``check_interval``): ccxt stamps frames with the real wall clock,
+        which an injected clock need not follow.
+        """
         hb = self._heartbeat
         client = self._client
         if client is not None and self._uses_ws(client):
             last = client.ws_last_message()
-            if last is not None:
-                mono = time.monotonic() - max(0.0, (now_ms() - last) / 1000.0)
-                hb = mono if hb is None else max(hb, mono)
+            if last is not None and last != self._ws_seen:
+                self._ws_seen = last
+                self._ws_beat = self.clock.monotonic()
+            if self._ws_beat is not None:
+                hb = self._ws_beat if hb is None else max(hb, self._ws_beat)
         return hb
 
     def client(self) -> Any:
@@ -263,6 +279,13 @@ class DataSourceCollector(ABC):
         if self._owns_client and self._client is not None:
             await self._client.close()
 
+    @property
+    def first_data_within(self) -> float:
+        """Seconds a healthy feed may need before it stores its first rows (on top of
+        :class:`~mdcollect.DataCollector`'s ``first_data_grace``): 0 unless the kind
+        waits for something, such as a candle to close."""
+        return 0.0
+
     def derived_keys(self, key: DatasetKey) -> list[DatasetKey]:
         """Datasets this collector builds from ``key``'s rows (candles from trades): a
         hole in ``key`` is a hole in them too. None by default."""
@@ -279,7 +302,7 @@ class DataSourceCollector(ABC):
         client = self.client()
         queue: asyncio.Queue[Message] = _RowQueue(self.queue_size, self.queue_rows)
         self._queue = queue
-        self._heartbeat = time.monotonic()
+        self._heartbeat = self.clock.monotonic()
         self._start_session()
         tasks = [
             asyncio.create_task(self._feed(client, queue), name=f"{self.name} feed"),
@@ -292,6 +315,10 @@ class DataSourceCollector(ABC):
                 t.result()
             raise RuntimeError(f"{self.name}: the feed ended")  # feeds run until cancelled
         finally:
+            # the feed stops before its streams close: a read that completed just now
+            # would otherwise loop into a fresh connection while this one shuts down
+            tasks[0].cancel()
+            await asyncio.gather(tasks[0], return_exceptions=True)
             try:
                 if self._ws_opened:
                     # a fresh connection next run (a silent one may look open);
@@ -361,13 +388,13 @@ class DataSourceCollector(ABC):
         return use
 
     def _beat(self) -> None:
-        self._heartbeat = time.monotonic()
+        self._heartbeat = self.clock.monotonic()
 
     async def _put(self, queue: asyncio.Queue[Message], msg: Message) -> None:
-        self._heartbeat = time.monotonic()
+        self._heartbeat = self.clock.monotonic()
         if msg.rows:
             self.stats.messages_received += 1
-            self.stats.last_message = now_ms()
+            self.stats.last_message = self.clock.time_ms()
         await queue.put(msg)
 
     # ------------------------------------------------------------------ pipeline
@@ -392,7 +419,7 @@ class DataSourceCollector(ABC):
 
     def _add(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> None:
         if self._oldest is None:
-            self._oldest = time.monotonic()
+            self._oldest = self.clock.monotonic()
         self._pending.append(_Entry(next(self._seq), key, frame, covered))
         self._pending_rows += len(frame)
         # bound the buffer: drop the oldest rows not being written, and count them
@@ -416,7 +443,9 @@ class DataSourceCollector(ABC):
             return False
         if self._pending_rows >= self.batch_rows:
             return True
-        return self._oldest is not None and time.monotonic() - self._oldest >= self.batch_seconds
+        return (
+            self._oldest is not None and self.clock.monotonic() - self._oldest >= self.batch_seconds
+        )
 
     async def _flush_loop(self, storage: DataCollectionStorage) -> None:
         attempt = 0
@@ -438,7 +467,7 @@ class DataSourceCollector(ABC):
             if not snapshot:
                 return True
             self._inflight_max = snapshot[-1].seq
-            self._oldest = time.monotonic() if len(snapshot) < len(self._pending) else None
+            self._oldest = self.clock.monotonic() if len(snapshot) < len(self._pending) else None
             by_key: dict[DatasetKey, list[_Entry]] = {}
             for e in snapshot:
                 by_key.setdefault(e.key, []).append(e)
@@ -463,7 +492,7 @@ class DataSourceCollector(ABC):
                     n = sum(e.rows for e in group)
                     if exc is None:
                         self.stats.rows_written += n
-                        self.stats.last_write = now_ms()
+                        self.stats.last_write = self.clock.time_ms()
                     elif isinstance(exc, InvalidRequest):
                         # the frame itself is bad: retrying cannot help
                         self.stats.rows_dropped += n
@@ -485,7 +514,7 @@ class DataSourceCollector(ABC):
                     self._pending_rows = sum(e.rows for e in kept)
                     self._pending = kept
                 if self._pending and self._oldest is None:
-                    self._oldest = time.monotonic()
+                    self._oldest = self.clock.monotonic()
             return ok
 
 

@@ -46,6 +46,7 @@ _OPTIONS = (
     "resume_window",
     "max_permanent_errors",
     "stop_timeout",
+    "first_data_grace",
 )
 _TOP = {"storage", "collectors", *_OPTIONS}
 
@@ -68,7 +69,8 @@ def load_config(config: str | Path | Mapping[str, Any]) -> LiveConfig:
         storage = "arctic+lmdb:///data/md"    # optional: the default store otherwise
         max_silence = 60                      # optional DataCollector options:
         resume_window = 21600                 #   also restart_backoff, backfill_gaps,
-                                              #   max_permanent_errors, stop_timeout
+                                              #   max_permanent_errors, stop_timeout,
+                                              #   first_data_grace
 
         [[collectors]]
         exchange = "binance"

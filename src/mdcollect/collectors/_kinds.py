@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -17,9 +16,10 @@ from .._errors import InvalidRequest
 from .._intervals import Interval
 from .._keys import DatasetKey
 from .._schema import empty_frame, index_ms
-from .._time import Timeframe, now_ms
+from .._time import Timeframe
 from ..aggregate import CandleAggregator
 from ._base import DataSourceCollector, Message, Mode, log
+from ._clock import Clock
 
 __all__ = [
     "FundingRateCollector",
@@ -116,7 +116,7 @@ class TradesCollector(DataSourceCollector):
     def backfill_jobs(self, key: DatasetKey, gap: Interval) -> list[Any]:
         tf = key.timeframe if key.kind == "ohlcv" else None
         return [
-            _gap_trades_job()(
+            _gap_trades_job(self.clock)(
                 self.exchange, key.symbol, tf, gap.start, gap.end, fill_empty=self.fill_empty
             )
         ]
@@ -161,7 +161,7 @@ class TradesCollector(DataSourceCollector):
         limit = client.ws_trades_limit
         while True:
             trades = await client.watch_trades_raw(symbol)
-            rows = self._rows(symbol, trades, now_ms())
+            rows = self._rows(symbol, trades, self.clock.time_ms())
             if rows:
                 # ccxt keeps the last `limit` trades of a symbol: a batch that fills
                 # the cache may follow trades evicted before this task got to read them
@@ -179,10 +179,10 @@ class TradesCollector(DataSourceCollector):
 
     async def _poll(self, client: Any, queue: asyncio.Queue[Message], symbol: str) -> None:
         lag = int(self.poll_lag * 1000)
-        since = now_ms() - lag
+        since = self.clock.time_ms() - lag
         while True:
-            t0 = time.monotonic()
-            until = now_ms() - lag
+            t0 = self.clock.monotonic()
+            until = self.clock.time_ms() - lag
             if until > since:
                 frames = []
                 page = await client.fetch_trades_page(symbol, since, until)
@@ -192,7 +192,7 @@ class TradesCollector(DataSourceCollector):
                         symbol, page.next_since, until, cursor=page.cursor
                     )
                     frames.append(page.frame)
-                received = now_ms()
+                received = self.clock.time_ms()
                 rows: list[tuple[Any, ...]] = []
                 for f in frames:
                     if len(f):
@@ -203,7 +203,7 @@ class TradesCollector(DataSourceCollector):
                         )  # fmt: skip
                 await self._put(queue, Message(symbol, rows, until, start=since))
                 since = until
-            await asyncio.sleep(max(0.0, self.poll_interval - (time.monotonic() - t0)))
+            await asyncio.sleep(max(0.0, self.poll_interval - (self.clock.monotonic() - t0)))
 
     def _frames(
         self, items: list[Message]
@@ -296,9 +296,9 @@ class TradesCollector(DataSourceCollector):
         return out
 
 
-def _gap_trades_job() -> Any:
-    """``TradesBackfill`` that stamps ``received`` (when the backfill fetched them) on raw
-    trades, so refilled rows keep the column live rows have."""
+def _gap_trades_job(clock: Clock) -> Any:
+    """``TradesBackfill`` that stamps ``received`` (when the backfill fetched them, on
+    ``clock``) on raw trades, so refilled rows keep the column live rows have."""
     from ..backfill import Chunk, TradesBackfill
 
     class _GapTrades(TradesBackfill):
@@ -306,7 +306,7 @@ def _gap_trades_job() -> Any:
             async for chunk in super().fetch(client, window):
                 if self.tf is None:
                     frame = chunk.frame.copy()
-                    frame["received"] = now_ms()
+                    frame["received"] = clock.time_ms()
                     chunk = Chunk(frame, chunk.confirmed)
                 yield chunk
 
@@ -353,6 +353,13 @@ class OHLCVCollector(DataSourceCollector):
             for tf in self.timeframes
         ]
 
+    @property
+    def first_data_within(self) -> float:
+        """A websocket feed stores a candle when it closes: up to the longest timeframe."""
+        if self.mode == "poll":
+            return 0.0
+        return max(31 * 86_400.0 if tf.is_calendar else tf.ms / 1000 for tf in self.timeframes)
+
     def backfill_jobs(self, key: DatasetKey, gap: Interval) -> list[Any]:
         from ..backfill import make_job
         from ..exchanges import exchange_info
@@ -398,10 +405,10 @@ class OHLCVCollector(DataSourceCollector):
         self, client: Any, queue: asyncio.Queue[Message], sym: str, tf: Timeframe
     ) -> None:
         name = str(tf)
-        since = tf.floor(now_ms()) - tf.ms
+        since = tf.floor(self.clock.time_ms()) - tf.ms
         while True:
-            t0 = time.monotonic()
-            frame = await client.fetch_ohlcv(sym, name, since, tf.floor(now_ms()))
+            t0 = self.clock.monotonic()
+            frame = await client.fetch_ohlcv(sym, name, since, tf.floor(self.clock.time_ms()))
             self._beat()
             if len(frame):
                 ts = (frame.index.asi8 // 1_000_000).tolist()
@@ -410,7 +417,7 @@ class OHLCVCollector(DataSourceCollector):
                 ]
                 await self._put(queue, Message(sym, rows, None, start=since, timeframe=name))
                 since = int(ts[-1]) + tf.ms
-            await asyncio.sleep(max(0.0, self.poll_interval - (time.monotonic() - t0)))
+            await asyncio.sleep(max(0.0, self.poll_interval - (self.clock.monotonic() - t0)))
 
     def _frames(
         self, items: list[Message]
@@ -468,19 +475,19 @@ class _SnapshotCollector(DataSourceCollector):
 
     async def _loop(self, client: Any, queue: asyncio.Queue[Message], sym: str, ws: bool) -> None:
         every = self.interval if self.interval is not None else (0.0 if ws else self.poll_interval)
-        last_emit = 0.0
+        last_emit: float | None = None
         while True:
-            t0 = time.monotonic()
+            t0 = self.clock.monotonic()
             frame = await (self._watch_one(client, sym) if ws else self._fetch_one(client, sym))
             self._beat()
-            now = time.monotonic()
-            if now - last_emit >= every:
+            now = self.clock.monotonic()
+            if last_emit is None or now - last_emit >= every:
                 last_emit = now
                 ts = index_ms(frame).tolist()
                 rows = [(t, *v) for t, v in zip(ts, frame.itertuples(index=False), strict=True)]
                 await self._put(queue, Message(sym, rows))
             if not ws:
-                await asyncio.sleep(max(0.0, every - (time.monotonic() - t0)))
+                await asyncio.sleep(max(0.0, every - (self.clock.monotonic() - t0)))
 
     @abstractmethod
     async def _watch_one(self, client: Any, sym: str) -> pd.DataFrame:
