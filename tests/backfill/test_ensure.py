@@ -327,14 +327,20 @@ def test_cancellation_stops_at_a_window_boundary_and_resumes(emu: ExchangeEmulat
 
     async def run_and_cancel() -> None:
         progressed = asyncio.Event()
+        windows: list[int] = []
+
+        def on_progress(job: Any, done: int, total: int) -> None:
+            windows.append(done)
+            if len(windows) >= 2:  # cancel in the middle: two windows written, more to go
+                progressed.set()
+
         task = asyncio.create_task(
             ensure_data_async(
                 ["BTC/USDT"], "1m", "2023-05-01", "2023-05-10", client(emu), 0, store,
-                progress=False, progress_callback=lambda job, done, total: progressed.set(),
+                progress=False, progress_callback=on_progress,
             )
         )  # fmt: skip
-        await progressed.wait()
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(progressed.wait(), 60)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
