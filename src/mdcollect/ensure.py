@@ -205,9 +205,7 @@ class EnsureReport:
             return "\n".join(lines)
         for s in self.symbols:
             lines.append(f"  {s}")
-            lines += [f"      {err}" for err in s.errors[:MAX_ERRORS_SHOWN]]
-            if len(s.errors) > MAX_ERRORS_SHOWN:
-                lines.append(f"      ... {len(s.errors) - MAX_ERRORS_SHOWN} more")
+            lines += _bounded(s.errors, MAX_ERRORS_SHOWN)
         lines.append(
             f"{plural(self.candles_fetched, 'row')}, {plural(self.requests, 'request')} in "
             f"{duration(self.seconds * 1000)}: {self._state}"
@@ -229,9 +227,7 @@ class EnsureReport:
                 f"  {plan.key}: had {had.get(plan.key, 'nothing')}, missing {missing}: "
                 f"{len(plan.windows)} window(s)"
             )
-            lines += [f"      {w}" for w in plan.windows[:MAX_WINDOWS_SHOWN]]
-            if len(plan.windows) > MAX_WINDOWS_SHOWN:
-                lines.append(f"      ... {len(plan.windows) - MAX_WINDOWS_SHOWN} more")
+            lines += _bounded(plan.windows, MAX_WINDOWS_SHOWN)
         lines.append(
             f"{windows} window(s), at least {windows} page request(s) (+1 markets and +1 "
             f"listing request per symbol), about {duration(seconds * 1000)} at "
@@ -319,6 +315,14 @@ def _required_cell(required: Interval | None) -> str:
 
 
 T = TypeVar("T")
+
+
+def _bounded(items: Sequence[object], limit: int) -> list[str]:
+    """At most ``limit`` items, one a line, then how many more there are."""
+    lines = [f"      {item}" for item in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"      ... {len(items) - limit} more")
+    return lines
 
 
 async def _releasing(exchange: object, coro: Coroutine[Any, Any, T]) -> T:
