@@ -275,6 +275,11 @@ async def test_okx_trades_equal_the_market(emu: ExchangeEmulator, mode: str) -> 
                 ),
                 10,
             )
+            # a 1s candle is covered once a whole second of trades is: on a loaded
+            # machine that can come after the trades counted above
+            await wait_until(
+                lambda: bool(store.coverage(DatasetKey("okx", SYM, "ohlcv", "1s"))), 30
+            )
             st = dc.status()["collectors"][c.name]
     finally:
         await cl.close()
