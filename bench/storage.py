@@ -41,7 +41,8 @@ KEY = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
 
 def candles(n: int) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    close = 100 + np.cumsum(rng.normal(0, 1, n))
+    # a geometric walk: prices stay positive (storage.write refuses negative ones)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
     open_ = np.r_[100.0, close[:-1]]
     idx = pd.DatetimeIndex(
         pd.to_datetime(T0 + np.arange(n, dtype=np.int64) * MINUTE, unit="ms", utc=True),
@@ -50,8 +51,8 @@ def candles(n: int) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "open": open_,
-            "high": np.maximum(open_, close) + rng.random(n),
-            "low": np.minimum(open_, close) - rng.random(n),
+            "high": np.maximum(open_, close) * (1 + rng.random(n) * 1e-3),
+            "low": np.minimum(open_, close) * (1 - rng.random(n) * 1e-3),
             "close": close,
             "volume": rng.random(n) * 10,
         },
