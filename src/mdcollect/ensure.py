@@ -29,8 +29,16 @@ from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
 from ._sync import run_sync
 from ._time import DAY, DEFAULT_PADDING_DAYS, Timeframe, is_bare_date, now_ms, time_range, to_ms
-from .backfill import BackfillJob, JobReport, Plan, TradesBackfill, make_job, plan_jobs, run_jobs
-from .backfill._engine import initial_reports
+from .backfill import (
+    BackfillJob,
+    JobReport,
+    Plan,
+    TradesBackfill,
+    initial_reports,
+    make_job,
+    plan_jobs,
+    run_jobs,
+)
 from .exchanges import ExchangeClient, exchange_info
 from .storage import (
     DataCollectionStorage,

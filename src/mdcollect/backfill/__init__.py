@@ -15,7 +15,16 @@ confirmed, report progress, stop cleanly when cancelled, resume from coverage.
 
 from __future__ import annotations
 
-from ._engine import BackfillJob, Chunk, JobReport, Plan, plan_jobs, run_jobs, split_windows
+from ._engine import (
+    BackfillJob,
+    Chunk,
+    JobReport,
+    Plan,
+    initial_reports,
+    plan_jobs,
+    run_jobs,
+    split_windows,
+)
 from ._strategies import OHLCVBackfill, TradesBackfill, make_job
 
 __all__ = [
@@ -25,6 +34,7 @@ __all__ = [
     "OHLCVBackfill",
     "Plan",
     "TradesBackfill",
+    "initial_reports",
     "make_job",
     "plan_jobs",
     "run_jobs",

@@ -26,7 +26,7 @@ from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._time import check_ms, format_ms
-from ..exchanges._http import SessionStats, request_tally
+from ..exchanges import SessionStats, request_tally
 from ..storage import DataCollectionStorage
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class BackfillJob(ABC):
 
     def request_seconds(self, info: ExchangeInfo) -> float | None:
         """What one page request costs under the exchange's rate limit (ccxt's costs)."""
-        from ..exchanges._registry import request_seconds
+        from ..exchanges import request_seconds
 
         return request_seconds(info, info.ohlcv_endpoint, info.page_limit)
 

@@ -226,7 +226,7 @@ class TradesBackfill(BackfillJob):
         return candles_in(interval, self.tf.ms if self.tf is not None else self._window)
 
     def request_seconds(self, info: ExchangeInfo) -> float | None:
-        from ..exchanges._registry import request_seconds
+        from ..exchanges import request_seconds
 
         return request_seconds(info, info.trades_endpoint, info.trades_page_limit)
 

@@ -15,14 +15,20 @@ Retries and failures are logged on the ``mdcollect.exchanges`` logger.
 """
 
 from ._client import ExchangeClient, TradesPage
-from ._registry import ExchangeInfo, exchange_info, exchange_keys
+from ._http import SessionStats, request_tally
+from ._registry import ExchangeInfo, exchange_info, exchange_keys, request_seconds
 from ._retry import RetryPolicy
+from ._urls import redirect_urls
 
 __all__ = [
     "ExchangeClient",
     "ExchangeInfo",
     "RetryPolicy",
+    "SessionStats",
     "TradesPage",
     "exchange_info",
     "exchange_keys",
+    "redirect_urls",
+    "request_seconds",
+    "request_tally",
 ]

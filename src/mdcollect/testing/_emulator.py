@@ -317,7 +317,7 @@ class ExchangeEmulator:
         import ccxt.async_support as ccxt_async
         import ccxt.pro as ccxt_pro
 
-        from mdcollect.exchanges._urls import redirect_urls
+        from mdcollect.exchanges import redirect_urls
 
         ccxt_id, defaults = _CCXT_ALIASES.get(exchange_id, (exchange_id, {}))
         module: Any = ccxt_pro if pro else ccxt_async if async_ else ccxt
