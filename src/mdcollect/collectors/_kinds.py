@@ -7,7 +7,7 @@ from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,6 @@ __all__ = [
     "TradesCollector",
 ]
 
-_TRADE_COLUMNS: Final = ["timestamp", "id", "price", "amount", "side", "received"]
 #: how far behind the newest trade re-sent trades are still recognised (ms)
 _SEEN_MS: Final = 10_000
 
@@ -127,10 +126,10 @@ class TradesCollector(DataSourceCollector):
         self._seen.clear()
 
     async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
-        from ..exchanges._client import _contract_size
+        from ..exchanges import contract_size
 
         for s in self.symbols:
-            self._contract[s] = _contract_size(await client.check_symbol(s))
+            self._contract[s] = contract_size(await client.check_symbol(s))
         if self._check_ws(client):
             await _unwrap(_per_symbol(self.symbols, lambda s: self._watch(client, queue, s)))
         else:
@@ -140,28 +139,13 @@ class TradesCollector(DataSourceCollector):
                 )
             await _unwrap(_per_symbol(self.symbols, lambda s: self._poll(client, queue, s)))
 
-    def _rows(
-        self, symbol: str, trades: list[dict[str, Any]], received: int
-    ) -> list[tuple[Any, ...]]:
-        from ..exchanges._client import _trade_id
-
-        contract = self._contract.get(symbol)
-        rows = []
-        for t in trades:
-            ts = t.get("timestamp")
-            if ts is None:
-                continue
-            amount = t.get("amount")
-            if contract is not None and amount is not None:
-                amount = float(Decimal(str(amount)) * contract)
-            rows.append((int(ts), _trade_id(t), t.get("price"), amount, t.get("side"), received))
-        return rows
-
     async def _watch(self, client: Any, queue: asyncio.Queue[Message], symbol: str) -> None:
+        from ..exchanges import trade_rows
+
         limit = client.ws_trades_limit
         while True:
             trades = await client.watch_trades_raw(symbol)
-            rows = self._rows(symbol, trades, self.clock.time_ms())
+            rows = trade_rows(trades, self._contract.get(symbol), self.clock.time_ms())
             if rows:
                 # ccxt keeps the last `limit` trades of a symbol: a batch that fills
                 # the cache may follow trades evicted before this task got to read them
@@ -229,6 +213,8 @@ class TradesCollector(DataSourceCollector):
     def _symbol_frames(
         self, sym: str, msgs: list[Message]
     ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
+        from ..exchanges import row_columns
+
         rows = [r for m in msgs for r in m.rows]
         watermark = max(m.watermark for m in msgs if m.watermark is not None)
         start = msgs[0].start
@@ -248,7 +234,7 @@ class TradesCollector(DataSourceCollector):
             seen.popitem(last=False)
         self.stats.rows_received += len(fresh)
         if fresh:
-            frame = pd.DataFrame.from_records(fresh, columns=_TRADE_COLUMNS)
+            frame = pd.DataFrame.from_records(fresh, columns=["timestamp", *row_columns("trades")])
             if not frame["timestamp"].is_monotonic_increasing:
                 frame = frame.sort_values("timestamp", kind="stable")
             ts = frame["timestamp"].to_numpy(dtype=np.int64)
@@ -257,7 +243,7 @@ class TradesCollector(DataSourceCollector):
                 ts.astype("datetime64[ms]").astype("datetime64[ns]"), name="timestamp"
             ).tz_localize("UTC")
         else:
-            frame = empty_frame("trades", ["id", "price", "amount", "side", "received"])
+            frame = empty_frame("trades", row_columns("trades"))
             ts = np.empty(0, dtype=np.int64)
         # coverage: what this connection has delivered completely
         if sym not in self._cov_end:
@@ -384,6 +370,8 @@ class OHLCVCollector(DataSourceCollector):
     async def _watch(
         self, client: Any, queue: asyncio.Queue[Message], sym: str, tf: Timeframe
     ) -> None:
+        from ..exchanges import ohlcv_row
+
         name = str(tf)
         while True:
             rows = await client.watch_ohlcv_raw(sym, name)
@@ -398,7 +386,7 @@ class OHLCVCollector(DataSourceCollector):
             if last is not None:
                 self._last[(sym, name)] = last
             if closed:
-                msg_rows = [(int(r[0]), *(float(x) for x in r[1:6])) for r in closed]
+                msg_rows = [ohlcv_row(r) for r in closed]
                 await self._put(queue, Message(sym, msg_rows, None, timeframe=name))
 
     async def _poll(
@@ -422,14 +410,14 @@ class OHLCVCollector(DataSourceCollector):
     def _frames(
         self, items: list[Message]
     ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
+        from ..exchanges import row_columns
+
         out: list[tuple[DatasetKey, pd.DataFrame, Interval | None]] = []
         for m in items:
             assert m.timeframe is not None
             tf = Timeframe.parse(m.timeframe)
             self.stats.rows_received += len(m.rows)
-            frame = pd.DataFrame.from_records(
-                m.rows, columns=["timestamp", "open", "high", "low", "close", "volume"]
-            )
+            frame = pd.DataFrame.from_records(m.rows, columns=["timestamp", *row_columns("ohlcv")])
             ts = frame["timestamp"].to_numpy(dtype=np.int64)
             # coverage over consecutive candles only
             pair = (m.symbol, m.timeframe)
@@ -448,8 +436,6 @@ class OHLCVCollector(DataSourceCollector):
 class _SnapshotCollector(DataSourceCollector):
     """Kinds without history: a row per update (websockets) or per poll, no coverage."""
 
-    columns: ClassVar[list[str]]
-
     def __init__(
         self,
         exchange: Any,
@@ -467,7 +453,9 @@ class _SnapshotCollector(DataSourceCollector):
         self.interval = None if interval is None else float(interval)
 
     def _row_columns(self) -> list[str]:
-        return self.columns
+        from ..exchanges import row_columns
+
+        return row_columns(self.kind)
 
     async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
         ws = self._check_ws(client)
@@ -521,7 +509,6 @@ class TickerCollector(_SnapshotCollector):
 
     kind = "ticker"
     ws_method = "watchTicker"
-    columns: ClassVar[list[str]] = ["bid", "ask", "last", "bid_size", "ask_size", "base_volume"]
 
     async def _watch_one(self, client: Any, sym: str) -> pd.DataFrame:
         frame: pd.DataFrame = await client.watch_ticker(sym)
@@ -559,7 +546,7 @@ class OrderBookCollector(_SnapshotCollector):
         self.depth = depth
 
     def _row_columns(self) -> list[str]:
-        from ..exchanges._client import row_columns
+        from ..exchanges import row_columns
 
         return row_columns("orderbook", self.depth)
 
@@ -587,7 +574,6 @@ class FundingRateCollector(_SnapshotCollector):
 
     kind = "funding"
     ws_method = "watchFundingRate"
-    columns: ClassVar[list[str]] = ["rate", "mark_price", "index_price"]
 
     def __init__(
         self,

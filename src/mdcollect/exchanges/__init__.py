@@ -11,14 +11,32 @@ trades at a time as schema frames, retrying transient failures per a
     async with ExchangeClient("okx_futures", retry=RetryPolicy(max_attempts=3)) as client:
         frame = await client.fetch_ohlcv("BTC/USDT:USDT", "1h", since, until)
 
+The parsers from ccxt's unified structures (tickers, books, funding rates,
+trades, candles) to schema rows and frames are the public module
+:mod:`mdcollect.exchanges.parsing`, re-exported here.
+
 Retries and failures are logged on the ``mdcollect.exchanges`` logger.
 """
 
+from . import parsing
 from ._client import ExchangeClient, TradesPage
 from ._http import SessionStats, request_tally
 from ._registry import ExchangeInfo, exchange_info, exchange_keys, request_seconds
 from ._retry import RetryPolicy
 from ._urls import redirect_urls
+from .parsing import (
+    book_row,
+    contract_size,
+    funding_row,
+    ohlcv_frame,
+    ohlcv_row,
+    row_columns,
+    rows_frame,
+    ticker_row,
+    trade_id,
+    trade_rows,
+    trades_frame,
+)
 
 __all__ = [
     "ExchangeClient",
@@ -26,9 +44,21 @@ __all__ = [
     "RetryPolicy",
     "SessionStats",
     "TradesPage",
+    "book_row",
+    "contract_size",
     "exchange_info",
     "exchange_keys",
+    "funding_row",
+    "ohlcv_frame",
+    "ohlcv_row",
+    "parsing",
     "redirect_urls",
     "request_seconds",
     "request_tally",
+    "row_columns",
+    "rows_frame",
+    "ticker_row",
+    "trade_id",
+    "trade_rows",
+    "trades_frame",
 ]

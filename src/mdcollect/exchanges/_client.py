@@ -9,7 +9,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -22,9 +21,9 @@ import pandas as pd
 from attrs import frozen
 
 from .._errors import ExchangeError, InvalidRequest
-from .._keys import Kind
-from .._schema import empty_frame, normalize_frame
-from .._time import Timeframe, format_ms, now_ms
+from .._rules import check_number
+from .._schema import empty_frame
+from .._time import Timeframe, check_ms, format_ms, now_ms
 from ._http import (
     ResponseRecord,
     SessionStats,
@@ -34,6 +33,15 @@ from ._http import (
 )
 from ._registry import ExchangeInfo, exchange_info
 from ._retry import RetryPolicy, translate_error
+from .parsing import (
+    book_row,
+    contract_size,
+    funding_row,
+    ohlcv_frame,
+    rows_frame,
+    ticker_row,
+    trades_frame,
+)
 
 __all__ = ["ExchangeClient", "TradesPage"]
 
@@ -61,8 +69,6 @@ ATTEMPT_QUEUE_SECONDS: Final = 60.0
 
 #: The share of an exchange's published rate limit an ExchangeClient uses by default.
 RATE_LIMIT_SHARE: Final = 0.95
-
-_OHLCV_COLUMNS: Final = ("open", "high", "low", "close", "volume")
 
 
 @frozen
@@ -302,7 +308,7 @@ class ExchangeClient:
                 )
             return result
 
-        return await self.retry.run(attempt, what=where, on_retry=self._on_retry)
+        return await self.retry.run(attempt, what=where, on_retry=self._on_retry, log=log)
 
     def _attempt_deadline(self) -> float:
         """Seconds one attempt may take: ccxt's request timeout plus time to wait in
@@ -405,36 +411,7 @@ class ExchangeClient:
             f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={ask})",
             lambda: self.exchange.fetch_ohlcv(symbol, tf_name, ask, page, params),
         )
-        return self._ohlcv_frame(rows, tf, since, until)
-
-    def _ohlcv_frame(
-        self, rows: Sequence[Sequence[Any]], tf: Timeframe, since: int, until: int
-    ) -> pd.DataFrame:
-        if not rows:
-            return empty_frame("ohlcv")
-        try:
-            arr = np.array(rows, dtype="float64")  # None -> NaN
-        except ValueError:  # ragged rows: keep ccxt's six columns
-            arr = np.array([r[:6] for r in rows], dtype="float64")
-        arr = arr[:, :6]
-        ts = arr[:, 0].astype("int64")
-        # a candle is closed when its end is not after now
-        if tf.is_calendar:
-            ends = np.array([tf.add(int(t), 1) for t in ts], dtype="int64")
-        else:
-            ends = ts + tf.ms
-        keep = (ts >= since) & (ts < until) & (ends <= self._clock())
-        arr, ts = arr[keep], ts[keep]
-        if len(ts) > 1 and not bool(np.all(ts[1:] > ts[:-1])):
-            # duplicated or overlapping rows: the schema's dedupe-and-sort
-            frame = pd.DataFrame({"timestamp": ts})
-            for i, c in enumerate(_OHLCV_COLUMNS):
-                frame[c] = arr[:, i + 1]
-            return normalize_frame("ohlcv", frame)
-        # already sorted and unique: build the normalised frame directly (the hot path)
-        index = pd.DatetimeIndex(ts.astype("datetime64[ms]").astype("datetime64[ns]"))
-        index = index.tz_localize("UTC").rename("timestamp")
-        return pd.DataFrame(arr[:, 1:], index=index, columns=list(_OHLCV_COLUMNS))
+        return ohlcv_frame(rows, tf, since, until, self._clock())
 
     async def first_candle_time(self, symbol: str, timeframe: str = "1d") -> int | None:
         """When ``symbol``'s first ``timeframe`` candle starts (ms), with at most one request.
@@ -514,7 +491,7 @@ class ExchangeClient:
             lambda: self.exchange.fetch_trades(symbol, ask_since, page, params),
         )
         trades = [t for t in trades if t.get("timestamp") is not None]
-        frame = self._trades_frame(trades, since, until, _contract_size(market))
+        frame = trades_frame(trades, contract_size(market), since=since, until=until)
         if not info.trades_since:
             return TradesPage(frame, None)
         last_ts = max((int(t["timestamp"]) for t in trades), default=None)
@@ -575,7 +552,8 @@ class ExchangeClient:
             cursor = str(oldest["id"])
             params = {**before.by_id, before.param: cursor}
         # rows the exchange repeated are merged by (timestamp, id) in the frame
-        return TradesPage(self._trades_frame(rows, since, until, _contract_size(market)), None)
+        frame = trades_frame(rows, contract_size(market), since=since, until=until)
+        return TradesPage(frame, None)
 
     async def fetch_trades(
         self, symbol: str, since: int, until: int, *, limit: int | None = None
@@ -587,34 +565,6 @@ class ExchangeClient:
         ['id', 'price', 'amount', 'side']
         """
         return (await self.fetch_trades_page(symbol, since, until, limit=limit)).frame
-
-    def _trades_frame(
-        self,
-        trades: Sequence[Mapping[str, Any]],
-        since: int,
-        until: int,
-        contract_size: Decimal | None,
-    ) -> pd.DataFrame:
-        rows = [t for t in trades if since <= int(t["timestamp"]) < until]
-        if not rows:
-            return empty_frame("trades")
-        amounts = [t.get("amount") for t in rows]
-        if contract_size is not None:
-            # ccxt gives contracts; the schema's amount is in base currency. Decimal
-            # keeps 3 * 0.01 == 0.03, the double a decimal string would parse to.
-            amounts = [
-                None if a is None else float(Decimal(str(a)) * contract_size) for a in amounts
-            ]
-        frame = pd.DataFrame(
-            {
-                "timestamp": [int(t["timestamp"]) for t in rows],
-                "id": [_trade_id(t) for t in rows],
-                "price": [t.get("price") for t in rows],
-                "amount": amounts,
-                "side": [t.get("side") for t in rows],
-            }
-        )
-        return normalize_frame("trades", frame)
 
     # ------------------------------------------------------------------ live data
 
@@ -667,8 +617,7 @@ class ExchangeClient:
 
         >>> client.ws_keepalive(10)   # a DataCollector with max_silence=30 does this
         """
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-            raise InvalidRequest(f"keep-alive must be seconds > 0, got {seconds!r}")
+        check_number("keep-alive seconds", seconds)
         streaming = getattr(self.exchange, "streaming", None)
         if not isinstance(streaming, dict):
             return
@@ -737,7 +686,7 @@ class ExchangeClient:
         market = await self.check_symbol(symbol)
         received = now_ms()
         rows = await self.watch_trades_raw(symbol)
-        return trades_frame(rows, received, _contract_size(market))
+        return trades_frame(rows, contract_size(market), received=received)
 
     async def watch_ohlcv_raw(self, symbol: str, timeframe: str) -> list[list[float]]:
         """The candles of ``symbol`` the websocket updated (the open one included).
@@ -865,114 +814,17 @@ class ExchangeClient:
     def _page_limit(limit: int | None, maximum: int) -> int:
         if limit is None:
             return maximum
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidRequest(f"limit must be a positive int, got {limit!r}")
+        check_number("limit", limit, integer=True)
         return min(limit, maximum)
 
 
-def _num(v: Any) -> float:
-    return float("nan") if v is None else float(v)
-
-
-def ticker_row(t: Mapping[str, Any], received: int) -> tuple[Any, ...]:
-    """A ccxt ticker as ``(timestamp, bid, ask, last, bid_size, ask_size, base_volume)``."""
-    ts = t.get("timestamp") or received
-    return (
-        int(ts), _num(t.get("bid")), _num(t.get("ask")), _num(t.get("last")),
-        _num(t.get("bidVolume")), _num(t.get("askVolume")), _num(t.get("baseVolume")),
-    )  # fmt: skip
-
-
-def book_row(ob: Mapping[str, Any], depth: int, received: int) -> tuple[Any, ...]:
-    """A ccxt order book as ``(timestamp, bid px.., bid sz.., ask px.., ask sz..)`` to ``depth``
-    levels (missing levels are NaN)."""
-    out: list[Any] = [int(ob.get("timestamp") or received)]
-    for side in ("bids", "asks"):
-        levels = list(ob.get(side) or [])[:depth]
-        levels += [[float("nan"), float("nan")]] * (depth - len(levels))
-        out += [_num(lv[0]) for lv in levels]
-        out += [_num(lv[1]) for lv in levels]
-    return tuple(out)
-
-
-def funding_row(fr: Mapping[str, Any], received: int) -> tuple[Any, ...]:
-    """A ccxt funding rate as ``(timestamp, rate, mark_price, index_price)``."""
-    ts = fr.get("timestamp") or received
-    return (
-        int(ts),
-        _num(fr.get("fundingRate")),
-        _num(fr.get("markPrice")),
-        _num(fr.get("indexPrice")),
-    )
-
-
-_ROW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "ticker": ("bid", "ask", "last", "bid_size", "ask_size", "base_volume"),
-    "funding": ("rate", "mark_price", "index_price"),
-    "ohlcv": _OHLCV_COLUMNS,
-}
-
-
-def row_columns(kind: str, depth: int = 0) -> list[str]:
-    """The columns after ``timestamp`` of the rows :func:`ticker_row` and friends build."""
-    if kind == "orderbook":
-        return [f"{s}_{w}_{i}" for s in ("bid", "ask") for w in ("px", "sz") for i in range(depth)]
-    return list(_ROW_COLUMNS[kind])
-
-
-def rows_frame(kind: Kind, rows: Sequence[Sequence[Any]], *, depth: int = 0) -> pd.DataFrame:
-    """Rows ``(timestamp, *columns)`` as a schema frame of ``kind`` (last row wins per time)."""
-    if not rows:
-        return empty_frame(kind, row_columns(kind, depth))
-    frame = pd.DataFrame.from_records(
-        [tuple(r) for r in rows], columns=["timestamp", *row_columns(kind, depth)]
-    )
-    return normalize_frame(kind, frame)
-
-
-def trades_frame(
-    trades: Sequence[Mapping[str, Any]], received: int | Sequence[int], contract: Decimal | None
-) -> pd.DataFrame:
-    """ccxt trades as a ``trades`` frame with ``received`` (one time or one per trade)."""
-    rows = [t for t in trades if t.get("timestamp") is not None]
-    if not rows:
-        return empty_frame("trades", ["id", "price", "amount", "side", "received"])
-    amounts = [t.get("amount") for t in rows]
-    if contract is not None:
-        amounts = [None if a is None else float(Decimal(str(a)) * contract) for a in amounts]
-    recv = [received] * len(rows) if isinstance(received, int) else list(received)
-    frame = pd.DataFrame(
-        {
-            "timestamp": [int(t["timestamp"]) for t in rows],
-            "id": [_trade_id(t) for t in rows],
-            "price": [t.get("price") for t in rows],
-            "amount": amounts,
-            "side": [t.get("side") for t in rows],
-            "received": recv,
-        }
-    )
-    return normalize_frame("trades", frame)
-
-
-def _contract_size(market: Mapping[str, Any]) -> Decimal | None:
-    size = market.get("contractSize")
-    if not market.get("contract") or size is None or size == 1:
-        return None
-    return Decimal(str(size))
-
-
-def _trade_id(trade: Mapping[str, Any]) -> str:
-    tid = trade.get("id")
-    if tid is not None and tid != "":
-        return str(tid)
-    # no exchange id: the trade's content is the best identity there is
-    return f"{trade['timestamp']}:{trade.get('price')}:{trade.get('amount')}:{trade.get('side')}"
-
-
 def _check_range(since: int, until: int) -> tuple[int, int]:
+    bounds = []
     for name, value in (("since", since), ("until", until)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise InvalidRequest(f"{name} must be an int of ms since the epoch, got {value!r}")
+        ms = int(value) if isinstance(value, np.integer) else value
+        check_number(f"{name} (ms since the epoch)", ms, integer=True, strict=False)
+        bounds.append(check_ms(int(ms), name))
+    since, until = bounds
     if until < since:
         raise InvalidRequest(f"until {format_ms(until)} is before since {format_ms(since)}")
-    return int(since), int(until)
+    return since, until

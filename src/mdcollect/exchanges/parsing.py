@@ -1,0 +1,303 @@
+"""ccxt's unified structures as schema rows and frames: the one place they are parsed.
+
+Every parser takes what ccxt returns after parsing an exchange's message (a
+unified ticker, order book, funding rate, trade or OHLCV list, see ccxt's
+manual) and gives rows ``(timestamp, *columns)`` or a frame in the kind's
+schema (:mod:`mdcollect._schema`), so REST pages, websocket updates and live
+collectors store the same values:
+
+* times are int ms since the epoch (the exchange's time; the receipt time where
+  the structure has none, and in the trades' ``received`` column);
+* a missing number is NaN;
+* trade amounts of contract markets (``market["contract"]`` with a
+  ``contractSize`` other than 1, e.g. OKX swaps, 0.01 BTC a contract) are
+  converted from contracts to base units, exactly (``Decimal``: 3 contracts of
+  0.01 are 0.03, not 0.030000000000000002);
+* the columns of each kind's rows are :func:`row_columns`, read from the schema.
+
+These functions take no exchange and make no request; :class:`ExchangeClient`
+calls them on what ccxt returns, and so can a test on a recorded message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._keys import Kind
+from .._schema import SCHEMAS, _book_columns, empty_frame, normalize_frame
+from .._time import Timeframe
+
+__all__ = [
+    "book_row",
+    "contract_size",
+    "funding_row",
+    "ohlcv_frame",
+    "ohlcv_row",
+    "row_columns",
+    "rows_frame",
+    "ticker_row",
+    "trade_id",
+    "trade_rows",
+    "trades_frame",
+]
+
+
+def row_columns(kind: Kind, depth: int = 0) -> list[str]:
+    """The columns after ``timestamp`` of the rows this module builds for ``kind``.
+
+    The schema's columns (:data:`mdcollect._schema.SCHEMAS`), minus those ccxt's
+    structure does not carry: a ccxt candle has no trade count, so ``ohlcv`` rows
+    stop at ``volume``. ``orderbook`` has ``depth`` levels a side.
+
+    >>> row_columns("ticker")
+    ['bid', 'ask', 'last', 'bid_size', 'ask_size', 'base_volume']
+    >>> row_columns("orderbook", 1)
+    ['bid_px_0', 'bid_sz_0', 'ask_px_0', 'ask_sz_0']
+    """
+    if kind == "orderbook":
+        return _book_columns(depth)
+    schema = SCHEMAS[kind]
+    if kind == "ohlcv":
+        return list(schema.required)
+    return schema.columns()
+
+
+def contract_size(market: Mapping[str, Any]) -> Decimal | None:
+    """The base units one contract of ``market`` (a ccxt market) stands for, or ``None``
+    when amounts need no conversion (spot, or a contract size of 1).
+
+    >>> contract_size({"contract": True, "contractSize": 0.01})   # OKX BTC-USDT-SWAP
+    Decimal('0.01')
+    >>> contract_size({"contract": False, "contractSize": None}) is None
+    True
+    """
+    size = market.get("contractSize")
+    if not market.get("contract") or size is None or size == 1:
+        return None
+    return Decimal(str(size))
+
+
+def trade_id(trade: Mapping[str, Any]) -> str:
+    """The identity of a ccxt trade: the exchange's id, or, when it has none, the
+    trade's content (``"timestamp:price:amount:side"``).
+
+    >>> trade_id({"id": "497859870", "timestamp": 1710327658374})   # OKX tradeId
+    '497859870'
+    >>> trade_id({"id": None, "timestamp": 1, "price": 2.0, "amount": 3.0, "side": "buy"})
+    '1:2.0:3.0:buy'
+    """
+    tid = trade.get("id")
+    if tid is not None and tid != "":
+        return str(tid)
+    # no exchange id: the trade's content is the best identity there is
+    return f"{trade['timestamp']}:{trade.get('price')}:{trade.get('amount')}:{trade.get('side')}"
+
+
+def _amount(amount: Any, contract: Decimal | None) -> Any:
+    if contract is None or amount is None:
+        return amount
+    # ccxt gives contracts; the schema's amount is in base units. Decimal keeps
+    # 3 * 0.01 == 0.03, the double a decimal string would parse to.
+    return float(Decimal(str(amount)) * contract)
+
+
+def trade_rows(
+    trades: Sequence[Mapping[str, Any]], contract: Decimal | None, received: int
+) -> list[tuple[Any, ...]]:
+    """ccxt trades as rows ``(timestamp, id, price, amount, side, received)``, amounts in
+    base units (``contract``: :func:`contract_size`); trades without a timestamp are
+    left out.
+
+    OKX's ``{"instId": "BTC-USDT", "side": "sell", "sz": "0.0009478", "px": "73239.3",
+    "tradeId": "497859870", "ts": "1710327658374"}``, as ccxt parses it:
+
+    >>> t = {"timestamp": 1710327658374, "id": "497859870", "price": 73239.3,
+    ...      "amount": 0.0009478, "side": "sell"}
+    >>> trade_rows([t], None, 1710327658400)
+    [(1710327658374, '497859870', 73239.3, 0.0009478, 'sell', 1710327658400)]
+    """
+    return [
+        (int(ts), trade_id(t), t.get("price"), _amount(t.get("amount"), contract), t.get("side"),
+         received)
+        for t in trades
+        if (ts := t.get("timestamp")) is not None
+    ]  # fmt: skip
+
+
+def trades_frame(
+    trades: Sequence[Mapping[str, Any]],
+    contract: Decimal | None,
+    *,
+    received: int | None = None,
+    since: int | None = None,
+    until: int | None = None,
+) -> pd.DataFrame:
+    """ccxt trades as a ``trades`` frame, amounts in base units (see :func:`trade_rows`).
+
+    With ``received`` (ms) every row gets that ``received`` time; ``since`` and
+    ``until`` keep the trades with ``since <= timestamp < until``. Rows are
+    deduplicated by ``(timestamp, id)`` and sorted.
+
+    An OKX BTC-USDT-SWAP trade of 3 contracts (0.01 BTC each), as ccxt parses it:
+
+    >>> t = {"timestamp": 1710327658374, "id": "1", "price": 73239.3, "amount": 3.0,
+    ...      "side": "buy"}
+    >>> trades_frame([t], Decimal("0.01"), received=1710327658400)
+                                     id    price  amount side       received
+    timestamp
+    2024-03-13 11:00:58.374000+00:00  1  73239.3    0.03  buy  1710327658400
+    """
+    rows = [
+        r
+        for r in trade_rows(trades, contract, 0 if received is None else received)
+        if (since is None or r[0] >= since) and (until is None or r[0] < until)
+    ]
+    columns = row_columns("trades")
+    if received is None:
+        columns = columns[:-1]
+        rows = [r[:-1] for r in rows]
+    if not rows:
+        return empty_frame("trades", columns)
+    frame = pd.DataFrame.from_records(rows, columns=["timestamp", *columns])
+    return normalize_frame("trades", frame)
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def ticker_row(t: Mapping[str, Any], received: int) -> tuple[Any, ...]:
+    """A ccxt ticker as ``(timestamp, bid, ask, last, bid_size, ask_size, base_volume)``;
+    ``received`` stands in for a ticker without a timestamp.
+
+    Binance's 24h ticker ``{"symbol": "BTCUSDT", "lastPrice": "73369.84000000",
+    "bidPrice": "73369.83000000", "bidQty": "6.27086000", "askPrice": "73369.84000000",
+    "askQty": "3.57348000", "volume": "53004.87209000", "closeTime": 1710328245316, ...}``,
+    as ccxt parses it:
+
+    >>> ticker_row({"timestamp": 1710328245316, "bid": 73369.83, "ask": 73369.84,
+    ...             "last": 73369.84, "bidVolume": 6.27086, "askVolume": 3.57348,
+    ...             "baseVolume": 53004.87209}, 1710328245400)
+    (1710328245316, 73369.83, 73369.84, 73369.84, 6.27086, 3.57348, 53004.87209)
+    """
+    ts = t.get("timestamp") or received
+    return (
+        int(ts), _num(t.get("bid")), _num(t.get("ask")), _num(t.get("last")),
+        _num(t.get("bidVolume")), _num(t.get("askVolume")), _num(t.get("baseVolume")),
+    )  # fmt: skip
+
+
+def book_row(ob: Mapping[str, Any], depth: int, received: int) -> tuple[Any, ...]:
+    """A ccxt order book as ``(timestamp, bid px.., bid sz.., ask px.., ask sz..)`` to
+    ``depth`` levels (missing levels are NaN); ``received`` stands in for a book without
+    a timestamp. Sizes are as ccxt gives them (contracts on contract markets).
+
+    OKX's ``{"asks": [["43466.4", "14881", "0", "1"], ...], "bids": [["43466.3", "13807",
+    "0", "1"], ...], "ts": "1706612067750"}`` (BTC-USDT-SWAP), as ccxt parses it:
+
+    >>> book_row({"timestamp": 1706612067750, "bids": [[43466.3, 13807.0], [43466.2, 17151.0]],
+    ...           "asks": [[43466.4, 14881.0], [43466.5, 14624.0]]}, 1, 1706612067800)
+    (1706612067750, 43466.3, 13807.0, 43466.4, 14881.0)
+    """
+    out: list[Any] = [int(ob.get("timestamp") or received)]
+    for side in ("bids", "asks"):
+        levels = list(ob.get(side) or [])[:depth]
+        levels += [[float("nan"), float("nan")]] * (depth - len(levels))
+        out += [_num(lv[0]) for lv in levels]
+        out += [_num(lv[1]) for lv in levels]
+    return tuple(out)
+
+
+def funding_row(fr: Mapping[str, Any], received: int) -> tuple[Any, ...]:
+    """A ccxt funding rate as ``(timestamp, rate, mark_price, index_price)``; ``received``
+    stands in for a funding rate without a timestamp.
+
+    Bybit's linear ticker ``{"symbol": "BTCUSDT", "markPrice": "68591.46", "indexPrice":
+    "68599.90", "fundingRate": "0.0001", ...}``, as ccxt parses it:
+
+    >>> funding_row({"timestamp": 1713258480000, "fundingRate": 0.0001,
+    ...              "markPrice": 68591.46, "indexPrice": 68599.9}, 1713258480500)
+    (1713258480000, 0.0001, 68591.46, 68599.9)
+    """
+    ts = fr.get("timestamp") or received
+    return (
+        int(ts),
+        _num(fr.get("fundingRate")),
+        _num(fr.get("markPrice")),
+        _num(fr.get("indexPrice")),
+    )
+
+
+def rows_frame(kind: Kind, rows: Sequence[Sequence[Any]], *, depth: int = 0) -> pd.DataFrame:
+    """Rows ``(timestamp, *row_columns(kind, depth))`` as a schema frame of ``kind``
+    (sorted; the last row wins per timestamp).
+
+    >>> rows_frame("funding", [(1713258480000, 0.0001, 68591.46, 68599.9)])
+                                 rate  mark_price  index_price
+    timestamp
+    2024-04-16 09:08:00+00:00  0.0001    68591.46      68599.9
+    """
+    if not rows:
+        return empty_frame(kind, row_columns(kind, depth))
+    frame = pd.DataFrame.from_records(
+        [tuple(r) for r in rows], columns=["timestamp", *row_columns(kind, depth)]
+    )
+    return normalize_frame(kind, frame)
+
+
+def ohlcv_row(candle: Sequence[Any]) -> tuple[Any, ...]:
+    """A ccxt candle ``[timestamp, open, high, low, close, volume]`` as a row of floats.
+
+    Binance's kline ``[1706630400000, "43519.34000000", "43936.00000000",
+    "43171.00000000", "43488.71000000", "20.55495000", 1706633999999, ...]``, as ccxt
+    parses it:
+
+    >>> ohlcv_row([1706630400000, 43519.34, 43936, 43171, 43488.71, 20.55495])
+    (1706630400000, 43519.34, 43936.0, 43171.0, 43488.71, 20.55495)
+    """
+    return (int(candle[0]), *(float(x) for x in candle[1:6]))
+
+
+def ohlcv_frame(
+    candles: Sequence[Sequence[Any]], tf: Timeframe, since: int, until: int, now: int
+) -> pd.DataFrame:
+    """ccxt candles as an ``ohlcv`` frame: those with ``since <= timestamp < until``
+    that are closed at ``now`` (their end is not after it), deduplicated and sorted.
+
+    >>> ohlcv_frame([[1706630400000, 43519.34, 43936, 43171, 43488.71, 20.55495]],
+    ...             Timeframe.parse("1h"), 1706630400000, 1706634000000, 1706634000000)
+                                   open     high      low     close    volume
+    timestamp
+    2024-01-30 16:00:00+00:00  43519.34  43936.0  43171.0  43488.71  20.55495
+    """
+    if not candles:
+        return empty_frame("ohlcv")
+    try:
+        arr = np.array(candles, dtype="float64")  # None -> NaN
+    except ValueError:  # ragged rows: keep ccxt's six columns
+        arr = np.array([r[:6] for r in candles], dtype="float64")
+    arr = arr[:, :6]
+    ts = arr[:, 0].astype("int64")
+    # a candle is closed when its end is not after now
+    if tf.is_calendar:
+        ends = np.array([tf.add(int(t), 1) for t in ts], dtype="int64")
+    else:
+        ends = ts + tf.ms
+    keep = (ts >= since) & (ts < until) & (ends <= now)
+    arr, ts = arr[keep], ts[keep]
+    columns = row_columns("ohlcv")
+    if len(ts) > 1 and not bool(np.all(ts[1:] > ts[:-1])):
+        # duplicated or overlapping rows: the schema's dedupe-and-sort
+        frame = pd.DataFrame({"timestamp": ts})
+        for i, c in enumerate(columns):
+            frame[c] = arr[:, i + 1]
+        return normalize_frame("ohlcv", frame)
+    # already sorted and unique: build the normalised frame directly (the hot path)
+    index = pd.DatetimeIndex(ts.astype("datetime64[ms]").astype("datetime64[ns]"))
+    index = index.tz_localize("UTC").rename("timestamp")
+    return pd.DataFrame(arr[:, 1:], index=index, columns=columns)
