@@ -143,14 +143,18 @@ def trades_frame(
     ``until`` keep the trades with ``since <= timestamp < until``. Rows are
     deduplicated by ``(timestamp, id)`` and sorted.
 
-    An OKX BTC-USDT-SWAP trade of 3 contracts (0.01 BTC each), as ccxt parses it:
+    The OKX trade of :func:`trade_rows`; then the same numbers as 6.8 contracts of
+    BTC-USDT-SWAP, 0.01 BTC each:
 
-    >>> t = {"timestamp": 1710327658374, "id": "1", "price": 73239.3, "amount": 3.0,
-    ...      "side": "buy"}
-    >>> trades_frame([t], Decimal("0.01"), received=1710327658400)
-                                     id    price  amount side       received
-    timestamp
-    2024-03-13 11:00:58.374000+00:00  1  73239.3    0.03  buy  1710327658400
+    >>> t = {"timestamp": 1710327658374, "id": "497859870", "price": 73239.3,
+    ...      "amount": 0.0009478, "side": "sell"}
+    >>> frame = trades_frame([t], None, received=1710327658400)
+    >>> frame.index[0]
+    Timestamp('2024-03-13 11:00:58.374000+0000', tz='UTC')
+    >>> frame.to_dict("records")
+    [{'id': '497859870', 'price': 73239.3, 'amount': 0.0009478, 'side': 'sell', 'received': 1710327658400}]
+    >>> float(trades_frame([dict(t, amount=6.8)], Decimal("0.01"))["amount"].iloc[0])
+    0.068
     """
     rows = [
         r
@@ -177,13 +181,13 @@ def ticker_row(t: Mapping[str, Any], received: int) -> tuple[Any, ...]:
 
     Binance's 24h ticker ``{"symbol": "BTCUSDT", "lastPrice": "73369.84000000",
     "bidPrice": "73369.83000000", "bidQty": "6.27086000", "askPrice": "73369.84000000",
-    "askQty": "3.57348000", "volume": "53004.87209000", "closeTime": 1710328245316, ...}``,
-    as ccxt parses it:
+    "askQty": "0.03321000", "volume": "72140.34862800", "closeTime": "1710328245391",
+    ...}``, as ccxt parses it:
 
-    >>> ticker_row({"timestamp": 1710328245316, "bid": 73369.83, "ask": 73369.84,
-    ...             "last": 73369.84, "bidVolume": 6.27086, "askVolume": 3.57348,
-    ...             "baseVolume": 53004.87209}, 1710328245400)
-    (1710328245316, 73369.83, 73369.84, 73369.84, 6.27086, 3.57348, 53004.87209)
+    >>> ticker_row({"timestamp": 1710328245391, "bid": 73369.83, "ask": 73369.84,
+    ...             "last": 73369.84, "bidVolume": 6.27086, "askVolume": 0.03321,
+    ...             "baseVolume": 72140.348628}, 1710328245400)
+    (1710328245391, 73369.83, 73369.84, 73369.84, 6.27086, 0.03321, 72140.348628)
     """
     ts = t.get("timestamp") or received
     return (
@@ -200,8 +204,8 @@ def book_row(ob: Mapping[str, Any], depth: int, received: int) -> tuple[Any, ...
     OKX's ``{"asks": [["43466.4", "14881", "0", "1"], ...], "bids": [["43466.3", "13807",
     "0", "1"], ...], "ts": "1706612067750"}`` (BTC-USDT-SWAP), as ccxt parses it:
 
-    >>> book_row({"timestamp": 1706612067750, "bids": [[43466.3, 13807.0], [43466.2, 17151.0]],
-    ...           "asks": [[43466.4, 14881.0], [43466.5, 14624.0]]}, 1, 1706612067800)
+    >>> book_row({"timestamp": 1706612067750, "bids": [[43466.3, 13807.0, 0], [43466.2, 17151.0, 0]],
+    ...           "asks": [[43466.4, 14881.0, 0], [43466.5, 14624.0, 0]]}, 1, 1706612067800)
     (1706612067750, 43466.3, 13807.0, 43466.4, 14881.0)
     """
     out: list[Any] = [int(ob.get("timestamp") or received)]
@@ -218,11 +222,12 @@ def funding_row(fr: Mapping[str, Any], received: int) -> tuple[Any, ...]:
     stands in for a funding rate without a timestamp.
 
     Bybit's linear ticker ``{"symbol": "BTCUSDT", "markPrice": "68591.46", "indexPrice":
-    "68599.90", "fundingRate": "0.0001", ...}``, as ccxt parses it:
+    "68599.90", "fundingRate": "0.0001", "nextFundingTime": "1730736000000",
+    "timestamp": 1730730080834, ...}``, as ccxt parses it:
 
-    >>> funding_row({"timestamp": 1713258480000, "fundingRate": 0.0001,
-    ...              "markPrice": 68591.46, "indexPrice": 68599.9}, 1713258480500)
-    (1713258480000, 0.0001, 68591.46, 68599.9)
+    >>> funding_row({"timestamp": 1730730080834, "fundingRate": 0.0001,
+    ...              "markPrice": 68591.46, "indexPrice": 68599.9}, 1730730081000)
+    (1730730080834, 0.0001, 68591.46, 68599.9)
     """
     ts = fr.get("timestamp") or received
     return (
@@ -237,10 +242,10 @@ def rows_frame(kind: Kind, rows: Sequence[Sequence[Any]], *, depth: int = 0) -> 
     """Rows ``(timestamp, *row_columns(kind, depth))`` as a schema frame of ``kind``
     (sorted; the last row wins per timestamp).
 
-    >>> rows_frame("funding", [(1713258480000, 0.0001, 68591.46, 68599.9)])
-                                 rate  mark_price  index_price
+    >>> rows_frame("funding", [(1730730080834, 0.0001, 68591.46, 68599.9)])
+                                        rate  mark_price  index_price
     timestamp
-    2024-04-16 09:08:00+00:00  0.0001    68591.46      68599.9
+    2024-11-04 14:21:20.834000+00:00  0.0001    68591.46      68599.9
     """
     if not rows:
         return empty_frame(kind, row_columns(kind, depth))
