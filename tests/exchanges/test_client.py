@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import ccxt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -155,6 +156,28 @@ async def test_bad_range_rejected(emu: ExchangeEmulator) -> None:
             await client.fetch_ohlcv(SPOT, "1m", NOW, NOW - 1)
         with pytest.raises(InvalidRequest, match="limit"):
             await client.fetch_ohlcv(SPOT, "1m", NOW - HOUR, NOW, limit=0)
+
+
+async def test_range_in_seconds_or_not_ms_rejected_before_a_request(
+    emu: ExchangeEmulator,
+) -> None:
+    """Epoch seconds are not read as 1970 ms; a bound that is no int of ms is named."""
+    async with make_client(emu, "binance") as client:
+        await client.load_markets()
+        before = client.request_count
+        with pytest.raises(InvalidRequest, match=r"since 1704067200 looks like seconds"):
+            await client.fetch_ohlcv(SPOT, "1m", 1_704_067_200, NOW)
+        with pytest.raises(InvalidRequest, match=r"until 1704070800 looks like seconds"):
+            await client.fetch_trades_page(SPOT, 1_704_067_200_000, 1_704_070_800)
+        with pytest.raises(InvalidRequest, match=r"until \(ms since the epoch\) must be .*'x'"):
+            await client.fetch_trades(SPOT, NOW - HOUR, "x")  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequest, match=r"limit must be a positive integer, got 1.5"):
+            await client.fetch_ohlcv(SPOT, "1m", NOW - HOUR, NOW, limit=1.5)  # type: ignore[arg-type]
+        assert client.request_count == before
+        # numpy ints, as frames hand them out, are ms like any int
+        end = NOW - NOW % MINUTE
+        frame = await client.fetch_ohlcv(SPOT, "1m", np.int64(end - HOUR), np.int64(end))
+        assert len(frame) == 60
 
 
 # ---------------------------------------------------------------------- candles
