@@ -180,6 +180,15 @@ async def test_range_in_seconds_or_not_ms_rejected_before_a_request(
         assert len(frame) == 60
 
 
+def test_ws_keepalive_refuses_what_is_no_positive_number(emu: ExchangeEmulator) -> None:
+    client = make_client(emu, "binance")
+    for bad in (0, -1, float("nan"), True, "5"):
+        with pytest.raises(InvalidRequest, match=r"keep-alive seconds must be a positive number"):
+            client.ws_keepalive(bad)  # type: ignore[arg-type]
+    client.ws_keepalive(2.5)
+    assert client.exchange.streaming["keepAlive"] == 2500
+
+
 # ---------------------------------------------------------------------- candles
 
 
