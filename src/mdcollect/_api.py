@@ -240,16 +240,11 @@ def sync_request_from_json(
         raise InvalidRequest(f"unknown field(s) {unknown}; allowed: {', '.join(sorted(known))}")
     if "symbols" not in body:
         raise InvalidRequest("symbols is required: a non-empty list such as ['BTC/USDT:USDT']")
-    for name in ("start_date", "end_date"):
-        if not isinstance(body.get(name), str):
-            raise InvalidRequest(
-                f"{name} must be a string YYYYMMDD or YYYY-MM-DD, got {body.get(name)!r}"
-            )
     return sync_request(
         body["symbols"],
         body.get("timeframe", DEFAULT_TIMEFRAME),
-        body["start_date"],
-        body["end_date"],
+        body.get("start_date"),
+        body.get("end_date"),
         body.get("exchange", DEFAULT_EXCHANGE),
         body.get("padding_days", DEFAULT_PADDING_DAYS),
         allowed_exchanges=allowed_exchanges,

@@ -302,8 +302,10 @@ def check_date(value: object, name: str) -> int:
         return to_ms(value, name=name)
     if isinstance(value, dt.date | pd.Timestamp):
         return to_ms(value, name=name)
+    # the words of the service too, where a JSON body can only carry the string
     raise InvalidRequest(
-        f"{name} must be a date (YYYYMMDD, YYYY-MM-DD, datetime or pd.Timestamp), got {value!r}"
+        f"{name} must be a string YYYYMMDD or YYYY-MM-DD (in Python also a date, datetime "
+        f"or pd.Timestamp), got {value!r}"
     )
 
 
