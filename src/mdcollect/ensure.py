@@ -585,7 +585,7 @@ def ensure_data(
       closed candle.
     * ``exchange``: any registered key (``binance_futures``, ``okx``...) or an
       :class:`~mdcollect.exchanges.ExchangeClient`.
-    * ``padding_days``: an int >= 0; the required range starts that many days
+    * ``padding_days``: an int from 0 to 3650; the required range starts that many days
       before ``start_date`` (startup candles for indicators).
     * ``storage``: a storage or URL; ``None`` is :func:`default_storage`.
 

@@ -33,15 +33,14 @@ from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageErro
 from .._keys import DatasetKey
 from .._rules import positive
 from .._time import DAY, Timeframe, now_ms
-from ..exchanges import exchange_info
+from ..ensure import ensure_data_async
+from ..exchanges import ExchangeClient, exchange_info
 from ..storage import DataCollectionStorage, open_storage
 from ._jobs import DEFAULT_MAX_JOBS, Jobs, JobsFull, error_status
 from ._openapi import openapi_document
 
 if TYPE_CHECKING:
     from types import FrameType
-
-    from ..exchanges import ExchangeClient
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -61,7 +60,7 @@ _OPEN_PATHS: Final = frozenset({"/api/v1/health", "/openapi.json"})
 _OHLCV_PARAMS: Final = frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange"})
 _JOB_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 
-ExchangeFactory = Callable[[str], "ExchangeClient | str"]
+ExchangeFactory = Callable[[str], ExchangeClient | str]
 
 
 @frozen
@@ -285,9 +284,6 @@ class _Service:
             )
 
     async def _ensure(self, sync: SyncRequest) -> dict[str, Any]:
-        from ..ensure import ensure_data_async
-        from ..exchanges import ExchangeClient
-
         exchange = self.exchange_factory(sync.exchange) if self.exchange_factory else sync.exchange
         try:
             report = await ensure_data_async(
