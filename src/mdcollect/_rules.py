@@ -62,7 +62,8 @@ __all__ = [
 
 #: Symbols one call may name (``ensure_data``, the service's sync).
 MAX_SYMBOLS: Final = 50
-#: Days of padding at most (ten years): more reaches before 1970 from any recent start.
+#: Days of padding at most: ten years, the service's bound from the start; indicators
+#: need weeks, and a much larger number is a mistake that soon reaches before 1970.
 MAX_PADDING_DAYS: Final = 3650
 # ms bounds of years 1970..9999: pandas and the backends hold every value in between
 _MAX_MS: Final = 253_402_300_799_999
