@@ -329,3 +329,28 @@ def test_ensure_pads_30_days_by_default(tmp_path: Path, capsys: pytest.CaptureFi
         assert st.coverage(key) == IntervalSet([Interval(T2024 + DAY, T2024 + 32 * DAY)])
         assert len(st.read(key)) == 31
     assert "also ensure this many days before --start (default: 30)" in _help(["ensure"], capsys)
+
+
+@pytest.mark.parametrize("days", ["-1", "20000"])
+def test_bad_padding_days_names_the_flag_and_the_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], days: str
+) -> None:
+    url = f"parquet://{tmp_path / 'store'}"
+    assert main(["--storage", url, "--emulate", "-q", "--no-progress", "ensure", "BTC/USDT",
+                 "-x", "binance", "-t", "1d", "--start", "2024-02-01", "--end", "2024-02-01",
+                 "--padding-days", days]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"--padding-days must be an integer in [0, 3650], got {days}" in err
+    assert not (tmp_path / "store").exists() or not open_storage(url).keys()
+
+
+def test_negative_status_every_is_refused_by_the_number_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "collect.toml"
+    config.write_text(
+        'storage = "memory://"\n[[collectors]]\nexchange = "binance"\nsymbols = ["BTC/USDT"]\n'
+        'kinds = ["trades"]\n'
+    )
+    assert main(["collect", str(config), "--status-every", "-1"]) == 2
+    assert "--status-every must be a number >= 0, got -1.0" in capsys.readouterr().err

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Final, Literal, get_args
 
 from attrs import field, frozen
 
 from ._errors import InvalidRequest
+from ._rules import check_exchange_key
 from ._time import Timeframe
 
 __all__ = ["KINDS", "DatasetKey", "Kind"]
@@ -15,16 +15,6 @@ __all__ = ["KINDS", "DatasetKey", "Kind"]
 Kind = Literal["ohlcv", "trades", "ticker", "orderbook", "funding"]
 #: Every kind of dataset mdcollect stores.
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
-_EXCHANGE_RE: Final = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def _check_exchange(value: object) -> str:
-    if not isinstance(value, str) or not _EXCHANGE_RE.match(value):
-        raise InvalidRequest(
-            f"exchange {value!r} is not a valid exchange key; use a ccxt id such as "
-            "'binance' or an alias such as 'binance_futures' (lowercase letters, digits, _)"
-        )
-    return value
 
 
 def _check_symbol(value: object) -> str:
@@ -64,7 +54,7 @@ class DatasetKey:
     True
     """
 
-    exchange: str = field(converter=_check_exchange)
+    exchange: str = field(converter=check_exchange_key)
     symbol: str = field(converter=_check_symbol)
     kind: Kind = field(converter=_check_kind)
     timeframe: str | None = field(default=None, converter=_conv_timeframe)

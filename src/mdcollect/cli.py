@@ -36,6 +36,7 @@ from ._errors import InvalidRequest, MdcollectError
 from ._intervals import Interval
 from ._keys import DatasetKey
 from ._redact import redact
+from ._rules import check_number, check_padding
 from ._time import DEFAULT_PADDING_DAYS, format_ms, time_range
 from .storage import (
     DataCollectionStorage,
@@ -179,8 +180,7 @@ async def _fetch(args: argparse.Namespace) -> int:
     # client it makes, also when the call fails
     try:
         if args.command == "ensure":
-            if args.padding_days < 0:
-                raise InvalidRequest(f"--padding-days must be >= 0, got {args.padding_days}")
+            check_padding(args.padding_days, "--padding-days")
             report = await ensure_data_async(
                 args.symbols, args.timeframe, args.start, args.end, args.exchange,
                 args.padding_days, storage, progress=not args.no_progress,
@@ -361,8 +361,7 @@ async def _collect(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     url = args.storage or cfg.storage or _storage_url(args)
     every = args.status_every
-    if isinstance(every, float) and every < 0:
-        raise InvalidRequest(f"--status-every must be seconds >= 0, got {every}")
+    check_number("--status-every", every, strict=False)
     status_file = _StatusFile(Path(args.status_file), every or 10.0) if args.status_file else None
     tick = every or (None if status_file is None else status_file.interval)
     with contextlib.ExitStack() as stack:

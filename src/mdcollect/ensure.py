@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
-import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
@@ -27,8 +25,11 @@ from ._errors import ExchangeError, InvalidRequest
 from ._human import duration, plural, ranges
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
+from ._rules import MAX_SYMBOLS as MAX_SYMBOLS  # the input rules; kept importable from here
+from ._rules import check_choice, check_padding, check_symbols, date_range, required_range
+from ._rules import check_date as check_date
 from ._sync import run_sync
-from ._time import DAY, DEFAULT_PADDING_DAYS, Timeframe, is_bare_date, now_ms, time_range, to_ms
+from ._time import DAY, DEFAULT_PADDING_DAYS, Timeframe, now_ms
 from .backfill import (
     BackfillJob,
     JobReport,
@@ -56,9 +57,6 @@ __all__ = [
     "load_ohlcv",
     "load_ohlcv_async",
 ]
-
-MAX_SYMBOLS: Final = 50
-_DATE_STR_RE: Final = re.compile(r"^(\d{8}|\d{4}-\d{2}-\d{2})$")
 
 Exchange = str | ExchangeClient
 Storage = DataCollectionStorage | str | None
@@ -346,56 +344,12 @@ async def _releasing(exchange: object, coro: Coroutine[Any, Any, T]) -> T:
 # -- validation (before any request or write) -------------------------------------------
 
 
-def check_symbols(symbols: object) -> list[str]:
-    """A non-empty list of at most 50 strings, each containing ``/``."""
-    if isinstance(symbols, str) or not isinstance(symbols, Sequence):
-        raise InvalidRequest(
-            f"symbols must be a non-empty list of symbols such as ['BTC/USDT'], got {symbols!r}"
-        )
-    if not symbols:
-        raise InvalidRequest("symbols must be a non-empty list; got an empty list")
-    if len(symbols) > MAX_SYMBOLS:
-        raise InvalidRequest(f"at most {MAX_SYMBOLS} symbols per call; got {len(symbols)}")
-    out = []
-    for s in symbols:
-        if not isinstance(s, str) or "/" not in s or "\x00" in s:
-            raise InvalidRequest(
-                f"symbol {s!r} is not valid: symbols are ccxt unified symbols containing '/', "
-                "such as 'BTC/USDT' or 'BTC/USDT:USDT'"
-            )
-        out.append(s)
-    if len(set(out)) != len(out):
-        dup = sorted({s for s in out if out.count(s) > 1})
-        raise InvalidRequest(f"symbols are listed twice: {dup}")
-    return out
-
-
 def check_timeframe(timeframe: object, exchange: str) -> Timeframe:
     """One of the timeframes ``exchange`` serves (``exchange_info(exchange).timeframes``:
     ``1w``, calendar ``1M``, ``1s`` on Binance spot...), spelt exactly as ccxt does;
     :class:`InvalidRequest` listing them otherwise, with "did you mean '1h'?" for
     a case mistake or a near miss."""
     return exchange_info(exchange).check_timeframe(timeframe)
-
-
-def check_date(value: object, name: str) -> int:
-    """``YYYYMMDD``, ``YYYY-MM-DD``, a ``datetime``/``date`` or ``pd.Timestamp``: ms of its start."""
-    if isinstance(value, str):
-        if not _DATE_STR_RE.match(value.strip()):
-            raise InvalidRequest(f"{name} {value!r} is not a date; use YYYYMMDD or YYYY-MM-DD")
-        return to_ms(value, name=name)
-    if isinstance(value, dt.date | pd.Timestamp):
-        return to_ms(value, name=name)
-    raise InvalidRequest(
-        f"{name} must be a date (YYYYMMDD, YYYY-MM-DD, datetime or pd.Timestamp), got {value!r}"
-    )
-
-
-def check_padding(padding_days: object) -> int:
-    """An int >= 0."""
-    if isinstance(padding_days, bool) or not isinstance(padding_days, int) or padding_days < 0:
-        raise InvalidRequest(f"padding_days must be an integer >= 0, got {padding_days!r}")
-    return padding_days
 
 
 def _exchange_key(exchange: object) -> str:
@@ -507,16 +461,7 @@ async def ensure_data_async(
     key = _exchange_key(exchange)
     syms = check_symbols(symbols)
     tf = check_timeframe(timeframe, key)
-    if start_date is None or end_date is None:
-        raise InvalidRequest("start_date and end_date are required (YYYYMMDD or YYYY-MM-DD)")
-    start = check_date(start_date, "start_date")
-    # the one end rule (_time.end_ms): only a bare date means the end of that day
-    end = check_date(end_date, "end_date") + (DAY if is_bare_date(end_date) else 0)
-    if end <= start:
-        raise InvalidRequest(
-            f"end_date {end_date!r} is before start_date {start_date!r} or at it; "
-            "the range [start, end) would be empty"
-        )
+    start, end = date_range(start_date, end_date)
     pad = check_padding(padding_days)
     lo, hi = start - pad * DAY, end
     return await _ensure(
@@ -545,10 +490,7 @@ async def _ensure(
     now = (clock or now_ms)()
     key, store = src.key, src.store
     info = src.exchange.info if isinstance(src.exchange, ExchangeClient) else exchange_info(key)
-    if strategy not in ("auto", "ohlcv", "trades"):
-        raise InvalidRequest(
-            f"strategy {strategy!r} is not valid; allowed: 'auto', 'ohlcv', 'trades'"
-        )
+    check_choice("strategy", strategy, ("auto", "ohlcv", "trades"))
     jobs: list[BackfillJob]
     if kind == "trades":
         jobs = [TradesBackfill(key, s, None, lo, hi) for s in syms]
@@ -600,15 +542,14 @@ async def backfill_async(
     and the dates rule of :func:`load_ohlcv`."""
     key = _exchange_key(exchange)
     syms = check_symbols(symbols)
-    if kind not in ("ohlcv", "trades"):
-        raise InvalidRequest(f"kind {kind!r} cannot be backfilled; allowed: 'ohlcv', 'trades'")
+    check_choice("kind", kind, ("ohlcv", "trades"))
     if kind == "ohlcv":
         if timeframe is None:
             raise InvalidRequest("a timeframe such as '1m' is required to backfill candles")
         tf = check_timeframe(timeframe, key)
     else:
         tf = Timeframe.parse("1m")
-    lo, hi = _bounds(start, end)
+    lo, hi = required_range(start, end)
     return await _ensure(
         syms, tf, lo, hi, _source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
@@ -644,7 +585,7 @@ def ensure_data(
       closed candle.
     * ``exchange``: any registered key (``binance_futures``, ``okx``...) or an
       :class:`~mdcollect.exchanges.ExchangeClient`.
-    * ``padding_days``: an int >= 0; the required range starts that many days
+    * ``padding_days``: an int from 0 to 3650; the required range starts that many days
       before ``start_date`` (startup candles for indicators).
     * ``storage``: a storage or URL; ``None`` is :func:`default_storage`.
 
@@ -668,15 +609,6 @@ def ensure_data(
 
 
 # -- load_ohlcv -------------------------------------------------------------------------
-
-
-def _bounds(start: object, end: object) -> tuple[int, int]:
-    """One rule everywhere: a bare date as ``end`` means the end of that day; a time of
-    day is an exclusive bound."""
-    lo, hi = time_range(start, end)
-    if lo is None or hi is None:
-        raise InvalidRequest(f"start and end are required (dates or times), got {start!r}, {end!r}")
-    return lo, hi
 
 
 @overload
@@ -709,7 +641,7 @@ async def load_ohlcv_async(
     syms = check_symbols([symbols] if isinstance(symbols, str) else symbols)
     key = _exchange_key(exchange)
     tf = check_timeframe(timeframe, key)
-    lo, hi = _bounds(start, end)
+    lo, hi = required_range(start, end)
     src = _source(exchange, storage, emulate)
     if ensure:
         report = await _ensure(

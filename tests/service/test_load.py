@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from mdcollect import DataCollectionStorage, open_storage
-from mdcollect.remote._validation import sync_request
+from mdcollect._api import sync_request
 from mdcollect.service._jobs import Jobs
 from mdcollect.testing import ExchangeEmulator, Fault
 from tests.conftest import _wait_port, free_port

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import re
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -23,6 +22,7 @@ import ccxt
 from attrs import evolve, field, frozen
 
 from .._errors import InvalidRequest
+from .._rules import check_timeframe
 from .._time import Timeframe
 
 __all__ = [
@@ -180,27 +180,8 @@ class ExchangeInfo:
         Traceback (most recent call last):
         InvalidRequest: timeframe '1H' is not supported by binance (did you mean '1h'?); ...
         """
-        allowed = self.timeframes
-        if isinstance(timeframe, str) and timeframe in allowed:
-            return Timeframe.parse(timeframe)
-        if not allowed:
-            raise InvalidRequest(
-                f"timeframe {timeframe!r} is not supported by {self.key}: it serves no "
-                "candles through ccxt"
-            )
-        listed = ", ".join(allowed)
-        if not isinstance(timeframe, str):
-            raise InvalidRequest(
-                f"timeframe must be a string such as '1h', got {timeframe!r}; "
-                f"allowed for {self.key}: {listed}"
-            )
-        why = self.timeframes_unserved.get(timeframe)
-        reason = f" ({why})" if why else ""
-        close = _close_timeframes(timeframe, allowed)
-        hint = f" (did you mean {close!r}?)" if close else ""
-        raise InvalidRequest(
-            f"timeframe {timeframe!r} is not supported by {self.key}{reason}{hint}; "
-            f"allowed: {listed}"
+        return check_timeframe(
+            timeframe, self.timeframes, by=self.key, unserved=self.timeframes_unserved
         )
 
     def ohlcv_since(self, timeframe: Timeframe, start: int) -> int:
@@ -363,43 +344,6 @@ def _representable(timeframe: str) -> bool:
     except InvalidRequest:
         return False
     return True
-
-
-_UNIT_WORDS: Final = {
-    "s": ("s", "sec", "secs", "second", "seconds"),
-    "m": ("min", "mins", "minute", "minutes"),
-    "h": ("h", "hr", "hrs", "hour", "hours"),
-    "d": ("d", "day", "days"),
-    "w": ("w", "wk", "week", "weeks"),
-    "M": ("mo", "mon", "month", "months"),
-}
-_UNIT_OF_WORD: Final = {w: u for u, words in _UNIT_WORDS.items() for w in words}
-_SPELLED_RE: Final = re.compile(r"\s*([0-9]+)\s*([A-Za-z]+)\s*")
-
-
-def _close_timeframes(value: str, allowed: Sequence[str]) -> str | None:
-    """The timeframe ``value`` most likely meant: the same with its unit spelt as ccxt
-    does (``1H``, ``1 hour``), the same length in another unit (``60m``), else a near
-    miss; never minutes for months (``1m`` and ``1M`` are both valid)."""
-    m = _SPELLED_RE.fullmatch(value)
-    if m is not None:
-        amount, word = int(m.group(1)), m.group(2)
-        # a lone m or M is already ccxt's spelling: minute or month, never a case mistake
-        unit = word if word in ("m", "M") else _UNIT_OF_WORD.get(word.lower())
-        if unit is not None:
-            if f"{amount}{unit}" in allowed:
-                return f"{amount}{unit}"
-            if unit != "M" and amount > 0:
-                length = Timeframe(amount, unit).ms
-                same = [
-                    t for t in allowed if not t.endswith("M") and Timeframe.parse(t).ms == length
-                ]
-                if same:
-                    return same[0]
-    close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.6)
-    if close and {close[0][-1:], value.strip()[-1:]} != {"m", "M"}:
-        return close[0]
-    return None
 
 
 def request_seconds(info: ExchangeInfo, endpoint: tuple[str, ...], limit: int) -> float | None:

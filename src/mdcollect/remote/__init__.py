@@ -14,6 +14,7 @@ Retries and failures are logged on the ``mdcollect.remote`` logger, metrics as
 CloudWatch EMF lines on ``mdcollect.remote.metrics``.
 """
 
+from .._api import DEFAULT_EXCHANGES, DEFAULT_LIMIT, MAX_LIMIT
 from .._errors import InvalidRequest, RemoteError
 from ._client import (
     OPERATIONS,
@@ -26,7 +27,6 @@ from ._client import (
 )
 from ._lambda import lambda_handler, make_handler
 from ._metrics import ListEmitter, LogEmitter, MetricsEmitter, emf_document
-from ._validation import DEFAULT_EXCHANGES, DEFAULT_LIMIT, MAX_LIMIT
 
 __all__ = [
     "DEFAULT_EXCHANGES",

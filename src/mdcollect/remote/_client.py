@@ -22,16 +22,16 @@ import httpx
 import pandas as pd
 from attrs import frozen
 
-from .._errors import InvalidRequest, RemoteError
-from .._redact import redact, secrets_in
-from .._time import DEFAULT_PADDING_DAYS
-from ._validation import (
+from .._api import (
     DEFAULT_EXCHANGE,
     DEFAULT_EXCHANGES,
     DEFAULT_TIMEFRAME,
     ohlcv_query,
     sync_request,
 )
+from .._errors import InvalidRequest, RemoteError
+from .._redact import redact, secrets_in
+from .._time import DEFAULT_PADDING_DAYS
 
 __all__ = [
     "OPERATIONS",

@@ -25,7 +25,7 @@ sync joins the running one; stopping the app cancels running syncs, boundedly.
 Requests and failures are logged on the ``mdcollect.service`` logger.
 """
 
-from ._app import DEFAULT_MAX_BODY, DEFAULT_SYNC_TIMEOUT, create_app, serve
+from ._app import DEFAULT_MAX_BODY, DEFAULT_SYNC_TIMEOUT, ServiceOptions, create_app, serve
 from ._jobs import DEFAULT_MAX_JOBS, JobStatus, SyncJob
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_MAX_JOBS",
     "DEFAULT_SYNC_TIMEOUT",
     "JobStatus",
+    "ServiceOptions",
     "SyncJob",
     "create_app",
     "serve",

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from attrs import field, frozen
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,16 +22,19 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageError
-from .._keys import DatasetKey
-from .._time import Timeframe, now_ms
-from ..remote._validation import (
+from .._api import (
     DEFAULT_EXCHANGES,
     OhlcvQuery,
     SyncRequest,
     ohlcv_query,
     sync_request_from_json,
 )
+from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageError
+from .._keys import DatasetKey
+from .._rules import positive
+from .._time import DAY, Timeframe, now_ms
+from ..ensure import ensure_data_async
+from ..exchanges import ExchangeClient, exchange_info
 from ..storage import DataCollectionStorage, open_storage
 from ._jobs import DEFAULT_MAX_JOBS, Jobs, JobsFull, error_status
 from ._openapi import openapi_document
@@ -38,9 +42,14 @@ from ._openapi import openapi_document
 if TYPE_CHECKING:
     from types import FrameType
 
-    from ..exchanges import ExchangeClient
-
-__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_JOBS", "DEFAULT_SYNC_TIMEOUT", "create_app", "serve"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_JOBS",
+    "DEFAULT_SYNC_TIMEOUT",
+    "ServiceOptions",
+    "create_app",
+    "serve",
+]
 
 log: Final = logging.getLogger("mdcollect.service")
 
@@ -51,7 +60,32 @@ _OPEN_PATHS: Final = frozenset({"/api/v1/health", "/openapi.json"})
 _OHLCV_PARAMS: Final = frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange"})
 _JOB_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 
-ExchangeFactory = Callable[[str], "ExchangeClient | str"]
+ExchangeFactory = Callable[[str], ExchangeClient | str]
+
+
+@frozen
+class ServiceOptions:
+    """The bounds of a service (the options of :func:`create_app`), each checked.
+
+    >>> ServiceOptions(max_jobs=0)
+    Traceback (most recent call last):
+    ...
+    mdcollect.InvalidRequest: max_jobs must be a positive integer, got 0
+    """
+
+    #: seconds a sync request waits before answering 202 with a job id
+    sync_timeout: float = field(default=DEFAULT_SYNC_TIMEOUT, validator=positive())
+    #: bytes of a request body at most
+    max_body: int = field(default=DEFAULT_MAX_BODY, validator=positive())
+    #: candles one sync may cover at most
+    max_sync_candles: int = field(default=DEFAULT_MAX_SYNC_CANDLES, validator=positive())
+    #: sync jobs running at once
+    max_jobs: int = field(default=DEFAULT_MAX_JOBS, validator=positive(integer=True))
+
+
+def _timeframe_served(timeframe: object, exchange: str) -> Timeframe:
+    """The exchange's own timeframe rule (the client, without ccxt, checks ccxt's set)."""
+    return exchange_info(exchange).check_timeframe(timeframe)
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -88,24 +122,21 @@ class _Service:
         storage: DataCollectionStorage,
         allowed_exchanges: tuple[str, ...],
         exchange_factory: ExchangeFactory | None,
-        sync_timeout: float,
-        max_body: int,
-        max_sync_candles: int,
-        max_jobs: int,
+        options: ServiceOptions,
         secured: bool,
     ) -> None:
         self.storage = storage
         self.allowed_exchanges = allowed_exchanges
         self.exchange_factory = exchange_factory
-        self.sync_timeout = sync_timeout
-        self.max_body = max_body
-        self.max_sync_candles = max_sync_candles
+        self.sync_timeout = options.sync_timeout
+        self.max_body = options.max_body
+        self.max_sync_candles = options.max_sync_candles
         self.secured = secured
-        self.jobs = Jobs(max_running=max_jobs)
+        self.jobs = Jobs(max_running=options.max_jobs)
         self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once started
         self.started = time.monotonic()
         self.openapi = openapi_document(
-            allowed_exchanges, version=__version__, secured=secured, max_body=max_body
+            allowed_exchanges, version=__version__, secured=secured, max_body=options.max_body
         )
 
     # -- endpoints (plain functions run in the thread pool: storage calls block) -------------
@@ -176,7 +207,9 @@ class _Service:
 
     async def sync(self, request: Request) -> JSONResponse:
         body = await self._json_body(request)
-        sync = sync_request_from_json(body, allowed_exchanges=self.allowed_exchanges)
+        sync = sync_request_from_json(
+            body, allowed_exchanges=self.allowed_exchanges, check_timeframe=_timeframe_served
+        )
         self._check_size(sync)
         try:
             job, joined = self.jobs.submit(sync, lambda: self._ensure(sync))
@@ -224,7 +257,9 @@ class _Service:
             params[name] = value
         if "symbol" not in params:
             raise InvalidRequest("the symbol parameter is required, e.g. symbol=BTC/USDT:USDT")
-        return ohlcv_query(**params, allowed_exchanges=self.allowed_exchanges)
+        return ohlcv_query(
+            **params, allowed_exchanges=self.allowed_exchanges, check_timeframe=_timeframe_served
+        )
 
     async def _json_body(self, request: Request) -> Any:
         declared = request.headers.get("content-length", "")
@@ -241,14 +276,7 @@ class _Service:
             raise InvalidRequest(f"the body is not valid JSON: {str(exc)[:200]}") from None
 
     def _check_size(self, sync: SyncRequest) -> None:
-        from .._time import DAY
-        from ..remote._validation import check_date
-
-        days = (
-            check_date(sync.end_date, "end_date") - check_date(sync.start_date, "start_date")
-        ) // DAY
-        days += 1 + sync.padding_days
-        candles = len(sync.symbols) * days * (DAY // Timeframe.parse(sync.timeframe).ms)
+        candles = len(sync.symbols) * sync.days * (DAY // Timeframe.parse(sync.timeframe).ms)
         if candles > self.max_sync_candles:
             raise InvalidRequest(
                 f"this sync covers about {candles} candles; at most {self.max_sync_candles} "
@@ -256,9 +284,6 @@ class _Service:
             )
 
     async def _ensure(self, sync: SyncRequest) -> dict[str, Any]:
-        from ..ensure import ensure_data_async
-        from ..exchanges import ExchangeClient
-
         exchange = self.exchange_factory(sync.exchange) if self.exchange_factory else sync.exchange
         try:
             report = await ensure_data_async(
@@ -333,14 +358,8 @@ def create_app(
     allowed = tuple(allowed_exchanges)
     if not allowed or not all(isinstance(e, str) and e for e in allowed):
         raise InvalidRequest(f"allowed_exchanges must list exchange keys, got {allowed!r}")
-    if sync_timeout <= 0 or max_body <= 0 or max_sync_candles <= 0:
-        raise InvalidRequest("sync_timeout, max_body and max_sync_candles must be > 0")
-    if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
-        raise InvalidRequest(f"max_jobs must be an integer >= 1, got {max_jobs!r}")
-    svc = _Service(
-        store, allowed, exchange_factory, sync_timeout, max_body, max_sync_candles, max_jobs,
-        bool(token),
-    )  # fmt: skip
+    options = ServiceOptions(sync_timeout, max_body, max_sync_candles, max_jobs)
+    svc = _Service(store, allowed, exchange_factory, options, bool(token))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

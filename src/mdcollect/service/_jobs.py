@@ -29,8 +29,8 @@ from typing import Any, Final, Literal
 
 from attrs import define, field
 
+from .._api import SyncRequest
 from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageError
-from ..remote._validation import SyncRequest
 
 __all__ = [
     "DEFAULT_KEEP_JOBS",

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .._time import DEFAULT_PADDING_DAYS
-from ..remote._validation import (
+from .._api import (
     DATE_PATTERN,
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -14,6 +13,8 @@ from ..remote._validation import (
     MAX_SYMBOLS,
     TIMEFRAME_PATTERN,
 )
+from .._rules import MAX_PADDING_DAYS
+from .._time import DEFAULT_PADDING_DAYS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -90,7 +91,7 @@ def openapi_document(
             "padding_days": {
                 "type": "integer",
                 "minimum": 0,
-                "maximum": 3650,
+                "maximum": MAX_PADDING_DAYS,
                 "default": DEFAULT_PADDING_DAYS,
             },
         },

@@ -1,0 +1,252 @@
+"""The ``/api/v1`` contract: what the data-collection service accepts and its client sends.
+
+Both sides import this one module (the service :mod:`mdcollect.service` before doing
+anything, the client :mod:`mdcollect.remote` before sending), so they cannot drift:
+the limits, the defaults, the patterns of the OpenAPI document, and the checked
+request types :class:`OhlcvQuery` and :class:`SyncRequest`. The checks themselves are
+the library's input rules (:mod:`mdcollect._rules`), with the API's own bounds on top:
+a symbol is at most 50 characters, ``limit`` is 1..10000, ``exchange`` is one of an
+allowed set, times lie in 1970..9999.
+
+Which timeframes an exchange serves needs ccxt, which this module does not import (a
+Lambda proxy that only forwards ``health`` never pays for it): the caller that has the
+exchange stack (the service) passes that rule in as ``check_timeframe``; without it,
+a timeframe must be one of ccxt's (:data:`mdcollect._time.CCXT_TIMEFRAMES`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+from attrs import frozen
+
+from ._errors import InvalidRequest
+from ._rules import (
+    MAX_SYMBOLS,
+    check_bounds,
+    check_limit,
+    check_padding,
+    check_symbol,
+    check_symbols,
+    date_range,
+    digits_as_ms,
+)
+from ._rules import check_timeframe as ccxt_timeframe
+from ._time import DAY, DEFAULT_PADDING_DAYS, Timeframe, time_range
+
+__all__ = [
+    "DATE_PATTERN",
+    "DEFAULT_EXCHANGE",
+    "DEFAULT_EXCHANGES",
+    "DEFAULT_LIMIT",
+    "DEFAULT_TIMEFRAME",
+    "MAX_LIMIT",
+    "MAX_SYMBOLS",
+    "MAX_SYMBOL_LENGTH",
+    "TIMEFRAME_PATTERN",
+    "OhlcvQuery",
+    "SyncRequest",
+    "TimeframeRule",
+    "check_exchange",
+    "format_date",
+    "ohlcv_query",
+    "sync_request",
+    "sync_request_from_json",
+]
+
+#: Exchanges the service allows unless configured otherwise.
+DEFAULT_EXCHANGES: Final = ("binance_futures", "bybit_futures", "okx_futures")
+DEFAULT_EXCHANGE: Final = "binance_futures"
+DEFAULT_TIMEFRAME: Final = "1h"
+MAX_SYMBOL_LENGTH: Final = 50
+DEFAULT_LIMIT: Final = 1000
+MAX_LIMIT: Final = 10_000
+#: The form of a timeframe in the OpenAPI document; which ones an exchange serves is
+#: checked by the ``check_timeframe`` rule.
+TIMEFRAME_PATTERN: Final = r"^[0-9]+[smhdwM]$"
+DATE_PATTERN: Final = r"^(\d{8}|\d{4}-\d{2}-\d{2})$"
+
+#: ``check_timeframe(timeframe, exchange)``: the timeframe parsed if ``exchange`` serves
+#: it, else :class:`~mdcollect.InvalidRequest` (``ExchangeInfo.check_timeframe``).
+TimeframeRule = Callable[[object, str], Timeframe]
+
+
+def _ccxt_rule(timeframe: object, exchange: str) -> Timeframe:
+    return ccxt_timeframe(timeframe)
+
+
+@frozen
+class OhlcvQuery:
+    """A checked ``GET /api/v1/ohlcv``: ``[start, end)`` in ms (``None`` is open)."""
+
+    symbol: str
+    timeframe: str
+    limit: int
+    start: int | None
+    end: int | None
+    exchange: str
+
+    def params(self) -> dict[str, str | int]:
+        """Query parameters as the client sends them."""
+        out: dict[str, str | int] = {
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "limit": self.limit,
+            "exchange": self.exchange,
+        }
+        if self.start is not None:
+            out["start"] = self.start
+        if self.end is not None:
+            out["end"] = self.end
+        return out
+
+
+@frozen
+class SyncRequest:
+    """A checked ``POST /api/v1/sync`` body; dates are ``YYYY-MM-DD``; ``padding_days``
+    more days before ``start_date`` are ensured (0 when the client padded already)."""
+
+    symbols: tuple[str, ...]
+    timeframe: str
+    start_date: str
+    end_date: str
+    exchange: str
+    padding_days: int
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body as the client sends it."""
+        return {
+            "symbols": list(self.symbols),
+            "timeframe": self.timeframe,
+            "start_date": self.start_date,
+            "end_date": self.end_date,
+            "exchange": self.exchange,
+            # always sent: the service pads a body without it by DEFAULT_PADDING_DAYS
+            "padding_days": self.padding_days,
+        }
+
+    @property
+    def days(self) -> int:
+        """Days the sync ensures, padding included.
+
+        >>> sync_request(["BTC/USDT:USDT"], "1h", "2024-02-01", "2024-02-02").days
+        32
+        """
+        lo, hi = date_range(self.start_date, self.end_date)
+        return (hi - lo) // DAY + self.padding_days
+
+
+def check_exchange(value: object, allowed: Iterable[str] = DEFAULT_EXCHANGES) -> str:
+    """One of ``allowed``.
+
+    >>> check_exchange("okx_futures")
+    'okx_futures'
+    """
+    allowed = tuple(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidRequest(f"exchange {value!r} is not allowed; allowed: {', '.join(allowed)}")
+    return value
+
+
+def format_date(ms: int) -> str:
+    """``YYYY-MM-DD`` of a ms timestamp (UTC)."""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d")
+
+
+def ohlcv_query(
+    symbol: object,
+    timeframe: object = DEFAULT_TIMEFRAME,
+    limit: object = None,
+    start: object = None,
+    end: object = None,
+    exchange: object = DEFAULT_EXCHANGE,
+    *,
+    allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
+    check_timeframe: TimeframeRule = _ccxt_rule,
+) -> OhlcvQuery:
+    """Check the inputs of a candles request (client and service).
+
+    ``start`` and ``end`` are ms (an int, or digits as in a query), dates or ISO 8601
+    times, by the library's one rule (:func:`mdcollect._time.time_range`).
+
+    >>> ohlcv_query("BTC/USDT:USDT", "1h", 24, "2024-01-01").params()["start"]
+    1704067200000
+    """
+    ex = check_exchange(exchange, allowed_exchanges)
+    sym = check_symbol(symbol, max_length=MAX_SYMBOL_LENGTH)
+    tf = check_timeframe(timeframe, ex)
+    n = check_limit(limit, default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    lo, hi = time_range(digits_as_ms(start), digits_as_ms(end))
+    if lo is not None:
+        check_bounds(lo, "start", start)
+    if hi is not None:
+        check_bounds(hi, "end", end)
+    return OhlcvQuery(sym, str(tf), n, lo, hi, ex)
+
+
+def sync_request(
+    symbols: object,
+    timeframe: object = DEFAULT_TIMEFRAME,
+    start_date: object = None,
+    end_date: object = None,
+    exchange: object = DEFAULT_EXCHANGE,
+    padding_days: object = DEFAULT_PADDING_DAYS,
+    *,
+    allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
+    check_timeframe: TimeframeRule = _ccxt_rule,
+    pad_client_side: bool = False,
+) -> SyncRequest:
+    """Check the inputs of an ensure-data request (client and service), by the rules of
+    :func:`mdcollect.ensure_data`: the request covers the days from ``start_date``
+    through ``end_date``.
+
+    With ``pad_client_side`` (the client), the start moves back by ``padding_days``
+    and the request carries no padding; the service receives the padded dates.
+
+    >>> sync_request(["BTC/USDT:USDT"], "1h", "20240201", "20240228", padding_days=30,
+    ...              pad_client_side=True).body()["start_date"]
+    '2024-01-02'
+    """
+    ex = check_exchange(exchange, allowed_exchanges)
+    syms = check_symbols(symbols, max_length=MAX_SYMBOL_LENGTH)
+    tf = check_timeframe(timeframe, ex)
+    lo, hi = date_range(start_date, end_date)
+    first, last = lo - lo % DAY, (hi - 1) - (hi - 1) % DAY  # the days [lo, hi) touches
+    check_bounds(first, "start_date", start_date)
+    check_bounds(last, "end_date", end_date)
+    pad = check_padding(padding_days)
+    if pad_client_side:
+        first, pad = max(0, first - pad * DAY), 0
+    return SyncRequest(tuple(syms), str(tf), format_date(first), format_date(last), ex, pad)
+
+
+def sync_request_from_json(
+    body: object,
+    *,
+    allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
+    check_timeframe: TimeframeRule = _ccxt_rule,
+) -> SyncRequest:
+    """Check a decoded ``POST /api/v1/sync`` body (the service)."""
+    if not isinstance(body, Mapping):
+        raise InvalidRequest(
+            f"the body must be a JSON object with symbols, timeframe, start_date, end_date; "
+            f"got {type(body).__name__}"
+        )
+    known = {"symbols", "timeframe", "start_date", "end_date", "exchange", "padding_days"}
+    unknown = sorted(str(k)[:50] for k in body if k not in known)
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {unknown}; allowed: {', '.join(sorted(known))}")
+    if "symbols" not in body:
+        raise InvalidRequest("symbols is required: a non-empty list such as ['BTC/USDT:USDT']")
+    return sync_request(
+        body["symbols"],
+        body.get("timeframe", DEFAULT_TIMEFRAME),
+        body.get("start_date"),
+        body.get("end_date"),
+        body.get("exchange", DEFAULT_EXCHANGE),
+        body.get("padding_days", DEFAULT_PADDING_DAYS),
+        allowed_exchanges=allowed_exchanges,
+        check_timeframe=check_timeframe,
+    )
