@@ -492,6 +492,12 @@ def _source(exchange: object, storage: Storage, emulate: bool | None) -> _Source
     )  # fmt: skip
 
 
+async def _open_source(exchange: object, storage: Storage, emulate: bool | None) -> _Source:
+    # opening a store is I/O (ArcticDB waits for its library lock while another
+    # process creates the library): off the loop, as every storage call
+    return await asyncio.to_thread(_source, exchange, storage, emulate)
+
+
 async def ensure_data_async(
     symbols: Sequence[str],
     timeframe: str = "1h",
@@ -526,7 +532,7 @@ async def ensure_data_async(
     pad = check_padding(padding_days)
     lo, hi = start - pad * DAY, end
     return await _ensure(
-        syms, tf, lo, hi, _source(exchange, storage, emulate), progress=progress,
+        syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
         strategy=strategy, clock=clock,
     )  # fmt: skip
@@ -614,7 +620,7 @@ async def backfill_async(
         tf = Timeframe.parse("1m")
     lo, hi = _bounds(start, end)
     return await _ensure(
-        syms, tf, lo, hi, _source(exchange, storage, emulate), progress=progress,
+        syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
         strategy=strategy, clock=clock, kind=kind,
     )  # fmt: skip
@@ -714,7 +720,7 @@ async def load_ohlcv_async(
     key = _exchange_key(exchange)
     tf = check_timeframe(timeframe, key)
     lo, hi = _bounds(start, end)
-    src = _source(exchange, storage, emulate)
+    src = await _open_source(exchange, storage, emulate)
     if ensure:
         report = await _ensure(
             syms, tf, lo, hi, src, progress=progress, progress_callback=None,

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import threading
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -135,3 +138,47 @@ async def test_ensure_data_async_reads_in_a_worker_thread(emu: ExchangeEmulator)
     assert report.ok and report.candles_fetched == 24
     assert [len(p.windows) for p in dry.plans] == [1]
     off_the_loop(store.calls, "coverage", "read")
+
+
+@pytest.mark.parametrize("call", ["load_ohlcv_async", "ensure_data_async"])
+async def test_opening_a_store_runs_in_a_worker_thread(tmp_path: Path, call: str) -> None:
+    """Opening an ArcticDB store waits for its library lock while another process
+    creates the library; that wait must not stall the loop."""
+    root = tmp_path / "store"
+    lock = root / ".locks" / "_library.lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the other process, creating the library
+    alive, ticked_while_locked = threading.Event(), []
+
+    def release_once_the_loop_ticks() -> None:
+        alive.clear()
+        ticked_while_locked.append(alive.wait(PATIENCE))
+        os.close(fd)
+
+    async def tick() -> None:
+        while True:
+            alive.set()
+            await asyncio.sleep(0.001)
+
+    ticker = asyncio.create_task(tick())
+    releaser = threading.Thread(target=release_once_the_loop_ticks)
+    releaser.start()
+    url = f"arctic+lmdb://{root}"
+    try:
+        if call == "load_ohlcv_async":
+            frame = await load_ohlcv_async(
+                "BTC/USDT", "1h", "2024-03-01", "2024-03-02", exchange="binance", storage=url,
+                ensure=False,
+            )  # fmt: skip
+            assert len(frame) == 0
+        else:
+            report = await ensure_data_async(
+                ["BTC/USDT"], "1h", "2024-03-01", "2024-03-01", exchange="binance",
+                storage=url, dry_run=True, clock=lambda: MAR1 + 10 * DAY,
+            )  # fmt: skip
+            assert [p.requests for p in report.plans] == [1]
+    finally:
+        ticker.cancel()
+        await asyncio.to_thread(releaser.join)
+    assert ticked_while_locked == [True], "opening the store blocked the event loop"
