@@ -104,7 +104,8 @@ def _env_number(name: str, default: float, *, integer: bool) -> float:
         check_number(name, value, integer=integer, strict=not integer)
     except InvalidRequest as exc:
         raise InvalidRequest(f"environment variable {name}={raw!r} is not valid: {exc}") from None
-    return value  # type: ignore[return-value]
+    assert isinstance(value, int | float)
+    return value
 
 
 def _check_base_url(url: object) -> str:
