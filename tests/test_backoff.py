@@ -98,3 +98,21 @@ def test_check_number_names_value_and_what_is_allowed(
     with pytest.raises(InvalidRequest) as info:
         check_number("rows", value, **kw)  # type: ignore[arg-type]
     assert str(info.value) == says
+
+
+def test_next_wait_is_the_decision_of_run_without_io() -> None:
+    """``next_wait`` is what ``run`` decides after a failed attempt; the sync HTTP client
+    of the service drives its own loop with it."""
+
+    class Busy(RemoteError):
+        transient = True
+
+    policy = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=8.0, jitter="none")
+    assert policy.next_wait(1, Busy("busy")) == 1.0
+    assert policy.next_wait(2, Busy("busy")) == 2.0
+    assert policy.next_wait(3, Busy("busy")) is None  # attempts used up
+    assert policy.next_wait(1, RemoteError("no such job")) is None  # permanent
+    assert policy.next_wait(1, RemoteError("full", transient=True, retry_after=5.0)) == 5.0
+    too_long = RemoteError("stopping", transient=True, retry_after=121.0)
+    assert policy.next_wait(1, too_long) is None  # beyond max_retry_after: raised, not waited
+    assert policy.next_wait(1, ValueError("a bug")) is None

@@ -12,8 +12,10 @@ This module sits in the model layer: it imports neither ccxt nor httpx.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, TypeVar
 
@@ -22,7 +24,7 @@ from attrs import field, frozen
 from ._errors import ExchangeError, InvalidRequest
 from ._rules import non_negative, positive
 
-__all__ = ["Backoff", "Jitter", "RetryPolicy"]
+__all__ = ["Backoff", "Jitter", "RetryPolicy", "parse_retry_after"]
 
 T = TypeVar("T")
 
@@ -99,6 +101,30 @@ class Backoff:
         return d * (1 - j * (1 - rand()))
 
 
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
+
+    >>> parse_retry_after("2.5")
+    2.5
+    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+    10.0
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds < 0:  # NaN or in the past
+        return 0.0
+    return seconds
+
+
 def _check_attempts(_instance: Any, attribute: Any, value: Any) -> None:
     positive(integer=True)(_instance, attribute, value)
 
@@ -155,6 +181,21 @@ class RetryPolicy:
             d = max(d, retry_after)
         return d
 
+    def next_wait(self, attempt: int, error: BaseException) -> float | None:
+        """The wait before retrying after ``attempt`` (1-based) failed with ``error``, or
+        ``None`` when ``error`` is to be raised: it is not ``transient``, the attempts are
+        used up, or its ``retry_after`` exceeds ``max_retry_after``.
+
+        The decision of :meth:`run`, without I/O, for a driver of its own (the sync
+        HTTP client of the service).
+        """
+        retry_after: float | None = getattr(error, "retry_after", None)
+        if not getattr(error, "transient", False) or attempt >= self.max_attempts:
+            return None
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return None
+        return self.delay(attempt, retry_after)
+
     async def run(
         self,
         attempt: Callable[[], Awaitable[T]],
@@ -180,12 +221,9 @@ class RetryPolicy:
             try:
                 return await attempt()
             except retry_on as exc:
-                retry_after: float | None = getattr(exc, "retry_after", None)
-                if not getattr(exc, "transient", False) or n >= self.max_attempts:
+                wait = self.next_wait(n, exc)
+                if wait is None:
                     raise
-                if retry_after is not None and retry_after > self.max_retry_after:
-                    raise
-                wait = self.delay(n, retry_after)
                 logger.warning(
                     "%s failed (attempt %d/%d), retrying in %.3fs: %s",
                     what,

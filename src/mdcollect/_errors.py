@@ -53,11 +53,30 @@ class ExchangeError(MdcollectError):
 
 
 class RemoteError(MdcollectError):
-    """The data-collection service answered with an error status."""
+    """The data-collection service answered with an error status, or could not be reached.
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    ``transient`` is true when asking again later may succeed (5xx, 429, a timeout or
+    refused connection); ``retry_after`` is the service's ``Retry-After`` in seconds,
+    when it gave one. A subclass may set either as a class attribute.
+    """
+
+    transient: bool = False
+    retry_after: float | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        transient: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        if transient is not None:
+            self.transient = transient
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 # Public under ``mdcollect``: tracebacks and reprs show ``mdcollect.ExchangeError``,

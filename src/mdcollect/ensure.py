@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from html import escape
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, TypeAlias, TypeVar, overload
 
 import pandas as pd
 from attrs import define, field
@@ -24,7 +24,7 @@ from attrs import define, field
 from ._errors import ExchangeError, InvalidRequest
 from ._human import duration, plural, ranges
 from ._intervals import Interval, IntervalSet
-from ._keys import DatasetKey
+from ._keys import DatasetKey, Kind
 from ._rules import MAX_SYMBOLS as MAX_SYMBOLS  # the input rules; kept importable from here
 from ._rules import check_choice, check_padding, check_symbols, date_range, required_range
 from ._rules import check_date as check_date
@@ -34,7 +34,10 @@ from .backfill import (
     BackfillJob,
     JobReport,
     Plan,
+    ProgressCallback,
+    Strategy,
     TradesBackfill,
+    check_strategy,
     initial_reports,
     make_job,
     plan_jobs,
@@ -58,8 +61,11 @@ __all__ = [
     "load_ohlcv_async",
 ]
 
-Exchange = str | ExchangeClient
-Storage = DataCollectionStorage | str | None
+#: An exchange key (``"binance_futures"``, any ccxt id) or a client of your own.
+Exchange: TypeAlias = ExchangeClient | str
+#: A storage, a storage URL (``"memory://"``, ``"arctic+lmdb:///data/md"``...), or ``None``
+#: for the default store.
+Storage: TypeAlias = DataCollectionStorage | str | None
 
 
 @define
@@ -440,6 +446,12 @@ def _source(exchange: object, storage: Storage, emulate: bool | None) -> _Source
     )  # fmt: skip
 
 
+async def _open_source(exchange: object, storage: Storage, emulate: bool | None) -> _Source:
+    # opening a store is I/O (ArcticDB waits for its library lock while another
+    # process creates the library): off the loop, as every storage call
+    return await asyncio.to_thread(_source, exchange, storage, emulate)
+
+
 async def ensure_data_async(
     symbols: Sequence[str],
     timeframe: str = "1h",
@@ -450,10 +462,10 @@ async def ensure_data_async(
     storage: Storage = None,
     *,
     progress: bool = True,
-    progress_callback: Callable[..., None] | None = None,
+    progress_callback: ProgressCallback | None = None,
     concurrency: int = 4,
     dry_run: bool = False,
-    strategy: str = "auto",
+    strategy: Strategy = "auto",
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
 ) -> EnsureReport:
@@ -465,7 +477,7 @@ async def ensure_data_async(
     pad = check_padding(padding_days)
     lo, hi = start - pad * DAY, end
     return await _ensure(
-        syms, tf, lo, hi, _source(exchange, storage, emulate), progress=progress,
+        syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
         strategy=strategy, clock=clock,
     )  # fmt: skip
@@ -479,23 +491,23 @@ async def _ensure(
     src: _Source,
     *,
     progress: bool,
-    progress_callback: Callable[..., None] | None,
+    progress_callback: ProgressCallback | None,
     concurrency: int,
     dry_run: bool,
-    strategy: str,
+    strategy: Strategy,
     clock: Callable[[], int] | None,
-    kind: str = "ohlcv",
+    kind: Kind = "ohlcv",
 ) -> EnsureReport:
     t0 = time.perf_counter()
     now = (clock or now_ms)()
     key, store = src.key, src.store
     info = src.exchange.info if isinstance(src.exchange, ExchangeClient) else exchange_info(key)
-    check_choice("strategy", strategy, ("auto", "ohlcv", "trades"))
+    check_strategy(strategy)
     jobs: list[BackfillJob]
     if kind == "trades":
         jobs = [TradesBackfill(key, s, None, lo, hi) for s in syms]
     else:
-        jobs = [make_job(info, s, tf, lo, hi, strategy=strategy, now=now) for s in syms]  # type: ignore[arg-type]
+        jobs = [make_job(info, s, tf, lo, hi, strategy=strategy, now=now) for s in syms]
     required = jobs[0].required(now)  # every job needs the same range
     report = EnsureReport(key, str(tf) if kind == "ohlcv" else kind, required, dry_run=dry_run)
     # Coverage first, read once: when nothing is missing, the exchange is asked nothing.
@@ -528,10 +540,10 @@ async def backfill_async(
     exchange: Exchange = "binance_futures",
     storage: Storage = None,
     *,
-    kind: str = "ohlcv",
-    strategy: str = "auto",
+    kind: Kind = "ohlcv",
+    strategy: Strategy = "auto",
     progress: bool = True,
-    progress_callback: Callable[..., None] | None = None,
+    progress_callback: ProgressCallback | None = None,
     concurrency: int = 4,
     dry_run: bool = False,
     clock: Callable[[], int] | None = None,
@@ -539,7 +551,8 @@ async def backfill_async(
 ) -> EnsureReport:
     """Fill ``[start, end)`` of candles (``kind="ohlcv"``) or raw trades (``kind="trades"``)
     for ``symbols``; like :func:`ensure_data` without padding, with any ccxt timeframe
-    and the dates rule of :func:`load_ohlcv`."""
+    and the dates rule of :func:`load_ohlcv`. Other kinds are refused
+    (:class:`InvalidRequest`): they are collected live, not backfilled."""
     key = _exchange_key(exchange)
     syms = check_symbols(symbols)
     check_choice("kind", kind, ("ohlcv", "trades"))
@@ -551,7 +564,7 @@ async def backfill_async(
         tf = Timeframe.parse("1m")
     lo, hi = required_range(start, end)
     return await _ensure(
-        syms, tf, lo, hi, _source(exchange, storage, emulate), progress=progress,
+        syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
         strategy=strategy, clock=clock, kind=kind,
     )  # fmt: skip
@@ -567,10 +580,10 @@ def ensure_data(
     storage: Storage = None,
     *,
     progress: bool = True,
-    progress_callback: Callable[..., None] | None = None,
+    progress_callback: ProgressCallback | None = None,
     concurrency: int = 4,
     dry_run: bool = False,
-    strategy: str = "auto",
+    strategy: Strategy = "auto",
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
 ) -> EnsureReport:
@@ -642,7 +655,7 @@ async def load_ohlcv_async(
     key = _exchange_key(exchange)
     tf = check_timeframe(timeframe, key)
     lo, hi = required_range(start, end)
-    src = _source(exchange, storage, emulate)
+    src = await _open_source(exchange, storage, emulate)
     if ensure:
         report = await _ensure(
             syms, tf, lo, hi, src, progress=progress, progress_callback=None,
@@ -666,6 +679,18 @@ async def load_ohlcv_async(
     return out[syms[0]] if single else out
 
 
+@overload
+def load_ohlcv(
+    symbols: str, timeframe: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> pd.DataFrame: ...  # fmt: skip
+@overload
+def load_ohlcv(
+    symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 def load_ohlcv(
     symbols: str | list[str] | tuple[str, ...],
     timeframe: str,
@@ -678,7 +703,7 @@ def load_ohlcv(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
-) -> Any:
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Candles of one symbol (a DataFrame) or several (a dict of them) for ``[start, end)``.
 
     With ``ensure=True`` (the default) exactly that range is ensured first (no
@@ -691,12 +716,8 @@ def load_ohlcv(
     >>> len(frame)
     24
     """
-    return run_sync(
-        _releasing(
-            exchange,
-            load_ohlcv_async(
-                symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
-                progress=progress, clock=clock, emulate=emulate,
-            ),
-        )
+    frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = load_ohlcv_async(
+        symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
+        progress=progress, clock=clock, emulate=emulate,
     )  # fmt: skip
+    return run_sync(_releasing(exchange, frames))

@@ -13,10 +13,18 @@ import pytest
 
 
 class Answer:
-    """What the server answers to one request: a status and JSON body, after ``delay`` s."""
+    """What the server answers to one request: a status, JSON body and extra ``headers``,
+    after ``delay`` s."""
 
-    def __init__(self, status: int = 200, body: Any = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        body: Any = None,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.status, self.body, self.delay = status, {} if body is None else body, delay
+        self.headers = headers or {}
 
 
 class ScriptedServer:
@@ -47,6 +55,8 @@ class ScriptedServer:
                     self.send_response(answer.status)
                     self.send_header("content-type", "application/json")
                     self.send_header("content-length", str(len(payload)))
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(payload)
                 except OSError:  # the client gave up (timeout)

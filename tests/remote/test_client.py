@@ -40,6 +40,14 @@ def run(kind: str, url: str, operation: str = "health", params: dict[str, Any] |
 KINDS = ["sync", "async"]
 
 
+def assert_jittered(slept: list[float], ceilings: list[float]) -> None:
+    """Each wait is drawn from the upper half of its ceiling (1, 2, 4... s): jittered,
+    never above the schedule, never below half of it."""
+    assert len(slept) == len(ceilings), slept
+    for wait, ceiling in zip(slept, ceilings, strict=True):
+        assert ceiling / 2 <= wait < ceiling, (slept, ceilings)
+
+
 # -- the retry matrix ------------------------------------------------------------------
 
 
@@ -48,7 +56,7 @@ def test_503_503_200_is_retried_and_succeeds(scripted: ScriptedServer, kind: str
     scripted.script = [Answer(503), Answer(503), Answer(200, HEALTHY)]
     result, slept = run(kind, scripted.url, max_retries=2)
     assert result == HEALTHY
-    assert slept == [1.0, 2.0]
+    assert_jittered(slept, [1.0, 2.0])
     assert len(scripted.requests) == 3
 
 
@@ -77,7 +85,8 @@ def test_400_is_not_retried(scripted: ScriptedServer, kind: str) -> None:
 def test_timeout_is_retried(scripted: ScriptedServer, kind: str) -> None:
     scripted.script = [Answer(200, HEALTHY, delay=1.0), Answer(200, HEALTHY)]
     result, slept = run(kind, scripted.url, max_retries=2, timeout=0.2)
-    assert result == HEALTHY and slept == [1.0]
+    assert result == HEALTHY
+    assert_jittered(slept, [1.0])
     assert len(scripted.requests) == 2
 
 
@@ -100,11 +109,70 @@ def test_connection_refused_is_retried_then_raised(kind: str) -> None:
     assert isinstance(err.value.__cause__, httpx.ConnectError)
 
 
-def test_backoff_is_1_2_4_and_injectable(scripted: ScriptedServer) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_backoff_is_1_2_4_jittered_and_injectable(scripted: ScriptedServer, kind: str) -> None:
     scripted.script = [Answer(500)] * 3 + [Answer(200, HEALTHY)]
-    assert run("sync", scripted.url, max_retries=3) == (HEALTHY, [1.0, 2.0, 4.0])
+    result, slept = run(kind, scripted.url, max_retries=3)
+    assert result == HEALTHY
+    assert_jittered(slept, [1.0, 2.0, 4.0])
     scripted.script = [Answer(502), Answer(200, HEALTHY)]
-    assert run("sync", scripted.url, backoff=lambda n: 0.25 * (n + 1)) == (HEALTHY, [0.25])
+    assert run(kind, scripted.url, backoff=lambda n: 0.25 * (n + 1)) == (HEALTHY, [0.25])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_retry_after_of_a_503_is_the_floor_of_the_wait(scripted: ScriptedServer, kind: str) -> None:
+    busy = {"error": "too many syncs at once"}
+    scripted.script = [
+        Answer(503, busy, headers={"Retry-After": "1"}),
+        Answer(503, busy, headers={"Retry-After": "5"}),
+        Answer(200, HEALTHY),
+    ]
+    result, slept = run(kind, scripted.url, max_retries=2)
+    assert result == HEALTHY
+    assert slept == [1.0, 5.0]  # the schedule is below 1 s and 2 s: the service's wait wins
+    assert len(scripted.requests) == 3
+    # an injected schedule keeps the floor too
+    scripted.script = [Answer(503, busy, headers={"Retry-After": "3"}), Answer(200, HEALTHY)]
+    assert run(kind, scripted.url, backoff=lambda n: 0.25) == (HEALTHY, [3.0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_429_is_retried_after_its_retry_after(scripted: ScriptedServer, kind: str) -> None:
+    scripted.script = [Answer(429, {"error": "slow down"}, headers={"Retry-After": "2"})]
+    scripted.script.append(Answer(200, HEALTHY))
+    result, slept = run(kind, scripted.url, max_retries=2)
+    assert (result, slept, len(scripted.requests)) == (HEALTHY, [2.0], 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_retry_after_too_long_is_raised_not_waited(scripted: ScriptedServer, kind: str) -> None:
+    scripted.script = [Answer(503, {"error": "stopping"}, headers={"Retry-After": "600"})]
+    scripted.script.append(Answer(200, HEALTHY))
+    slept: list[float] = []
+    with pytest.raises(RemoteError, match=r"503 after 1 attempt.*stopping") as err:
+        _, slept = run(kind, scripted.url, max_retries=2)
+    assert (err.value.transient, err.value.retry_after, err.value.status_code) == (True, 600.0, 503)
+    assert len(scripted.requests) == 1 and slept == []
+
+
+def test_remote_errors_say_whether_retrying_may_help(scripted: ScriptedServer) -> None:
+    scripted.script = [Answer(503)] * 2
+    with pytest.raises(RemoteError) as busy:
+        run("sync", scripted.url, max_retries=1)
+    assert (busy.value.transient, busy.value.retry_after) == (True, None)
+    scripted.script = [Answer(404, {"error": "no such job"})]
+    with pytest.raises(RemoteError) as missing:
+        run("sync", scripted.url)
+    assert (missing.value.transient, missing.value.status_code) == (False, 404)
+
+
+def test_default_backoff_is_a_deprecated_alias_of_the_policy_wait() -> None:
+    from mdcollect.remote import default_backoff
+
+    with pytest.warns(DeprecationWarning, match="default_backoff is deprecated"):
+        waits = [default_backoff(n) for n in range(6)]
+    for wait, ceiling in zip(waits, [1, 2, 4, 8, 16, 30], strict=True):
+        assert ceiling / 2 <= wait <= ceiling
 
 
 @pytest.mark.parametrize("kind", KINDS)

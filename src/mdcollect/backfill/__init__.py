@@ -20,20 +20,32 @@ from ._engine import (
     Chunk,
     JobReport,
     Plan,
+    ProgressCallback,
     initial_reports,
     plan_jobs,
     run_jobs,
     split_windows,
 )
-from ._strategies import OHLCVBackfill, TradesBackfill, make_job
+from ._strategies import (
+    STRATEGIES,
+    OHLCVBackfill,
+    Strategy,
+    TradesBackfill,
+    check_strategy,
+    make_job,
+)
 
 __all__ = [
+    "STRATEGIES",
     "BackfillJob",
     "Chunk",
     "JobReport",
     "OHLCVBackfill",
     "Plan",
+    "ProgressCallback",
+    "Strategy",
     "TradesBackfill",
+    "check_strategy",
     "initial_reports",
     "make_job",
     "plan_jobs",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from ..exchanges import ExchangeClient, ExchangeInfo
 
 log = logging.getLogger("mdcollect.backfill")
+
+#: How candles are backfilled: ``auto`` picks (:func:`make_job`), ``ohlcv`` pages the
+#: candle endpoint, ``trades`` resamples trades.
+Strategy = Literal["auto", "ohlcv", "trades"]
+STRATEGIES: Final[tuple[Strategy, ...]] = get_args(Strategy)
 
 
 class _CandleJob(BackfillJob):
@@ -167,9 +172,6 @@ class OHLCVBackfill(_CandleJob):
             self._carry = (window.end, seen)
 
 
-TradesOutput = Literal["ohlcv", "trades"]
-
-
 class TradesBackfill(BackfillJob):
     """Trades paged from the trades endpoint: stored as trades, or resampled into candles.
 
@@ -293,7 +295,7 @@ def make_job(
     start: int,
     end: int,
     *,
-    strategy: Literal["auto", "ohlcv", "trades"] = "auto",
+    strategy: Strategy = "auto",
     now: int | None = None,
 ) -> BackfillJob:
     """The right job for a candle range on the exchange ``info`` describes: the candle
@@ -304,10 +306,7 @@ def make_job(
     >>> make_job(exchange_info("kraken"), "BTC/USDT", "1h", start_ms, end_ms)
     TradesBackfill(kraken:ohlcv:1h:BTC/USDT, ...)
     """
-    if strategy not in ("auto", "ohlcv", "trades"):
-        raise InvalidRequest(
-            f"strategy {strategy!r} is not valid; allowed: 'auto', 'ohlcv', 'trades'"
-        )
+    check_strategy(strategy)
     if not info.deep_history:
         oldest = None if now is None else _oldest_served(info, timeframe, now)
         recent = oldest is not None and Timeframe.parse(timeframe).ceil(start) >= oldest
@@ -323,6 +322,15 @@ def make_job(
     if strategy == "trades":
         return TradesBackfill(info.key, symbol, timeframe, start, end)
     return OHLCVBackfill(info.key, symbol, timeframe, start, end)
+
+
+def check_strategy(strategy: object) -> Strategy:
+    """``strategy`` if it is one of :data:`STRATEGIES`; :class:`InvalidRequest` otherwise
+    (a caller without mypy can pass anything)."""
+    if strategy not in STRATEGIES:
+        allowed = ", ".join(repr(s) for s in STRATEGIES)
+        raise InvalidRequest(f"strategy {strategy!r} is not valid; allowed: {allowed}")
+    return strategy
 
 
 def _oldest_served(info: ExchangeInfo, timeframe: str | Timeframe, now: int) -> int:

@@ -19,10 +19,8 @@ for parsing, ``on_json_response``, is wrapped per instance by
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import SimpleNamespace
@@ -30,6 +28,8 @@ from typing import Any, Final
 
 import aiohttp
 from attrs import define
+
+from .._backoff import parse_retry_after
 
 __all__ = [
     "EMULATOR_HEADER",
@@ -78,30 +78,6 @@ class ResponseRecord:
     retry_after: float | None = None
     malformed: bool = False
     host: str | None = None
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
-
-    >>> parse_retry_after("2.5")
-    2.5
-    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
-    10.0
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds < 0:  # NaN or in the past
-        return 0.0
-    return seconds
 
 
 def _counter(stats: SessionStats) -> Callable[..., Awaitable[None]]:

@@ -5,7 +5,9 @@ Both twins share one core, sans-IO: :class:`_Core` checks the inputs and builds 
 request (:func:`build_call`), and its :meth:`_Core._exchange` generator holds the retry
 protocol, yielding "send this request" and "sleep this long" steps. Each twin only
 drives that generator with its own transport and sleep, so the rules (what is retried,
-the backoff, which error is raised) exist once.
+which error is raised) exist once; when to retry and how long to wait are the library's
+one :class:`~mdcollect._backoff.RetryPolicy` (jittered, the service's ``Retry-After`` as
+a floor).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import logging
 import os
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
@@ -29,8 +32,10 @@ from .._api import (
     ohlcv_query,
     sync_request,
 )
+from .._backoff import RetryPolicy, parse_retry_after
 from .._errors import InvalidRequest, RemoteError
 from .._redact import redact, secrets_in
+from .._rules import check_number
 from .._time import DEFAULT_PADDING_DAYS
 
 __all__ = [
@@ -56,6 +61,9 @@ DEFAULT_NAMESPACE: Final = "tradai.local"
 DEFAULT_PORT: Final = 8002
 DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_MAX_RETRIES: Final = 2
+#: The client's waits: 1, 2, 4... s (capped at 30), each drawn from its upper half.
+_BASE_DELAY: Final = 1.0
+_MAX_DELAY: Final = 30.0
 
 _PARAMS: Final[Mapping[str, frozenset[str]]] = {
     "health": frozenset(),
@@ -87,13 +95,16 @@ def _env_number(name: str, default: float, *, integer: bool) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
+    value: object
     try:
         value = int(raw) if integer else float(raw)
     except ValueError:
-        value = -1
-    if value < 0 or (not integer and value == 0):
-        kind = "an integer >= 0" if integer else "a number of seconds > 0"
-        raise InvalidRequest(f"environment variable {name}={raw!r} is not valid; use {kind}")
+        value = raw
+    try:
+        check_number(name, value, integer=integer, strict=not integer)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"environment variable {name}={raw!r} is not valid: {exc}") from None
+    assert isinstance(value, int | float)
     return value
 
 
@@ -106,9 +117,26 @@ def _check_base_url(url: object) -> str:
     return url.rstrip("/")
 
 
+def _policy(max_retries: int) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=max_retries + 1, base_delay=_BASE_DELAY, max_delay=_MAX_DELAY, jitter="equal"
+    )
+
+
 def default_backoff(attempt: int) -> float:
-    """Seconds before retry ``attempt`` (0-based): 1, 2, 4, ... capped at 30."""
-    return float(min(2**attempt, 30))
+    """Seconds before retry ``attempt`` (0-based): about 1, 2, 4, ... capped at 30, jittered.
+
+    .. deprecated:: 0.1.0
+       The clients take their waits from :class:`~mdcollect._backoff.RetryPolicy`; this
+       returns its wait and is kept for code that passed it as ``backoff=``.
+    """
+    warnings.warn(
+        "mdcollect.remote.default_backoff is deprecated: the clients retry with the "
+        "library's jittered RetryPolicy by default (leave backoff=None)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _policy(DEFAULT_MAX_RETRIES).delay(attempt + 1)
 
 
 @frozen
@@ -219,14 +247,15 @@ class _Core:
             timeout = _env_number("REQUEST_TIMEOUT", DEFAULT_TIMEOUT, integer=False)
         if max_retries is None:
             max_retries = int(_env_number("MAX_RETRIES", DEFAULT_MAX_RETRIES, integer=True))
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise InvalidRequest(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise InvalidRequest(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        check_number("timeout", timeout)
+        check_number("max_retries", max_retries, integer=True, strict=False)
         self.timeout: float = float(timeout)
         self.max_retries: int = max_retries
         self.allowed_exchanges: tuple[str, ...] = tuple(allowed_exchanges)
-        self.backoff: Callable[[int], float] = backoff if backoff is not None else default_backoff
+        #: attempts, waits and the Retry-After floor of every request
+        self.retry: RetryPolicy = _policy(max_retries)
+        #: the caller's schedule (``backoff(retry)``, 0-based) replacing the policy's waits
+        self.backoff: Callable[[int], float] | None = backoff
         token = api_token if api_token is not None else os.environ.get("MDCOLLECT_API_TOKEN")
         self._headers: dict[str, str] = {"Accept": "application/json"}
         if token:
@@ -243,23 +272,27 @@ class _Core:
     def _exchange(
         self, call: _Call, http: httpx.Client | httpx.AsyncClient
     ) -> Generator[_Step, _Outcome, Any]:
-        """Send ``call``, retrying 5xx and transport errors; return the decoded JSON."""
+        """Send ``call``, retrying 5xx, 429 and transport errors as :attr:`retry` says
+        (at least the service's ``Retry-After``); return the decoded JSON."""
         request = http.build_request(
             call.method, call.path, params=call.params, json=call.json, headers=self._headers
         )
-        attempt = 0
+        attempt = 1
         while True:
             outcome = yield request
             assert outcome is not None
-            if isinstance(outcome, httpx.Response) and outcome.status_code < 500:
+            if isinstance(outcome, httpx.Response) and not _transient(outcome.status_code):
                 return self._decode(call, outcome)
-            if attempt >= self.max_retries:
+            error = self._give_up(call, outcome, attempt)
+            delay = self.retry.next_wait(attempt, error)
+            if delay is None:
                 cause = outcome if isinstance(outcome, httpx.TransportError) else None
-                raise self._give_up(call, outcome, attempt + 1) from cause
-            delay = self.backoff(attempt)
+                raise error from cause
+            if self.backoff is not None:
+                delay = max(float(self.backoff(attempt - 1)), error.retry_after or 0.0)
             log.warning(
                 "%s %s: %s; retry %d/%d in %.1fs", call.method, call.path,
-                redact(_describe(outcome), self._secrets), attempt + 1, self.max_retries, delay,
+                redact(_describe(outcome), self._secrets), attempt, self.max_retries, delay,
             )  # fmt: skip
             attempt += 1
             yield _Sleep(delay)
@@ -289,11 +322,19 @@ class _Core:
                 f"{where} failed with {outcome.status_code} after {attempts} attempt(s): "
                 f"{_error_message(outcome)}",
                 status_code=outcome.status_code,
+                transient=True,
+                retry_after=parse_retry_after(outcome.headers.get("Retry-After")),
             )
         return RemoteError(
             f"{where}: the data-collection service is unreachable after {attempts} "
-            f"attempt(s): {redact(_describe(outcome), self._secrets)}"
+            f"attempt(s): {redact(_describe(outcome), self._secrets)}",
+            transient=True,
         )
+
+
+def _transient(status: int) -> bool:
+    """5xx (the service is failing, starting or full) and 429 (too many requests)."""
+    return status >= 500 or status == 429
 
 
 def _describe(outcome: httpx.Response | httpx.TransportError) -> str:
@@ -307,11 +348,16 @@ class DataCollectionClient(_Core):
 
     ``base_url`` defaults to ``DATA_COLLECTION_URL``, else
     ``http://data-collection.{SERVICE_DISCOVERY_NAMESPACE}:8002``; ``timeout`` (seconds)
-    to ``REQUEST_TIMEOUT`` or 30; ``max_retries`` to ``MAX_RETRIES`` or 2. 5xx answers
-    and transport errors (timeouts included) are retried after ``backoff(attempt)``
-    seconds (1, 2, 4...); 4xx answers never. Inputs are checked before anything is
-    sent (:class:`~mdcollect.InvalidRequest`); the service's errors raise
-    :class:`~mdcollect.RemoteError` with its ``status_code`` and message.
+    to ``REQUEST_TIMEOUT`` or 30; ``max_retries`` to ``MAX_RETRIES`` or 2. 5xx and 429
+    answers and transport errors (timeouts included) are retried after a
+    jittered wait of up to 1, 2, 4... s (at least half of it, capped at 30 s), and never
+    sooner than the service's ``Retry-After`` (one beyond 120 s is not waited for: the
+    error is raised with its ``retry_after``); other 4xx answers never.
+    ``backoff(retry)`` (0-based), when given, replaces the waits (``Retry-After``
+    stays their floor). Inputs are checked before anything is sent
+    (:class:`~mdcollect.InvalidRequest`); the service's errors raise
+    :class:`~mdcollect.RemoteError` with its ``status_code``, message, ``transient``
+    and ``retry_after``.
 
     >>> with DataCollectionClient("http://127.0.0.1:8002") as client:
     ...     client.health()["status"]
