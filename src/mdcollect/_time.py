@@ -318,7 +318,7 @@ def _ts_ms(ts: pd.Timestamp, name: str, raw: object) -> int:
     return int(ts.value // NS_PER_MS)
 
 
-def ms_to_index(ms: ArrayLike, *, name: str = "timestamp") -> pd.DatetimeIndex:
+def ms_to_index(ms: ArrayLike) -> pd.DatetimeIndex:
     """ms ints as the index users get: tz-aware UTC, ns resolution, named ``timestamp``.
 
     :class:`InvalidRequest` for a value outside :data:`MIN_INDEX_MS` ..
@@ -337,7 +337,7 @@ def ms_to_index(ms: ArrayLike, *, name: str = "timestamp") -> pd.DatetimeIndex:
         )
     # numpy's unit casts are 4x faster than pd.to_datetime(unit="ms") (aggregate's hot path)
     ns = values.astype("datetime64[ms]").astype("datetime64[ns]")
-    return pd.DatetimeIndex(ns, name=name).tz_localize("UTC")
+    return pd.DatetimeIndex(ns, name="timestamp").tz_localize("UTC")
 
 
 def index_ms(index: pd.DatetimeIndex | pd.DataFrame | pd.Series) -> np.ndarray:
