@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+import doctest
+import importlib
+import io
+import pkgutil
+import tokenize
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import mdcollect
+import mdcollect._time
 from mdcollect import DatasetKey, InvalidRequest, Timeframe
-from mdcollect._time import CCXT_TIMEFRAMES, to_ms
+from mdcollect._time import (
+    CCXT_TIMEFRAMES,
+    DAY,
+    HOUR,
+    MAX_INDEX_MS,
+    MIN_INDEX_MS,
+    MINUTE,
+    SECOND,
+    WEEK,
+    index_ms,
+    ms_to_index,
+    ms_to_timestamp,
+    to_ms,
+)
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00Z (a Monday)
 
@@ -119,13 +141,120 @@ def test_errors_tree() -> None:
     assert e.transient and e.retry_after == 2.0
 
 
+def _public_submodules() -> set[str]:
+    """The public modules and subpackages of mdcollect, as they are on disk."""
+    return {m.name for m in pkgutil.iter_modules(mdcollect.__path__) if not m.name.startswith("_")}
+
+
+def test_public_submodules_import() -> None:
+    modules = _public_submodules()
+    assert {"storage", "exchanges", "testing", "aggregate"} <= modules
+    for name in modules:
+        importlib.import_module(f"mdcollect.{name}")
+
+
 def test_all_matches_exports() -> None:
     exported = {n for n in dir(mdcollect) if not n.startswith("_")} - {"TYPE_CHECKING", "Any"}
-    modules = {"storage", "exchanges", "testing", "backfill", "collectors", "aggregate", "ensure",
-               "cli", "remote", "service", "audit", "collector"}  # fmt: skip
-    assert set(mdcollect.__all__) - {"__version__"} == exported - modules
+    assert set(mdcollect.__all__) - {"__version__"} == exported - _public_submodules()
     assert mdcollect.__all__ == sorted(mdcollect.__all__)
     for name in mdcollect.__all__:
         obj = getattr(mdcollect, name)
         if callable(obj):
             assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_time_doctests() -> None:
+    # _time's examples are its documentation: they must be right
+    result = doctest.testmod(mdcollect._time, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 10
+    assert result.failed == 0
+
+
+def test_time_constants() -> None:
+    assert (SECOND, MINUTE, HOUR, DAY, WEEK) == (1_000, 60_000, 3_600_000, 86_400_000, 604_800_000)
+    assert [Timeframe.parse(t).ms for t in ("1s", "1m", "1h", "1d", "1w")] == [
+        SECOND,
+        MINUTE,
+        HOUR,
+        DAY,
+        WEEK,
+    ]
+
+
+def test_ms_index_conversions_round_trip() -> None:
+    ms = np.array([MIN_INDEX_MS, -1, 0, T0, T0 + 1, MAX_INDEX_MS], dtype=np.int64)
+    index = ms_to_index(ms)
+    assert str(index.dtype) == "datetime64[ns, UTC]" and index.name == "timestamp"
+    assert index[3] == pd.Timestamp("2024-01-01", tz="UTC")
+    assert index[4] == pd.Timestamp("2024-01-01 00:00:00.001", tz="UTC")
+    assert index_ms(index).tolist() == ms.tolist()
+    assert index_ms(pd.DataFrame({"x": range(len(ms))}, index=index)).tolist() == ms.tolist()
+    assert len(ms_to_index([])) == 0 and str(ms_to_index([]).dtype) == "datetime64[ns, UTC]"
+    assert ms_to_timestamp(T0) == pd.Timestamp("2024-01-01", tz="UTC")
+    assert to_ms(ms_to_timestamp(T0 + 1)) == T0 + 1
+    for bad in (MIN_INDEX_MS - 1, MAX_INDEX_MS + 1):
+        with pytest.raises(InvalidRequest, match=f"timestamp {bad} is out of range"):
+            ms_to_index([T0, bad])
+
+
+@pytest.mark.parametrize("text", CCXT_TIMEFRAMES)
+def test_floor_array_is_floor(text: str) -> None:
+    tf = Timeframe.parse(text)
+    rng = np.random.default_rng(7)
+    ts = np.concatenate(
+        [
+            rng.integers(-5 * 365 * DAY, 60 * 365 * DAY, 500, dtype=np.int64),
+            np.array([0, -1, T0, T0 - 1, 4 * DAY, 4 * DAY - 1]),
+        ]
+    )
+    assert tf.floor_array(ts).tolist() == [tf.floor(int(t)) for t in ts]
+    if tf.unit == "w":
+        # Monday 00:00 UTC, as on the exchanges
+        assert {pd.Timestamp(t, unit="ms").day_name() for t in tf.floor_array(ts)} == {"Monday"}
+
+
+# Time written out by hand outside _time.py: ms lengths, ns-per-ms arithmetic and
+# unit="ms" conversions. testing/ is an independent oracle and keeps its own.
+_TIME_LITERALS = {60_000, 3_600_000, 86_400_000, 604_800_000}
+_NOT_YET = {
+    # TODO(#13): owned by other areas of issue 13; they import from mdcollect._time once done
+    "cli.py": 1,  # owned by cli
+    "collector.py": 1,  # owned by collectors
+    "collectors/_kinds.py": 2,  # owned by collectors
+    "exchanges/_client.py": 2,  # owned by exchanges (parsers)
+}
+
+
+def _hand_written_time(path: Path) -> list[str]:
+    source = path.read_text()
+    found = []
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        digits = tok.string.replace("_", "")
+        if tok.type == tokenize.NUMBER and digits.isdigit() and int(digits) in _TIME_LITERALS:
+            found.append(f"{tok.start[0]}: {tok.string}")
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.keyword)
+            and node.arg == "unit"
+            and isinstance(node.value, ast.Constant)
+            and node.value.value == "ms"
+        ):
+            found.append(f"{node.value.lineno}: unit='ms'")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.FloorDiv | ast.Mult):
+            for side in (node.left, node.right):
+                if isinstance(side, ast.Constant) and side.value == 1_000_000:
+                    found.append(f"{side.lineno}: ns/ms by 1_000_000")
+    return found
+
+
+def test_time_constants_and_conversions_live_in_time_module() -> None:
+    root = Path(mdcollect.__file__).parent
+    over = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == "_time.py" or rel.startswith("testing/"):
+            continue
+        found = _hand_written_time(path)
+        if len(found) > _NOT_YET.get(rel, 0):
+            over[rel] = found
+    assert not over, f"use mdcollect._time's constants and conversions instead: {over}"

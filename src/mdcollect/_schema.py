@@ -31,7 +31,16 @@ from attrs import frozen
 
 from ._errors import InvalidRequest
 from ._keys import Kind
-from ._time import MIN_PLAUSIBLE_MS, Timeframe, format_ms
+from ._time import (
+    MAX_INDEX_MS,
+    MIN_INDEX_MS,
+    MIN_PLAUSIBLE_MS,
+    NS_PER_MS,
+    Timeframe,
+    format_ms,
+    index_ms,
+    ms_to_index,
+)
 
 __all__ = [
     "SCHEMAS",
@@ -92,9 +101,6 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
     "funding": Schema("funding", {"rate": _F}, {"mark_price": _F, "index_price": _F}),
 }
 
-#: The ms a ``datetime64[ns]`` index can hold (pandas' ``Timestamp.min``/``max``).
-_MIN_TS_MS: Final = -(-pd.Timestamp.min.value // 1_000_000)
-_MAX_TS_MS: Final = pd.Timestamp.max.value // 1_000_000
 _BOOK_RE: Final = re.compile(r"^(bid|ask)_(px|sz)_(\d+)$")
 _SIDES: Final = frozenset({"buy", "sell"})
 
@@ -158,16 +164,14 @@ def _to_index(frame: pd.DataFrame) -> pd.DatetimeIndex:
                 raise InvalidRequest(
                     f"timestamp column must hold whole milliseconds; row {at} has {values[at]!r}"
                 )
-            out_of_range = (values < _MIN_TS_MS) | (values > _MAX_TS_MS)
+            out_of_range = (values < MIN_INDEX_MS) | (values > MAX_INDEX_MS)
             if out_of_range.any():
                 at = _first(out_of_range)
                 raise InvalidRequest(
                     f"timestamp {values[at]} in row {at} is out of range; allowed: ms from "
-                    f"{_MIN_TS_MS} to {_MAX_TS_MS} (years 1677 to 2262)"
+                    f"{MIN_INDEX_MS} to {MAX_INDEX_MS} (years 1677 to 2262)"
                 )
-            return pd.DatetimeIndex(
-                pd.to_datetime(values.astype("int64"), unit="ms", utc=True), name="timestamp"
-            )
+            return ms_to_index(values.astype("int64"))
         else:
             raise InvalidRequest(
                 f"timestamp column must hold ms ints or UTC datetimes, got dtype {col.dtype}"
@@ -279,7 +283,7 @@ def check_rows(
     """
     assert isinstance(frame.index, pd.DatetimeIndex)
     ns = frame.index.asi8
-    ms = ns // 1_000_000
+    ms = ns // NS_PER_MS
     # (rows that are bad, what is wrong with row i)
     problems: list[tuple[np.ndarray, Callable[[int], str]]] = []
     if ms_column:
@@ -292,7 +296,7 @@ def check_rows(
                 ),
             )
         )
-    problems.append((ns % 1_000_000 != 0, lambda i: "its timestamp is not a whole millisecond"))
+    problems.append((ns % NS_PER_MS != 0, lambda i: "its timestamp is not a whole millisecond"))
     if timeframe is not None and len(ms):
         if timeframe.is_calendar:
             grid = np.fromiter((timeframe.floor(int(t)) for t in ms), np.int64, len(ms))
@@ -428,13 +432,6 @@ def _fill_optional(kind: Kind, frame: pd.DataFrame) -> pd.DataFrame:
             else:
                 frame[c] = frame[c].astype("int64")
     return frame
-
-
-def index_ms(frame: pd.DataFrame) -> np.ndarray:
-    """The frame's ``timestamp`` index as int64 ms."""
-    idx = frame.index
-    assert isinstance(idx, pd.DatetimeIndex)
-    return idx.as_unit("ns").asi8 // 1_000_000
 
 
 def slice_frame(frame: pd.DataFrame, start: int | None, end: int | None) -> pd.DataFrame:

@@ -1,7 +1,12 @@
 """Time in mdcollect: ``int`` milliseconds since the Unix epoch, UTC, everywhere inside.
 
-:class:`Timeframe` parses ccxt's timeframe strings and aligns timestamps;
-:func:`to_ms` turns user-facing dates into milliseconds.
+The one place for time: the ms constants (:data:`SECOND` .. :data:`WEEK`),
+:class:`Timeframe` (parses ccxt's timeframe strings and aligns timestamps, weeks
+to Monday, for one timestamp or a numpy array of them), :func:`to_ms` (user-facing
+dates, ``datetime`` and ``pd.Timestamp`` to ms), and the conversions between ms
+and the tz-aware UTC ``timestamp`` index users get (:func:`ms_to_index`,
+:func:`index_ms`, :func:`ms_to_timestamp`). Other modules import these rather
+than multiplying by ``1_000_000`` or calling ``pd.to_datetime(..., unit="ms")``.
 """
 
 from __future__ import annotations
@@ -13,29 +18,50 @@ from typing import Final
 import numpy as np
 import pandas as pd
 from attrs import frozen
+from numpy.typing import ArrayLike
 
 from ._errors import InvalidRequest
 
 __all__ = [
     "CCXT_TIMEFRAMES",
+    "DAY",
     "DEFAULT_PADDING_DAYS",
+    "HOUR",
+    "MAX_INDEX_MS",
+    "MINUTE",
+    "MIN_INDEX_MS",
     "MIN_PLAUSIBLE_MS",
+    "NS_PER_MS",
+    "SECOND",
+    "WEEK",
     "Timeframe",
     "check_ms",
     "end_ms",
     "format_ms",
+    "index_ms",
+    "is_bare_date",
+    "ms_to_index",
+    "ms_to_timestamp",
     "now_ms",
     "time_range",
     "to_ms",
 ]
 
+#: Lengths in ms.
 SECOND: Final = 1_000
 MINUTE: Final = 60 * SECOND
 HOUR: Final = 60 * MINUTE
 DAY: Final = 24 * HOUR
 WEEK: Final = 7 * DAY
+#: Nanoseconds (pandas' and Arrow's unit) per ms.
+NS_PER_MS: Final = 1_000_000
 # 1970-01-01 was a Thursday; exchanges start weeks on Monday (1970-01-05).
-_WEEK_OFFSET: Final = 4 * DAY
+_WEEK_ORIGIN: Final = 4 * DAY
+
+#: The ms a ``datetime64[ns]`` index can hold: pandas' ``Timestamp.min`` .. ``max``,
+#: years 1677 to 2262 (whole ms inside them).
+MIN_INDEX_MS: Final = -(-pd.Timestamp.min.value // NS_PER_MS)
+MAX_INDEX_MS: Final = pd.Timestamp.max.value // NS_PER_MS
 
 #: Days ensured before a requested start by default (startup candles for indicators):
 #: the one default of ``ensure_data``, ``mdcollect ensure``, the service and its client.
@@ -67,7 +93,7 @@ class Timeframe:
     >>> tf.ms
     900000
     >>> tf.floor(1_700_000_123_456), tf.ceil(1_700_000_123_456)
-    (1699999200000, 1700000100000)
+    (1700000100000, 1700001000000)
     """
 
     amount: int
@@ -110,20 +136,37 @@ class Timeframe:
         return self.amount * _UNIT_MS[self.unit]
 
     @property
-    def pandas_freq(self) -> str:
-        """The pandas offset alias with the same alignment (``1min``, ``4h``, ``MS``...)."""
-        if self.is_calendar:
-            return "MS"
-        return f"{self.ms}ms"
+    def origin(self) -> int:
+        """The ms fixed candles are counted from: the epoch, or for weeks the first
+        Monday (1970-01-05), as exchanges align them.
+
+        >>> Timeframe.parse("1h").origin, Timeframe.parse("1w").origin
+        (0, 345600000)
+        """
+        return _WEEK_ORIGIN if self.unit == "w" else 0
 
     def floor(self, ts: int) -> int:
         """Start of the candle containing ``ts``."""
         if self.is_calendar:
             d = dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)
             return _dt_ms(d.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
-        step = self.ms
-        offset = _WEEK_OFFSET if self.unit == "w" else 0
-        return (ts - offset) // step * step + offset
+        step, origin = self.ms, self.origin
+        return (ts - origin) // step * step + origin
+
+    def floor_array(self, ts: np.ndarray) -> np.ndarray:
+        """:meth:`floor` of every ms in an int array, vectorised (int64 out).
+
+        >>> Timeframe.parse("1w").floor_array(np.array([1_704_067_200_000, 1_704_585_600_000]))
+        array([1704067200000, 1704067200000])
+        """
+        ts = ts.astype(np.int64, copy=False)
+        if self.is_calendar:
+            months = ts.astype("datetime64[ms]").astype("datetime64[M]")
+            return months.astype("datetime64[ms]").astype(np.int64)
+        step, origin = self.ms, self.origin
+        if origin:
+            return (ts - origin) // step * step + origin
+        return ts // step * step
 
     def ceil(self, ts: int) -> int:
         """Smallest candle start ``>= ts``."""
@@ -272,4 +315,46 @@ def _ts_ms(ts: pd.Timestamp, name: str, raw: object) -> int:
     if pd.isna(ts):
         raise InvalidRequest(f"{name} {raw!r} is not a time (NaT)")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
+    return int(ts.value // NS_PER_MS)
+
+
+def ms_to_index(ms: ArrayLike) -> pd.DatetimeIndex:
+    """ms ints as the index users get: tz-aware UTC, ns resolution, named ``timestamp``.
+
+    :class:`InvalidRequest` for a value outside :data:`MIN_INDEX_MS` ..
+    :data:`MAX_INDEX_MS` (years 1677 to 2262).
+
+    >>> index = ms_to_index([1_704_067_200_000, 1_704_067_260_000])
+    >>> index[-1], index.dtype, index.name
+    (Timestamp('2024-01-01 00:01:00+0000', tz='UTC'), datetime64[ns, UTC], 'timestamp')
+    """
+    values = np.asarray(ms, dtype=np.int64)
+    if len(values) and (values.min() < MIN_INDEX_MS or values.max() > MAX_INDEX_MS):
+        bad = values[(values < MIN_INDEX_MS) | (values > MAX_INDEX_MS)][0]
+        raise InvalidRequest(
+            f"timestamp {bad} is out of range; allowed: ms from {MIN_INDEX_MS} to "
+            f"{MAX_INDEX_MS} (years 1677 to 2262)"
+        )
+    # numpy's unit casts are 4x faster than pd.to_datetime(unit="ms") (aggregate's hot path)
+    ns = values.astype("datetime64[ms]").astype("datetime64[ns]")
+    return pd.DatetimeIndex(ns, name="timestamp").tz_localize("UTC")
+
+
+def index_ms(index: pd.DatetimeIndex | pd.DataFrame | pd.Series) -> np.ndarray:
+    """The int64 ms of a ``DatetimeIndex`` (or of a frame's or series' index).
+
+    >>> index_ms(ms_to_index([1_704_067_200_000]))
+    array([1704067200000])
+    """
+    idx = index if isinstance(index, pd.DatetimeIndex) else index.index
+    assert isinstance(idx, pd.DatetimeIndex)
+    return idx.as_unit("ns").asi8 // NS_PER_MS
+
+
+def ms_to_timestamp(ms: int) -> pd.Timestamp:
+    """One ms time as a tz-aware UTC ``pd.Timestamp`` (the inverse of :func:`to_ms`).
+
+    >>> ms_to_timestamp(1_704_067_200_000)
+    Timestamp('2024-01-01 00:00:00+0000', tz='UTC')
+    """
+    return pd.Timestamp(ms, unit="ms", tz="UTC")

@@ -23,12 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InvalidRequest
-from ._schema import index_ms, normalize_frame
-from ._time import Timeframe
+from ._schema import normalize_frame
+from ._time import DAY, Timeframe, index_ms, ms_to_index
 
 __all__ = ["CandleAggregator", "CandleBins", "aggregate_bins", "trades_to_ohlcv"]
-
-_WEEK_OFFSET = 4 * 86_400_000
 
 
 class CandleBins:
@@ -82,12 +80,12 @@ class CandleBins:
         cls, ts: np.ndarray, price: np.ndarray, amount: np.ndarray, tf: Timeframe
     ) -> CandleBins:
         """Aggregate trades (sorted by time) into ``tf`` bins."""
-        return cls._reduce(_floor(ts, tf), price, price, price, price, amount, None)
+        return cls._reduce(tf.floor_array(ts), price, price, price, price, amount, None)
 
     def coarsen(self, tf: Timeframe) -> CandleBins:
         """These candles merged into the coarser ``tf`` (its bins must be unions of ours)."""
         return self._reduce(
-            _floor(self.start, tf),
+            tf.floor_array(self.start),
             self.open,
             self.high,
             self.low,
@@ -131,7 +129,7 @@ class CandleBins:
         first = int(self.start[0])
         last_end = int(self.start[-1])
         if end is not None:
-            last_end = max(last_end, _floor(np.array([end - 1]), tf)[0])
+            last_end = max(last_end, tf.floor(end - 1))
         if tf.is_calendar:
             grid = _calendar_grid(first, last_end)
         else:
@@ -174,9 +172,7 @@ class CandleBins:
 
     def to_frame(self) -> pd.DataFrame:
         """The candles in the ohlcv schema (``trades`` holds the trade count)."""
-        index = pd.DatetimeIndex(
-            pd.to_datetime(self.start, unit="ms", utc=True).as_unit("ns"), name="timestamp"
-        )
+        index = ms_to_index(self.start)
         return pd.DataFrame(
             {
                 "open": self.open.astype(np.float64),
@@ -188,17 +184,6 @@ class CandleBins:
             },
             index=index,
         )
-
-
-def _floor(ts: np.ndarray, tf: Timeframe) -> np.ndarray:
-    ts = ts.astype(np.int64, copy=False)
-    if tf.is_calendar:
-        months = ts.astype("datetime64[ms]").astype("datetime64[M]")
-        return months.astype("datetime64[ms]").astype(np.int64)
-    step = tf.ms
-    if tf.unit == "w":
-        return (ts - _WEEK_OFFSET) // step * step + _WEEK_OFFSET
-    return ts // step * step
 
 
 def _bin_end(start: np.ndarray, tf: Timeframe) -> np.ndarray:
@@ -214,17 +199,13 @@ def _calendar_grid(first: int, last: int) -> np.ndarray:
     return np.arange(a, b + 1).astype("datetime64[ms]").astype(np.int64)
 
 
-def _offset(tf: Timeframe) -> int:
-    return _WEEK_OFFSET if tf.unit == "w" else 0
-
-
 def _nests(fine: Timeframe, coarse: Timeframe) -> bool:
     """True when every ``coarse`` bin is a union of whole ``fine`` bins."""
     if fine.is_calendar:
         return False
     if coarse.is_calendar:
-        return 86_400_000 % fine.ms == 0
-    return coarse.ms % fine.ms == 0 and (_offset(coarse) - _offset(fine)) % fine.ms == 0
+        return DAY % fine.ms == 0
+    return coarse.ms % fine.ms == 0 and (coarse.origin - fine.origin) % fine.ms == 0
 
 
 def aggregate_bins(

@@ -91,6 +91,18 @@ def test_read_is_half_open_and_selects_columns(store: DataCollectionStorage) -> 
     assert len(store.read(KEY, T0 + 200 * MINUTE, T0 + 300 * MINUTE)) == 0
 
 
+def test_reads_are_half_open_at_the_last_storable_ms(store: DataCollectionStorage) -> None:
+    # the last ms a ns index holds (2262-04-11 23:47:16.854): bounds there are exact too
+    last = pd.Timestamp.max.value // 1_000_000
+    key = DatasetKey("binance", "BTC/USDT", "ticker")
+    values = {c: [1.0, 2.0] for c in ("bid", "ask", "last", "bid_size", "ask_size")}
+    store.write(key, pd.DataFrame({"timestamp": [last - 1, last], **values}))
+    assert ms_index(store.read(key, start=last)) == [last]
+    assert ms_index(store.read(key, end=last)) == [last - 1]
+    assert ms_index(store.read(key, start=last - 1, end=last)) == [last - 1]
+    assert ms_index(store.read(key)) == [last - 1, last]
+
+
 def test_missing_dataset_reads_empty_with_schema(store: DataCollectionStorage) -> None:
     out = store.read(DatasetKey("okx", "ETH/USDT", "ohlcv", "1h"))
     assert len(out) == 0

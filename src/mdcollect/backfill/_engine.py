@@ -47,7 +47,6 @@ class JobReport:
     missing: IntervalSet = field(factory=IntervalSet)
     rows: int = 0
     windows: int = 0
-    windows_done: int = 0
     failed: list[Interval] = field(factory=list)
     errors: list[str] = field(factory=list)
     requests: int = 0
@@ -353,7 +352,6 @@ async def _run_job(
                 while True:
                     w, item = await queue.get()
                     if item is None:
-                        report.windows_done += 1
                         break
                     if isinstance(item, _Crash):
                         raise item.error

@@ -23,7 +23,7 @@ from attrs import evolve, field, frozen
 
 from .._errors import InvalidRequest
 from .._rules import check_timeframe
-from .._time import Timeframe
+from .._time import DAY, HOUR, Timeframe
 
 __all__ = [
     "ExchangeInfo",
@@ -76,7 +76,7 @@ class TradesBefore:
 _OKX_TRADES_BEFORE = TradesBefore(
     by_time={"method": "publicGetMarketHistoryTrades", "type": "2"},
     by_id={"method": "publicGetMarketHistoryTrades", "type": "1"},
-    retention_ms=90 * 86_400_000,  # "the last 3 months"
+    retention_ms=90 * DAY,  # "the last 3 months"
 )
 
 
@@ -199,92 +199,76 @@ class ExchangeInfo:
         return start // step * step
 
 
+def _market(market_type: MarketType, load: str, **options: Any) -> dict[str, Any]:
+    """The facts that select one kind of market of an exchange: ccxt's ``defaultType``
+    (and further ``options``) and the only markets ccxt loads (``fetchMarkets.types``:
+    one request instead of one per market type)."""
+    return {
+        "market_type": market_type,
+        "options": {"defaultType": market_type, **options, "fetchMarkets": {"types": [load]}},
+    }
+
+
+# One exchange behind a spot key and a perpetuals alias pages alike on both; what
+# differs (ccxt class, endpoints, markets) is written in the key's own entry.
+_BINANCE: Final[dict[str, Any]] = dict(
+    ws_ticker_params={"name": "ticker"},
+    page_limit=1000,
+    trades_page_limit=1000,
+    ohlcv_until=True,
+    trades_window_ms=HOUR,
+)
+_OKX: Final[dict[str, Any]] = dict(
+    ccxt_id="okx",
+    ohlcv_endpoint=("public", "get", "market/history-candles"),
+    trades_endpoint=("public", "get", "market/history-trades"),
+    # history-candles serves the whole history, 100 a page (candles: recent only)
+    page_limit=100,
+    ohlcv_params={"type": "HistoryCandles"},
+    ohlcv_until=True,
+    trades_page_limit=100,
+    trades_since=False,
+    trades_before=_OKX_TRADES_BEFORE,
+    first_candle="market_created",
+)
+_BYBIT: Final[dict[str, Any]] = dict(
+    ccxt_id="bybit",
+    ohlcv_endpoint=("public", "get", "v5/market/kline"),
+    trades_endpoint=("public", "get", "v5/market/recent-trade"),
+    page_limit=1000,
+    ohlcv_since_grid=True,
+    ohlcv_until=True,
+    trades_since=False,
+    first_candle="market_created",
+)
+
 # Facts per key. Missing fields are filled from the ccxt class (timeframes,
 # page_limit) or the ExchangeInfo defaults.
 _KNOWN: Final[dict[str, dict[str, Any]]] = {
     "binance": dict(
+        _BINANCE,
         ccxt_id="binance",
-        ws_ticker_params={"name": "ticker"},
         ohlcv_endpoint=("public", "get", "klines"),
         trades_endpoint=("public", "get", "aggTrades"),
-        options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
-        page_limit=1000,
-        trades_page_limit=1000,
-        ohlcv_until=True,
-        trades_window_ms=3_600_000,
+        **_market("spot", "spot"),
     ),
     "binance_futures": dict(
+        _BINANCE,
         ccxt_id="binanceusdm",
-        ws_ticker_params={"name": "ticker"},
         ohlcv_endpoint=("fapiPublic", "get", "klines"),
         trades_endpoint=("fapiPublic", "get", "aggTrades"),
-        options={"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}},
-        market_type="swap",
+        **_market("swap", "linear"),
         timeframes_unserved={"1s": "USD-M futures klines have no 1s interval"},
         # USD-M klines serve 1500 a request, but ccxt's binance.fetch_ohlcv caps
         # limit at 1000 and cuts the parsed page to it ("the time range wider than
         # 500 candles won't work right"): through ccxt a page is 1000.
         page_limit=1000,
-        trades_page_limit=1000,
-        ohlcv_until=True,
-        trades_window_ms=3_600_000,
     ),
-    "okx": dict(
-        ccxt_id="okx",
-        ohlcv_endpoint=("public", "get", "market/history-candles"),
-        trades_endpoint=("public", "get", "market/history-trades"),
-        options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
-        # history-candles serves the whole history, 100 a page (candles: recent only)
-        page_limit=100,
-        ohlcv_params={"type": "HistoryCandles"},
-        ohlcv_until=True,
-        trades_page_limit=100,
-        trades_since=False,
-        trades_before=_OKX_TRADES_BEFORE,
-        first_candle="market_created",
-    ),
-    "okx_futures": dict(
-        ccxt_id="okx",
-        ohlcv_endpoint=("public", "get", "market/history-candles"),
-        trades_endpoint=("public", "get", "market/history-trades"),
-        options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}},
-        market_type="swap",
-        page_limit=100,
-        ohlcv_params={"type": "HistoryCandles"},
-        ohlcv_until=True,
-        trades_page_limit=100,
-        trades_since=False,
-        trades_before=_OKX_TRADES_BEFORE,
-        first_candle="market_created",
-    ),
-    "bybit": dict(
-        ccxt_id="bybit",
-        ohlcv_endpoint=("public", "get", "v5/market/kline"),
-        trades_endpoint=("public", "get", "v5/market/recent-trade"),
-        options={"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
-        page_limit=1000,
-        ohlcv_since_grid=True,
-        ohlcv_until=True,
-        trades_page_limit=60,
-        trades_since=False,
-        first_candle="market_created",
-    ),
+    "okx": dict(_OKX, **_market("spot", "spot")),
+    "okx_futures": dict(_OKX, **_market("swap", "swap")),
+    "bybit": dict(_BYBIT, **_market("spot", "spot"), trades_page_limit=60),
     "bybit_futures": dict(
-        ccxt_id="bybit",
-        ohlcv_endpoint=("public", "get", "v5/market/kline"),
-        trades_endpoint=("public", "get", "v5/market/recent-trade"),
-        options={
-            "defaultType": "swap",
-            "defaultSubType": "linear",
-            "fetchMarkets": {"types": ["linear"]},
-        },
-        market_type="swap",
-        page_limit=1000,
-        ohlcv_since_grid=True,
-        ohlcv_until=True,
-        trades_page_limit=1000,
-        trades_since=False,
-        first_candle="market_created",
+        _BYBIT, **_market("swap", "linear", defaultSubType="linear"), trades_page_limit=1000
     ),
     "kraken": dict(
         ccxt_id="kraken",

@@ -104,6 +104,7 @@ from .._intervals import IntervalSet
 from .._keys import DatasetKey
 from .._redact import redact
 from .._schema import merge_frames
+from .._time import MAX_INDEX_MS, MIN_INDEX_MS, index_ms, ms_to_timestamp
 from ._base import DataCollectionStorage, _check_key, clip_range
 from ._locks import file_lock
 from ._naming import encode_name, key_name, parse_key_name
@@ -126,9 +127,6 @@ _LMDB_OPTIONS: Final = frozenset({"map_size"})
 #: ArcticDB's form of ``map_size`` (``convert_size_str_to_bytes``): 1 or more, then a unit.
 _MAP_SIZE_RE: Final = re.compile(r"[1-9][0-9]*(KB|MB|GB|TB)")
 _ONE_NS: Final = pd.Timedelta(1, "ns")
-# pandas' ns timestamps span about 1677..2262; bounds outside are open ends.
-_MIN_MS: Final = int(pd.Timestamp.min.value // 1_000_000) + 1
-_MAX_MS: Final = int(pd.Timestamp.max.value // 1_000_000) - 1
 
 #: Attempts of a read that raced with another process pruning the version it found.
 _READ_ATTEMPTS: Final = 5
@@ -291,18 +289,19 @@ def _date_range(
     """ArcticDB's inclusive ``date_range`` for half-open ms ``[start, end)``; ``None``: empty."""
     if start is not None and end is not None and end <= start:
         return None
-    if start is not None and start > _MAX_MS:
+    # pandas' ns timestamps span 1677..2262: bounds outside are open ends
+    if start is not None and start > MAX_INDEX_MS:
         return None
-    if end is not None and end < _MIN_MS:
+    if end is not None and end < MIN_INDEX_MS:
         return None
-    lo = None if start is None or start < _MIN_MS else _ts(start * 1_000_000)
-    hi = None if end is None or end > _MAX_MS else _ts(end * 1_000_000) - _ONE_NS
+    lo = None if start is None or start < MIN_INDEX_MS else ms_to_timestamp(start)
+    hi = None if end is None or end > MAX_INDEX_MS else ms_to_timestamp(end) - _ONE_NS
     return lo, hi
 
 
 def _point_frame(payload: str, timestamp: int) -> pd.DataFrame:
     try:
-        index = pd.DatetimeIndex([_ts(timestamp * 1_000_000)], name="timestamp")
+        index = pd.DatetimeIndex([ms_to_timestamp(timestamp)], name="timestamp")
     except (OverflowError, ValueError) as exc:
         raise InvalidRequest(
             f"timestamp {timestamp} is outside the storable range (years 1678..2261)"
@@ -831,5 +830,5 @@ class ArcticStorage(DataCollectionStorage):
         data = self._read_symbol(symbol, start, end, None, f"fetch points of {key!r}")
         if len(data) == 0:
             return []
-        ms = _ns(data) // 1_000_000
+        ms = index_ms(data)
         return [(int(t), str(v)) for t, v in zip(ms, data["v"].to_numpy(), strict=True)]

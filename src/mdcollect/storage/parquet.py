@@ -62,7 +62,8 @@ from .._errors import InvalidRequest, StorageError
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._redact import redact
-from .._schema import SCHEMAS, index_ms, merge_frames
+from .._schema import SCHEMAS, merge_frames
+from .._time import HOUR, MINUTE, NS_PER_MS, index_ms
 from ._base import DataCollectionStorage, _check_key, clip_range
 from ._locks import file_lock
 from ._naming import encode_name, key_name, key_parts, parse_key_name
@@ -83,9 +84,6 @@ _POINTS_DIR: Final = "_points"
 _LOCKS_DIR: Final = ".locks"
 _TRASH_DIR: Final = ".trash"
 _TS: Final = "timestamp"
-_NS_PER_MS: Final = 1_000_000
-_HOUR_MS: Final = 3_600_000
-_MINUTE_MS: Final = 60_000
 _READ_ATTEMPTS: Final = 3
 
 
@@ -385,9 +383,9 @@ def _partition_unit(key: DatasetKey) -> Unit:
     if key.kind in ("trades", "ticker", "orderbook"):
         return "D"
     tf = key.tf
-    if tf is None or tf.is_calendar or tf.ms >= _HOUR_MS:
+    if tf is None or tf.is_calendar or tf.ms >= HOUR:
         return "Y"  # funding, 1h and longer candles
-    if tf.ms >= _MINUTE_MS:
+    if tf.ms >= MINUTE:
         return "M"
     return "D"
 
@@ -521,8 +519,8 @@ def _load_table(
 
 def _slice(table: pa.Table, start: int | None, end: int | None) -> pa.Table:
     ns = table.column(_TS).cast(pa.int64()).to_numpy()
-    lo = 0 if start is None else int(np.searchsorted(ns, start * _NS_PER_MS, side="left"))
-    hi = len(ns) if end is None else int(np.searchsorted(ns, end * _NS_PER_MS, side="left"))
+    lo = 0 if start is None else int(np.searchsorted(ns, start * NS_PER_MS, side="left"))
+    hi = len(ns) if end is None else int(np.searchsorted(ns, end * NS_PER_MS, side="left"))
     return table.slice(lo, hi - lo)
 
 

@@ -80,7 +80,7 @@ from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey, Kind
 from .._redact import redact, secrets_in
 from .._schema import SCHEMAS, normalize_frame, slice_frame
-from .._time import Timeframe, now_ms
+from .._time import DAY, HOUR, MINUTE, NS_PER_MS, Timeframe, index_ms, now_ms
 from ._base import DataCollectionStorage, _check_key, clip_range
 from ._naming import key_name, parse_key_name
 
@@ -107,12 +107,9 @@ WATCH_ATTEMPTS: Final = 50
 #: Layout version written into every dataset's meta hash.
 FORMAT: Final = "1"
 
-_HOUR: Final = 3_600_000
-_DAY: Final = 24 * _HOUR
 _TS: Final = "__ts"
 _CODECS: Final = ("lz4", "zstd")
 _LEN: Final = struct.Struct("<I")
-_NS_PER_MS: Final = 1_000_000
 _INF: Final = 2**62
 
 
@@ -142,17 +139,17 @@ def default_span(key: DatasetKey) -> int:
         assert key.timeframe is not None
         tf = Timeframe.parse(key.timeframe)
         if tf.is_calendar:
-            return 1000 * _DAY
-        if tf.ms < 60_000:
-            return _HOUR
-        if tf.ms <= 3 * 60_000:
-            return _DAY
-        if tf.ms <= 4 * _HOUR:
-            return 30 * _DAY
-        return 1000 * _DAY
+            return 1000 * DAY
+        if tf.ms < MINUTE:
+            return HOUR
+        if tf.ms <= 3 * MINUTE:
+            return DAY
+        if tf.ms <= 4 * HOUR:
+            return 30 * DAY
+        return 1000 * DAY
     if key.kind == "funding":
-        return 30 * _DAY
-    return _HOUR
+        return 30 * DAY
+    return HOUR
 
 
 # -- segments -------------------------------------------------------------------------------
@@ -436,7 +433,7 @@ class RedisStorage(DataCollectionStorage):
         if len(frame) == 0:
             return
         ts_ns, columns = _columns(frame)
-        buckets = (ts_ns // _NS_PER_MS // span) * span
+        buckets = (ts_ns // NS_PER_MS // span) * span
         cuts = np.flatnonzero(np.diff(buckets)) + 1
         bounds = [0, *cuts.tolist(), len(frame)]
         for lo, hi in itertools.pairwise(bounds):
@@ -447,9 +444,7 @@ class RedisStorage(DataCollectionStorage):
     def _notice(key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> str:
         first = last = None
         if len(frame):
-            index = frame.index
-            assert isinstance(index, pd.DatetimeIndex)
-            ms = index.as_unit("ns").asi8 // _NS_PER_MS
+            ms = index_ms(frame)
             first, last = int(ms[0]), int(ms[-1]) + 1
         return json.dumps(
             {
@@ -666,7 +661,7 @@ class RedisStorage(DataCollectionStorage):
                         blob = pipe.get(f"{ds}:b:{s}")
                         if blob:
                             frame = _assemble(key.kind, [_decode(blob)])
-                            ms = frame.index.as_unit("ns").asi8 // _NS_PER_MS  # type: ignore[attr-defined]
+                            ms = index_ms(frame)
                             kept[s] = frame[(ms < lo) | (ms >= hi)]
                     pipe.multi()
                     # coverage first (same transaction): never claims the removed rows
