@@ -218,10 +218,8 @@ def test_floor_array_is_floor(text: str) -> None:
 _TIME_LITERALS = {60_000, 3_600_000, 86_400_000, 604_800_000}
 _NOT_YET = {
     # TODO(#13): owned by other areas of issue 13; they import from mdcollect._time once done
-    "cli.py": 1,  # owned by cli
     "collector.py": 1,  # owned by collectors
     "collectors/_kinds.py": 2,  # owned by collectors
-    "exchanges/_client.py": 2,  # owned by exchanges (parsers)
 }
 
 

@@ -37,7 +37,7 @@ from ._intervals import Interval
 from ._keys import DatasetKey
 from ._redact import redact
 from ._rules import check_number, check_padding
-from ._time import DEFAULT_PADDING_DAYS, format_ms, time_range
+from ._time import DEFAULT_PADDING_DAYS, format_ms, index_ms, time_range
 from .storage import (
     DataCollectionStorage,
     default_storage_url,
@@ -226,7 +226,7 @@ def _ls(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
         cov = storage.coverage(key)
         span = "first=-  last=-"
         if len(frame):
-            first, last = (int(t.value // 1_000_000) for t in (frame.index[0], frame.index[-1]))
+            first, last = (int(ms) for ms in index_ms(frame.iloc[[0, -1]]))
             span = f"first={format_ms(first)}  last={format_ms(last)}"
         holes = cov.gaps(Interval(cov.start, cov.end)) if cov else cov
         print(f"{key}  rows={len(frame)}  {span}  coverage={cov}  holes={len(holes)}")

@@ -23,7 +23,7 @@ from attrs import frozen
 from .._errors import ExchangeError, InvalidRequest
 from .._rules import check_number
 from .._schema import empty_frame
-from .._time import Timeframe, check_ms, format_ms, now_ms
+from .._time import DAY, Timeframe, check_ms, format_ms, ms_to_timestamp, now_ms
 from ._http import (
     ResponseRecord,
     SessionStats,
@@ -529,10 +529,10 @@ class ExchangeClient:
         before = self.info.trades_before
         assert before is not None
         if before.retention_ms is not None and since < self._clock() - before.retention_ms:
-            days = before.retention_ms // 86_400_000
+            days = before.retention_ms // DAY
             raise InvalidRequest(
                 f"{self.key} keeps trades of the last {days} days only; "
-                f"{symbol} trades from {pd.Timestamp(since, unit='ms', tz='UTC')} cannot be read"
+                f"{symbol} trades from {ms_to_timestamp(since)} cannot be read"
             )
         params: dict[str, Any] = {**before.by_time, before.param: str(until)}
         rows: list[dict[str, Any]] = []

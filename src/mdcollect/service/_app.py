@@ -32,7 +32,7 @@ from .._api import (
 from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageError
 from .._keys import DatasetKey
 from .._rules import positive
-from .._time import DAY, Timeframe, now_ms
+from .._time import DAY, Timeframe, index_ms, now_ms
 from ..ensure import ensure_data_async
 from ..exchanges import ExchangeClient, exchange_info
 from ..storage import DataCollectionStorage, open_storage
@@ -162,7 +162,7 @@ class _Service:
             lo = max(0, hi - step)
         frame = self.storage.read(key, lo, hi)
         frame = frame.head(query.limit) if query.start is not None else frame.tail(query.limit)
-        stamps = (frame.index.to_numpy(dtype="datetime64[ms]").astype("int64")).tolist()
+        stamps = index_ms(frame).tolist()
         values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
         return JSONResponse(
             {
