@@ -138,7 +138,7 @@ class DataSourceCollector(ABC):
     >>> task = asyncio.create_task(collector.run(open_storage("memory://")))
 
     Most users hand collectors to :class:`~mdcollect.DataCollector`, which
-    restarts them and reports their health. Added in 0.1.0.
+    restarts them and reports their health.
     """
 
     kind: ClassVar[Kind]

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import pandas as pd
 
-from .._errors import InvalidRequest
+from .._errors import InvalidRequest, first_leaf
 from .._intervals import Interval
 from .._keys import DatasetKey
 from .._schema import empty_frame, index_ms
@@ -41,18 +41,11 @@ async def _per_symbol(symbols: Sequence[Any], fn: Any) -> None:
             tg.create_task(fn(s))
 
 
-def _first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
-    exc: BaseException = eg
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
-
-
 async def _unwrap(coro: Any) -> None:
     try:
         await coro
     except BaseExceptionGroup as eg:
-        raise _first_error(eg) from None
+        raise first_leaf(eg) from None
 
 
 class TradesCollector(DataSourceCollector):
@@ -69,8 +62,6 @@ class TradesCollector(DataSourceCollector):
     >>> c = TradesCollector("binance", ["BTC/USDT", "ETH/USDT"], candles=["1s", "1m"])
     >>> c.keys()[0]
     DatasetKey('binance', 'BTC/USDT', 'trades')
-
-    Added in 0.1.0.
     """
 
     kind = "trades"
@@ -321,8 +312,6 @@ class OHLCVCollector(DataSourceCollector):
     closed candles.
 
     >>> c = OHLCVCollector("binance", ["BTC/USDT"], timeframes=["1m", "1h"])
-
-    Added in 0.1.0.
     """
 
     kind = "ohlcv"
@@ -515,8 +504,6 @@ class TickerCollector(_SnapshotCollector):
     """Best bid/ask and last price per update (websocket) or every ``interval`` seconds.
 
     >>> c = TickerCollector("binance", ["BTC/USDT"], mode="poll", interval=5)
-
-    Added in 0.1.0.
     """
 
     kind = "ticker"
@@ -536,8 +523,6 @@ class OrderBookCollector(_SnapshotCollector):
     """Top-``depth`` order book snapshots every ``interval`` seconds (default 1).
 
     >>> c = OrderBookCollector("binance", ["BTC/USDT"], depth=10, interval=1.0)
-
-    Added in 0.1.0.
     """
 
     kind = "orderbook"
@@ -581,8 +566,6 @@ class FundingRateCollector(_SnapshotCollector):
     ``mode="auto"`` and fail with :class:`~mdcollect.InvalidRequest` in ``mode="ws"``.
 
     >>> c = FundingRateCollector("binance_futures", ["BTC/USDT:USDT"], interval=60)
-
-    Added in 0.1.0.
     """
 
     kind = "funding"
