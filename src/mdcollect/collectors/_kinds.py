@@ -20,6 +20,7 @@ from .._time import Timeframe
 from ..aggregate import CandleAggregator
 from ._base import DataSourceCollector, Message, Mode, log
 from ._clock import Clock
+from ._options import OHLCVOptions, OrderBookOptions, SnapshotOptions, TradesOptions
 
 __all__ = [
     "FundingRateCollector",
@@ -66,6 +67,7 @@ class TradesCollector(DataSourceCollector):
 
     kind = "trades"
     ws_method = "watchTrades"
+    kind_options = TradesOptions
 
     def __init__(
         self,
@@ -79,14 +81,12 @@ class TradesCollector(DataSourceCollector):
         **options: Any,
     ) -> None:
         super().__init__(exchange, symbols, mode=mode, **options)
-        if isinstance(candles, str):
-            candles = [candles]
-        self.timeframes: list[Timeframe] = [Timeframe.parse(t) for t in candles]
+        opts = TradesOptions(candles=candles, fill_empty=fill_empty, poll_lag=poll_lag)
+        tfs = [opts.candles] if isinstance(opts.candles, str) else opts.candles
+        self.timeframes: list[Timeframe] = [Timeframe.parse(t) for t in tfs]
         CandleAggregator(self.timeframes or ["1m"], start=0)  # InvalidRequest on 1M
-        self.fill_empty = fill_empty
-        if isinstance(poll_lag, bool) or not isinstance(poll_lag, int | float) or poll_lag < 0:
-            raise InvalidRequest(f"poll_lag must be seconds >= 0, got {poll_lag!r}")
-        self.poll_lag = float(poll_lag)
+        self.fill_empty = opts.fill_empty
+        self.poll_lag = float(opts.poll_lag)
         self._aggs: dict[str, CandleAggregator] = {}
         self._cov_end: dict[str, int] = {}
         # per symbol, (time, id) of recent trades in arrival order
@@ -316,6 +316,7 @@ class OHLCVCollector(DataSourceCollector):
 
     kind = "ohlcv"
     ws_method = "watchOHLCV"
+    kind_options = OHLCVOptions
 
     def __init__(
         self,
@@ -327,8 +328,8 @@ class OHLCVCollector(DataSourceCollector):
         **options: Any,
     ) -> None:
         super().__init__(exchange, symbols, mode=mode, **options)
-        if isinstance(timeframes, str):
-            timeframes = [timeframes]
+        opts = OHLCVOptions(timeframes=timeframes)
+        timeframes = [opts.timeframes] if isinstance(opts.timeframes, str) else opts.timeframes
         if not timeframes:
             raise InvalidRequest("timeframes is empty; give at least one such as '1m'")
         self.timeframes: list[Timeframe] = [Timeframe.parse(t) for t in timeframes]
@@ -438,6 +439,7 @@ class _SnapshotCollector(DataSourceCollector):
     """Kinds without history: a row per update (websockets) or per poll, no coverage."""
 
     columns: ClassVar[list[str]]
+    kind_options = SnapshotOptions
 
     def __init__(
         self,
@@ -449,11 +451,8 @@ class _SnapshotCollector(DataSourceCollector):
         **options: Any,
     ) -> None:
         super().__init__(exchange, symbols, mode=mode, **options)
-        if interval is not None and (
-            isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0
-        ):
-            raise InvalidRequest(f"interval must be seconds > 0 or None, got {interval!r}")
-        self.interval = None if interval is None else float(interval)
+        opts = SnapshotOptions(interval=interval)
+        self.interval = None if opts.interval is None else float(opts.interval)
 
     def _row_columns(self) -> list[str]:
         return self.columns
@@ -527,6 +526,7 @@ class OrderBookCollector(_SnapshotCollector):
 
     kind = "orderbook"
     ws_method = "watchOrderBook"
+    kind_options = OrderBookOptions
 
     def __init__(
         self,
@@ -539,9 +539,7 @@ class OrderBookCollector(_SnapshotCollector):
         **options: Any,
     ) -> None:
         super().__init__(exchange, symbols, mode=mode, interval=interval, **options)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise InvalidRequest(f"depth must be an int >= 1, got {depth!r}")
-        self.depth = depth
+        self.depth = OrderBookOptions(depth=depth, interval=interval).depth
 
     def _row_columns(self) -> list[str]:
         from ..exchanges._client import row_columns
