@@ -70,8 +70,14 @@ def _timeframes(_instance: Any, attribute: Any, value: Any) -> None:
 
 
 def _optional_seconds(_instance: Any, attribute: Any, value: Any) -> None:
-    if value is not None:
-        check_number(f"{attribute.name} (seconds, or None)", value)
+    if value is None:
+        return
+    try:
+        check_number(attribute.name, value)
+    except InvalidRequest:
+        raise InvalidRequest(
+            f"{attribute.name} must be a positive number (seconds) or None, got {value!r}"
+        ) from None
 
 
 @frozen(kw_only=True)
