@@ -10,9 +10,19 @@ from __future__ import annotations
 import warnings
 from typing import Any, Final
 
+from .collectors import Backoff as _Backoff
+from .collectors import DataCollector as _DataCollector
+from .collectors import load_collectors as _load_collectors
+from .collectors import load_config as _load_config
+
 __all__ = ["Backoff", "DataCollector", "load_collectors", "load_config"]  # noqa: F822
 
-_MOVED: Final = frozenset(__all__)
+_MOVED: Final[dict[str, Any]] = {
+    "Backoff": _Backoff,
+    "DataCollector": _DataCollector,
+    "load_collectors": _load_collectors,
+    "load_config": _load_config,
+}
 _warned: set[str] = set()
 
 
@@ -26,10 +36,8 @@ def __getattr__(name: str) -> Any:
             DeprecationWarning,
             stacklevel=2,
         )
-    from . import collectors
-
-    return getattr(collectors, name)
+    return _MOVED[name]
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _MOVED)
+    return sorted(set(globals()) | set(_MOVED))
