@@ -21,7 +21,7 @@ import pandas as pd
 from attrs import define, field
 
 from .._backoff import Backoff
-from .._errors import ExchangeError, InvalidRequest
+from .._errors import ExchangeError, InvalidRequest, MdcollectError
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from ..storage import DataCollectionStorage, default_storage, open_storage
@@ -485,43 +485,12 @@ class DataCollector:
             except InvalidRequest as exc:
                 slot.errors += 1
                 slot.last_error = repr(exc)
-                slot.state = "failed"
-                log.error("%s: bad request, not restarted: %s", c.name, exc)
-                slot.task = None
+                self._fail(slot, "bad request", exc)
                 return
             except Exception as exc:  # any crash is logged, counted and restarted with backoff
-                slot.errors += 1
-                slot.last_error = repr(exc)
-                transient = isinstance(exc, ExchangeError) and exc.transient
-                permanent = isinstance(exc, ExchangeError) and not exc.transient
-                progressed = slot.rows_stored != stored
-                if permanent and not progressed:
-                    slot.permanent_errors += 1
-                else:
-                    slot.permanent_errors = int(permanent)
-                if progressed:
-                    slot.crashes = 0
-                if not transient:  # a parsing bug crashes again at once: give up at a cap
-                    slot.crashes += 1
-                if slot.crashes >= self.max_crashes:
-                    slot.state = "failed"
-                    slot.task = None
-                    log.error(
-                        "%s: crashed %d times in a row with nothing stored, not restarted",
-                        c.name,
-                        slot.crashes,
-                        exc_info=exc,
-                    )
-                    return
-                if slot.permanent_errors >= self.max_permanent_errors:
-                    slot.state = "failed"
-                    slot.task = None
-                    log.error(
-                        "%s: permanent error %d times in a row, not restarted: %s",
-                        c.name,
-                        slot.permanent_errors,
-                        exc,
-                    )
+                why = self._count_crash(slot, exc, progressed=slot.rows_stored != stored)
+                if why is not None:
+                    self._fail(slot, why, exc)
                     return
                 if isinstance(exc, ExchangeError) and exc.transient:
                     log.warning("%s: %s; reconnecting", c.name, exc)
@@ -543,6 +512,38 @@ class DataCollector:
             slot.delays.append(delay)
             slot.state = "backoff"
             await asyncio.sleep(delay)
+
+    def _count_crash(self, slot: _Slot, exc: Exception, *, progressed: bool) -> str | None:
+        """Count a crash of ``slot``'s run; why to give up on it, or ``None`` to restart.
+
+        ``progressed``: the run stored rows. Crashes in a row with nothing stored in
+        between are capped: permanent exchange errors at ``max_permanent_errors``,
+        every crash but a transient exchange error at ``max_crashes``."""
+        slot.errors += 1
+        slot.last_error = repr(exc)
+        transient = isinstance(exc, ExchangeError) and exc.transient
+        permanent = isinstance(exc, ExchangeError) and not exc.transient
+        if permanent and not progressed:
+            slot.permanent_errors += 1
+        else:
+            slot.permanent_errors = int(permanent)
+        if progressed:
+            slot.crashes = 0
+        if not transient:  # a parsing bug crashes again at once: give up at a cap
+            slot.crashes += 1
+        if slot.crashes >= self.max_crashes:
+            return f"crashed {slot.crashes} times in a row with nothing stored"
+        if slot.permanent_errors >= self.max_permanent_errors:
+            return f"permanent error {slot.permanent_errors} times in a row"
+        return None
+
+    def _fail(self, slot: _Slot, why: str, exc: Exception) -> None:
+        """Mark ``slot`` failed (not restarted until :meth:`enable`), saying why."""
+        slot.state = "failed"
+        slot.task = None
+        # a bug's traceback is worth logging; a refusal of ours or the exchange's is not
+        trace = None if isinstance(exc, MdcollectError) else exc
+        log.error("%s: %s, not restarted: %s", slot.collector.name, why, exc, exc_info=trace)
 
     async def _watch(self, slot: _Slot, run: asyncio.Task[None]) -> str:
         """Wait for ``run`` to end (its error propagates) or to fall silent (then cancel it)."""
