@@ -113,6 +113,55 @@ async def test_the_crash_cap_is_an_option(emu: ExchangeEmulator) -> None:
         DataCollector([], store, max_crashes=0)
 
 
+class StoresThenCrashes(DataSourceCollector):
+    """A collector that stores a row, then meets a message it cannot parse, every run."""
+
+    kind = "ticker"
+    ws_method = "watchTicker"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.starts = 0
+
+    async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
+        self.starts += 1
+        written = self.stats.rows_written
+        await self._put(queue, Message(SYM, [(self.clock.time_ms(), 1.0, 1.1, 1.05, 2.0, 3.0)]))
+        await wait_until(lambda: self.stats.rows_written > written, 10)  # the good row is stored
+        await self._put(queue, Message(SYM, [(self.clock.time_ms(), "?")]))
+        await asyncio.Event().wait()
+
+    def _frames(self, items: list[Message]) -> list[Any]:
+        rows = [r for m in items for r in m.rows]
+        if any(len(r) != 6 for r in rows):
+            raise KeyError("bidPx")
+        cols = ["timestamp", "bid", "ask", "last", "bid_size", "ask_size"]
+        return [(DatasetKey(self.exchange, SYM, "ticker"), pd.DataFrame(rows, columns=cols), None)]
+
+
+async def test_crashes_after_storing_data_do_not_add_up(emu: ExchangeEmulator) -> None:
+    """The cap counts crashes in a row with nothing stored in between: a collector that
+    stores rows between its crashes keeps being restarted (its errors are reported)."""
+    store = open_storage("memory://")
+    cl = client(emu)
+    flaky = StoresThenCrashes(cl, [SYM], name="flaky", batch_rows=1)
+    dc = DataCollector(
+        [flaky],
+        store,
+        restart_backoff=Backoff(0.001, 0.001, jitter=0),
+        max_crashes=3,
+        clock=ManualClock(),
+    )
+    try:
+        async with dc:
+            await wait_until(lambda: dc.status()["collectors"]["flaky"]["errors"] >= 7, 20)
+            st = dc.status()["collectors"]["flaky"]
+    finally:
+        await cl.close()
+    assert st["state"] != "failed" and st["rows_stored"] >= 7 and flaky.starts >= 7, st
+    assert "KeyError" in st["last_error"]
+
+
 class Watching(TickerCollector):
     """A ticker collector that keeps the storage each run was given."""
 
