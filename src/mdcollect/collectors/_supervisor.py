@@ -88,9 +88,9 @@ class DataCollector:
       reconnect storm; a stalled connection does not, so it is replaced.
     * Freshness is measured from what reaches storage: each collector writes to
       ``storage`` itself and tells the supervisor what each write stored (a write
-      observer, see :meth:`DataSourceCollector.run`). When a collector's coverage resumes after
-      a hole (a reconnect), the hole is refilled through the backfill engine, so
-      stored closed candles and trades have no gap. So is the hole between what
+      observer, see :meth:`DataSourceCollector.run`). When a collector's coverage
+      resumes after a hole (a reconnect), the hole is refilled through the
+      backfill engine, so stored closed candles and trades have no gap. So is the hole between what
       the store already held and a collector's first data (the daemon was
       down), when it is at most ``resume_window`` seconds long (0: never).
     * :meth:`stop` flushes every buffered row (``stop_timeout`` seconds at most).
