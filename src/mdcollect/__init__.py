@@ -16,8 +16,7 @@ from ._time import Timeframe
 from .storage import DataCollectionStorage, default_storage, open_storage
 
 if TYPE_CHECKING:
-    from .collector import DataCollector
-    from .collectors import DataSourceCollector
+    from .collectors import DataCollector, DataSourceCollector
     from .ensure import (
         EnsureReport,
         ensure_data,
@@ -31,7 +30,7 @@ __version__ = "0.1.0.dev0"
 
 # Names whose modules import ccxt (about 1.5 s): loaded on first use.
 _LAZY = {
-    "DataCollector": "mdcollect.collector",
+    "DataCollector": "mdcollect.collectors",
     "DataSourceCollector": "mdcollect.collectors",
     "EnsureReport": "mdcollect.ensure",
     "ensure_data": "mdcollect.ensure",

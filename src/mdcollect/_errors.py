@@ -14,7 +14,14 @@ boundary with the cause chained (``raise StorageError(...) from exc``).
 
 from __future__ import annotations
 
-__all__ = ["ExchangeError", "InvalidRequest", "MdcollectError", "RemoteError", "StorageError"]
+__all__ = [
+    "ExchangeError",
+    "InvalidRequest",
+    "MdcollectError",
+    "RemoteError",
+    "StorageError",
+    "first_leaf",
+]
 
 
 class MdcollectError(Exception):
@@ -77,6 +84,16 @@ class RemoteError(MdcollectError):
             self.transient = transient
         if retry_after is not None:
             self.retry_after = retry_after
+
+
+def first_leaf(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error inside ``eg`` (nested groups followed down): what a
+    ``TaskGroup`` of ours raises in place of the group, so callers catch the
+    error they expect rather than a group around it."""
+    exc: BaseException = eg
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 # Public under ``mdcollect``: tracebacks and reprs show ``mdcollect.ExchangeError``,

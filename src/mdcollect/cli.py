@@ -355,8 +355,7 @@ async def _collect(args: argparse.Namespace) -> int:
     """``mdcollect collect``: run collectors until SIGINT/SIGTERM, then stop gracefully."""
     import signal
 
-    from .collector import DataCollector
-    from .collectors import load_config
+    from .collectors import DataCollector, load_config
 
     cfg = load_config(args.config)
     url = args.storage or cfg.storage or _storage_url(args)

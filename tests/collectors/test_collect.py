@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from mdcollect import DatasetKey, Interval, InvalidRequest, ensure_data_async, open_storage
-from mdcollect.collector import Backoff, DataCollector
 from mdcollect.collectors import (
+    Backoff,
+    DataCollector,
     DataSourceCollector,
     ManualClock,
     Message,

@@ -41,7 +41,7 @@ def test_load_from_toml_and_dict(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.storage == "memory://"
     assert cfg.options == {"max_silence": 30, "resume_window": 600, "max_permanent_errors": 5}
-    from mdcollect.collector import DataCollector
+    from mdcollect import DataCollector
 
     dc = DataCollector.from_config(path)
     assert (dc.max_silence, dc.resume_window, dc.max_permanent_errors) == (30.0, 600.0, 5)

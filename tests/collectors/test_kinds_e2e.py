@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdcollect import DatasetKey, InvalidRequest, open_storage
-from mdcollect.collector import DataCollector
+from mdcollect import DataCollector, DatasetKey, InvalidRequest, open_storage
 from mdcollect.collectors import (
     FundingRateCollector,
     OHLCVCollector,

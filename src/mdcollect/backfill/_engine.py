@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from attrs import define, field
 
-from .._errors import ExchangeError, InvalidRequest
+from .._errors import ExchangeError, InvalidRequest, first_leaf
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._time import check_ms, format_ms
@@ -295,7 +295,7 @@ async def run_jobs(
             for job, report in todo:
                 tg.create_task(one(job, report))
     except BaseExceptionGroup as eg:
-        raise _first_leaf(eg) from None
+        raise first_leaf(eg) from None
     return reports
 
 
@@ -394,13 +394,6 @@ async def _write(storage: DataCollectionStorage, key: DatasetKey, chunk: Chunk) 
     except asyncio.CancelledError:
         await task
         raise
-
-
-def _first_leaf(eg: BaseExceptionGroup[BaseException]) -> BaseException:
-    exc: BaseException = eg
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 def candles_in(interval: Interval, step: int) -> int:

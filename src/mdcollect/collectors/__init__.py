@@ -1,4 +1,5 @@
-"""Live market data collectors: one kind, one exchange, many symbols each.
+"""Live market data: collectors (one kind, one exchange, many symbols each) and
+:class:`DataCollector`, the supervisor that runs them.
 
 Every collector runs a feed (websockets through ``ccxt.pro``, or REST
 polling) into a bounded queue drained in batches into a storage, keeping
@@ -18,13 +19,23 @@ rows through storage outages up to a bound and counting what it drops.
 ...     await asyncio.sleep(60)
 ...     print(dc.status())
 
-Every collector reads time from a :class:`Clock` (the system clocks unless given
-one); tests use a :class:`ManualClock` and advance it instead of sleeping.
+:class:`DataCollector` (also ``mdcollect.DataCollector``) restarts crashed or
+silent collectors with a :class:`Backoff`, reports their health and refills the
+gaps a reconnect left. Every collector reads time from a :class:`Clock` (the
+system clocks unless given one); tests use a :class:`ManualClock` and advance it
+instead of sleeping.
 
-Logs go to the ``mdcollect.collectors`` logger.
+The rooms: ``_base`` (the feed -> queue -> batch -> storage pipeline),
+``_kinds`` (one collector per kind), ``_options`` (every option, checked),
+``_config`` (TOML), ``_supervisor`` (``DataCollector``), ``_gaps`` (spotting and
+refilling holes), ``_clock``.
+
+Logs go to the ``mdcollect.collectors`` logger (the supervisor's to
+``mdcollect.collector``).
 """
 
-from ._base import CollectorStats, DataSourceCollector, Message, Mode
+from .._backoff import Backoff
+from ._base import CollectorStats, DataSourceCollector, Message, Mode, WriteObserver
 from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, as_clock
 from ._config import LiveConfig, load_collectors, load_config
 from ._kinds import (
@@ -34,11 +45,14 @@ from ._kinds import (
     TickerCollector,
     TradesCollector,
 )
+from ._supervisor import DataCollector
 
 __all__ = [
     "SYSTEM_CLOCK",
+    "Backoff",
     "Clock",
     "CollectorStats",
+    "DataCollector",
     "DataSourceCollector",
     "FundingRateCollector",
     "LiveConfig",
@@ -50,6 +64,7 @@ __all__ = [
     "SystemClock",
     "TickerCollector",
     "TradesCollector",
+    "WriteObserver",
     "as_clock",
     "load_collectors",
     "load_config",

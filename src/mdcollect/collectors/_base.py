@@ -5,28 +5,33 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, ClassVar, Final, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Final, TypeAlias
 
 import pandas as pd
 from attrs import define, frozen
 
+from .._backoff import Backoff
 from .._errors import InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey, Kind
 from ..storage import DataCollectionStorage
 from ._clock import Clock, as_clock
+from ._options import CollectorOptions, Mode
 
-__all__ = ["CollectorStats", "DataSourceCollector", "Mode"]
+__all__ = ["CollectorStats", "DataSourceCollector", "Mode", "WriteObserver"]
 
 log: Final = logging.getLogger("mdcollect.collectors")
 
-#: How a collector reads the exchange: websockets, REST polling, or websockets when available.
-Mode = Literal["auto", "ws", "poll"]
-_MODES: Final = ("auto", "ws", "poll")
+#: Called after each successful storage write of a collector with the dataset, the
+#: frame handed to storage, the coverage the write marked (empty: none) and the rows
+#: storage reported written; in the worker thread that wrote.
+WriteObserver: TypeAlias = Callable[[DatasetKey, pd.DataFrame, IntervalSet, int], None]
+
+#: Waits between retries of a failed storage write (the rows stay buffered meanwhile).
+_WRITE_RETRY: Final = Backoff(initial=0.05, maximum=2.0, jitter="equal")
 
 
 @define
@@ -138,12 +143,15 @@ class DataSourceCollector(ABC):
     >>> task = asyncio.create_task(collector.run(open_storage("memory://")))
 
     Most users hand collectors to :class:`~mdcollect.DataCollector`, which
-    restarts them and reports their health. Added in 0.1.0.
+    restarts them and reports their health.
     """
 
     kind: ClassVar[Kind]
     #: the ccxt ``has`` name of the websocket method this kind uses
     ws_method: ClassVar[str]
+    #: the attrs class of the options this kind takes beside :class:`CollectorOptions`
+    #: (what a config section may set for it); ``None``: none
+    kind_options: ClassVar[type | None] = None
 
     def __init__(
         self,
@@ -182,23 +190,24 @@ class DataSourceCollector(ABC):
         if not syms or not all(isinstance(s, str) and s for s in syms):
             raise InvalidRequest(f"symbols must be a non-empty list of symbols, got {symbols!r}")
         self.symbols: list[str] = list(dict.fromkeys(syms))
-        if mode not in _MODES:
-            raise InvalidRequest(f"mode {mode!r} is not valid; allowed: 'auto', 'ws', 'poll'")
-        self.mode: Mode = mode
-        _positive("batch_rows", batch_rows, int)
-        _positive("batch_seconds", batch_seconds, float)
-        _positive("queue_size", queue_size, int)
-        _positive("queue_rows", queue_rows, int)
-        _positive("buffer_rows", buffer_rows, int)
-        _positive("poll_interval", poll_interval, float)
-        _positive("flush_timeout", flush_timeout, float)
-        self.batch_rows = batch_rows
-        self.batch_seconds = float(batch_seconds)
-        self.queue_size = queue_size
-        self.queue_rows = queue_rows
-        self.buffer_rows = buffer_rows
-        self.poll_interval = float(poll_interval)
-        self.flush_timeout = float(flush_timeout)
+        opts = CollectorOptions(
+            mode=mode,
+            batch_rows=batch_rows,
+            batch_seconds=batch_seconds,
+            queue_size=queue_size,
+            queue_rows=queue_rows,
+            buffer_rows=buffer_rows,
+            poll_interval=poll_interval,
+            flush_timeout=flush_timeout,
+        )
+        self.mode: Mode = opts.mode
+        self.batch_rows = opts.batch_rows
+        self.batch_seconds = float(opts.batch_seconds)
+        self.queue_size = opts.queue_size
+        self.queue_rows = opts.queue_rows
+        self.buffer_rows = opts.buffer_rows
+        self.poll_interval = float(opts.poll_interval)
+        self.flush_timeout = float(opts.flush_timeout)
         self.name: str = name or f"{self.exchange}:{self.kind}:{','.join(self.symbols)}"
         self.stats = CollectorStats()
         self._pending: deque[_Entry] = deque()
@@ -296,9 +305,19 @@ class DataSourceCollector(ABC):
         uncovered); none by default (kinds without history)."""
         return []
 
-    async def run(self, storage: DataCollectionStorage) -> None:
+    async def run(
+        self, storage: DataCollectionStorage, *, on_write: WriteObserver | None = None
+    ) -> None:
         """Collect into ``storage`` until cancelled (or until the feed fails: the error
-        propagates after the buffered rows are flushed)."""
+        propagates after the buffered rows are flushed).
+
+        ``on_write(key, frame, covered, rows)`` (a :data:`WriteObserver`), when given,
+        is called after each successful write, in the worker thread that wrote: the
+        dataset, the frame handed to ``storage``, the :class:`~mdcollect.IntervalSet`
+        the write marked covered (empty: none) and the rows ``storage`` reported
+        written. :class:`~mdcollect.DataCollector` watches freshness and spots gaps
+        this way; an observer that raises is logged, the write still counts.
+        """
         client = self.client()
         queue: asyncio.Queue[Message] = _RowQueue(self.queue_size, self.queue_rows)
         self._queue = queue
@@ -307,7 +326,7 @@ class DataSourceCollector(ABC):
         tasks = [
             asyncio.create_task(self._feed(client, queue), name=f"{self.name} feed"),
             asyncio.create_task(self._process_loop(queue), name=f"{self.name} process"),
-            asyncio.create_task(self._flush_loop(storage), name=f"{self.name} write"),
+            asyncio.create_task(self._flush_loop(storage, on_write), name=f"{self.name} write"),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -338,7 +357,9 @@ class DataSourceCollector(ABC):
                 if items:
                     self._process(items)
                 try:
-                    await asyncio.wait_for(self.flush(storage), self.flush_timeout)
+                    await asyncio.wait_for(
+                        self.flush(storage, on_write=on_write), self.flush_timeout
+                    )
                 except TimeoutError:
                     log.error(
                         "%s: %d rows still buffered %.0f s into the final flush: kept for"
@@ -346,14 +367,17 @@ class DataSourceCollector(ABC):
                         self.name, self.buffered_rows, self.flush_timeout,
                     )  # fmt: skip
 
-    async def flush(self, storage: DataCollectionStorage) -> None:
-        """Write every buffered row now, retrying storage failures (capped backoff)."""
+    async def flush(
+        self, storage: DataCollectionStorage, *, on_write: WriteObserver | None = None
+    ) -> None:
+        """Write every buffered row now, retrying storage failures (capped backoff);
+        ``on_write`` as in :meth:`run`."""
         attempt = 0
         while self._pending:
-            if await self._write_pending(storage):
+            if await self._write_pending(storage, on_write):
                 attempt = 0
                 continue
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(_WRITE_RETRY.delay(attempt))
             attempt += 1
 
     # ------------------------------------------------------------------ subclass hooks
@@ -447,20 +471,24 @@ class DataSourceCollector(ABC):
             self._oldest is not None and self.clock.monotonic() - self._oldest >= self.batch_seconds
         )
 
-    async def _flush_loop(self, storage: DataCollectionStorage) -> None:
+    async def _flush_loop(
+        self, storage: DataCollectionStorage, on_write: WriteObserver | None
+    ) -> None:
         attempt = 0
         tick = min(0.05, self.batch_seconds / 4)
         while True:
             if not self._due():
                 await asyncio.sleep(tick)
                 continue
-            if await self._write_pending(storage):
+            if await self._write_pending(storage, on_write):
                 attempt = 0
             else:
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(_WRITE_RETRY.delay(attempt))
                 attempt += 1
 
-    async def _write_pending(self, storage: DataCollectionStorage) -> bool:
+    async def _write_pending(
+        self, storage: DataCollectionStorage, on_write: WriteObserver | None = None
+    ) -> bool:
         """One write of every pending key; True when all succeeded."""
         async with self._flush_lock:
             snapshot = list(self._pending)
@@ -476,7 +504,9 @@ class DataSourceCollector(ABC):
             try:
                 # one thread hop for the whole flush: a hop per dataset waits for the
                 # loop each time, which under heavy flow starves the writer
-                job = asyncio.ensure_future(asyncio.to_thread(_write_all, storage, by_key))
+                job = asyncio.ensure_future(
+                    asyncio.to_thread(_write_all, storage, by_key, on_write)
+                )
                 cancelled = False
                 while True:
                     try:
@@ -519,7 +549,9 @@ class DataSourceCollector(ABC):
 
 
 def _write_all(
-    storage: DataCollectionStorage, by_key: dict[DatasetKey, list[_Entry]]
+    storage: DataCollectionStorage,
+    by_key: dict[DatasetKey, list[_Entry]],
+    on_write: WriteObserver | None = None,
 ) -> list[tuple[DatasetKey, list[_Entry], BaseException | None]]:
     """Write each key's entries (in a worker thread) as one upsert that marks every
     interval they complete: one write per dataset however often the feed resynced.
@@ -527,7 +559,7 @@ def _write_all(
     outcomes: list[tuple[DatasetKey, list[_Entry], BaseException | None]] = []
     for key, entries in by_key.items():
         try:
-            _write_entries(storage, key, entries)
+            _write_entries(storage, key, entries, on_write)
         except InvalidRequest as exc:
             if len(entries) == 1:
                 outcomes.append((key, entries, exc))
@@ -535,7 +567,7 @@ def _write_all(
             # some rows are bad: write entry by entry, to drop only the bad ones
             for e in entries:
                 try:
-                    _write_entries(storage, key, [e])
+                    _write_entries(storage, key, [e], on_write)
                 except InvalidRequest as one:
                     outcomes.append((key, [e], one))
                 except Exception as failed:  # the backend's own errors
@@ -550,7 +582,12 @@ def _write_all(
     return outcomes
 
 
-def _write_entries(storage: DataCollectionStorage, key: DatasetKey, entries: list[_Entry]) -> None:
+def _write_entries(
+    storage: DataCollectionStorage,
+    key: DatasetKey,
+    entries: list[_Entry],
+    on_write: WriteObserver | None = None,
+) -> None:
     frames = [e.frame for e in entries if len(e.frame)]
     covered = IntervalSet(e.covered for e in entries if e.covered is not None)
     if not frames:
@@ -559,18 +596,9 @@ def _write_entries(storage: DataCollectionStorage, key: DatasetKey, entries: lis
         frame = frames[0]
     else:
         frame = pd.concat(frames)
-    storage.write(key, frame, covered=covered)  # an empty set covers nothing
-
-
-def _backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
-    """Capped exponential backoff with full jitter on the upper half."""
-    d = min(cap, base * 2.0**attempt)
-    return d / 2 + random.random() * d / 2
-
-
-def _positive(name: str, value: object, kind: type) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-    if kind is int:
-        ok = ok and isinstance(value, int)
-    if not ok:
-        raise InvalidRequest(f"{name} must be a positive {kind.__name__}, got {value!r}")
+    rows = storage.write(key, frame, covered=covered)  # an empty set covers nothing
+    if on_write is not None:
+        try:
+            on_write(key, frame, covered, rows)
+        except Exception:  # the rows are stored: a faulty observer must not rewrite them
+            log.exception("write observer failed after writing %d rows of %s", rows, key)

@@ -29,8 +29,6 @@ class Clock(Protocol):
 
     ``monotonic()`` is seconds on a clock that never goes back (ages, deadlines);
     ``time_ms()`` is wall-clock ms since the epoch (stamps, the exchange's "now").
-
-    Added in 0.2.0.
     """
 
     def monotonic(self) -> float:
@@ -43,10 +41,7 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clocks: :func:`time.monotonic` and the wall clock. The default.
-
-    Added in 0.2.0.
-    """
+    """The real clocks: :func:`time.monotonic` and the wall clock. The default."""
 
     def monotonic(self) -> float:
         """:func:`time.monotonic`."""
@@ -89,8 +84,6 @@ class ManualClock:
     >>> clock.advance(1.5)
     >>> clock.time_ms(), clock.monotonic()
     (1700000001500, 1.5)
-
-    Added in 0.2.0.
     """
 
     def __init__(self, start_ms: int | None = None) -> None:

@@ -18,6 +18,7 @@ from ._kinds import (
     TickerCollector,
     TradesCollector,
 )
+from ._options import CollectorOptions, SupervisorOptions, option_names
 
 __all__ = ["LiveConfig", "load_collectors", "load_config"]
 
@@ -28,27 +29,17 @@ _KINDS: dict[str, type[DataSourceCollector]] = {
     "orderbook": OrderBookCollector,
     "funding": FundingRateCollector,
 }
-# options each section may carry beside exchange/symbols/kinds
-_COMMON = {"mode", "batch_rows", "batch_seconds", "queue_size", "queue_rows", "buffer_rows", "poll_interval",
-           "flush_timeout"}  # fmt: skip
-_PER_KIND: dict[str, set[str]] = {
-    "trades": {"candles", "fill_empty", "poll_lag"},
-    "ohlcv": {"timeframes"},
-    "ticker": {"interval"},
-    "orderbook": {"depth", "interval"},
-    "funding": {"interval"},
-}
-#: DataCollector options a config may set.
-_OPTIONS = (
-    "restart_backoff",
-    "max_silence",
-    "backfill_gaps",
-    "resume_window",
-    "max_permanent_errors",
-    "stop_timeout",
-    "first_data_grace",
-)
+# what a section names beside its options: where, what and which collector
+_SECTION = frozenset({"exchange", "symbols", "kinds", "kind", "name"})
+#: DataCollector options a config may set (its options class's fields).
+_OPTIONS = option_names(SupervisorOptions)
 _TOP = {"storage", "collectors", *_OPTIONS}
+
+
+def _kind_options(kind: str) -> frozenset[str]:
+    """The options a section may set for ``kind``: every collector's and the kind's own."""
+    extra = _KINDS[kind].kind_options
+    return option_names(CollectorOptions) | (option_names(extra) if extra else frozenset())
 
 
 @frozen
@@ -67,10 +58,9 @@ def load_config(config: str | Path | Mapping[str, Any]) -> LiveConfig:
     .. code-block:: toml
 
         storage = "arctic+lmdb:///data/md"    # optional: the default store otherwise
-        max_silence = 60                      # optional DataCollector options:
-        resume_window = 21600                 #   also restart_backoff, backfill_gaps,
-                                              #   max_permanent_errors, stop_timeout,
-                                              #   first_data_grace
+        max_silence = 60                      # optional DataCollector options (any
+        resume_window = 21600                 #   of its keyword options, such as
+        restart_backoff = {initial = 1, maximum = 60}   # max_crashes, stop_timeout)
 
         [[collectors]]
         exchange = "binance"
@@ -115,7 +105,7 @@ def load_config(config: str | Path | Mapping[str, Any]) -> LiveConfig:
     collectors: list[DataSourceCollector] = []
     for i, section in enumerate(sections):
         collectors += _section(i, section)
-    options = {k: data[k] for k in _OPTIONS if k in data}
+    options = {k: v for k, v in data.items() if k in _OPTIONS}
     return LiveConfig(collectors, storage, options)
 
 
@@ -150,15 +140,16 @@ def _section(i: int, section: object) -> list[DataSourceCollector]:
     bad = [k for k in kinds if k not in _KINDS]
     if bad:
         raise InvalidRequest(f"{where}.kinds has {bad}; allowed: {', '.join(_KINDS)}")
-    allowed = {"exchange", "symbols", "kinds", "kind", "name"} | _COMMON
+    allowed = set(_SECTION)
     for k in kinds:
-        allowed |= _PER_KIND[k]
+        allowed |= _kind_options(k)
     unknown = sorted(set(section) - allowed)
     if unknown:
         raise InvalidRequest(f"{where} has unknown option(s) {unknown}; allowed: {sorted(allowed)}")
     out = []
     for kind in kinds:
-        opts = {k: v for k, v in section.items() if k in _COMMON | _PER_KIND[kind]}
+        own = _kind_options(kind)
+        opts = {k: v for k, v in section.items() if k in own}
         try:
             out.append(_KINDS[kind](exchange, symbols, **opts))
         except InvalidRequest as exc:

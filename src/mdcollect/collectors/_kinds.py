@@ -12,7 +12,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from .._errors import InvalidRequest
+from .._errors import InvalidRequest, first_leaf
 from .._intervals import Interval
 from .._keys import DatasetKey
 from .._schema import empty_frame, index_ms
@@ -20,6 +20,7 @@ from .._time import Timeframe
 from ..aggregate import CandleAggregator
 from ._base import DataSourceCollector, Message, Mode, log
 from ._clock import Clock
+from ._options import OHLCVOptions, OrderBookOptions, SnapshotOptions, TradesOptions
 
 __all__ = [
     "FundingRateCollector",
@@ -40,18 +41,11 @@ async def _per_symbol(symbols: Sequence[Any], fn: Any) -> None:
             tg.create_task(fn(s))
 
 
-def _first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
-    exc: BaseException = eg
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
-
-
 async def _unwrap(coro: Any) -> None:
     try:
         await coro
     except BaseExceptionGroup as eg:
-        raise _first_error(eg) from None
+        raise first_leaf(eg) from None
 
 
 class TradesCollector(DataSourceCollector):
@@ -68,12 +62,11 @@ class TradesCollector(DataSourceCollector):
     >>> c = TradesCollector("binance", ["BTC/USDT", "ETH/USDT"], candles=["1s", "1m"])
     >>> c.keys()[0]
     DatasetKey('binance', 'BTC/USDT', 'trades')
-
-    Added in 0.1.0.
     """
 
     kind = "trades"
     ws_method = "watchTrades"
+    kind_options = TradesOptions
 
     def __init__(
         self,
@@ -87,14 +80,12 @@ class TradesCollector(DataSourceCollector):
         **options: Any,
     ) -> None:
         super().__init__(exchange, symbols, mode=mode, **options)
-        if isinstance(candles, str):
-            candles = [candles]
-        self.timeframes: list[Timeframe] = [Timeframe.parse(t) for t in candles]
+        opts = TradesOptions(candles=candles, fill_empty=fill_empty, poll_lag=poll_lag)
+        tfs = [opts.candles] if isinstance(opts.candles, str) else opts.candles
+        self.timeframes: list[Timeframe] = [Timeframe.parse(t) for t in tfs]
         CandleAggregator(self.timeframes or ["1m"], start=0)  # InvalidRequest on 1M
-        self.fill_empty = fill_empty
-        if isinstance(poll_lag, bool) or not isinstance(poll_lag, int | float) or poll_lag < 0:
-            raise InvalidRequest(f"poll_lag must be seconds >= 0, got {poll_lag!r}")
-        self.poll_lag = float(poll_lag)
+        self.fill_empty = opts.fill_empty
+        self.poll_lag = float(opts.poll_lag)
         self._aggs: dict[str, CandleAggregator] = {}
         self._cov_end: dict[str, int] = {}
         # per symbol, (time, id) of recent trades in arrival order
@@ -307,12 +298,11 @@ class OHLCVCollector(DataSourceCollector):
     closed candles.
 
     >>> c = OHLCVCollector("binance", ["BTC/USDT"], timeframes=["1m", "1h"])
-
-    Added in 0.1.0.
     """
 
     kind = "ohlcv"
     ws_method = "watchOHLCV"
+    kind_options = OHLCVOptions
 
     def __init__(
         self,
@@ -324,8 +314,8 @@ class OHLCVCollector(DataSourceCollector):
         **options: Any,
     ) -> None:
         super().__init__(exchange, symbols, mode=mode, **options)
-        if isinstance(timeframes, str):
-            timeframes = [timeframes]
+        opts = OHLCVOptions(timeframes=timeframes)
+        timeframes = [opts.timeframes] if isinstance(opts.timeframes, str) else opts.timeframes
         if not timeframes:
             raise InvalidRequest("timeframes is empty; give at least one such as '1m'")
         self.timeframes: list[Timeframe] = [Timeframe.parse(t) for t in timeframes]
@@ -436,6 +426,8 @@ class OHLCVCollector(DataSourceCollector):
 class _SnapshotCollector(DataSourceCollector):
     """Kinds without history: a row per update (websockets) or per poll, no coverage."""
 
+    kind_options = SnapshotOptions
+
     def __init__(
         self,
         exchange: Any,
@@ -446,11 +438,8 @@ class _SnapshotCollector(DataSourceCollector):
         **options: Any,
     ) -> None:
         super().__init__(exchange, symbols, mode=mode, **options)
-        if interval is not None and (
-            isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0
-        ):
-            raise InvalidRequest(f"interval must be seconds > 0 or None, got {interval!r}")
-        self.interval = None if interval is None else float(interval)
+        opts = SnapshotOptions(interval=interval)
+        self.interval = None if opts.interval is None else float(opts.interval)
 
     def _row_columns(self) -> list[str]:
         from ..exchanges import row_columns
@@ -503,8 +492,6 @@ class TickerCollector(_SnapshotCollector):
     """Best bid/ask and last price per update (websocket) or every ``interval`` seconds.
 
     >>> c = TickerCollector("binance", ["BTC/USDT"], mode="poll", interval=5)
-
-    Added in 0.1.0.
     """
 
     kind = "ticker"
@@ -523,12 +510,11 @@ class OrderBookCollector(_SnapshotCollector):
     """Top-``depth`` order book snapshots every ``interval`` seconds (default 1).
 
     >>> c = OrderBookCollector("binance", ["BTC/USDT"], depth=10, interval=1.0)
-
-    Added in 0.1.0.
     """
 
     kind = "orderbook"
     ws_method = "watchOrderBook"
+    kind_options = OrderBookOptions
 
     def __init__(
         self,
@@ -541,9 +527,7 @@ class OrderBookCollector(_SnapshotCollector):
         **options: Any,
     ) -> None:
         super().__init__(exchange, symbols, mode=mode, interval=interval, **options)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise InvalidRequest(f"depth must be an int >= 1, got {depth!r}")
-        self.depth = depth
+        self.depth = OrderBookOptions(depth=depth, interval=interval).depth
 
     def _row_columns(self) -> list[str]:
         from ..exchanges import row_columns
@@ -568,8 +552,6 @@ class FundingRateCollector(_SnapshotCollector):
     ``mode="auto"`` and fail with :class:`~mdcollect.InvalidRequest` in ``mode="ws"``.
 
     >>> c = FundingRateCollector("binance_futures", ["BTC/USDT:USDT"], interval=60)
-
-    Added in 0.1.0.
     """
 
     kind = "funding"

@@ -1,0 +1,575 @@
+"""``DataCollector``: runs live collectors, restarts them, watches their health, refills gaps.
+
+The supervisor hands each collector the real storage and a write observer
+(:data:`~mdcollect.collectors.WriteObserver`) that counts what reached storage
+and shows the coverage written to the collector's :class:`~._gaps.GapTracker`;
+the gaps it spots go to one :class:`~._gaps.GapRefiller`. Restarts wait on the
+one :class:`~mdcollect._backoff.Backoff`; every crash that is not a transient
+exchange error counts towards giving up (``max_crashes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+import pandas as pd
+from attrs import define, field
+
+from .._backoff import Backoff
+from .._errors import ExchangeError, InvalidRequest, MdcollectError
+from .._intervals import Interval, IntervalSet
+from .._keys import DatasetKey
+from ..storage import DataCollectionStorage, default_storage, open_storage
+from ._base import DataSourceCollector, WriteObserver
+from ._clock import Clock, as_clock
+from ._config import load_config
+from ._gaps import GapCounts, GapRefiller, GapTracker
+from ._options import SupervisorOptions
+
+__all__ = ["DataCollector"]
+
+log: Final = logging.getLogger("mdcollect.collector")
+
+#: The default restart schedule: 1 s doubling up to a minute, a quarter jittered.
+_RESTART_BACKOFF: Final = Backoff()
+
+State = Literal["idle", "starting", "running", "backoff", "stopped", "disabled", "failed"]
+
+
+@define(eq=False)
+class _Slot:
+    collector: DataSourceCollector
+    should_run: bool = True
+    state: State = "idle"
+    task: asyncio.Task[None] | None = None
+    restarts: int = 0
+    silent_restarts: int = 0
+    errors: int = 0
+    permanent_errors: int = 0  # in a row, with nothing stored in between
+    last_error: str | None = None
+    started: float | None = None  # monotonic, current run
+    first_started: float | None = None
+    rows_stored: int = 0
+    last_data: float | None = None
+    last_data_ms: int | None = None
+    crashes: int = 0  # in a row, with nothing stored in between; transient errors aside
+    delays: list[float] = field(factory=list)
+    gaps: GapCounts = field(init=False)
+    tracker: GapTracker | None = None
+    lock: threading.Lock = field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        self.gaps = GapCounts(self.collector)
+
+
+class DataCollector:
+    """Runs collectors concurrently; restarts crashed or silent ones; refills gaps.
+
+    * A collector that raises is logged with its traceback, counted, and
+      restarted after ``restart_backoff`` (a :class:`Backoff`: capped exponential
+      with jitter, so a crash loop does not spin). A bad request
+      (:class:`~mdcollect.InvalidRequest`, e.g. an unknown symbol) is not
+      retried: the collector is marked ``failed``; so is one that met a permanent
+      exchange error (a 4xx, an unsupported method) ``max_permanent_errors``
+      times in a row with nothing stored in between, and one that crashed
+      ``max_crashes`` times in a row with nothing stored in between, whatever
+      the error (a parsing bug): only a transient exchange error (a dropped
+      connection, a 5xx) is retried for as long as it lasts. :meth:`enable`
+      retries a failed collector; ``status()`` says why it failed.
+    * A collector whose feed shows no sign of life (data, a successful poll,
+      or any websocket frame: the exchange's pings, or pongs to the pings sent
+      every ``max_silence / 3`` seconds) for ``max_silence`` seconds is
+      restarted. A quiet market still answers pings, so it causes no
+      reconnect storm; a stalled connection does not, so it is replaced.
+    * Freshness is measured from what reaches storage: each collector writes to
+      ``storage`` itself and tells the supervisor what each write stored (a write
+      observer, see :meth:`DataSourceCollector.run`). When a collector's coverage
+      resumes after a hole (a reconnect), the hole is refilled through the
+      backfill engine, so stored closed candles and trades have no gap. So is the hole between what
+      the store already held and a collector's first data (the daemon was
+      down), when it is at most ``resume_window`` seconds long (0: never).
+    * :meth:`stop` flushes every buffered row (``stop_timeout`` seconds at most).
+    * Health (:meth:`health`, :meth:`status`): a collector is unhealthy when it
+      failed, is waiting to restart after an error, has a silent feed, has
+      met only errors since it started (nothing stored), or has stored nothing
+      ``first_data_grace`` seconds after it started (plus what its kind needs
+      to wait, such as a candle closing: ``collector.first_data_within``).
+    * Time is read from ``clock`` (a :class:`~mdcollect.collectors.Clock`; the
+      system clocks by default), which every collector added here shares:
+      silence, backoff resets, gap grace and the ages reported. Tests pass a
+      :class:`~mdcollect.collectors.ManualClock` and advance it.
+
+    ``storage`` is a :class:`~mdcollect.DataCollectionStorage`, a URL, or
+    ``None`` for the default store.
+
+    >>> collectors = load_collectors("collect.toml")
+    >>> async with DataCollector(collectors, "arctic+lmdb:///data/md", max_silence=30) as dc:
+    ...     await asyncio.sleep(3600)
+    ...     dc.status()["collectors"]["binance:trades:BTC/USDT"]["restarts"]
+    0
+
+    Every keyword option is a field of the options class ``SupervisorOptions``
+    (checked there; a config file may set any of them, see :func:`load_config`).
+    Logs go to the ``mdcollect.collector`` logger.
+    """
+
+    def __init__(
+        self,
+        collectors: Iterable[DataSourceCollector],
+        storage: DataCollectionStorage | str | None = None,
+        *,
+        restart_backoff: Backoff | float = _RESTART_BACKOFF,
+        max_silence: float = 60.0,
+        backfill_gaps: bool = True,
+        stop_timeout: float = 30.0,
+        check_interval: float | None = None,
+        max_permanent_errors: int = 3,
+        resume_window: float = 6 * 3600.0,
+        first_data_grace: float = 60.0,
+        clock: Clock | None = None,
+        max_crashes: int = 20,
+    ) -> None:
+        self.clock: Clock = as_clock(clock)
+        opts = SupervisorOptions(
+            restart_backoff=restart_backoff,
+            max_silence=max_silence,
+            backfill_gaps=backfill_gaps,
+            stop_timeout=stop_timeout,
+            check_interval=check_interval,
+            max_permanent_errors=max_permanent_errors,
+            max_crashes=max_crashes,
+            resume_window=resume_window,
+            first_data_grace=first_data_grace,
+        )
+        self.backoff: Backoff = opts.restart_backoff
+        self.max_silence = float(opts.max_silence)
+        self.backfill_gaps = opts.backfill_gaps
+        self.stop_timeout = float(opts.stop_timeout)
+        self.check_interval = (
+            float(opts.check_interval)
+            if opts.check_interval is not None
+            else min(1.0, self.max_silence / 4)
+        )
+        self.max_permanent_errors = opts.max_permanent_errors
+        self.max_crashes = opts.max_crashes
+        self.resume_window = float(opts.resume_window)
+        self.first_data_grace = float(opts.first_data_grace)
+        if isinstance(storage, DataCollectionStorage):
+            self.storage = storage
+            self._owns_storage = False
+        elif isinstance(storage, str):
+            self.storage = open_storage(storage)
+            self._owns_storage = True
+        elif storage is None:
+            self.storage = default_storage()
+            self._owns_storage = True
+        else:
+            raise InvalidRequest(f"storage must be a storage or a URL, got {storage!r}")
+        self._slots: dict[str, _Slot] = {}
+        for c in collectors:
+            self._add_slot(c)
+        self._running = False
+        self._started: float | None = None
+        self._refiller = GapRefiller(
+            self.storage, self.clock, self.backoff, check_interval=self.check_interval
+        )
+        self._backfiller: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> DataCollector:
+        """A collector for a config file or dict (see :func:`load_config`).
+
+        >>> dc = DataCollector.from_config("collect.toml")
+        """
+        cfg = load_config(config)
+        opts: dict[str, Any] = dict(cfg.options)  # restart_backoff may be a table
+        opts.update(overrides)
+        storage = opts.pop("storage", cfg.storage)
+        return cls(cfg.collectors, storage, **opts)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start every enabled collector in the background (returns at once)."""
+        if self._running:
+            return
+        self._running = True
+        self._stopped.clear()
+        self._started = self.clock.monotonic()
+        self._refiller.open()
+        self._backfiller = asyncio.create_task(self._refiller.run(), name="mdcollect backfill")
+        for slot in self._slots.values():
+            if slot.should_run:
+                self._launch(slot)
+        log.info("started %d collectors", len(self._slots))
+
+    async def run(self) -> None:
+        """Start, then run until :meth:`stop` is called (or this task is cancelled)."""
+        await self.start()
+        try:
+            await self._stopped.wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Stop every collector, flushing their buffered rows, and the gap backfills."""
+        if not self._running:
+            self._stopped.set()
+            return
+        self._running = False
+        self._refiller.close()  # gaps found from here on are left to the next run
+        tasks = []
+        for slot in self._slots.values():
+            if slot.task is not None:
+                slot.task.cancel()
+                tasks.append(slot.task)
+        if self._backfiller is not None:
+            self._backfiller.cancel()
+            tasks.append(self._backfiller)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.stop_timeout + 5)
+        for slot in self._slots.values():
+            slot.task = None
+            if slot.state != "failed":
+                slot.state = "stopped" if slot.should_run else "disabled"
+            await slot.collector.aclose()
+        self._stopped.set()
+        log.info("stopped")
+
+    def close(self) -> None:
+        """Close the storage if this collector opened it."""
+        if self._owns_storage:
+            self.storage.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ runtime changes
+
+    @property
+    def collectors(self) -> list[DataSourceCollector]:
+        """The collectors, in the order they were added."""
+        return [s.collector for s in self._slots.values()]
+
+    def add(self, collector: DataSourceCollector) -> None:
+        """Add a collector (started at once when running). Names must be unique."""
+        slot = self._add_slot(collector)
+        if self._running:
+            self._launch(slot)
+
+    async def remove(self, name: str) -> DataSourceCollector:
+        """Stop a collector (flushing it) and forget it; returns it."""
+        slot = self._slot(name)
+        await self._halt(slot)
+        del self._slots[name]
+        await slot.collector.aclose()
+        return slot.collector
+
+    async def disable(self, name: str) -> None:
+        """Stop a collector (flushing it) but keep it, to :meth:`enable` later."""
+        slot = self._slot(name)
+        slot.should_run = False
+        await self._halt(slot)
+        slot.state = "disabled"
+
+    def enable(self, name: str) -> None:
+        """Run a disabled (or failed) collector again."""
+        slot = self._slot(name)
+        slot.should_run = True
+        slot.permanent_errors = 0
+        slot.crashes = 0
+        if self._running and slot.task is None:
+            self._launch(slot)
+        elif not self._running:
+            slot.state = "idle"
+
+    # ------------------------------------------------------------------ reports
+
+    def status(self) -> dict[str, Any]:
+        """Plain-dict status: overall, then per collector name.
+
+        >>> dc.status()["collectors"]["binance:trades:BTC/USDT"]["state"]
+        'running'
+        """
+        now = self.clock.monotonic()
+        cols = {name: self._slot_status(slot, now) for name, slot in self._slots.items()}
+        return {
+            "running": self._running,
+            "uptime": (now - self._started) if self._started is not None and self._running else 0.0,
+            "is_healthy": all(c["is_healthy"] for c in cols.values()),
+            "issues": [f"{n}: {i}" for n, c in cols.items() for i in c["issues"]],
+            "collectors": cols,
+        }
+
+    def health(self) -> dict[str, Any]:
+        """Plain-dict health: ``is_healthy``, the ``issues`` list, and per collector
+        its state, freshness (from what reached storage) and issues.
+
+        >>> dc.health()["is_healthy"]
+        True
+        """
+        st = self.status()
+        return {
+            "is_healthy": st["is_healthy"],
+            "issues": st["issues"],
+            "collectors": {
+                n: {
+                    k: c[k]
+                    for k in (
+                        "state",
+                        "is_healthy",
+                        "issues",
+                        "time_since_data",
+                        "last_message_time",
+                        "restarts",
+                        "rows_dropped",
+                    )
+                }
+                for n, c in st["collectors"].items()
+            },
+        }
+
+    def _slot_status(self, slot: _Slot, now: float) -> dict[str, Any]:
+        c = slot.collector
+        s = c.stats
+        issues: list[str] = []
+        since_data = None if slot.last_data is None else now - slot.last_data
+        hb = c.heartbeat()
+        since_hb = None if hb is None else now - hb
+        if slot.should_run and self._running:
+            if slot.state == "failed":
+                issues.append(f"failed: {slot.last_error}")
+            elif slot.state == "backoff":
+                issues.append(f"restarting after error: {slot.last_error}")
+            if since_hb is not None and since_hb > self.max_silence:
+                issues.append(f"feed silent for {since_hb:.0f}s")
+            if slot.rows_stored == 0 and slot.first_started is not None and slot.state != "failed":
+                # counted from the first start, not the current run: a collector that
+                # keeps crashing before its first row must not look fresh after each restart
+                waited = now - slot.first_started
+                grace = self.first_data_grace + c.first_data_within
+                if slot.errors:
+                    issues.append(
+                        f"only errors since it started {waited:.0f}s ago ({slot.errors} errors,"
+                        f" no data stored); last: {slot.last_error}"
+                    )
+                elif waited > grace:
+                    issues.append(
+                        f"no data stored in the {waited:.0f}s since it started"
+                        f" (allowed: {grace:g}s)"
+                    )
+            if c.buffered_rows >= c.buffer_rows * 0.5:
+                issues.append(f"write buffer {c.buffered_rows}/{c.buffer_rows} rows")
+        if s.rows_dropped:
+            issues.append(f"{s.rows_dropped} rows dropped (storage unavailable)")
+        return {
+            "name": c.name,
+            "exchange": c.exchange,
+            "symbols": list(c.symbols),
+            "kinds": c.kinds,
+            "mode": c.mode,
+            "state": slot.state,
+            "should_be_running": slot.should_run,
+            "messages_received": s.messages_received,
+            "messages_processed": s.rows_written,
+            "rows_received": s.rows_received,
+            "rows_written": s.rows_written,
+            "rows_stored": slot.rows_stored,
+            "rows_buffered": c.buffered_rows,
+            "messages_queued": c.queued_messages,
+            "rows_dropped": s.rows_dropped,
+            "duplicates": s.duplicates,
+            "feed_overflows": s.feed_overflows,
+            "write_errors": s.write_errors,
+            "errors": slot.errors,
+            "restarts": slot.restarts,
+            "silent_restarts": slot.silent_restarts,
+            "gaps_found": slot.gaps.found,
+            "gaps_filled": slot.gaps.filled,
+            "gaps_waiting": slot.gaps.waiting,
+            "uptime": (now - slot.started)
+            if slot.started is not None and slot.state == "running"
+            else 0.0,
+            "last_message_time": s.last_message,
+            "last_data_time": slot.last_data_ms,
+            "last_error": slot.last_error or s.last_error,
+            "time_since_data": since_data,
+            "time_since_heartbeat": since_hb,
+            "issues": issues,
+            "is_healthy": not issues,
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _add_slot(self, collector: DataSourceCollector) -> _Slot:
+        if not isinstance(collector, DataSourceCollector):
+            raise InvalidRequest(f"expected a DataSourceCollector, got {collector!r}")
+        if collector.name in self._slots:
+            raise InvalidRequest(f"a collector named {collector.name!r} is already present")
+        collector.clock = self.clock  # one timeline for the feed's heartbeat and the checks
+        slot = _Slot(collector)
+        slot.tracker = GapTracker(collector, self.storage, resume_window=self.resume_window)
+        self._slots[collector.name] = slot
+        return slot
+
+    def _observer(self, slot: _Slot) -> WriteObserver:
+        """What ``slot``'s collector calls after each write (in the writer thread):
+        counts what reached storage and spots the gaps the write revealed."""
+        tracker = slot.tracker
+        assert tracker is not None
+
+        def on_write(key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet, rows: int) -> None:
+            with slot.lock:
+                slot.rows_stored += rows
+                if rows:
+                    slot.last_data = self.clock.monotonic()
+                    slot.last_data_ms = self.clock.time_ms()
+            for gap_key, gap in tracker.observe(key, covered):
+                self._gap_found(slot, gap_key, gap)
+
+        return on_write
+
+    def _slot(self, name: str) -> _Slot:
+        slot = self._slots.get(name)
+        if slot is None:
+            raise InvalidRequest(f"no collector named {name!r}; present: {sorted(self._slots)}")
+        return slot
+
+    def _launch(self, slot: _Slot) -> None:
+        slot.state = "starting"
+        slot.task = asyncio.create_task(
+            self._supervise(slot), name=f"supervise {slot.collector.name}"
+        )
+
+    async def _halt(self, slot: _Slot) -> None:
+        task, slot.task = slot.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=self.stop_timeout + 5)
+
+    async def _supervise(self, slot: _Slot) -> None:
+        c = slot.collector
+        attempt = 0
+        on_write = self._observer(slot)
+        keepalive = getattr(c.client(), "ws_keepalive", None)
+        if keepalive is not None:
+            keepalive(self.max_silence / 3)
+        while slot.should_run and self._running:
+            slot.state = "running"
+            slot.started = self.clock.monotonic()
+            stored = slot.rows_stored
+            if slot.first_started is None:
+                slot.first_started = slot.started
+            run = asyncio.create_task(c.run(self.storage, on_write=on_write), name=f"run {c.name}")
+            try:
+                reason = await self._watch(slot, run)
+            except asyncio.CancelledError:
+                run.cancel()
+                await asyncio.wait([run], timeout=self.stop_timeout)
+                raise
+            except InvalidRequest as exc:
+                slot.errors += 1
+                slot.last_error = repr(exc)
+                self._fail(slot, "bad request", exc)
+                return
+            except Exception as exc:  # any crash is logged, counted and restarted with backoff
+                why = self._count_crash(slot, exc, progressed=slot.rows_stored != stored)
+                if why is not None:
+                    self._fail(slot, why, exc)
+                    return
+                if isinstance(exc, ExchangeError) and exc.transient:
+                    log.warning("%s: %s; reconnecting", c.name, exc)
+                else:
+                    log.error("%s: crashed; restarting", c.name, exc_info=exc)
+            else:
+                slot.permanent_errors = 0
+                slot.crashes = 0
+                log.warning("%s: %s; restarting", c.name, reason)
+                if reason == "silent":
+                    slot.silent_restarts += 1
+            if not (slot.should_run and self._running):
+                break
+            if self.clock.monotonic() - slot.started >= self.backoff.reset_after:
+                attempt = 0
+            delay = self.backoff.delay(attempt)
+            attempt += 1
+            slot.restarts += 1
+            slot.delays.append(delay)
+            slot.state = "backoff"
+            await asyncio.sleep(delay)
+
+    def _count_crash(self, slot: _Slot, exc: Exception, *, progressed: bool) -> str | None:
+        """Count a crash of ``slot``'s run; why to give up on it, or ``None`` to restart.
+
+        ``progressed``: the run stored rows. Crashes in a row with nothing stored in
+        between are capped: permanent exchange errors at ``max_permanent_errors``,
+        every crash but a transient exchange error at ``max_crashes``."""
+        slot.errors += 1
+        slot.last_error = repr(exc)
+        transient = isinstance(exc, ExchangeError) and exc.transient
+        permanent = isinstance(exc, ExchangeError) and not exc.transient
+        if permanent and not progressed:
+            slot.permanent_errors += 1
+        else:
+            slot.permanent_errors = int(permanent)
+        if progressed:
+            slot.crashes = 0
+        if not transient:  # a parsing bug crashes again at once: give up at a cap
+            slot.crashes += 1
+        if slot.crashes >= self.max_crashes:
+            return f"crashed {slot.crashes} times in a row with nothing stored"
+        if slot.permanent_errors >= self.max_permanent_errors:
+            return f"permanent error {slot.permanent_errors} times in a row"
+        return None
+
+    def _fail(self, slot: _Slot, why: str, exc: Exception) -> None:
+        """Mark ``slot`` failed (not restarted until :meth:`enable`), saying why."""
+        slot.state = "failed"
+        slot.task = None
+        # a bug's traceback is worth logging; a refusal of ours or the exchange's is not
+        trace = None if isinstance(exc, MdcollectError) else exc
+        log.error("%s: %s, not restarted: %s", slot.collector.name, why, exc, exc_info=trace)
+
+    async def _watch(self, slot: _Slot, run: asyncio.Task[None]) -> str:
+        """Wait for ``run`` to end (its error propagates) or to fall silent (then cancel it)."""
+        c = slot.collector
+        while True:
+            done, _ = await asyncio.wait([run], timeout=self.check_interval)
+            if done:
+                run.result()
+                return "ended"
+            hb = c.heartbeat()
+            assert slot.started is not None
+            last = max(hb if hb is not None else slot.started, slot.started)
+            silent = self.clock.monotonic() - last
+            if silent > self.max_silence:
+                log.warning("%s: no sign of life for %.1fs", c.name, silent)
+                run.cancel()
+                await asyncio.wait([run], timeout=self.stop_timeout)
+                if run.done() and not run.cancelled() and run.exception() is not None:
+                    log.debug("%s: run ended with %r", c.name, run.exception())
+                return "silent"
+
+    # -- gaps
+
+    def _gap_found(self, slot: _Slot, key: DatasetKey, gap: Interval) -> None:
+        """Called from the writer thread when coverage resumes after a hole."""
+        slot.gaps.found += 1
+        log.info("%s: gap %s in %s; backfilling", slot.collector.name, gap, key)
+        if self.backfill_gaps:
+            self._refiller.add(slot.gaps, key, gap)
