@@ -47,7 +47,6 @@ __all__ = [
     "Schema",
     "check_rows",
     "empty_frame",
-    "index_ms",
     "merge_frames",
     "normalize_frame",
     "slice_frame",

@@ -13,8 +13,8 @@ import pandas as pd
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
-from .._schema import empty_frame, index_ms, merge_frames
-from .._time import DAY, HOUR, Timeframe, format_ms
+from .._schema import empty_frame, merge_frames
+from .._time import DAY, HOUR, Timeframe, format_ms, index_ms
 from ..aggregate import CandleBins, aggregate_bins
 from ..storage import DataCollectionStorage
 from ._engine import BackfillJob, Chunk, candles_in

@@ -20,14 +20,13 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
-import pandas as pd
 from attrs import define
 
 from .._backoff import Backoff, RetryPolicy
 from .._errors import InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
-from .._time import Timeframe
+from .._time import Timeframe, ms_to_timestamp
 from ..storage import DataCollectionStorage
 from ._base import DataSourceCollector
 from ._clock import Clock
@@ -139,7 +138,7 @@ class GapTracker:
                 "not refilled (ensure_data fills longer holes)",
                 self.collector.name,
                 key,
-                pd.Timestamp(prior, unit="ms", tz="UTC"),
+                ms_to_timestamp(prior),
                 window,
             )
             return None

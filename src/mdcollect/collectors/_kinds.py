@@ -15,8 +15,8 @@ import pandas as pd
 from .._errors import InvalidRequest, first_leaf
 from .._intervals import Interval
 from .._keys import DatasetKey
-from .._schema import empty_frame, index_ms
-from .._time import Timeframe
+from .._schema import empty_frame
+from .._time import Timeframe, index_ms, ms_to_index
 from ..aggregate import CandleAggregator
 from ._base import DataSourceCollector, Message, Mode, log
 from ._clock import Clock
@@ -171,7 +171,7 @@ class TradesCollector(DataSourceCollector):
                 rows: list[tuple[Any, ...]] = []
                 for f in frames:
                     if len(f):
-                        ts = f.index.asi8 // 1_000_000
+                        ts = index_ms(f)
                         rows += zip(
                             ts.tolist(), f["id"], f["price"], f["amount"], f["side"],
                             [received] * len(f), strict=True,
@@ -230,9 +230,7 @@ class TradesCollector(DataSourceCollector):
                 frame = frame.sort_values("timestamp", kind="stable")
             ts = frame["timestamp"].to_numpy(dtype=np.int64)
             frame = frame.drop(columns="timestamp")
-            frame.index = pd.DatetimeIndex(
-                ts.astype("datetime64[ms]").astype("datetime64[ns]"), name="timestamp"
-            ).tz_localize("UTC")
+            frame.index = ms_to_index(ts)
         else:
             frame = empty_frame("trades", row_columns("trades"))
             ts = np.empty(0, dtype=np.int64)
@@ -389,7 +387,7 @@ class OHLCVCollector(DataSourceCollector):
             frame = await client.fetch_ohlcv(sym, name, since, tf.floor(self.clock.time_ms()))
             self._beat()
             if len(frame):
-                ts = (frame.index.asi8 // 1_000_000).tolist()
+                ts = index_ms(frame).tolist()
                 rows = [
                     (t, *vals) for t, vals in zip(ts, frame.itertuples(index=False), strict=True)
                 ]
