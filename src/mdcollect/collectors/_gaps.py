@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
 from typing import Final
 
 from attrs import define
@@ -41,8 +40,6 @@ GAP_GRACE: Final = 1.0
 
 #: Attempts at refilling one gap before it is given up (and logged).
 _REFILL_ATTEMPTS: Final = 5
-
-Found = Callable[[DatasetKey, Interval], None]
 
 
 @define(eq=False)
