@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import attrs
@@ -84,6 +84,17 @@ class RawTrades:
             np.concatenate([p.price for p in parts]),
             np.concatenate([p.amount for p in parts]),
             np.concatenate([p.buy for p in parts]),
+        )
+
+    def rows(self) -> Iterator[tuple[int, int, int, int, bool]]:
+        """``(id, ts, price, amount, buy)`` per trade, as Python ints and bools."""
+        return zip(
+            self.id.tolist(),
+            self.ts.tolist(),
+            self.price.tolist(),
+            self.amount.tolist(),
+            self.buy.tolist(),
+            strict=True,
         )
 
     def as_agg(self) -> Agg:

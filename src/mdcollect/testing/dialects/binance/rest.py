@@ -33,6 +33,7 @@ from mdcollect.testing.dialects._base import (
     Reply,
     Route,
     WsSession,
+    find_market,
     fmt,
     fmt_col,
     frame_or_none,
@@ -116,6 +117,7 @@ class Binance(Dialect):
     aliases: ClassVar[tuple[str, ...]] = ("binanceusdm", "binance_futures", "binancecoinm")
     fill_empty: ClassVar[bool] = True
     bans: ClassVar[bool] = True
+    limit_error: ClassVar[str] = "bad_limit"
     limits: ClassVar[Mapping[str, Limit]] = {
         "spot": Limit(6000, 60.0),
         "fapi": Limit(2400, 60.0),
@@ -326,19 +328,15 @@ class Binance(Dialect):
         market_id = ctx.params.get("symbol")
         if not market_id:
             raise self.fail("missing", "symbol")
-        for symbol in ctx.market.symbols(self.name):
-            spec = ctx.market.spec(self.name, symbol)
-            if spec.is_contract == contract and _market_id(spec) == market_id.upper():
-                return spec
-        raise self.fail("bad_symbol")
-
-    def _limit(self, ctx: Ctx, default: int, maximum: int) -> int:
-        limit = parse_int(ctx.params, "limit", self)
-        if limit is None:
-            return default
-        if limit <= 0 or limit > maximum:
-            raise self.fail("bad_limit", "limit")
-        return limit
+        wanted = market_id.upper()
+        spec = find_market(
+            ctx.market,
+            self.name,
+            lambda s: s.is_contract == contract and _market_id(s) == wanted,
+        )
+        if spec is None:
+            raise self.fail("bad_symbol")
+        return spec
 
     # -- markets
 
@@ -534,7 +532,7 @@ class Binance(Dialect):
             raise self.fail("bad_interval")
         frame = frame_or_none(interval)
         assert frame is not None
-        limit = self._limit(ctx, 500, 1500 if contract else 1000)
+        limit = self.limit_param(ctx, 500, 1500 if contract else 1000)
         start = parse_int(ctx.params, "startTime", self)
         end = parse_int(ctx.params, "endTime", self)
         m = ctx.market
@@ -545,15 +543,7 @@ class Binance(Dialect):
                 self.name, spec.symbol, frame, ctx.now if end is None else end, limit
             )
         rows = self._kline_rows(raw, contract)
-
-        def previous() -> list[Any] | None:
-            if not len(raw):
-                return None
-            first = int(raw.agg.start[0])
-            prev = m.raw_candles_backward(self.name, spec.symbol, frame, first - 1, 1)
-            return self._kline_rows(prev, contract)[0] if len(prev) else None
-
-        return Reply(ctx.mangle(rows, previous))
+        return Reply(ctx.mangle_candles(rows, raw, lambda r: self._kline_rows(r, contract)))
 
     def _kline_rows(self, raw: RawCandles, contract: bool) -> list[list[Any]]:
         s = raw.spec
@@ -590,7 +580,7 @@ class Binance(Dialect):
         apart; neither: the most recent ``limit`` (default 500, max 1000).
         """
         spec = self._spec(ctx, contract)
-        limit = self._limit(ctx, 500, 1000)
+        limit = self.limit_param(ctx, 500, 1000)
         from_id = parse_int(ctx.params, "fromId", self)
         start = parse_int(ctx.params, "startTime", self)
         end = parse_int(ctx.params, "endTime", self)
@@ -607,14 +597,7 @@ class Binance(Dialect):
         else:
             raw = m.raw_trades_backward(self.name, spec.symbol, limit=limit)
         rows = self._agg_rows(spec, raw)
-
-        def previous() -> dict[str, Any] | None:
-            if not len(raw):
-                return None
-            prev = m.raw_trades_backward(self.name, spec.symbol, before_id=int(raw.id[0]), limit=1)
-            return self._agg_rows(spec, prev)[0] if len(prev) else None
-
-        return Reply(ctx.mangle(rows, previous))
+        return Reply(ctx.mangle_trades(rows, raw, spec.symbol, lambda r: self._agg_rows(spec, r)))
 
     def _agg_rows(self, spec: MarketSpec, raw: RawTrades) -> list[dict[str, Any]]:
         pd_, ad = spec.price_decimals, spec.amount_decimals
@@ -669,14 +652,14 @@ class Binance(Dialect):
               "isBestMatch": true}]
         """
         spec = self._spec(ctx, contract)
-        limit = self._limit(ctx, 500, 1000)
+        limit = self.limit_param(ctx, 500, 1000)
         raw = ctx.market.raw_trades_backward(self.name, spec.symbol, limit=limit)
         return Reply(self._trade_rows(spec, raw))
 
     def historical_trades(self, ctx: Ctx, contract: bool) -> Reply:
         """``GET /api/v3/historicalTrades``: ``limit`` trades from ``fromId`` (else the latest)."""
         spec = self._spec(ctx, contract)
-        limit = self._limit(ctx, 500, 1000 if not contract else 500)
+        limit = self.limit_param(ctx, 500, 1000 if not contract else 500)
         from_id = parse_int(ctx.params, "fromId", self)
         m = ctx.market
         if from_id is None:
@@ -729,7 +712,7 @@ class Binance(Dialect):
               "markPrice": "34287.54619963"}]
         """
         spec = self._spec(ctx, True)
-        limit = self._limit(ctx, 100, 1000)
+        limit = self.limit_param(ctx, 100, 1000)
         start = parse_int(ctx.params, "startTime", self)
         end = parse_int(ctx.params, "endTime", self)
         events = ctx.market.funding(
@@ -856,11 +839,11 @@ class Binance(Dialect):
         """
         spec = self._spec(ctx, contract)
         if contract:
-            limit = self._limit(ctx, 500, 1000)
+            limit = self.limit_param(ctx, 500, 1000)
             if limit not in (5, 10, 20, 50, 100, 500, 1000):
                 raise self.fail("bad_limit", "limit")
         else:
-            limit = self._limit(ctx, 100, 5000)
+            limit = self.limit_param(ctx, 100, 5000)
         now = ctx.now
         book = book_at(ctx.market, self.name, spec.symbol, now)
         body: dict[str, Any] = {"lastUpdateId": book.update_id}

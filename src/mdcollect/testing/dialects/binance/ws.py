@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from mdcollect.testing._book import Book, book_at, book_diff
 from mdcollect.testing._live import CandleTracker, Every, TradeCursor, stats_24h
 from mdcollect.testing._market import HOUR, Frame, MarketSpec, SyntheticMarket
-from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, fmt
+from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, find_market, fmt
 
 from ._common import FUTURES_INTERVALS, SPOT_INTERVALS, _levels, _market_id, _ticker_24h
 
@@ -118,11 +118,11 @@ class BinanceWs(WsSession):
         return {"stream": name, "data": payload} if self.combined else payload
 
     def _spec_of(self, market_id: str) -> MarketSpec | None:
-        for symbol in self.market.symbols(self.venue):
-            spec = self.market.spec(self.venue, symbol)
-            if spec.is_contract == self.contract and _market_id(spec).lower() == market_id:
-                return spec
-        return None
+        return find_market(
+            self.market,
+            self.venue,
+            lambda s: s.is_contract == self.contract and _market_id(s).lower() == market_id,
+        )
 
     def _feed(self, name: str, now: int) -> WsFeed | None:
         """A feed for a stream name, None when the name is not a stream Binance knows."""
@@ -179,14 +179,7 @@ class BinanceWs(WsSession):
         def poll(now: int) -> list[Any]:
             raw = cursor.take(now)
             out: list[Any] = []
-            for tid, ts, px, qty, buy in zip(
-                raw.id.tolist(),
-                raw.ts.tolist(),
-                raw.price.tolist(),
-                raw.amount.tolist(),
-                raw.buy.tolist(),
-                strict=True,
-            ):
+            for tid, ts, px, qty, buy in raw.rows():
                 p, q = self._px(spec, px), self._qty(spec, qty)
                 if self.contract:
                     out.append(

@@ -29,6 +29,7 @@ from mdcollect.testing.dialects._base import (
     Reply,
     Route,
     WsSession,
+    find_market,
     fmt_plain,
     fmt_plain_col,
     parse_int,
@@ -53,6 +54,7 @@ class Okx(Dialect):
     name: ClassVar[str] = "okx"
     aliases: ClassVar[tuple[str, ...]] = ("okx_futures", "okex", "okex5")
     fill_empty: ClassVar[bool] = True
+    limit_clamps: ClassVar[bool] = True
     limits: ClassVar[Mapping[str, Limit]] = {
         "candles": Limit(40, 2.0),
         "history-candles": Limit(20, 2.0),
@@ -158,19 +160,10 @@ class Okx(Dialect):
         inst = ctx.params.get("instId")
         if not inst:
             raise self.fail("missing", "instId")
-        for symbol in ctx.market.symbols(self.name):
-            spec = ctx.market.spec(self.name, symbol)
-            if _inst_id(spec) == inst:
-                return spec
-        raise self.fail("bad_symbol")
-
-    def _limit(self, ctx: Ctx, default: int, maximum: int) -> int:
-        limit = parse_int(ctx.params, "limit", self)
-        if limit is None:
-            return default
-        if limit <= 0:
-            raise self.fail("bad_request", "limit")
-        return min(limit, maximum)
+        spec = find_market(ctx.market, self.name, lambda s: _inst_id(s) == inst)
+        if spec is None:
+            raise self.fail("bad_symbol")
+        return spec
 
     # -- instruments
 
@@ -269,7 +262,7 @@ class Okx(Dialect):
             raise self.fail("bad_request", "bar")
         tf, offset = BARS[bar]
         frame = Frame.parse(tf, offset)
-        limit = self._limit(ctx, 100, maximum)
+        limit = self.limit_param(ctx, 100, maximum)
         after = parse_int(ctx.params, "after", self)
         before = parse_int(ctx.params, "before", self)
         m = ctx.market
@@ -282,17 +275,7 @@ class Okx(Dialect):
                 oldest = frame.prev(oldest)
             floor = oldest if floor is None else max(floor, oldest)
         raw = m.raw_candles_backward(self.name, spec.symbol, frame, top, limit, start=floor)
-        rows = self._rows(raw)
-
-        def previous() -> list[str] | None:
-            if not len(raw):
-                return None
-            prev = m.raw_candles_backward(
-                self.name, spec.symbol, frame, int(raw.agg.start[0]) - 1, 1
-            )
-            return self._rows(prev)[0] if len(prev) else None
-
-        return _ok(ctx.mangle(rows, previous)[::-1])
+        return _ok(ctx.mangle_candles(self._rows(raw), raw, self._rows)[::-1])
 
     def _rows(self, raw: RawCandles) -> list[list[str]]:
         s = raw.spec
@@ -347,7 +330,7 @@ class Okx(Dialect):
               "ts": "1710327658374"}]}
         """
         spec = self._spec(ctx)
-        limit = self._limit(ctx, 100, 500)
+        limit = self.limit_param(ctx, 100, 500)
         raw = ctx.market.raw_trades_backward(self.name, spec.symbol, limit=limit)
         return _ok(self._trade_rows(spec, raw)[::-1])
 
@@ -357,7 +340,7 @@ class Okx(Dialect):
         Same row format as ``market/trades``; default and max limit 100; newest first.
         """
         spec = self._spec(ctx)
-        limit = self._limit(ctx, 100, 100)
+        limit = self.limit_param(ctx, 100, 100)
         by_ts = ctx.params.get("type", "1") == "2"
         after = parse_int(ctx.params, "after", self)
         before = parse_int(ctx.params, "before", self)
@@ -370,14 +353,9 @@ class Okx(Dialect):
             if before is not None:
                 raw = raw.take(raw.id > before)
         rows = self._trade_rows(spec, raw)
-
-        def previous() -> dict[str, str] | None:
-            if not len(raw):
-                return None
-            prev = m.raw_trades_backward(self.name, spec.symbol, before_id=int(raw.id[0]), limit=1)
-            return self._trade_rows(spec, prev)[0] if len(prev) else None
-
-        return _ok(ctx.mangle(rows, previous)[::-1])
+        return _ok(
+            ctx.mangle_trades(rows, raw, spec.symbol, lambda r: self._trade_rows(spec, r))[::-1]
+        )
 
     # -- funding
 
@@ -402,7 +380,7 @@ class Okx(Dialect):
         spec = self._spec(ctx)
         if not spec.is_contract:
             raise self.fail("bad_symbol")
-        limit = self._limit(ctx, 100, 400)
+        limit = self.limit_param(ctx, 100, 400)
         after = parse_int(ctx.params, "after", self)
         before = parse_int(ctx.params, "before", self)
         end = ctx.now if after is None else after - 1

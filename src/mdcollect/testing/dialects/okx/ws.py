@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mdcollect.testing._book import Book, book_at, book_diff
 from mdcollect.testing._live import CandleTracker, Every, TradeCursor, stats_24h
 from mdcollect.testing._market import HOUR, Frame, MarketSpec, SyntheticMarket
-from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, fmt_plain
+from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, find_market, fmt_plain
 
 from ._common import BARS, CT_VAL_EXP, _funding_row, _inst_id
 
@@ -87,11 +87,7 @@ class OkxWs(WsSession):
         return {"event": "error", "code": code, "msg": msg, "connId": self.conn_tag}
 
     def _spec_of(self, inst: str) -> MarketSpec | None:
-        for symbol in self.market.symbols(self.venue):
-            spec = self.market.spec(self.venue, symbol)
-            if _inst_id(spec) == inst:
-                return spec
-        return None
+        return find_market(self.market, self.venue, lambda s: _inst_id(s) == inst)
 
     def _feed(self, channel: str, inst: str, now: int) -> WsFeed | None:
         spec = self._spec_of(inst)
@@ -145,14 +141,7 @@ class OkxWs(WsSession):
                         }
                     ]
                 }
-                for tid, ts, px, qty, buy in zip(
-                    raw.id.tolist(),
-                    raw.ts.tolist(),
-                    raw.price.tolist(),
-                    raw.amount.tolist(),
-                    raw.buy.tolist(),
-                    strict=True,
-                )
+                for tid, ts, px, qty, buy in raw.rows()
             ]
 
         return poll
