@@ -122,13 +122,12 @@ class ExchangeEmulator(Lifecycle):
                 self._aliases[alias] = name
         self.market = SyntheticMarket(
             seed=seed,
+            markets=markets,
             clock=clock,
             venues={n: d.default_markets() for n, d in self._dialects.items()},
             aliases=self._aliases,
             contract_venues=[n for n in names if n != "kraken"],
         )
-        for spec in markets:
-            self.market.add(spec)
         self.faults = Faults(seed, self._aliases)
         #: Websocket faults and logs (see :class:`WsControl`).
         self.ws = WsControl(self.market, self.venue, seed)
