@@ -28,6 +28,7 @@ __all__ = [
     "fmt_col",
     "fmt_plain",
     "fmt_plain_col",
+    "plain_candle_rows",
 ]
 
 #: A rendered row (a list or a dict, as the venue writes it).
@@ -246,6 +247,22 @@ def fmt_plain(units: int, decimals: int) -> str:
 def fmt_plain_col(values: Any, decimals: int) -> list[str]:
     """:func:`fmt_plain` over a column."""
     return [s.rstrip("0").rstrip(".") if "." in s else s for s in fmt_col(values, decimals)]
+
+
+def plain_candle_rows(raw: RawCandles, *more: list[str]) -> list[list[str]]:
+    """Candle rows as OKX and Bybit write them: open time in ms, then open, high, low and
+    close in plain decimals (:func:`fmt_plain`), then the venue's ``more`` columns."""
+    a, decimals = raw.agg, raw.spec.price_decimals
+    cols = zip(
+        [str(t) for t in a.start.tolist()],
+        fmt_plain_col(a.open, decimals),
+        fmt_plain_col(a.high, decimals),
+        fmt_plain_col(a.low, decimals),
+        fmt_plain_col(a.close, decimals),
+        *more,
+        strict=True,
+    )
+    return [list(row) for row in cols]
 
 
 def parse_int(params: Mapping[str, str], name: str, dialect: Dialect) -> int | None:

@@ -28,6 +28,7 @@ from mdcollect.testing.dialects._base import (
     fmt,
     fmt_plain_col,
     parse_int,
+    plain_candle_rows,
 )
 
 __all__ = ["Bybit"]
@@ -258,17 +259,7 @@ class Bybit(Dialect):
         s = raw.spec
         a = raw.agg
         pd_, ad = s.price_decimals, s.amount_decimals
-        cols = zip(
-            [str(t) for t in a.start.tolist()],
-            fmt_plain_col(a.open, pd_),
-            fmt_plain_col(a.high, pd_),
-            fmt_plain_col(a.low, pd_),
-            fmt_plain_col(a.close, pd_),
-            fmt_plain_col(a.volume, ad),
-            fmt_plain_col(a.quote, pd_ + ad),
-            strict=True,
-        )
-        return [list(row) for row in cols]
+        return plain_candle_rows(raw, fmt_plain_col(a.volume, ad), fmt_plain_col(a.quote, pd_ + ad))
 
     def _trade_rows(self, spec: MarketSpec, raw: RawTrades) -> list[dict[str, Any]]:
         return [

@@ -33,6 +33,7 @@ from mdcollect.testing.dialects._base import (
     fmt_plain,
     fmt_plain_col,
     parse_int,
+    plain_candle_rows,
 )
 
 from ._common import BARS, CT_VAL_EXP, _funding_row, _inst_id
@@ -288,19 +289,7 @@ class Okx(Dialect):
         else:
             vol, ccy = fmt_plain_col(a.volume, ad), quote
         confirm = ["1" if c else "0" for c in raw.confirmed().tolist()]
-        cols = zip(
-            [str(t) for t in a.start.tolist()],
-            fmt_plain_col(a.open, pd_),
-            fmt_plain_col(a.high, pd_),
-            fmt_plain_col(a.low, pd_),
-            fmt_plain_col(a.close, pd_),
-            vol,
-            ccy,
-            quote,
-            confirm,
-            strict=True,
-        )
-        return [list(row) for row in cols]
+        return plain_candle_rows(raw, vol, ccy, quote, confirm)
 
     # -- trades
 
