@@ -148,6 +148,47 @@ def test_binance_agg_trades_window_over_one_hour_is_bad_request(emu: ExchangeEmu
     assert emu.requests[-1].status == 400
 
 
+@pytest.mark.parametrize(
+    ("exchange_id", "method", "params", "above_max"),
+    [
+        ("binance", "publicGetKlines", {"symbol": "BTCUSDT", "interval": "1m"}, None),
+        ("binanceusdm", "fapiPublicGetKlines", {"symbol": "BTCUSDT", "interval": "1m"}, None),
+        ("okx", "publicGetMarketHistoryCandles", {"instId": "BTC-USDT", "bar": "1m"}, 300),
+        (
+            "bybit",
+            "publicGetV5MarketKline",
+            {"category": "spot", "symbol": "BTCUSDT", "interval": "1"},
+            None,
+        ),
+    ],
+    ids=["binance", "binanceusdm", "okx", "bybit"],
+)
+def test_limit_out_of_range_as_each_venue_answers(
+    emu: ExchangeEmulator,
+    exchange_id: str,
+    method: str,
+    params: dict[str, str],
+    above_max: int | None,
+) -> None:
+    """Below 1 is refused everywhere; above the maximum OKX cuts to it, the others refuse."""
+    ex = sync_exchange(emu, exchange_id)
+
+    def rows(limit: int) -> list[Any]:
+        reply = getattr(ex, method)({**params, "limit": limit})
+        return list(
+            reply if isinstance(reply, list) else reply.get("data") or reply["result"]["list"]
+        )
+
+    assert len(rows(2)) == 2
+    with pytest.raises(ccxt.BadRequest, match="limit"):
+        rows(0)
+    if above_max is None:
+        with pytest.raises(ccxt.BadRequest, match="limit"):
+            rows(5000)
+    else:
+        assert len(rows(5000)) == above_max
+
+
 def test_okx_recent_vs_history_candles(emu: ExchangeEmulator) -> None:
     ex = sync_exchange(emu, "okx")
     recent = ex.publicGetMarketCandles({"instId": "BTC-USDT", "bar": "1m", "limit": 300})["data"]

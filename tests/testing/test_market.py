@@ -18,12 +18,12 @@ from emulator_helpers import DAY, HOUR, MINUTE, NOW, make_market
 from mdcollect.exchanges._urls import redirect_urls
 from mdcollect.testing import DEFAULT_LISTING, EmulatorProcess, MarketSpec, SyntheticMarket
 from mdcollect.testing._market import (
-    _LRU,
     FAST_TRADES_PER_MINUTE,
     MAX_TRADES_PER_MINUTE,
     Frame,
     RawTrades,
 )
+from mdcollect.testing._market.cache import LRU
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
@@ -476,7 +476,7 @@ def test_emulator_process_serves_given_fast_market() -> None:
 
 
 def test_block_cache_is_bounded_by_rows() -> None:
-    cache = _LRU(10, weigh=len)
+    cache = LRU(10, weigh=len)
     cache.put("a", [1] * 4)
     cache.put("b", [1] * 4)
     assert cache.get("a") == [1] * 4  # "a" is now the most recent

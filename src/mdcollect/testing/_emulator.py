@@ -16,6 +16,7 @@ import attrs
 from aiohttp import web
 
 from mdcollect.testing._faults import Fault, FaultKind, Faults, Limit, RateLimiter
+from mdcollect.testing._lifecycle import Lifecycle
 from mdcollect.testing._market import MarketSpec, SyntheticMarket
 from mdcollect.testing._ws import WsControl
 from mdcollect.testing.dialects import DIALECTS, Ctx, Dialect, DialectError, Reply, Route
@@ -76,7 +77,7 @@ class _Drop(Exception):
     """Close the connection without answering."""
 
 
-class ExchangeEmulator:
+class ExchangeEmulator(Lifecycle):
     """Binance (spot, USD-M), OKX, Bybit and Kraken REST dialects on 127.0.0.1.
 
     Unmodified ccxt talks to it over HTTP once its URLs are redirected (see
@@ -121,13 +122,12 @@ class ExchangeEmulator:
                 self._aliases[alias] = name
         self.market = SyntheticMarket(
             seed=seed,
+            markets=markets,
             clock=clock,
             venues={n: d.default_markets() for n, d in self._dialects.items()},
             aliases=self._aliases,
             contract_venues=[n for n in names if n != "kraken"],
         )
-        for spec in markets:
-            self.market.add(spec)
         self.faults = Faults(seed, self._aliases)
         #: Websocket faults and logs (see :class:`WsControl`).
         self.ws = WsControl(self.market, self.venue, seed)
@@ -233,15 +233,7 @@ class ExchangeEmulator:
         self._loop = None
         log.info("exchange emulator stopped")
 
-    def __enter__(self) -> ExchangeEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _shut_down(self) -> None:
         self.stop()
 
     async def __aenter__(self) -> ExchangeEmulator:

@@ -6,16 +6,16 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 
 import attrs
 
+from mdcollect.testing._lifecycle import Lifecycle
 from mdcollect.testing._market import MarketSpec
 
 __all__ = ["EmulatorProcess"]
 
 
-class EmulatorProcess:
+class EmulatorProcess(Lifecycle):
     """Run ``python -m mdcollect.testing`` in a child process and expose its ``url``.
 
     ``markets`` adds or replaces markets as :class:`ExchangeEmulator` does (each is
@@ -101,15 +101,7 @@ class EmulatorProcess:
                 self._proc.kill()
                 self._proc.wait(timeout=10)
 
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _shut_down(self) -> None:
         self.terminate()
         if self._proc is not None and self._proc.stdout is not None:
             self._proc.stdout.close()

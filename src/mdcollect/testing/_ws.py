@@ -23,7 +23,7 @@ import attrs
 from aiohttp import WSMsgType, web
 
 from mdcollect.testing._market import SyntheticMarket
-from mdcollect.testing.dialects._base import Dialect, WsSession
+from mdcollect.testing.dialects import Dialect, WsSession
 
 __all__ = ["TICK", "WsConnection", "WsControl", "WsSubscription"]
 

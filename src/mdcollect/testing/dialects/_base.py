@@ -6,13 +6,13 @@ import abc
 import math
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 import numpy as np
 
 from mdcollect.testing._faults import Limit
-from mdcollect.testing._market import Frame, MarketSpec, SyntheticMarket
+from mdcollect.testing._market import Frame, MarketSpec, RawCandles, RawTrades, SyntheticMarket
 
 __all__ = [
     "CallbackFeed",
@@ -23,11 +23,16 @@ __all__ = [
     "Route",
     "WsFeed",
     "WsSession",
+    "find_market",
     "fmt",
     "fmt_col",
     "fmt_plain",
     "fmt_plain_col",
+    "plain_candle_rows",
 ]
+
+#: A rendered row (a list or a dict, as the venue writes it).
+T = TypeVar("T")
 
 
 @attrs.define
@@ -72,6 +77,43 @@ class Ctx:
             return [prev, *rows] if prev is not None else [rows[0], *rows]
         return rows
 
+    def mangle_candles(
+        self, rows: list[T], raw: RawCandles, render: Callable[[RawCandles], list[T]]
+    ) -> list[T]:
+        """:meth:`mangle` for a page of candles ``raw`` rendered as ``rows``: an overlap
+        repeats the candle before the page, rendered the same way."""
+
+        def previous() -> T | None:
+            if not len(raw):
+                return None
+            first = int(raw.agg.start[0])
+            prev = self.market.raw_candles_backward(
+                self.venue, raw.spec.symbol, raw.frame, first - 1, 1
+            )
+            return render(prev)[0] if len(prev) else None
+
+        return self.mangle(rows, previous)
+
+    def mangle_trades(
+        self,
+        rows: list[T],
+        raw: RawTrades,
+        symbol: str,
+        render: Callable[[RawTrades], list[T]],
+    ) -> list[T]:
+        """:meth:`mangle` for a page of ``symbol``'s trades ``raw`` rendered as ``rows``: an
+        overlap repeats the trade before the page, rendered the same way."""
+
+        def previous() -> T | None:
+            if not len(raw):
+                return None
+            prev = self.market.raw_trades_backward(
+                self.venue, symbol, before_id=int(raw.id[0]), limit=1
+            )
+            return render(prev)[0] if len(prev) else None
+
+        return self.mangle(rows, previous)
+
 
 Handler = Callable[[Ctx], Reply]
 
@@ -106,6 +148,10 @@ class Dialect(abc.ABC):
     #: Whether ignoring a 429 earns an HTTP 418 ban (Binance).
     bans: ClassVar[bool] = False
     limits: ClassVar[Mapping[str, Limit]] = {}
+    #: The error kind a ``limit`` parameter out of range earns (Binance: ``bad_limit``).
+    limit_error: ClassVar[str] = "bad_request"
+    #: Whether a ``limit`` above the maximum is cut to it (OKX) rather than refused.
+    limit_clamps: ClassVar[bool] = False
 
     @abc.abstractmethod
     def default_markets(self) -> Sequence[MarketSpec]:
@@ -141,6 +187,18 @@ class Dialect(abc.ABC):
 
     def fail(self, kind: str, message: str = "") -> DialectError:
         return DialectError(self.error(kind, message))
+
+    def limit_param(self, ctx: Ctx, default: int, maximum: int) -> int:
+        """The ``limit`` query parameter: ``default`` when absent, refused below 1, and
+        above ``maximum`` cut to it or refused as the venue does (:attr:`limit_clamps`)."""
+        limit = parse_int(ctx.params, "limit", self)
+        if limit is None:
+            return default
+        if limit > maximum and self.limit_clamps:
+            return maximum
+        if limit <= 0 or limit > maximum:
+            raise self.fail(self.limit_error, "limit")
+        return limit
 
 
 def fmt(units: int, decimals: int, out: int | None = None) -> str:
@@ -191,6 +249,22 @@ def fmt_plain_col(values: Any, decimals: int) -> list[str]:
     return [s.rstrip("0").rstrip(".") if "." in s else s for s in fmt_col(values, decimals)]
 
 
+def plain_candle_rows(raw: RawCandles, *more: list[str]) -> list[list[str]]:
+    """Candle rows as OKX and Bybit write them: open time in ms, then open, high, low and
+    close in plain decimals (:func:`fmt_plain`), then the venue's ``more`` columns."""
+    a, decimals = raw.agg, raw.spec.price_decimals
+    cols = zip(
+        [str(t) for t in a.start.tolist()],
+        fmt_plain_col(a.open, decimals),
+        fmt_plain_col(a.high, decimals),
+        fmt_plain_col(a.low, decimals),
+        fmt_plain_col(a.close, decimals),
+        *more,
+        strict=True,
+    )
+    return [list(row) for row in cols]
+
+
 def parse_int(params: Mapping[str, str], name: str, dialect: Dialect) -> int | None:
     """An integer query parameter, or the venue's bad-request error."""
     raw = params.get(name)
@@ -209,6 +283,17 @@ def parse_int(params: Mapping[str, str], name: str, dialect: Dialect) -> int | N
     if not math.isfinite(value):
         raise dialect.fail("bad_request", f"Illegal characters found in parameter '{name}'")
     return int(value)
+
+
+def find_market(
+    market: SyntheticMarket, venue: str, match: Callable[[MarketSpec], bool]
+) -> MarketSpec | None:
+    """The first market listed on ``venue`` that ``match`` accepts (None: no such market)."""
+    for symbol in market.symbols(venue):
+        spec = market.spec(venue, symbol)
+        if match(spec):
+            return spec
+    return None
 
 
 def frame_or_none(timeframe: str, offset: int = 0) -> Frame | None:

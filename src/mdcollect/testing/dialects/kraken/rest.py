@@ -22,7 +22,7 @@ import numpy as np
 
 from mdcollect.testing._faults import Limit
 from mdcollect.testing._market import MINUTE, Frame, MarketSpec, RawTrades
-from mdcollect.testing.dialects._base import Ctx, Dialect, Reply, Route, fmt, parse_int
+from mdcollect.testing.dialects._base import Ctx, Dialect, Reply, Route, find_market, fmt, parse_int
 
 __all__ = ["Kraken"]
 
@@ -96,11 +96,10 @@ class Kraken(Dialect):
         pair = ctx.params.get("pair")
         if not pair:
             raise self.fail("bad_request")
-        for symbol in ctx.market.symbols(self.name):
-            spec = ctx.market.spec(self.name, symbol)
-            if pair in (_pair_id(spec), _wsname(spec)):
-                return _pair_id(spec), spec
-        raise self.fail("bad_symbol")
+        spec = find_market(ctx.market, self.name, lambda s: pair in (_pair_id(s), _wsname(s)))
+        if spec is None:
+            raise self.fail("bad_symbol")
+        return _pair_id(spec), spec
 
     # -- reference data
 
@@ -259,14 +258,10 @@ class Kraken(Dialect):
                 start_ms = since // 1_000_000 + (1 if since % 1_000_000 >= SUB_MS_NS else 0)
             raw = m.raw_trades_forward(self.name, spec.symbol, start=start_ms, limit=limit)
             last = str(_ns(raw)[-1]) if len(raw) else str(since)
-
-        def previous() -> list[Any] | None:
-            if not len(raw):
-                return None
-            prev = m.raw_trades_backward(self.name, spec.symbol, before_id=int(raw.id[0]), limit=1)
-            return self._rows(spec, prev)[0] if len(prev) else None
-
-        return _ok({pid: ctx.mangle(self._rows(spec, raw), previous), "last": last})
+        rows = ctx.mangle_trades(
+            self._rows(spec, raw), raw, spec.symbol, lambda r: self._rows(spec, r)
+        )
+        return _ok({pid: rows, "last": last})
 
     def _rows(self, spec: MarketSpec, raw: RawTrades) -> list[list[Any]]:
         pd_, ad = spec.price_decimals, spec.amount_decimals

@@ -24,9 +24,11 @@ from mdcollect.testing.dialects._base import (
     Dialect,
     Reply,
     Route,
+    find_market,
     fmt,
     fmt_plain_col,
     parse_int,
+    plain_candle_rows,
 )
 
 __all__ = ["Bybit"]
@@ -122,27 +124,18 @@ class Bybit(Dialect):
         market_id = ctx.params.get("symbol")
         if not market_id:
             raise self.fail("bad_request", "symbol is empty")
-        for symbol in ctx.market.symbols(self.name):
-            spec = ctx.market.spec(self.name, symbol)
-            if (
-                _market_id(spec) == market_id
-                and (category == "linear") == spec.is_contract
-                and category
-                in (
-                    "spot",
-                    "linear",
-                )
-            ):
-                return category, spec
-        raise self.fail("bad_symbol")
-
-    def _limit(self, ctx: Ctx, default: int, maximum: int) -> int:
-        limit = parse_int(ctx.params, "limit", self)
-        if limit is None:
-            return default
-        if limit <= 0 or limit > maximum:
-            raise self.fail("bad_request", "limit")
-        return limit
+        spec = find_market(
+            ctx.market,
+            self.name,
+            lambda s: (
+                _market_id(s) == market_id
+                and (category == "linear") == s.is_contract
+                and category in ("spot", "linear")
+            ),
+        )
+        if spec is None:
+            raise self.fail("bad_symbol")
+        return category, spec
 
     # -- endpoints
 
@@ -249,7 +242,7 @@ class Bybit(Dialect):
         if interval not in INTERVALS:
             raise self.fail("bad_request", "Invalid period!")
         frame = Frame.parse(INTERVALS[interval])
-        limit = self._limit(ctx, 200, 1000)
+        limit = self.limit_param(ctx, 200, 1000)
         start = parse_int(ctx.params, "start", self)
         end = parse_int(ctx.params, "end", self)
         m = ctx.market
@@ -259,34 +252,14 @@ class Bybit(Dialect):
             raw = m.raw_candles_backward(
                 self.name, spec.symbol, frame, ctx.now if end is None else end, limit
             )
-        rows = self._rows(raw)
-
-        def previous() -> list[str] | None:
-            if not len(raw):
-                return None
-            prev = m.raw_candles_backward(
-                self.name, spec.symbol, frame, int(raw.agg.start[0]) - 1, 1
-            )
-            return self._rows(prev)[0] if len(prev) else None
-
-        rows = ctx.mangle(rows, previous)[::-1]
+        rows = ctx.mangle_candles(self._rows(raw), raw, self._rows)[::-1]
         return _ok({"symbol": _market_id(spec), "category": category, "list": rows}, ctx.now)
 
     def _rows(self, raw: RawCandles) -> list[list[str]]:
         s = raw.spec
         a = raw.agg
         pd_, ad = s.price_decimals, s.amount_decimals
-        cols = zip(
-            [str(t) for t in a.start.tolist()],
-            fmt_plain_col(a.open, pd_),
-            fmt_plain_col(a.high, pd_),
-            fmt_plain_col(a.low, pd_),
-            fmt_plain_col(a.close, pd_),
-            fmt_plain_col(a.volume, ad),
-            fmt_plain_col(a.quote, pd_ + ad),
-            strict=True,
-        )
-        return [list(row) for row in cols]
+        return plain_candle_rows(raw, fmt_plain_col(a.volume, ad), fmt_plain_col(a.quote, pd_ + ad))
 
     def _trade_rows(self, spec: MarketSpec, raw: RawTrades) -> list[dict[str, Any]]:
         return [
@@ -316,7 +289,7 @@ class Bybit(Dialect):
         """
         category, spec = self._spec(ctx)
         maximum, default = (60, 60) if category == "spot" else (1000, 500)
-        limit = self._limit(ctx, default, maximum)
+        limit = self.limit_param(ctx, default, maximum)
         raw = ctx.market.raw_trades_backward(self.name, spec.symbol, limit=limit)
         return _ok({"category": category, "list": self._trade_rows(spec, raw)[::-1]}, ctx.now)
 
@@ -357,7 +330,7 @@ class Bybit(Dialect):
     def funding_history(self, ctx: Ctx) -> Reply:
         """``GET /v5/market/funding/history``: newest first (max 200)."""
         _, spec = self._spec(ctx)
-        limit = self._limit(ctx, 200, 200)
+        limit = self.limit_param(ctx, 200, 200)
         start = parse_int(ctx.params, "startTime", self)
         end = parse_int(ctx.params, "endTime", self)
         events = ctx.market.funding(

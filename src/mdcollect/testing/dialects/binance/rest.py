@@ -1,6 +1,5 @@
-"""Binance spot (``/api/v3``) and USD-M futures (``/fapi/v1``), plus empty COIN-M (``/dapi/v1``).
+"""Binance REST: spot ``/api/v3``, USD-M ``/fapi/v1`` and an empty COIN-M ``/dapi/v1``.
 
-Serves ccxt ids ``binance`` and ``binanceusdm`` (project alias ``binance_futures``).
 Request weights follow Binance's documentation (checked 2024/2025):
 
 - spot: https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints
@@ -22,55 +21,38 @@ answers 418 (IP ban), as Binance documents.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from mdcollect.testing._book import Book, book_at, book_diff
+from mdcollect.testing._book import book_at
 from mdcollect.testing._faults import Limit
-from mdcollect.testing._live import CandleTracker, Every, TradeCursor, stats_24h
-from mdcollect.testing._market import (
-    HOUR,
-    Frame,
-    MarketSpec,
-    RawCandles,
-    RawTrades,
-    SyntheticMarket,
-)
+from mdcollect.testing._market import HOUR, MarketSpec, RawCandles, RawTrades, SyntheticMarket
 from mdcollect.testing.dialects._base import (
-    CallbackFeed,
     Ctx,
     Dialect,
     Reply,
     Route,
-    WsFeed,
     WsSession,
+    find_market,
     fmt,
     fmt_col,
     frame_or_none,
     parse_int,
 )
 
-__all__ = ["Binance"]
-
-SPOT_INTERVALS = (
-    "1s",
-    "1m",
-    "3m",
-    "5m",
-    "15m",
-    "30m",
-    "1h",
-    "2h",
-    "4h",
-    "6h",
-    "8h",
-    "12h",
-    "1d",
-    "3d",
-    "1w",
-    "1M",
+from ._common import (
+    FUTURES_INTERVALS,
+    SPOT_INTERVALS,
+    _amount,
+    _levels,
+    _market_id,
+    _price,
+    _secs,
+    _ticker_24h,
 )
-FUTURES_INTERVALS = SPOT_INTERVALS[1:]
+from .ws import BinanceWs
+
+__all__ = ["Binance"]
 
 
 def _spot_depth_weight(params: Mapping[str, str]) -> int:
@@ -135,6 +117,7 @@ class Binance(Dialect):
     aliases: ClassVar[tuple[str, ...]] = ("binanceusdm", "binance_futures", "binancecoinm")
     fill_empty: ClassVar[bool] = True
     bans: ClassVar[bool] = True
+    limit_error: ClassVar[str] = "bad_limit"
     limits: ClassVar[Mapping[str, Limit]] = {
         "spot": Limit(6000, 60.0),
         "fapi": Limit(2400, 60.0),
@@ -345,19 +328,15 @@ class Binance(Dialect):
         market_id = ctx.params.get("symbol")
         if not market_id:
             raise self.fail("missing", "symbol")
-        for symbol in ctx.market.symbols(self.name):
-            spec = ctx.market.spec(self.name, symbol)
-            if spec.is_contract == contract and _market_id(spec) == market_id.upper():
-                return spec
-        raise self.fail("bad_symbol")
-
-    def _limit(self, ctx: Ctx, default: int, maximum: int) -> int:
-        limit = parse_int(ctx.params, "limit", self)
-        if limit is None:
-            return default
-        if limit <= 0 or limit > maximum:
-            raise self.fail("bad_limit", "limit")
-        return limit
+        wanted = market_id.upper()
+        spec = find_market(
+            ctx.market,
+            self.name,
+            lambda s: s.is_contract == contract and _market_id(s) == wanted,
+        )
+        if spec is None:
+            raise self.fail("bad_symbol")
+        return spec
 
     # -- markets
 
@@ -553,7 +532,7 @@ class Binance(Dialect):
             raise self.fail("bad_interval")
         frame = frame_or_none(interval)
         assert frame is not None
-        limit = self._limit(ctx, 500, 1500 if contract else 1000)
+        limit = self.limit_param(ctx, 500, 1500 if contract else 1000)
         start = parse_int(ctx.params, "startTime", self)
         end = parse_int(ctx.params, "endTime", self)
         m = ctx.market
@@ -564,15 +543,7 @@ class Binance(Dialect):
                 self.name, spec.symbol, frame, ctx.now if end is None else end, limit
             )
         rows = self._kline_rows(raw, contract)
-
-        def previous() -> list[Any] | None:
-            if not len(raw):
-                return None
-            first = int(raw.agg.start[0])
-            prev = m.raw_candles_backward(self.name, spec.symbol, frame, first - 1, 1)
-            return self._kline_rows(prev, contract)[0] if len(prev) else None
-
-        return Reply(ctx.mangle(rows, previous))
+        return Reply(ctx.mangle_candles(rows, raw, lambda r: self._kline_rows(r, contract)))
 
     def _kline_rows(self, raw: RawCandles, contract: bool) -> list[list[Any]]:
         s = raw.spec
@@ -609,7 +580,7 @@ class Binance(Dialect):
         apart; neither: the most recent ``limit`` (default 500, max 1000).
         """
         spec = self._spec(ctx, contract)
-        limit = self._limit(ctx, 500, 1000)
+        limit = self.limit_param(ctx, 500, 1000)
         from_id = parse_int(ctx.params, "fromId", self)
         start = parse_int(ctx.params, "startTime", self)
         end = parse_int(ctx.params, "endTime", self)
@@ -626,14 +597,7 @@ class Binance(Dialect):
         else:
             raw = m.raw_trades_backward(self.name, spec.symbol, limit=limit)
         rows = self._agg_rows(spec, raw)
-
-        def previous() -> dict[str, Any] | None:
-            if not len(raw):
-                return None
-            prev = m.raw_trades_backward(self.name, spec.symbol, before_id=int(raw.id[0]), limit=1)
-            return self._agg_rows(spec, prev)[0] if len(prev) else None
-
-        return Reply(ctx.mangle(rows, previous))
+        return Reply(ctx.mangle_trades(rows, raw, spec.symbol, lambda r: self._agg_rows(spec, r)))
 
     def _agg_rows(self, spec: MarketSpec, raw: RawTrades) -> list[dict[str, Any]]:
         pd_, ad = spec.price_decimals, spec.amount_decimals
@@ -688,14 +652,14 @@ class Binance(Dialect):
               "isBestMatch": true}]
         """
         spec = self._spec(ctx, contract)
-        limit = self._limit(ctx, 500, 1000)
+        limit = self.limit_param(ctx, 500, 1000)
         raw = ctx.market.raw_trades_backward(self.name, spec.symbol, limit=limit)
         return Reply(self._trade_rows(spec, raw))
 
     def historical_trades(self, ctx: Ctx, contract: bool) -> Reply:
         """``GET /api/v3/historicalTrades``: ``limit`` trades from ``fromId`` (else the latest)."""
         spec = self._spec(ctx, contract)
-        limit = self._limit(ctx, 500, 1000 if not contract else 500)
+        limit = self.limit_param(ctx, 500, 1000 if not contract else 500)
         from_id = parse_int(ctx.params, "fromId", self)
         m = ctx.market
         if from_id is None:
@@ -748,7 +712,7 @@ class Binance(Dialect):
               "markPrice": "34287.54619963"}]
         """
         spec = self._spec(ctx, True)
-        limit = self._limit(ctx, 100, 1000)
+        limit = self.limit_param(ctx, 100, 1000)
         start = parse_int(ctx.params, "startTime", self)
         end = parse_int(ctx.params, "endTime", self)
         events = ctx.market.funding(
@@ -875,11 +839,11 @@ class Binance(Dialect):
         """
         spec = self._spec(ctx, contract)
         if contract:
-            limit = self._limit(ctx, 500, 1000)
+            limit = self.limit_param(ctx, 500, 1000)
             if limit not in (5, 10, 20, 50, 100, 500, 1000):
                 raise self.fail("bad_limit", "limit")
         else:
-            limit = self._limit(ctx, 100, 5000)
+            limit = self.limit_param(ctx, 100, 5000)
         now = ctx.now
         book = book_at(ctx.market, self.name, spec.symbol, now)
         body: dict[str, Any] = {"lastUpdateId": book.update_id}
@@ -902,522 +866,4 @@ class Binance(Dialect):
         parts = [p for p in path.split("/") if p]
         if not parts or not any(p in ("ws", "stream") for p in parts[:2]):
             return None
-        return _BinanceWs(self, market, kind, path, query, conn_id)
-
-
-#: stream suffix -> default push period in ms (spot, USD-M)
-_DEPTH_PERIODS = {
-    "": (1000, 250),
-    "@100ms": (100, 100),
-    "@250ms": (250, 250),
-    "@500ms": (500, 500),
-    "@1000ms": (1000, 1000),
-    "@0ms": (100, 100),
-}
-
-
-class _BinanceWs(WsSession):
-    """Binance's websocket market streams protocol (``SUBSCRIBE``/``UNSUBSCRIBE`` by id).
-
-    Samples (raw stream, spot)::
-
-        {"e": "trade", "E": 1672515782136, "s": "BNBBTC", "t": 12345, "p": "0.00100000",
-         "q": "100.00000000", "T": 1672515782136, "m": true, "M": true}
-        {"e": "aggTrade", "E": 1633998523963, "s": "NKNUSDT", "a": 15683430, "p": "0.35280000",
-         "q": "58.00000000", "f": 19862790, "l": 19862790, "T": 1633998523963, "m": false, "M": true}
-        {"e": "kline", "E": 1633998523963, "s": "NKNUSDT", "k": {"t": 1633998480000,
-         "T": 1633998539999, "s": "NKNUSDT", "i": "1m", "f": 19862761, "L": 19862790,
-         "o": "0.35270000", "c": "0.35280000", "h": "0.35280000", "l": "0.35220000",
-         "v": "25877.00000000", "n": 30, "x": false, "q": "9116.04600000", "V": "58.00000000",
-         "Q": "20.46240000", "B": "0"}}
-        {"u": 400900217, "s": "BNBUSDT", "b": "25.35190000", "B": "31.21000000",
-         "a": "25.36520000", "A": "40.66000000"}
-        {"e": "depthUpdate", "E": 1672515782136, "s": "BNBBTC", "U": 157, "u": 160,
-         "b": [["0.0024", "10"]], "a": [["0.0026", "100"]]}
-        {"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT", "p": "11794.15000000",
-         "i": "11784.62659091", "P": "11784.25641265", "r": "0.00038167", "T": 1562306400000}
-    """
-
-    def __init__(
-        self,
-        dialect: Binance,
-        market: SyntheticMarket,
-        kind: str,
-        path: str,
-        query: Mapping[str, str],
-        conn_id: int,
-    ) -> None:
-        super().__init__(market, dialect.name, kind, conn_id)
-        self.dialect = dialect
-        self.contract = kind == "linear"
-        parts = [p for p in path.split("/") if p]
-        self.combined = "stream" in parts[:2]
-        if self.combined:
-            self._initial = [n for n in query.get("streams", "").split("/") if n]
-        else:
-            self._initial = [parts[-1]] if "@" in parts[-1] else []
-
-    def open(self, now: int) -> list[Any]:
-        for name in self._initial:
-            feed = self._feed(name, now)
-            if feed is not None:
-                self.add(feed, now)
-        return []
-
-    def receive(self, text: str, now: int) -> list[Any]:
-        try:
-            req = json.loads(text)
-        except ValueError:
-            return [{"error": {"code": 3, "msg": "Invalid JSON: expected value"}, "id": None}]
-        if not isinstance(req, dict):
-            return [{"error": {"code": 3, "msg": "Invalid JSON: expected an object"}, "id": None}]
-        rid = req.get("id")
-        method = req.get("method")
-        params = req.get("params") or []
-        if method == "SUBSCRIBE":
-            feeds: list[WsFeed] = []
-            for name in params:
-                feed = self._feed(str(name), now)
-                if feed is None:
-                    msg = f"Invalid request: unknown stream '{name}'"
-                    return [{"error": {"code": 2, "msg": msg}, "id": rid}]
-                feeds.append(feed)
-            for feed in feeds:
-                self.add(feed, now)
-            return [{"result": None, "id": rid}]
-        if method == "UNSUBSCRIBE":
-            for name in params:
-                self.remove(str(name), now)
-            return [{"result": None, "id": rid}]
-        if method == "LIST_SUBSCRIPTIONS":
-            return [{"result": list(self.feeds), "id": rid}]
-        if method == "SET_PROPERTY":
-            return [{"result": None, "id": rid}]
-        if method == "GET_PROPERTY":
-            return [{"result": self.combined, "id": rid}]
-        return [{"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": rid}]
-
-    # -- streams
-
-    def _wrap(self, name: str, payload: Any) -> Any:
-        return {"stream": name, "data": payload} if self.combined else payload
-
-    def _spec_of(self, market_id: str) -> MarketSpec | None:
-        for symbol in self.market.symbols(self.venue):
-            spec = self.market.spec(self.venue, symbol)
-            if spec.is_contract == self.contract and _market_id(spec).lower() == market_id:
-                return spec
-        return None
-
-    def _feed(self, name: str, now: int) -> WsFeed | None:
-        """A feed for a stream name, None when the name is not a stream Binance knows."""
-        market_id, _, rest = name.partition("@")
-        builder: Callable[[MarketSpec, int], Callable[[int], list[Any]]] | None = None
-        if rest == "trade":
-            builder = self._trades
-        elif rest == "aggTrade":
-            builder = self._agg_trades
-        elif rest.startswith("kline_"):
-            interval = rest[len("kline_") :]
-            allowed = FUTURES_INTERVALS if self.contract else SPOT_INTERVALS
-            if interval not in allowed:
-                return None
-            builder = lambda spec, t: self._klines(spec, t, interval)  # noqa: E731
-        elif rest == "bookTicker":
-            builder = self._book_ticker
-        elif rest == "ticker":
-            builder = self._ticker
-        elif rest == "miniTicker":
-            builder = self._mini_ticker
-        elif rest.startswith("depth"):
-            levels, _, speed = rest[len("depth") :].partition("@")
-            suffix = f"@{speed}" if speed else ""
-            if levels not in ("", "5", "10", "20") or suffix not in _DEPTH_PERIODS:
-                return None
-            period = _DEPTH_PERIODS[suffix][1 if self.contract else 0]
-            if levels:
-                n = int(levels)
-                builder = lambda spec, t: self._partial_depth(spec, t, n, period)  # noqa: E731
-            else:
-                builder = lambda spec, t: self._depth(spec, t, period)  # noqa: E731
-        elif rest in ("markPrice", "markPrice@1s") and self.contract:
-            period = 1000 if rest.endswith("@1s") else 3000
-            builder = lambda spec, t: self._mark_price(spec, t, period)  # noqa: E731
-        if builder is None:
-            return None
-        spec = self._spec_of(market_id)
-        if spec is None:  # Binance accepts streams of unknown symbols and sends nothing
-            return CallbackFeed(name, lambda t: [])
-        poll = builder(spec, now)
-        return CallbackFeed(name, lambda t: [self._wrap(name, m) for m in poll(t)])
-
-    def _px(self, spec: MarketSpec, units: int) -> str:
-        return fmt(units, spec.price_decimals, spec.price_decimals if self.contract else 8)
-
-    def _qty(self, spec: MarketSpec, units: int) -> str:
-        return fmt(units, spec.amount_decimals, spec.amount_decimals if self.contract else 8)
-
-    def _trades(self, spec: MarketSpec, start: int) -> Callable[[int], list[Any]]:
-        cursor = TradeCursor(self.market, self.venue, spec.symbol, start)
-        sid = _market_id(spec)
-
-        def poll(now: int) -> list[Any]:
-            raw = cursor.take(now)
-            out: list[Any] = []
-            for tid, ts, px, qty, buy in zip(
-                raw.id.tolist(),
-                raw.ts.tolist(),
-                raw.price.tolist(),
-                raw.amount.tolist(),
-                raw.buy.tolist(),
-                strict=True,
-            ):
-                p, q = self._px(spec, px), self._qty(spec, qty)
-                if self.contract:
-                    out.append(
-                        {
-                            "e": "trade",
-                            "E": now,
-                            "T": ts,
-                            "s": sid,
-                            "t": tid,
-                            "p": p,
-                            "q": q,
-                            "X": "MARKET",
-                            "m": not buy,
-                        }
-                    )
-                else:
-                    out.append(
-                        {
-                            "e": "trade",
-                            "E": now,
-                            "s": sid,
-                            "t": tid,
-                            "p": p,
-                            "q": q,
-                            "T": ts,
-                            "m": not buy,
-                            "M": True,
-                        }
-                    )
-            return out
-
-        return poll
-
-    def _agg_trades(self, spec: MarketSpec, start: int) -> Callable[[int], list[Any]]:
-        cursor = TradeCursor(self.market, self.venue, spec.symbol, start)
-        sid = _market_id(spec)
-
-        def poll(now: int) -> list[Any]:
-            out: list[Any] = []
-            for row in self.dialect._agg_rows(spec, cursor.take(now)):
-                if self.contract:
-                    out.append({"e": "aggTrade", "E": now, "a": row["a"], "s": sid, **row})
-                else:
-                    out.append({"e": "aggTrade", "E": now, "s": sid, **row})
-            return out
-
-        return poll
-
-    def _klines(self, spec: MarketSpec, start: int, interval: str) -> Callable[[int], list[Any]]:
-        tracker = CandleTracker(
-            self.market, self.venue, spec.symbol, Frame.parse(interval), fill_empty=True
-        )
-        sid = _market_id(spec)
-        m = self.market
-
-        def poll(now: int) -> list[Any]:
-            out: list[Any] = []
-            for raw, closed in tracker.poll(now):
-                row = self.dialect._kline_rows(raw, self.contract)[0]
-                t, close_time = int(row[0]), int(row[6])
-                first = m.raw_trades_forward(
-                    self.venue, spec.symbol, start=t, end=close_time + 1, limit=1
-                )
-                last = m.raw_trades_backward(
-                    self.venue, spec.symbol, end=close_time + 1, start=t, limit=1
-                )
-                k = {
-                    "t": t,
-                    "T": close_time,
-                    "s": sid,
-                    "i": interval,
-                    "f": int(first.id[0]) if len(first) else -1,
-                    "L": int(last.id[0]) if len(last) else -1,
-                    "o": row[1],
-                    "c": row[4],
-                    "h": row[2],
-                    "l": row[3],
-                    "v": row[5],
-                    "n": row[8],
-                    "x": closed,
-                    "q": row[7],
-                    "V": row[9],
-                    "Q": row[10],
-                    "B": "0",
-                }
-                out.append({"e": "kline", "E": now, "s": sid, "k": k})
-            return out
-
-        return poll
-
-    def _book_ticker(self, spec: MarketSpec, start: int) -> Callable[[int], list[Any]]:
-        sid = _market_id(spec)
-        state: list[tuple[int, int, int, int]] = []
-
-        def poll(now: int) -> list[Any]:
-            book = book_at(self.market, self.venue, spec.symbol, now)
-            (bp, bq), (ap, aq) = book.bids[0], book.asks[0]
-            top = (bp, bq, ap, aq)
-            if state and state[0] == top:
-                return []
-            state[:] = [top]
-            body = {
-                "u": book.update_id,
-                "s": sid,
-                "b": self._px(spec, bp),
-                "B": self._qty(spec, bq),
-                "a": self._px(spec, ap),
-                "A": self._qty(spec, aq),
-            }
-            if self.contract:
-                return [{"e": "bookTicker", "u": book.update_id, "E": now, "T": now, **body}]
-            return [body]
-
-        return poll
-
-    def _ticker(self, spec: MarketSpec, start: int) -> Callable[[int], list[Any]]:
-        every = Every(1000)
-
-        def poll(now: int) -> list[Any]:
-            if not every.due(now):
-                return []
-            rest = _ticker_24h(self.market, self.venue, spec, now)
-            out: dict[str, Any] = {"e": "24hrTicker", "E": now}
-            out.update({k: rest[f] for k, f in _WS_TICKER_FIELDS if f in rest})
-            return [out]
-
-        return poll
-
-    def _mini_ticker(self, spec: MarketSpec, start: int) -> Callable[[int], list[Any]]:
-        sid = _market_id(spec)
-        every = Every(1000)
-        pd_, ad = spec.price_decimals, spec.amount_decimals
-
-        def poll(now: int) -> list[Any]:
-            if not every.due(now):
-                return []
-            st = stats_24h(self.market, self.venue, spec.symbol, now)
-            return [
-                {
-                    "e": "24hrMiniTicker",
-                    "E": now,
-                    "s": sid,
-                    "c": self._px(spec, st.last),
-                    "o": self._px(spec, st.open),
-                    "h": self._px(spec, st.high),
-                    "l": self._px(spec, st.low),
-                    "v": self._qty(spec, st.volume),
-                    "q": fmt(st.quote, pd_ + ad, pd_ + ad if self.contract else 8),
-                }
-            ]
-
-        return poll
-
-    def _depth(self, spec: MarketSpec, start: int, period: int) -> Callable[[int], list[Any]]:
-        sid = _market_id(spec)
-        state: list[Book] = []
-        last_sent = [0]
-
-        def poll(now: int) -> list[Any]:
-            if not state:  # the stream runs from the subscription on, as on Binance
-                state.append(book_at(self.market, self.venue, spec.symbol, start))
-            book = book_at(self.market, self.venue, spec.symbol, now)
-            prev = state[0]
-            if book.update_id <= prev.update_id or now - last_sent[0] < period:
-                return []
-            bids, asks = book_diff(self.market, self.venue, spec.symbol, prev, book)
-            if not bids and not asks:
-                return []
-            state[0] = book
-            last_sent[0] = now
-            msg: dict[str, Any] = {"e": "depthUpdate", "E": now}
-            if self.contract:
-                msg["T"] = now
-            msg.update({"s": sid, "U": prev.update_id + 1, "u": book.update_id})
-            if self.contract:
-                msg["pu"] = prev.update_id
-            msg["b"] = _levels(spec, bids)
-            msg["a"] = _levels(spec, asks)
-            return [msg]
-
-        return poll
-
-    def _partial_depth(
-        self, spec: MarketSpec, start: int, levels: int, period: int
-    ) -> Callable[[int], list[Any]]:
-        sid = _market_id(spec)
-        every = Every(period)
-        prev: list[int] = []
-
-        def poll(now: int) -> list[Any]:
-            if not every.due(now):
-                return []
-            book = book_at(self.market, self.venue, spec.symbol, now)
-            before = prev[0] if prev else book.update_id - 1
-            prev[:] = [book.update_id]
-            bids, asks = _levels(spec, book.bids[:levels]), _levels(spec, book.asks[:levels])
-            if not self.contract:
-                return [{"lastUpdateId": book.update_id, "bids": bids, "asks": asks}]
-            return [
-                {
-                    "e": "depthUpdate",
-                    "E": now,
-                    "T": now,
-                    "s": sid,
-                    "U": before + 1,
-                    "u": book.update_id,
-                    "pu": before,
-                    "b": bids,
-                    "a": asks,
-                }
-            ]
-
-        return poll
-
-    def _mark_price(self, spec: MarketSpec, start: int, period: int) -> Callable[[int], list[Any]]:
-        sid = _market_id(spec)
-        every = Every(period)
-        funding_period = 8 * HOUR
-
-        def poll(now: int) -> list[Any]:
-            if not every.due(now):
-                return []
-            mark = self.market.mark_price(self.venue, spec.symbol, now)
-            rate = self.market.funding_rate(self.venue, spec.symbol, now)
-            return [
-                {
-                    "e": "markPriceUpdate",
-                    "E": now,
-                    "s": sid,
-                    "p": f"{mark:.8f}",
-                    "i": f"{mark:.8f}",
-                    "P": f"{mark:.8f}",
-                    "r": f"{rate:.8f}",
-                    "T": (now // funding_period + 1) * funding_period,
-                }
-            ]
-
-        return poll
-
-
-#: ``<symbol>@ticker`` stream keys -> ``ticker/24hr`` fields, in the stream's order
-_WS_TICKER_FIELDS = (
-    ("s", "symbol"),
-    ("p", "priceChange"),
-    ("P", "priceChangePercent"),
-    ("w", "weightedAvgPrice"),
-    ("x", "prevClosePrice"),
-    ("c", "lastPrice"),
-    ("Q", "lastQty"),
-    ("b", "bidPrice"),
-    ("B", "bidQty"),
-    ("a", "askPrice"),
-    ("A", "askQty"),
-    ("o", "openPrice"),
-    ("h", "highPrice"),
-    ("l", "lowPrice"),
-    ("v", "volume"),
-    ("q", "quoteVolume"),
-    ("O", "openTime"),
-    ("C", "closeTime"),
-    ("F", "firstId"),
-    ("L", "lastId"),
-    ("n", "count"),
-)
-
-
-def _ticker_24h(
-    market: SyntheticMarket, venue: str, spec: MarketSpec, now: int, *, mini: bool = False
-) -> dict[str, Any]:
-    """One market's ``ticker/24hr`` object at ``now`` (the ``@ticker`` stream's values too).
-
-    Spot carries ``prevClosePrice`` and the book's best quotes; USD-M neither.
-    """
-    st = stats_24h(market, venue, spec.symbol, now)
-    pd_, ad = spec.price_decimals, spec.amount_decimals
-    contract = spec.is_contract
-    quote = fmt(st.quote, pd_ + ad, pd_ + ad if contract else 8)
-    times = {
-        "openTime": st.open_time,
-        "closeTime": now,
-        "firstId": st.first_id,
-        "lastId": st.last_id,
-        "count": st.count,
-    }
-    if mini:
-        return {
-            "symbol": _market_id(spec),
-            "openPrice": _price(spec, st.open),
-            "highPrice": _price(spec, st.high),
-            "lowPrice": _price(spec, st.low),
-            "lastPrice": _price(spec, st.last),
-            "volume": _amount(spec, st.volume),
-            "quoteVolume": quote,
-            **times,
-        }
-    change = st.last - st.open
-    pct = 100.0 * change / st.open if st.open else 0.0
-    vwap = st.quote / st.volume / 10**pd_ if st.volume else st.last / 10**pd_
-    out: dict[str, Any] = {
-        "symbol": _market_id(spec),
-        "priceChange": _price(spec, change),
-        "priceChangePercent": f"{pct:.3f}",
-        "weightedAvgPrice": f"{vwap:.{pd_ if contract else 8}f}",
-    }
-    if not contract:
-        out["prevClosePrice"] = _price(spec, st.open)
-    out["lastPrice"] = _price(spec, st.last)
-    out["lastQty"] = _amount(spec, st.last_amount)
-    if not contract:
-        book = book_at(market, venue, spec.symbol, now)
-        out["bidPrice"] = _price(spec, book.bids[0][0])
-        out["bidQty"] = _amount(spec, book.bids[0][1])
-        out["askPrice"] = _price(spec, book.asks[0][0])
-        out["askQty"] = _amount(spec, book.asks[0][1])
-    out.update(
-        {
-            "openPrice": _price(spec, st.open),
-            "highPrice": _price(spec, st.high),
-            "lowPrice": _price(spec, st.low),
-            "volume": _amount(spec, st.volume),
-            "quoteVolume": quote,
-            **times,
-        }
-    )
-    return out
-
-
-def _price(spec: MarketSpec, units: int) -> str:
-    """A price as Binance writes it: 8 decimals on spot, the market's own on USD-M."""
-    return fmt(units, spec.price_decimals, spec.price_decimals if spec.is_contract else 8)
-
-
-def _amount(spec: MarketSpec, units: int) -> str:
-    """A quantity as Binance writes it: 8 decimals on spot, the market's own on USD-M."""
-    return fmt(units, spec.amount_decimals, spec.amount_decimals if spec.is_contract else 8)
-
-
-def _levels(spec: MarketSpec, levels: Sequence[tuple[int, int]]) -> list[list[str]]:
-    po = spec.price_decimals if spec.is_contract else 8
-    qo = spec.amount_decimals if spec.is_contract else 8
-    return [[fmt(p, spec.price_decimals, po), fmt(q, spec.amount_decimals, qo)] for p, q in levels]
-
-
-def _market_id(spec: MarketSpec) -> str:
-    return f"{spec.base}{spec.quote}".upper()
-
-
-def _secs(seconds: float) -> str:
-    return str(max(1, int(-(-seconds // 1))))
+        return BinanceWs(self, market, kind, path, query, conn_id)
