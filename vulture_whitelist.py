@@ -2,8 +2,7 @@
 
 ``tests/test_dead_code.py`` runs ``vulture src/mdcollect vulture_whitelist.py
 --min-confidence 60`` and fails on any finding not listed here. Each entry says why it
-stays. Entries marked ``TODO(#13)`` look really dead but live in files another part of
-issue 13 owns; that part removes them (and the entry).
+stays.
 
 Not shipped: the package is ``src/mdcollect`` only.
 """
@@ -40,12 +39,12 @@ last_write  # (the attrs field of the same)
 _.advance  # collectors/_clock.py: the manual clock tests drive
 _.configure  # testing: MarketSpec changes from tests (emulator_helpers, test_dialects)
 _.clear_requests  # testing: ExchangeEmulator.clear_requests, used by tests
-_.spawn  # testing: ExchangeEmulator.spawn, documented; TODO(#13): owned by testing, nothing calls it
-_.set_clock  # testing: ExchangeEmulator.set_clock, documented; TODO(#13): owned by testing, nothing calls it
+_.spawn  # testing: ExchangeEmulator.spawn, public API of the emulator for users' own tests
+_.set_clock  # testing: ExchangeEmulator.set_clock, public API of the emulator for users' own tests
 subscriptions  # testing/_ws.py: WsConnection record field, read by tests
 _.subscriptions  # testing/_ws.py: read by tests
 _.open_connections  # testing/_ws.py: read by tests
-_.wait_for_connections  # testing/_ws.py: documented; TODO(#13): owned by testing, nothing calls it
+_.wait_for_connections  # testing/_ws.py: public API of the emulator for users' own tests
 _.silence  # testing/_ws.py: websocket fault control, used by tests
 _.resume  # testing/_ws.py: websocket fault control, used by tests
 _.send_malformed  # testing/_ws.py: websocket fault control, used by tests
@@ -57,5 +56,3 @@ taker_buy_volume  # testing/_market.py: candle field the dialects serve
 taker_buy_quote_volume  # testing/_market.py: candle field the dialects serve
 
 # -- really unused, in files another part owns
-TradesOutput  # TODO(#13): owned by backfill: backfill/_strategies.py, an unused Literal alias
-_._runner  # TODO(#13): owned by testing: testing/_emulator.py sets it and never reads it

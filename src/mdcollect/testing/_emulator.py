@@ -153,7 +153,6 @@ class ExchangeEmulator(Lifecycle):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
         self._stopped: asyncio.Event | None = None
 
     # -- lifecycle
@@ -212,7 +211,6 @@ class ExchangeEmulator(Lifecycle):
         server = getattr(site, "_server", None)
         if server is not None and server.sockets:
             self._port = server.sockets[0].getsockname()[1]
-        self._runner = runner
         self._stopped = asyncio.Event()
         ready.set()
         try:
