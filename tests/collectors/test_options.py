@@ -100,3 +100,13 @@ def test_unknown_keys_are_refused_naming_the_allowed_ones() -> None:
 def test_bad_numbers_are_refused_naming_the_option(name: str) -> None:
     with pytest.raises(InvalidRequest, match=f"{name} must be a positive"):
         load_collectors({"collectors": [{**SECTION, name: 0}]})
+
+
+def test_snapshot_columns_attribute_is_a_deprecated_alias() -> None:
+    from mdcollect.collectors import FundingRateCollector, TickerCollector
+    from mdcollect.exchanges import row_columns
+
+    for cls, kind in ((TickerCollector, "ticker"), (FundingRateCollector, "funding")):
+        c = cls("binance_futures", ["BTC/USDT:USDT"], mode="poll", interval=5)
+        with pytest.warns(DeprecationWarning, match=r"\.columns is deprecated"):
+            assert c.columns == row_columns(kind)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -425,6 +426,17 @@ class _SnapshotCollector(DataSourceCollector):
     """Kinds without history: a row per update (websockets) or per poll, no coverage."""
 
     kind_options = SnapshotOptions
+
+    @property
+    def columns(self) -> list[str]:
+        """Deprecated: the row columns; use :func:`mdcollect.exchanges.row_columns`."""
+        warnings.warn(
+            f"{type(self).__name__}.columns is deprecated: use "
+            "mdcollect.exchanges.row_columns(kind)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._row_columns()
 
     def __init__(
         self,
