@@ -150,6 +150,25 @@ def test_one_write_rewrites_at_most_one_segment_plus_its_rows(
         assert written / len(frame) <= 2 + math.log2(1000 / sizes.min())
 
 
+def test_dataset_of_metadata_format_1_rewrites_its_tail_once(lmdb: ArcticStorage) -> None:
+    frame = candles(T0, 315)
+    for i in range(3):  # three appended segments, as format 1 left them
+        lmdb.write(KEY, frame.iloc[i * 100 : (i + 1) * 100])
+    lib = _lib(lmdb)
+    old = dict(lib.read_metadata(SYMBOL).metadata)
+    old.update(format=1, tail_segments=3)
+    del old["runs"]
+    lib.write_metadata(SYMBOL, old, prune_previous_versions=True)
+    lmdb.write(KEY, frame.iloc[200:300])  # overlapping rows: the tail's runs become unknown
+    lmdb.write(KEY, frame.iloc[300:310])
+    assert _rows_written(lmdb) == 310  # the whole tail, once
+    assert _segments(lmdb) == 1
+    assert lib.read_metadata(SYMBOL).metadata["runs"] == [[T0 * 10**6, 310]]
+    lmdb.write(KEY, frame.iloc[310:])
+    assert _rows_written(lmdb) == 5  # then plain appends again
+    pd.testing.assert_frame_equal(lmdb.read(KEY), frame, check_freq=False)
+
+
 def test_out_of_order_writes_trigger_compaction(
     lmdb: ArcticStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
