@@ -381,7 +381,7 @@ def report(
     for name, res in results.items():
         backend = name.split(" ", 1)[0]
         lm, base = get(name, "read_all_s"), get(name, "base_s")
-        if backend in ("arctic+lmdb", "arctic+s3", "parquet") and isinstance(res, dict):
+        if backend in ("arctic+lmdb", "parquet") and isinstance(res, dict):
             check(
                 f"{name} read year / {res['base_name']} read", lm and base and lm / base, 1.3, "x"
             )
