@@ -8,6 +8,7 @@ deadlocks with the in-process ``ThreadedMotoServer`` of ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -51,6 +52,13 @@ def _segments(st: ArcticStorage, symbol: str = SYMBOL) -> int:
     return int(_lib(st).compact_data_explain_plan(symbol).num_row_slices_before)
 
 
+def _rows_written(st: ArcticStorage, symbol: str = SYMBOL) -> int:
+    """Rows in the segments the newest version wrote (segments kept from before carry older ids)."""
+    index = _lib(st)._dev_tools.library_tool().read_index(symbol)
+    newest = index["version_id"] == index["version_id"].max()
+    return int((index["end_row"] - index["start_row"])[newest].sum())
+
+
 def _daily(st: ArcticStorage, frame: pd.DataFrame, days: int, per_day: int = 1440) -> None:
     for day in range(days):
         part = frame.iloc[day * per_day : (day + 1) * per_day]
@@ -84,8 +92,9 @@ def test_365_daily_writes_stay_compact_and_coverage_is_fast(
     with ArcticStorage(f"arctic+lmdb://{tmp_path / 'one'}") as one:
         one.write(KEY, frame)
     assert _du(tmp_path / "lmdb") <= 2 * _du(tmp_path / "one")
-    # 1440-row appends: without tail rewrites this would be 365 segments
-    assert _segments(lmdb) <= 6 + arctic_mod._TAIL_SEGMENTS
+    # 1440-row appends: without tail merges this would be 365 segments. Five full ones,
+    # then tail segments each larger than all after it: at most 1 + log2(100,000 / 1440)
+    assert _segments(lmdb) <= 5 + 1 + math.log2(arctic_mod._ROWS_PER_SEGMENT / 1440)
     pd.testing.assert_frame_equal(lmdb.read(KEY), frame, check_freq=False)
     assert lmdb.coverage(KEY) == IntervalSet([Interval(T0, T0 + 365 * DAY)])
     times = []
@@ -94,6 +103,70 @@ def test_365_daily_writes_stay_compact_and_coverage_is_fast(
         lmdb.coverage(KEY)
         times.append(time.perf_counter() - t)
     assert float(np.median(times)) < 1e-3
+
+
+def test_small_appends_rewrite_each_row_a_logarithmic_number_of_times(
+    lmdb: ArcticStorage,
+) -> None:
+    # a live collector flushing 20 rows at a time: 1,000 writes
+    batch, writes = 20, 1000
+    frame = candles(T0, batch * writes)
+    written, most = 0, 0
+    for i in range(writes):
+        lo = T0 + i * batch * MINUTE
+        lmdb.write(
+            KEY, frame.iloc[i * batch : (i + 1) * batch], covered=Interval(lo, lo + batch * MINUTE)
+        )
+        rows = _rows_written(lmdb)
+        written += rows
+        most = max(most, rows)
+    pd.testing.assert_frame_equal(lmdb.read(KEY), frame, check_freq=False)
+    assert lmdb.coverage(KEY) == IntervalSet([Interval(T0, T0 + batch * writes * MINUTE)])
+    # a row is rewritten only when its segment at least doubles: log2(20,000 / 20) ~ 10 times
+    bound = 1 + math.log2(batch * writes / batch)
+    assert written / len(frame) <= bound
+    assert most <= arctic_mod._ROWS_PER_SEGMENT + batch
+    assert _segments(lmdb) <= bound
+
+
+def test_one_write_rewrites_at_most_one_segment_plus_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # small segments (the library is created with them) to cross many segment boundaries
+    monkeypatch.setattr(arctic_mod, "_ROWS_PER_SEGMENT", 1000)
+    with ArcticStorage(f"arctic+lmdb://{tmp_path / 'small'}") as st:
+        sizes = np.random.default_rng(3).integers(1, 400, 150)
+        frame = candles(T0, int(sizes.sum()))
+        pos, written = 0, 0
+        for n in sizes:
+            st.write(KEY, frame.iloc[pos : pos + n])
+            rows = _rows_written(st)
+            assert rows <= 1000 + n
+            written += rows
+            pos += n
+        pd.testing.assert_frame_equal(st.read(KEY), frame, check_freq=False)
+        full = len(frame) // 1000
+        assert _segments(st) <= full + 1 + math.log2(1000)
+        assert written / len(frame) <= 2 + math.log2(1000 / sizes.min())
+
+
+def test_dataset_of_metadata_format_1_rewrites_its_tail_once(lmdb: ArcticStorage) -> None:
+    frame = candles(T0, 315)
+    for i in range(3):  # three appended segments, as format 1 left them
+        lmdb.write(KEY, frame.iloc[i * 100 : (i + 1) * 100])
+    lib = _lib(lmdb)
+    old = dict(lib.read_metadata(SYMBOL).metadata)
+    old.update(format=1, tail_segments=3)
+    del old["runs"]
+    lib.write_metadata(SYMBOL, old, prune_previous_versions=True)
+    lmdb.write(KEY, frame.iloc[200:300])  # overlapping rows: the tail's runs become unknown
+    lmdb.write(KEY, frame.iloc[300:310])
+    assert _rows_written(lmdb) == 310  # the whole tail, once
+    assert _segments(lmdb) == 1
+    assert lib.read_metadata(SYMBOL).metadata["runs"] == [[T0 * 10**6, 310]]
+    lmdb.write(KEY, frame.iloc[310:])
+    assert _rows_written(lmdb) == 5  # then plain appends again
+    pd.testing.assert_frame_equal(lmdb.read(KEY), frame, check_freq=False)
 
 
 def test_out_of_order_writes_trigger_compaction(
@@ -141,8 +214,10 @@ def test_failed_row_write_leaves_coverage_unchanged(
 
     monkeypatch.setattr(lib, method, boom)
     start = T0 + (5 if method == "update" else 10) * MINUTE
+    # an append of fewer rows than the last segment's is a plain append (no tail merge)
+    n = 5 if method == "append" else 10
     with pytest.raises(StorageError, match="disk on fire") as info:
-        lmdb.write(KEY, candles(start, 10), covered=Interval(start, start + 10 * MINUTE))
+        lmdb.write(KEY, candles(start, n), covered=Interval(start, start + n * MINUTE))
     assert isinstance(info.value.__cause__, StorageException)
     monkeypatch.undo()
     assert lmdb.coverage(KEY) == before

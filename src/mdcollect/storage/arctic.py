@@ -25,11 +25,25 @@ Writes
   read all, merge, ``write``.
 
 Every call prunes previous versions, so storage does not grow with the number of
-writes. Appends fragment a symbol into small segments; after
-``_TAIL_SEGMENTS`` of them the unfragmented *tail* (the rows after the last full
-segment) is read back and rewritten with the new rows in one ``update``, so the
-cost of keeping a symbol compact is bounded by the tail size, not the symbol size.
-Out-of-order writes and range deletes that split segments of the body are
+writes. Each append adds a segment; the segments after the last full one (of
+``_ROWS_PER_SEGMENT`` rows) are the *tail*, recorded as runs (first row, rows) in
+the metadata. The tail is kept geometric, like a binary counter: a new segment is
+merged (read back, rewritten by one ``update`` from the first merged row) with the
+segments before it while the one before is not larger than what is being merged,
+so each tail segment holds more rows than all later ones together; once the tail
+and the new rows reach ``_ROWS_PER_SEGMENT``, all of it is rewritten as full
+segments and a remainder. Hence, for appends of ``b`` rows:
+
+* a read sees at most ``1 + log2(_ROWS_PER_SEGMENT / b)`` tail segments beside the
+  full ones (a symbol of 365 daily appends reads as fast as one written at once);
+* one write rewrites at most ``_ROWS_PER_SEGMENT`` stored rows besides its own,
+  however large the symbol;
+* a row is rewritten only when its segment at least doubles: at most
+  ``1 + log2(_ROWS_PER_SEGMENT / b)`` times in all, so a collector appending a few
+  rows at a time does not rewrite the tail every few writes.
+
+Writes inside the tail, and range deletes, leave its runs unknown: the next append
+rewrites the whole tail. Out-of-order writes that split segments of the body are
 counted; past ``_BODY_FRAGMENTS`` the symbol is compacted with ``compact_data``.
 
 Concurrency
@@ -116,11 +130,10 @@ log = logging.getLogger("mdcollect.storage")
 #: The ArcticDB library every dataset lives in.
 LIBRARY: Final = "mdcollect"
 _POINT_PREFIX: Final = "pt."
-_META_FORMAT: Final = 1
+#: 2: the tail's segments as ``runs`` (format 1 had their count only)
+_META_FORMAT: Final = 2
 #: Rows per ArcticDB segment (ArcticDB's default).
 _ROWS_PER_SEGMENT: Final = 100_000
-#: Appends (small segments) tolerated at the end of a symbol before the tail is rewritten.
-_TAIL_SEGMENTS: Final = 16
 #: Segment splits tolerated in the body (out-of-order writes, deletes) before ``compact_data``.
 _BODY_FRAGMENTS: Final = 64
 _LMDB_OPTIONS: Final = frozenset({"map_size"})
@@ -149,15 +162,17 @@ class _Meta:
 
     ``last`` is an upper bound (ns) of the stored index, ``None`` when no rows are
     stored (a symbol holding only coverage). ``tail`` is where the rows not yet
-    rewritten into full segments start (ns); ``tail_segments`` how many segments
-    they span; ``body_fragments`` the segment splits before ``tail``.
+    rewritten into full segments start (ns); ``runs`` the tail's segments as
+    ``[first row (ns), rows]``, oldest first, ``None`` when not known (then the next
+    append rewrites the whole tail); ``body_fragments`` the segment splits before
+    ``tail``.
     """
 
     coverage: IntervalSet = field(default_factory=IntervalSet)
     last: int | None = None
     columns: list[str] = field(default_factory=list)
     tail: int | None = None
-    tail_segments: int = 0
+    runs: list[list[int]] | None = None
     body_fragments: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,7 +182,7 @@ class _Meta:
             "last": self.last,
             "columns": list(self.columns),
             "tail": self.tail,
-            "tail_segments": self.tail_segments,
+            "runs": self.runs,
             "body_fragments": self.body_fragments,
         }
 
@@ -181,7 +196,9 @@ class _Meta:
             last=data.get("last"),
             columns=list(data.get("columns") or ()),
             tail=data.get("tail"),
-            tail_segments=int(data.get("tail_segments") or 0),
+            runs=[[int(t), int(n)] for t, n in runs]
+            if isinstance(runs := data.get("runs"), list)
+            else None,
             body_fragments=int(data.get("body_fragments") or 0),
         )
 
@@ -277,6 +294,19 @@ def _ns(frame: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.int64]]:
     index = frame.index
     assert isinstance(index, pd.DatetimeIndex)
     return index.asi8
+
+
+def _set_tail(meta: _Meta, data: pd.DataFrame, before: list[list[int]]) -> None:
+    """Set ``meta``'s tail for ``data`` written as segments from its first row after the
+    tail runs ``before``: full segments join the body, the remainder is the last run."""
+    ns = _ns(data)
+    full = (len(data) // _ROWS_PER_SEGMENT) * _ROWS_PER_SEGMENT
+    rest = [[int(ns[full]), len(data) - full]] if full < len(data) else []
+    if before:
+        meta.runs = before + rest
+    else:
+        meta.runs = rest
+        meta.tail = rest[0][0] if rest else int(ns[-1]) + 1
 
 
 def _ts(ns: int) -> pd.Timestamp:
@@ -685,32 +715,20 @@ class ArcticStorage(DataCollectionStorage):
         ns = _ns(frame)
         first, last = int(ns[0]), int(ns[-1])
         columns = list(frame.columns)
-        if meta is None or meta.last is None:
-            new = _Meta(coverage, last, columns, tail=first, tail_segments=1)
-            log.debug("%s: write %d rows (new)", symbol, len(frame))
+        if meta is None or meta.last is None or columns != meta.columns:
+            if meta is not None and meta.last is not None:
+                frame = merge(lib.read(symbol).data, frame)
+                log.debug("%s: columns changed, rewrite %d rows", symbol, len(frame))
+            else:
+                log.debug("%s: write %d rows (new)", symbol, len(frame))
+            new = _Meta(coverage, int(_ns(frame)[-1]), list(frame.columns))
+            _set_tail(new, frame, [])
             lib.write(symbol, frame, metadata=new.to_dict(), prune_previous_versions=True)
-            return
-        if columns != meta.columns:
-            merged = merge(lib.read(symbol).data, frame)
-            new = _Meta(
-                coverage,
-                int(_ns(merged)[-1]),
-                list(merged.columns),
-                tail=int(_ns(merged)[0]),
-                tail_segments=1,
-            )
-            log.debug("%s: columns changed, rewrite %d rows", symbol, len(merged))
-            lib.write(symbol, merged, metadata=new.to_dict(), prune_previous_versions=True)
             return
         meta.coverage = coverage
         if first > meta.last:
             meta.last = last
-            if meta.tail_segments < _TAIL_SEGMENTS:
-                meta.tail_segments += 1
-                log.debug("%s: append %d rows", symbol, len(frame))
-                lib.append(symbol, frame, metadata=meta.to_dict(), prune_previous_versions=True)
-            else:
-                self._rewrite_tail(symbol, frame, meta)
+            self._append(symbol, frame, meta)
             return
         # overlapping or out of order: merge the span the frame touches, replace that span
         span = (_ts(first), _ts(last))
@@ -718,13 +736,13 @@ class ArcticStorage(DataCollectionStorage):
         merged = merge(old, frame) if len(old) else frame
         meta.last = max(meta.last, last)
         if meta.tail is not None and first >= meta.tail:
-            meta.tail_segments += 2
+            meta.runs = None  # the update re-slices the tail from ``first``
         else:
             meta.body_fragments += 2
         compact = meta.body_fragments > _BODY_FRAGMENTS
         if compact:
             # after compact_data every segment is (nearly) full: no tail left
-            meta.body_fragments, meta.tail_segments, meta.tail = 0, 0, meta.last + 1
+            meta.body_fragments, meta.runs, meta.tail = 0, [], meta.last + 1
         log.debug("%s: update %d rows over %s..%s", symbol, len(merged), *span)
         lib.update(
             symbol, merged, date_range=span, metadata=meta.to_dict(), prune_previous_versions=True
@@ -734,17 +752,31 @@ class ArcticStorage(DataCollectionStorage):
             log.info("%s: compacting fragmented symbol", symbol)
             lib.compact_data(symbol, prune_previous_versions=True)
 
-    def _rewrite_tail(self, symbol: str, frame: pd.DataFrame, meta: _Meta) -> None:
-        """Append ``frame`` by rewriting the fragmented tail and it as full segments."""
+    def _append(self, symbol: str, frame: pd.DataFrame, meta: _Meta) -> None:
+        """Append ``frame`` (after every stored row), merging tail segments (module doc)."""
         lib = self._lib
-        start = meta.tail if meta.tail is not None else int(_ns(frame)[0])
+        first, rows = int(_ns(frame)[0]), len(frame)
+        runs = meta.runs
+        if runs is None or sum(n for _, n in runs) + rows >= _ROWS_PER_SEGMENT:
+            keep = 0  # rewrite the whole tail (into full segments when it fills one)
+        else:
+            keep, merged = len(runs), rows
+            while keep and runs[keep - 1][1] <= merged:
+                keep -= 1
+                merged += runs[keep][1]
+        if runs is not None and keep == len(runs):
+            runs.append([first, rows])
+            log.debug("%s: append %d rows", symbol, rows)
+            lib.append(symbol, frame, metadata=meta.to_dict(), prune_previous_versions=True)
+            return
+        if runs is not None and runs:
+            start = runs[keep][0]
+        else:
+            start = meta.tail if meta.tail is not None else first
         old = lib.read(symbol, date_range=(_ts(start), None)).data
         data = pd.concat([old, frame]) if len(old) else frame
-        # update() slices from the first row: only the last, partial segment stays "tail"
-        full = (len(data) // _ROWS_PER_SEGMENT) * _ROWS_PER_SEGMENT
-        meta.tail = int(_ns(data)[full]) if full < len(data) else int(_ns(data)[-1]) + 1
-        meta.tail_segments = 1
-        log.debug("%s: rewrite tail of %d rows", symbol, len(data))
+        _set_tail(meta, data, runs[:keep] if runs is not None else [])
+        log.debug("%s: append %d rows, rewriting %d tail rows", symbol, rows, len(old))
         lib.update(
             symbol,
             data,
@@ -810,6 +842,7 @@ class ArcticStorage(DataCollectionStorage):
                 meta.coverage = coverage
                 if meta.last is not None:
                     meta.body_fragments += 2
+                    meta.runs = None  # the range may split tail segments too
                 lib.write_metadata(symbol, meta.to_dict(), prune_previous_versions=True)
             dr = _date_range(start, end)
             if meta.last is not None and dr is not None:
