@@ -350,8 +350,7 @@ async def _run_collector(
 ) -> Run:
     """``TradesCollector(mode="ws", candles=["1s", "1m"])`` in a ``DataCollector`` writing
     to ArcticDB/LMDB in a temp dir; the rate is trades stored."""
-    from mdcollect import open_storage
-    from mdcollect import DataCollector
+    from mdcollect import DataCollector, open_storage
     from mdcollect.collectors import TradesCollector
     from mdcollect.exchanges import ExchangeClient
 
