@@ -39,6 +39,7 @@ from mdcollect.testing.dialects._base import (
     frame_or_none,
     parse_int,
 )
+from mdcollect.testing.dialects._render import cached_rows, page
 
 from ._common import (
     FUTURES_INTERVALS,
@@ -542,8 +543,13 @@ class Binance(Dialect):
             raw = m.raw_candles_backward(
                 self.name, spec.symbol, frame, ctx.now if end is None else end, limit
             )
-        rows = self._kline_rows(raw, contract)
-        return Reply(ctx.mangle_candles(rows, raw, lambda r: self._kline_rows(r, contract)))
+
+        def render(r: RawCandles) -> list[Any]:
+            return cached_rows(
+                ("binance", contract), m.seed, r, lambda x: self._kline_rows(x, contract)
+            )
+
+        return Reply(page(ctx.mangle_candles(render(raw), raw, render)))
 
     def _kline_rows(self, raw: RawCandles, contract: bool) -> list[list[Any]]:
         s = raw.spec
