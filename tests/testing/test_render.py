@@ -199,3 +199,19 @@ def test_candles_do_not_count_trade_ids_since_listing() -> None:
         status, body = get(emu, "/api/v3/klines", {**params, "startTime": str(NOW - 200 * DAY)})
         assert status == 200 and body.count(b"],[") == 999
         assert not [key for key in PREFIX if key[2].symbol == "IDLESS/USDT"]
+
+
+def test_a_clock_set_back_reopens_cached_candles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows cached while closed are not served once the clock is set back before their end."""
+    now = [NOW]
+    params = {"symbol": "BTCUSDT", "interval": "1h", "limit": "100"}
+    params["startTime"] = str(NOW - 50 * HOUR)
+    _render.ROWS.clear()
+    with ExchangeEmulator(seed=13, clock=lambda: now[0], rate_limits=False) as emu:
+        get(emu, "/api/v3/klines", params)
+        now[0] = NOW - 20 * HOUR - 25 * MINUTE
+        status, cached = get(emu, "/api/v3/klines", params)
+        monkeypatch.setattr(_render, "CACHE", False)
+        assert (status, cached) == get(emu, "/api/v3/klines", params)
+    _render.ROWS.clear()
+    assert status == 200 and cached.count(b"],[") + 1 == 29  # 28 closed hours, the open one

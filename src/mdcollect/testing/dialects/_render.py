@@ -84,33 +84,32 @@ def cached_rows(
     spec, frame = raw.spec, raw.frame
     out: list[Any] = [None] * n
     missing: list[int] = []
-    blocks: dict[int, dict[int, orjson.Fragment] | None] = {}
-    for i, t in enumerate(starts):
-        if not closed[i]:
-            missing.append(i)
+    blocks: dict[int, dict[int, orjson.Fragment]] = {}
+    # one cache lookup per UTC day the page spans, then plain dict lookups per row
+    cuts = (np.flatnonzero(np.diff(raw.agg.start // DAY)) + 1).tolist()
+    for lo, hi in zip([0, *cuts], [*cuts, n], strict=True):
+        day = starts[lo] // DAY
+        block = ROWS.get((tag, seed, spec, frame, day))
+        if block is None:
+            missing.extend(range(lo, hi))
             continue
-        day = t // DAY
-        if day not in blocks:
-            blocks[day] = ROWS.get((tag, seed, spec, frame, day))
-        block = blocks[day]
-        row = None if block is None else block.get(t)
-        if row is None:
-            missing.append(i)
-        else:
-            out[i] = row
+        blocks[day] = block
+        for i, row in enumerate(map(block.get, starts[lo:hi]), lo):
+            # a row cached while closed is stale if the clock was set back since
+            if row is None or not closed[i]:
+                missing.append(i)
+            else:
+                out[i] = row
     if not missing:
         return out
     rendered = render(raw.take(np.asarray(missing, dtype=np.int64)))
+    fragments = list(map(orjson.Fragment, _encode_rows(rendered)))
     grown: set[int] = set()
-    for i, encoded in zip(missing, _encode_rows(rendered), strict=True):
-        fragment = orjson.Fragment(encoded)
+    for i, fragment in zip(missing, fragments, strict=True):
         out[i] = fragment
         if closed[i]:
             day = starts[i] // DAY
-            block = blocks.get(day)
-            if block is None:
-                block = blocks[day] = {}
-            block[starts[i]] = fragment
+            blocks.setdefault(day, {})[starts[i]] = fragment
             grown.add(day)
     for day in grown:
         # put again so the LRU weighs the block at its new size
@@ -120,11 +119,12 @@ def cached_rows(
 
 def _encode_rows(rows: Sequence[Any]) -> list[bytes]:
     """Each row's JSON: one encoding of the whole list cut at the row boundaries, which
-    is safe for flat rows of numbers and decimal strings (no ``],[`` inside a row);
+    is safe for flat rows of numbers and decimal strings (no ``],[`` inside a row, and
+    orjson never writes a NUL byte);
     anything else is encoded row by row."""
     if not rows:
         return []
-    pieces = orjson.dumps(rows)[2:-2].split(b"],[")
+    pieces = orjson.dumps(rows)[1:-1].replace(b"],[", b"]\0[").split(b"\0")
     if len(pieces) != len(rows) or not all(isinstance(r, list) for r in rows):
         return [orjson.dumps(r) for r in rows]
-    return [b"[" + p + b"]" for p in pieces]
+    return pieces
