@@ -7,12 +7,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from emulator_helpers import DAY, HOUR, MINUTE, NOW
 
 from mdcollect.testing import ExchangeEmulator, Fault, MarketSpec
 from mdcollect.testing._market.cache import LRU, PREFIX
 from mdcollect.testing.dialects import _render
+from mdcollect.testing.dialects._base import fmt, fmt_col
 
 #: A market listed 30 days before now with a one-hour outage 3 days ago, beside the defaults.
 GAPPY = MarketSpec(
@@ -215,3 +217,19 @@ def test_a_clock_set_back_reopens_cached_candles(monkeypatch: pytest.MonkeyPatch
         assert (status, cached) == get(emu, "/api/v3/klines", params)
     _render.ROWS.clear()
     assert status == 200 and cached.count(b"],[") + 1 == 29  # 28 closed hours, the open one
+
+
+@pytest.mark.parametrize(
+    ("decimals", "out"), [(0, 0), (0, 8), (2, 2), (2, 8), (5, 8), (7, 8), (8, 8), (3, 5)]
+)
+def test_fmt_col_prints_exactly_what_fmt_prints(decimals: int, out: int) -> None:
+    rng = np.random.default_rng(decimals * 10 + out)
+    top = 4 * 10 ** (15 - out) * 10**decimals  # the fast path's bound
+    values = np.concatenate(
+        [
+            rng.integers(0, top, 2000),
+            rng.integers(0, 10 ** (decimals + 3), 2000),
+            [0, 1, 9, 10, 10**decimals - 1, 10**decimals, top - 1],
+        ]
+    ).astype(np.int64)
+    assert fmt_col(values, decimals, out) == [fmt(int(v), decimals, out) for v in values]
