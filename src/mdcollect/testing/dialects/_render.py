@@ -105,12 +105,24 @@ def cached_rows(
     rendered = render(raw.take(np.asarray(missing, dtype=np.int64)))
     fragments = list(map(orjson.Fragment, _encode_rows(rendered)))
     grown: set[int] = set()
-    for i, fragment in zip(missing, fragments, strict=True):
-        out[i] = fragment
-        if closed[i]:
-            day = starts[i] // DAY
-            blocks.setdefault(day, {})[starts[i]] = fragment
-            grown.add(day)
+    if len(missing) == n:
+        # a page seen for the first time: its closed rows (a prefix: all but perhaps
+        # the last) go into their day's block in one update per day
+        out = fragments
+        k = closed.count(True)
+        for lo, hi in zip([0, *cuts], [*cuts, n], strict=True):
+            if lo < k:
+                day = starts[lo] // DAY
+                top = min(hi, k)
+                blocks.setdefault(day, {}).update(zip(starts[lo:top], out[lo:top], strict=True))
+                grown.add(day)
+    else:
+        for i, fragment in zip(missing, fragments, strict=True):
+            out[i] = fragment
+            if closed[i]:
+                day = starts[i] // DAY
+                blocks.setdefault(day, {})[starts[i]] = fragment
+                grown.add(day)
     for day in grown:
         # put again so the LRU weighs the block at its new size
         ROWS.put((tag, seed, spec, frame, day), blocks[day])
@@ -120,11 +132,10 @@ def cached_rows(
 def _encode_rows(rows: Sequence[Any]) -> list[bytes]:
     """Each row's JSON: one encoding of the whole list cut at the row boundaries, which
     is safe for flat rows of numbers and decimal strings (no ``],[`` inside a row, and
-    orjson never writes a NUL byte);
-    anything else is encoded row by row."""
+    orjson never writes a NUL byte); anything else is encoded row by row."""
     if not rows:
         return []
     pieces = orjson.dumps(rows)[1:-1].replace(b"],[", b"]\0[").split(b"\0")
-    if len(pieces) != len(rows) or not all(isinstance(r, list) for r in rows):
+    if len(pieces) != len(rows) or not all(isinstance(r, (list, tuple)) for r in rows):
         return [orjson.dumps(r) for r in rows]
     return pieces

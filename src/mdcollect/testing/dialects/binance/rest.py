@@ -551,7 +551,7 @@ class Binance(Dialect):
 
         return Reply(page(ctx.mangle_candles(render(raw), raw, render)))
 
-    def _kline_rows(self, raw: RawCandles, contract: bool) -> list[list[Any]]:
+    def _kline_rows(self, raw: RawCandles, contract: bool) -> list[tuple[Any, ...]]:
         s = raw.spec
         a = raw.agg
         pd_, ad = s.price_decimals, s.amount_decimals
@@ -568,9 +568,10 @@ class Binance(Dialect):
             a.count.tolist(),
             fmt_col(a.buy_volume, ad, vo),
             fmt_col(a.buy_quote, pd_ + ad, qo),
+            ["0"] * len(a),
             strict=True,
         )
-        return [[*row, "0"] for row in cols]
+        return list(cols)
 
     # -- trades
 
