@@ -7,12 +7,18 @@ from one ``ExchangeEmulator`` with rate limits off, alternating rounds so drift
 affects both alike; the best round of each is reported, with the ratio (target:
 the wrapper costs at most 10% over bare ccxt). The emulator's own ceiling is
 measured with raw aiohttp GETs of the same pages (no ccxt parsing).
+
+Last, the emulator's own cost: CPU ms per full candle page in a child emulator
+process (``ExchangeEmulator.spawn``), first read (cold: trades generated, rows
+rendered) and second read (warm), for every dialect. CPU time, unlike requests/s,
+barely depends on how busy the machine is.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -28,6 +34,70 @@ SYMBOL = "BTC/USDT"
 TIMEFRAME = "1m"
 MINUTE = 60_000
 START = 1_672_531_200_000  # 2023-01-01
+
+
+#: dialect -> (path, params of page i): full pages of 1m candles, one symbol per dialect
+DIALECT_PAGES: dict[str, tuple[str, Any]] = {
+    "binance spot": (
+        "/api/v3/klines",
+        lambda i: {"symbol": "BTCUSDT", "interval": "1m", "limit": "1000",
+                   "startTime": str(START + i * 1000 * MINUTE)},
+    ),
+    "binance usdm": (
+        "/fapi/v1/klines",
+        lambda i: {"symbol": "BTCUSDT", "interval": "1m", "limit": "1500",
+                   "startTime": str(START + i * 1500 * MINUTE)},
+    ),
+    "okx": (
+        "/api/v5/market/history-candles",
+        lambda i: {"instId": "BTC-USDT", "bar": "1m", "limit": "300",
+                   "after": str(START + (i + 1) * 300 * MINUTE)},
+    ),
+    "bybit": (
+        "/v5/market/kline",
+        lambda i: {"category": "spot", "symbol": "BTCUSDT", "interval": "1", "limit": "1000",
+                   "start": str(START + i * 1000 * MINUTE)},
+    ),
+    "kraken": (
+        "/0/public/OHLC",
+        lambda i: {"pair": "XBTUSDT", "interval": "1",
+                   "since": str((START + i * 60 * MINUTE) // 1000)},
+    ),
+}  # fmt: skip
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def emulator_cpu(n_pages: int) -> None:
+    """CPU ms per page of a child emulator process, cold then warm, for every dialect."""
+    # Kraken answers the last 720 candles before now: freeze now a year after START
+    now = START + 365 * 1440 * MINUTE
+    with ExchangeEmulator.spawn(rate_limits=False, now=now) as emu:
+        async with aiohttp.ClientSession() as session:
+            sem = asyncio.Semaphore(4)
+
+            async def one(path: str, params: dict[str, str]) -> int:
+                async with sem, session.get(emu.url + path, params=params) as resp:
+                    body = await resp.read()
+                    resp.raise_for_status()
+                    return len(body)
+
+            print(f"emulator CPU per full 1m page, own process, {n_pages} pages (cold / warm):")
+            for name, (path, params) in DIALECT_PAGES.items():
+                costs = []
+                for _ in ("cold", "warm"):
+                    cpu = _cpu_seconds(emu.pid)
+                    sizes = await asyncio.gather(*(one(path, params(i)) for i in range(n_pages)))
+                    costs.append((_cpu_seconds(emu.pid) - cpu) * 1000 / n_pages)
+                print(
+                    f"  {name:13s} {costs[0]:6.2f} / {costs[1]:5.2f} ms per page "
+                    f"({sizes[0]:,} bytes): ceiling {1000 / costs[0]:5.0f} / "
+                    f"{1000 / max(costs[1], 1e-3):5.0f} pages per CPU-second"
+                )
 
 
 def _pages(n: int, page: int) -> list[tuple[int, int]]:
@@ -123,6 +193,7 @@ async def main(n_pages: int, rounds: int) -> None:
     )
     if rows_wrap != rows_bare:
         print(f"note: row counts differ: wrapper {rows_wrap}, bare {rows_bare}")
+    await emulator_cpu(n_pages * 2)
 
 
 if __name__ == "__main__":

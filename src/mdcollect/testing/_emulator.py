@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import threading
 import time
@@ -19,7 +18,15 @@ from mdcollect.testing._faults import Fault, FaultKind, Faults, Limit, RateLimit
 from mdcollect.testing._lifecycle import Lifecycle
 from mdcollect.testing._market import MarketSpec, SyntheticMarket
 from mdcollect.testing._ws import WsControl
-from mdcollect.testing.dialects import DIALECTS, Ctx, Dialect, DialectError, Reply, Route
+from mdcollect.testing.dialects import (
+    DIALECTS,
+    Ctx,
+    Dialect,
+    DialectError,
+    Reply,
+    Route,
+    encode_body,
+)
 
 if TYPE_CHECKING:
     from mdcollect.exchanges import ExchangeClient
@@ -487,7 +494,7 @@ class ExchangeEmulator(Lifecycle):
     async def _broken(
         self, request: web.Request, reply: Reply, fault: Fault, record: Callable[[int], None]
     ) -> web.StreamResponse:
-        body = _dumps(reply.body).encode()
+        body = encode_body(reply.body)
         half = body[: max(1, len(body) // 2)]
         if fault.kind is FaultKind.MALFORMED:
             record(reply.status)
@@ -525,7 +532,7 @@ class ExchangeEmulator(Lifecycle):
     def _json(reply: Reply) -> web.Response:
         return web.Response(
             status=reply.status,
-            body=_dumps(reply.body).encode(),
+            body=encode_body(reply.body),
             headers=reply.headers,
             content_type="application/json",
         )
@@ -545,10 +552,6 @@ def _now_ms() -> int:
 
 def _retry_after(seconds: float) -> str:
     return str(max(1, int(-(-seconds // 1))))
-
-
-def _dumps(body: Any) -> str:
-    return json.dumps(body, separators=(",", ":"))
 
 
 def _prefixes(d: Dialect) -> set[str]:

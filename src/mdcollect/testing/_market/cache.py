@@ -18,34 +18,48 @@ from .units import I64
 
 
 class LRU:
-    """Thread-safe LRU holding at most ``size`` entries, or ``size`` in total ``weigh(value)``."""
+    """Thread-safe LRU holding at most ``size`` entries, or ``size`` in total ``weigh(value)``.
+
+    A value is weighed when put: a mutable value that grows must be put again.
+    """
 
     def __init__(self, size: int, weigh: Callable[[Any], int] | None = None) -> None:
         self._size = size
         self._weigh = weigh
         self._total = 0
-        self._data: OrderedDict[Any, Any] = OrderedDict()
+        #: key -> (value, its weight when put)
+        self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
-
-    def _weight(self, value: Any) -> int:
-        return 1 if self._weigh is None else self._weigh(value)
 
     def get(self, key: Any) -> Any:
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
+            entry = self._data.get(key)
+            if entry is None:
+                return None
+            self._data.move_to_end(key)
+            return entry[0]
 
     def put(self, key: Any, value: Any) -> None:
+        weight = 1 if self._weigh is None else self._weigh(value)
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
-                self._total -= self._weight(old)
-            self._data[key] = value
-            self._total += self._weight(value)
+                self._total -= old[1]
+            self._data[key] = (value, weight)
+            self._total += weight
             while self._total > self._size and len(self._data) > 1:
-                self._total -= self._weight(self._data.popitem(last=False)[1])
+                self._total -= self._data.popitem(last=False)[1][1]
+
+    def values(self) -> list[Any]:
+        """The entries held, least recently used first."""
+        with self._lock:
+            return [value for value, _ in self._data.values()]
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._data.clear()
+            self._total = 0
 
 
 _DAY_CACHE_SIZE: Final = 96

@@ -83,6 +83,15 @@ def generate_day(key: MarketKey, day: int) -> RawTrades:
     return result
 
 
+def day_trades(key: MarketKey, day: int) -> RawTrades:
+    """The trades of one UTC day for reads that need no ids (candles, prices): the
+    numbered day when cached, else the day as drawn, so no id base is counted."""
+    cached = DAYS.get((key, day))
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    return generate_kept(key, day)
+
+
 def generate_block(key: MarketKey, block: int) -> RawTrades:
     """The trades of minute ``block`` of a fast market (before "now" filtering), with ids."""
     cached = BLOCKS.get((key, block))

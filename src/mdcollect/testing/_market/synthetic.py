@@ -12,7 +12,7 @@ import numpy as np
 from .cache import DAILY, MINUTES
 from .fast import fast_backward, fast_close_before, fast_forward, fast_minutes, fast_trades_in
 from .grid import Frame
-from .ids import block_of_id, day_of_id, generate_day
+from .ids import block_of_id, day_of_id, day_trades, generate_day
 from .model import price_units, seeded_rng
 from .reduce import reduce_rows
 from .results import (
@@ -220,7 +220,7 @@ class SyntheticMarket:
             cached = MINUTES.get((key, day))
             if cached is not None:
                 return cached  # type: ignore[no-any-return]
-        t = generate_day(key, day)
+        t = day_trades(key, day)
         if partial:
             t = t.take(t.ts < now)
         starts = np.searchsorted(t.ts, day * DAY + np.arange(1440, dtype=np.int64) * MINUTE)
@@ -281,7 +281,7 @@ class SyntheticMarket:
         day = (t - 1) // DAY
         while (day + 1) * DAY > spec.listed:
             if alive_intervals(spec, day * DAY, (day + 1) * DAY):
-                tr = generate_day(key, day)
+                tr = day_trades(key, day)
                 i = int(np.searchsorted(tr.ts, min(t, now), side="left"))
                 if i > 0:
                     return int(tr.price[i - 1])

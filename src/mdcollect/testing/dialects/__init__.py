@@ -12,12 +12,22 @@ Adding a dialect: write ``dialects/<venue>/`` the same way and add one line to
 from __future__ import annotations
 
 from mdcollect.testing.dialects._base import Ctx, Dialect, DialectError, Reply, Route, WsSession
+from mdcollect.testing.dialects._render import encode_body
 from mdcollect.testing.dialects.binance import Binance
 from mdcollect.testing.dialects.bybit import Bybit
 from mdcollect.testing.dialects.kraken import Kraken
 from mdcollect.testing.dialects.okx import Okx
 
-__all__ = ["DIALECTS", "Ctx", "Dialect", "DialectError", "Reply", "Route", "WsSession"]
+__all__ = [
+    "DIALECTS",
+    "Ctx",
+    "Dialect",
+    "DialectError",
+    "Reply",
+    "Route",
+    "WsSession",
+    "encode_body",
+]
 
 #: venue name -> dialect class
 DIALECTS: dict[str, type[Dialect]] = {

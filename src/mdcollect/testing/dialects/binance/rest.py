@@ -39,6 +39,7 @@ from mdcollect.testing.dialects._base import (
     frame_or_none,
     parse_int,
 )
+from mdcollect.testing.dialects._render import cached_rows, page
 
 from ._common import (
     FUTURES_INTERVALS,
@@ -542,10 +543,15 @@ class Binance(Dialect):
             raw = m.raw_candles_backward(
                 self.name, spec.symbol, frame, ctx.now if end is None else end, limit
             )
-        rows = self._kline_rows(raw, contract)
-        return Reply(ctx.mangle_candles(rows, raw, lambda r: self._kline_rows(r, contract)))
 
-    def _kline_rows(self, raw: RawCandles, contract: bool) -> list[list[Any]]:
+        def render(r: RawCandles) -> list[Any]:
+            return cached_rows(
+                ("binance", contract), m.seed, r, lambda x: self._kline_rows(x, contract)
+            )
+
+        return Reply(page(ctx.mangle_candles(render(raw), raw, render)))
+
+    def _kline_rows(self, raw: RawCandles, contract: bool) -> list[tuple[Any, ...]]:
         s = raw.spec
         a = raw.agg
         pd_, ad = s.price_decimals, s.amount_decimals
@@ -562,9 +568,10 @@ class Binance(Dialect):
             a.count.tolist(),
             fmt_col(a.buy_volume, ad, vo),
             fmt_col(a.buy_quote, pd_ + ad, qo),
+            ["0"] * len(a),
             strict=True,
         )
-        return [[*row, "0"] for row in cols]
+        return list(cols)
 
     # -- trades
 

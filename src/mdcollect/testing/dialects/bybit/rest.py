@@ -30,6 +30,7 @@ from mdcollect.testing.dialects._base import (
     parse_int,
     plain_candle_rows,
 )
+from mdcollect.testing.dialects._render import cached_rows, page
 
 __all__ = ["Bybit"]
 
@@ -252,8 +253,14 @@ class Bybit(Dialect):
             raw = m.raw_candles_backward(
                 self.name, spec.symbol, frame, ctx.now if end is None else end, limit
             )
-        rows = ctx.mangle_candles(self._rows(raw), raw, self._rows)[::-1]
-        return _ok({"symbol": _market_id(spec), "category": category, "list": rows}, ctx.now)
+
+        def render(r: RawCandles) -> list[Any]:
+            return cached_rows("bybit", m.seed, r, self._rows)
+
+        rows = ctx.mangle_candles(render(raw), raw, render)[::-1]
+        reply = _ok({"symbol": _market_id(spec), "category": category, "list": rows}, ctx.now)
+        reply.body = page(reply.body)
+        return reply
 
     def _rows(self, raw: RawCandles) -> list[list[str]]:
         s = raw.spec

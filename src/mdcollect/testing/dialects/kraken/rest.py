@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mdcollect.testing._faults import Limit
-from mdcollect.testing._market import MINUTE, Frame, MarketSpec, RawTrades
+from mdcollect.testing._market import MINUTE, Frame, MarketSpec, RawCandles, RawTrades
 from mdcollect.testing.dialects._base import Ctx, Dialect, Reply, Route, find_market, fmt, parse_int
+from mdcollect.testing.dialects._render import cached_rows, page
 
 __all__ = ["Kraken"]
 
@@ -208,15 +209,23 @@ class Kraken(Dialect):
         raw = ctx.market.raw_candles(
             self.name, spec.symbol, frame, oldest, now + 1, fill_empty=False
         )
-        a = raw.agg
-        pd_, ad = spec.price_decimals, spec.amount_decimals
-        rows: list[list[Any]] = []
-        committed = [int(t) for t in a.start if int(t) < current]
+        starts = raw.agg.start.tolist()
+        committed = [t for t in starts if t < current]
         last = (committed[-1] if committed else oldest) // 1000
+        if since is not None:
+            keep = [i for i, t in enumerate(starts) if t // 1000 > since or t == current]
+            raw = raw.take(np.asarray(keep, dtype=np.int64))
+        rows = cached_rows("kraken", ctx.market.seed, raw, self._ohlc_rows)
+        reply = _ok({pid: ctx.mangle(rows, lambda: None), "last": last})
+        reply.body = page(reply.body)
+        return reply
+
+    def _ohlc_rows(self, raw: RawCandles) -> list[list[Any]]:
+        a = raw.agg
+        pd_, ad = raw.spec.price_decimals, raw.spec.amount_decimals
+        rows: list[list[Any]] = []
         for i in range(len(a)):
             t = int(a.start[i])
-            if since is not None and t // 1000 <= since and t != current:
-                continue
             vol = int(a.volume[i])
             vwap = (int(a.quote[i]) / vol / 10**pd_) if vol else 0.0
             rows.append(
@@ -231,7 +240,7 @@ class Kraken(Dialect):
                     int(a.count[i]),
                 ]
             )
-        return _ok({pid: ctx.mangle(rows, lambda: None), "last": last})
+        return rows
 
     def trades(self, ctx: Ctx) -> Reply:
         """``GET /0/public/Trades``: oldest first, ``last`` is the ns cursor of the last trade.

@@ -35,6 +35,7 @@ from mdcollect.testing.dialects._base import (
     parse_int,
     plain_candle_rows,
 )
+from mdcollect.testing.dialects._render import cached_rows, page
 
 from ._common import BARS, CT_VAL_EXP, _funding_row, _inst_id
 from .ws import OkxWs
@@ -276,7 +277,13 @@ class Okx(Dialect):
                 oldest = frame.prev(oldest)
             floor = oldest if floor is None else max(floor, oldest)
         raw = m.raw_candles_backward(self.name, spec.symbol, frame, top, limit, start=floor)
-        return _ok(ctx.mangle_candles(self._rows(raw), raw, self._rows)[::-1])
+
+        def render(r: RawCandles) -> list[Any]:
+            return cached_rows("okx", m.seed, r, self._rows)
+
+        reply = _ok(ctx.mangle_candles(render(raw), raw, render)[::-1])
+        reply.body = page(reply.body)
+        return reply
 
     def _rows(self, raw: RawCandles) -> list[list[str]]:
         s = raw.spec
