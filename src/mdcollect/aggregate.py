@@ -326,8 +326,6 @@ class CandleAggregator:
     >>> out = agg.add(ts, price, amount, watermark=int(ts[-1]))
     >>> bins, covered = out[Timeframe.parse("1m")]
     >>> bins.to_frame()  # closed 1m candles in the ohlcv schema
-
-    Added in 0.1.0.
     """
 
     def __init__(

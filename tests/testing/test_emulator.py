@@ -105,3 +105,46 @@ def test_subprocess_mode_serves_until_killed() -> None:
         assert proc.poll() is not None
         with pytest.raises(ccxt.NetworkError):
             ex.fetch_ohlcv("BTC/USDT", "1m", since=NOW - DAY, limit=3)
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie nobody reaped counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_an_emulator_process_dies_with_its_parent_even_on_kill_9() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # a parent that starts an EmulatorProcess, says the child's pid, then waits to be killed
+    script = (
+        "import sys, time\n"
+        "from mdcollect.testing import EmulatorProcess\n"
+        "proc = EmulatorProcess(rate_limits=False).__enter__()\n"
+        "print(proc._proc.pid, proc.url, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child_pid = 0
+    try:
+        assert parent.stdout is not None
+        child_pid = int(parent.stdout.readline().split()[0])
+        assert not _gone(child_pid)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while not _gone(child_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(child_pid), "the emulator outlived the process that started it"
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+        if child_pid and not _gone(child_pid):
+            os.kill(child_pid, signal.SIGKILL)

@@ -43,8 +43,6 @@ def redirect_ws_url(url: str, base_url: str) -> str:
     'wss://proxy.example/_ws/ws.okx.com/ws/v5'
 
     URLs that are not ``ws://``/``wss://`` are returned unchanged.
-
-    Added in 0.1.0.
     """
     m = _WS.match(url)
     if m is None:
@@ -84,8 +82,6 @@ def redirect_urls(exchange: Any, base_url: str) -> None:
         redirect_urls(ex, "http://127.0.0.1:8080")
         ex.urls["api"]["public"]  # 'http://127.0.0.1:8080/api/v3'
         ex.urls["api"]["ws"]["spot"]  # 'ws://127.0.0.1:8080/_ws/stream.binance.com/ws'
-
-    Added in 0.1.0.
     """
     urls = exchange.urls
     if "api_original" not in urls:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -52,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help='add a market, e.g. \'{"symbol": "SOL/USDT", "trades_per_minute": 60000}\' '
         "(repeatable)",
     )
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started this one dies (even by kill -9)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
@@ -71,9 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    parent = os.getppid()
     with emu:
         print(emu.url, flush=True)
         while not stop.is_set():
+            # an orphan is re-parented (to init or a subreaper): its parent is gone
+            if args.exit_with_parent and os.getppid() != parent:
+                break
             time.sleep(0.2)
     return 0
 

@@ -65,8 +65,6 @@ class RequestRecord:
     strings, ``status`` the HTTP status sent (0 when the connection was dropped
     or the client gave up), ``time`` wall-clock ms at arrival, ``fault`` the
     injected fault kind if any, ``weight`` the rate-limit weight charged.
-
-    Added in 0.1.0.
     """
 
     exchange: str
@@ -104,8 +102,6 @@ class ExchangeEmulator(Lifecycle):
     ``clock`` returns "now" in ms (default: wall clock). ``rate_limits`` is True
     (each venue's real limits), False, or a mapping ``{"binance.spot": Limit(100, 60)}``
     overriding some buckets (others keep their defaults).
-
-    Added in 0.1.0.
     """
 
     def __init__(
@@ -307,8 +303,6 @@ class ExchangeEmulator(Lifecycle):
         ``ccxt.async_support`` instance, ``pro=True`` a ``ccxt.pro`` one whose
         ``watch_*`` methods use the emulator's websockets (close either with
         ``await ex.close()``).
-
-        Changed in 0.2.0: ``pro``.
         """
         import ccxt
         import ccxt.async_support as ccxt_async
@@ -338,8 +332,6 @@ class ExchangeEmulator(Lifecycle):
         ...     client = emu.client("binance")
         ...     frame = mdcollect.load_ohlcv("BTC/USDT", "1h", "2024-01-01", "2024-01-02",
         ...                                  exchange=client)
-
-        Added in 0.1.0.
         """
         from mdcollect.exchanges import ExchangeClient
 
@@ -577,8 +569,6 @@ def shared_emulator() -> ExchangeEmulator:
 
     >>> shared_emulator().url
     'http://127.0.0.1:40123'
-
-    Added in 0.1.0.
     """
     global _shared
     with _shared_lock:

@@ -23,10 +23,7 @@ __all__ = ["Fault", "FaultKind", "Faults", "Limit", "RateLimiter"]
 
 
 class FaultKind(enum.StrEnum):
-    """What an injected fault does to a matching request.
-
-    Added in 0.1.0.
-    """
+    """What an injected fault does to a matching request."""
 
     #: HTTP 500/502/503 with a gateway-style HTML body (ccxt: ExchangeNotAvailable).
     HTTP_500 = "500"
@@ -80,8 +77,6 @@ class Fault:
 
         emu.faults.add(Fault("503", route="klines", count=2))
         emu.faults.add(Fault(FaultKind.DROP, exchange="okx", rate=0.1))
-
-    Added in 0.1.0.
     """
 
     kind: FaultKind = attrs.field(converter=_kind)
@@ -114,8 +109,6 @@ class Faults:
         emu.faults.add(Fault("429", route="klines", count=1, retry_after=2))
         ...
         emu.faults.clear()
-
-    Added in 0.1.0.
     """
 
     def __init__(self, seed: int = 0, aliases: dict[str, str] | None = None) -> None:
@@ -167,10 +160,7 @@ class Faults:
 
 @attrs.frozen
 class Limit:
-    """A rolling-window budget: ``capacity`` weight per ``window`` seconds.
-
-    Added in 0.1.0.
-    """
+    """A rolling-window budget: ``capacity`` weight per ``window`` seconds."""
 
     capacity: int
     window: float

@@ -28,8 +28,6 @@ class EmulatorProcess(Lifecycle):
             redirect_urls(ex, proc.url)
             ...
             proc.kill()  # the server dies mid-test
-
-    Added in 0.1.0. Changed in 0.2.0: ``markets``.
     """
 
     def __init__(
@@ -51,6 +49,7 @@ class EmulatorProcess(Lifecycle):
             str(port),
             "--seed",
             str(seed),
+            "--exit-with-parent",
         ]
         if now is not None:
             self.args += ["--now", str(now)]

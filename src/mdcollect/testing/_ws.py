@@ -44,8 +44,6 @@ class WsConnection:
     original host (``/ws/0``), ``opened``/``closed`` wall-clock ms (``closed`` is
     None while open), ``subscriptions`` the streams subscribed now (or at close),
     ``messages`` the data messages sent.
-
-    Added in 0.2.0.
     """
 
     id: int
@@ -63,8 +61,6 @@ class WsSubscription:
     """One subscribe or unsubscribe: ``time`` is the emulator clock (ms) when it took effect.
 
     For a trade stream, the trades pushed start exactly at ``time``.
-
-    Added in 0.2.0.
     """
 
     connection: int
@@ -139,8 +135,6 @@ class WsControl:
         emu.ws.send_malformed(2)               # two truncated frames
         emu.ws.duplicate(0.1)                  # resend ~10 % of data messages
         assert len(emu.ws.connections) == 2    # the client reconnected once
-
-    Added in 0.2.0.
     """
 
     def __init__(self, market: SyntheticMarket, venue_of: Callable[[str], str], seed: int) -> None:

@@ -161,8 +161,6 @@ class Candles:
 
         c = emu.market.candles("binance", "BTC/USDT", "1m", start, end)
         assert exchange.fetch_ohlcv("BTC/USDT", "1m", start, 3) == c.to_list()[:3]
-
-    Added in 0.1.0.
     """
 
     timestamp: I64
@@ -208,10 +206,7 @@ class Candles:
 
 @attrs.frozen(eq=False)
 class Trades:
-    """Ground-truth trades: numpy columns sorted by (timestamp, id); ``amount`` in base currency.
-
-    Added in 0.1.0.
-    """
+    """Ground-truth trades: numpy columns sorted by (timestamp, id); ``amount`` in base currency."""
 
     id: I64
     timestamp: I64

@@ -45,8 +45,6 @@ class MarketSpec:
 
         MarketSpec("SOL/USDT", base_price=100.0, listed=1_600_000_000_000,
                    outages=[(1_650_000_000_000, 1_650_003_600_000)])
-
-    Added in 0.1.0.
     """
 
     symbol: str

@@ -43,8 +43,6 @@ class SyntheticMarket:
         c = market.candles("binance", "BTC/USDT", "1h", 1_690_000_000_000, 1_690_036_000_000)
         t = market.trades("binance", "BTC/USDT", 1_690_000_000_000, 1_690_000_060_000)
         assert c.volume[0] >= t.amount.sum()
-
-    Added in 0.1.0.
     """
 
     def __init__(
