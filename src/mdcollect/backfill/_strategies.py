@@ -12,7 +12,8 @@ import pandas as pd
 
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
-from .._keys import DatasetKey
+from .._keys import CANDLE_KINDS, CandleKind, DatasetKey
+from .._rules import check_choice
 from .._schema import empty_frame, merge_frames
 from .._time import DAY, HOUR, Timeframe, format_ms, index_ms
 from ..aggregate import CandleBins, aggregate_bins
@@ -36,10 +37,17 @@ class _CandleJob(BackfillJob):
     tf: Timeframe
 
     def __init__(
-        self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str | Timeframe,
+        start: int,
+        end: int,
+        *,
+        kind: CandleKind = "ohlcv",
     ) -> None:
         self.tf = Timeframe.parse(timeframe)
-        super().__init__(DatasetKey(exchange, symbol, "ohlcv", str(self.tf)), start, end)
+        super().__init__(DatasetKey(exchange, symbol, kind, str(self.tf)), start, end)
 
     def required(self, now: int) -> Interval | None:
         # candles starting in [start, end); the still-open candle is never required
@@ -59,6 +67,10 @@ class _CandleJob(BackfillJob):
 class OHLCVBackfill(_CandleJob):
     """Candles from the exchange's candle endpoint, a page (``page_limit`` candles) a window.
 
+    ``kind`` picks which price's candles: ``ohlcv`` (last price, the default),
+    or on perpetuals ``mark``, ``index``, ``premium`` (ccxt's ``fetch_mark_ohlcv``
+    and siblings): the same loop, another endpoint, stored under that kind.
+
     Before-listing ranges are covered with one listing-date request instead of
     being scanned. A page proves "no candle" only for the span it demonstrably
     answered for: from its first row on, and from the cursor only when a row at
@@ -69,12 +81,21 @@ class OHLCVBackfill(_CandleJob):
     no answer proves is left uncovered and the window reported failed.
 
     >>> job = OHLCVBackfill("binance", "BTC/USDT", "1m", start_ms, end_ms)
+    >>> job = OHLCVBackfill("binance_futures", "BTC/USDT:USDT", "1m", start_ms, end_ms, kind="mark")
     """
 
     def __init__(
-        self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str | Timeframe,
+        start: int,
+        end: int,
+        *,
+        kind: CandleKind = "ohlcv",
     ) -> None:
-        super().__init__(exchange, symbol, timeframe, start, end)
+        super().__init__(exchange, symbol, timeframe, start, end, kind=kind)
+        self.kind: CandleKind = kind
         # (window end, last candle seen before it): a contiguous next window can
         # prove its start from that candle
         self._carry: tuple[int, int] | None = None
@@ -87,7 +108,13 @@ class OHLCVBackfill(_CandleJob):
     async def prepare(
         self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
     ) -> IntervalSet:
-        await client.check_symbol(self.key.symbol)
+        client.info.check_candle_kind(self.kind)
+        market = await client.check_symbol(self.key.symbol)
+        if self.kind != "ohlcv" and not market.get("contract"):
+            raise InvalidRequest(
+                f"{self.key.symbol!r} on {client.key} is not a perpetual or futures market: "
+                f"it has no {self.kind!r} candles"
+            )
         client.check_timeframe(str(self.tf))
         if missing.start is None:
             return missing
@@ -106,7 +133,7 @@ class OHLCVBackfill(_CandleJob):
         )
         for iv in before:
             # the exchange has nothing before the listing: covered, no rows
-            await asyncio.to_thread(storage.write, self.key, empty_frame("ohlcv"), covered=iv)
+            await asyncio.to_thread(storage.write, self.key, empty_frame(self.kind), covered=iv)
         log.info(
             "%s: listed at %d; %d ms before it covered without fetching",
             self.key,
@@ -126,7 +153,9 @@ class OHLCVBackfill(_CandleJob):
         while cursor < window.end:
             first = tf.ceil(cursor)
             ask = cursor if retry_from is None else retry_from
-            frame = await client.fetch_ohlcv(self.key.symbol, str(tf), ask, window.end)
+            frame = await client.fetch_ohlcv(
+                self.key.symbol, str(tf), ask, window.end, kind=self.kind
+            )
             ts = index_ms(frame)
             inside = ts >= cursor
             if len(ts) and int(ts[0]) <= first:
@@ -139,7 +168,7 @@ class OHLCVBackfill(_CandleJob):
                     continue
                 if len(ts) < page:  # not cut short before the cursor: none up to its end
                     upto = min(window.end, tf.add(tf.ceil(ask), page))
-                    yield Chunk(empty_frame("ohlcv"), Interval(cursor, upto))
+                    yield Chunk(empty_frame(self.kind), Interval(cursor, upto))
                     cursor, retry_from = upto, None
                     continue
             elif retry_from is None:
@@ -297,16 +326,33 @@ def make_job(
     *,
     strategy: Strategy = "auto",
     now: int | None = None,
+    kind: CandleKind = "ohlcv",
 ) -> BackfillJob:
     """The right job for a candle range on the exchange ``info`` describes: the candle
     endpoint where its history is deep, or where (given ``now``) the range lies within
     the recent ``page_limit`` candles a shallow endpoint serves (Kraken's weeks);
     trades resampled otherwise. ``strategy`` overrides the choice.
 
+    ``kind`` ``mark``, ``index`` or ``premium`` pages that price's candle endpoint
+    (:class:`OHLCVBackfill` with that kind); refused with :class:`InvalidRequest`,
+    before any request, where the exchange serves none or with strategy ``trades``.
+
     >>> make_job(exchange_info("kraken"), "BTC/USDT", "1h", start_ms, end_ms)
     TradesBackfill(kraken:ohlcv:1h:BTC/USDT, ...)
+    >>> make_job(exchange_info("bybit_futures"), "BTC/USDT:USDT", "1h", s, e, kind="mark")
+    OHLCVBackfill(bybit_futures:mark:1h:BTC/USDT:USDT, ...)
     """
     check_strategy(strategy)
+    check_choice("kind", kind, CANDLE_KINDS)
+    if kind != "ohlcv":
+        info.check_candle_kind(kind)
+        if strategy == "trades":
+            raise InvalidRequest(
+                f"{kind!r} candles come only from their candle endpoint; "
+                "use strategy 'auto' or 'ohlcv' (not 'trades')"
+            )
+        info.check_timeframe(timeframe)
+        return OHLCVBackfill(info.key, symbol, timeframe, start, end, kind=kind)
     if not info.deep_history:
         oldest = None if now is None else _oldest_served(info, timeframe, now)
         recent = oldest is not None and Timeframe.parse(timeframe).ceil(start) >= oldest

@@ -138,6 +138,10 @@ class ExchangeInfo:
         ws_ticker_params: ccxt params for ``watch_ticker`` (ccxt.pro binance's
             default reads the ``watchTickers`` option and subscribes to the
             miniTicker stream, which has no bid or ask: ask for ``ticker``).
+        price_kinds: the candle kinds besides ``ohlcv`` the exchange serves (``mark``,
+            ``index``, ``premium``), each with the ``price`` param ccxt's
+            ``fetch_ohlcv`` takes for it (what ``fetch_mark_ohlcv``,
+            ``fetch_index_ohlcv`` and ``fetch_premium_index_ohlcv`` pass).
         ohlcv_endpoint, trades_endpoint: where ccxt's ``describe()["api"]``
             defines the candle and trades endpoints (api, method, path); their
             rate-limit cost gives :func:`request_seconds`.
@@ -161,6 +165,7 @@ class ExchangeInfo:
     trades_before: TradesBefore | None = None
     first_candle: Literal["since_zero", "market_created", "none"] = "since_zero"
     ws_ticker_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
+    price_kinds: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_endpoint: tuple[str, ...] = ()
     trades_endpoint: tuple[str, ...] = ()
 
@@ -182,6 +187,24 @@ class ExchangeInfo:
         """
         return check_timeframe(
             timeframe, self.timeframes, by=self.key, unserved=self.timeframes_unserved
+        )
+
+    def check_candle_kind(self, kind: object) -> None:
+        """Nothing if the exchange serves candles of ``kind`` (``ohlcv`` everywhere, or one
+        of :attr:`price_kinds`); otherwise :class:`~mdcollect.InvalidRequest` naming those
+        it serves and the exchange keys that serve ``kind``.
+
+        >>> exchange_info("binance").check_candle_kind("mark")
+        Traceback (most recent call last):
+        InvalidRequest: binance does not serve 'mark' candles (it serves: ohlcv); ...
+        """
+        if kind == "ohlcv" or kind in self.price_kinds:
+            return
+        served = ", ".join(["ohlcv", *self.price_kinds])
+        others = [k for k, facts in _KNOWN.items() if kind in facts.get("price_kinds", {})]
+        where = f"; exchanges that do: {', '.join(others)}" if others else ""
+        raise InvalidRequest(
+            f"{self.key} does not serve {kind!r} candles (it serves: {served}){where}"
         )
 
     def ohlcv_since(self, timeframe: Timeframe, start: int) -> int:
@@ -254,6 +277,8 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "binance_futures": dict(
         _BINANCE,
+        # fapi markPriceKlines, indexPriceKlines (by pair), premiumIndexKlines
+        price_kinds={"mark": "mark", "index": "index", "premium": "premiumIndex"},
         ccxt_id="binanceusdm",
         ohlcv_endpoint=("fapiPublic", "get", "klines"),
         trades_endpoint=("fapiPublic", "get", "aggTrades"),
@@ -265,10 +290,18 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         page_limit=1000,
     ),
     "okx": dict(_OKX, **_market("spot", "spot")),
-    "okx_futures": dict(_OKX, **_market("swap", "swap")),
+    # (history-)mark-price-candles and (history-)index-candles, 100 a page; OKX has
+    # no premium-index candles
+    "okx_futures": dict(
+        _OKX, **_market("swap", "swap"), price_kinds={"mark": "mark", "index": "index"}
+    ),
     "bybit": dict(_BYBIT, **_market("spot", "spot"), trades_page_limit=60),
     "bybit_futures": dict(
-        _BYBIT, **_market("swap", "linear", defaultSubType="linear"), trades_page_limit=1000
+        _BYBIT,
+        **_market("swap", "linear", defaultSubType="linear"),
+        trades_page_limit=1000,
+        # v5 mark-price-kline, index-price-kline, premium-index-price-kline
+        price_kinds={"mark": "mark", "index": "index", "premium": "premiumIndex"},
     ),
     "kraken": dict(
         ccxt_id="kraken",
