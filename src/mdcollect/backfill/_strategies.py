@@ -351,7 +351,7 @@ def make_job(
                 f"{kind!r} candles come only from their candle endpoint; "
                 "use strategy 'auto' or 'ohlcv' (not 'trades')"
             )
-        info.check_timeframe(timeframe)
+        info.check_timeframe(str(timeframe))
         return OHLCVBackfill(info.key, symbol, timeframe, start, end, kind=kind)
     if not info.deep_history:
         oldest = None if now is None else _oldest_served(info, timeframe, now)
