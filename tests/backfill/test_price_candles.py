@@ -166,7 +166,7 @@ def test_unserved_kinds_and_spot_markets_are_refused_before_any_request(
     with pytest.raises(InvalidRequest, match=r"kind 'funding' is not valid; allowed: 'ohlcv', "
                        r"'mark', 'index', 'premium', 'trades'"):  # fmt: skip
         fill(store, client(emu, "binance_futures"), "funding", lo, hi)
-    with pytest.raises(InvalidRequest, match="strategy 'ohlcv' or 'auto'|not 'trades'"):
+    with pytest.raises(InvalidRequest, match=r"use strategy 'auto' or 'ohlcv' \(not 'trades'\)"):
         make_job(exchange_info("bybit_futures"), SYMBOL, "1h", lo, hi, kind="mark",
                  strategy="trades")  # fmt: skip
     with pytest.raises(InvalidRequest, match="a timeframe such as '1m' is required"):
@@ -176,16 +176,19 @@ def test_unserved_kinds_and_spot_markets_are_refused_before_any_request(
     assert store.keys() == []
 
 
-async def test_spot_market_of_a_venue_with_mark_candles_is_refused(
-    emu: ExchangeEmulator,
-) -> None:
-    # bybit (spot key) lists spot markets: ccxt would answer last-price candles for
-    # fetch_mark_ohlcv there; the client refuses instead of storing the wrong series
-    async with client(emu, "bybit_futures") as c:
+async def test_spot_market_is_refused_before_any_request(emu: ExchangeEmulator) -> None:
+    # a client that also loads Bybit's spot markets: ccxt's fetch_mark_ohlcv would
+    # answer last-price candles for a spot symbol; the client refuses instead
+    both = {"fetchMarkets": {"types": ["spot", "linear"]}}
+    async with client(emu, "bybit_futures", options=both) as c:
         await c.load_markets()
         n = len(emu.requests)
-        with pytest.raises(InvalidRequest, match="'ETH/USDT' .*(not listed|not a perpetual)"):
+        with pytest.raises(InvalidRequest, match=r"'ETH/USDT' on bybit_futures is not a perp"):
             await c.fetch_ohlcv("ETH/USDT", "1h", T0, T0 + DAY, kind="mark")
+        assert len(emu.requests) == n
+        job = OHLCVBackfill("bybit_futures", "ETH/USDT", "1h", T0, T0 + DAY, kind="index")
+        with pytest.raises(InvalidRequest, match=r"'ETH/USDT' on bybit_futures is not a perp"):
+            await job.prepare(c, open_storage("memory://"), IntervalSet([Interval(T0, T0 + DAY)]))
         assert len(emu.requests) == n
 
 
