@@ -18,7 +18,7 @@ import pytest
 from mdcollect import DatasetKey, Interval, IntervalSet, InvalidRequest, open_storage
 from mdcollect.backfill import OHLCVBackfill, make_job
 from mdcollect.ensure import backfill_async
-from mdcollect.exchanges import ExchangeClient, RetryPolicy, exchange_info
+from mdcollect.exchanges import ExchangeClient, RetryPolicy, exchange_info, request_seconds
 from mdcollect.testing import ExchangeEmulator, Fault
 
 DAY = 86_400_000
@@ -197,3 +197,38 @@ def test_make_job_builds_the_candle_job_with_the_kind() -> None:
     assert isinstance(job, OHLCVBackfill)
     assert job.key == DatasetKey("bybit_futures", SYMBOL, "premium", "1h")
     assert job.required(T0 + 2 * DAY) == Interval(T0, T0 + DAY)
+
+
+def test_plans_cost_each_kinds_own_endpoint() -> None:
+    # OKX's history-index-candles cost ccxt twice history-mark-price-candles; Bybit's
+    # price klines cost as kline; the estimate follows the endpoint the kind reaches
+    okx = exchange_info("okx_futures")
+    mark = make_job(okx, SYMBOL, "1h", T0, T0 + DAY, kind="mark").request_seconds(okx)
+    index = make_job(okx, SYMBOL, "1h", T0, T0 + DAY, kind="index").request_seconds(okx)
+    assert mark is not None and index == pytest.approx(2 * mark)
+    assert mark == request_seconds(okx, ("public", "get", "market/history-mark-price-candles"), 100)
+    bybit = exchange_info("bybit_futures")
+    job = make_job(bybit, SYMBOL, "1h", T0, T0 + DAY, kind="premium")
+    assert job.request_seconds(bybit) == make_job(
+        bybit, SYMBOL, "1h", T0, T0 + DAY
+    ).request_seconds(bybit)
+
+
+def test_the_open_candle_is_never_stored_or_covered() -> None:
+    now = T0 + 5 * DAY + 90 * MINUTE + 17  # inside the 01:00-02:00 candle
+    with ExchangeEmulator(rate_limits=False, clock=lambda: now) as emu:
+        store = open_storage("memory://")
+        c = client(emu, "bybit_futures", clock=lambda: now)
+        r = backfill([SYMBOL], "1h", T0 + 5 * DAY, T0 + 6 * DAY, c, store, kind="mark",
+                     progress=False, clock=lambda: now)  # fmt: skip
+        assert r.ok
+        key = DatasetKey("bybit_futures", SYMBOL, "mark", "1h")
+        last_closed = T0 + 5 * DAY + 3_600_000
+        assert store.coverage(key) == IntervalSet([Interval(T0 + 5 * DAY, last_closed)])
+        got = store.read(key)
+        assert list(got.index.asi8 // 1_000_000) == [T0 + 5 * DAY]
+        pd.testing.assert_frame_equal(
+            got[["open", "high", "low", "close"]],
+            truth(emu, "bybit_futures", "mark", "1h", T0 + 5 * DAY, T0 + 6 * DAY),
+            check_freq=False,
+        )

@@ -105,6 +105,13 @@ class OHLCVBackfill(_CandleJob):
             return info.page_limit * 28 * DAY  # at most a page of months
         return info.page_limit * self.tf.ms
 
+    def request_seconds(self, info: ExchangeInfo) -> float | None:
+        if self.kind == "ohlcv" or self.kind not in info.price_kinds:
+            return super().request_seconds(info)
+        from ..exchanges import request_seconds
+
+        return request_seconds(info, info.price_kinds[self.kind].endpoint, info.page_limit)
+
     async def prepare(
         self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
     ) -> IntervalSet:

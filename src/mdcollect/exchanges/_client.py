@@ -417,7 +417,7 @@ class ExchangeClient:
             return empty_frame(kind)
         params = dict(self.info.ohlcv_params)
         if kind != "ohlcv":
-            params["price"] = self.info.price_kinds[kind]
+            params["price"] = self.info.price_kinds[kind].param
         if self.info.ohlcv_until:
             params["until"] = min(until, tf.add(start, page)) - 1
         ask = self.info.ohlcv_since(tf, start)  # ccxt must not move it past `start`

@@ -28,6 +28,7 @@ from .._time import DAY, HOUR, Timeframe
 __all__ = [
     "ExchangeInfo",
     "MarketType",
+    "PriceCandles",
     "TradesBefore",
     "TradesCursor",
     "exchange_info",
@@ -78,6 +79,19 @@ _OKX_TRADES_BEFORE = TradesBefore(
     by_id={"method": "publicGetMarketHistoryTrades", "type": "1"},
     retention_ms=90 * DAY,  # "the last 3 months"
 )
+
+
+@frozen
+class PriceCandles:
+    """How an exchange serves the candles of another price (mark, index, premium).
+
+    ``param`` is the ``price`` param ccxt's ``fetch_ohlcv`` takes for it (what
+    ``fetch_mark_ohlcv`` and its siblings pass); ``endpoint`` is where ccxt's
+    ``describe()["api"]`` defines the endpoint it reaches (its rate-limit cost).
+    """
+
+    param: str
+    endpoint: tuple[str, ...]
 
 
 def _kraken_last(trades: Sequence[Mapping[str, Any]]) -> str | None:
@@ -139,9 +153,8 @@ class ExchangeInfo:
             default reads the ``watchTickers`` option and subscribes to the
             miniTicker stream, which has no bid or ask: ask for ``ticker``).
         price_kinds: the candle kinds besides ``ohlcv`` the exchange serves (``mark``,
-            ``index``, ``premium``), each with the ``price`` param ccxt's
-            ``fetch_ohlcv`` takes for it (what ``fetch_mark_ohlcv``,
-            ``fetch_index_ohlcv`` and ``fetch_premium_index_ohlcv`` pass).
+            ``index``, ``premium``), each with how ccxt reaches it
+            (:class:`PriceCandles`).
         ohlcv_endpoint, trades_endpoint: where ccxt's ``describe()["api"]``
             defines the candle and trades endpoints (api, method, path); their
             rate-limit cost gives :func:`request_seconds`.
@@ -165,7 +178,7 @@ class ExchangeInfo:
     trades_before: TradesBefore | None = None
     first_candle: Literal["since_zero", "market_created", "none"] = "since_zero"
     ws_ticker_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
-    price_kinds: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
+    price_kinds: Mapping[str, PriceCandles] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_endpoint: tuple[str, ...] = ()
     trades_endpoint: tuple[str, ...] = ()
 
@@ -277,8 +290,11 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "binance_futures": dict(
         _BINANCE,
-        # fapi markPriceKlines, indexPriceKlines (by pair), premiumIndexKlines
-        price_kinds={"mark": "mark", "index": "index", "premium": "premiumIndex"},
+        price_kinds={
+            "mark": PriceCandles("mark", ("fapiPublic", "get", "markPriceKlines")),
+            "index": PriceCandles("index", ("fapiPublic", "get", "indexPriceKlines")),  # by pair
+            "premium": PriceCandles("premiumIndex", ("fapiPublic", "get", "premiumIndexKlines")),
+        },
         ccxt_id="binanceusdm",
         ohlcv_endpoint=("fapiPublic", "get", "klines"),
         trades_endpoint=("fapiPublic", "get", "aggTrades"),
@@ -290,18 +306,27 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         page_limit=1000,
     ),
     "okx": dict(_OKX, **_market("spot", "spot")),
-    # (history-)mark-price-candles and (history-)index-candles, 100 a page; OKX has
-    # no premium-index candles
     "okx_futures": dict(
-        _OKX, **_market("swap", "swap"), price_kinds={"mark": "mark", "index": "index"}
+        _OKX,
+        **_market("swap", "swap"),
+        # 100 a page, as history-candles here; OKX has no premium-index candles
+        price_kinds={
+            "mark": PriceCandles("mark", ("public", "get", "market/history-mark-price-candles")),
+            "index": PriceCandles("index", ("public", "get", "market/history-index-candles")),
+        },
     ),
     "bybit": dict(_BYBIT, **_market("spot", "spot"), trades_page_limit=60),
     "bybit_futures": dict(
         _BYBIT,
         **_market("swap", "linear", defaultSubType="linear"),
         trades_page_limit=1000,
-        # v5 mark-price-kline, index-price-kline, premium-index-price-kline
-        price_kinds={"mark": "mark", "index": "index", "premium": "premiumIndex"},
+        price_kinds={
+            "mark": PriceCandles("mark", ("public", "get", "v5/market/mark-price-kline")),
+            "index": PriceCandles("index", ("public", "get", "v5/market/index-price-kline")),
+            "premium": PriceCandles(
+                "premiumIndex", ("public", "get", "v5/market/premium-index-price-kline")
+            ),
+        },
     ),
     "kraken": dict(
         ccxt_id="kraken",
