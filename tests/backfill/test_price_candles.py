@@ -139,14 +139,17 @@ def test_faults_leave_the_same_data_as_a_clean_run(
             Fault("timeout", route=route, count=1, delay=3.0),
             Fault("drop", route=route, count=1), Fault("malformed", route=route, count=1),
             Fault("duplicate", route=route, rate=0.3), Fault("overlap", route=route, rate=0.3),
+            Fault("short", route=route, count=2), Fault("empty", route=route, count=2),
         ]:  # fmt: skip
             emu.faults.add(fault)
         emu.clear_requests()
         faulty = open_storage("memory://")
         r = fill(faulty, client(emu, ex, timeout=1000), kind, lo, hi, "5m")
         statuses = collections.Counter(q.status for q in emu.requests)
+        faults = collections.Counter(q.fault for q in emu.requests if q.fault)
         assert r.ok, [s.errors for s in r.symbols]
         assert statuses[500] >= 2 and statuses[503] >= 1, statuses
+        assert faults["short"] >= 1 and faults["empty"] >= 1, faults
         key = DatasetKey(ex, SYMBOL, kind, "5m")  # type: ignore[arg-type]
         pd.testing.assert_frame_equal(faulty.read(key), clean.read(key))
         assert faulty.coverage(key) == clean.coverage(key) == IntervalSet([Interval(lo, hi)])

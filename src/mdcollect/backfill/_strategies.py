@@ -30,6 +30,9 @@ log = logging.getLogger("mdcollect.backfill")
 Strategy = Literal["auto", "ohlcv", "trades"]
 STRATEGIES: Final[tuple[Strategy, ...]] = get_args(Strategy)
 
+#: How often a window re-asks a page that came back empty from a known candle.
+EMPTY_PAGE_REASKS: Final = 3
+
 
 class _CandleJob(BackfillJob):
     """Shared by the strategies that produce candles: alignment and closing."""
@@ -77,8 +80,10 @@ class OHLCVBackfill(_CandleJob):
     or before the cursor's first candle shows the exchange answered from there.
     A page starting later (ccxt moved ``since``, the exchange ignored it, or an
     outage) is asked again from a candle before the cursor; a short page is
-    followed up from its last candle, so the answer shows where it starts. What
-    no answer proves is left uncovered and the window reported failed.
+    followed up from its last candle, so the answer shows where it starts; an empty
+    answer to that follow-up (the candle asked from exists) is asked again, up to
+    :data:`EMPTY_PAGE_REASKS` times. What no answer proves is left uncovered and the
+    window reported failed.
 
     >>> job = OHLCVBackfill("binance", "BTC/USDT", "1m", start_ms, end_ms)
     >>> job = OHLCVBackfill("binance_futures", "BTC/USDT:USDT", "1m", start_ms, end_ms, kind="mark")
@@ -156,6 +161,7 @@ class OHLCVBackfill(_CandleJob):
         seen = carry[1] if carry is not None and carry[0] == window.start else None
         retry_from: int | None = None  # ask from this time before the cursor
         unproven: list[Interval] = []
+        reasked = 0
         cursor = window.start
         while cursor < window.end:
             first = tf.ceil(cursor)
@@ -164,6 +170,12 @@ class OHLCVBackfill(_CandleJob):
                 self.key.symbol, str(tf), ask, window.end, kind=self.kind
             )
             ts = index_ms(frame)
+            if not len(ts) and ask == seen and reasked < EMPTY_PAGE_REASKS:
+                # asked from a closed candle the last page showed: it exists, so an
+                # empty answer is the exchange's hiccup, not the end of its data
+                reasked += 1
+                log.warning("%s: empty page from %s, a known candle; asking again", self.key, seen)
+                continue
             inside = ts >= cursor
             if len(ts) and int(ts[0]) <= first:
                 # a row at or before the cursor's first candle: answered from the cursor
