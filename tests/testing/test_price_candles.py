@@ -10,7 +10,8 @@ import ccxt
 import pytest
 from emulator_helpers import DAY, HOUR, MINUTE, NOW, sync_exchange
 
-from mdcollect.testing import ExchangeEmulator
+from mdcollect.testing import ExchangeEmulator, Limit
+from mdcollect.testing.dialects.okx import Okx
 
 T0 = NOW - NOW % DAY - 30 * DAY
 METHODS = {
@@ -134,3 +135,20 @@ def test_bybit_spot_category_is_refused(emu: ExchangeEmulator) -> None:
     assert len(rows) == 3 and all(len(r) == 5 for r in rows)
     assert int(rows[0][0]) > int(rows[1][0])  # newest first
     assert math.isfinite(float(rows[0][4]))
+
+
+def test_okx_price_candles_have_their_own_rate_limits() -> None:
+    # each endpoint its own bucket, as OKX documents (history 10 / 2 s, recent 20 / 2 s)
+    assert Okx.limits["history-mark-price-candles"] == Limit(10, 2.0)
+    assert Okx.limits["history-index-candles"] == Limit(10, 2.0)
+    assert Okx.limits["mark-price-candles"] == Okx.limits["index-candles"] == Limit(20, 2.0)
+    limits = {"okx.history-mark-price-candles": Limit(2, 2.0)}
+    with ExchangeEmulator(seed=1, clock=lambda: NOW, rate_limits=limits) as emu:
+        okx = sync_exchange(emu, "okx")
+        history = {"type": "HistoryCandles"}
+        okx.fetch_mark_ohlcv("BTC/USDT:USDT", "1h", T0, 100, history)
+        okx.fetch_mark_ohlcv("BTC/USDT:USDT", "1h", T0, 100, history)
+        okx.fetch_index_ohlcv("BTC/USDT:USDT", "1h", T0, 100, history)  # another bucket
+        with pytest.raises(ccxt.RateLimitExceeded):
+            okx.fetch_mark_ohlcv("BTC/USDT:USDT", "1h", T0, 100, history)
+        assert [q.status for q in emu.requests][-4:] == [200, 200, 200, 429]
