@@ -120,13 +120,7 @@ class OHLCVBackfill(_CandleJob):
     async def prepare(
         self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
     ) -> IntervalSet:
-        client.info.check_candle_kind(self.kind)
-        market = await client.check_symbol(self.key.symbol)
-        if self.kind != "ohlcv" and not market.get("contract"):
-            raise InvalidRequest(
-                f"{self.key.symbol!r} on {client.key} is not a perpetual or futures market: "
-                f"it has no {self.kind!r} candles"
-            )
+        await client.check_candle_symbol(self.key.symbol, self.kind)
         client.check_timeframe(str(self.tf))
         if missing.start is None:
             return missing

@@ -362,6 +362,23 @@ class ExchangeClient:
         kind = f" {self.info.market_type}" if self.info.market_type else ""
         return f"symbol {symbol!r} is not listed on {self.key}{kind} ({len(symbols)} markets){hint}"
 
+    async def check_candle_symbol(self, symbol: str, kind: CandleKind = "ohlcv") -> dict[str, Any]:
+        """The ccxt market of ``symbol`` if the exchange serves ``kind`` candles for it:
+        ``ohlcv`` for any listed symbol, ``mark``, ``index`` and ``premium`` for
+        contracts on an exchange that has them (:meth:`ExchangeInfo.check_candle_kind`);
+        :class:`InvalidRequest` otherwise (at most the market list is requested).
+
+        >>> await client.check_candle_symbol("BTC/USDT:USDT", "mark")
+        """
+        self.info.check_candle_kind(kind)
+        market = await self.check_symbol(symbol)
+        if kind != "ohlcv" and not market.get("contract"):
+            raise InvalidRequest(
+                f"{symbol!r} on {self.key} is not a perpetual or futures market: it has no "
+                f"{kind!r} candles (they exist for contracts such as 'BTC/USDT:USDT')"
+            )
+        return market
+
     def check_timeframe(self, timeframe: str) -> str:
         """``timeframe`` if the exchange serves it; :class:`InvalidRequest` listing those it
         does (:meth:`ExchangeInfo.check_timeframe`).
@@ -401,13 +418,7 @@ class ExchangeClient:
         >>> list(frame.columns)
         ['open', 'high', 'low', 'close', 'volume']
         """
-        self.info.check_candle_kind(kind)
-        market = await self.check_symbol(symbol)
-        if kind != "ohlcv" and not market.get("contract"):
-            raise InvalidRequest(
-                f"{symbol!r} on {self.key} is not a perpetual or futures market: it has no "
-                f"{kind!r} candles (they exist for contracts such as 'BTC/USDT:USDT')"
-            )
+        await self.check_candle_symbol(symbol, kind)
         tf_name = self.check_timeframe(timeframe)
         tf = Timeframe.parse(tf_name)
         since, until = _check_range(since, until)
@@ -421,8 +432,9 @@ class ExchangeClient:
         if self.info.ohlcv_until:
             params["until"] = min(until, tf.add(start, page)) - 1
         ask = self.info.ohlcv_since(tf, start)  # ccxt must not move it past `start`
+        price = "" if kind == "ohlcv" else f", kind={kind!r}"
         rows = await self._call(
-            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={ask}, kind={kind!r})",
+            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={ask}{price})",
             lambda: self.exchange.fetch_ohlcv(symbol, tf_name, ask, page, params),
         )
         return ohlcv_frame(rows, tf, since, until, self._clock(), kind)

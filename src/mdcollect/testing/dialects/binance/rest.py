@@ -11,8 +11,9 @@ Request weights follow Binance's documentation (checked 2024/2025):
   ``klines`` by limit ``[1,100)`` 1, ``[100,500)`` 2, ``[500,1000]`` 5, ``>1000`` 10;
   ``aggTrades`` 20, ``trades`` 5, ``historicalTrades`` 20, ``exchangeInfo`` 1,
   ``premiumIndex`` 1 (10 without symbol), ``fundingRate`` 1, ``markPriceKlines``,
-  ``indexPriceKlines`` and ``premiumIndexKlines`` by limit as ``klines``, ``ticker/24hr`` 1 (40 without
-  symbol), ``ticker/bookTicker`` 2 (5 without symbol); 2400 per minute per IP.
+  ``indexPriceKlines`` and ``premiumIndexKlines`` by limit as ``klines``,
+  ``ticker/24hr`` 1 (40 without symbol), ``ticker/bookTicker`` 2 (5 without symbol);
+  2400 per minute per IP.
 
 Used weight is reported in ``X-MBX-USED-WEIGHT-1M``; exceeding it answers 429 with
 ``Retry-After`` and ``{"code":-1003,...}``; requesting again before ``Retry-After``
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from mdcollect.testing._book import book_at
@@ -569,7 +570,13 @@ class Binance(Dialect):
         spec = self._spec(ctx, True, param="pair" if kind == "index" else "symbol")
         return self._klines(ctx, spec, True, lambda raw: self._price_rows(derive(raw, kind)))
 
-    def _klines(self, ctx: Ctx, spec: MarketSpec, contract: bool, render: Any) -> Reply:
+    def _klines(
+        self,
+        ctx: Ctx,
+        spec: MarketSpec,
+        contract: bool,
+        render: Callable[[RawCandles], list[list[Any]]],
+    ) -> Reply:
         interval = ctx.params.get("interval")
         if not interval:
             raise self.fail("missing", "interval")
