@@ -252,3 +252,16 @@ def test_time_constants_and_conversions_live_in_time_module() -> None:
         if len(found) > _NOT_YET.get(rel, 0):
             over[rel] = found
     assert not over, f"use mdcollect._time's constants and conversions instead: {over}"
+
+
+def test_mark_index_premium_keys_are_candles_with_a_timeframe() -> None:
+    for kind in ("mark", "index", "premium"):
+        key = DatasetKey("bybit_futures", "BTC/USDT:USDT", kind, "1h")  # type: ignore[arg-type]
+        assert str(key) == f"bybit_futures:{kind}:1h:BTC/USDT:USDT"
+        assert DatasetKey.parse(str(key)) == key and key.tf == Timeframe.parse("1h")
+        with pytest.raises(InvalidRequest, match=f"a {kind} DatasetKey needs a timeframe"):
+            DatasetKey("bybit_futures", "BTC/USDT:USDT", kind)  # type: ignore[arg-type]
+    with pytest.raises(
+        InvalidRequest, match="only the candle kinds have one: ohlcv, mark, index, premium"
+    ):
+        DatasetKey("binance", "BTC/USDT", "funding", "8h")

@@ -10,11 +10,15 @@ from ._errors import InvalidRequest
 from ._rules import check_exchange_key
 from ._time import Timeframe
 
-__all__ = ["KINDS", "DatasetKey", "Kind"]
+__all__ = ["CANDLE_KINDS", "KINDS", "CandleKind", "DatasetKey", "Kind"]
 
-Kind = Literal["ohlcv", "trades", "ticker", "orderbook", "funding"]
+Kind = Literal["ohlcv", "trades", "ticker", "orderbook", "funding", "mark", "index", "premium"]
 #: Every kind of dataset mdcollect stores.
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
+#: The kinds that are candles (the ``ohlcv`` columns, with a timeframe): last price,
+#: mark price, index price and premium index.
+CandleKind = Literal["ohlcv", "mark", "index", "premium"]
+CANDLE_KINDS: Final[tuple[CandleKind, ...]] = get_args(CandleKind)
 
 
 def _check_symbol(value: object) -> str:
@@ -43,7 +47,8 @@ def _conv_timeframe(value: object) -> str | None:
 class DatasetKey:
     """What a dataset is: ``DatasetKey(exchange, symbol, kind, timeframe=None)``.
 
-    ``timeframe`` is required for ``ohlcv`` and refused for the other kinds. The
+    ``timeframe`` is required for the candle kinds (:data:`CANDLE_KINDS`: ``ohlcv``,
+    ``mark``, ``index``, ``premium``) and refused for the other kinds. The
     string form ``exchange:kind:timeframe:symbol`` is stable and parses back;
     the symbol comes last so it may contain ``:`` (``BTC/USDT:USDT``).
 
@@ -60,12 +65,13 @@ class DatasetKey:
     timeframe: str | None = field(default=None, converter=_conv_timeframe)
 
     def __attrs_post_init__(self) -> None:
-        if self.kind == "ohlcv" and self.timeframe is None:
-            raise InvalidRequest("an ohlcv DatasetKey needs a timeframe such as '1m'")
-        if self.kind != "ohlcv" and self.timeframe is not None:
+        candles = self.kind in CANDLE_KINDS
+        if candles and self.timeframe is None:
+            raise InvalidRequest(f"a {self.kind} DatasetKey needs a timeframe such as '1m'")
+        if not candles and self.timeframe is not None:
             raise InvalidRequest(
                 f"kind {self.kind!r} takes no timeframe (got {self.timeframe!r}); "
-                "only 'ohlcv' has one"
+                f"only the candle kinds have one: {', '.join(CANDLE_KINDS)}"
             )
 
     @property

@@ -12,6 +12,9 @@ trades     id (str) price amount (float64) side ('buy'/'sell')          timestam
 ticker     bid ask last bid_size ask_size (float64) [+ base_volume]     timestamp
 orderbook  bid_px_0..N-1 bid_sz_.. ask_px_.. ask_sz_.. (float64)         timestamp
 funding    rate (float64) [+ mark_price index_price]                    timestamp
+mark       as ohlcv: candles of the mark price                          timestamp
+index      as ohlcv: candles of the index price                         timestamp
+premium    as ohlcv: candles of the premium index (may be negative)     timestamp
 ========== ============================================================ =============
 
 Several trades can share a millisecond, so trades are identified by
@@ -30,7 +33,7 @@ import pandas as pd
 from attrs import frozen
 
 from ._errors import InvalidRequest
-from ._keys import Kind
+from ._keys import CANDLE_KINDS, Kind
 from ._time import (
     MAX_INDEX_MS,
     MIN_INDEX_MS,
@@ -98,6 +101,13 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
     ),
     "orderbook": Schema("orderbook", {}, {}),
     "funding": Schema("funding", {"rate": _F}, {"mark_price": _F, "index_price": _F}),
+    # candles of the mark price, the index price and the premium index: the ohlcv columns
+    **{
+        kind: Schema(
+            kind, {"open": _F, "high": _F, "low": _F, "close": _F, "volume": _F}, {"trades": _I}
+        )
+        for kind in ("mark", "index", "premium")
+    },
 }
 
 _BOOK_RE: Final = re.compile(r"^(bid|ask)_(px|sz)_(\d+)$")
@@ -263,12 +273,19 @@ _NON_NEGATIVE: Final = {
     "trades": ("price", "amount"),
     "ticker": ("bid", "ask", "last", "bid_size", "ask_size", "base_volume"),
     "funding": ("mark_price", "index_price"),
+    "mark": ("open", "high", "low", "close", "volume", "trades"),
+    "index": ("open", "high", "low", "close", "volume", "trades"),
+    "premium": ("volume", "trades"),
 }
 # columns that must have a value in every row (a ticker may lack a bid, a book a level)
 _NOT_NAN: Final = {
     "ohlcv": ("open", "high", "low", "close", "volume"),
     "trades": ("price", "amount"),
     "funding": ("rate",),
+    # mark, index and premium candles have no volume on most exchanges (NaN)
+    "mark": ("open", "high", "low", "close"),
+    "index": ("open", "high", "low", "close"),
+    "premium": ("open", "high", "low", "close"),
 }
 
 
@@ -313,7 +330,7 @@ def check_rows(
                 problems.append((np.isnan(values), _says(f"{c!r} is NaN")))
         if values.dtype.kind in "fi" and c in non_negative:
             problems.append((values < 0, _says(f"{c!r} is negative ({{}})", values)))
-    if kind == "ohlcv":
+    if kind in CANDLE_KINDS:
         high, low = frame["high"].to_numpy(), frame["low"].to_numpy()
         problems.append((high < low, lambda i: f"'high' {high[i]} is below 'low' {low[i]}"))
     bad = [(_first(mask), why) for mask, why in problems if mask.any()]

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from html import escape
-from typing import Any, Final, TypeAlias, TypeVar, overload
+from typing import Any, Final, TypeAlias, TypeVar, cast, overload
 
 import pandas as pd
 from attrs import define, field
@@ -24,7 +24,7 @@ from attrs import define, field
 from ._errors import ExchangeError, InvalidRequest
 from ._human import duration, plural, ranges
 from ._intervals import Interval, IntervalSet
-from ._keys import DatasetKey, Kind
+from ._keys import CANDLE_KINDS, CandleKind, DatasetKey, Kind
 from ._rules import MAX_SYMBOLS as MAX_SYMBOLS  # the input rules; kept importable from here
 from ._rules import check_choice, check_padding, check_symbols, date_range, required_range
 from ._rules import check_date as check_date
@@ -507,9 +507,14 @@ async def _ensure(
     if kind == "trades":
         jobs = [TradesBackfill(key, s, None, lo, hi) for s in syms]
     else:
-        jobs = [make_job(info, s, tf, lo, hi, strategy=strategy, now=now) for s in syms]
+        candle_kind = cast(CandleKind, check_choice("kind", kind, CANDLE_KINDS))
+        jobs = [
+            make_job(info, s, tf, lo, hi, strategy=strategy, now=now, kind=candle_kind)
+            for s in syms
+        ]
     required = jobs[0].required(now)  # every job needs the same range
-    report = EnsureReport(key, str(tf) if kind == "ohlcv" else kind, required, dry_run=dry_run)
+    label = str(tf) if kind == "ohlcv" else f"{kind} {tf}" if kind in CANDLE_KINDS else kind
+    report = EnsureReport(key, label, required, dry_run=dry_run)
     # Coverage first, read once: when nothing is missing, the exchange is asked nothing.
     initial = await asyncio.to_thread(initial_reports, jobs, store, now)
     if dry_run:
@@ -549,16 +554,21 @@ async def backfill_async(
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
 ) -> EnsureReport:
-    """Fill ``[start, end)`` of candles (``kind="ohlcv"``) or raw trades (``kind="trades"``)
-    for ``symbols``; like :func:`ensure_data` without padding, with any ccxt timeframe
+    """Fill ``[start, end)`` of candles (``kind="ohlcv"``), perpetuals' ``mark``,
+    ``index`` or ``premium`` candles, or raw trades (``kind="trades"``) for
+    ``symbols``; like :func:`ensure_data` without padding, with any ccxt timeframe
     and the dates rule of :func:`load_ohlcv`. Other kinds are refused
-    (:class:`InvalidRequest`): they are collected live, not backfilled."""
+    (:class:`InvalidRequest`): they are collected live, not backfilled.
+
+    >>> await backfill_async(["BTC/USDT:USDT"], "1h", "2024-01-01", "2024-02-01",
+    ...                      exchange="binance_futures", kind="mark")
+    """
     key = _exchange_key(exchange)
     syms = check_symbols(symbols)
-    check_choice("kind", kind, ("ohlcv", "trades"))
-    if kind == "ohlcv":
+    check_choice("kind", kind, (*CANDLE_KINDS, "trades"))
+    if kind in CANDLE_KINDS:
         if timeframe is None:
-            raise InvalidRequest("a timeframe such as '1m' is required to backfill candles")
+            raise InvalidRequest(f"a timeframe such as '1m' is required to backfill {kind} candles")
         tf = check_timeframe(timeframe, key)
     else:
         tf = Timeframe.parse("1m")

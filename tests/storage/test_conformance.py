@@ -559,3 +559,29 @@ def test_coverage_is_visible_to_another_process(storage_url: str) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1]) == [[[T0, T0 + 10 * MINUTE]], 10]
+
+
+def test_mark_index_and_premium_candles_are_datasets_of_their_own(
+    store: DataCollectionStorage,
+) -> None:
+    # the same timestamps as the last-price candles, kept apart by kind; a premium
+    # can be negative and mark/index candles may have no volume (NaN)
+    last = candles(T0, 30)
+    mark = last * 1.0002
+    mark["volume"] = np.nan
+    premium = last[["open", "high", "low", "close"]] * 0.0 - 0.00012345
+    premium["volume"] = 0.0
+    frames = {"ohlcv": last, "mark": mark, "premium": premium}
+    covered = Interval(T0, T0 + 30 * MINUTE)
+    for kind, frame in frames.items():
+        key = DatasetKey("bybit_futures", "BTC/USDT:USDT", kind, "1m")  # type: ignore[arg-type]
+        store.write(key, frame, covered=covered)
+    for kind, frame in frames.items():
+        key = DatasetKey("bybit_futures", "BTC/USDT:USDT", kind, "1m")  # type: ignore[arg-type]
+        got = store.read(key)
+        cols = ["open", "high", "low", "close", "volume"]
+        pd.testing.assert_frame_equal(got[cols], frame[cols], check_freq=False)
+        assert store.coverage(key) == IntervalSet([covered])
+    assert [k.kind for k in store.keys(kind="premium")] == ["premium"]
+    with pytest.raises(InvalidRequest, match="'open' is negative"):
+        store.write(DatasetKey("bybit_futures", "BTC/USDT:USDT", "index", "1m"), premium)

@@ -7,7 +7,8 @@ confirmed, report progress, stop cleanly when cancelled, resume from coverage.
 * :class:`OHLCVBackfill` pages the exchange's candle endpoint.
 * :class:`TradesBackfill` pages trades, storing them or resampling them into
   candles (for exchanges with shallow candle history, such as Kraken).
-* :func:`make_job` picks one.
+* :func:`make_job` picks one; ``make_job(..., kind="mark")`` (or ``"index"``,
+  ``"premium"``: :data:`CANDLE_KINDS`) pages that price's candle endpoint.
 
 >>> from mdcollect.backfill import backfill
 >>> reports = await backfill(client, storage, ["BTC/USDT"], "1m", start_ms, end_ms)
@@ -15,6 +16,7 @@ confirmed, report progress, stop cleanly when cancelled, resume from coverage.
 
 from __future__ import annotations
 
+from .._keys import CANDLE_KINDS, CandleKind
 from ._engine import (
     BackfillJob,
     Chunk,
@@ -36,8 +38,10 @@ from ._strategies import (
 )
 
 __all__ = [
+    "CANDLE_KINDS",
     "STRATEGIES",
     "BackfillJob",
+    "CandleKind",
     "Chunk",
     "JobReport",
     "OHLCVBackfill",

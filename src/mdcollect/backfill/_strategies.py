@@ -12,7 +12,8 @@ import pandas as pd
 
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
-from .._keys import DatasetKey
+from .._keys import CANDLE_KINDS, CandleKind, DatasetKey
+from .._rules import check_choice
 from .._schema import empty_frame, merge_frames
 from .._time import DAY, HOUR, Timeframe, format_ms, index_ms
 from ..aggregate import CandleBins, aggregate_bins
@@ -29,6 +30,9 @@ log = logging.getLogger("mdcollect.backfill")
 Strategy = Literal["auto", "ohlcv", "trades"]
 STRATEGIES: Final[tuple[Strategy, ...]] = get_args(Strategy)
 
+#: How often a window re-asks a page that came back empty from a known candle.
+EMPTY_PAGE_REASKS: Final = 3
+
 
 class _CandleJob(BackfillJob):
     """Shared by the strategies that produce candles: alignment and closing."""
@@ -36,10 +40,17 @@ class _CandleJob(BackfillJob):
     tf: Timeframe
 
     def __init__(
-        self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str | Timeframe,
+        start: int,
+        end: int,
+        *,
+        kind: CandleKind = "ohlcv",
     ) -> None:
         self.tf = Timeframe.parse(timeframe)
-        super().__init__(DatasetKey(exchange, symbol, "ohlcv", str(self.tf)), start, end)
+        super().__init__(DatasetKey(exchange, symbol, kind, str(self.tf)), start, end)
 
     def required(self, now: int) -> Interval | None:
         # candles starting in [start, end); the still-open candle is never required
@@ -59,22 +70,37 @@ class _CandleJob(BackfillJob):
 class OHLCVBackfill(_CandleJob):
     """Candles from the exchange's candle endpoint, a page (``page_limit`` candles) a window.
 
+    ``kind`` picks which price's candles: ``ohlcv`` (last price, the default),
+    or on perpetuals ``mark``, ``index``, ``premium`` (ccxt's ``fetch_mark_ohlcv``
+    and siblings): the same loop, another endpoint, stored under that kind.
+
     Before-listing ranges are covered with one listing-date request instead of
     being scanned. A page proves "no candle" only for the span it demonstrably
     answered for: from its first row on, and from the cursor only when a row at
     or before the cursor's first candle shows the exchange answered from there.
     A page starting later (ccxt moved ``since``, the exchange ignored it, or an
     outage) is asked again from a candle before the cursor; a short page is
-    followed up from its last candle, so the answer shows where it starts. What
-    no answer proves is left uncovered and the window reported failed.
+    followed up from its last candle, so the answer shows where it starts; an empty
+    answer to that follow-up (the candle asked from exists) is asked again, up to
+    :data:`EMPTY_PAGE_REASKS` times. What no answer proves is left uncovered and the
+    window reported failed.
 
     >>> job = OHLCVBackfill("binance", "BTC/USDT", "1m", start_ms, end_ms)
+    >>> job = OHLCVBackfill("binance_futures", "BTC/USDT:USDT", "1m", start_ms, end_ms, kind="mark")
     """
 
     def __init__(
-        self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str | Timeframe,
+        start: int,
+        end: int,
+        *,
+        kind: CandleKind = "ohlcv",
     ) -> None:
-        super().__init__(exchange, symbol, timeframe, start, end)
+        super().__init__(exchange, symbol, timeframe, start, end, kind=kind)
+        self.kind: CandleKind = kind
         # (window end, last candle seen before it): a contiguous next window can
         # prove its start from that candle
         self._carry: tuple[int, int] | None = None
@@ -84,10 +110,17 @@ class OHLCVBackfill(_CandleJob):
             return info.page_limit * 28 * DAY  # at most a page of months
         return info.page_limit * self.tf.ms
 
+    def request_seconds(self, info: ExchangeInfo) -> float | None:
+        if self.kind == "ohlcv" or self.kind not in info.price_kinds:
+            return super().request_seconds(info)
+        from ..exchanges import request_seconds
+
+        return request_seconds(info, info.price_kinds[self.kind].endpoint, info.page_limit)
+
     async def prepare(
         self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
     ) -> IntervalSet:
-        await client.check_symbol(self.key.symbol)
+        await client.check_candle_symbol(self.key.symbol, self.kind)
         client.check_timeframe(str(self.tf))
         if missing.start is None:
             return missing
@@ -106,7 +139,7 @@ class OHLCVBackfill(_CandleJob):
         )
         for iv in before:
             # the exchange has nothing before the listing: covered, no rows
-            await asyncio.to_thread(storage.write, self.key, empty_frame("ohlcv"), covered=iv)
+            await asyncio.to_thread(storage.write, self.key, empty_frame(self.kind), covered=iv)
         log.info(
             "%s: listed at %d; %d ms before it covered without fetching",
             self.key,
@@ -122,12 +155,21 @@ class OHLCVBackfill(_CandleJob):
         seen = carry[1] if carry is not None and carry[0] == window.start else None
         retry_from: int | None = None  # ask from this time before the cursor
         unproven: list[Interval] = []
+        reasked = 0
         cursor = window.start
         while cursor < window.end:
             first = tf.ceil(cursor)
             ask = cursor if retry_from is None else retry_from
-            frame = await client.fetch_ohlcv(self.key.symbol, str(tf), ask, window.end)
+            frame = await client.fetch_ohlcv(
+                self.key.symbol, str(tf), ask, window.end, kind=self.kind
+            )
             ts = index_ms(frame)
+            if not len(ts) and ask == seen and reasked < EMPTY_PAGE_REASKS:
+                # asked from a closed candle the last page showed: it exists, so an
+                # empty answer is the exchange's hiccup, not the end of its data
+                reasked += 1
+                log.warning("%s: empty page from %s, a known candle; asking again", self.key, seen)
+                continue
             inside = ts >= cursor
             if len(ts) and int(ts[0]) <= first:
                 # a row at or before the cursor's first candle: answered from the cursor
@@ -139,7 +181,7 @@ class OHLCVBackfill(_CandleJob):
                     continue
                 if len(ts) < page:  # not cut short before the cursor: none up to its end
                     upto = min(window.end, tf.add(tf.ceil(ask), page))
-                    yield Chunk(empty_frame("ohlcv"), Interval(cursor, upto))
+                    yield Chunk(empty_frame(self.kind), Interval(cursor, upto))
                     cursor, retry_from = upto, None
                     continue
             elif retry_from is None:
@@ -297,16 +339,33 @@ def make_job(
     *,
     strategy: Strategy = "auto",
     now: int | None = None,
+    kind: CandleKind = "ohlcv",
 ) -> BackfillJob:
     """The right job for a candle range on the exchange ``info`` describes: the candle
     endpoint where its history is deep, or where (given ``now``) the range lies within
     the recent ``page_limit`` candles a shallow endpoint serves (Kraken's weeks);
     trades resampled otherwise. ``strategy`` overrides the choice.
 
+    ``kind`` ``mark``, ``index`` or ``premium`` pages that price's candle endpoint
+    (:class:`OHLCVBackfill` with that kind); refused with :class:`InvalidRequest`,
+    before any request, where the exchange serves none or with strategy ``trades``.
+
     >>> make_job(exchange_info("kraken"), "BTC/USDT", "1h", start_ms, end_ms)
     TradesBackfill(kraken:ohlcv:1h:BTC/USDT, ...)
+    >>> make_job(exchange_info("bybit_futures"), "BTC/USDT:USDT", "1h", s, e, kind="mark")
+    OHLCVBackfill(bybit_futures:mark:1h:BTC/USDT:USDT, ...)
     """
     check_strategy(strategy)
+    check_choice("kind", kind, CANDLE_KINDS)
+    if kind != "ohlcv":
+        info.check_candle_kind(kind)
+        if strategy == "trades":
+            raise InvalidRequest(
+                f"{kind!r} candles come only from their candle endpoint; "
+                "use strategy 'auto' or 'ohlcv' (not 'trades')"
+            )
+        info.check_timeframe(str(timeframe))
+        return OHLCVBackfill(info.key, symbol, timeframe, start, end, kind=kind)
     if not info.deep_history:
         oldest = None if now is None else _oldest_served(info, timeframe, now)
         recent = oldest is not None and Timeframe.parse(timeframe).ceil(start) >= oldest

@@ -21,7 +21,13 @@ Retries and failures are logged on the ``mdcollect.exchanges`` logger.
 from . import parsing
 from ._client import ExchangeClient, TradesPage
 from ._http import SessionStats, request_tally
-from ._registry import ExchangeInfo, exchange_info, exchange_keys, request_seconds
+from ._registry import (
+    ExchangeInfo,
+    PriceCandles,
+    exchange_info,
+    exchange_keys,
+    request_seconds,
+)
 from ._retry import RetryPolicy
 from ._urls import redirect_urls
 from .parsing import (
@@ -41,6 +47,7 @@ from .parsing import (
 __all__ = [
     "ExchangeClient",
     "ExchangeInfo",
+    "PriceCandles",
     "RetryPolicy",
     "SessionStats",
     "TradesPage",

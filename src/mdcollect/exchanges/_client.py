@@ -21,6 +21,7 @@ import pandas as pd
 from attrs import frozen
 
 from .._errors import ExchangeError, InvalidRequest
+from .._keys import CandleKind
 from .._rules import check_number
 from .._schema import empty_frame
 from .._time import DAY, Timeframe, check_ms, format_ms, ms_to_timestamp, now_ms
@@ -361,6 +362,23 @@ class ExchangeClient:
         kind = f" {self.info.market_type}" if self.info.market_type else ""
         return f"symbol {symbol!r} is not listed on {self.key}{kind} ({len(symbols)} markets){hint}"
 
+    async def check_candle_symbol(self, symbol: str, kind: CandleKind = "ohlcv") -> dict[str, Any]:
+        """The ccxt market of ``symbol`` if the exchange serves ``kind`` candles for it:
+        ``ohlcv`` for any listed symbol, ``mark``, ``index`` and ``premium`` for
+        contracts on an exchange that has them (:meth:`ExchangeInfo.check_candle_kind`);
+        :class:`InvalidRequest` otherwise (at most the market list is requested).
+
+        >>> await client.check_candle_symbol("BTC/USDT:USDT", "mark")
+        """
+        self.info.check_candle_kind(kind)
+        market = await self.check_symbol(symbol)
+        if kind != "ohlcv" and not market.get("contract"):
+            raise InvalidRequest(
+                f"{symbol!r} on {self.key} is not a perpetual or futures market: it has no "
+                f"{kind!r} candles (they exist for contracts such as 'BTC/USDT:USDT')"
+            )
+        return market
+
     def check_timeframe(self, timeframe: str) -> str:
         """``timeframe`` if the exchange serves it; :class:`InvalidRequest` listing those it
         does (:meth:`ExchangeInfo.check_timeframe`).
@@ -380,6 +398,7 @@ class ExchangeClient:
         until: int,
         *,
         limit: int | None = None,
+        kind: CandleKind = "ohlcv",
     ) -> pd.DataFrame:
         """One page of closed candles from ``since``: rows with ``since <= ts < until``.
 
@@ -387,7 +406,11 @@ class ExchangeClient:
         asked for, starting at the first candle boundary ``>= since``; the page
         may hold fewer (gaps, the listing, ``until``). The still-open candle
         (``ts + timeframe > now``) is dropped. Rows are deduplicated and sorted,
-        in the ``ohlcv`` schema. Exchanges without deep history
+        in the ``ohlcv`` schema. ``kind`` picks the price: ``ohlcv`` the last
+        price, ``mark``, ``index`` or ``premium`` the candles ccxt's
+        ``fetch_mark_ohlcv``, ``fetch_index_ohlcv`` or ``fetch_premium_index_ohlcv``
+        return (refused with :class:`InvalidRequest`, before any request, where the
+        exchange or the market has none). Exchanges without deep history
         (``info.deep_history`` false, e.g. Kraken) answer their most recent
         candles whatever ``since`` is.
 
@@ -395,23 +418,26 @@ class ExchangeClient:
         >>> list(frame.columns)
         ['open', 'high', 'low', 'close', 'volume']
         """
-        await self.check_symbol(symbol)
+        await self.check_candle_symbol(symbol, kind)
         tf_name = self.check_timeframe(timeframe)
         tf = Timeframe.parse(tf_name)
         since, until = _check_range(since, until)
         page = self._page_limit(limit, self.info.page_limit)
         start = tf.ceil(since)
         if start >= until:
-            return empty_frame("ohlcv")
+            return empty_frame(kind)
         params = dict(self.info.ohlcv_params)
+        if kind != "ohlcv":
+            params["price"] = self.info.price_kinds[kind].param
         if self.info.ohlcv_until:
             params["until"] = min(until, tf.add(start, page)) - 1
         ask = self.info.ohlcv_since(tf, start)  # ccxt must not move it past `start`
+        price = "" if kind == "ohlcv" else f", kind={kind!r}"
         rows = await self._call(
-            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={ask})",
+            f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={ask}{price})",
             lambda: self.exchange.fetch_ohlcv(symbol, tf_name, ask, page, params),
         )
-        return ohlcv_frame(rows, tf, since, until, self._clock())
+        return ohlcv_frame(rows, tf, since, until, self._clock(), kind)
 
     async def first_candle_time(self, symbol: str, timeframe: str = "1d") -> int | None:
         """When ``symbol``'s first ``timeframe`` candle starts (ms), with at most one request.

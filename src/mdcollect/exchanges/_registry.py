@@ -28,6 +28,7 @@ from .._time import DAY, HOUR, Timeframe
 __all__ = [
     "ExchangeInfo",
     "MarketType",
+    "PriceCandles",
     "TradesBefore",
     "TradesCursor",
     "exchange_info",
@@ -78,6 +79,19 @@ _OKX_TRADES_BEFORE = TradesBefore(
     by_id={"method": "publicGetMarketHistoryTrades", "type": "1"},
     retention_ms=90 * DAY,  # "the last 3 months"
 )
+
+
+@frozen
+class PriceCandles:
+    """How an exchange serves the candles of another price (mark, index, premium).
+
+    ``param`` is the ``price`` param ccxt's ``fetch_ohlcv`` takes for it (what
+    ``fetch_mark_ohlcv`` and its siblings pass); ``endpoint`` is where ccxt's
+    ``describe()["api"]`` defines the endpoint it reaches (its rate-limit cost).
+    """
+
+    param: str
+    endpoint: tuple[str, ...]
 
 
 def _kraken_last(trades: Sequence[Mapping[str, Any]]) -> str | None:
@@ -138,6 +152,9 @@ class ExchangeInfo:
         ws_ticker_params: ccxt params for ``watch_ticker`` (ccxt.pro binance's
             default reads the ``watchTickers`` option and subscribes to the
             miniTicker stream, which has no bid or ask: ask for ``ticker``).
+        price_kinds: the candle kinds besides ``ohlcv`` the exchange serves (``mark``,
+            ``index``, ``premium``), each with how ccxt reaches it
+            (:class:`PriceCandles`).
         ohlcv_endpoint, trades_endpoint: where ccxt's ``describe()["api"]``
             defines the candle and trades endpoints (api, method, path); their
             rate-limit cost gives :func:`request_seconds`.
@@ -161,6 +178,7 @@ class ExchangeInfo:
     trades_before: TradesBefore | None = None
     first_candle: Literal["since_zero", "market_created", "none"] = "since_zero"
     ws_ticker_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
+    price_kinds: Mapping[str, PriceCandles] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_endpoint: tuple[str, ...] = ()
     trades_endpoint: tuple[str, ...] = ()
 
@@ -182,6 +200,24 @@ class ExchangeInfo:
         """
         return check_timeframe(
             timeframe, self.timeframes, by=self.key, unserved=self.timeframes_unserved
+        )
+
+    def check_candle_kind(self, kind: object) -> None:
+        """Nothing if the exchange serves candles of ``kind`` (``ohlcv`` everywhere, or one
+        of :attr:`price_kinds`); otherwise :class:`~mdcollect.InvalidRequest` naming those
+        it serves and the exchange keys that serve ``kind``.
+
+        >>> exchange_info("binance").check_candle_kind("mark")
+        Traceback (most recent call last):
+        InvalidRequest: binance does not serve 'mark' candles (it serves: ohlcv); ...
+        """
+        if kind == "ohlcv" or kind in self.price_kinds:
+            return
+        served = ", ".join(["ohlcv", *self.price_kinds])
+        others = [k for k, facts in _KNOWN.items() if kind in facts.get("price_kinds", {})]
+        where = f"; exchanges that do: {', '.join(others)}" if others else ""
+        raise InvalidRequest(
+            f"{self.key} does not serve {kind!r} candles (it serves: {served}){where}"
         )
 
     def ohlcv_since(self, timeframe: Timeframe, start: int) -> int:
@@ -254,6 +290,11 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
     ),
     "binance_futures": dict(
         _BINANCE,
+        price_kinds={
+            "mark": PriceCandles("mark", ("fapiPublic", "get", "markPriceKlines")),
+            "index": PriceCandles("index", ("fapiPublic", "get", "indexPriceKlines")),  # by pair
+            "premium": PriceCandles("premiumIndex", ("fapiPublic", "get", "premiumIndexKlines")),
+        },
         ccxt_id="binanceusdm",
         ohlcv_endpoint=("fapiPublic", "get", "klines"),
         trades_endpoint=("fapiPublic", "get", "aggTrades"),
@@ -265,10 +306,27 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         page_limit=1000,
     ),
     "okx": dict(_OKX, **_market("spot", "spot")),
-    "okx_futures": dict(_OKX, **_market("swap", "swap")),
+    "okx_futures": dict(
+        _OKX,
+        **_market("swap", "swap"),
+        # 100 a page, as history-candles here; OKX has no premium-index candles
+        price_kinds={
+            "mark": PriceCandles("mark", ("public", "get", "market/history-mark-price-candles")),
+            "index": PriceCandles("index", ("public", "get", "market/history-index-candles")),
+        },
+    ),
     "bybit": dict(_BYBIT, **_market("spot", "spot"), trades_page_limit=60),
     "bybit_futures": dict(
-        _BYBIT, **_market("swap", "linear", defaultSubType="linear"), trades_page_limit=1000
+        _BYBIT,
+        **_market("swap", "linear", defaultSubType="linear"),
+        trades_page_limit=1000,
+        price_kinds={
+            "mark": PriceCandles("mark", ("public", "get", "v5/market/mark-price-kline")),
+            "index": PriceCandles("index", ("public", "get", "v5/market/index-price-kline")),
+            "premium": PriceCandles(
+                "premiumIndex", ("public", "get", "v5/market/premium-index-price-kline")
+            ),
+        },
     ),
     "kraken": dict(
         ccxt_id="kraken",

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._keys import Kind
+from .._keys import CANDLE_KINDS, CandleKind, Kind
 from .._schema import SCHEMAS, _book_columns, empty_frame, normalize_frame
 from .._time import Timeframe
 
@@ -62,7 +62,7 @@ def row_columns(kind: Kind, depth: int = 0) -> list[str]:
     if kind == "orderbook":
         return _book_columns(depth)
     schema = SCHEMAS[kind]
-    if kind == "ohlcv":
+    if kind in CANDLE_KINDS:
         return list(schema.required)
     return schema.columns()
 
@@ -269,10 +269,16 @@ def ohlcv_row(candle: Sequence[Any]) -> tuple[Any, ...]:
 
 
 def ohlcv_frame(
-    candles: Sequence[Sequence[Any]], tf: Timeframe, since: int, until: int, now: int
+    candles: Sequence[Sequence[Any]],
+    tf: Timeframe,
+    since: int,
+    until: int,
+    now: int,
+    kind: CandleKind = "ohlcv",
 ) -> pd.DataFrame:
-    """ccxt candles as an ``ohlcv`` frame: those with ``since <= timestamp < until``
-    that are closed at ``now`` (their end is not after it), deduplicated and sorted.
+    """ccxt candles as a frame of the candle ``kind``: those with ``since <= timestamp <
+    until`` that are closed at ``now`` (their end is not after it), deduplicated and
+    sorted. A volume ccxt leaves ``None`` (mark and index candles on OKX, Bybit) is NaN.
 
     >>> ohlcv_frame([[1706630400000, 43519.34, 43936, 43171, 43488.71, 20.55495]],
     ...             Timeframe.parse("1h"), 1706630400000, 1706634000000, 1706634000000)
@@ -281,7 +287,7 @@ def ohlcv_frame(
     2024-01-30 16:00:00+00:00  43519.34  43936.0  43171.0  43488.71  20.55495
     """
     if not candles:
-        return empty_frame("ohlcv")
+        return empty_frame(kind)
     try:
         arr = np.array(candles, dtype="float64")  # None -> NaN
     except ValueError:  # ragged rows: keep ccxt's six columns
@@ -301,7 +307,7 @@ def ohlcv_frame(
         frame = pd.DataFrame({"timestamp": ts})
         for i, c in enumerate(columns):
             frame[c] = arr[:, i + 1]
-        return normalize_frame("ohlcv", frame)
+        return normalize_frame(kind, frame)
     # already sorted and unique: build the normalised frame directly (the hot path)
     index = pd.DatetimeIndex(ts.astype("datetime64[ms]").astype("datetime64[ns]"))
     index = index.tz_localize("UTC").rename("timestamp")

@@ -77,7 +77,7 @@ import pyarrow as pa
 
 from .._errors import InvalidRequest, StorageError
 from .._intervals import Interval, IntervalSet
-from .._keys import DatasetKey, Kind
+from .._keys import CANDLE_KINDS, DatasetKey, Kind
 from .._redact import redact, secrets_in
 from .._schema import SCHEMAS, normalize_frame, slice_frame
 from .._time import DAY, HOUR, MINUTE, NS_PER_MS, Timeframe, index_ms, now_ms
@@ -135,7 +135,7 @@ def default_span(key: DatasetKey) -> int:
     funding                 30 days
     ======================= =========
     """
-    if key.kind == "ohlcv":
+    if key.kind in CANDLE_KINDS:
         assert key.timeframe is not None
         tf = Timeframe.parse(key.timeframe)
         if tf.is_calendar:

@@ -5,7 +5,11 @@ OKX (``/api/v5``), Bybit (``/v5``) and Kraken (``/0/public``) on one loopback po
 Unmodified ccxt talks to it over HTTP once its API URLs point there; the data
 comes from a deterministic :class:`SyntheticMarket` that doubles as ground truth,
 and :class:`Fault` switches on failures (5xx, 429/418, timeouts, dropped
-connections, broken JSON, duplicated rows). Use it like moto for AWS::
+connections, broken JSON, duplicated rows, short and empty pages). Perpetuals
+also have mark-price, index-price and premium-index candles (Binance USD-M, OKX
+mark and index, Bybit), derived from the market's own candles; their ground truth
+is ``emu.market.price_candles(exchange, symbol, "mark", "1h", start, end)``.
+Use it like moto for AWS::
 
     import ccxt
     from mdcollect.testing import ExchangeEmulator, Fault

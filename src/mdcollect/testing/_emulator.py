@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from aiohttp import web
 
-from mdcollect.testing._faults import Fault, FaultKind, Faults, Limit, RateLimiter
+from mdcollect.testing._faults import (
+    ROW_FAULTS,
+    Fault,
+    FaultKind,
+    Faults,
+    Limit,
+    RateLimiter,
+)
 from mdcollect.testing._lifecycle import Lifecycle
 from mdcollect.testing._market import MarketSpec, SyntheticMarket
 from mdcollect.testing._ws import WsControl
@@ -408,7 +415,7 @@ class ExchangeEmulator(Lifecycle):
                 if early is not None:
                     record(early.status)
                     return early
-                if fault.kind in (FaultKind.DUPLICATE_ROWS, FaultKind.OVERLAP_ROWS):
+                if fault.kind in ROW_FAULTS:
                     row_fault = fault.kind.value
             headers: dict[str, str] = {}
             limit = self._limits.get(bucket)

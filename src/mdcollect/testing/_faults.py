@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Fault", "FaultKind", "Faults", "Limit", "RateLimiter"]
+__all__ = ["ROW_FAULTS", "Fault", "FaultKind", "Faults", "Limit", "RateLimiter"]
 
 
 class FaultKind(enum.StrEnum):
@@ -56,6 +56,17 @@ class FaultKind(enum.StrEnum):
     DUPLICATE_ROWS = "duplicate"
     #: Correct page that also repeats the last row of the previous page.
     OVERLAP_ROWS = "overlap"
+    #: A page cut short: only the older half of its rows (a venue that answers fewer
+    #: rows than asked, with more to come).
+    SHORT_PAGE = "short"
+    #: An empty page where there are rows (a venue answering ``[]`` mid-maintenance).
+    EMPTY_PAGE = "empty"
+
+
+#: The faults that change the rows of a correct page (list endpoints only).
+ROW_FAULTS: frozenset[FaultKind] = frozenset(
+    {FaultKind.DUPLICATE_ROWS, FaultKind.OVERLAP_ROWS, FaultKind.SHORT_PAGE, FaultKind.EMPTY_PAGE}
+)
 
 
 def _kind(value: FaultKind | str | int) -> FaultKind:

@@ -29,12 +29,14 @@ Where things are (each module imports only the ones above it):
 - ``days`` / ``blocks``: a slow market's day, a fast market's minute, as drawn.
 - ``ids``: trade ids, and the numbered day or minute every read starts from.
 - ``fast``: reads over fast markets.
+- ``prices``: mark, index and premium candles derived from the last-price candles.
 - ``synthetic``: :class:`SyntheticMarket`, the façade the dialects and tests use.
 """
 
 from __future__ import annotations
 
 from .grid import Frame
+from .prices import PRICE_KINDS, PriceKind, derive
 from .results import Candles, RawCandles, RawTrades, Trades
 from .spec import DEFAULT_LISTING, FAST_TRADES_PER_MINUTE, MAX_TRADES_PER_MINUTE, MarketSpec
 from .synthetic import SyntheticMarket
@@ -47,13 +49,16 @@ __all__ = [
     "HOUR",
     "MAX_TRADES_PER_MINUTE",
     "MINUTE",
+    "PRICE_KINDS",
     "SECOND",
     "WEEK",
     "Candles",
     "Frame",
     "MarketSpec",
+    "PriceKind",
     "RawCandles",
     "RawTrades",
     "SyntheticMarket",
     "Trades",
+    "derive",
 ]

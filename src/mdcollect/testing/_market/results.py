@@ -177,6 +177,24 @@ class Candles:
     def __len__(self) -> int:
         return len(self.timestamp)
 
+    @staticmethod
+    def from_raw(raw: RawCandles) -> Candles:
+        """The floats of ``raw``, as ccxt parses them from the dialects."""
+        spec = raw.spec
+        a, pd_, ad = raw.agg, spec.price_decimals, spec.amount_decimals
+        return Candles(
+            a.start,
+            scale(a.open, pd_),
+            scale(a.high, pd_),
+            scale(a.low, pd_),
+            scale(a.close, pd_),
+            scale(a.volume, ad),
+            scale(a.quote, pd_ + ad),
+            a.count,
+            scale(a.buy_volume, ad),
+            scale(a.buy_quote, pd_ + ad),
+        )
+
     def to_list(self) -> list[list[float]]:
         """ccxt OHLCV rows ``[timestamp, open, high, low, close, volume]``."""
         return [

@@ -14,6 +14,7 @@ from .fast import fast_backward, fast_close_before, fast_forward, fast_minutes, 
 from .grid import Frame
 from .ids import block_of_id, day_of_id, day_trades, generate_day
 from .model import price_units, seeded_rng
+from .prices import PRICE_KINDS, PriceKind, derive
 from .reduce import reduce_rows
 from .results import (
     EMPTY_AGG,
@@ -432,20 +433,32 @@ class SyntheticMarket:
         raw = self.raw_candles(exchange, symbol, timeframe, start, end, fill_empty=fill_empty)
         if closed_only:
             raw = raw.take(raw.confirmed())
-        spec = raw.spec
-        a, pd_, ad = raw.agg, spec.price_decimals, spec.amount_decimals
-        return Candles(
-            a.start,
-            scale(a.open, pd_),
-            scale(a.high, pd_),
-            scale(a.low, pd_),
-            scale(a.close, pd_),
-            scale(a.volume, ad),
-            scale(a.quote, pd_ + ad),
-            a.count,
-            scale(a.buy_volume, ad),
-            scale(a.buy_quote, pd_ + ad),
-        )
+        return Candles.from_raw(raw)
+
+    def price_candles(
+        self,
+        exchange: str,
+        symbol: str,
+        kind: PriceKind,
+        timeframe: str,
+        start: int,
+        end: int,
+        *,
+        closed_only: bool = False,
+    ) -> Candles:
+        """Ground-truth ``mark``, ``index`` or ``premium`` candles with open time in
+        ``[start, end)``, derived from the last-price candles (:mod:`.prices`); zero volume.
+
+        Example::
+
+            c = emu.market.price_candles("binanceusdm", "BTC/USDT:USDT", "mark", "1h", s, e)
+        """
+        if kind not in PRICE_KINDS:
+            raise ValueError(f"kind {kind!r} is not one of {PRICE_KINDS}")
+        raw = self.raw_candles(exchange, symbol, timeframe, start, end, fill_empty=True)
+        if closed_only:
+            raw = raw.take(raw.confirmed())
+        return Candles.from_raw(derive(raw, kind))
 
     # -- funding and mark price
 

@@ -10,8 +10,10 @@ Request weights follow Binance's documentation (checked 2024/2025):
 - USD-M: https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api
   ``klines`` by limit ``[1,100)`` 1, ``[100,500)`` 2, ``[500,1000]`` 5, ``>1000`` 10;
   ``aggTrades`` 20, ``trades`` 5, ``historicalTrades`` 20, ``exchangeInfo`` 1,
-  ``premiumIndex`` 1 (10 without symbol), ``fundingRate`` 1, ``ticker/24hr`` 1 (40 without
-  symbol), ``ticker/bookTicker`` 2 (5 without symbol); 2400 per minute per IP.
+  ``premiumIndex`` 1 (10 without symbol), ``fundingRate`` 1, ``markPriceKlines``,
+  ``indexPriceKlines`` and ``premiumIndexKlines`` by limit as ``klines``,
+  ``ticker/24hr`` 1 (40 without symbol), ``ticker/bookTicker`` 2 (5 without symbol);
+  2400 per minute per IP.
 
 Used weight is reported in ``X-MBX-USED-WEIGHT-1M``; exceeding it answers 429 with
 ``Retry-After`` and ``{"code":-1003,...}``; requesting again before ``Retry-After``
@@ -20,13 +22,22 @@ answers 418 (IP ban), as Binance documents.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from mdcollect.testing._book import book_at
 from mdcollect.testing._faults import Limit
-from mdcollect.testing._market import HOUR, MarketSpec, RawCandles, RawTrades, SyntheticMarket
+from mdcollect.testing._market import (
+    HOUR,
+    MarketSpec,
+    PriceKind,
+    RawCandles,
+    RawTrades,
+    SyntheticMarket,
+    derive,
+)
 from mdcollect.testing.dialects._base import (
     Ctx,
     Dialect,
@@ -54,6 +65,13 @@ from ._common import (
 from .ws import BinanceWs
 
 __all__ = ["Binance"]
+
+#: USD-M's candles of other prices, weighted by ``limit`` as ``klines``.
+PRICE_KLINES: dict[str, PriceKind] = {
+    "markPriceKlines": "mark",
+    "indexPriceKlines": "index",
+    "premiumIndexKlines": "premium",
+}
 
 
 def _spot_depth_weight(params: Mapping[str, str]) -> int:
@@ -226,6 +244,17 @@ class Binance(Dialect):
                 "fapi",
             ),
             Route("GET", "/fapi/v1/fundingRate", "fundingRate", self.funding_rate, 1, "fapi"),
+            *(
+                Route(
+                    "GET",
+                    f"/fapi/v1/{path}",
+                    path,
+                    functools.partial(self.price_klines, kind=kind),
+                    _futures_klines_weight,
+                    "fapi",
+                )
+                for path, kind in PRICE_KLINES.items()
+            ),
             Route(
                 "GET",
                 "/api/v3/ticker/24hr",
@@ -325,10 +354,10 @@ class Binance(Dialect):
 
     # -- helpers
 
-    def _spec(self, ctx: Ctx, contract: bool) -> MarketSpec:
-        market_id = ctx.params.get("symbol")
+    def _spec(self, ctx: Ctx, contract: bool, param: str = "symbol") -> MarketSpec:
+        market_id = ctx.params.get(param)
         if not market_id:
-            raise self.fail("missing", "symbol")
+            raise self.fail("missing", param)
         wanted = market_id.upper()
         spec = find_market(
             ctx.market,
@@ -526,6 +555,36 @@ class Binance(Dialect):
         Empty intervals are flat candles at the previous close; outages have no candles.
         """
         spec = self._spec(ctx, contract)
+        seed = ctx.market.seed
+
+        def render(r: RawCandles) -> list[Any]:
+            return cached_rows(
+                ("binance", contract), seed, r, lambda x: self._kline_rows(x, contract)
+            )
+
+        return self._klines(ctx, spec, contract, render)
+
+    def price_klines(self, ctx: Ctx, kind: PriceKind) -> Reply:
+        """``GET /fapi/v1/markPriceKlines``, ``/fapi/v1/indexPriceKlines`` (by ``pair``),
+        ``/fapi/v1/premiumIndexKlines``: paged as ``klines`` (max 1500), derived from
+        the last-price candles (:mod:`mdcollect.testing._market.prices`).
+
+        Sample (markPriceKlines; the volume and taker columns are ``"0"``, then the
+        number of price samples)::
+
+            [[1591256400000, "9653.69440000", "9653.69640000", "9651.38600000",
+              "9651.55200000", "0", 1591256459999, "0", 60, "0", "0", "0"]]
+        """
+        spec = self._spec(ctx, True, param="pair" if kind == "index" else "symbol")
+        return self._klines(ctx, spec, True, lambda raw: self._price_rows(derive(raw, kind)))
+
+    def _klines(
+        self,
+        ctx: Ctx,
+        spec: MarketSpec,
+        contract: bool,
+        render: Callable[[RawCandles], list[Any]],
+    ) -> Reply:
         interval = ctx.params.get("interval")
         if not interval:
             raise self.fail("missing", "interval")
@@ -543,13 +602,23 @@ class Binance(Dialect):
             raw = m.raw_candles_backward(
                 self.name, spec.symbol, frame, ctx.now if end is None else end, limit
             )
-
-        def render(r: RawCandles) -> list[Any]:
-            return cached_rows(
-                ("binance", contract), m.seed, r, lambda x: self._kline_rows(x, contract)
-            )
-
         return Reply(page(ctx.mangle_candles(render(raw), raw, render)))
+
+    def _price_rows(self, raw: RawCandles) -> list[list[Any]]:
+        a, decimals = raw.agg, raw.spec.price_decimals
+        out = max(decimals, 8)
+        cols = zip(
+            a.start.tolist(),
+            fmt_col(a.open, decimals, out),
+            fmt_col(a.high, decimals, out),
+            fmt_col(a.low, decimals, out),
+            fmt_col(a.close, decimals, out),
+            raw.close_time().tolist(),
+            # Binance counts the price samples: one a second
+            ((raw.close_time() + 1 - a.start) // 1000).tolist(),
+            strict=True,
+        )
+        return [[t, o, h, lo, c, "0", ct, "0", n, "0", "0", "0"] for t, o, h, lo, c, ct, n in cols]
 
     def _kline_rows(self, raw: RawCandles, contract: bool) -> list[tuple[Any, ...]]:
         s = raw.spec

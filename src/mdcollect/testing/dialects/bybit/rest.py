@@ -5,6 +5,9 @@ newest first, limit default 200 max 1000; with ``start`` it returns the first
 ``limit`` candles from ``start`` (up to ``end``), otherwise the last ``limit`` up to
 ``end`` or now. ``market/recent-trade`` only has recent trades (spot max 60,
 linear max 1000), as on Bybit, which has no public trade history endpoint.
+``market/mark-price-kline``, ``market/index-price-kline`` and
+``market/premium-index-price-kline`` (linear only) page as ``market/kline`` and
+write ``[startTime, open, high, low, close]``.
 
 Rate limit: 600 requests per 5 s per IP over all endpoints; exceeding answers
 HTTP 403 ``access too frequent`` as Bybit documents
@@ -14,11 +17,20 @@ RateLimitExceeded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from mdcollect.testing._faults import Limit
-from mdcollect.testing._market import HOUR, Frame, MarketSpec, RawCandles, RawTrades
+from mdcollect.testing._market import (
+    HOUR,
+    Frame,
+    MarketSpec,
+    PriceKind,
+    RawCandles,
+    RawTrades,
+    derive,
+)
 from mdcollect.testing.dialects._base import (
     Ctx,
     Dialect,
@@ -33,6 +45,13 @@ from mdcollect.testing.dialects._base import (
 from mdcollect.testing.dialects._render import cached_rows, page
 
 __all__ = ["Bybit"]
+
+#: Candles of other prices: the endpoint's name and the price.
+PRICE_KLINES: dict[str, PriceKind] = {
+    "mark-price-kline": "mark",
+    "index-price-kline": "index",
+    "premium-index-price-kline": "premium",
+}
 
 INTERVALS: dict[str, str] = {
     "1": "1m",
@@ -88,6 +107,17 @@ class Bybit(Dialect):
                 "ip",
             ),
             Route("GET", "/v5/market/kline", "market/kline", self.kline, 1, "ip"),
+            *(
+                Route(
+                    "GET",
+                    f"/v5/market/{name}",
+                    f"market/{name}",
+                    functools.partial(self.price_kline, kind=kind),
+                    1,
+                    "ip",
+                )
+                for name, kind in PRICE_KLINES.items()
+            ),
             Route(
                 "GET", "/v5/market/recent-trade", "market/recent-trade", self.recent_trade, 1, "ip"
             ),
@@ -239,6 +269,36 @@ class Bybit(Dialect):
                        "68345898.1407"]]}, "retExtInfo": {}, "time": 1706803708087}
         """
         category, spec = self._spec(ctx)
+        seed = ctx.market.seed
+
+        def render(r: RawCandles) -> list[Any]:
+            return cached_rows("bybit", seed, r, self._rows)
+
+        return self._kline(ctx, category, spec, render)
+
+    def price_kline(self, ctx: Ctx, kind: PriceKind) -> Reply:
+        """``GET /v5/market/mark-price-kline``, ``index-price-kline``,
+        ``premium-index-price-kline``: as ``kline`` for linear contracts, derived from
+        the last-price candles (:mod:`mdcollect.testing._market.prices`).
+
+        Sample::
+
+            {"retCode": 0, "retMsg": "OK", "result": {"symbol": "BTCUSDT", "category": "linear",
+             "list": [["1670608800000", "17164.16", "17164.16", "17121.5", "17131.64"]]},
+             "retExtInfo": {}, "time": 1672026361839}
+        """
+        category, spec = self._spec(ctx)
+        if category == "spot":
+            raise self.fail("bad_request", "Illegal category")
+        return self._kline(ctx, category, spec, lambda raw: plain_candle_rows(derive(raw, kind)))
+
+    def _kline(
+        self,
+        ctx: Ctx,
+        category: str,
+        spec: MarketSpec,
+        render: Callable[[RawCandles], list[Any]],
+    ) -> Reply:
         interval = ctx.params.get("interval", "")
         if interval not in INTERVALS:
             raise self.fail("bad_request", "Invalid period!")
@@ -253,10 +313,6 @@ class Bybit(Dialect):
             raw = m.raw_candles_backward(
                 self.name, spec.symbol, frame, ctx.now if end is None else end, limit
             )
-
-        def render(r: RawCandles) -> list[Any]:
-            return cached_rows("bybit", m.seed, r, self._rows)
-
         rows = ctx.mangle_candles(render(raw), raw, render)[::-1]
         reply = _ok({"symbol": _market_id(spec), "category": category, "list": rows}, ctx.now)
         reply.body = page(reply.body)

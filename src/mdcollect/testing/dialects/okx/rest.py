@@ -12,17 +12,29 @@ trade ``amount`` is then in contracts; candle volume index 6 ``volCcy`` in base)
 
 Rate limits (per IP, docs: https://www.okx.com/docs-v5/en/#order-book-trading-market-data):
 ``market/candles`` 40 req/2 s, ``market/history-candles`` 20/2 s, ``market/trades``
-100/2 s, ``market/history-trades`` 20/2 s, ``public/instruments`` 20/2 s; exceeding
+100/2 s, ``market/history-trades`` 20/2 s, ``public/instruments`` 20/2 s,
+``market/mark-price-candles`` and ``market/index-candles`` 20/2 s, their
+``history-`` variants 10/2 s (100 candles a page; the recent ones reach the latest
+1440 candles as ``market/candles``); exceeding
 answers HTTP 429 ``{"code":"50011","msg":"Too Many Requests"}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from mdcollect.testing._faults import Limit
-from mdcollect.testing._market import Frame, MarketSpec, RawCandles, RawTrades, SyntheticMarket
+from mdcollect.testing._market import (
+    Frame,
+    MarketSpec,
+    PriceKind,
+    RawCandles,
+    RawTrades,
+    SyntheticMarket,
+    derive,
+)
 from mdcollect.testing.dialects._base import (
     Ctx,
     Dialect,
@@ -44,6 +56,8 @@ __all__ = ["RECENT_CANDLES", "Okx"]
 
 
 RECENT_CANDLES = 1440
+#: Candles of other prices: the endpoint's name and the price (OKX has no premium candles).
+PRICE_CANDLES: dict[str, PriceKind] = {"mark-price-candles": "mark", "index-candles": "index"}
 
 
 def _ok(data: Any) -> Reply:
@@ -64,6 +78,10 @@ class Okx(Dialect):
         "history-trades": Limit(20, 2.0),
         "instruments": Limit(20, 2.0),
         "public": Limit(20, 2.0),
+        "mark-price-candles": Limit(20, 2.0),
+        "history-mark-price-candles": Limit(10, 2.0),
+        "index-candles": Limit(20, 2.0),
+        "history-index-candles": Limit(10, 2.0),
     }
     ws_hosts: ClassVar[Mapping[str, str]] = {
         "ws.okx.com": "okx",
@@ -110,6 +128,18 @@ class Okx(Dialect):
                 self.history_candles,
                 1,
                 "history-candles",
+            ),
+            *(
+                Route(
+                    "GET",
+                    f"{p}/market/{history}{name}",
+                    f"market/{history}{name}",
+                    functools.partial(self.price_candles, kind=kind, recent=not history),
+                    1,
+                    f"{history}{name}",
+                )
+                for name, kind in PRICE_CANDLES.items()
+                for history in ("", "history-")
             ),
             Route("GET", f"{p}/market/trades", "market/trades", self.trades, 1, "trades"),
             Route(
@@ -257,8 +287,50 @@ class Okx(Dialect):
         """
         return self._candles(ctx, recent=False, maximum=300)
 
-    def _candles(self, ctx: Ctx, *, recent: bool, maximum: int) -> Reply:
-        spec = self._spec(ctx)
+    def price_candles(self, ctx: Ctx, kind: PriceKind, *, recent: bool) -> Reply:
+        """``GET /api/v5/market/(history-)mark-price-candles`` (``instId`` the swap) and
+        ``/api/v5/market/(history-)index-candles`` (``instId`` the index, its
+        ``instFamily``): paged as ``candles``, at most 100, derived from the last-price
+        candles (:mod:`mdcollect.testing._market.prices`).
+
+        Sample::
+
+            {"code": "0", "msg": "", "data": [["1597026383085", "3.721", "3.743", "3.677",
+              "3.708", "1"]]}
+        """
+        if kind == "index":
+            inst = ctx.params.get("instId")
+            spec = find_market(
+                ctx.market, self.name, lambda s: s.is_contract and f"{s.base}-{s.quote}" == inst
+            )
+            if spec is None:
+                raise self.fail("missing" if not inst else "bad_symbol", "instId")
+        else:
+            spec = self._spec(ctx)
+
+        def render(raw: RawCandles) -> list[list[str]]:
+            derived = derive(raw, kind)
+            confirm = ["1" if c else "0" for c in derived.confirmed().tolist()]
+            return plain_candle_rows(derived, confirm)
+
+        return self._candles(ctx, recent=recent, maximum=100, spec=spec, render=render)
+
+    def _candles(
+        self,
+        ctx: Ctx,
+        *,
+        recent: bool,
+        maximum: int,
+        spec: MarketSpec | None = None,
+        render: Callable[[RawCandles], list[Any]] | None = None,
+    ) -> Reply:
+        spec = self._spec(ctx) if spec is None else spec
+        if render is None:
+            seed = ctx.market.seed
+
+            def render(r: RawCandles) -> list[Any]:
+                return cached_rows("okx", seed, r, self._rows)
+
         bar = ctx.params.get("bar", "1m")
         if bar not in BARS or (bar == "1s" and not recent):
             raise self.fail("bad_request", "bar")
@@ -277,10 +349,6 @@ class Okx(Dialect):
                 oldest = frame.prev(oldest)
             floor = oldest if floor is None else max(floor, oldest)
         raw = m.raw_candles_backward(self.name, spec.symbol, frame, top, limit, start=floor)
-
-        def render(r: RawCandles) -> list[Any]:
-            return cached_rows("okx", m.seed, r, self._rows)
-
         reply = _ok(ctx.mangle_candles(render(raw), raw, render)[::-1])
         reply.body = page(reply.body)
         return reply
