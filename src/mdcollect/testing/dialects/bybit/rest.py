@@ -18,7 +18,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from mdcollect.testing._faults import Limit
-from mdcollect.testing._market import HOUR, Frame, MarketSpec, RawCandles, RawTrades
+from mdcollect.testing._market import (
+    FUNDING_8H_TO_4H,
+    Frame,
+    MarketSpec,
+    RawCandles,
+    RawTrades,
+)
 from mdcollect.testing.dialects._base import (
     Ctx,
     Dialect,
@@ -71,7 +77,12 @@ class Bybit(Dialect):
                 mean_amount=0.05,
             ),
             MarketSpec(
-                "ETH/USDT:USDT", 2_000.0, price_decimals=2, amount_decimals=2, mean_amount=0.5
+                "ETH/USDT:USDT",
+                2_000.0,
+                price_decimals=2,
+                amount_decimals=2,
+                mean_amount=0.5,
+                funding_intervals=FUNDING_8H_TO_4H,
             ),
         ]
 
@@ -314,11 +325,10 @@ class Bybit(Dialect):
                 "ask1Size": "1",
             }
             if s.is_contract:
-                period = 8 * HOUR
                 mark = ctx.market.mark_price(self.name, symbol, now)
                 item.update(
                     fundingRate=f"{ctx.market.funding_rate(self.name, symbol, now):.8f}",
-                    nextFundingTime=str((now // period + 1) * period),
+                    nextFundingTime=str(ctx.market.next_funding_time(self.name, symbol, now)),
                     markPrice=f"{mark:.{s.price_decimals}f}",
                     indexPrice=f"{mark:.{s.price_decimals}f}",
                 )
