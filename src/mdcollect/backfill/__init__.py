@@ -7,7 +7,9 @@ confirmed, report progress, stop cleanly when cancelled, resume from coverage.
 * :class:`OHLCVBackfill` pages the exchange's candle endpoint.
 * :class:`TradesBackfill` pages trades, storing them or resampling them into
   candles (for exchanges with shallow candle history, such as Kraken).
-* :func:`make_job` picks one.
+* :class:`FundingBackfill` pages the funding history (one row per settlement).
+* :func:`make_job` picks a candle strategy; :data:`JOBS` maps each kind of history
+  (:data:`HISTORY_KINDS`) to the job that fills it.
 
 >>> from mdcollect.backfill import backfill
 >>> reports = await backfill(client, storage, ["BTC/USDT"], "1m", start_ms, end_ms)
@@ -27,25 +29,43 @@ from ._engine import (
     split_windows,
 )
 from ._strategies import (
+    HISTORY_KINDS,
+    JOBS,
     STRATEGIES,
+    TIMEFRAME_KINDS,
+    FundingBackfill,
+    HistoryKind,
+    JobMaker,
     OHLCVBackfill,
     Strategy,
     TradesBackfill,
+    check_kind,
+    check_kinds,
     check_strategy,
+    funding_job,
     make_job,
 )
 
 __all__ = [
+    "HISTORY_KINDS",
+    "JOBS",
     "STRATEGIES",
+    "TIMEFRAME_KINDS",
     "BackfillJob",
     "Chunk",
+    "FundingBackfill",
+    "HistoryKind",
+    "JobMaker",
     "JobReport",
     "OHLCVBackfill",
     "Plan",
     "ProgressCallback",
     "Strategy",
     "TradesBackfill",
+    "check_kind",
+    "check_kinds",
     "check_strategy",
+    "funding_job",
     "initial_reports",
     "make_job",
     "plan_jobs",

@@ -21,12 +21,13 @@ Retries and failures are logged on the ``mdcollect.exchanges`` logger.
 from . import parsing
 from ._client import ExchangeClient, TradesPage
 from ._http import SessionStats, request_tally
-from ._registry import ExchangeInfo, exchange_info, exchange_keys, request_seconds
+from ._registry import ExchangeInfo, FundingHistory, exchange_info, exchange_keys, request_seconds
 from ._retry import RetryPolicy
 from ._urls import redirect_urls
 from .parsing import (
     book_row,
     contract_size,
+    funding_history_rows,
     funding_row,
     ohlcv_frame,
     ohlcv_row,
@@ -41,6 +42,7 @@ from .parsing import (
 __all__ = [
     "ExchangeClient",
     "ExchangeInfo",
+    "FundingHistory",
     "RetryPolicy",
     "SessionStats",
     "TradesPage",
@@ -48,6 +50,7 @@ __all__ = [
     "contract_size",
     "exchange_info",
     "exchange_keys",
+    "funding_history_rows",
     "funding_row",
     "ohlcv_frame",
     "ohlcv_row",

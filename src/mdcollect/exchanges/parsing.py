@@ -35,6 +35,7 @@ from .._time import Timeframe
 __all__ = [
     "book_row",
     "contract_size",
+    "funding_history_rows",
     "funding_row",
     "ohlcv_frame",
     "ohlcv_row",
@@ -236,6 +237,34 @@ def funding_row(fr: Mapping[str, Any], received: int) -> tuple[Any, ...]:
         _num(fr.get("markPrice")),
         _num(fr.get("indexPrice")),
     )
+
+
+def funding_history_rows(rates: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """ccxt funding rate history entries as settlement rows ``(timestamp, rate,
+    mark_price, index_price)``, sorted and one per settlement time.
+
+    ccxt keeps only the time and rate; the mark price at the settlement, where the
+    exchange gives one (Binance USD-M ``fundingRate``), is read from ``info``.
+    Binance's ``[{"symbol": "BTCUSDT", "fundingRate": "-0.03750000", "fundingTime":
+    1570608000000, "markPrice": "34287.54619963"}]`` as ccxt parses it:
+
+    >>> funding_history_rows([{"timestamp": 1570608000000, "fundingRate": -0.0375,
+    ...     "info": {"fundingTime": 1570608000000, "markPrice": "34287.54619963"}}])
+    [(1570608000000, -0.0375, 34287.54619963, nan)]
+
+    OKX (``{"fundingTime": "1703059200000", "realizedRate": "0.0001", ...}``) and Bybit
+    give no mark price: NaN.
+    """
+    rows: dict[int, tuple[Any, ...]] = {}
+    for r in rates:
+        ts = r.get("timestamp")
+        if ts is None:
+            continue
+        info = r.get("info")
+        mark = info.get("markPrice") if isinstance(info, Mapping) else None
+        mark_price = _num(mark) if mark not in (None, "") else float("nan")
+        rows[int(ts)] = (int(ts), _num(r.get("fundingRate")), mark_price, float("nan"))
+    return [rows[t] for t in sorted(rows)]
 
 
 def rows_frame(kind: Kind, rows: Sequence[Sequence[Any]], *, depth: int = 0) -> pd.DataFrame:
