@@ -12,7 +12,7 @@ from ._time import Timeframe
 
 __all__ = ["KINDS", "DatasetKey", "Kind"]
 
-Kind = Literal["ohlcv", "trades", "ticker", "orderbook", "funding"]
+Kind = Literal["ohlcv", "trades", "ticker", "orderbook", "funding", "funding_snapshot"]
 #: Every kind of dataset mdcollect stores.
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
 

@@ -11,7 +11,10 @@ trades     id (str) price amount (float64) side ('buy'/'sell')          timestam
            [+ received int64 ms: when mdcollect received it]
 ticker     bid ask last bid_size ask_size (float64) [+ base_volume]     timestamp
 orderbook  bid_px_0..N-1 bid_sz_.. ask_px_.. ask_sz_.. (float64)         timestamp
-funding    rate (float64) [+ mark_price index_price]                    timestamp
+funding    rate (float64) [+ mark_price index_price]: one row per       timestamp
+           settlement, at its funding time
+funding_   rate (float64) [+ mark_price index_price, funding_time       timestamp
+snapshot   int64 ms: the settlement the rate is for]: live updates
 ========== ============================================================ =============
 
 Several trades can share a millisecond, so trades are identified by
@@ -98,6 +101,11 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
     ),
     "orderbook": Schema("orderbook", {}, {}),
     "funding": Schema("funding", {"rate": _F}, {"mark_price": _F, "index_price": _F}),
+    "funding_snapshot": Schema(
+        "funding_snapshot",
+        {"rate": _F},
+        {"mark_price": _F, "index_price": _F, "funding_time": _I},
+    ),
 }
 
 _BOOK_RE: Final = re.compile(r"^(bid|ask)_(px|sz)_(\d+)$")
@@ -263,12 +271,14 @@ _NON_NEGATIVE: Final = {
     "trades": ("price", "amount"),
     "ticker": ("bid", "ask", "last", "bid_size", "ask_size", "base_volume"),
     "funding": ("mark_price", "index_price"),
+    "funding_snapshot": ("mark_price", "index_price", "funding_time"),
 }
 # columns that must have a value in every row (a ticker may lack a bid, a book a level)
 _NOT_NAN: Final = {
     "ohlcv": ("open", "high", "low", "close", "volume"),
     "trades": ("price", "amount"),
     "funding": ("rate",),
+    "funding_snapshot": ("rate",),
 }
 
 

@@ -37,7 +37,7 @@ from .parsing import (
     book_row,
     contract_size,
     funding_history_rows,
-    funding_row,
+    funding_snapshot_row,
     ohlcv_frame,
     rows_frame,
     ticker_row,
@@ -727,7 +727,8 @@ class ExchangeClient:
         return rows_frame("orderbook", [book_row(ob, depth, now_ms())], depth=depth)
 
     async def watch_funding_rate(self, symbol: str) -> pd.DataFrame:
-        """The next funding rate of perpetual ``symbol`` from the websocket (``funding`` schema).
+        """The next funding rate of perpetual ``symbol`` from the websocket (a
+        ``funding_snapshot`` row: ``funding_time`` is the settlement it is for).
 
         ccxt.pro's ``watch_funding_rate`` where the exchange has it; on Binance
         (``binance``, ``binanceusdm``), which has none, the ``markPrice@1s`` stream
@@ -749,7 +750,7 @@ class ExchangeClient:
                 f"watch_funding_rate({symbol!r})",
                 lambda: self.exchange.watch_funding_rate(symbol),
             )
-        return rows_frame("funding", [funding_row(fr, now_ms())])
+        return rows_frame("funding_snapshot", [funding_snapshot_row(fr, now_ms())])
 
     def _mark_price_funding(
         self, tick: Mapping[str, Any], market: Mapping[str, Any]
@@ -800,16 +801,17 @@ class ExchangeClient:
         return rows_frame("orderbook", [book_row(ob, depth, now_ms())], depth=depth)
 
     async def fetch_funding_rate(self, symbol: str) -> pd.DataFrame:
-        """The current funding rate of perpetual ``symbol`` over REST (``funding`` schema).
+        """The current funding rate of perpetual ``symbol`` over REST (a ``funding_snapshot``
+        row: ``funding_time`` is the settlement it is for).
 
         >>> (await client.fetch_funding_rate("BTC/USDT:USDT")).columns.tolist()
-        ['rate', 'mark_price', 'index_price']
+        ['rate', 'mark_price', 'index_price', 'funding_time']
         """
         await self.check_symbol(symbol)
         fr = await self._call(
             f"fetch_funding_rate({symbol!r})", lambda: self.exchange.fetch_funding_rate(symbol)
         )
-        return rows_frame("funding", [funding_row(fr, now_ms())])
+        return rows_frame("funding_snapshot", [funding_snapshot_row(fr, now_ms())])
 
     async def fetch_funding_history(
         self, symbol: str, since: int, until: int, *, limit: int | None = None

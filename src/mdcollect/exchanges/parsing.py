@@ -37,6 +37,7 @@ __all__ = [
     "contract_size",
     "funding_history_rows",
     "funding_row",
+    "funding_snapshot_row",
     "ohlcv_frame",
     "ohlcv_row",
     "row_columns",
@@ -237,6 +238,19 @@ def funding_row(fr: Mapping[str, Any], received: int) -> tuple[Any, ...]:
         _num(fr.get("markPrice")),
         _num(fr.get("indexPrice")),
     )
+
+
+def funding_snapshot_row(fr: Mapping[str, Any], received: int) -> tuple[Any, ...]:
+    """A ccxt funding rate as a live ``funding_snapshot`` row: :func:`funding_row` and
+    ``funding_time``, the settlement the rate is announced for (ccxt's
+    ``fundingTimestamp``; 0 when the exchange does not say).
+
+    >>> funding_snapshot_row({"timestamp": 1730730080834, "fundingRate": 0.0001,
+    ...     "markPrice": 68591.46, "indexPrice": 68599.9, "fundingTimestamp": 1730736000000},
+    ...     1730730081000)
+    (1730730080834, 0.0001, 68591.46, 68599.9, 1730736000000)
+    """
+    return (*funding_row(fr, received), int(fr.get("fundingTimestamp") or 0))
 
 
 def funding_history_rows(rates: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
