@@ -10,11 +10,15 @@ from ._errors import InvalidRequest
 from ._rules import check_exchange_key
 from ._time import Timeframe
 
-__all__ = ["KINDS", "DatasetKey", "Kind"]
+__all__ = ["HISTORY_KINDS", "KINDS", "DatasetKey", "HistoryKind", "Kind"]
 
 Kind = Literal["ohlcv", "trades", "ticker", "orderbook", "funding", "funding_snapshot"]
 #: Every kind of dataset mdcollect stores.
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
+#: The kinds whose history mdcollect backfills (``ensure_data(kinds=...)``, ``load(kind)``);
+#: :data:`mdcollect.backfill.JOBS` says which job fills each.
+HistoryKind = Literal["ohlcv", "trades", "funding"]
+HISTORY_KINDS: Final[tuple[HistoryKind, ...]] = get_args(HistoryKind)
 
 
 def _check_symbol(value: object) -> str:

@@ -17,6 +17,7 @@ confirmed, report progress, stop cleanly when cancelled, resume from coverage.
 
 from __future__ import annotations
 
+from .._keys import HISTORY_KINDS, HistoryKind
 from ._engine import (
     BackfillJob,
     Chunk,
@@ -29,12 +30,10 @@ from ._engine import (
     split_windows,
 )
 from ._strategies import (
-    HISTORY_KINDS,
     JOBS,
     STRATEGIES,
     TIMEFRAME_KINDS,
     FundingBackfill,
-    HistoryKind,
     JobMaker,
     OHLCVBackfill,
     Strategy,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
@@ -15,8 +15,8 @@ import pandas as pd
 
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
-from .._keys import DatasetKey
-from .._rules import check_choice
+from .._keys import HISTORY_KINDS, DatasetKey, HistoryKind
+from .._rules import check_choice, check_choices
 from .._schema import empty_frame, merge_frames
 from .._time import DAY, HOUR, MINUTE, Timeframe, format_ms, index_ms
 from ..aggregate import CandleBins, aggregate_bins
@@ -443,8 +443,6 @@ def funding_job(info: ExchangeInfo, symbol: str, start: int, end: int, now: int)
     return FundingBackfill(info.key, symbol, start, end)
 
 
-#: The kinds of history mdcollect backfills (:data:`JOBS` maps each to its job).
-HistoryKind = Literal["ohlcv", "trades", "funding"]
 #: Makes the job filling one symbol's ``kind`` over ``[start, end)``: ``(info, symbol,
 #: timeframe, start, end, strategy, now)``; the timeframe and strategy matter to candles.
 JobMaker = Callable[["ExchangeInfo", str, Timeframe, int, int, Strategy, int], BackfillJob]
@@ -475,29 +473,23 @@ def _funding_job(
 JOBS: Final[Mapping[HistoryKind, JobMaker]] = MappingProxyType(
     {"ohlcv": _ohlcv_job, "trades": _trades_job, "funding": _funding_job}
 )
-HISTORY_KINDS: Final[tuple[HistoryKind, ...]] = get_args(HistoryKind)
 #: The kinds whose datasets have a timeframe (candles).
 TIMEFRAME_KINDS: Final[frozenset[HistoryKind]] = frozenset({"ohlcv"})
+assert set(JOBS) == set(HISTORY_KINDS), "every kind of history has its job"
 
 
 def check_kind(kind: object) -> HistoryKind:
-    """``kind`` if it is one of :data:`HISTORY_KINDS`; :class:`InvalidRequest` naming them."""
+    """``kind`` if it is one of :data:`~mdcollect._keys.HISTORY_KINDS`; :class:`InvalidRequest`
+    naming them otherwise."""
     check_choice("kind", kind, HISTORY_KINDS)
     return kind  # type: ignore[return-value]
 
 
 def check_kinds(kinds: object) -> tuple[HistoryKind, ...]:
-    """A non-empty sequence of :data:`HISTORY_KINDS`, without repeats, in the order given.
+    """A non-empty list or tuple of :data:`~mdcollect._keys.HISTORY_KINDS`, without repeats,
+    in the order given; :class:`InvalidRequest` naming the allowed ones otherwise.
 
     >>> check_kinds(("ohlcv", "funding"))
     ('ohlcv', 'funding')
     """
-    if isinstance(kinds, str) or not isinstance(kinds, Iterable):
-        raise InvalidRequest(
-            f"kinds must be a non-empty list or tuple of kinds such as ('ohlcv', 'funding'), "
-            f"got {kinds!r}; allowed kinds: {', '.join(HISTORY_KINDS)}"
-        )
-    out = tuple(dict.fromkeys(check_kind(k) for k in kinds))
-    if not out:
-        raise InvalidRequest(f"kinds must not be empty; allowed kinds: {', '.join(HISTORY_KINDS)}")
-    return out
+    return check_choices("kinds", kinds, HISTORY_KINDS)  # type: ignore[return-value]
