@@ -153,6 +153,26 @@ def test_a_symbol_whose_interval_changed_stays_exact(
     assert_matches(frame, truth(emu, venue, "ETH/USDT:USDT", lo_ms, END), venue == "binance")
 
 
+@pytest.mark.parametrize(("key", "venue", "route", "start"), VENUES, ids=VENUE_IDS)
+def test_a_listing_inside_the_range_is_covered_after_two_agreeing_answers(
+    emu: ExchangeEmulator, key: str, venue: str, route: str, start: str
+) -> None:
+    lo = int(pd.Timestamp(start, tz="UTC").value // 1_000_000)
+    listed = lo + 20 * DAY + 3 * HOUR
+    emu.market.configure(venue, "BTC/USDT:USDT", listed=listed)
+    store = open_storage("memory://")
+    report = ensure(emu, key, "BTC/USDT:USDT", start, store)
+    assert report.ok
+    dataset = DatasetKey(key, "BTC/USDT:USDT", "funding")
+    assert_matches(
+        store.read(dataset), truth(emu, venue, "BTC/USDT:USDT", lo, END), venue == "binance"
+    )
+    assert store.read(dataset).index[0].value // 1_000_000 == listed - 3 * HOUR + 8 * HOUR
+    assert store.coverage(dataset) == mdcollect.IntervalSet([mdcollect.Interval(lo, END)])
+    emu.clear_requests()
+    assert ensure(emu, key, "BTC/USDT:USDT", start, store).requests == 0
+
+
 # -- faults leave the same data as a clean run ------------------------------------------
 
 
@@ -170,6 +190,8 @@ def test_faults_leave_the_same_data_as_a_clean_run(
         Fault("timeout", route=route, count=1, delay=3),
         Fault("drop", route=route, count=1),
         Fault("malformed", route=route, count=1),
+        Fault("empty", route=route, count=1),
+        Fault("short", route=route, count=1),
     ):
         emu.faults.add(fault)
     # the faults may all meet the same request one after another: retries enough for them

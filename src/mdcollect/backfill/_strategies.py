@@ -5,8 +5,9 @@ is backfilled by which."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
@@ -346,6 +347,8 @@ def _oldest_served(info: ExchangeInfo, timeframe: str | Timeframe, now: int) -> 
 
 #: The interval most perpetuals settle funding at; a window is one page of them.
 FUNDING_PERIOD: Final = 8 * HOUR
+#: Answers with a long silence asked for one window before giving up on it.
+_MAX_FUNDING_ASKS: Final = 5
 #: Settlements this recent are not asked for yet: exchanges publish them a moment late.
 FUNDING_PUBLISH_LAG: Final = MINUTE
 
@@ -361,7 +364,9 @@ class FundingBackfill(BackfillJob):
     row where pages hold the oldest settlements (Binance), from its first row to
     the window end where they hold the newest (OKX, Bybit); the rest of the window
     is asked next. So a symbol whose interval changed (8 h to 4 h) stays exact: its
-    windows take two pages. Ranges older than the exchange keeps are refused
+    windows take two pages. An answer with more than 8 hours without a settlement
+    (before the listing, or a page cut short or empty) is asked again until two
+    answers in a row agree. Ranges older than the exchange keeps are refused
     (:func:`funding_job`).
 
     >>> job = FundingBackfill("binance_futures", "BTC/USDT:USDT", start_ms, end_ms)
@@ -397,20 +402,47 @@ class FundingBackfill(BackfillJob):
     async def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
         how = _funding_history(client.info)
         lo, hi = window.start, window.end
+        # the settlements of the last answer for (lo, hi) with a silence, and how many
+        previous: tuple[int, ...] | None = None
+        asked = 0
         while lo < hi:
             frame = await client.fetch_funding_history(self.key.symbol, lo, hi)
-            if len(frame) < how.page_limit:  # not cut short: every settlement of [lo, hi)
-                yield Chunk(frame, Interval(lo, hi))
-                return
-            ts = index_ms(frame)
-            if how.newest_first:
-                first = int(ts[0])
-                yield Chunk(frame, Interval(first, hi))
-                hi = first
+            ts = tuple(int(t) for t in index_ms(frame))
+            full = len(ts) >= how.page_limit
+            if not full:  # not cut short: every settlement of [lo, hi)
+                span = Interval(lo, hi)
+            elif how.newest_first:
+                span = Interval(ts[0], hi)
             else:
-                last = int(ts[-1]) + 1
-                yield Chunk(frame, Interval(lo, last))
-                lo = last
+                span = Interval(lo, ts[-1] + 1)
+            if _silent(span, ts) and ts != previous:
+                # no settlement for longer than any funding interval: before a listing
+                # or after a delisting, or a page cut short or empty; taken once two
+                # answers in a row agree
+                asked += 1
+                if asked >= _MAX_FUNDING_ASKS:
+                    raise ExchangeError(
+                        f"{self.key}: {asked} answers for {Interval(lo, hi)} disagree about "
+                        "settlements missing for more than 8 hours; left uncovered"
+                    )
+                previous = ts
+                log.info("%s: no settlement in part of %s; asking again", self.key, span)
+                continue
+            previous, asked = None, 0
+            yield Chunk(frame, span)
+            if not full:
+                return
+            if how.newest_first:
+                hi = span.start
+            else:
+                lo = span.end
+
+
+def _silent(span: Interval, ts: Sequence[int]) -> bool:
+    """Whether ``span`` has a stretch longer than :data:`FUNDING_PERIOD` without a
+    settlement (its edges count as settlements)."""
+    edges = [span.start, *ts, span.end]
+    return any(b - a > FUNDING_PERIOD for a, b in itertools.pairwise(edges))
 
 
 def _funding_history(info: ExchangeInfo) -> FundingHistory:

@@ -409,7 +409,12 @@ class ExchangeEmulator(Lifecycle):
                 if early is not None:
                     record(early.status)
                     return early
-                if fault.kind in (FaultKind.DUPLICATE_ROWS, FaultKind.OVERLAP_ROWS):
+                if fault.kind in (
+                    FaultKind.DUPLICATE_ROWS,
+                    FaultKind.OVERLAP_ROWS,
+                    FaultKind.EMPTY_PAGE,
+                    FaultKind.SHORT_PAGE,
+                ):
                     row_fault = fault.kind.value
             headers: dict[str, str] = {}
             limit = self._limits.get(bucket)

@@ -59,6 +59,10 @@ class FaultKind(enum.StrEnum):
     DUPLICATE_ROWS = "duplicate"
     #: Correct page that also repeats the last row of the previous page.
     OVERLAP_ROWS = "overlap"
+    #: HTTP 200 with no rows, although the span asked has some (a page cut to nothing).
+    EMPTY_PAGE = "empty"
+    #: HTTP 200 with only the older half of the rows (a page cut short).
+    SHORT_PAGE = "short"
 
 
 def _kind(value: FaultKind | str | int) -> FaultKind:

@@ -60,7 +60,8 @@ class Ctx:
     venue: str
     params: Mapping[str, str]
     path: str
-    #: Row fault for list endpoints: ``"duplicate"``, ``"overlap"`` or None.
+    #: Row fault for list endpoints: ``"duplicate"``, ``"overlap"``, ``"empty"``,
+    #: ``"short"`` or None.
     row_fault: str | None = None
 
     @property
@@ -75,6 +76,10 @@ class Ctx:
         if self.row_fault == "overlap" and rows:
             prev = previous()
             return [prev, *rows] if prev is not None else [rows[0], *rows]
+        if self.row_fault == "empty":
+            return []
+        if self.row_fault == "short":
+            return rows[: len(rows) // 2]
         return rows
 
     def mangle_candles(

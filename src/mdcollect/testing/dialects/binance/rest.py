@@ -730,6 +730,7 @@ class Binance(Dialect):
             self.name, spec.symbol, start or spec.listed, end if end is not None else ctx.now
         )
         events = events[:limit] if start is not None else events[-limit:]
+        events = ctx.mangle(events, lambda: None)
         return Reply(
             [
                 {

@@ -348,7 +348,8 @@ class Bybit(Dialect):
             spec.symbol,
             spec.listed if start is None else start,
             ctx.now if end is None else end,
-        )[-limit:][::-1]
+        )[-limit:]
+        events = ctx.mangle(events, lambda: None)[::-1]
         rows = [
             {"symbol": _market_id(spec), "fundingRate": f"{r:.8f}", "fundingRateTimestamp": str(t)}
             for t, r, _ in events

@@ -392,7 +392,10 @@ class Okx(Dialect):
         before = parse_int(ctx.params, "before", self)
         end = ctx.now if after is None else after - 1
         start = max(spec.listed if before is None else before + 1, ctx.now - FUNDING_HISTORY_DEPTH)
-        events = ctx.market.funding(self.name, spec.symbol, start, end)[-limit:][::-1]
+        events = ctx.mangle(
+            ctx.market.funding(self.name, spec.symbol, start, end)[-limit:], lambda: None
+        )
+        events = events[::-1]
         return _ok(
             [
                 {
