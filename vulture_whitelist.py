@@ -54,5 +54,6 @@ _.pings_sent  # testing/_ws.py: websocket fault control, used by tests
 quote_volume  # testing/_market.py: candle field the Binance dialect serves, read by tests
 taker_buy_volume  # testing/_market.py: candle field the dialects serve
 taker_buy_quote_volume  # testing/_market.py: candle field the dialects serve
+_.by_kind  # ensure.py: EnsureReport.by_kind, public API for ensure_data(kinds=...) reports
 
 # -- really unused, in files another part owns

@@ -21,8 +21,14 @@ if TYPE_CHECKING:
         EnsureReport,
         ensure_data,
         ensure_data_async,
+        load,
+        load_async,
+        load_funding,
+        load_funding_async,
         load_ohlcv,
         load_ohlcv_async,
+        load_trades,
+        load_trades_async,
     )
     from .exchanges import ExchangeClient
 
@@ -35,8 +41,14 @@ _LAZY = {
     "EnsureReport": "mdcollect.ensure",
     "ensure_data": "mdcollect.ensure",
     "ensure_data_async": "mdcollect.ensure",
+    "load": "mdcollect.ensure",
+    "load_async": "mdcollect.ensure",
+    "load_funding": "mdcollect.ensure",
+    "load_funding_async": "mdcollect.ensure",
     "load_ohlcv": "mdcollect.ensure",
     "load_ohlcv_async": "mdcollect.ensure",
+    "load_trades": "mdcollect.ensure",
+    "load_trades_async": "mdcollect.ensure",
     "ExchangeClient": "mdcollect.exchanges",
 }
 
@@ -59,8 +71,14 @@ __all__ = [
     "default_storage",
     "ensure_data",
     "ensure_data_async",
+    "load",
+    "load_async",
+    "load_funding",
+    "load_funding_async",
     "load_ohlcv",
     "load_ohlcv_async",
+    "load_trades",
+    "load_trades_async",
     "open_storage",
 ]
 

@@ -23,9 +23,11 @@ from typing import Any, Final
 from attrs import frozen
 
 from ._errors import InvalidRequest
+from ._keys import HISTORY_KINDS, HistoryKind
 from ._rules import (
     MAX_SYMBOLS,
     check_bounds,
+    check_choices,
     check_limit,
     check_padding,
     check_symbol,
@@ -106,7 +108,8 @@ class OhlcvQuery:
 @frozen
 class SyncRequest:
     """A checked ``POST /api/v1/sync`` body; dates are ``YYYY-MM-DD``; ``padding_days``
-    more days before ``start_date`` are ensured (0 when the client padded already)."""
+    more days before ``start_date`` are ensured (0 when the client padded already);
+    ``kinds`` of history, as ``ensure_data(kinds=...)``."""
 
     symbols: tuple[str, ...]
     timeframe: str
@@ -114,6 +117,7 @@ class SyncRequest:
     end_date: str
     exchange: str
     padding_days: int
+    kinds: tuple[HistoryKind, ...] = ("ohlcv",)
 
     def body(self) -> dict[str, Any]:
         """The JSON body as the client sends it."""
@@ -125,6 +129,8 @@ class SyncRequest:
             "exchange": self.exchange,
             # always sent: the service pads a body without it by DEFAULT_PADDING_DAYS
             "padding_days": self.padding_days,
+            # sent when not the default, so a service without kinds still understands it
+            **({"kinds": list(self.kinds)} if self.kinds != ("ohlcv",) else {}),
         }
 
     @property
@@ -193,6 +199,7 @@ def sync_request(
     end_date: object = None,
     exchange: object = DEFAULT_EXCHANGE,
     padding_days: object = DEFAULT_PADDING_DAYS,
+    kinds: object = ("ohlcv",),
     *,
     allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
     check_timeframe: TimeframeRule = _ccxt_rule,
@@ -209,6 +216,7 @@ def sync_request(
     ...              pad_client_side=True).body()["start_date"]
     '2024-01-02'
     """
+    wanted: tuple[HistoryKind, ...] = check_choices("kinds", kinds, HISTORY_KINDS)  # type: ignore[assignment]
     ex = check_exchange(exchange, allowed_exchanges)
     syms = check_symbols(symbols, max_length=MAX_SYMBOL_LENGTH)
     tf = check_timeframe(timeframe, ex)
@@ -219,7 +227,7 @@ def sync_request(
     pad = check_padding(padding_days)
     if pad_client_side:
         first, pad = max(0, first - pad * DAY), 0
-    return SyncRequest(tuple(syms), str(tf), format_date(first), format_date(last), ex, pad)
+    return SyncRequest(tuple(syms), str(tf), format_date(first), format_date(last), ex, pad, wanted)
 
 
 def sync_request_from_json(
@@ -234,7 +242,7 @@ def sync_request_from_json(
             f"the body must be a JSON object with symbols, timeframe, start_date, end_date; "
             f"got {type(body).__name__}"
         )
-    known = {"symbols", "timeframe", "start_date", "end_date", "exchange", "padding_days"}
+    known = {"symbols", "timeframe", "start_date", "end_date", "exchange", "padding_days", "kinds"}
     unknown = sorted(str(k)[:50] for k in body if k not in known)
     if unknown:
         raise InvalidRequest(f"unknown field(s) {unknown}; allowed: {', '.join(sorted(known))}")
@@ -247,6 +255,7 @@ def sync_request_from_json(
         body.get("end_date"),
         body.get("exchange", DEFAULT_EXCHANGE),
         body.get("padding_days", DEFAULT_PADDING_DAYS),
+        body.get("kinds", ["ohlcv"]),
         allowed_exchanges=allowed_exchanges,
         check_timeframe=check_timeframe,
     )

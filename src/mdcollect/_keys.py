@@ -10,15 +10,38 @@ from ._errors import InvalidRequest
 from ._rules import check_exchange_key
 from ._time import Timeframe
 
-__all__ = ["CANDLE_KINDS", "KINDS", "CandleKind", "DatasetKey", "Kind"]
+__all__ = [
+    "CANDLE_KINDS",
+    "HISTORY_KINDS",
+    "KINDS",
+    "CandleKind",
+    "DatasetKey",
+    "HistoryKind",
+    "Kind",
+]
 
-Kind = Literal["ohlcv", "trades", "ticker", "orderbook", "funding", "mark", "index", "premium"]
+Kind = Literal[
+    "ohlcv",
+    "trades",
+    "ticker",
+    "orderbook",
+    "funding",
+    "funding_snapshot",
+    "mark",
+    "index",
+    "premium",
+]
 #: Every kind of dataset mdcollect stores.
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
 #: The kinds that are candles (the ``ohlcv`` columns, with a timeframe): last price,
 #: mark price, index price and premium index.
 CandleKind = Literal["ohlcv", "mark", "index", "premium"]
 CANDLE_KINDS: Final[tuple[CandleKind, ...]] = get_args(CandleKind)
+#: The kinds whose history mdcollect backfills (``ensure_data(kinds=...)``, ``load(kind)``):
+#: the candle kinds, trades and funding; :data:`mdcollect.backfill.JOBS` says which job
+#: fills each.
+HistoryKind = Literal["ohlcv", "trades", "funding", "mark", "index", "premium"]
+HISTORY_KINDS: Final[tuple[HistoryKind, ...]] = get_args(HistoryKind)
 
 
 def _check_symbol(value: object) -> str:

@@ -14,7 +14,7 @@ the callers that have an exchange.
   :func:`check_bounds`;
 * symbols: :func:`check_symbol`, :func:`check_symbols`;
 * :func:`check_padding`, :func:`check_limit`, :func:`check_timeframe`,
-  :func:`check_exchange_key`, :func:`check_choice`.
+  :func:`check_exchange_key`, :func:`check_choice`, :func:`check_choices`.
 
 Numbers (options of collectors, clients, the service) are checked with
 :func:`check_number`, or, on attrs options classes, with the validators
@@ -45,6 +45,7 @@ __all__ = [
     "MAX_SYMBOLS",
     "check_bounds",
     "check_choice",
+    "check_choices",
     "check_date",
     "check_exchange_key",
     "check_limit",
@@ -148,6 +149,25 @@ def check_choice(name: str, value: object, allowed: Iterable[str]) -> str:
         listed = ", ".join(repr(a) for a in allowed)
         raise InvalidRequest(f"{name} {value!r} is not valid; allowed: {listed}")
     return value
+
+
+def check_choices(name: str, values: object, allowed: Iterable[str]) -> tuple[str, ...]:
+    """A non-empty list or tuple of ``allowed`` values, without repeats, in the order given.
+
+    >>> check_choices("kinds", ["ohlcv", "funding", "ohlcv"], ("ohlcv", "trades", "funding"))
+    ('ohlcv', 'funding')
+    """
+    allowed = tuple(allowed)
+    listed = ", ".join(allowed)
+    if not isinstance(values, list | tuple):
+        raise InvalidRequest(
+            f"{name} must be a non-empty list or tuple such as {allowed[:1]!r}, got "
+            f"{values!r}; allowed: {listed}"
+        )
+    if not values:
+        raise InvalidRequest(f"{name} must not be empty; allowed: {listed}")
+    singular = name[:-1] if name.endswith("s") else name
+    return tuple(dict.fromkeys(check_choice(singular, v, allowed) for v in values))
 
 
 def check_exchange_key(value: object) -> str:

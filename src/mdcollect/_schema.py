@@ -11,7 +11,10 @@ trades     id (str) price amount (float64) side ('buy'/'sell')          timestam
            [+ received int64 ms: when mdcollect received it]
 ticker     bid ask last bid_size ask_size (float64) [+ base_volume]     timestamp
 orderbook  bid_px_0..N-1 bid_sz_.. ask_px_.. ask_sz_.. (float64)         timestamp
-funding    rate (float64) [+ mark_price index_price]                    timestamp
+funding    rate (float64) [+ mark_price index_price]: one row per       timestamp
+           settlement, at its funding time
+funding_   rate (float64) [+ mark_price index_price, funding_time       timestamp
+snapshot   int64 ms: the settlement the rate is for]: live updates
 mark       as ohlcv: candles of the mark price                          timestamp
 index      as ohlcv: candles of the index price                         timestamp
 premium    as ohlcv: candles of the premium index (may be negative)     timestamp
@@ -101,6 +104,11 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
     ),
     "orderbook": Schema("orderbook", {}, {}),
     "funding": Schema("funding", {"rate": _F}, {"mark_price": _F, "index_price": _F}),
+    "funding_snapshot": Schema(
+        "funding_snapshot",
+        {"rate": _F},
+        {"mark_price": _F, "index_price": _F, "funding_time": _I},
+    ),
     # candles of the mark price, the index price and the premium index: the ohlcv columns
     **{
         kind: Schema(
@@ -273,6 +281,7 @@ _NON_NEGATIVE: Final = {
     "trades": ("price", "amount"),
     "ticker": ("bid", "ask", "last", "bid_size", "ask_size", "base_volume"),
     "funding": ("mark_price", "index_price"),
+    "funding_snapshot": ("mark_price", "index_price", "funding_time"),
     "mark": ("open", "high", "low", "close", "volume", "trades"),
     "index": ("open", "high", "low", "close", "volume", "trades"),
     "premium": ("volume", "trades"),
@@ -282,6 +291,7 @@ _NOT_NAN: Final = {
     "ohlcv": ("open", "high", "low", "close", "volume"),
     "trades": ("price", "amount"),
     "funding": ("rate",),
+    "funding_snapshot": ("rate",),
     # mark, index and premium candles have no volume on most exchanges (NaN)
     "mark": ("open", "high", "low", "close"),
     "index": ("open", "high", "low", "close"),

@@ -4,6 +4,9 @@
 
     mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-02-01 -x binance
     mdcollect backfill BTC/USDT --kind trades --start 2024-01-01 --end 2024-01-02 -x binance
+    mdcollect backfill BTC/USDT:USDT --kind funding --start 2024-01-01 --end 2024-12-31
+    mdcollect backfill BTC/USDT:USDT -t 1h --kind mark --start 2024-01-01 --end 2024-01-31
+    mdcollect ensure BTC/USDT:USDT -t 1h --kinds ohlcv,funding --start 2024-01-01 --end 2024-02-01
     mdcollect ls
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from ._errors import InvalidRequest, MdcollectError
 from ._intervals import Interval
-from ._keys import DatasetKey
+from ._keys import CANDLE_KINDS, DatasetKey
 from ._redact import redact
 from ._rules import check_number, check_padding
 from ._time import DEFAULT_PADDING_DAYS, format_ms, index_ms, time_range
@@ -136,9 +139,25 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_PADDING_DAYS,
         help="also ensure this many days before --start",
     )
-    b = sub.add_parser("backfill", help="fetch candles or raw trades over a range")
+    e.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["ohlcv"],
+        metavar="KIND",
+        help="kinds of history to ensure, each over the padded range: ohlcv (candles of "
+        "--timeframe), trades, funding (settlements of perpetuals), mark, index, premium "
+        "(perpetuals' price candles of --timeframe); e.g. --kinds ohlcv,funding,mark",
+    )
+    b = sub.add_parser(
+        "backfill", help="fetch candles, raw trades, funding or price candles over a range"
+    )
     fetch_args(b, "1m")
-    b.add_argument("--kind", choices=["ohlcv", "trades"], default="ohlcv", help="what to fetch")
+    b.add_argument(
+        "--kind",
+        default="ohlcv",
+        help="what to fetch: ohlcv (candles of --timeframe), trades, funding (perpetuals), "
+        "mark, index, premium (perpetuals' price candles of --timeframe)",
+    )
     sub.add_parser("ls", help="list datasets: rows, first/last, coverage and holes")
     x = sub.add_parser("export", help="write a dataset to CSV or Parquet")
     x.add_argument("key", help="dataset key, e.g. binance:ohlcv:1h:BTC/USDT")
@@ -185,11 +204,11 @@ async def _fetch(args: argparse.Namespace) -> int:
                 args.symbols, args.timeframe, args.start, args.end, args.exchange,
                 args.padding_days, storage, progress=not args.no_progress,
                 concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
-                emulate=args.emulate,
+                emulate=args.emulate, kinds=_split_kinds(args.kinds),
             )  # fmt: skip
         else:
             report = await backfill_async(
-                args.symbols, args.timeframe if args.kind == "ohlcv" else None,
+                args.symbols, args.timeframe if args.kind in CANDLE_KINDS else None,
                 args.start, args.end, args.exchange, storage, kind=args.kind,
                 strategy=args.strategy, progress=not args.no_progress,
                 concurrency=args.concurrency, dry_run=args.dry_run, emulate=args.emulate,
@@ -198,6 +217,12 @@ async def _fetch(args: argparse.Namespace) -> int:
         storage.close()
     _print_report(report, args.quiet)
     return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def _split_kinds(values: Sequence[str]) -> list[Any]:
+    """``--kinds ohlcv funding`` and ``--kinds ohlcv,funding`` alike; unchecked strings, as
+    ``--kind``: the library refuses a bad one naming those allowed (exit 2)."""
+    return [k.strip() for v in values for k in v.split(",") if k.strip()]
 
 
 def _emulated_note(args: argparse.Namespace) -> str | None:

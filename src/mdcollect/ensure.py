@@ -1,4 +1,8 @@
-"""``ensure_data`` and ``load_ohlcv``: make sure candles are stored, fetch only what is missing.
+"""``ensure_data`` and ``load_*``: make sure data is stored, fetch only what is missing.
+
+Every kind of history (:data:`mdcollect.backfill.HISTORY_KINDS`: candles, trades,
+funding settlements) goes through the same calls: ``ensure_data(..., kinds=...)``
+and ``load(kind, ...)``, table-driven by :data:`mdcollect.backfill.JOBS`.
 
 >>> report = ensure_data(["BTC/USDT:USDT"], "1h", "2024-02-01", "2024-02-28")
 >>> report.ok, report.requests
@@ -16,7 +20,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from html import escape
-from typing import Any, Final, TypeAlias, TypeVar, cast, overload
+from typing import Any, Final, TypeAlias, TypeVar, overload
 
 import pandas as pd
 from attrs import define, field
@@ -24,22 +28,25 @@ from attrs import define, field
 from ._errors import ExchangeError, InvalidRequest
 from ._human import duration, plural, ranges
 from ._intervals import Interval, IntervalSet
-from ._keys import CANDLE_KINDS, CandleKind, DatasetKey, Kind
+from ._keys import DatasetKey
 from ._rules import MAX_SYMBOLS as MAX_SYMBOLS  # the input rules; kept importable from here
-from ._rules import check_choice, check_padding, check_symbols, date_range, required_range
 from ._rules import check_date as check_date
+from ._rules import check_padding, check_symbols, date_range, required_range
 from ._sync import run_sync
 from ._time import DAY, DEFAULT_PADDING_DAYS, Timeframe, now_ms
 from .backfill import (
+    JOBS,
+    TIMEFRAME_KINDS,
     BackfillJob,
+    HistoryKind,
     JobReport,
     Plan,
     ProgressCallback,
     Strategy,
-    TradesBackfill,
+    check_kind,
+    check_kinds,
     check_strategy,
     initial_reports,
-    make_job,
     plan_jobs,
     run_jobs,
 )
@@ -57,8 +64,14 @@ __all__ = [
     "backfill_async",
     "ensure_data",
     "ensure_data_async",
+    "load",
+    "load_async",
+    "load_funding",
+    "load_funding_async",
     "load_ohlcv",
     "load_ohlcv_async",
+    "load_trades",
+    "load_trades_async",
 ]
 
 #: An exchange key (``"binance_futures"``, any ccxt id) or a client of your own.
@@ -179,11 +192,23 @@ class EnsureReport:
     seconds: float = 0.0
     dry_run: bool = False
     plans: list[Plan] = field(factory=list)
+    kinds: tuple[str, ...] = ("ohlcv",)
 
     @property
     def ok(self) -> bool:
         """True when no window of any symbol failed."""
         return all(s.ok for s in self.symbols)
+
+    def by_kind(self, kind: str) -> list[SymbolReport]:
+        """The symbols' reports of one kind (``ensure_data(..., kinds=...)`` reports each
+        symbol once per kind).
+
+        >>> [s.requests for s in report.by_kind("funding")]
+        [2]
+        """
+        if kind not in self.kinds:
+            raise KeyError(f"{kind!r} was not ensured; kinds: {', '.join(self.kinds)}")
+        return [s for s in self.symbols if s.key.kind == kind]
 
     @property
     def candles_fetched(self) -> int:
@@ -191,6 +216,7 @@ class EnsureReport:
         return sum(s.candles_fetched for s in self.symbols)
 
     def __getitem__(self, symbol: str) -> SymbolReport:
+        """The report of ``symbol`` (of the first kind ensured; see :meth:`by_kind`)."""
         for s in self.symbols:
             if s.symbol == symbol:
                 return s
@@ -310,6 +336,7 @@ class EnsureReport:
             "candles_fetched": self.candles_fetched,
             "seconds": round(self.seconds, 3),
             "dry_run": self.dry_run,
+            "kinds": list(self.kinds),
             "symbols": [s.to_dict() for s in self.symbols],
             "plans": [
                 {
@@ -468,8 +495,10 @@ async def ensure_data_async(
     strategy: Strategy = "auto",
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    kinds: Sequence[HistoryKind] = ("ohlcv",),
 ) -> EnsureReport:
     """Async :func:`ensure_data`."""
+    wanted = check_kinds(kinds)
     key = _exchange_key(exchange)
     syms = check_symbols(symbols)
     tf = check_timeframe(timeframe, key)
@@ -479,7 +508,7 @@ async def ensure_data_async(
     return await _ensure(
         syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
-        strategy=strategy, clock=clock,
+        strategy=strategy, clock=clock, kinds=wanted,
     )  # fmt: skip
 
 
@@ -496,25 +525,22 @@ async def _ensure(
     dry_run: bool,
     strategy: Strategy,
     clock: Callable[[], int] | None,
-    kind: Kind = "ohlcv",
+    kinds: tuple[HistoryKind, ...] = ("ohlcv",),
 ) -> EnsureReport:
     t0 = time.perf_counter()
     now = (clock or now_ms)()
     key, store = src.key, src.store
     info = src.exchange.info if isinstance(src.exchange, ExchangeClient) else exchange_info(key)
     check_strategy(strategy)
-    jobs: list[BackfillJob]
-    if kind == "trades":
-        jobs = [TradesBackfill(key, s, None, lo, hi) for s in syms]
-    else:
-        candle_kind = cast(CandleKind, check_choice("kind", kind, CANDLE_KINDS))
-        jobs = [
-            make_job(info, s, tf, lo, hi, strategy=strategy, now=now, kind=candle_kind)
-            for s in syms
-        ]
-    required = jobs[0].required(now)  # every job needs the same range
-    label = str(tf) if kind == "ohlcv" else f"{kind} {tf}" if kind in CANDLE_KINDS else kind
-    report = EnsureReport(key, label, required, dry_run=dry_run)
+    # every kind's jobs, made (and so checked: depth limits...) before any request
+    jobs: list[BackfillJob] = [
+        JOBS[kind](info, s, tf, lo, hi, strategy, now) for kind in kinds for s in syms
+    ]
+    required = jobs[0].required(now)  # the first kind's range (each symbol needs the same)
+    label = " + ".join(
+        str(tf) if k == "ohlcv" else f"{k} {tf}" if k in TIMEFRAME_KINDS else k for k in kinds
+    )
+    report = EnsureReport(key, label, required, dry_run=dry_run, kinds=kinds)
     # Coverage first, read once: when nothing is missing, the exchange is asked nothing.
     initial = await asyncio.to_thread(initial_reports, jobs, store, now)
     if dry_run:
@@ -545,7 +571,7 @@ async def backfill_async(
     exchange: Exchange = "binance_futures",
     storage: Storage = None,
     *,
-    kind: Kind = "ohlcv",
+    kind: HistoryKind = "ohlcv",
     strategy: Strategy = "auto",
     progress: bool = True,
     progress_callback: ProgressCallback | None = None,
@@ -554,19 +580,20 @@ async def backfill_async(
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
 ) -> EnsureReport:
-    """Fill ``[start, end)`` of candles (``kind="ohlcv"``), perpetuals' ``mark``,
-    ``index`` or ``premium`` candles, or raw trades (``kind="trades"``) for
-    ``symbols``; like :func:`ensure_data` without padding, with any ccxt timeframe
-    and the dates rule of :func:`load_ohlcv`. Other kinds are refused
-    (:class:`InvalidRequest`): they are collected live, not backfilled.
+    """Fill ``[start, end)`` of one kind of history for ``symbols``: candles
+    (``kind="ohlcv"``), perpetuals' ``mark``, ``index`` or ``premium`` candles, raw
+    trades (``"trades"``) or funding settlements (``"funding"``); like
+    :func:`ensure_data` without padding, with any ccxt timeframe and the dates rule of
+    :func:`load_ohlcv`. Other kinds are refused (:class:`InvalidRequest`, naming those
+    allowed): they are collected live, not backfilled.
 
     >>> await backfill_async(["BTC/USDT:USDT"], "1h", "2024-01-01", "2024-02-01",
     ...                      exchange="binance_futures", kind="mark")
     """
+    check_kind(kind)
     key = _exchange_key(exchange)
     syms = check_symbols(symbols)
-    check_choice("kind", kind, (*CANDLE_KINDS, "trades"))
-    if kind in CANDLE_KINDS:
+    if kind in TIMEFRAME_KINDS:
         if timeframe is None:
             raise InvalidRequest(f"a timeframe such as '1m' is required to backfill {kind} candles")
         tf = check_timeframe(timeframe, key)
@@ -576,7 +603,7 @@ async def backfill_async(
     return await _ensure(
         syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
-        strategy=strategy, clock=clock, kind=kind,
+        strategy=strategy, clock=clock, kinds=(kind,),
     )  # fmt: skip
 
 
@@ -596,9 +623,11 @@ def ensure_data(
     strategy: Strategy = "auto",
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    kinds: Sequence[HistoryKind] = ("ohlcv",),
 ) -> EnsureReport:
-    """Make sure ``symbols``' candles from ``start_date - padding_days`` to the end of
-    ``end_date`` are stored; fetch exactly what coverage lacks.
+    """Make sure ``symbols``' candles (and other ``kinds`` of history) from
+    ``start_date - padding_days`` to the end of ``end_date`` are stored; fetch exactly
+    what coverage lacks.
 
     * ``symbols``: a non-empty list of at most 50 ccxt symbols, each containing ``/``.
     * ``timeframe``: one the exchange serves, as ccxt spells it (``1m``..``1d``, ``1w``,
@@ -611,6 +640,12 @@ def ensure_data(
     * ``padding_days``: an int from 0 to 3650; the required range starts that many days
       before ``start_date`` (startup candles for indicators).
     * ``storage``: a storage or URL; ``None`` is :func:`default_storage`.
+    * ``kinds``: the kinds of history to ensure, each over the same padded range:
+      ``("ohlcv",)`` (the default), ``"trades"``, ``"funding"`` (one row per funding
+      settlement of a perpetual), ``"mark"``, ``"index"``, ``"premium"`` (a perpetual's
+      price candles at ``timeframe``, where the exchange serves them). The report has each symbol once per kind
+      (:meth:`EnsureReport.by_kind`). An exchange that keeps less history than asked
+      (OKX funding: 3 months) is refused with how far back it goes.
 
     Bad input raises :class:`InvalidRequest` before any request or write. A
     second identical call makes no exchange request. Works inside a running
@@ -618,6 +653,7 @@ def ensure_data(
 
     >>> report = ensure_data(["BTC/USDT:USDT"], "1h", "20240201", "20240228")
     >>> report.required   # 2024-01-02 .. 2024-02-29 (or now)
+    >>> ensure_data(["BTC/USDT:USDT"], "1h", "20240201", "20240228", kinds=("ohlcv", "funding"))
     """
     return run_sync(
         _releasing(
@@ -625,7 +661,7 @@ def ensure_data(
             ensure_data_async(
                 symbols, timeframe, start_date, end_date, exchange, padding_days, storage,
                 progress=progress, progress_callback=progress_callback, concurrency=concurrency,
-                dry_run=dry_run, strategy=strategy, clock=clock, emulate=emulate,
+                dry_run=dry_run, strategy=strategy, clock=clock, emulate=emulate, kinds=kinds,
             ),
         )
     )  # fmt: skip
@@ -660,16 +696,49 @@ async def load_ohlcv_async(
     emulate: bool | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Async :func:`load_ohlcv`."""
+    return await _load(
+        "ohlcv", symbols, start, end, timeframe=timeframe, exchange=exchange, storage=storage,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
+
+
+async def _load(
+    kind: object,
+    symbols: str | list[str] | tuple[str, ...],
+    start: object,
+    end: object,
+    *,
+    timeframe: str | None,
+    exchange: Exchange,
+    storage: Storage,
+    ensure: bool,
+    progress: bool,
+    clock: Callable[[], int] | None,
+    emulate: bool | None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """What every ``load_*`` does: check, ensure ``[start, end)`` of ``kind``, read."""
+    hk = check_kind(kind)
     single = isinstance(symbols, str)
     syms = check_symbols([symbols] if isinstance(symbols, str) else symbols)
     key = _exchange_key(exchange)
-    tf = check_timeframe(timeframe, key)
+    if hk in TIMEFRAME_KINDS:
+        if timeframe is None:
+            raise InvalidRequest(f"a timeframe such as '1h' is required to load {hk!r}")
+        tf: Timeframe | None = check_timeframe(timeframe, key)
+    elif timeframe is not None:
+        raise InvalidRequest(
+            f"kind {hk!r} takes no timeframe (got {timeframe!r}); only "
+            f"{', '.join(sorted(TIMEFRAME_KINDS))} have one"
+        )
+    else:
+        tf = None
     lo, hi = required_range(start, end)
     src = await _open_source(exchange, storage, emulate)
     if ensure:
         report = await _ensure(
-            syms, tf, lo, hi, src, progress=progress, progress_callback=None,
-            concurrency=4, dry_run=False, strategy="auto", clock=clock,
+            syms, tf or Timeframe.parse("1m"), lo, hi, src, progress=progress,
+            progress_callback=None, concurrency=4, dry_run=False, strategy="auto", clock=clock,
+            kinds=(hk,),
         )  # fmt: skip
         if not report.ok:
             failed = [s for s in report.symbols if not s.ok]
@@ -682,10 +751,8 @@ async def load_ohlcv_async(
             )
     out = {}
     for s in syms:
-        frame = await asyncio.to_thread(
-            src.store.read, DatasetKey(key, s, "ohlcv", str(tf)), lo, hi
-        )
-        out[s] = frame
+        dataset = DatasetKey(key, s, hk, None if tf is None else str(tf))
+        out[s] = await asyncio.to_thread(src.store.read, dataset, lo, hi)
     return out[syms[0]] if single else out
 
 
@@ -728,6 +795,233 @@ def load_ohlcv(
     """
     frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = load_ohlcv_async(
         symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
+        progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
+    return run_sync(_releasing(exchange, frames))
+
+
+# -- load(kind, ...) and the other kinds ---------------------------------------------------
+
+
+@overload
+async def load_async(
+    kind: HistoryKind, symbols: str, start: object, end: object, *,
+    timeframe: str | None = ..., exchange: Exchange = ..., storage: Storage = ...,
+    ensure: bool = ..., progress: bool = ..., clock: Callable[[], int] | None = ...,
+    emulate: bool | None = ...,
+) -> pd.DataFrame: ...  # fmt: skip
+@overload
+async def load_async(
+    kind: HistoryKind, symbols: list[str] | tuple[str, ...], start: object, end: object, *,
+    timeframe: str | None = ..., exchange: Exchange = ..., storage: Storage = ...,
+    ensure: bool = ..., progress: bool = ..., clock: Callable[[], int] | None = ...,
+    emulate: bool | None = ...,
+) -> dict[str, pd.DataFrame]: ...  # fmt: skip
+async def load_async(
+    kind: HistoryKind,
+    symbols: str | list[str] | tuple[str, ...],
+    start: object,
+    end: object,
+    *,
+    timeframe: str | None = None,
+    exchange: Exchange = "binance_futures",
+    storage: Storage = None,
+    ensure: bool = True,
+    progress: bool = True,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Async :func:`load`."""
+    return await _load(
+        kind, symbols, start, end, timeframe=timeframe, exchange=exchange, storage=storage,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
+
+
+@overload
+def load(
+    kind: HistoryKind, symbols: str, start: object, end: object, *,
+    timeframe: str | None = ..., exchange: Exchange = ..., storage: Storage = ...,
+    ensure: bool = ..., progress: bool = ..., clock: Callable[[], int] | None = ...,
+    emulate: bool | None = ...,
+) -> pd.DataFrame: ...  # fmt: skip
+@overload
+def load(
+    kind: HistoryKind, symbols: list[str] | tuple[str, ...], start: object, end: object, *,
+    timeframe: str | None = ..., exchange: Exchange = ..., storage: Storage = ...,
+    ensure: bool = ..., progress: bool = ..., clock: Callable[[], int] | None = ...,
+    emulate: bool | None = ...,
+) -> dict[str, pd.DataFrame]: ...  # fmt: skip
+def load(
+    kind: HistoryKind,
+    symbols: str | list[str] | tuple[str, ...],
+    start: object,
+    end: object,
+    *,
+    timeframe: str | None = None,
+    exchange: Exchange = "binance_futures",
+    storage: Storage = None,
+    ensure: bool = True,
+    progress: bool = True,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Any kind of history (the candle kinds ``"ohlcv"``, ``"mark"``, ``"index"``,
+    ``"premium"`` with a ``timeframe``; ``"trades"``, ``"funding"``) of one symbol (a DataFrame) or several (a dict) for ``[start, end)``, ensured first
+    like :func:`load_ohlcv` (``ensure=False`` reads only what is stored).
+
+    A kind not in :data:`~mdcollect.backfill.HISTORY_KINDS` raises
+    :class:`InvalidRequest` naming the allowed ones, before any request.
+
+    >>> funding = load("funding", "BTC/USDT:USDT", "2024-01-01", "2024-12-31")
+    >>> candles = load("ohlcv", "BTC/USDT:USDT", "2024-01-01", "2024-01-31", timeframe="1h")
+    >>> mark = load("mark", "BTC/USDT:USDT", "2024-01-01", "2024-01-31", timeframe="1h")
+    """
+    frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = _load(
+        kind, symbols, start, end, timeframe=timeframe, exchange=exchange, storage=storage,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
+    return run_sync(_releasing(exchange, frames))
+
+
+@overload
+async def load_funding_async(
+    symbols: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> pd.DataFrame: ...  # fmt: skip
+@overload
+async def load_funding_async(
+    symbols: list[str] | tuple[str, ...], start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> dict[str, pd.DataFrame]: ...  # fmt: skip
+async def load_funding_async(
+    symbols: str | list[str] | tuple[str, ...],
+    start: object,
+    end: object,
+    *,
+    exchange: Exchange = "binance_futures",
+    storage: Storage = None,
+    ensure: bool = True,
+    progress: bool = True,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Async :func:`load_funding`."""
+    return await _load(
+        "funding", symbols, start, end, timeframe=None, exchange=exchange, storage=storage,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
+
+
+@overload
+def load_funding(
+    symbols: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> pd.DataFrame: ...  # fmt: skip
+@overload
+def load_funding(
+    symbols: list[str] | tuple[str, ...], start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> dict[str, pd.DataFrame]: ...  # fmt: skip
+def load_funding(
+    symbols: str | list[str] | tuple[str, ...],
+    start: object,
+    end: object,
+    *,
+    exchange: Exchange = "binance_futures",
+    storage: Storage = None,
+    ensure: bool = True,
+    progress: bool = True,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Funding settlements of one perpetual (a DataFrame) or several (a dict) in
+    ``[start, end)``, ensured first (``ensure=False`` reads only what is stored).
+
+    One row per settlement at its funding time: ``rate`` (paid by longs to shorts
+    per period when positive), ``mark_price`` where the exchange gives it (Binance
+    USD-M), ``index_price`` (NaN). Symbols whose interval changed (8 h to 4 h) have
+    every settlement at its real time. Exchanges: ``binance_futures`` (back to the
+    listing, 1000 a request), ``okx_futures`` (the last 3 months, 100 a request),
+    ``bybit_futures`` (200 a request).
+
+    >>> funding = load_funding("BTC/USDT:USDT", "2024-01-01", "2024-12-31")
+    >>> len(funding)   # 3 a day
+    1098
+    """
+    frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = load_funding_async(
+        symbols, start, end, exchange=exchange, storage=storage, ensure=ensure,
+        progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
+    return run_sync(_releasing(exchange, frames))
+
+
+@overload
+async def load_trades_async(
+    symbols: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> pd.DataFrame: ...  # fmt: skip
+@overload
+async def load_trades_async(
+    symbols: list[str] | tuple[str, ...], start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> dict[str, pd.DataFrame]: ...  # fmt: skip
+async def load_trades_async(
+    symbols: str | list[str] | tuple[str, ...],
+    start: object,
+    end: object,
+    *,
+    exchange: Exchange = "binance_futures",
+    storage: Storage = None,
+    ensure: bool = True,
+    progress: bool = True,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Async :func:`load_trades`."""
+    return await _load(
+        "trades", symbols, start, end, timeframe=None, exchange=exchange, storage=storage,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
+
+
+@overload
+def load_trades(
+    symbols: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> pd.DataFrame: ...  # fmt: skip
+@overload
+def load_trades(
+    symbols: list[str] | tuple[str, ...], start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> dict[str, pd.DataFrame]: ...  # fmt: skip
+def load_trades(
+    symbols: str | list[str] | tuple[str, ...],
+    start: object,
+    end: object,
+    *,
+    exchange: Exchange = "binance_futures",
+    storage: Storage = None,
+    ensure: bool = True,
+    progress: bool = True,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Trades of one symbol (a DataFrame) or several (a dict) in ``[start, end)``,
+    ensured first (``ensure=False`` reads only what is stored); the ``trades`` schema.
+
+    >>> trades = load_trades("BTC/USDT", "2024-01-01T00:00", "2024-01-01T01:00", exchange="binance")
+    """
+    frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = load_trades_async(
+        symbols, start, end, exchange=exchange, storage=storage, ensure=ensure,
         progress=progress, clock=clock, emulate=emulate,
     )  # fmt: skip
     return run_sync(_releasing(exchange, frames))

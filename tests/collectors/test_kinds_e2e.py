@@ -140,11 +140,13 @@ async def test_funding_equals_the_market(
         assert not streams and len(polls) >= 2, (streams, polls)
     else:
         assert any(stream in s for s in streams) and not polls, (streams, polls)
-    got = store.read(DatasetKey(key, PERP, "funding"))
-    assert list(got.columns) == ["rate", "mark_price", "index_price"]
+    got = store.read(DatasetKey(key, PERP, "funding_snapshot"))
+    assert list(got.columns) == ["rate", "mark_price", "index_price", "funding_time"]
     assert len(got) >= (1 if mode == "ws" else 2), got
     t = ms(got)
     assert np.all(np.diff(t) > 0)
+    for ts, funding_time in zip(t.tolist(), got["funding_time"].tolist(), strict=True):
+        assert funding_time == emu.market.next_funding_time(venue, PERP, ts)
     cols = [got[c].to_numpy(dtype=float).tolist() for c in ("rate", "mark_price", "index_price")]
     for ts, rate, mark, index in zip(t.tolist(), *cols, strict=True):
         assert rate == pytest.approx(emu.market.funding_rate(venue, PERP, ts), abs=1e-10)

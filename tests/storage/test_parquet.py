@@ -103,6 +103,7 @@ def test_layout_one_file_per_month_plus_coverage(st: ParquetStorage, root: Path)
         (DatasetKey("binance", "BTC/USDT", "ohlcv", "1s"), "2024-01-01.parquet"),
         (DatasetKey("binance", "BTC/USDT:USDT", "funding"), "2024.parquet"),
         (DatasetKey("binance", "BTC/USDT", "ticker"), "2024-01-01.parquet"),
+        (DatasetKey("binance", "BTC/USDT:USDT", "funding_snapshot"), "2024-01-01.parquet"),
     ],
 )
 def test_partition_size_follows_density(
@@ -110,7 +111,7 @@ def test_partition_size_follows_density(
 ) -> None:
     if key.tf is not None:
         frame = candles(T0, 3, step=key.tf.ms)
-    elif key.kind == "funding":
+    elif key.kind in ("funding", "funding_snapshot"):
         frame = pd.DataFrame({"timestamp": [T0], "rate": [0.0001]})
     else:
         frame = pd.DataFrame(

@@ -22,8 +22,12 @@ from mdcollect import (
     IntervalSet,
     ensure_data,
     ensure_data_async,
+    load,
+    load_funding,
+    load_funding_async,
     load_ohlcv,
     load_ohlcv_async,
+    load_trades,
     open_storage,
 )
 from mdcollect.collectors import OHLCVCollector, TradesCollector
@@ -44,6 +48,27 @@ def notebook() -> None:
                         exchange="binance", emulate=True)  # fmt: skip
     assert_type(frames, dict[str, pd.DataFrame])
     print(frames["ETH/USDT"].index[0])
+
+
+def perpetuals_backtest() -> None:
+    report = ensure_data(["BTC/USDT:USDT", "ETH/USDT:USDT"], "8h", "2024-01-01", "2024-12-31",
+                         kinds=("ohlcv", "funding"))  # fmt: skip
+    print([s.candles_fetched for s in report.by_kind("funding")])
+    funding = load_funding("BTC/USDT:USDT", "2024-01-01", "2024-12-31")
+    assert_type(funding, pd.DataFrame)
+    both = load_funding(["BTC/USDT:USDT", "ETH/USDT:USDT"], "2024-01-01", "2024-12-31")
+    assert_type(both, dict[str, pd.DataFrame])
+    candles = load("ohlcv", "BTC/USDT:USDT", "2024-01-01", "2024-12-31", timeframe="8h")
+    assert_type(candles, pd.DataFrame)
+    trades = load_trades(["BTC/USDT"], "2024-01-01", "2024-01-02", exchange="binance")
+    assert_type(trades, dict[str, pd.DataFrame])
+    print(funding["rate"].sum(), candles["close"].iloc[-1], len(both), len(trades))
+
+
+async def perpetuals_backtest_async() -> None:
+    funding = await load_funding_async("BTC/USDT:USDT", "2024-01-01", "2024-12-31")
+    assert_type(funding, pd.DataFrame)
+    print(funding["rate"].mean())
 
 
 def storage_directly() -> None:

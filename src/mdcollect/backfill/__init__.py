@@ -7,8 +7,11 @@ confirmed, report progress, stop cleanly when cancelled, resume from coverage.
 * :class:`OHLCVBackfill` pages the exchange's candle endpoint.
 * :class:`TradesBackfill` pages trades, storing them or resampling them into
   candles (for exchanges with shallow candle history, such as Kraken).
-* :func:`make_job` picks one; ``make_job(..., kind="mark")`` (or ``"index"``,
-  ``"premium"``: :data:`CANDLE_KINDS`) pages that price's candle endpoint.
+* :class:`FundingBackfill` pages the funding history (one row per settlement).
+* :func:`make_job` picks a candle strategy; ``make_job(..., kind="mark")`` (or
+  ``"index"``, ``"premium"``: :data:`CANDLE_KINDS`) pages that price's candle
+  endpoint. :data:`JOBS` maps each kind of history (:data:`HISTORY_KINDS`) to the
+  job that fills it.
 
 >>> from mdcollect.backfill import backfill
 >>> reports = await backfill(client, storage, ["BTC/USDT"], "1m", start_ms, end_ms)
@@ -16,7 +19,7 @@ confirmed, report progress, stop cleanly when cancelled, resume from coverage.
 
 from __future__ import annotations
 
-from .._keys import CANDLE_KINDS, CandleKind
+from .._keys import CANDLE_KINDS, HISTORY_KINDS, CandleKind, HistoryKind
 from ._engine import (
     BackfillJob,
     Chunk,
@@ -29,27 +32,43 @@ from ._engine import (
     split_windows,
 )
 from ._strategies import (
+    JOBS,
     STRATEGIES,
+    TIMEFRAME_KINDS,
+    FundingBackfill,
+    JobMaker,
     OHLCVBackfill,
     Strategy,
     TradesBackfill,
+    check_kind,
+    check_kinds,
     check_strategy,
+    funding_job,
     make_job,
 )
 
 __all__ = [
     "CANDLE_KINDS",
+    "HISTORY_KINDS",
+    "JOBS",
     "STRATEGIES",
+    "TIMEFRAME_KINDS",
     "BackfillJob",
     "CandleKind",
     "Chunk",
+    "FundingBackfill",
+    "HistoryKind",
+    "JobMaker",
     "JobReport",
     "OHLCVBackfill",
     "Plan",
     "ProgressCallback",
     "Strategy",
     "TradesBackfill",
+    "check_kind",
+    "check_kinds",
     "check_strategy",
+    "funding_job",
     "initial_reports",
     "make_job",
     "plan_jobs",

@@ -1,10 +1,14 @@
-"""The strategies: candles from the candle endpoint, or candles (and trades) from trades."""
+"""The strategies: candles from the candle endpoint, candles (and trades) from trades,
+funding settlements from the funding history; and :data:`JOBS`, which kind of history
+is backfilled by which."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
 import numpy as np
@@ -12,16 +16,16 @@ import pandas as pd
 
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
-from .._keys import CANDLE_KINDS, CandleKind, DatasetKey
-from .._rules import check_choice
+from .._keys import CANDLE_KINDS, HISTORY_KINDS, CandleKind, DatasetKey, HistoryKind
+from .._rules import check_choice, check_choices
 from .._schema import empty_frame, merge_frames
-from .._time import DAY, HOUR, Timeframe, format_ms, index_ms
+from .._time import DAY, HOUR, MINUTE, Timeframe, format_ms, index_ms
 from ..aggregate import CandleBins, aggregate_bins
 from ..storage import DataCollectionStorage
 from ._engine import BackfillJob, Chunk, candles_in
 
 if TYPE_CHECKING:
-    from ..exchanges import ExchangeClient, ExchangeInfo
+    from ..exchanges import ExchangeClient, ExchangeInfo, FundingHistory
 
 log = logging.getLogger("mdcollect.backfill")
 
@@ -397,3 +401,205 @@ def _oldest_served(info: ExchangeInfo, timeframe: str | Timeframe, now: int) -> 
     from ``now``) still serves, with one candle of margin: it moves on while we ask."""
     tf = Timeframe.parse(timeframe)
     return tf.add(tf.floor(now), -(info.page_limit - 1))
+
+
+#: The interval most perpetuals settle funding at; a window is one page of them.
+FUNDING_PERIOD: Final = 8 * HOUR
+#: Answers with a long silence asked for one window before giving up on it.
+_MAX_FUNDING_ASKS: Final = 5
+#: Settlements this recent are not asked for yet: exchanges publish them a moment late.
+FUNDING_PUBLISH_LAG: Final = MINUTE
+
+
+class FundingBackfill(BackfillJob):
+    """Funding settlements of a perpetual from the exchange's funding history
+    (ccxt ``fetch_funding_rate_history``), one row per settlement.
+
+    Coverage means "every settlement in this span is stored". A window is one
+    8-hourly settlement fewer than a page, so a page that is not full proves the
+    whole window (a year of an 8-hourly symbol on Binance: two requests). A full
+    page proves only the span it answered for: from the window start to its last
+    row where pages hold the oldest settlements (Binance), from its first row to
+    the window end where they hold the newest (OKX, Bybit); the rest of the window
+    is asked next. So a symbol whose interval changed (8 h to 4 h) stays exact: its
+    windows take two pages. An answer with more than 8 hours without a settlement
+    (before the listing, or a page cut short or empty) is asked again until two
+    answers in a row agree. Ranges older than the exchange keeps are refused
+    (:func:`funding_job`).
+
+    >>> job = FundingBackfill("binance_futures", "BTC/USDT:USDT", start_ms, end_ms)
+    """
+
+    def __init__(self, exchange: str, symbol: str, start: int, end: int) -> None:
+        super().__init__(DatasetKey(exchange, symbol, "funding"), start, end)
+
+    def required(self, now: int) -> Interval | None:
+        hi = min(self.end, now - FUNDING_PUBLISH_LAG)
+        return Interval(self.start, hi) if hi > self.start else None
+
+    def window_ms(self, info: ExchangeInfo) -> int:
+        return (_funding_history(info).page_limit - 1) * FUNDING_PERIOD
+
+    def request_seconds(self, info: ExchangeInfo) -> float | None:
+        from ..exchanges import request_seconds
+
+        how = _funding_history(info)
+        return request_seconds(info, how.endpoint, how.page_limit)
+
+    async def prepare(
+        self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
+    ) -> IntervalSet:
+        market = await client.check_symbol(self.key.symbol)
+        if not market.get("swap"):
+            raise InvalidRequest(
+                f"symbol {self.key.symbol!r} on {client.key} is not a perpetual swap; funding "
+                "exists only for perpetuals such as 'BTC/USDT:USDT'"
+            )
+        return missing
+
+    async def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
+        how = _funding_history(client.info)
+        lo, hi = window.start, window.end
+        # the settlements of the last answer for (lo, hi) with a silence, and how many
+        previous: tuple[int, ...] | None = None
+        asked = 0
+        while lo < hi:
+            frame = await client.fetch_funding_history(self.key.symbol, lo, hi)
+            ts = tuple(int(t) for t in index_ms(frame))
+            full = len(ts) >= how.page_limit
+            if not full:  # not cut short: every settlement of [lo, hi)
+                span = Interval(lo, hi)
+            elif how.newest_first:
+                span = Interval(ts[0], hi)
+            else:
+                span = Interval(lo, ts[-1] + 1)
+            if _silent(span, ts) and ts != previous:
+                # no settlement for longer than any funding interval: before a listing
+                # or after a delisting, or a page cut short or empty; taken once two
+                # answers in a row agree
+                asked += 1
+                if asked >= _MAX_FUNDING_ASKS:
+                    raise ExchangeError(
+                        f"{self.key}: {asked} answers for {Interval(lo, hi)} disagree about "
+                        "settlements missing for more than 8 hours; left uncovered"
+                    )
+                previous = ts
+                log.info("%s: no settlement in part of %s; asking again", self.key, span)
+                continue
+            previous, asked = None, 0
+            yield Chunk(frame, span)
+            if not full:
+                return
+            if how.newest_first:
+                hi = span.start
+            else:
+                lo = span.end
+
+
+def _silent(span: Interval, ts: Sequence[int]) -> bool:
+    """Whether ``span`` has a stretch longer than :data:`FUNDING_PERIOD` without a
+    settlement (its edges count as settlements)."""
+    edges = [span.start, *ts, span.end]
+    return any(b - a > FUNDING_PERIOD for a, b in itertools.pairwise(edges))
+
+
+def _funding_history(info: ExchangeInfo) -> FundingHistory:
+    if info.funding is None:
+        raise InvalidRequest(
+            f"{info.key} has no funding history in mdcollect; exchanges that have it: "
+            "binance_futures, okx_futures, bybit_futures"
+        )
+    return info.funding
+
+
+def funding_job(info: ExchangeInfo, symbol: str, start: int, end: int, now: int) -> FundingBackfill:
+    """A :class:`FundingBackfill`, or :class:`InvalidRequest` (before any request) when the
+    exchange has no funding history or ``start`` is older than it keeps (OKX: 3 months).
+
+    >>> funding_job(exchange_info("okx_futures"), "BTC/USDT:USDT", year_ago, now, now)
+    Traceback (most recent call last):
+    InvalidRequest: okx_futures keeps funding history for the last 90 days only ...
+    """
+    how = _funding_history(info)
+    if how.depth_ms is not None:
+        # a day of margin: the exchange's horizon moves on while we ask
+        oldest = now - how.depth_ms + DAY
+        if start < oldest:
+            raise InvalidRequest(
+                f"{info.key} keeps funding history for the last {how.depth_ms // DAY} days only: "
+                f"{symbol} from {format_ms(start)} is older than it serves; the oldest start "
+                f"it can fill now is {format_ms(oldest)}"
+            )
+    return FundingBackfill(info.key, symbol, start, end)
+
+
+#: Makes the job filling one symbol's ``kind`` over ``[start, end)``: ``(info, symbol,
+#: timeframe, start, end, strategy, now)``; the timeframe and strategy matter to candles.
+JobMaker = Callable[["ExchangeInfo", str, Timeframe, int, int, Strategy, int], BackfillJob]
+
+
+def _ohlcv_job(
+    info: ExchangeInfo, symbol: str, tf: Timeframe, start: int, end: int, strategy: Strategy,
+    now: int,
+) -> BackfillJob:  # fmt: skip
+    return make_job(info, symbol, tf, start, end, strategy=strategy, now=now)
+
+
+def _trades_job(
+    info: ExchangeInfo, symbol: str, tf: Timeframe, start: int, end: int, strategy: Strategy,
+    now: int,
+) -> BackfillJob:  # fmt: skip
+    return TradesBackfill(info.key, symbol, None, start, end)
+
+
+def _funding_job(
+    info: ExchangeInfo, symbol: str, tf: Timeframe, start: int, end: int, strategy: Strategy,
+    now: int,
+) -> BackfillJob:  # fmt: skip
+    return funding_job(info, symbol, start, end, now)
+
+
+def _price_job(kind: CandleKind) -> JobMaker:
+    """The job maker for the candles of a price other than the last: ``mark``, ``index``,
+    ``premium`` (:func:`make_job` with that kind; refused where the exchange has none)."""
+
+    def job(
+        info: ExchangeInfo, symbol: str, tf: Timeframe, start: int, end: int,
+        strategy: Strategy, now: int,
+    ) -> BackfillJob:  # fmt: skip
+        return make_job(info, symbol, tf, start, end, strategy=strategy, now=now, kind=kind)
+
+    return job
+
+
+#: Which job fills which kind: one line per kind of history.
+JOBS: Final[Mapping[HistoryKind, JobMaker]] = MappingProxyType(
+    {
+        "ohlcv": _ohlcv_job,
+        "trades": _trades_job,
+        "funding": _funding_job,
+        "mark": _price_job("mark"),
+        "index": _price_job("index"),
+        "premium": _price_job("premium"),
+    }
+)
+#: The kinds whose datasets have a timeframe: the candle kinds (:data:`CANDLE_KINDS`).
+TIMEFRAME_KINDS: Final[frozenset[HistoryKind]] = frozenset(CANDLE_KINDS)
+assert set(JOBS) == set(HISTORY_KINDS), "every kind of history has its job"
+
+
+def check_kind(kind: object) -> HistoryKind:
+    """``kind`` if it is one of :data:`~mdcollect._keys.HISTORY_KINDS`; :class:`InvalidRequest`
+    naming them otherwise."""
+    check_choice("kind", kind, HISTORY_KINDS)
+    return kind  # type: ignore[return-value]
+
+
+def check_kinds(kinds: object) -> tuple[HistoryKind, ...]:
+    """A non-empty list or tuple of :data:`~mdcollect._keys.HISTORY_KINDS`, without repeats,
+    in the order given; :class:`InvalidRequest` naming the allowed ones otherwise.
+
+    >>> check_kinds(("ohlcv", "funding"))
+    ('ohlcv', 'funding')
+    """
+    return check_choices("kinds", kinds, HISTORY_KINDS)  # type: ignore[return-value]

@@ -561,10 +561,18 @@ class FundingRateCollector(_SnapshotCollector):
     rate; both give the same row as polling. Exchanges with neither poll in
     ``mode="auto"`` and fail with :class:`~mdcollect.InvalidRequest` in ``mode="ws"``.
 
+    Every update is stored in the ``funding_snapshot`` kind (with ``funding_time``,
+    the settlement its rate is announced for). Once an update announces a later
+    settlement, the one before has happened: its last announced rate is written as
+    that settlement's row of the ``funding`` dataset, the one funding history fills
+    (``ensure_data(..., kinds=("funding",))``), so live and history are one truth.
+    Such a row has no mark price (NaN); a settlement the collector did not see an
+    update for on both sides (started or restarted across it) is not written.
+
     >>> c = FundingRateCollector("binance_futures", ["BTC/USDT:USDT"], interval=60)
     """
 
-    kind = "funding"
+    kind = "funding_snapshot"
     ws_method = "watchFundingRate"
 
     def __init__(
@@ -579,6 +587,8 @@ class FundingRateCollector(_SnapshotCollector):
         super().__init__(exchange, symbols, mode=mode, interval=interval, **options)
         if self.interval is None and mode == "poll":
             self.interval = 60.0
+        # per symbol: (settlement time, rate last announced for it)
+        self._announced: dict[str, tuple[int, float]] = {}
 
     async def _watch_one(self, client: Any, sym: str) -> pd.DataFrame:
         frame: pd.DataFrame = await client.watch_funding_rate(sym)
@@ -587,3 +597,23 @@ class FundingRateCollector(_SnapshotCollector):
     async def _fetch_one(self, client: Any, sym: str) -> pd.DataFrame:
         frame: pd.DataFrame = await client.fetch_funding_rate(sym)
         return frame
+
+    def _frames(
+        self, items: list[Message]
+    ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
+        from ..exchanges import row_columns
+
+        out = super()._frames(items)
+        settled: dict[str, list[tuple[int, float, float, float]]] = {}
+        for m in items:
+            for ts, rate, *_, funding_time in m.rows:
+                if not funding_time:
+                    continue
+                prev = self._announced.get(m.symbol)
+                if prev is not None and funding_time > prev[0] and ts >= prev[0]:
+                    settled.setdefault(m.symbol, []).append((prev[0], prev[1], np.nan, np.nan))
+                self._announced[m.symbol] = (int(funding_time), float(rate))
+        for sym, rows in settled.items():
+            frame = pd.DataFrame.from_records(rows, columns=["timestamp", *row_columns("funding")])
+            out.append((DatasetKey(self.exchange, sym, "funding"), frame, None))
+        return out

@@ -23,6 +23,7 @@ from ._client import ExchangeClient, TradesPage
 from ._http import SessionStats, request_tally
 from ._registry import (
     ExchangeInfo,
+    FundingHistory,
     PriceCandles,
     exchange_info,
     exchange_keys,
@@ -33,7 +34,9 @@ from ._urls import redirect_urls
 from .parsing import (
     book_row,
     contract_size,
+    funding_history_rows,
     funding_row,
+    funding_snapshot_row,
     ohlcv_frame,
     ohlcv_row,
     row_columns,
@@ -47,6 +50,7 @@ from .parsing import (
 __all__ = [
     "ExchangeClient",
     "ExchangeInfo",
+    "FundingHistory",
     "PriceCandles",
     "RetryPolicy",
     "SessionStats",
@@ -55,7 +59,9 @@ __all__ = [
     "contract_size",
     "exchange_info",
     "exchange_keys",
+    "funding_history_rows",
     "funding_row",
+    "funding_snapshot_row",
     "ohlcv_frame",
     "ohlcv_row",
     "parsing",

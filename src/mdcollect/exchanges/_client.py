@@ -37,7 +37,8 @@ from ._retry import RetryPolicy, translate_error
 from .parsing import (
     book_row,
     contract_size,
-    funding_row,
+    funding_history_rows,
+    funding_snapshot_row,
     ohlcv_frame,
     rows_frame,
     ticker_row,
@@ -752,7 +753,8 @@ class ExchangeClient:
         return rows_frame("orderbook", [book_row(ob, depth, now_ms())], depth=depth)
 
     async def watch_funding_rate(self, symbol: str) -> pd.DataFrame:
-        """The next funding rate of perpetual ``symbol`` from the websocket (``funding`` schema).
+        """The next funding rate of perpetual ``symbol`` from the websocket (a
+        ``funding_snapshot`` row: ``funding_time`` is the settlement it is for).
 
         ccxt.pro's ``watch_funding_rate`` where the exchange has it; on Binance
         (``binance``, ``binanceusdm``), which has none, the ``markPrice@1s`` stream
@@ -774,7 +776,7 @@ class ExchangeClient:
                 f"watch_funding_rate({symbol!r})",
                 lambda: self.exchange.watch_funding_rate(symbol),
             )
-        return rows_frame("funding", [funding_row(fr, now_ms())])
+        return rows_frame("funding_snapshot", [funding_snapshot_row(fr, now_ms())])
 
     def _mark_price_funding(
         self, tick: Mapping[str, Any], market: Mapping[str, Any]
@@ -825,16 +827,56 @@ class ExchangeClient:
         return rows_frame("orderbook", [book_row(ob, depth, now_ms())], depth=depth)
 
     async def fetch_funding_rate(self, symbol: str) -> pd.DataFrame:
-        """The current funding rate of perpetual ``symbol`` over REST (``funding`` schema).
+        """The current funding rate of perpetual ``symbol`` over REST (a ``funding_snapshot``
+        row: ``funding_time`` is the settlement it is for).
 
         >>> (await client.fetch_funding_rate("BTC/USDT:USDT")).columns.tolist()
-        ['rate', 'mark_price', 'index_price']
+        ['rate', 'mark_price', 'index_price', 'funding_time']
         """
         await self.check_symbol(symbol)
         fr = await self._call(
             f"fetch_funding_rate({symbol!r})", lambda: self.exchange.fetch_funding_rate(symbol)
         )
-        return rows_frame("funding", [funding_row(fr, now_ms())])
+        return rows_frame("funding_snapshot", [funding_snapshot_row(fr, now_ms())])
+
+    async def fetch_funding_history(
+        self, symbol: str, since: int, until: int, *, limit: int | None = None
+    ) -> pd.DataFrame:
+        """One page of past funding settlements of perpetual ``symbol``: rows with
+        ``since <= timestamp < until`` in the ``funding`` schema (``mark_price`` where the
+        exchange gives it), at most ``limit`` (default and maximum: the exchange's page,
+        ``info.funding.page_limit``).
+
+        Which settlements a full page holds depends on the exchange: the oldest of the
+        span (Binance) or the newest (OKX, Bybit: ``info.funding.newest_first``).
+
+        >>> frame = await client.fetch_funding_history("BTC/USDT:USDT", since, until)
+        >>> frame.columns.tolist()
+        ['rate', 'mark_price', 'index_price']
+        """
+        how = self.info.funding
+        if how is None:
+            raise InvalidRequest(
+                f"{self.key} has no funding history in mdcollect; exchanges that have it: "
+                "binance_futures, okx_futures, bybit_futures"
+            )
+        market = await self.check_symbol(symbol)
+        if not market.get("swap"):
+            raise InvalidRequest(
+                f"symbol {symbol!r} on {self.key} is not a perpetual swap; funding exists only "
+                "for perpetuals such as 'BTC/USDT:USDT'"
+            )
+        since, until = _check_range(since, until)
+        page = self._page_limit(limit, how.page_limit)
+        if until <= since:
+            return empty_frame("funding")
+        params = {how.until_param: until + how.until_offset}
+        rates = await self._call(
+            f"fetch_funding_rate_history({symbol!r}, since={since})",
+            lambda: self.exchange.fetch_funding_rate_history(symbol, since, page, params),
+        )
+        rows = [r for r in funding_history_rows(rates) if since <= r[0] < until]
+        return rows_frame("funding", rows)
 
     @staticmethod
     def _page_limit(limit: int | None, maximum: int) -> int:

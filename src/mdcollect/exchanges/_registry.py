@@ -27,6 +27,7 @@ from .._time import DAY, HOUR, Timeframe
 
 __all__ = [
     "ExchangeInfo",
+    "FundingHistory",
     "MarketType",
     "PriceCandles",
     "TradesBefore",
@@ -105,6 +106,26 @@ def _kraken_last(trades: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+@frozen
+class FundingHistory:
+    """How an exchange serves past funding settlements (ccxt ``fetch_funding_rate_history``).
+
+    ``page_limit`` settlements a request; ``newest_first``: a page holds the newest
+    settlements of the span asked (OKX, Bybit), else the oldest (Binance);
+    ``until_param`` is the ccxt param bounding the span's end, sent as
+    ``until + until_offset`` (ccxt's unified ``until`` is inclusive, OKX's ``after``
+    exclusive); ``depth_ms`` how far back from now the exchange keeps them (``None``:
+    from the listing); ``endpoint`` where ccxt's ``describe()["api"]`` defines it.
+    """
+
+    page_limit: int
+    newest_first: bool
+    endpoint: tuple[str, ...]
+    until_param: str = "until"
+    until_offset: int = -1
+    depth_ms: int | None = None
+
+
 @frozen(kw_only=True)
 class ExchangeInfo:
     """What mdcollect knows about one exchange key.
@@ -158,6 +179,8 @@ class ExchangeInfo:
         ohlcv_endpoint, trades_endpoint: where ccxt's ``describe()["api"]``
             defines the candle and trades endpoints (api, method, path); their
             rate-limit cost gives :func:`request_seconds`.
+        funding: how past funding settlements page (:class:`FundingHistory`),
+            ``None`` where mdcollect does not backfill them.
     """
 
     key: str
@@ -181,6 +204,7 @@ class ExchangeInfo:
     price_kinds: Mapping[str, PriceCandles] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_endpoint: tuple[str, ...] = ()
     trades_endpoint: tuple[str, ...] = ()
+    funding: FundingHistory | None = None
 
     @property
     def trades_history(self) -> bool:
@@ -300,6 +324,10 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         trades_endpoint=("fapiPublic", "get", "aggTrades"),
         **_market("swap", "linear"),
         timeframes_unserved={"1s": "USD-M futures klines have no 1s interval"},
+        # fundingRate: 1000 a page, oldest first from startTime, back to the listing
+        funding=FundingHistory(
+            1000, newest_first=False, endpoint=("fapiPublic", "get", "fundingRate")
+        ),
         # USD-M klines serve 1500 a request, but ccxt's binance.fetch_ohlcv caps
         # limit at 1000 and cuts the parsed page to it ("the time range wider than
         # 500 candles won't work right"): through ccxt a page is 1000.
@@ -314,6 +342,15 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
             "mark": PriceCandles("mark", ("public", "get", "market/history-mark-price-candles")),
             "index": PriceCandles("index", ("public", "get", "market/history-index-candles")),
         },
+        # funding-rate-history: at most 100 a page (the newest of the span), the last 3 months
+        funding=FundingHistory(
+            100,
+            newest_first=True,
+            endpoint=("public", "get", "public/funding-rate-history"),
+            until_param="after",
+            until_offset=0,
+            depth_ms=90 * DAY,
+        ),
     ),
     "bybit": dict(_BYBIT, **_market("spot", "spot"), trades_page_limit=60),
     "bybit_futures": dict(
@@ -327,6 +364,10 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
                 "premiumIndex", ("public", "get", "v5/market/premium-index-price-kline")
             ),
         },
+        # market/funding/history: 200 a page, the newest between startTime and endTime
+        funding=FundingHistory(
+            200, newest_first=True, endpoint=("public", "get", "v5/market/funding/history")
+        ),
     ),
     "kraken": dict(
         ccxt_id="kraken",

@@ -35,7 +35,9 @@ from .._time import Timeframe
 __all__ = [
     "book_row",
     "contract_size",
+    "funding_history_rows",
     "funding_row",
+    "funding_snapshot_row",
     "ohlcv_frame",
     "ohlcv_row",
     "row_columns",
@@ -236,6 +238,47 @@ def funding_row(fr: Mapping[str, Any], received: int) -> tuple[Any, ...]:
         _num(fr.get("markPrice")),
         _num(fr.get("indexPrice")),
     )
+
+
+def funding_snapshot_row(fr: Mapping[str, Any], received: int) -> tuple[Any, ...]:
+    """A ccxt funding rate as a live ``funding_snapshot`` row: :func:`funding_row` and
+    ``funding_time``, the settlement the rate is announced for (ccxt's
+    ``fundingTimestamp``; 0 when the exchange does not say).
+
+    >>> funding_snapshot_row({"timestamp": 1730730080834, "fundingRate": 0.0001,
+    ...     "markPrice": 68591.46, "indexPrice": 68599.9, "fundingTimestamp": 1730736000000},
+    ...     1730730081000)
+    (1730730080834, 0.0001, 68591.46, 68599.9, 1730736000000)
+    """
+    return (*funding_row(fr, received), int(fr.get("fundingTimestamp") or 0))
+
+
+def funding_history_rows(rates: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """ccxt funding rate history entries as settlement rows ``(timestamp, rate,
+    mark_price, index_price)``, sorted and one per settlement time.
+
+    ccxt keeps only the time and rate; the mark price at the settlement, where the
+    exchange gives one (Binance USD-M ``fundingRate``), is read from ``info``.
+    Binance's ``[{"symbol": "BTCUSDT", "fundingRate": "-0.03750000", "fundingTime":
+    1570608000000, "markPrice": "34287.54619963"}]`` as ccxt parses it:
+
+    >>> funding_history_rows([{"timestamp": 1570608000000, "fundingRate": -0.0375,
+    ...     "info": {"fundingTime": 1570608000000, "markPrice": "34287.54619963"}}])
+    [(1570608000000, -0.0375, 34287.54619963, nan)]
+
+    OKX (``{"fundingTime": "1703059200000", "realizedRate": "0.0001", ...}``) and Bybit
+    give no mark price: NaN.
+    """
+    rows: dict[int, tuple[Any, ...]] = {}
+    for r in rates:
+        ts = r.get("timestamp")
+        if ts is None:
+            continue
+        info = r.get("info")
+        mark = info.get("markPrice") if isinstance(info, Mapping) else None
+        mark_price = _num(mark) if mark not in (None, "") else float("nan")
+        rows[int(ts)] = (int(ts), _num(r.get("fundingRate")), mark_price, float("nan"))
+    return [rows[t] for t in sorted(rows)]
 
 
 def rows_frame(kind: Kind, rows: Sequence[Sequence[Any]], *, depth: int = 0) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
 
@@ -34,6 +34,7 @@ from .._api import (
 )
 from .._backoff import RetryPolicy, parse_retry_after
 from .._errors import InvalidRequest, RemoteError
+from .._keys import HistoryKind
 from .._redact import redact, secrets_in
 from .._rules import check_number
 from .._time import DEFAULT_PADDING_DAYS
@@ -71,7 +72,7 @@ _PARAMS: Final[Mapping[str, frozenset[str]]] = {
     "status": frozenset(),
     "fetch_ohlcv": frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange"}),
     "ensure-data": frozenset(
-        {"symbols", "timeframe", "start_date", "end_date", "exchange", "padding_days"}
+        {"symbols", "timeframe", "start_date", "end_date", "exchange", "padding_days", "kinds"}
     ),
     "sync_status": frozenset({"job_id"}),
 }
@@ -457,8 +458,10 @@ class DataCollectionClient(_Core):
         end_date: object = None,
         exchange: str = DEFAULT_EXCHANGE,
         padding_days: int = DEFAULT_PADDING_DAYS,
+        kinds: Sequence[HistoryKind] = ("ohlcv",),
     ) -> dict[str, Any]:
-        """``POST /api/v1/sync``: make the service store the candles, start padded by
+        """``POST /api/v1/sync``: make the service store the candles (and the other
+        ``kinds`` of history, as ``ensure_data(kinds=...)``), start padded by
         ``padding_days`` (dates ``YYYYMMDD`` or ``YYYY-MM-DD``, sent as ``YYYY-MM-DD``).
 
         Returns the service's answer: ``status`` ``completed`` with the ensure
@@ -559,6 +562,7 @@ class AsyncDataCollectionClient(_Core):
         end_date: object = None,
         exchange: str = DEFAULT_EXCHANGE,
         padding_days: int = DEFAULT_PADDING_DAYS,
+        kinds: Sequence[HistoryKind] = ("ohlcv",),
     ) -> dict[str, Any]:
         """Async :meth:`DataCollectionClient.ensure_data`."""
         return dict(await self.request("ensure-data", _given(locals())))

@@ -288,7 +288,7 @@ class _Service:
         try:
             report = await ensure_data_async(
                 list(sync.symbols), sync.timeframe, sync.start_date, sync.end_date, exchange,
-                sync.padding_days, self.storage, progress=False,
+                sync.padding_days, self.storage, progress=False, kinds=sync.kinds,
             )  # fmt: skip
         finally:
             if isinstance(exchange, ExchangeClient):

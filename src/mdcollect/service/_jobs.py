@@ -52,7 +52,7 @@ DEFAULT_KEEP_SECONDS: Final = 3600.0
 #: Seconds :meth:`Jobs.close` waits for cancelled jobs to finish their started writes.
 CLOSE_TIMEOUT: Final = 10.0
 
-_Identity = tuple[str, frozenset[str], str, str, str, int]
+_Identity = tuple[str, frozenset[str], str, str, str, int, tuple[str, ...]]
 _Dataset = tuple[str, str, str]  # exchange, symbol, timeframe
 
 
@@ -84,6 +84,7 @@ def _identity(request: SyncRequest) -> _Identity:
         request.start_date,
         request.end_date,
         request.padding_days,
+        request.kinds,
     )
 
 

@@ -13,6 +13,7 @@ from .._api import (
     MAX_SYMBOLS,
     TIMEFRAME_PATTERN,
 )
+from .._keys import HISTORY_KINDS
 from .._rules import MAX_PADDING_DAYS
 from .._time import DEFAULT_PADDING_DAYS
 
@@ -93,6 +94,13 @@ def openapi_document(
                 "minimum": 0,
                 "maximum": MAX_PADDING_DAYS,
                 "default": DEFAULT_PADDING_DAYS,
+            },
+            "kinds": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string", "enum": list(HISTORY_KINDS)},
+                "default": ["ohlcv"],
+                "description": "kinds of history to ensure, each over the padded range",
             },
         },
         "example": {

@@ -132,6 +132,7 @@ def default_span(key: DatasetKey) -> int:
     ohlcv 5m .. 4h          30 days
     ohlcv 6h and longer, 1M 1000 days
     trades, ticker, book    1 hour
+    funding_snapshot        1 hour
     funding                 30 days
     ======================= =========
     """

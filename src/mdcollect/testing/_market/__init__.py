@@ -38,7 +38,13 @@ from __future__ import annotations
 from .grid import Frame
 from .prices import PRICE_KINDS, PriceKind, derive
 from .results import Candles, RawCandles, RawTrades, Trades
-from .spec import DEFAULT_LISTING, FAST_TRADES_PER_MINUTE, MAX_TRADES_PER_MINUTE, MarketSpec
+from .spec import (
+    DEFAULT_LISTING,
+    FAST_TRADES_PER_MINUTE,
+    FUNDING_8H_TO_4H,
+    MAX_TRADES_PER_MINUTE,
+    MarketSpec,
+)
 from .synthetic import SyntheticMarket
 from .units import DAY, HOUR, MINUTE, SECOND, WEEK
 
@@ -46,6 +52,7 @@ __all__ = [
     "DAY",
     "DEFAULT_LISTING",
     "FAST_TRADES_PER_MINUTE",
+    "FUNDING_8H_TO_4H",
     "HOUR",
     "MAX_TRADES_PER_MINUTE",
     "MINUTE",

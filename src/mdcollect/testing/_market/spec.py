@@ -13,7 +13,7 @@ from typing import Final
 
 import attrs
 
-from .units import DAY, INT_MAX, MINUTE
+from .units import DAY, HOUR, INT_MAX, MINUTE
 
 #: 2020-01-01T00:00:00Z, when every default market is listed.
 DEFAULT_LISTING: Final = 1_577_836_800_000
@@ -22,6 +22,21 @@ DEFAULT_LISTING: Final = 1_577_836_800_000
 FAST_TRADES_PER_MINUTE: Final = 1_500.0
 #: Most trades a minute of a fast market holds: one per ms, as unique timestamps need.
 MAX_TRADES_PER_MINUTE: Final = MINUTE
+#: Perpetuals settle funding every 8 hours unless ``MarketSpec.funding_intervals`` says otherwise.
+FUNDING_PERIOD: Final = 8 * HOUR
+#: The default ``ETH/USDT:USDT`` perpetuals settle 8-hourly until 2024-06-01 UTC and
+#: 4-hourly from then on (a venue changing a busy market's interval, as they do).
+FUNDING_8H_TO_4H: Final = ((1_717_200_000_000, 4 * HOUR),)
+
+
+def _to_funding_intervals(value: Iterable[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    out = tuple(sorted((int(a), int(b)) for a, b in value))
+    for since, period in out:
+        if period <= 0 or since % period:
+            raise ValueError(
+                f"funding interval ({since}, {period}) must start on a multiple of its period"
+            )
+    return out
 
 
 def _to_outages(value: Iterable[Sequence[int]]) -> tuple[tuple[int, int], ...]:
@@ -62,6 +77,12 @@ class MarketSpec:
     outages: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_to_outages)
     exchange: str | None = None
     volatility: float = 1.0
+    #: ``(since, period)`` ms pairs: from ``since`` on, funding settles every ``period``
+    #: (before the first pair: every :data:`FUNDING_PERIOD`). Exchanges move busy
+    #: perpetuals from 8-hourly to 4-hourly funding this way.
+    funding_intervals: tuple[tuple[int, int], ...] = attrs.field(
+        default=(), converter=_to_funding_intervals
+    )
 
     @property
     def is_contract(self) -> bool:
@@ -121,3 +142,27 @@ def prev_alive(spec: MarketSpec, t: int) -> int | None:
     """One past the last alive ms before ``t``."""
     iv = alive_intervals(spec, 0, t)
     return iv[-1][1] if iv else None
+
+
+def funding_segments(spec: MarketSpec) -> list[tuple[int, int, int]]:
+    """``(start, end, period)``: the funding period in force over ``[start, end)``, from 0 on."""
+    bounds = [(0, FUNDING_PERIOD), *spec.funding_intervals]
+    ends = [since for since, _ in bounds[1:]] + [INT_MAX]
+    return [(since, end, period) for (since, period), end in zip(bounds, ends, strict=True)]
+
+
+def funding_times(spec: MarketSpec, lo: int, hi: int) -> list[int]:
+    """Settlement times ``t`` with ``lo <= t <= hi`` (inclusive: a settlement at now exists)."""
+    out: list[int] = []
+    for a, b, period in funding_segments(spec):
+        first = -(-max(lo, a) // period) * period
+        out.extend(range(first, min(hi + 1, b), period))
+    return out
+
+
+def funding_period_at(spec: MarketSpec, t: int) -> tuple[int, int]:
+    """``(start, period)`` of the funding period containing ``t``."""
+    for a, b, period in funding_segments(spec):
+        if a <= t < b:
+            return t - (t - a) % period, period
+    raise ValueError(f"no funding period contains {t}")

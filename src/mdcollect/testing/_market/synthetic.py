@@ -27,8 +27,17 @@ from .results import (
     concat_candles,
     scale,
 )
-from .spec import MarketKey, MarketSpec, alive_intervals, is_fast, next_alive, prev_alive
-from .units import DAY, HOUR, MINUTE, MINUTES_PER_DAY, i64
+from .spec import (
+    MarketKey,
+    MarketSpec,
+    alive_intervals,
+    funding_period_at,
+    funding_times,
+    is_fast,
+    next_alive,
+    prev_alive,
+)
+from .units import DAY, MINUTE, MINUTES_PER_DAY, i64
 
 
 class SyntheticMarket:
@@ -472,27 +481,49 @@ class SyntheticMarket:
     def funding(
         self, exchange: str, symbol: str, start: int, end: int
     ) -> list[tuple[int, float, float]]:
-        """Funding events ``(time, rate, mark_price)`` every 8 h in ``[start, min(end, now)]``."""
+        """Funding settlements ``(time, rate, mark_price)`` in ``[start, min(end, now)]``: every
+        8 h, or as the market's ``funding_intervals`` say (e.g. 4-hourly from a date on).
+        The settlement at ``t`` pays the rate of the period ending at ``t``, the rate
+        the live streams announced during that period (:meth:`funding_rate`).
+
+        The mark price at a settlement is the index (the model price) times
+        ``1 + premium``, and the rate follows from that premium as Binance's formula
+        has it (:meth:`funding_rate`)."""
         spec = self.spec(exchange, symbol)
         if not spec.is_contract:
             return []
-        period = 8 * HOUR
-        lo = max(start, spec.listed)
-        hi = min(end, self.now())
-        first = -(-lo // period) * period
+        times = funding_times(spec, max(start, spec.listed), min(end, self.now()))
         out = []
-        for t in range(first, hi + 1, period):
-            out.append(
-                (t, self.funding_rate(exchange, symbol, t), self.mark_price(exchange, symbol, t))
-            )
+        for t in times:
+            # the settlement at t closes the period before it: its premium and rate
+            premium = self.premium(exchange, symbol, t - 1)
+            mark = round(self.mark_price(exchange, symbol, t) * (1 + premium), spec.price_decimals)
+            out.append((t, self.funding_rate(exchange, symbol, t - 1), mark))
         return out
 
-    def funding_rate(self, exchange: str, symbol: str, t: int) -> float:
-        """Deterministic funding rate of the 8-hour period starting at/before ``t``."""
+    def next_funding_time(self, exchange: str, symbol: str, t: int) -> int:
+        """When the funding period containing ``t`` settles (its end)."""
+        start, length = self.funding_period(exchange, symbol, t)
+        return start + length
+
+    def funding_period(self, exchange: str, symbol: str, t: int) -> tuple[int, int]:
+        """``(start, length)`` in ms of the funding period containing ``t``."""
+        return funding_period_at(self.spec(exchange, symbol), t)
+
+    def premium(self, exchange: str, symbol: str, t: int) -> float:
+        """The premium ``mark / index - 1`` averaged over the funding period containing ``t``."""
         seed, venue, spec = self._key(exchange, symbol)
-        period = t // (8 * HOUR)
-        u = float(seeded_rng(seed, venue, spec.symbol, period, "f").random())
-        return round(0.0001 + 0.0003 * (u - 0.3), 8)
+        start = funding_period_at(spec, t)[0]
+        return float(seeded_rng(seed, venue, spec.symbol, start, "p").normal(0.0001, 0.0006))
+
+    def funding_rate(self, exchange: str, symbol: str, t: int) -> float:
+        """The rate settled for the funding period containing ``t``: Binance's
+        ``premium + clamp(interest - premium, -0.05%, 0.05%)`` with an interest of
+        0.01% a period, capped at +-0.375% (so mostly 0.01%, as on the exchanges)."""
+        premium = self.premium(exchange, symbol, t)
+        interest = 0.0001
+        rate = premium + min(max(interest - premium, -0.0005), 0.0005)
+        return round(min(max(rate, -0.00375), 0.00375), 8)
 
 
 def trades_in(key: MarketKey, start: int, end: int, now: int) -> RawTrades:

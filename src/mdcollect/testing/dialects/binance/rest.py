@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from mdcollect.testing._book import book_at
 from mdcollect.testing._faults import Limit
 from mdcollect.testing._market import (
+    FUNDING_8H_TO_4H,
     HOUR,
     MarketSpec,
     PriceKind,
@@ -163,7 +164,12 @@ class Binance(Dialect):
                 mean_amount=0.05,
             ),
             MarketSpec(
-                "ETH/USDT:USDT", 2_000.0, price_decimals=2, amount_decimals=3, mean_amount=0.5
+                "ETH/USDT:USDT",
+                2_000.0,
+                price_decimals=2,
+                amount_decimals=3,
+                mean_amount=0.5,
+                funding_intervals=FUNDING_8H_TO_4H,
             ),
         ]
 
@@ -761,7 +767,6 @@ class Binance(Dialect):
             specs = [ctx.market.spec(self.name, s) for s in ctx.market.symbols(self.name)]
             specs = [s for s in specs if s.is_contract]
         now = ctx.now
-        period = 8 * HOUR
         out = []
         for s in specs:
             mark = ctx.market.mark_price(self.name, s.symbol, now)
@@ -773,7 +778,7 @@ class Binance(Dialect):
                     "estimatedSettlePrice": f"{mark:.8f}",
                     "lastFundingRate": f"{ctx.market.funding_rate(self.name, s.symbol, now):.8f}",
                     "interestRate": "0.00010000",
-                    "nextFundingTime": (now // period + 1) * period,
+                    "nextFundingTime": ctx.market.next_funding_time(self.name, s.symbol, now),
                     "time": now,
                 }
             )
@@ -795,6 +800,7 @@ class Binance(Dialect):
             self.name, spec.symbol, start or spec.listed, end if end is not None else ctx.now
         )
         events = events[:limit] if start is not None else events[-limit:]
+        events = ctx.mangle(events, lambda: None)
         return Reply(
             [
                 {

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mdcollect.testing._book import Book, book_at, book_diff
 from mdcollect.testing._live import CandleTracker, Every, TradeCursor, stats_24h
-from mdcollect.testing._market import HOUR, Frame, MarketSpec, SyntheticMarket
+from mdcollect.testing._market import Frame, MarketSpec, SyntheticMarket
 from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, find_market, fmt
 
 from ._common import FUTURES_INTERVALS, SPOT_INTERVALS, _levels, _market_id, _ticker_24h
@@ -397,7 +397,6 @@ class BinanceWs(WsSession):
     def _mark_price(self, spec: MarketSpec, start: int, period: int) -> Callable[[int], list[Any]]:
         sid = _market_id(spec)
         every = Every(period)
-        funding_period = 8 * HOUR
 
         def poll(now: int) -> list[Any]:
             if not every.due(now):
@@ -413,7 +412,7 @@ class BinanceWs(WsSession):
                     "i": f"{mark:.8f}",
                     "P": f"{mark:.8f}",
                     "r": f"{rate:.8f}",
-                    "T": (now // funding_period + 1) * funding_period,
+                    "T": self.market.next_funding_time(self.venue, spec.symbol, now),
                 }
             ]
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from mdcollect.testing._faults import Limit
 from mdcollect.testing._market import (
-    HOUR,
+    FUNDING_8H_TO_4H,
     Frame,
     MarketSpec,
     PriceKind,
@@ -91,7 +91,12 @@ class Bybit(Dialect):
                 mean_amount=0.05,
             ),
             MarketSpec(
-                "ETH/USDT:USDT", 2_000.0, price_decimals=2, amount_decimals=2, mean_amount=0.5
+                "ETH/USDT:USDT",
+                2_000.0,
+                price_decimals=2,
+                amount_decimals=2,
+                mean_amount=0.5,
+                funding_intervals=FUNDING_8H_TO_4H,
             ),
         ]
 
@@ -377,11 +382,10 @@ class Bybit(Dialect):
                 "ask1Size": "1",
             }
             if s.is_contract:
-                period = 8 * HOUR
                 mark = ctx.market.mark_price(self.name, symbol, now)
                 item.update(
                     fundingRate=f"{ctx.market.funding_rate(self.name, symbol, now):.8f}",
-                    nextFundingTime=str((now // period + 1) * period),
+                    nextFundingTime=str(ctx.market.next_funding_time(self.name, symbol, now)),
                     markPrice=f"{mark:.{s.price_decimals}f}",
                     indexPrice=f"{mark:.{s.price_decimals}f}",
                 )
@@ -401,7 +405,8 @@ class Bybit(Dialect):
             spec.symbol,
             spec.listed if start is None else start,
             ctx.now if end is None else end,
-        )[-limit:][::-1]
+        )[-limit:]
+        events = ctx.mangle(events, lambda: None)[::-1]
         rows = [
             {"symbol": _market_id(spec), "fundingRate": f"{r:.8f}", "fundingRateTimestamp": str(t)}
             for t, r, _ in events

@@ -42,8 +42,8 @@ CT_VAL_EXP = {"BTC": 2, "ETH": 1}
 
 
 def _funding_row(market: SyntheticMarket, venue: str, spec: MarketSpec, now: int) -> dict[str, str]:
-    period = 8 * HOUR
-    nxt = (now // period + 1) * period
+    nxt = market.next_funding_time(venue, spec.symbol, now)
+    period = market.funding_period(venue, spec.symbol, now)[1]
     rate = market.funding_rate(venue, spec.symbol, now)
     return {
         "fundingRate": f"{rate:.10f}",

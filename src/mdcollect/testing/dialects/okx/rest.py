@@ -27,6 +27,8 @@ from typing import Any, ClassVar
 
 from mdcollect.testing._faults import Limit
 from mdcollect.testing._market import (
+    DAY,
+    FUNDING_8H_TO_4H,
     Frame,
     MarketSpec,
     PriceKind,
@@ -51,6 +53,9 @@ from mdcollect.testing.dialects._render import cached_rows, page
 
 from ._common import BARS, CT_VAL_EXP, _funding_row, _inst_id
 from .ws import OkxWs
+
+#: How far back ``public/funding-rate-history`` serves: "the last 3 months".
+FUNDING_HISTORY_DEPTH = 90 * DAY
 
 __all__ = ["RECENT_CANDLES", "Okx"]
 
@@ -97,7 +102,12 @@ class Okx(Dialect):
                 "BTC/USDT:USDT", 30_000.0, price_decimals=1, amount_decimals=4, mean_amount=0.05
             ),
             MarketSpec(
-                "ETH/USDT:USDT", 2_000.0, price_decimals=2, amount_decimals=3, mean_amount=0.5
+                "ETH/USDT:USDT",
+                2_000.0,
+                price_decimals=2,
+                amount_decimals=3,
+                mean_amount=0.5,
+                funding_intervals=FUNDING_8H_TO_4H,
             ),
         ]
 
@@ -440,16 +450,21 @@ class Okx(Dialect):
         return _ok([_funding_row(ctx.market, self.name, spec, ctx.now)])
 
     def funding_rate_history(self, ctx: Ctx) -> Reply:
-        """``GET /api/v5/public/funding-rate-history``: newest first, ``after``/``before`` in ms (max 400)."""
+        """``GET /api/v5/public/funding-rate-history``: the newest ``limit`` (max 100)
+        settlements with ``before < fundingTime < after`` (ms), newest first, from the
+        last 3 months only (older ones are not served)."""
         spec = self._spec(ctx)
         if not spec.is_contract:
             raise self.fail("bad_symbol")
-        limit = self.limit_param(ctx, 100, 400)
+        limit = self.limit_param(ctx, 100, 100)
         after = parse_int(ctx.params, "after", self)
         before = parse_int(ctx.params, "before", self)
         end = ctx.now if after is None else after - 1
-        start = spec.listed if before is None else before + 1
-        events = ctx.market.funding(self.name, spec.symbol, start, end)[-limit:][::-1]
+        start = max(spec.listed if before is None else before + 1, ctx.now - FUNDING_HISTORY_DEPTH)
+        events = ctx.mangle(
+            ctx.market.funding(self.name, spec.symbol, start, end)[-limit:], lambda: None
+        )
+        events = events[::-1]
         return _ok(
             [
                 {

@@ -1,0 +1,57 @@
+"""``mdcollect backfill --kind`` and ``mdcollect ensure --kinds`` against the built-in emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mdcollect import DatasetKey, open_storage
+from mdcollect.cli import main
+
+BASE = ["--no-progress", "--emulate"]
+X = ["-x", "binance_futures"]
+
+
+def test_backfill_kind_funding_stores_every_settlement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"parquet://{tmp_path / 'store'}"
+    argv = ["--storage", url, *BASE, "backfill", "BTC/USDT:USDT", "--kind", "funding",
+            "--start", "2024-03-01", "--end", "2024-03-10", *X]  # fmt: skip
+    assert main(argv) == 0
+    assert "binance_futures:funding::BTC/USDT:USDT" in capsys.readouterr().out
+    with open_storage(url) as st:
+        assert len(st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "funding"))) == 10 * 3
+
+
+@pytest.mark.parametrize("kinds", [["ohlcv,funding"], ["ohlcv", "funding"]])
+def test_ensure_kinds_ensures_each_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kinds: list[str]
+) -> None:
+    url = f"parquet://{tmp_path / 'store'}"
+    argv = ["--storage", url, *BASE, "ensure", "ETH/USDT:USDT", "-t", "4h", "--start",
+            "2024-03-01", "--end", "2024-03-02", "--padding-days", "1", *X, "--kinds", *kinds]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "binance_futures:ohlcv:4h:ETH/USDT:USDT" in out
+    assert "binance_futures:funding::ETH/USDT:USDT" in out
+    with open_storage(url) as st:
+        assert len(st.read(DatasetKey("binance_futures", "ETH/USDT:USDT", "ohlcv", "4h"))) == 18
+        assert len(st.read(DatasetKey("binance_futures", "ETH/USDT:USDT", "funding"))) == 9
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backfill", "BTC/USDT:USDT", "--kind", "fundng", "--start", "2024-03-01", "--end",
+         "2024-03-02"],
+        ["ensure", "BTC/USDT:USDT", "--kinds", "ohlcv,ticker", "--start", "2024-03-01", "--end",
+         "2024-03-02"],
+    ],
+)  # fmt: skip
+def test_bad_kinds_exit_2_naming_the_allowed_ones(
+    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--storage", f"parquet://{tmp_path / 's'}", *BASE, *argv, *X]) == 2
+    assert "allowed: 'ohlcv', 'trades', 'funding'" in capsys.readouterr().err
