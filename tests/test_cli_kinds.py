@@ -48,10 +48,52 @@ def test_ensure_kinds_ensures_each_kind(
          "2024-03-02"],
         ["ensure", "BTC/USDT:USDT", "--kinds", "ohlcv,ticker", "--start", "2024-03-01", "--end",
          "2024-03-02"],
+        ["backfill", "BTC/USDT:USDT", "--kind", "mrk", "--start", "2024-03-01", "--end",
+         "2024-03-02"],
     ],
 )  # fmt: skip
 def test_bad_kinds_exit_2_naming_the_allowed_ones(
     tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--storage", f"parquet://{tmp_path / 's'}", *BASE, *argv, *X]) == 2
-    assert "allowed: 'ohlcv', 'trades', 'funding'" in capsys.readouterr().err
+    assert (
+        "allowed: 'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium'"
+        in capsys.readouterr().err
+    )
+
+
+def test_backfill_kind_mark_stores_mark_candles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"parquet://{tmp_path / 'store'}"
+    common = ["BTC/USDT:USDT", "-t", "1h", "--start", "2024-03-01", "--end", "2024-03-01", *X]
+    assert main(["--storage", url, *BASE, "backfill", *common, "--kind", "mark"]) == 0
+    assert "binance_futures:mark:1h:BTC/USDT:USDT" in capsys.readouterr().out
+    assert main(["--storage", url, *BASE, "backfill", *common]) == 0  # the last price's
+    with open_storage(url) as st:
+        assert sorted(str(k) for k in st.keys(exchange="binance_futures")) == [
+            "binance_futures:mark:1h:BTC/USDT:USDT",
+            "binance_futures:ohlcv:1h:BTC/USDT:USDT",
+        ]
+        mark = st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "mark", "1h"))
+        last = st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "ohlcv", "1h"))
+    assert len(mark) == len(last) == 24
+    assert mark.index.equals(last.index)
+    # mark candles, not the last price's again: close to it (within 0.1 %), not equal
+    rel = (mark["close"] / last["close"] - 1).abs()
+    assert (rel < 1e-3).all() and (rel > 0).any()
+
+
+def test_ensure_kinds_with_mark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"parquet://{tmp_path / 'store'}"
+    argv = ["--storage", url, *BASE, "ensure", "BTC/USDT:USDT", "-t", "4h", "--start",
+            "2024-03-01", "--end", "2024-03-02", "--padding-days", "0", *X, "--kinds",
+            "ohlcv,funding,mark"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for kind in ("ohlcv:4h", "funding:", "mark:4h"):
+        assert f"binance_futures:{kind}:BTC/USDT:USDT" in out
+    with open_storage(url) as st:
+        assert len(st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "ohlcv", "4h"))) == 12
+        assert len(st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "mark", "4h"))) == 12
+        assert len(st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "funding"))) == 6

@@ -20,6 +20,8 @@ HOUR = 3_600_000
 DAY = 24 * HOUR
 NOW = 1_735_693_200_000  # 2025-01-01 01:00 UTC
 END = 1_735_689_600_000  # the end of "2024-12-31", the end date every test asks for
+#: Every kind of history, as an InvalidRequest for a bad kind names them.
+ALLOWED_KINDS = "'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium'"
 CHANGE = 1_717_200_000_000  # 2024-06-01: the default ETH perps go from 8-hourly to 4-hourly
 
 # exchange key, emulator venue, funding route, a start within the exchange's depth
@@ -222,7 +224,7 @@ def test_okx_funding_older_than_3_months_is_refused_before_any_request(
 @pytest.mark.parametrize(
     ("kinds", "match"),
     [
-        (("fundng",), r"kind 'fundng' is not valid; allowed: 'ohlcv', 'trades', 'funding'"),
+        (("fundng",), r"kind 'fundng' is not valid; allowed: " + ALLOWED_KINDS),
         ("funding", r"kinds must be a non-empty list or tuple"),
         ((), r"kinds must not be empty"),
         (("ticker",), r"kind 'ticker' is not valid"),
@@ -233,7 +235,7 @@ def test_bad_kinds_are_refused_before_any_request(
 ) -> None:
     with pytest.raises(InvalidRequest, match=match):
         ensure(emu, "binance_futures", "BTC/USDT:USDT", "2024-12-01", "memory://", kinds=kinds)
-    with pytest.raises(InvalidRequest, match=r"allowed: 'ohlcv', 'trades', 'funding'"):
+    with pytest.raises(InvalidRequest, match="allowed: " + ALLOWED_KINDS):
         load("fundng", "BTC/USDT:USDT", "2024-12-01", "2024-12-02",  # type: ignore[call-overload]
              exchange=client(emu, "binance_futures"), storage="memory://")  # fmt: skip
     assert emu.requests == []

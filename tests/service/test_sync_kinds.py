@@ -11,6 +11,8 @@ from mdcollect.remote import AsyncDataCollectionClient, DataCollectionClient
 from .conftest import LiveServer
 
 PERP = "BTC/USDT:USDT"
+#: Every kind of history, as an InvalidRequest for a bad kind names them.
+ALLOWED_KINDS = "'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium'"
 
 
 def test_sync_with_kinds_ensures_candles_and_funding(
@@ -41,7 +43,7 @@ def test_sync_without_kinds_sends_none_and_ensures_candles(live: LiveServer) -> 
 
 async def test_bad_kinds_are_refused_by_the_client_and_the_service(live: LiveServer) -> None:
     async with AsyncDataCollectionClient(live.url, max_retries=0) as client:
-        with pytest.raises(InvalidRequest, match="allowed: 'ohlcv', 'trades', 'funding'"):
+        with pytest.raises(InvalidRequest, match="allowed: " + ALLOWED_KINDS):
             await client.ensure_data([PERP], "1h", "2024-02-01", "2024-02-02", kinds=["fundng"])  # type: ignore[list-item]
     assert not [r for r in live.requests if r.path == "/api/v1/sync"]
     body = {"symbols": [PERP], "start_date": "2024-02-01", "end_date": "2024-02-02",
@@ -49,4 +51,4 @@ async def test_bad_kinds_are_refused_by_the_client_and_the_service(live: LiveSer
     async with httpx.AsyncClient() as http:
         answer = await http.post(f"{live.url}/api/v1/sync", json=body)
     assert answer.status_code == 400
-    assert "kind 'ticker' is not valid; allowed: 'ohlcv', 'trades', 'funding'" in answer.text
+    assert "kind 'ticker' is not valid; allowed: " + ALLOWED_KINDS in answer.text
