@@ -224,3 +224,33 @@ def test_bad_symbol_in_each_dialects_format(emu: ExchangeEmulator) -> None:
     kraken = sync_exchange(emu, "kraken")
     with pytest.raises(ccxt.ExchangeError, match="EQuery:Unknown asset pair"):
         kraken.publicGetOHLC({"pair": "NOPEUSDT"})
+
+
+#: Binance USD-M's list endpoints, each read through ccxt: candles, mark-price candles,
+#: trades and funding history (route, fetch)
+LIST_ENDPOINTS: list[tuple[str, Any]] = [
+    ("klines", lambda ex: ex.fetch_ohlcv("BTC/USDT:USDT", "1m", since=SINCE, limit=10)),
+    ("markPriceKlines", lambda ex: ex.fetch_mark_ohlcv("BTC/USDT:USDT", "1m", SINCE, 10)),
+    ("aggTrades", lambda ex: ex.fetch_trades("BTC/USDT:USDT", since=SINCE, limit=10)),
+    ("fundingRate", lambda ex: ex.fetch_funding_rate_history("BTC/USDT:USDT", SINCE - 5 * DAY, 10)),
+]
+
+
+@pytest.mark.parametrize(
+    ("route", "fetch_rows"), LIST_ENDPOINTS, ids=[e[0] for e in LIST_ENDPOINTS]
+)
+def test_short_and_empty_pages_on_every_list_endpoint(
+    emu: ExchangeEmulator, route: str, fetch_rows: Any
+) -> None:
+    """``Fault("short")`` answers the older half of a page, ``Fault("empty")`` no rows,
+    with HTTP 200: for candles, price candles, trades and funding history alike."""
+    ex = sync_exchange(emu, "binanceusdm")
+    clean = fetch_rows(ex)
+    assert len(clean) == 10
+    emu.faults.add(Fault("short", route=route, count=1))
+    assert fetch_rows(ex) == clean[:5]
+    assert emu.requests[-1].fault == "short" and emu.requests[-1].status == 200
+    emu.faults.add(Fault("empty", route=route, count=1))
+    assert fetch_rows(ex) == []
+    assert emu.requests[-1].fault == "empty" and emu.requests[-1].status == 200
+    assert fetch_rows(ex) == clean  # the faults were counted: the next page is whole
