@@ -125,12 +125,13 @@ def _import_redis() -> Any:
 
 def default_span(key: DatasetKey) -> int:
     """Bucket length in ms for a new dataset: about 1,000 to 10,000 rows when dense.
+    Candles are the candle kinds (``ohlcv``, ``mark``, ``index``, ``premium``).
 
     ======================= =========
-    ohlcv 1s                1 hour
-    ohlcv 1m, 3m            1 day
-    ohlcv 5m .. 4h          30 days
-    ohlcv 6h and longer, 1M 1000 days
+    candles 1s              1 hour
+    candles 1m, 3m          1 day
+    candles 5m .. 4h        30 days
+    candles 6h or more, 1M  1000 days
     trades, ticker, book    1 hour
     funding_snapshot        1 hour
     funding                 30 days
