@@ -24,6 +24,7 @@ from attrs import evolve, field, frozen
 from .._errors import InvalidRequest
 from .._rules import check_timeframe
 from .._time import DAY, HOUR, Timeframe
+from ._limiter import Budget, binance_body, binance_headers, bybit_headers
 
 __all__ = [
     "ExchangeInfo",
@@ -141,6 +142,9 @@ class ExchangeInfo:
         ohlcv_endpoint, trades_endpoint: where ccxt's ``describe()["api"]``
             defines the candle and trades endpoints (api, method, path); their
             rate-limit cost gives :func:`request_seconds`.
+        budget: the exchange's rolling-window weight budget, paced by a shared
+            :class:`~mdcollect.exchanges._limiter.WeightLimiter` instead of ccxt's
+            evenly spaced throttler; ``None`` keeps ccxt's throttler.
     """
 
     key: str
@@ -163,6 +167,7 @@ class ExchangeInfo:
     ws_ticker_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_endpoint: tuple[str, ...] = ()
     trades_endpoint: tuple[str, ...] = ()
+    budget: Budget | None = None
 
     @property
     def trades_history(self) -> bool:
@@ -218,6 +223,19 @@ _BINANCE: Final[dict[str, Any]] = dict(
     ohlcv_until=True,
     trades_window_ms=HOUR,
 )
+# Budgets per IP, from the exchanges' documentation; weight_per_cost maps ccxt's
+# cost units (its api tables) to the exchange's weights.
+# Binance spot: 6,000 weight a minute; ccxt costs klines 0.4, Binance weighs them 2.
+_BINANCE_SPOT_BUDGET: Final = Budget(
+    "binance.spot", 6000, 60.0, 5.0, headers=binance_headers, body=binance_body
+)
+# Binance USD-M: 2,400 weight a minute; ccxt's fapi costs are Binance's weights.
+_BINANCE_FAPI_BUDGET: Final = Budget(
+    "binance.fapi", 2400, 60.0, 1.0, headers=binance_headers, body=binance_body
+)
+# Bybit: 600 requests per 5 s per IP for every public endpoint; ccxt costs them 5.
+_BYBIT_BUDGET: Final = Budget("bybit.ip", 600, 5.0, 0.2, headers=bybit_headers)
+
 _OKX: Final[dict[str, Any]] = dict(
     ccxt_id="okx",
     ohlcv_endpoint=("public", "get", "market/history-candles"),
@@ -240,6 +258,7 @@ _BYBIT: Final[dict[str, Any]] = dict(
     ohlcv_until=True,
     trades_since=False,
     first_candle="market_created",
+    budget=_BYBIT_BUDGET,
 )
 
 # Facts per key. Missing fields are filled from the ccxt class (timeframes,
@@ -251,6 +270,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         ohlcv_endpoint=("public", "get", "klines"),
         trades_endpoint=("public", "get", "aggTrades"),
         **_market("spot", "spot"),
+        budget=_BINANCE_SPOT_BUDGET,
     ),
     "binance_futures": dict(
         _BINANCE,
@@ -258,6 +278,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         ohlcv_endpoint=("fapiPublic", "get", "klines"),
         trades_endpoint=("fapiPublic", "get", "aggTrades"),
         **_market("swap", "linear"),
+        budget=_BINANCE_FAPI_BUDGET,
         timeframes_unserved={"1s": "USD-M futures klines have no 1s interval"},
         # USD-M klines serve 1500 a request, but ccxt's binance.fetch_ohlcv caps
         # limit at 1000 and cuts the parsed page to it ("the time range wider than
