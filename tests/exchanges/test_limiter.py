@@ -101,3 +101,26 @@ def test_one_limiter_per_exchange_budget_and_host() -> None:
     # pacing off, or ccxt's spacing asked for: no limiter
     assert ExchangeClient("binance", enableRateLimit=False).limiter is None
     assert ExchangeClient("binance", rateLimit=100).limiter is None
+
+
+def test_weight_is_dated_when_its_answer_arrives() -> None:
+    """The exchange counts a request when it arrives, at the latest when it answers:
+    weight expires a window after the answer, even out of order."""
+    clock = Clock()
+    limiter = WeightLimiter(Budget("x", 4, 10.0), clock=clock, sleep=clock.sleep)
+
+    async def request(answer_after: float) -> None:
+        await limiter.acquire(2)
+        await asyncio.sleep(0)  # the answer comes in this task, later
+        clock.now += answer_after
+        limiter.answered({})
+
+    async def run() -> None:
+        await request(5.0)  # sent at 1000, answered at 1005
+        await limiter.acquire(2)  # sent and still open at 1005
+        clock.now = 1010.5  # the first answer's weight is in the window until 1015
+        assert limiter.used() == 4
+        clock.now = 1015.5
+        assert limiter.used() == 0
+
+    asyncio.run(run())

@@ -215,26 +215,33 @@ class WeightLimiter:
         with self._lock:
             return self._used(self._clock())
 
-    def _used(self, now: float) -> float:
+    def _live(self, now: float) -> list[_Event]:
+        # events are re-dated when answered, so the deque is only roughly in order:
+        # drop the expired head, and skip expired ones behind a later-dated event
+        cutoff = now - self.window
         events = self._events
-        while events and events[0].at <= now - self.window:
+        while events and events[0].at <= cutoff:
             events.popleft()
-        return sum(e.weight for e in events)
+        return [e for e in events if e.at > cutoff]
+
+    def _used(self, now: float) -> float:
+        return sum(e.weight for e in self._live(now))
 
     def _try(self, weight: float) -> float:
         """Take ``weight`` now (0.0) or say how long until the window has room."""
         with self._lock:
             now = self._clock()
-            used = self._used(now)
+            live = self._live(now)
+            used = sum(e.weight for e in live)
             # a request heavier than the whole budget goes alone into an empty window
-            if used + weight <= self.capacity or not self._events:
+            if used + weight <= self.capacity or not live:
                 event = _Event(now, weight)
                 self._events.append(event)
                 _current_event.set(event)
                 return 0.0
             excess = used + weight - self.capacity
             freed = 0.0
-            for e in sorted(self._events, key=lambda e: e.at):
+            for e in sorted(live, key=lambda e: e.at):
                 freed += e.weight
                 if freed >= excess:
                     return max(e.at + self.window - now, 0.001)
