@@ -209,8 +209,10 @@ def part_weights(url: str, store_url: str, n: int, seconds: int, budget: int) ->
         with contextlib.suppress(asyncio.CancelledError):
             await task
         # with no faults injected, every retry is a 429/418 answer
+        limiter = getattr(client, "limiter", None)  # None before the shared limiter
         return {"seconds": time.perf_counter() - t, "requests": client.request_count,
-                "retries": client.retry_count}  # fmt: skip
+                "retries": client.retry_count,
+                "waited": limiter.waited if limiter is not None else -1.0}  # fmt: skip
 
     return asyncio.run(run())
 
@@ -379,6 +381,8 @@ def weights(a: argparse.Namespace, tmp: Path) -> None:
         print(f"   b. {a.symbols} symbol-years at real weights, {w['seconds']:.0f} s: weight rate / budget "
               f"{rate:.2f} (target >= 0.95) {verdict(rate >= 0.95)}; 429s {w['retries']:.0f} "
               f"(target 0) {verdict(w['retries'] == 0)}")  # fmt: skip
+        print(f"      requests/s {w['requests'] / w['seconds']:.1f} (the budget allows 50); "
+              f"seconds spent waiting for the budget (summed over requests): {w['waited']:.1f}")  # fmt: skip
         low = max(10, a.weights_seconds // 2)
         server = Server(a.symbols, rate_limits=True, budget=300, window=10.0)
         try:
