@@ -41,6 +41,7 @@ __all__ = [
     "index_ms",
     "is_bare_date",
     "ms_to_index",
+    "ms_to_seconds",
     "ms_to_timestamp",
     "now_ms",
     "time_range",
@@ -197,6 +198,15 @@ class Timeframe:
 
 def _dt_ms(d: dt.datetime) -> int:
     return int(d.timestamp() * 1000)
+
+
+def ms_to_seconds(ms: float) -> float:
+    """Milliseconds as seconds (for waits and rate windows).
+
+    >>> ms_to_seconds(MINUTE)
+    60.0
+    """
+    return ms / SECOND
 
 
 def now_ms() -> int:

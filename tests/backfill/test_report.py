@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from mdcollect import DatasetKey, Interval, IntervalSet, ensure_data, open_storage
+from mdcollect.backfill import OHLCVBackfill
 from mdcollect.ensure import EnsureReport, SymbolReport
 from mdcollect.exchanges import ExchangeClient, RetryPolicy
 from mdcollect.testing import ExchangeEmulator, Fault
@@ -89,7 +92,11 @@ def test_many_holes_are_counted_not_listed(emu: ExchangeEmulator) -> None:
     )
 
 
-def test_failed_windows_and_their_errors_are_in_the_summary(emu: ExchangeEmulator) -> None:
+def test_failed_windows_and_their_errors_are_in_the_summary(
+    emu: ExchangeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one window at a time, so that the 4 failures below all hit the first window
+    monkeypatch.setattr(OHLCVBackfill, "windows_in_flight", 1)
     store, c = open_storage("memory://"), client(emu)
     # the day before is stored, so no listing request is needed below
     ensure_data(["BTC/USDT"], "1m", "2023-02-28", "2023-02-28", c, 0, store, progress=False)

@@ -10,7 +10,7 @@ resumes from it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import logging
 import math
 import sys
@@ -105,6 +105,10 @@ class BackfillJob(ABC):
     @abstractmethod
     def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
         """Fetch one window, yielding chunks to write in order."""
+
+    #: How many of this job's windows may be fetched at once (their writes stay in
+    #: order). 1 for jobs whose windows depend on the one before.
+    windows_in_flight: int = 1
 
     def progress_units(self, interval: Interval) -> int:
         """How many progress units (candles, by default ms/window) an interval is."""
@@ -326,61 +330,77 @@ async def _run_job(
             bar.add(skipped)
         windows = split_windows(missing, job.window_ms(client.info), job.align)
         report.windows = len(windows)
-        # fetch ahead while the previous chunk is being written
-        queue: asyncio.Queue[tuple[Interval, Chunk | BaseException | _Crash | None]] = (
-            asyncio.Queue(2)
-        )
-
-        async def producer() -> None:
-            w = windows[0]
-            try:
-                for w in windows:
-                    try:
-                        async for chunk in job.fetch(client, w):
-                            await queue.put((w, chunk))
-                    except ExchangeError as exc:
-                        await queue.put((w, exc))
-                        continue
-                    await queue.put((w, None))
-            except Exception as exc:
-                # anything else is a bug: hand it over, or the consumer would wait forever
-                await queue.put((w, _Crash(exc)))
-
-        prod = asyncio.create_task(producer(), name=f"fetch {job.key}")
-        try:
-            for _ in range(len(windows)):
-                while True:
-                    w, item = await queue.get()
-                    if item is None:
-                        break
-                    if isinstance(item, _Crash):
-                        raise item.error
-                    if isinstance(item, BaseException):
-                        report.failed.append(w)
-                        report.errors.append(f"{w}: {item}")
-                        log.warning("%s: window %s failed: %s", job.key, w, item)
-                        break
-                    n = await _write(storage, job.key, item)
-                    report.rows += n
-                    if item.confirmed is not None:
-                        bar.add(job.progress_units(item.confirmed))
-            await prod
-        finally:
-            if not prod.done():
-                prod.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await prod
+        await _fetch_in_order(job, windows, client, storage, report, bar)
     finally:
         bar.close()
         report.requests = tally.requests
         report.seconds = time.perf_counter() - t0
 
 
-@define
-class _Crash:
-    """A fetch that failed with something other than an :class:`ExchangeError`."""
+async def _fetch_in_order(
+    job: BackfillJob,
+    windows: list[Interval],
+    client: ExchangeClient,
+    storage: DataCollectionStorage,
+    report: JobReport,
+    bar: _JobProgress,
+) -> None:
+    """Fetch up to ``job.windows_in_flight`` windows at once, write them in window order.
 
-    error: Exception
+    The windows are known in advance, so a single symbol keeps several requests in
+    flight (the exchange's budget, not a round trip, sets the pace). Writes stay in
+    order and each covers only what it stores: a cancel or crash leaves coverage
+    a prefix of what was fetched, never ahead of the rows. Windows fetched but not
+    yet written when cancelled are dropped and fetched again by the next run.
+    """
+    ahead = max(1, job.windows_in_flight)
+    todo = iter(windows)
+    pending: collections.deque[tuple[Interval, asyncio.Task[_Fetched]]] = collections.deque()
+
+    def top_up() -> None:
+        while len(pending) < ahead:
+            w = next(todo, None)
+            if w is None:
+                return
+            pending.append((w, asyncio.create_task(_collect(job, client, w))))
+
+    try:
+        top_up()
+        while pending:
+            w, task = pending.popleft()
+            fetched = await task  # anything but an ExchangeError is a bug: raised
+            top_up()  # the next window's request goes out while this one is written
+            for chunk in fetched.chunks:
+                report.rows += await _write(storage, job.key, chunk)
+                if chunk.confirmed is not None:
+                    bar.add(job.progress_units(chunk.confirmed))
+            if fetched.error is not None:
+                report.failed.append(w)
+                report.errors.append(f"{w}: {fetched.error}")
+                log.warning("%s: window %s failed: %s", job.key, w, fetched.error)
+    finally:
+        for _, task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
+
+
+@define
+class _Fetched:
+    """A window's chunks, and the error that ended it early (chunks before it stand)."""
+
+    chunks: list[Chunk]
+    error: ExchangeError | None = None
+
+
+async def _collect(job: BackfillJob, client: ExchangeClient, window: Interval) -> _Fetched:
+    out = _Fetched([])
+    try:
+        async for chunk in job.fetch(client, window):
+            out.chunks.append(chunk)
+    except ExchangeError as exc:
+        out.error = exc
+    return out
 
 
 async def _write(storage: DataCollectionStorage, key: DatasetKey, chunk: Chunk) -> int:

@@ -22,7 +22,7 @@ from .._schema import empty_frame, merge_frames
 from .._time import DAY, HOUR, MINUTE, Timeframe, format_ms, index_ms
 from ..aggregate import CandleBins, aggregate_bins
 from ..storage import DataCollectionStorage
-from ._engine import BackfillJob, Chunk, candles_in
+from ._engine import BackfillJob, Chunk, candles_in, split_windows
 
 if TYPE_CHECKING:
     from ..exchanges import ExchangeClient, ExchangeInfo, FundingHistory
@@ -93,6 +93,9 @@ class OHLCVBackfill(_CandleJob):
     >>> job = OHLCVBackfill("binance_futures", "BTC/USDT:USDT", "1m", start_ms, end_ms, kind="mark")
     """
 
+    # windows are independent pages: several at once (the carry below is a hint)
+    windows_in_flight = 4
+
     def __init__(
         self,
         exchange: str,
@@ -108,6 +111,9 @@ class OHLCVBackfill(_CandleJob):
         # (window end, last candle seen before it): a contiguous next window can
         # prove its start from that candle
         self._carry: tuple[int, int] | None = None
+        # ((since, until), page): the first window's page, fetched by prepare to
+        # learn whether the listing is earlier; fetch uses it instead of asking again
+        self._first_page: tuple[tuple[int, int], pd.DataFrame] | None = None
 
     def window_ms(self, info: ExchangeInfo) -> int:
         if self.tf.is_calendar:
@@ -135,6 +141,16 @@ class OHLCVBackfill(_CandleJob):
         )
         if len(prior):
             return missing
+        if client.info.first_candle == "since_zero":
+            # the first window's page, asked now (fetch uses it), shows a listing
+            # before the range without a request of its own: only a page starting
+            # later than asked (the listing, or an outage) needs the listing request
+            first = split_windows(missing, self.window_ms(client.info), self.align)[0]
+            frame = await self._page(client, first.start, first.end)
+            self._first_page = ((first.start, first.end), frame)
+            ts = index_ms(frame)
+            if len(ts) and int(ts[0]) <= self.tf.ceil(first.start):
+                return missing
         listing = await client.first_candle_time(self.key.symbol, str(self.tf))
         if listing is None or missing.start is None or listing <= missing.start:
             return missing
@@ -164,9 +180,7 @@ class OHLCVBackfill(_CandleJob):
         while cursor < window.end:
             first = tf.ceil(cursor)
             ask = cursor if retry_from is None else retry_from
-            frame = await client.fetch_ohlcv(
-                self.key.symbol, str(tf), ask, window.end, kind=self.kind
-            )
+            frame = await self._page(client, ask, window.end)
             ts = index_ms(frame)
             if not len(ts) and ask == seen and reasked < EMPTY_PAGE_REASKS:
                 # asked from a closed candle the last page showed: it exists, so an
@@ -216,6 +230,13 @@ class OHLCVBackfill(_CandleJob):
             )
         if seen is not None:
             self._carry = (window.end, seen)
+
+    async def _page(self, client: ExchangeClient, since: int, until: int) -> pd.DataFrame:
+        kept = self._first_page
+        if kept is not None and kept[0] == (since, until):
+            self._first_page = None
+            return kept[1]
+        return await client.fetch_ohlcv(self.key.symbol, str(self.tf), since, until, kind=self.kind)
 
 
 class TradesBackfill(BackfillJob):

@@ -32,6 +32,7 @@ from ._http import (
     make_session,
     track_malformed_json,
 )
+from ._limiter import WeightLimiter, limiter_for
 from ._registry import ExchangeInfo, exchange_info
 from ._retry import RetryPolicy, translate_error
 from .parsing import (
@@ -113,9 +114,13 @@ class ExchangeClient:
     request to another host (an :class:`~mdcollect.testing.ExchangeEmulator`,
     a proxy), keeping the paths. Any other keyword is **ccxt constructor config**
     (``timeout=``, ``enableRateLimit=``, ``apiKey=``, ``options=``...), merged
-    over the registry's options; ``enableRateLimit`` defaults to true, with ccxt's
-    ``rateLimit`` widened so that 95% of the exchange's limit is used (pass
-    ``rateLimit=`` to choose).
+    over the registry's options; ``enableRateLimit`` defaults to true. Exchanges
+    whose budget the registry knows (Binance, Bybit) are then paced by the
+    process's shared :attr:`limiter`: bursts up to the exchange's rolling-window
+    budget, its usage headers and announced limits obeyed (see
+    :mod:`mdcollect.exchanges._limiter`); others by ccxt's throttler with
+    ``rateLimit`` widened so that 95% of the exchange's limit is used. Passing
+    ``rateLimit=`` keeps ccxt's throttler at that spacing.
 
     >>> async def main() -> None:
     ...     async with ExchangeClient("binance") as client:
@@ -163,7 +168,16 @@ class ExchangeClient:
             ccxt_async, self.info.ccxt_id
         )
         self.exchange: ccxt_async.Exchange = exchange_class(config)
-        if "rateLimit" not in ccxt_config and self.exchange.rateLimit:
+        #: The shared budget this client paces by (see :mod:`._limiter`), or ``None``
+        #: when ccxt's throttler paces it (or nothing does).
+        self.limiter: WeightLimiter | None = None
+        budget = self.info.budget
+        if budget is not None and config.get("enableRateLimit") and "rateLimit" not in ccxt_config:
+            # ccxt still computes each request's cost and awaits throttle(cost): that
+            # call now spends the exchange's rolling budget instead of an even pace
+            self.limiter = limiter_for(budget, base_url or "")
+            self.exchange.throttle = self.limiter.throttle
+        elif "rateLimit" not in ccxt_config and self.exchange.rateLimit:
             # ccxt's costs mirror the exchanges' weights at 100% of the limit; the
             # rolling windows exchanges count in would then tip over on jitter and
             # on calls ccxt does not weigh exactly: keep a margin (no 429s). The
@@ -171,7 +185,10 @@ class ExchangeClient:
             self.exchange.rateLimit = self.exchange.rateLimit / RATE_LIMIT_SHARE
             self.exchange.tokenBucket = None
             self.exchange.init_rest_rate_limiter()
-        self.exchange.on_json_response = track_malformed_json(self.exchange.on_json_response)
+        self.exchange.on_json_response = track_malformed_json(
+            self.exchange.on_json_response,
+            None if self.limiter is None else self.limiter.observe_body,
+        )
         if base_url is not None:
             from ._urls import redirect_urls
 
@@ -253,6 +270,7 @@ class ExchangeClient:
             ex = self.exchange
             session = await make_session(
                 self._stats,
+                on_answer=None if self.limiter is None else self.limiter.answered,
                 verify=bool(ex.verify),
                 cafile=ex.cafile,
                 trust_env=bool(ex.aiohttp_trust_env),

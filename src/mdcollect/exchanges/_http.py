@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any, Final
@@ -126,23 +126,46 @@ async def _on_request_end(
         record.host = params.url.host
 
 
-def track_malformed_json(loads: Callable[[str], Any]) -> Callable[[str], Any]:
-    """Wrap ccxt's ``on_json_response`` to flag the current record when parsing fails."""
+def track_malformed_json(
+    loads: Callable[[str], Any], on_body: Callable[[Any], None] | None = None
+) -> Callable[[str], Any]:
+    """Wrap ccxt's ``on_json_response`` to flag the current record when parsing fails,
+    and hand each parsed body to ``on_body`` (a budget announced in it)."""
 
     def on_json_response(text: str) -> Any:
         try:
-            return loads(text)
+            body = loads(text)
         except ValueError:
             record = current_record.get()
             if record is not None:
                 record.malformed = True
             raise
+        if on_body is not None:
+            on_body(body)
+        return body
 
     return on_json_response
 
 
-def _trace_config(stats: SessionStats) -> aiohttp.TraceConfig:
+def _answer_observer(
+    on_answer: Callable[[Mapping[str, str]], None],
+) -> Callable[..., Awaitable[None]]:
+    async def on_request_end(
+        session: aiohttp.ClientSession,
+        ctx: SimpleNamespace,
+        params: aiohttp.TraceRequestEndParams,
+    ) -> None:
+        on_answer(params.response.headers)
+
+    return on_request_end
+
+
+def _trace_config(
+    stats: SessionStats, on_answer: Callable[[Mapping[str, str]], None] | None = None
+) -> aiohttp.TraceConfig:
     trace = aiohttp.TraceConfig()
+    if on_answer is not None:
+        trace.on_request_end.append(_answer_observer(on_answer))
     trace.on_request_start.append(_counter(stats))
     trace.on_request_start.append(_on_request_start)
     trace.on_request_end.append(_on_request_end)
@@ -156,14 +179,20 @@ def _ssl_context(cafile: str | None) -> ssl.SSLContext:
 
 
 async def make_session(
-    stats: SessionStats, *, verify: bool, cafile: str | None, trust_env: bool
+    stats: SessionStats,
+    *,
+    verify: bool,
+    cafile: str | None,
+    trust_env: bool,
+    on_answer: Callable[[Mapping[str, str]], None] | None = None,
 ) -> aiohttp.ClientSession:
-    """A session like the one ccxt would open itself, plus the response trace."""
+    """A session like the one ccxt would open itself, plus the response trace;
+    ``on_answer`` sees the headers of every answer (in the task that asked)."""
     ssl_option: ssl.SSLContext | bool = False
     if verify:
         # reading the CA bundle is file I/O: keep it off the event loop
         ssl_option = await asyncio.to_thread(_ssl_context, cafile)
     connector = aiohttp.TCPConnector(ssl=ssl_option)
     return aiohttp.ClientSession(
-        connector=connector, trust_env=trust_env, trace_configs=[_trace_config(stats)]
+        connector=connector, trust_env=trust_env, trace_configs=[_trace_config(stats, on_answer)]
     )

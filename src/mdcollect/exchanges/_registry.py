@@ -24,6 +24,7 @@ from attrs import evolve, field, frozen
 from .._errors import InvalidRequest
 from .._rules import check_timeframe
 from .._time import DAY, HOUR, Timeframe
+from ._limiter import Budget, binance_body, binance_headers, bybit_headers
 
 __all__ = [
     "ExchangeInfo",
@@ -181,6 +182,9 @@ class ExchangeInfo:
             rate-limit cost gives :func:`request_seconds`.
         funding: how past funding settlements page (:class:`FundingHistory`),
             ``None`` where mdcollect does not backfill them.
+        budget: the exchange's rolling-window weight budget, paced by a shared
+            :class:`~mdcollect.exchanges._limiter.WeightLimiter` instead of ccxt's
+            evenly spaced throttler; ``None`` keeps ccxt's throttler.
     """
 
     key: str
@@ -205,6 +209,7 @@ class ExchangeInfo:
     ohlcv_endpoint: tuple[str, ...] = ()
     trades_endpoint: tuple[str, ...] = ()
     funding: FundingHistory | None = None
+    budget: Budget | None = None
 
     @property
     def trades_history(self) -> bool:
@@ -278,6 +283,19 @@ _BINANCE: Final[dict[str, Any]] = dict(
     ohlcv_until=True,
     trades_window_ms=HOUR,
 )
+# Budgets per IP, from the exchanges' documentation; weight_per_cost maps ccxt's
+# cost units (its api tables) to the exchange's weights.
+# Binance spot: 6,000 weight a minute; ccxt costs klines 0.4, Binance weighs them 2.
+_BINANCE_SPOT_BUDGET: Final = Budget(
+    "binance.spot", 6000, 60.0, 5.0, headers=binance_headers, body=binance_body
+)
+# Binance USD-M: 2,400 weight a minute; ccxt's fapi costs are Binance's weights.
+_BINANCE_FAPI_BUDGET: Final = Budget(
+    "binance.fapi", 2400, 60.0, 1.0, headers=binance_headers, body=binance_body
+)
+# Bybit: 600 requests per 5 s per IP for every public endpoint; ccxt costs them 5.
+_BYBIT_BUDGET: Final = Budget("bybit.ip", 600, 5.0, 0.2, headers=bybit_headers)
+
 _OKX: Final[dict[str, Any]] = dict(
     ccxt_id="okx",
     ohlcv_endpoint=("public", "get", "market/history-candles"),
@@ -300,6 +318,7 @@ _BYBIT: Final[dict[str, Any]] = dict(
     ohlcv_until=True,
     trades_since=False,
     first_candle="market_created",
+    budget=_BYBIT_BUDGET,
 )
 
 # Facts per key. Missing fields are filled from the ccxt class (timeframes,
@@ -311,6 +330,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         ohlcv_endpoint=("public", "get", "klines"),
         trades_endpoint=("public", "get", "aggTrades"),
         **_market("spot", "spot"),
+        budget=_BINANCE_SPOT_BUDGET,
     ),
     "binance_futures": dict(
         _BINANCE,
@@ -323,6 +343,7 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         ohlcv_endpoint=("fapiPublic", "get", "klines"),
         trades_endpoint=("fapiPublic", "get", "aggTrades"),
         **_market("swap", "linear"),
+        budget=_BINANCE_FAPI_BUDGET,
         timeframes_unserved={"1s": "USD-M futures klines have no 1s interval"},
         # fundingRate: 1000 a page, oldest first from startTime, back to the listing
         funding=FundingHistory(

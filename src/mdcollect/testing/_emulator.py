@@ -421,14 +421,16 @@ class ExchangeEmulator(Lifecycle):
             limit = self._limits.get(bucket)
             if self._rate_limits_on and limit is not None:
                 allowed, used, retry = self.limiter.charge(bucket, limit, weight)
-                headers = dialect.used_weight_headers(bucket, used)
+                headers = dialect.used_weight_headers(route.bucket or "", used, limit, _now_ms())
                 if not allowed:
                     self.limiter.note_429(bucket, retry)
                     reply = dialect.error("rate_limit", "", retry)
                     reply.headers.update(headers)
                     record(reply.status)
                     return self._json(reply)
-            ctx = Ctx(self.market, venue, params, request.path, row_fault)
+            ctx = Ctx(
+                self.market, venue, params, request.path, row_fault, self._venue_limits(venue)
+            )
             loop = asyncio.get_running_loop()
             try:
                 reply = await loop.run_in_executor(None, route.handler, ctx)
@@ -511,6 +513,13 @@ class ExchangeEmulator(Lifecycle):
         await resp.write(half)
         record(reply.status)
         raise _Drop
+
+    def _venue_limits(self, venue: str) -> dict[str, Limit]:
+        """The budgets in force for ``venue``, by its own bucket names (none when off)."""
+        if not self._rate_limits_on:
+            return {}
+        prefix = f"{venue}."
+        return {b[len(prefix) :]: lim for b, lim in self._limits.items() if b.startswith(prefix)}
 
     def _not_found(
         self, request: web.Request, params: dict[str, str], arrived: int

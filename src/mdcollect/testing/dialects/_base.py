@@ -63,6 +63,9 @@ class Ctx:
     #: Row fault for list endpoints: ``"duplicate"``, ``"overlap"``, ``"short"``,
     #: ``"empty"`` or None.
     row_fault: str | None = None
+    #: The rate-limit budgets in force, by the dialect's bucket name (``"spot"``):
+    #: what endpoints that announce the limits (Binance ``exchangeInfo``) report.
+    limits: Mapping[str, Limit] = attrs.Factory(dict)
 
     @property
     def now(self) -> int:
@@ -171,8 +174,12 @@ class Dialect(abc.ABC):
         """The venue's error answer; ``kind`` is ``bad_symbol``, ``bad_request``,
         ``rate_limit``, ``ban`` or ``not_found``."""
 
-    def used_weight_headers(self, bucket: str, used: int) -> dict[str, str]:
-        """Headers that report used weight (Binance ``X-MBX-USED-WEIGHT-1M``)."""
+    def used_weight_headers(
+        self, bucket: str, used: int, limit: Limit, now_ms: int
+    ) -> dict[str, str]:
+        """Headers that report the weight ``used`` of ``limit`` in the current window
+        (Binance ``X-MBX-USED-WEIGHT-1M``, Bybit ``X-Bapi-Limit-Status``); ``now_ms``
+        is the wall clock. None by default (OKX and Kraken send none)."""
         return {}
 
     #: Websocket hosts served (the original host of the ccxt URL) -> market kind

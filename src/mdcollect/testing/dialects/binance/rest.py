@@ -355,8 +355,13 @@ class Binance(Dialect):
             {"code": -1100, "msg": message or "Illegal characters found in a parameter."}, 400
         )
 
-    def used_weight_headers(self, bucket: str, used: int) -> dict[str, str]:
-        return {"X-MBX-USED-WEIGHT-1M": str(used), "X-MBX-USED-WEIGHT": str(used)}
+    def used_weight_headers(
+        self, bucket: str, used: int, limit: Limit, now_ms: int
+    ) -> dict[str, str]:
+        """``X-MBX-USED-WEIGHT-(intervalNum)(intervalLetter)``, as Binance names it:
+        ``X-MBX-USED-WEIGHT-1M: 42`` for the minute; ``-10S`` for a 10-second budget."""
+        interval, num = _interval(limit.window)
+        return {f"X-MBX-USED-WEIGHT-{num}{interval[0]}": str(used), "X-MBX-USED-WEIGHT": str(used)}
 
     # -- helpers
 
@@ -389,16 +394,21 @@ class Binance(Dialect):
         """
         specs = [ctx.market.spec(self.name, s) for s in ctx.market.symbols(self.name)]
         specs = [s for s in specs if s.is_contract == contract]
-        limit = 2400 if contract else 6000
+        # the weight budget in force (a configured one replaces the published one)
+        weight = (
+            ctx.limits.get("fapi" if contract else "spot")
+            or self.limits["fapi" if contract else "spot"]
+        )
+        interval, num = _interval(weight.window)
         body: dict[str, Any] = {
             "timezone": "UTC",
             "serverTime": ctx.now,
             "rateLimits": [
                 {
                     "rateLimitType": "REQUEST_WEIGHT",
-                    "interval": "MINUTE",
-                    "intervalNum": 1,
-                    "limit": limit,
+                    "interval": interval,
+                    "intervalNum": num,
+                    "limit": weight.capacity,
                 },
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
                 {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
@@ -949,3 +959,16 @@ class Binance(Dialect):
         if not parts or not any(p in ("ws", "stream") for p in parts[:2]):
             return None
         return BinanceWs(self, market, kind, path, query, conn_id)
+
+
+_INTERVALS = (("DAY", 86_400), ("HOUR", 3_600), ("MINUTE", 60), ("SECOND", 1))
+
+
+def _interval(window: float) -> tuple[str, int]:
+    """Binance's ``interval`` and ``intervalNum`` of a window in seconds: 60 is
+    ``("MINUTE", 1)``, 10 is ``("SECOND", 10)``."""
+    seconds = max(1, round(window))
+    for name, size in _INTERVALS:
+        if seconds % size == 0:
+            return name, seconds // size
+    return "SECOND", seconds

@@ -137,6 +137,20 @@ class Bybit(Dialect):
             ),
         ]
 
+    def used_weight_headers(
+        self, bucket: str, used: int, limit: Limit, now_ms: int
+    ) -> dict[str, str]:
+        """Bybit's ``X-Bapi-Limit`` (requests allowed in the window),
+        ``X-Bapi-Limit-Status`` (remaining) and ``X-Bapi-Limit-Reset-Timestamp`` (ms;
+        "the current timestamp" unless the limit was exceeded, then when it resets)."""
+        remaining = max(0, limit.capacity - used)
+        reset = now_ms if used <= limit.capacity else now_ms + int(limit.window * 1000)
+        return {
+            "X-Bapi-Limit": str(limit.capacity),
+            "X-Bapi-Limit-Status": str(remaining),
+            "X-Bapi-Limit-Reset-Timestamp": str(reset),
+        }
+
     def error(self, kind: str, message: str = "", retry_after: float = 0.0) -> Reply:
         """Bybit errors: HTTP 200 with ``{"retCode":10001,"retMsg":"Not supported symbols",...}``."""
         if kind in ("rate_limit", "ban"):
