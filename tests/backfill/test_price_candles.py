@@ -91,11 +91,12 @@ def test_backfill_equals_ground_truth_then_asks_nothing_then_refills_a_hole(
     pd.testing.assert_frame_equal(got[["open", "high", "low", "close"]], want, check_freq=False)
     assert store.coverage(key) == IntervalSet([Interval(lo, hi)])
     # exact request counts: one page a window of `page` candles, nothing else but the
-    # market list and (Binance, which has no listing time) one listing-date request
+    # market list (Binance has no listing time, but the first page, starting where it
+    # was asked, shows the listing is earlier: no listing-date request)
     pages = routed(emu, route)
     assert len(pages) == -(-1920 // page)
     listing = routed(emu, "klines")
-    assert len(listing) == (1 if ex == "binance_futures" else 0)
+    assert len(listing) == 0
     markets = [q for q in emu.requests if q.route in MARKET_ROUTES]
     assert report.requests == len(emu.requests) == len(pages) + len(listing) + len(markets)
     # the derivation holds where the emulator says so: premium = mark/index - 1

@@ -106,7 +106,7 @@ def test_snapshot_columns_attribute_is_a_deprecated_alias() -> None:
     from mdcollect.collectors import FundingRateCollector, TickerCollector
     from mdcollect.exchanges import row_columns
 
-    for cls, kind in ((TickerCollector, "ticker"), (FundingRateCollector, "funding")):
+    for cls, kind in ((TickerCollector, "ticker"), (FundingRateCollector, "funding_snapshot")):
         c = cls("binance_futures", ["BTC/USDT:USDT"], mode="poll", interval=5)
         with pytest.warns(DeprecationWarning, match=r"\.columns is deprecated"):
             assert c.columns == row_columns(kind)

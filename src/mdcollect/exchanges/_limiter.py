@@ -208,7 +208,10 @@ class WeightLimiter:
         self.waits: int = 0
 
     def __repr__(self) -> str:
-        return f"WeightLimiter({self.capacity:g} weight / {self.window:g} s, used {self.used():g})"
+        return (
+            f"WeightLimiter({self.capacity:g} weight / {self.window:g} s, used {self.used():g}, "
+            f"{self.waits} waits of {self.waited:.1f} s in all)"
+        )
 
     def used(self) -> float:
         """Weight counted in the current window."""
