@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from mdcollect.exchanges import ExchangeClient
 from mdcollect.exchanges._limiter import (
@@ -124,3 +127,24 @@ def test_weight_is_dated_when_its_answer_arrives() -> None:
         assert limiter.used() == 0
 
     asyncio.run(run())
+
+
+def test_a_new_limit_is_logged_without_deadlocking(caplog: pytest.LogCaptureFixture) -> None:
+    """``observe`` logs the limiter (its repr reads the window) while it holds its lock."""
+    import threading
+
+    clock = Clock()
+    limiter = WeightLimiter(BINANCE, clock=clock, sleep=clock.sleep)
+    done = threading.Event()
+
+    def observe() -> None:
+        limiter.observe(Usage(used=10, limit=24, window=2.0))
+        done.set()
+
+    with caplog.at_level(logging.INFO, logger="mdcollect.exchanges"):
+        worker = threading.Thread(target=observe, daemon=True)
+        worker.start()
+        assert done.wait(timeout=10), "observe() deadlocked logging the limiter"
+    assert (limiter.capacity, limiter.window) == (24, 2.0)
+    assert "announces 24 weight a window" in caplog.text
+    assert "used 10" in repr(limiter)

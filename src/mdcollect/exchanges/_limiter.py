@@ -202,7 +202,8 @@ class WeightLimiter:
         self._clock = clock
         self._sleep = sleep
         self._events: deque[_Event] = deque()
-        self._lock = threading.Lock()
+        # re-entrant: log lines inside the lock show the limiter, whose repr takes it
+        self._lock = threading.RLock()
         #: seconds waited for the budget so far, and how many requests waited
         self.waited: float = 0.0
         self.waits: int = 0
