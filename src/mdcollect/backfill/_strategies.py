@@ -9,7 +9,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -55,6 +55,11 @@ class _CandleJob(BackfillJob):
     ) -> None:
         self.tf = Timeframe.parse(timeframe)
         super().__init__(DatasetKey(exchange, symbol, kind, str(self.tf)), start, end)
+
+    @property
+    def kind(self) -> CandleKind:
+        """The candles this job fills: ``ohlcv``, ``mark``, ``index`` or ``premium``."""
+        return cast("CandleKind", self.key.kind)
 
     def required(self, now: int) -> Interval | None:
         # candles starting in [start, end); the still-open candle is never required
@@ -107,7 +112,6 @@ class OHLCVBackfill(_CandleJob):
         kind: CandleKind = "ohlcv",
     ) -> None:
         super().__init__(exchange, symbol, timeframe, start, end, kind=kind)
-        self.kind: CandleKind = kind
         # (window end, last candle seen before it): a contiguous next window can
         # prove its start from that candle
         self._carry: tuple[int, int] | None = None
