@@ -22,6 +22,8 @@ _remove_snapshots  # storage/arctic.py: registered with @atexit.register
 exc_type  # __exit__ / __aexit__ parameters the protocol requires
 tb  # __exit__ / __aexit__ parameters the protocol requires
 
+cancel_futures  # _sync.py: Executor.shutdown's signature, overridden to keep the pool
+
 # -- attributes another library reads
 _.tokenBucket  # exchanges/_client.py: ccxt's rate limiter configuration
 _.asyncio_loop  # exchanges/_client.py: ccxt's event loop attribute
