@@ -35,6 +35,9 @@ _.retry_count  # ExchangeClient.retry_count: documented counter, read by tests
 _.from_config  # DataCollector.from_config: the collector TOML loader
 _.enable  # DataCollector.enable (ARCHITECTURE.md)
 _.disable  # DataCollector.disable (ARCHITECTURE.md)
+_.restart  # DataCollector.restart (ARCHITECTURE.md)
+_.restart_all  # DataCollector.restart_all (ARCHITECTURE.md)
+_.on_rows  # DataCollector.on_rows (ARCHITECTURE.md)
 _.sync_status  # remote clients: GET /api/v1/sync/{id}
 _.last_write  # collectors: CollectorStats.last_write, part of the stats users read
 last_write  # (the attrs field of the same)

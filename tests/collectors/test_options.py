@@ -22,6 +22,7 @@ OTHER: dict[str, Any] = {
     "interval": 2.5,
     "check_interval": 0.5,
     "restart_backoff": {"initial": 0.5, "maximum": 5.0},
+    "max_restarts": 7,
 }
 
 

@@ -136,6 +136,13 @@ class OrderBookOptions(SnapshotOptions):
     interval: float | None = field(default=1.0, validator=_optional_seconds)
 
 
+def _optional_count(_instance: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest(f"{attribute.name} must be a positive integer or None, got {value!r}")
+
+
 def _to_backoff(value: Any) -> Backoff:
     """A :class:`Backoff`, from itself, from seconds (its ``initial``), or from a
     table of its fields (a TOML config's ``restart_backoff = {initial = 1}``)."""
@@ -163,7 +170,9 @@ class SupervisorOptions:
     ``max_crashes`` is how many crashes in a row, with nothing stored in between,
     a collector may have before it is marked ``failed`` rather than restarted
     (a transient exchange error, such as a dropped connection, is not a crash:
-    it is retried as long as it lasts).
+    it is retried as long as it lasts). ``max_restarts`` (``None``: no cap) is how
+    many automatic restarts, for whatever cause, a collector may have within
+    ``restart_window`` seconds before it is marked ``failed``.
 
     >>> SupervisorOptions(max_silence=0)
     Traceback (most recent call last):
@@ -180,3 +189,5 @@ class SupervisorOptions:
     max_crashes: int = field(default=10, validator=positive(integer=True))
     resume_window: float = field(default=6 * 3600.0, validator=non_negative())
     first_data_grace: float = field(default=60.0, validator=non_negative())
+    max_restarts: int | None = field(default=None, validator=_optional_count)
+    restart_window: float = field(default=3600.0, validator=positive())

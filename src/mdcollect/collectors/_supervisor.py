@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
@@ -26,6 +27,7 @@ from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from ..storage import DataCollectionStorage, default_storage, open_storage
 from ._base import DataSourceCollector, WriteObserver
+from ._callbacks import RowCallback, RowCallbacks
 from ._clock import Clock, as_clock
 from ._config import load_config
 from ._gaps import GapCounts, GapRefiller, GapTracker
@@ -59,6 +61,9 @@ class _Slot:
     last_data_ms: int | None = None
     crashes: int = 0  # in a row, with nothing stored in between; transient errors aside
     delays: list[float] = field(factory=list)
+    restart_times: deque[float] = field(factory=deque)  # monotonic, within restart_window
+    last_restart_ms: int | None = None
+    last_restart_reason: str | None = None
     gaps: GapCounts = field(init=False)
     tracker: GapTracker | None = None
     lock: threading.Lock = field(factory=threading.Lock)
@@ -133,6 +138,8 @@ class DataCollector:
         first_data_grace: float = 60.0,
         clock: Clock | None = None,
         max_crashes: int = 20,
+        max_restarts: int | None = None,
+        restart_window: float = 3600.0,
     ) -> None:
         self.clock: Clock = as_clock(clock)
         opts = SupervisorOptions(
@@ -145,6 +152,8 @@ class DataCollector:
             max_crashes=max_crashes,
             resume_window=resume_window,
             first_data_grace=first_data_grace,
+            max_restarts=max_restarts,
+            restart_window=restart_window,
         )
         self.backoff: Backoff = opts.restart_backoff
         self.max_silence = float(opts.max_silence)
@@ -159,6 +168,9 @@ class DataCollector:
         self.max_crashes = opts.max_crashes
         self.resume_window = float(opts.resume_window)
         self.first_data_grace = float(opts.first_data_grace)
+        self.max_restarts = opts.max_restarts
+        self.restart_window = float(opts.restart_window)
+        self._callbacks = RowCallbacks()
         if isinstance(storage, DataCollectionStorage):
             self.storage = storage
             self._owns_storage = False
@@ -203,6 +215,7 @@ class DataCollector:
         self._stopped.clear()
         self._started = self.clock.monotonic()
         self._refiller.open()
+        self._callbacks.start()
         self._backfiller = asyncio.create_task(self._refiller.run(), name="mdcollect backfill")
         for slot in self._slots.values():
             if slot.should_run:
@@ -239,6 +252,7 @@ class DataCollector:
             if slot.state != "failed":
                 slot.state = "stopped" if slot.should_run else "disabled"
             await slot.collector.aclose()
+        await self._callbacks.stop(self.stop_timeout)  # the rows flushed above included
         self._stopped.set()
         log.info("stopped")
 
@@ -298,6 +312,51 @@ class DataCollector:
         elif not self._running:
             slot.state = "idle"
 
+    async def restart(self, name: str) -> None:
+        """Restart one collector now (flushing it first), without waiting for a backoff:
+        also a ``failed`` or disabled one, whose error counts start afresh."""
+        slot = self._slot(name)
+        await self._halt(slot)
+        self._manual_restart(slot)
+
+    async def restart_all(self) -> None:
+        """Restart every collector that is not disabled (failed ones included)."""
+        slots = [s for s in self._slots.values() if s.should_run or s.state == "failed"]
+        await asyncio.gather(*(self._halt(s) for s in slots))
+        for slot in slots:
+            self._manual_restart(slot)
+
+    def running(self) -> list[str]:
+        """Names of the collectors that are running now (started, not waiting to
+        restart, not failed, disabled or stopped)."""
+        return [n for n, s in self._slots.items() if s.state in ("starting", "running")]
+
+    def failed(self) -> list[str]:
+        """Names of the collectors that gave up (see ``status()`` for why); they stay
+        so until :meth:`restart` or :meth:`enable`."""
+        return [n for n, s in self._slots.items() if s.state == "failed"]
+
+    def on_rows(
+        self, kind: str | None, callback: RowCallback, *, backlog: int = 1_000
+    ) -> Callable[[], None]:
+        """Call ``callback(key, rows)`` with the rows of ``kind`` (``None``: every kind)
+        each collector stores, once they are stored; returns a function that
+        unregisters it.
+
+        ``callback`` may be a function (run in a worker thread) or a coroutine function
+        (awaited on the collector's loop). Each callback has its own queue: a slow one
+        delays only itself, and falls behind by at most ``backlog`` writes before its
+        oldest are dropped (counted); one that raises is logged and counted
+        (``status()["callbacks"]``), never retried, and never affects storage. Treat
+        ``rows`` as read-only: callbacks share it. On :meth:`stop`, what is queued is
+        delivered (``stop_timeout`` seconds at most).
+
+        >>> async def on_candle(key, rows):
+        ...     print(key.symbol, rows["close"].iloc[-1])
+        >>> unsubscribe = dc.on_rows("ohlcv", on_candle)
+        """
+        return self._callbacks.add(kind, callback, backlog=backlog)
+
     # ------------------------------------------------------------------ reports
 
     def status(self) -> dict[str, Any]:
@@ -314,6 +373,7 @@ class DataCollector:
             "is_healthy": all(c["is_healthy"] for c in cols.values()),
             "issues": [f"{n}: {i}" for n, c in cols.items() for i in c["issues"]],
             "collectors": cols,
+            "callbacks": self._callbacks.stats(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -399,6 +459,8 @@ class DataCollector:
             "errors": slot.errors,
             "restarts": slot.restarts,
             "silent_restarts": slot.silent_restarts,
+            "last_restart_time": slot.last_restart_ms,
+            "last_restart_reason": slot.last_restart_reason,
             "gaps_found": slot.gaps.found,
             "gaps_filled": slot.gaps.filled,
             "gaps_waiting": slot.gaps.waiting,
@@ -439,6 +501,8 @@ class DataCollector:
                 if rows:
                     slot.last_data = self.clock.monotonic()
                     slot.last_data_ms = self.clock.time_ms()
+            if rows:
+                self._callbacks.publish(key, frame)
             for gap_key, gap in tracker.observe(key, covered):
                 self._gap_found(slot, gap_key, gap)
 
@@ -496,14 +560,27 @@ class DataCollector:
                     log.warning("%s: %s; reconnecting", c.name, exc)
                 else:
                     log.error("%s: crashed; restarting", c.name, exc_info=exc)
+                cause = repr(exc)
             else:
                 slot.permanent_errors = 0
                 slot.crashes = 0
                 log.warning("%s: %s; restarting", c.name, reason)
                 if reason == "silent":
                     slot.silent_restarts += 1
+                cause = (
+                    f"feed silent for more than {self.max_silence:g}s"
+                    if reason == "silent"
+                    else "run ended"
+                )
             if not (slot.should_run and self._running):
                 break
+            if self._restart_cap_reached(slot):
+                why = f"restarted {self.max_restarts} times within {self.restart_window:g}s"
+                slot.last_error = f"{why}; last cause: {cause}"
+                self._fail(slot, why, MdcollectError(cause))
+                return
+            slot.last_restart_ms = self.clock.time_ms()
+            slot.last_restart_reason = cause
             if self.clock.monotonic() - slot.started >= self.backoff.reset_after:
                 attempt = 0
             delay = self.backoff.delay(attempt)
@@ -512,6 +589,29 @@ class DataCollector:
             slot.delays.append(delay)
             slot.state = "backoff"
             await asyncio.sleep(delay)
+
+    def _restart_cap_reached(self, slot: _Slot) -> bool:
+        """Count a restart of ``slot``; whether it is one more than ``max_restarts``
+        within ``restart_window`` seconds."""
+        now = self.clock.monotonic()
+        slot.restart_times.append(now)
+        while slot.restart_times[0] <= now - self.restart_window:
+            slot.restart_times.popleft()
+        return self.max_restarts is not None and len(slot.restart_times) > self.max_restarts
+
+    def _manual_restart(self, slot: _Slot) -> None:
+        """Start ``slot`` again at once, by hand: its error and restart counts start afresh."""
+        slot.should_run = True
+        slot.permanent_errors = 0
+        slot.crashes = 0
+        slot.restart_times.clear()
+        slot.restarts += 1
+        slot.last_restart_ms = self.clock.time_ms()
+        slot.last_restart_reason = "restarted by hand"
+        if self._running:
+            self._launch(slot)
+        else:
+            slot.state = "idle"
 
     def _count_crash(self, slot: _Slot, exc: Exception, *, progressed: bool) -> str | None:
         """Count a crash of ``slot``'s run; why to give up on it, or ``None`` to restart.
