@@ -254,3 +254,33 @@ def test_ls_plot_refuses_a_bad_file_before_reading(
     assert main(["--storage", url, "ls", "--plot", str(tmp_path / "no" / "c.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "store").exists() or not list((tmp_path / "store").iterdir())
+
+
+# -- notebooks --------------------------------------------------------------------------
+@pytest.mark.slow  # starts a real ipykernel (a few seconds)
+def test_a_notebook_shows_the_picture_once_with_or_without_pyplot(tmp_path: Path) -> None:
+    import nbclient
+    import nbformat
+
+    from tests.test_notebook import _kernel_manager
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(src)
+        for src in (
+            "import mdcollect\n"
+            "store = mdcollect.open_storage('memory://')\n"
+            "mdcollect.plot_coverage(store)",
+            "%matplotlib inline\nimport matplotlib.pyplot as plt\nmdcollect.plot_coverage(store)",
+            "print(plt.get_fignums())",
+        )
+    ]
+    client = nbclient.NotebookClient(nb, km=_kernel_manager(tmp_path), timeout=120,
+                                     startup_timeout=120)  # fmt: skip
+    client.execute()
+    for cell in nb.cells[:2]:
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert len(images) == 1, cell.outputs  # shown, and only once
+        assert images[0].output_type == "execute_result"
+    printed = "".join(o.get("text", "") for o in nb.cells[2].outputs)
+    assert printed.strip() == "[]"  # nothing left open in pyplot

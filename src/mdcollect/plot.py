@@ -5,7 +5,7 @@ complete, the holes (gaps in coverage between the first and last stored row, or
 within the ``[start, end)`` asked for), and, given an audit report, its findings.
 It returns a :class:`matplotlib.figure.Figure` built without pyplot (no global
 state, nothing shown twice in a notebook) on the Agg canvas, so ``savefig`` works
-without a display. matplotlib is the optional extra ``mdcollect[plot]``: importing
+without a display; a notebook shows it as an image (``_repr_png_``). matplotlib is the optional extra ``mdcollect[plot]``: importing
 this module does not import it, calling :func:`plot_coverage` without it says how
 to install it.
 
@@ -15,6 +15,8 @@ taller, lanes and labels shrink, and no two labels overlap.
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -311,5 +313,15 @@ def _draw(
     legend += [patch_cls(color=COLORS[s], label=f"audit {s}") for s in sorted(marked)]
     fig.legend(handles=legend, loc="upper center", ncols=len(legend), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 1 - 0.42 / height))  # fmt: skip
+    # a notebook shows it as an image even when pyplot was never imported (IPython's
+    # Figure formatter exists only once it was): one image either way
+    setattr(fig, "_repr_png_", functools.partial(_png, fig))  # noqa: B010
     log.debug("drew the coverage of %d dataset(s) from %s", n, url)
     return fig
+
+
+def _png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (Jupyter's ``_repr_png_``)."""
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
