@@ -8,6 +8,7 @@
     mdcollect backfill BTC/USDT:USDT -t 1h --kind mark --start 2024-01-01 --end 2024-01-31
     mdcollect ensure BTC/USDT:USDT -t 1h --kinds ohlcv,funding --start 2024-01-01 --end 2024-02-01
     mdcollect ls
+    mdcollect ls --plot coverage.png
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
     mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 --emulate --dry-run -q
