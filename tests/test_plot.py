@@ -160,6 +160,11 @@ def test_bad_input_is_refused_naming_the_value() -> None:
     bad = Finding(BTC, "hole", "fatal", T0, T0 + HOUR)
     with pytest.raises(InvalidRequest, match="severity 'fatal' is not valid; allowed: error"):
         mdcollect.plot_coverage(st, report=Report((bad,)))
+    late = Finding(BTC, "hole", "error", T0, "2024-01-02")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="finding end '2024-01-02' is not valid; a finding"):
+        mdcollect.plot_coverage(st, report=Report((late,)))
+    with pytest.raises(InvalidRequest, match="keys must be a DatasetKey, a key string"):
+        mdcollect.plot_coverage(st, 42)  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest, match="storage must be a DataCollectionStorage"):
         mdcollect.plot_coverage(42)  # type: ignore[arg-type]
 

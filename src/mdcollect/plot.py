@@ -161,6 +161,13 @@ def _findings(report: Any) -> list[_Finding]:
             raise InvalidRequest(
                 f"report finding severity {f.severity!r} is not valid; allowed: error, warning"
             )
+        for name in ("start", "end"):
+            value = getattr(f, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise InvalidRequest(
+                    f"report finding {name} {value!r} is not valid; a finding's start and "
+                    "end are ints of ms since the epoch"
+                )
     return out
 
 
@@ -170,6 +177,11 @@ def _lanes(
     stored = store.keys()
     if keys is None:
         return stored
+    if not isinstance(keys, Iterable):
+        raise InvalidRequest(
+            f"keys must be a DatasetKey, a key string such as 'binance:ohlcv:1h:BTC/USDT', "
+            f"or a list of them, got {type(keys).__name__}: {keys!r}"
+        )
     given: Iterable[DatasetKey | str] = [keys] if isinstance(keys, DatasetKey | str) else keys
     out: list[DatasetKey] = []
     for k in given:
