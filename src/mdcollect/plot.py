@@ -177,14 +177,15 @@ def _lanes(
     stored = store.keys()
     if keys is None:
         return stored
+    if isinstance(keys, DatasetKey | str):
+        keys = [keys]
     if not isinstance(keys, Iterable):
         raise InvalidRequest(
             f"keys must be a DatasetKey, a key string such as 'binance:ohlcv:1h:BTC/USDT', "
             f"or a list of them, got {type(keys).__name__}: {keys!r}"
         )
-    given: Iterable[DatasetKey | str] = [keys] if isinstance(keys, DatasetKey | str) else keys
     out: list[DatasetKey] = []
-    for k in given:
+    for k in keys:
         key = k if isinstance(k, DatasetKey) else DatasetKey.parse(k)
         if key not in stored:
             names = ", ".join(str(s) for s in stored[:_MAX_LABELS_SHOWN])
