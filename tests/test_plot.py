@@ -101,6 +101,21 @@ def test_a_hole_is_drawn_where_the_hole_is_and_coverage_around_it() -> None:
     assert _pixel(fig, pixels, T0 + 12 * HOUR, (btc + eth) / 2) == (255, 255, 255)
 
 
+def test_a_one_minute_hole_in_a_year_is_still_seen() -> None:
+    st = open_storage("memory://")
+    key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
+    minute, year = 60_000, 365 * 24 * HOUR
+    hole = T0 + year // 2
+    empty = candles(T0, 0)  # coverage only: the exchange had no rows (keeps the test fast)
+    st.write(key, empty, covered=Interval(T0, hole))
+    st.write(key, empty, covered=Interval(hole + minute, T0 + year))
+    fig = mdcollect.plot_coverage(st)
+    pixels = _render(fig)
+    y = _lanes(fig)[str(key)]
+    assert _pixel(fig, pixels, hole, y) == _rgb("hole")
+    assert _pixel(fig, pixels, hole - 30 * 24 * HOUR, y) == _rgb("covered")
+
+
 def test_start_and_end_make_every_uncovered_part_of_the_range_a_hole() -> None:
     # a bare end date includes its day: the axis is [2023-12-31, 2024-01-03)
     fig = mdcollect.plot_coverage(_store_with_a_hole(), start="2023-12-31", end="2024-01-02")

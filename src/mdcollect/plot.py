@@ -233,6 +233,8 @@ def _layout(n: int, labels: Sequence[str]) -> tuple[float, float, float]:
 _TOP: Final = 0.9  # inches: the title and the legend
 _BOTTOM: Final = 0.55  # inches: the time axis
 _WIDTH: Final = 12.0
+_RIGHT: Final = 0.3  # inches
+_MIN_PIXELS: Final = 2.0  # the narrowest part drawn
 
 
 def _x(mdates: Any, ms: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -241,11 +243,16 @@ def _x(mdates: Any, ms: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.asarray(mdates.date2num(values), dtype=float)
 
 
-def _rects(mdates: Any, rows: list[tuple[int, int, float, float]]) -> np.ndarray:
-    """Rectangles ``(start ms, end ms, y0, y1)`` as the vertices a PolyCollection takes."""
+def _rects(mdates: Any, rows: list[tuple[int, int, float, float]], min_width: float) -> np.ndarray:
+    """Rectangles ``(start ms, end ms, y0, y1)`` as the vertices a PolyCollection takes,
+    each at least ``min_width`` wide (in date numbers) around its middle."""
     a = np.asarray(rows, dtype=float).reshape(-1, 4)
     x0 = _x(mdates, a[:, 0].astype(np.int64))
     x1 = _x(mdates, a[:, 1].astype(np.int64))
+    narrow = (x1 - x0) < min_width
+    middle = (x0 + x1) / 2
+    x0 = np.where(narrow, middle - min_width / 2, x0)
+    x1 = np.where(narrow, middle + min_width / 2, x1)
     y0, y1 = a[:, 2], a[:, 3]
     return np.stack([np.c_[x0, y0], np.c_[x0, y1], np.c_[x1, y1], np.c_[x1, y0]], axis=1)
 
@@ -267,7 +274,7 @@ def _draw(
     fig: Figure = figure_cls(figsize=(width, height), dpi=100)
     canvas_cls(fig)  # Agg: savefig and buffer_rgba work without a display
     fig.subplots_adjust(
-        left=left / width, right=1 - 0.3 / width, top=1 - _TOP / height, bottom=_BOTTOM / height
+        left=left / width, right=1 - _RIGHT / width, top=1 - _TOP / height, bottom=_BOTTOM / height
     )
     ax: Axes = fig.add_subplot()
     hull: list[int] = []
@@ -284,31 +291,30 @@ def _draw(
             s, e = int(f.start), max(int(f.end), int(f.start) + 1)
             rects[f.severity].append((s, e, y - _FINDING, y + _FINDING))
             hull += [s, e]
-    for what, rows in rects.items():
-        if rows:
-            # edges of the bar's own colour: a hole of one candle in a year stays a pixel wide
-            ax.add_collection(
-                collection_cls(
-                    _rects(mdates, rows),
-                    facecolors=COLORS[what],
-                    edgecolors=COLORS[what],
-                    linewidths=0.6,
-                ),
-                autolim=False,
-            )
-    marked = {s for s in ("error", "warning") if rects[s]}
     ax.set_ylim(max(len(lanes), 1) - 0.5, -0.5)  # the first dataset on top
     # labels as plain texts rather than 200 tick objects (a third of the drawing time)
     ax.set_yticks([])
     beside = ax.get_yaxis_transform()  # x in axes fractions, y in lanes
     for y, label in enumerate(labels):
         ax.text(-0.006, y, label, transform=beside, ha="right", va="center", fontsize=font)
+    min_width = 0.0
     if hull:
         first, last = (lo, hi) if lo is not None and hi is not None else (min(hull), max(hull))
-        ax.set_xlim(*_x(mdates, [first, last]))
+        x_first, x_last = _x(mdates, [first, last])
+        ax.set_xlim(x_first, x_last)
+        # a hole of one candle in a year is a sliver of a pixel: draw every part at
+        # least _MIN_PIXELS wide, so that it can be seen (holes are drawn over coverage)
+        pixels = (width - left - _RIGHT) * fig.dpi
+        min_width = (x_last - x_first) * _MIN_PIXELS / pixels
     else:
         ax.text(0.5, 0.5, "nothing stored", transform=ax.transAxes, ha="center", va="center")
         ax.set_xticks([])
+    for what, rows in rects.items():
+        if rows:
+            verts = _rects(mdates, rows, min_width)
+            ax.add_collection(collection_cls(verts, facecolors=COLORS[what], linewidths=0),
+                              autolim=False)  # fmt: skip
+    marked = {s for s in ("error", "warning") if rects[s]}
     locator = mdates.AutoDateLocator(tz="UTC")
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))
