@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         load_trades_async,
     )
     from .exchanges import ExchangeClient
+    from .plot import plot_coverage
 
 __version__ = "0.1.0.dev0"
 
@@ -50,6 +51,7 @@ _LAZY = {
     "load_trades": "mdcollect.ensure",
     "load_trades_async": "mdcollect.ensure",
     "ExchangeClient": "mdcollect.exchanges",
+    "plot_coverage": "mdcollect.plot",  # matplotlib itself only when called
 }
 
 __all__ = [
@@ -80,6 +82,7 @@ __all__ = [
     "load_trades",
     "load_trades_async",
     "open_storage",
+    "plot_coverage",
 ]
 
 

@@ -8,6 +8,7 @@
     mdcollect backfill BTC/USDT:USDT -t 1h --kind mark --start 2024-01-01 --end 2024-01-31
     mdcollect ensure BTC/USDT:USDT -t 1h --kinds ohlcv,funding --start 2024-01-01 --end 2024-02-01
     mdcollect ls
+    mdcollect ls --plot coverage.png
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
     mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 --emulate --dry-run -q
@@ -158,7 +159,13 @@ def _parser() -> argparse.ArgumentParser:
         help="what to fetch: ohlcv (candles of --timeframe), trades, funding (perpetuals), "
         "mark, index, premium (perpetuals' price candles of --timeframe)",
     )
-    sub.add_parser("ls", help="list datasets: rows, first/last, coverage and holes")
+    ls = sub.add_parser("ls", help="list datasets: rows, first/last, coverage and holes")
+    ls.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="also draw the coverage picture, one lane per dataset, to FILE (.png, .svg or "
+        ".pdf; needs mdcollect[plot])",
+    )
     x = sub.add_parser("export", help="write a dataset to CSV or Parquet")
     x.add_argument("key", help="dataset key, e.g. binance:ohlcv:1h:BTC/USDT")
     x.add_argument("-o", "--output", required=True, help="file.csv or file.parquet")
@@ -243,6 +250,8 @@ def _emulated_note(args: argparse.Namespace) -> str | None:
 
 
 def _ls(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
+    if args.plot:
+        _plot(storage, _output(args.plot, _PLOT_SUFFIXES))
     keys = storage.keys()
     if not keys:
         print(f"no datasets in {storage.url}")
@@ -263,14 +272,32 @@ def _ls(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _output(path: str) -> Path:
-    """The export file, checked before anything is read."""
+_PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _plot(storage: DataCollectionStorage, out: Path) -> None:
+    """``ls --plot``: the coverage picture of every dataset, written to ``out``."""
+    from .plot import plot_coverage
+
+    keys = storage.keys()
+    fig = plot_coverage(storage, keys)
+    try:
+        fig.savefig(out)
+    except OSError as exc:
+        raise InvalidRequest(f"cannot write {str(out)!r}: {exc.strerror or exc}") from exc
+    # on stderr: stdout stays the listing
+    print(f"wrote the coverage picture of {len(keys)} dataset(s) to {out}",
+          file=sys.stderr)  # fmt: skip
+
+
+def _output(path: str, suffixes: tuple[str, ...] = (".csv", ".parquet")) -> Path:
+    """The file to write (an export, a picture), checked before anything is read."""
     out = Path(path)
-    if out.suffix not in (".csv", ".parquet"):
-        raise InvalidRequest(f"output {path!r} must end in .csv or .parquet")
+    if out.suffix not in suffixes:
+        raise InvalidRequest(f"output {path!r} must end in {' or '.join(suffixes)}")
     if out.is_dir():
         raise InvalidRequest(
-            f"output {path!r} is a folder; give a file name such as {out / 'data.csv'}"
+            f"output {path!r} is a folder; give a file name such as {out / ('data' + suffixes[0])}"
         )
     folder = out.parent
     if not folder.is_dir():

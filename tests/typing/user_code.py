@@ -120,3 +120,25 @@ async def bot() -> None:
     async with DataCollector(collectors, "memory://") as collector:
         health = collector.health()
         print(health["is_healthy"], collector.status())
+
+
+def coverage_picture_and_analytics() -> None:
+    from matplotlib.figure import Figure
+
+    from mdcollect import analytics
+
+    storage = open_storage("parquet://md-data")
+    fig = mdcollect.plot_coverage(storage, ["binance:ohlcv:1h:BTC/USDT"], "2024-01-01",
+                                  "2024-01-31")  # fmt: skip
+    assert_type(fig, Figure)
+    fig.savefig("coverage.png")
+    frames = load_ohlcv(["BTC/USDT", "ETH/USDT"], "1h", "2024-01-01", "2024-01-31",
+                        exchange="binance", storage=storage)  # fmt: skip
+    btc = frames["BTC/USDT"]
+    vol: pd.Series = analytics.realized_volatility(btc, 24, method="garman_klass")
+    profile: pd.DataFrame = analytics.volume_profile(btc)
+    matrix: pd.DataFrame = analytics.correlation(frames, method="spearman")
+    funding = load_funding("BTC/USDT:USDT", "2024-01-01", "2024-01-31", storage=storage)
+    yearly: pd.Series = analytics.annualized_funding(funding)
+    print(vol.iloc[-1], profile["share"].idxmax(), matrix, yearly.mean(),
+          analytics.returns(btc, log=True).sum())  # fmt: skip
