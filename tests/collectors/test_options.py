@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from mdcollect import DataCollector, InvalidRequest
-from mdcollect.collectors import Backoff, load_collectors, load_config
+from mdcollect.collectors import Backoff, WebhookAlerts, load_collectors, load_config
 from mdcollect.collectors._config import _KINDS
 from mdcollect.collectors._options import CollectorOptions, SupervisorOptions
 
@@ -23,6 +23,7 @@ OTHER: dict[str, Any] = {
     "check_interval": 0.5,
     "restart_backoff": {"initial": 0.5, "maximum": 5.0},
     "max_restarts": 7,
+    "alerts": {"url": "https://hooks.example.com/x", "repeat_after": 60.0},
 }
 
 
@@ -48,6 +49,8 @@ def _attribute(obj: object, name: str) -> Any:
 
 
 def _expected(name: str, value: Any) -> Any:
+    if name == "alerts":
+        return WebhookAlerts(**value)
     return Backoff(**value) if name == "restart_backoff" else value
 
 
@@ -72,7 +75,8 @@ def test_every_supervisor_option_is_loadable() -> None:
         value = _other(field)
         data = {"storage": "memory://", "collectors": [SECTION], field.name: value}
         cfg = load_config(data)
-        assert cfg.options == {field.name: value}
+        held = _expected(field.name, value) if field.name == "alerts" else value
+        assert cfg.options == {field.name: held}
         for dc in (
             DataCollector.from_config(data),
             DataCollector(cfg.collectors, cfg.storage, **cfg.options),  # as `mdcollect collect`

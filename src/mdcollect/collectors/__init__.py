@@ -35,6 +35,7 @@ Logs go to the ``mdcollect.collectors`` logger (the supervisor's to
 """
 
 from .._backoff import Backoff
+from ._alerts import Alert, WebhookAlerts
 from ._base import CollectorStats, DataSourceCollector, Message, Mode, WriteObserver
 from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, as_clock
 from ._config import LiveConfig, load_collectors, load_config
@@ -49,6 +50,7 @@ from ._supervisor import DataCollector
 
 __all__ = [
     "SYSTEM_CLOCK",
+    "Alert",
     "Backoff",
     "Clock",
     "CollectorStats",
@@ -64,6 +66,7 @@ __all__ = [
     "SystemClock",
     "TickerCollector",
     "TradesCollector",
+    "WebhookAlerts",
     "WriteObserver",
     "as_clock",
     "load_collectors",

@@ -10,6 +10,7 @@ from typing import Any
 from attrs import frozen
 
 from .._errors import InvalidRequest
+from ._alerts import as_alerts
 from ._base import DataSourceCollector
 from ._kinds import (
     FundingRateCollector,
@@ -106,6 +107,10 @@ def load_config(config: str | Path | Mapping[str, Any]) -> LiveConfig:
     for i, section in enumerate(sections):
         collectors += _section(i, section)
     options = {k: v for k, v in data.items() if k in _OPTIONS}
+    if "alerts" in options:
+        # checked now, and held as WebhookAlerts: the webhook URL is a secret that a
+        # printed config must not show
+        options["alerts"] = as_alerts(options["alerts"])
     return LiveConfig(collectors, storage, options)
 
 

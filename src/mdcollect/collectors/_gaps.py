@@ -50,6 +50,7 @@ class GapCounts:
     found: int = 0
     filled: int = 0
     waiting: int = 0
+    abandoned: int = 0  # given up after every attempt, or refused: left as holes
 
 
 class GapTracker:
@@ -254,8 +255,10 @@ class GapRefiller:
                 attempt, what=f"{name}: backfill of {key} {gap}", retry_on=(_NotYet,), log=log
             )
         except InvalidRequest as exc:
+            counts.abandoned += 1
             log.error("%s: cannot backfill %s %s: %s", name, key, gap, exc)
         except _NotYet as exc:
+            counts.abandoned += 1
             log.error(
                 "%s: backfill of %s %s failed %d times, given up: %s",
                 name, key, gap, _REFILL_ATTEMPTS, exc,

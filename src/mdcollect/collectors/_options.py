@@ -25,6 +25,7 @@ from attrs import field, frozen
 from .._backoff import Backoff
 from .._errors import InvalidRequest
 from .._rules import check_number, non_negative, positive
+from ._alerts import WebhookAlerts, as_alerts
 
 __all__ = [
     "CollectorOptions",
@@ -191,3 +192,4 @@ class SupervisorOptions:
     first_data_grace: float = field(default=60.0, validator=non_negative())
     max_restarts: int | None = field(default=None, validator=_optional_count)
     restart_window: float = field(default=3600.0, validator=positive())
+    alerts: WebhookAlerts | None = field(default=None, converter=as_alerts)

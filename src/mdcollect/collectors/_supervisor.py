@@ -26,6 +26,7 @@ from .._errors import ExchangeError, InvalidRequest, MdcollectError
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from ..storage import DataCollectionStorage, default_storage, open_storage
+from ._alerts import AlertWatch, WebhookAlerts
 from ._base import DataSourceCollector, WriteObserver
 from ._callbacks import RowCallback, RowCallbacks
 from ._clock import Clock, as_clock
@@ -140,6 +141,7 @@ class DataCollector:
         max_crashes: int = 20,
         max_restarts: int | None = None,
         restart_window: float = 3600.0,
+        alerts: WebhookAlerts | str | None = None,
     ) -> None:
         self.clock: Clock = as_clock(clock)
         opts = SupervisorOptions(
@@ -154,6 +156,7 @@ class DataCollector:
             first_data_grace=first_data_grace,
             max_restarts=max_restarts,
             restart_window=restart_window,
+            alerts=alerts,
         )
         self.backoff: Backoff = opts.restart_backoff
         self.max_silence = float(opts.max_silence)
@@ -171,6 +174,11 @@ class DataCollector:
         self.max_restarts = opts.max_restarts
         self.restart_window = float(opts.restart_window)
         self._callbacks = RowCallbacks()
+        self.alerts: WebhookAlerts | None = opts.alerts
+        self._alert_watch = (
+            None if self.alerts is None else AlertWatch(self.alerts.submit, self.clock)
+        )
+        self._alert_task: asyncio.Task[None] | None = None
         if isinstance(storage, DataCollectionStorage):
             self.storage = storage
             self._owns_storage = False
@@ -216,6 +224,10 @@ class DataCollector:
         self._started = self.clock.monotonic()
         self._refiller.open()
         self._callbacks.start()
+        if self._alert_watch is not None:
+            self._alert_task = asyncio.create_task(
+                self._watch_alerts(), name="mdcollect alert watch"
+            )
         self._backfiller = asyncio.create_task(self._refiller.run(), name="mdcollect backfill")
         for slot in self._slots.values():
             if slot.should_run:
@@ -235,6 +247,11 @@ class DataCollector:
         if not self._running:
             self._stopped.set()
             return
+        if self._alert_task is not None:
+            # first: a stopping collector is not a state change worth an alert
+            self._alert_task.cancel()
+            await asyncio.gather(self._alert_task, return_exceptions=True)
+            self._alert_task = None
         self._running = False
         self._refiller.close()  # gaps found from here on are left to the next run
         tasks = []
@@ -253,6 +270,8 @@ class DataCollector:
                 slot.state = "stopped" if slot.should_run else "disabled"
             await slot.collector.aclose()
         await self._callbacks.stop(self.stop_timeout)  # the rows flushed above included
+        if self.alerts is not None:
+            await self.alerts.drain(self.stop_timeout)
         self._stopped.set()
         log.info("stopped")
 
@@ -374,6 +393,7 @@ class DataCollector:
             "issues": [f"{n}: {i}" for n, c in cols.items() for i in c["issues"]],
             "collectors": cols,
             "callbacks": self._callbacks.stats(),
+            "alerts": None if self.alerts is None else self.alerts.stats(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -464,6 +484,7 @@ class DataCollector:
             "gaps_found": slot.gaps.found,
             "gaps_filled": slot.gaps.filled,
             "gaps_waiting": slot.gaps.waiting,
+            "gaps_abandoned": slot.gaps.abandoned,
             "uptime": (now - slot.started)
             if slot.started is not None and slot.state == "running"
             else 0.0,
@@ -664,6 +685,17 @@ class DataCollector:
                 if run.done() and not run.cancelled() and run.exception() is not None:
                     log.debug("%s: run ended with %r", c.name, run.exception())
                 return "silent"
+
+    async def _watch_alerts(self) -> None:
+        """Compare the status with the last one every ``check_interval``; alert on changes."""
+        watch = self._alert_watch
+        assert watch is not None
+        while True:
+            await asyncio.sleep(self.check_interval)
+            try:
+                watch.check(self.status())
+            except Exception:  # alerting must never take the collection down
+                log.exception("alert check failed")
 
     # -- gaps
 
