@@ -25,6 +25,11 @@ tb  # __exit__ / __aexit__ parameters the protocol requires
 cancel_futures  # _sync.py: Executor.shutdown's signature, overridden to keep the pool
 
 # -- attributes another library reads
+_.collect  # metrics.py: prometheus_client calls a registered collector's collect() on scrape
+retries  # exchanges/_http.py ExchangeTotals: read by metrics.py through getattr
+rate_limited  # exchanges/_http.py ExchangeTotals: read by metrics.py through getattr
+_.retries  # (the same, incremented)
+_.rate_limited  # (the same, incremented)
 _.tokenBucket  # exchanges/_client.py: ccxt's rate limiter configuration
 _.asyncio_loop  # exchanges/_client.py: ccxt's event loop attribute
 _.own_session  # exchanges/_client.py: tells ccxt not to close a shared session

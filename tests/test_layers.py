@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "collector": 4,  # deprecated alias of mdcollect.collectors
     "ensure": 5,
     "plot": 5,
+    "metrics": 5,
     "cli": 6,
     "__main__": 6,
     "service": 6,

@@ -397,6 +397,10 @@ def _collect_args(sub: Any) -> None:
                    help="print a status line this often (0: never)")  # fmt: skip
     c.add_argument("--status-file", metavar="PATH", default=None,
                    help="also write the status as JSON to PATH (read by 'mdcollect status')")  # fmt: skip
+    c.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on PORT (/metrics; 0: any free port, printed)")  # fmt: skip
+    c.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
+                   help="address the metrics listen on (default 127.0.0.1: this machine only)")  # fmt: skip
     c.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
     st = sub.add_parser("status", help="show the status a running 'collect --status-file' wrote")
     st.add_argument("status_file", metavar="PATH", help="the file given to collect --status-file")
@@ -428,6 +432,12 @@ async def _collect(args: argparse.Namespace) -> int:
             for c in cfg.collectors:
                 c.use_client(clients[c.exchange])
         dc = DataCollector(cfg.collectors, url, **cfg.options)
+        if args.metrics_port is not None:
+            from .metrics import start_metrics_server
+
+            server, _ = start_metrics_server(args.metrics_port, dc, addr=args.metrics_addr)
+            stack.callback(server.shutdown)
+            print(f"metrics on http://{args.metrics_addr}:{server.server_port}/metrics", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

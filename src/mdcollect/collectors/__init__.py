@@ -36,7 +36,15 @@ Logs go to the ``mdcollect.collectors`` logger (the supervisor's to
 
 from .._backoff import Backoff
 from ._alerts import Alert, WebhookAlerts
-from ._base import CollectorStats, DataSourceCollector, Message, Mode, WriteObserver
+from ._base import (
+    WRITE_BUCKETS,
+    CollectorStats,
+    DataSourceCollector,
+    Message,
+    Mode,
+    WriteLatency,
+    WriteObserver,
+)
 from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, as_clock
 from ._config import LiveConfig, load_collectors, load_config
 from ._kinds import (
@@ -50,6 +58,7 @@ from ._supervisor import DataCollector
 
 __all__ = [
     "SYSTEM_CLOCK",
+    "WRITE_BUCKETS",
     "Alert",
     "Backoff",
     "Clock",
@@ -67,6 +76,7 @@ __all__ = [
     "TickerCollector",
     "TradesCollector",
     "WebhookAlerts",
+    "WriteLatency",
     "WriteObserver",
     "as_clock",
     "load_collectors",

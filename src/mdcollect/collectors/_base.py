@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final, TypeAlias
 
 import pandas as pd
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from .._backoff import Backoff
 from .._errors import InvalidRequest
@@ -34,6 +36,40 @@ WriteObserver: TypeAlias = Callable[[DatasetKey, pd.DataFrame, IntervalSet, int]
 _WRITE_RETRY: Final = Backoff(initial=0.05, maximum=2.0, jitter="equal")
 
 
+#: Upper bounds (seconds) of the buckets of :class:`WriteLatency`.
+WRITE_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+@define
+class WriteLatency:
+    """How long storage writes took: counts per bucket of :data:`WRITE_BUCKETS` (the
+    last one: slower than all), their sum and number (a Prometheus histogram's)."""
+
+    counts: list[int] = field(factory=lambda: [0] * (len(WRITE_BUCKETS) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, seconds: float) -> None:
+        """Count one write of ``seconds``."""
+        self.counts[bisect.bisect_left(WRITE_BUCKETS, seconds)] += 1
+        self.total += seconds
+        self.count += 1
+
+
 @define
 class CollectorStats:
     """Counters of one collector (kept across restarts).
@@ -44,7 +80,8 @@ class CollectorStats:
     because storage stayed down past the buffer bound; ``write_errors`` failed
     storage writes (each retried); ``duplicates`` rows seen twice on the feed;
     ``feed_overflows`` times the client's websocket cache filled between two reads
-    (rows may have been missed there; the span is refilled from REST).
+    (rows may have been missed there; the span is refilled from REST);
+    ``write_latency`` how long each successful storage write took.
     """
 
     messages_received: int = 0
@@ -57,6 +94,7 @@ class CollectorStats:
     last_message: int | None = None
     last_write: int | None = None
     last_error: str | None = None
+    write_latency: WriteLatency = field(factory=WriteLatency)
 
 
 @frozen
@@ -505,7 +543,9 @@ class DataSourceCollector(ABC):
                 # one thread hop for the whole flush: a hop per dataset waits for the
                 # loop each time, which under heavy flow starves the writer
                 job = asyncio.ensure_future(
-                    asyncio.to_thread(_write_all, storage, by_key, on_write)
+                    asyncio.to_thread(
+                        _write_all, storage, by_key, on_write, self.stats.write_latency
+                    )
                 )
                 cancelled = False
                 while True:
@@ -552,6 +592,7 @@ def _write_all(
     storage: DataCollectionStorage,
     by_key: dict[DatasetKey, list[_Entry]],
     on_write: WriteObserver | None = None,
+    latency: WriteLatency | None = None,
 ) -> list[tuple[DatasetKey, list[_Entry], BaseException | None]]:
     """Write each key's entries (in a worker thread) as one upsert that marks every
     interval they complete: one write per dataset however often the feed resynced.
@@ -559,7 +600,7 @@ def _write_all(
     outcomes: list[tuple[DatasetKey, list[_Entry], BaseException | None]] = []
     for key, entries in by_key.items():
         try:
-            _write_entries(storage, key, entries, on_write)
+            _write_entries(storage, key, entries, on_write, latency)
         except InvalidRequest as exc:
             if len(entries) == 1:
                 outcomes.append((key, entries, exc))
@@ -567,7 +608,7 @@ def _write_all(
             # some rows are bad: write entry by entry, to drop only the bad ones
             for e in entries:
                 try:
-                    _write_entries(storage, key, [e], on_write)
+                    _write_entries(storage, key, [e], on_write, latency)
                 except InvalidRequest as one:
                     outcomes.append((key, [e], one))
                 except Exception as failed:  # the backend's own errors
@@ -587,6 +628,7 @@ def _write_entries(
     key: DatasetKey,
     entries: list[_Entry],
     on_write: WriteObserver | None = None,
+    latency: WriteLatency | None = None,
 ) -> None:
     frames = [e.frame for e in entries if len(e.frame)]
     covered = IntervalSet(e.covered for e in entries if e.covered is not None)
@@ -596,7 +638,10 @@ def _write_entries(
         frame = frames[0]
     else:
         frame = pd.concat(frames)
+    t0 = time.perf_counter()
     rows = storage.write(key, frame, covered=covered)  # an empty set covers nothing
+    if latency is not None:
+        latency.observe(time.perf_counter() - t0)
     if on_write is not None:
         try:
             on_write(key, frame, covered, rows)

@@ -20,7 +20,13 @@ Retries and failures are logged on the ``mdcollect.exchanges`` logger.
 
 from . import parsing
 from ._client import ExchangeClient, TradesPage
-from ._http import SessionStats, request_tally
+from ._http import (
+    ExchangeTotals,
+    SessionStats,
+    all_exchange_totals,
+    exchange_totals,
+    request_tally,
+)
 from ._registry import (
     ExchangeInfo,
     FundingHistory,
@@ -50,15 +56,18 @@ from .parsing import (
 __all__ = [
     "ExchangeClient",
     "ExchangeInfo",
+    "ExchangeTotals",
     "FundingHistory",
     "PriceCandles",
     "RetryPolicy",
     "SessionStats",
     "TradesPage",
+    "all_exchange_totals",
     "book_row",
     "contract_size",
     "exchange_info",
     "exchange_keys",
+    "exchange_totals",
     "funding_history_rows",
     "funding_row",
     "funding_snapshot_row",

@@ -26,9 +26,11 @@ from .._rules import check_number
 from .._schema import empty_frame
 from .._time import DAY, Timeframe, check_ms, format_ms, ms_to_timestamp, now_ms
 from ._http import (
+    ExchangeTotals,
     ResponseRecord,
     SessionStats,
     current_record,
+    exchange_totals,
     make_session,
     track_malformed_json,
 )
@@ -147,7 +149,8 @@ class ExchangeClient:
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.retry_count: int = 0
         self._clock: Callable[[], int] = clock if clock is not None else now_ms
-        self._stats = SessionStats()
+        self._totals: ExchangeTotals = exchange_totals(key)
+        self._stats = SessionStats(totals=self._totals)
         self._emulated = False
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -299,6 +302,7 @@ class ExchangeClient:
         async def attempt() -> T:
             wait = self._resume_at - time.monotonic()
             if wait > 0:
+                self._totals.retry_after_seconds += wait
                 await self.retry.sleep(wait)
             record = ResponseRecord()
             token = current_record.set(record)
@@ -339,6 +343,9 @@ class ExchangeClient:
 
     def _on_retry(self, exc: ExchangeError, wait: float) -> None:
         self.retry_count += 1
+        self._totals.retries += 1
+        if exc.retry_after is not None:
+            self._totals.retry_after_seconds += wait
 
     async def load_markets(self, reload: bool = False) -> dict[str, dict[str, Any]]:
         """Load the exchange's markets once (concurrent callers share one load).

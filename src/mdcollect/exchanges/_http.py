@@ -33,9 +33,12 @@ from .._backoff import parse_retry_after
 
 __all__ = [
     "EMULATOR_HEADER",
+    "ExchangeTotals",
     "ResponseRecord",
     "SessionStats",
+    "all_exchange_totals",
     "current_record",
+    "exchange_totals",
     "make_session",
     "parse_retry_after",
     "request_tally",
@@ -62,10 +65,38 @@ EMULATOR_HEADER: Final = "X-Mdcollect-Emulator"
 @define
 class SessionStats:
     """Counts the HTTP requests a session started (retries included), and notes whether
-    any answer came from the exchange emulator (synthetic data)."""
+    any answer came from the exchange emulator (synthetic data). ``totals``, when
+    given, is the exchange's process-wide tally (:func:`exchange_totals`)."""
 
     requests: int = 0
     emulator: bool = False
+    totals: ExchangeTotals | None = None
+
+
+@define
+class ExchangeTotals:
+    """What every client of one exchange asked and met in this process: requests,
+    retries, 429 and 418 answers, and seconds waited on ``Retry-After``. Read by
+    metrics (:mod:`mdcollect.metrics`); counts only grow."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    banned: int = 0
+    retry_after_seconds: float = 0.0
+
+
+_TOTALS: Final[dict[str, ExchangeTotals]] = {}
+
+
+def exchange_totals(key: str) -> ExchangeTotals:
+    """The process-wide tally of exchange ``key`` (made on first use)."""
+    return _TOTALS.setdefault(key, ExchangeTotals())
+
+
+def all_exchange_totals() -> dict[str, ExchangeTotals]:
+    """A snapshot of the tallies of every exchange a client was made for."""
+    return dict(_TOTALS)
 
 
 @define
@@ -87,6 +118,8 @@ def _counter(stats: SessionStats) -> Callable[..., Awaitable[None]]:
         params: aiohttp.TraceRequestStartParams,
     ) -> None:
         stats.requests += 1
+        if stats.totals is not None:
+            stats.totals.requests += 1
         tally = request_tally.get()
         if tally is not None:
             tally.requests += 1
@@ -102,6 +135,13 @@ def _emulator_spotter(stats: SessionStats) -> Callable[..., Awaitable[None]]:
     ) -> None:
         if EMULATOR_HEADER in params.response.headers:
             stats.emulator = True
+        totals = stats.totals
+        if totals is not None:
+            status = params.response.status
+            if status == 429:
+                totals.rate_limited += 1
+            elif status == 418:
+                totals.banned += 1
 
     return on_request_end
 

@@ -148,6 +148,13 @@ class _Service:
     def openapi_json(self, request: Request) -> JSONResponse:
         return JSONResponse(self.openapi)
 
+    def metrics(self, request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        from ..metrics import metrics_text
+
+        return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
     def ohlcv(self, request: Request) -> JSONResponse:
         query = self._ohlcv_query(request)
         key = DatasetKey(query.exchange, query.symbol, "ohlcv", query.timeframe)
@@ -377,6 +384,7 @@ def create_app(
             Route("/api/v1/sync", svc.sync, methods=["POST"]),
             Route("/api/v1/sync/{job_id}", svc.sync_job, methods=["GET"]),
             Route("/openapi.json", svc.openapi_json, methods=["GET"]),
+            Route("/metrics", svc.metrics, methods=["GET"]),
         ],
         exception_handlers={
             InvalidRequest: _invalid,

@@ -151,6 +151,19 @@ def openapi_document(
                     ],
                 )
             },
+            "/metrics": {
+                "get": op(
+                    "Prometheus metrics: exchange requests, retries, 429/418 and "
+                    "Retry-After waits per exchange; the process's CPU and memory",
+                    {
+                        "200": {
+                            "description": "the Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(*auth_errors),
+                    },
+                )
+            },
             "/api/v1/symbols": {
                 "get": op(
                     "Symbols with stored candles, and their datasets",
