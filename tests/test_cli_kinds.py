@@ -57,7 +57,7 @@ def test_bad_kinds_exit_2_naming_the_allowed_ones(
 ) -> None:
     assert main(["--storage", f"parquet://{tmp_path / 's'}", *BASE, *argv, *X]) == 2
     assert (
-        "allowed: 'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium'"
+        "allowed: 'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium', 'open_interest'"
         in capsys.readouterr().err
     )
 

@@ -1112,10 +1112,8 @@ def load_open_interest(
     >>> len(oi)   # 24 a day
     168
     """
-    frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = (
-        load_open_interest_async(
-            symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
-            progress=progress, clock=clock, emulate=emulate,
-        )  # fmt: skip
-    )
+    frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = _load(
+        "open_interest", symbols, start, end, timeframe=timeframe, exchange=exchange,
+        storage=storage, ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
     return run_sync(_releasing(exchange, frames))

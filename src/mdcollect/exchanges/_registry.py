@@ -402,8 +402,9 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
             ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"),
             500,
             ("fapiData", "get", "openInterestHist"),
-            depth_ms=dict.fromkeys(("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"),
-                                   30 * DAY),
+            depth_ms=dict.fromkeys(
+                ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"), 30 * DAY
+            ),
         ),
         # USD-M klines serve 1500 a request, but ccxt's binance.fetch_ohlcv caps
         # limit at 1000 and cuts the parsed page to it ("the time range wider than
@@ -457,7 +458,9 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         # market/open-interest: 200 a request, newest first from endTime (a cursor pages
         # further back), back to the listing
         open_interest=OpenInterestHistory(
-            ("5m", "15m", "30m", "1h", "4h", "1d"), 200, ("public", "get", "v5/market/open-interest")
+            ("5m", "15m", "30m", "1h", "4h", "1d"),
+            200,
+            ("public", "get", "v5/market/open-interest"),
         ),
     ),
     "kraken": dict(

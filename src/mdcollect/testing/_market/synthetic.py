@@ -525,7 +525,6 @@ class SyntheticMarket:
         rate = premium + min(max(interest - premium, -0.0005), 0.0005)
         return round(min(max(rate, -0.00375), 0.00375), 8)
 
-
     # -- open interest
 
     def open_interest(
@@ -556,8 +555,10 @@ class SyntheticMarket:
         base = rng.uniform(20_000.0, 80_000.0)
         phase = rng.uniform(0.0, 2.0 * np.pi)
         tf = t.astype(np.float64)
-        shape = 1.0 + 0.15 * np.sin(2.0 * np.pi * tf / (3 * DAY)) + 0.05 * np.sin(
-            2.0 * np.pi * tf / (7 * 3_600_000) + phase
+        shape = (
+            1.0
+            + 0.15 * np.sin(2.0 * np.pi * tf / (3 * DAY))
+            + 0.05 * np.sin(2.0 * np.pi * tf / (7 * 3_600_000) + phase)
         )
         units = np.rint(base * shape * 1000).astype(np.int64)
         price = price_units((seed, venue, spec), t).astype(np.float64) / 10.0**spec.price_decimals

@@ -523,10 +523,7 @@ class Okx(Dialect):
         rows = ctx.mangle(rows, lambda: None)[::-1]
         k = CT_VAL_EXP.get(spec.base, 0)
         return _ok(
-            [
-                [str(t), f"{a * 10**k:.{max(0, 3 - k)}f}", f"{a:.3f}", f"{v:.4f}"]
-                for t, a, v in rows
-            ]
+            [[str(t), f"{a * 10**k:.{max(0, 3 - k)}f}", f"{a:.3f}", f"{v:.4f}"] for t, a, v in rows]
         )
 
     # -- websockets
