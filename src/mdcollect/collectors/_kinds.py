@@ -672,9 +672,7 @@ class OpenInterestCollector(DataSourceCollector):
         self.poll_lag = float(opts.poll_lag)
 
     def keys(self) -> list[DatasetKey]:
-        return [
-            DatasetKey(self.exchange, s, "open_interest", str(self._tf)) for s in self.symbols
-        ]
+        return [DatasetKey(self.exchange, s, "open_interest", str(self._tf)) for s in self.symbols]
 
     @property
     def first_data_within(self) -> float:
