@@ -443,7 +443,7 @@ class Bybit(Dialect):
         cursor = ctx.params.get("cursor")
         if cursor:
             try:
-                hi = min(hi, int(cursor.rsplit("%3D", 1)[-1]))
+                hi = min(hi, int(cursor.removeprefix("oi")))
             except ValueError:
                 raise self.fail("bad_request", "cursor") from None
         rows = ctx.market.open_interest(
@@ -493,7 +493,7 @@ OPEN_INTEREST_INTERVALS: dict[str, int] = {
 
 def _oi_cursor(t: int) -> str:
     # opaque to clients, as Bybit's own cursors are: the oldest row sent so far
-    return f"cursor%3D{t}"
+    return f"oi{t}"
 
 
 def _ok(result: Any, now: int) -> Reply:
