@@ -267,6 +267,18 @@ def test_padding_reaches_back_no_further_than_the_depth(emu: ExchangeEmulator) -
     assert candles.start == 1_734_652_800_000 - 30 * DAY  # 2024-12-20 less 30 days
 
 
+def test_padding_of_okx_funding_stops_at_its_3_months_too(emu: ExchangeEmulator) -> None:
+    store = open_storage("memory://")
+    start = "2024-10-20"  # within the 90 days OKX keeps; 30 days of padding are not
+    report = ensure(emu, "okx_futures", "BTC/USDT:USDT", start, store, padding_days=30,
+                    kinds=("funding",))  # fmt: skip
+    assert report.ok
+    covered = store.coverage(DatasetKey("okx_futures", "BTC/USDT:USDT", "funding"))
+    assert covered.start == NOW - 90 * DAY + DAY
+    with pytest.raises(InvalidRequest, match="last 90 days only"):  # the user's own start
+        ensure(emu, "okx_futures", "BTC/USDT:USDT", "2024-09-01", store, kinds=("funding",))
+
+
 @pytest.mark.parametrize(
     ("key", "timeframe", "match"),
     [
