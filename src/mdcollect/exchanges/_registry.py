@@ -128,6 +128,10 @@ class FundingHistory:
     depth_ms: int | None = None
 
 
+def _optional_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return None if value is None else _frozen_mapping(value)
+
+
 @frozen
 class OpenInterestHistory:
     """How an exchange serves past open interest (ccxt ``fetch_open_interest_history``).
@@ -141,7 +145,7 @@ class OpenInterestHistory:
     periods: tuple[str, ...]
     page_limit: int
     endpoint: tuple[str, ...]
-    depth_ms: Mapping[str, int] | None = field(default=None)
+    depth_ms: Mapping[str, int] | None = field(default=None, converter=_optional_mapping)
 
     def depth(self, timeframe: str) -> int | None:
         """How far back (ms) the exchange keeps ``timeframe``'s rows, ``None``: no limit."""
