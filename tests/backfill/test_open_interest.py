@@ -324,10 +324,11 @@ def test_load_open_interest_and_load_ensure_first_and_agree(emu: ExchangeEmulato
 
 
 async def test_load_open_interest_async(emu: ExchangeEmulator) -> None:
-    frame = await mdcollect.load_open_interest_async(
-        "BTC/USDT:USDT", "4h", "2024-12-25", "2024-12-26", exchange=client(emu, "bybit_futures"),
-        storage="memory://", progress=False, clock=_now,
-    )  # fmt: skip
+    async with client(emu, "bybit_futures") as c:
+        frame = await mdcollect.load_open_interest_async(
+            "BTC/USDT:USDT", "4h", "2024-12-25", "2024-12-26", exchange=c, storage="memory://",
+            progress=False, clock=_now,
+        )  # fmt: skip
     assert len(frame) == 12
 
 
