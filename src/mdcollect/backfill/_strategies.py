@@ -578,6 +578,8 @@ class OpenInterestBackfill(BackfillJob):
     """
 
     tf: Timeframe
+    # each window is one page on its own: several at once
+    windows_in_flight = 4
 
     def __init__(
         self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
