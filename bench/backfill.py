@@ -16,6 +16,13 @@
       as Binance would): 429s, target 0.
 3. ``ensure_data`` for 50 symbols already covered: median time beside 50 raw
    ``coverage()`` reads. Target <= 2x.
+4. Perpetuals' history (issue #15), ``--perp-symbols`` (20) perpetuals on each of
+   Binance USD-M, OKX and Bybit: a year of funding (OKX: the 88 days it keeps), a year
+   of 1h mark candles, and 1h open interest as deep as each venue keeps it (Binance
+   and OKX 30 days, Bybit a year): time, requests to the history endpoint, and the
+   fewest requests the page sizes allow (requests / minimum, target 1.00). The
+   emulator runs in the measuring process here (its request log counts the pages),
+   with its clock at 2025-01-01 01:00 UTC.
 
 The emulator runs in its own process so it does not share a core (or the GIL)
 with the code measured. Each target line says OK or MISS.
@@ -236,6 +243,84 @@ def part_covered(store_url: str, n: int, days: int, repeats: int) -> dict[str, f
     return {"raw": statistics.median(raw), "ours": statistics.median(ours)}
 
 
+PERP_NOW = 1_735_693_200_000  # 2025-01-01 01:00 UTC
+PERP_END = "2024-12-31"
+# (exchange key, emulator venue, kind, timeframe, first day, history endpoint path)
+PERP_CASES = [
+    ("binance_futures", "binance", "funding", "1h", "2024-01-01", "/fapi/v1/fundingRate"),
+    ("okx_futures", "okx", "funding", "1h", "2024-10-05", "/api/v5/public/funding-rate-history"),
+    ("bybit_futures", "bybit", "funding", "1h", "2024-01-01", "/v5/market/funding/history"),
+    ("binance_futures", "binance", "mark", "1h", "2024-01-01", "/fapi/v1/markPriceKlines"),
+    ("okx_futures", "okx", "mark", "1h", "2024-01-01",
+     "/api/v5/market/history-mark-price-candles"),
+    ("bybit_futures", "bybit", "mark", "1h", "2024-01-01", "/v5/market/mark-price-kline"),
+    ("binance_futures", "binance", "open_interest", "1h", "2024-12-03",
+     "/futures/data/openInterestHist"),
+    ("okx_futures", "okx", "open_interest", "1h", "2024-12-03",
+     "/api/v5/rubik/stat/contracts/open-interest-history"),
+    ("bybit_futures", "bybit", "open_interest", "1h", "2024-01-01", "/v5/market/open-interest"),
+]  # fmt: skip
+
+
+def part_perps(n: int) -> dict[str, float]:
+    import math
+
+    from mdcollect import ensure_data, open_storage
+    from mdcollect.exchanges import ExchangeClient, exchange_info
+    from mdcollect.testing import ExchangeEmulator, MarketSpec
+
+    syms = [f"P{i}/USDT:USDT" for i in range(n)]
+    markets = [
+        MarketSpec(s, 100.0 + 10 * i, exchange=venue, trades_per_minute=1.0)
+        for venue in ("binance", "okx", "bybit")
+        for i, s in enumerate(syms)
+    ]
+    out: dict[str, float] = {}
+    with ExchangeEmulator(rate_limits=False, markets=markets, clock=lambda: PERP_NOW) as emu:
+        for key, _venue, kind, tf, first, route in PERP_CASES:
+            info = exchange_info(key)
+            lo = int(pd.Timestamp(first, tz="UTC").value // 1_000_000)
+            hi = int(pd.Timestamp(PERP_END, tz="UTC").value // 1_000_000) + DAY
+            if kind == "funding":
+                assert info.funding is not None
+                rows, page = (hi - lo) // (8 * 3_600_000), info.funding.page_limit
+            elif kind == "mark":
+                rows, page = (hi - lo) // 3_600_000, info.page_limit
+            else:
+                rows, page = (hi - lo) // 3_600_000, info.open_interest_history(tf).page_limit
+            client = ExchangeClient(key, base_url=emu.url, enableRateLimit=False,
+                                    clock=lambda: PERP_NOW)  # fmt: skip
+            emu.clear_requests()
+            t = time.perf_counter()
+            r = ensure_data(
+                syms, tf, first, PERP_END, client, 0, open_storage("memory://"), progress=False,
+                concurrency=4, clock=lambda: PERP_NOW, kinds=(kind,),
+            )  # fmt: skip
+            seconds = time.perf_counter() - t
+            assert r.ok, r.to_dict()
+            name = f"{key}:{kind}"
+            out[f"{name}:seconds"] = seconds
+            out[f"{name}:rows"] = r.candles_fetched
+            out[f"{name}:pages"] = sum(1 for q in emu.requests if q.path == route)
+            out[f"{name}:requests"] = r.requests
+            out[f"{name}:minimum"] = n * math.ceil(rows / page)
+            out[f"{name}:days"] = (hi - lo) // DAY
+    return out
+
+
+def report_perps(n: int, res: dict[str, float]) -> None:
+    print(f"\n4. perpetuals' history for {n} symbols a venue (emulator in this process)")
+    print(
+        "   venue:kind                       days     rows   pages minimum  ratio  all req  seconds"
+    )
+    for key, _venue, kind, _tf, _first, _route in PERP_CASES:
+        name = f"{key}:{kind}"
+        pages, minimum = res[f"{name}:pages"], res[f"{name}:minimum"]
+        print(f"   {name:30} {res[f'{name}:days']:5.0f} {res[f'{name}:rows']:9,.0f} "
+              f"{pages:7.0f} {minimum:7.0f} {pages / minimum:6.2f} {res[f'{name}:requests']:8.0f} "
+              f"{res[f'{name}:seconds']:8.2f}  {verdict(pages <= minimum)}")  # fmt: skip
+
+
 def sub(part: str, *args: object) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--part", part, *map(str, args)],
@@ -280,6 +365,8 @@ def main() -> None:
     ap.add_argument("--weights-seconds", type=int, default=70)
     ap.add_argument("--only-weights", action="store_true")
     ap.add_argument("--covered-symbols", type=int, default=50)
+    ap.add_argument("--perp-symbols", type=int, default=20)
+    ap.add_argument("--only-perps", action="store_true")
     ap.add_argument("--part")
     ap.add_argument("rest", nargs="*")
     a = ap.parse_args()
@@ -292,10 +379,14 @@ def main() -> None:
             "year": lambda: part_year(r[0], r[1], int(r[2])),
             "bare_year": lambda: part_bare_year(r[0]),
             "covered": lambda: part_covered(r[0], int(r[1]), int(r[2]), int(r[3])),
+            "perps": lambda: part_perps(int(r[0])),
         }[a.part]()
         print(json.dumps(result))
         return
 
+    if a.only_perps:
+        report_perps(a.perp_symbols, sub("perps", a.perp_symbols))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="mdcollect-bench-"))
     print(f"backfill benchmark: {a.symbols} symbols x {a.days} days of 1m candles, store in {tmp}")
     if not a.only_weights:
@@ -310,6 +401,8 @@ def main() -> None:
             server.close()
         report_main(a, bare, ours, cov)
     weights(a, tmp)
+    if a.perp_symbols > 0:
+        report_perps(a.perp_symbols, sub("perps", a.perp_symbols))
     print(f"\n(store left in {tmp}; remove it when done)")
 
 

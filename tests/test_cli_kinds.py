@@ -57,7 +57,7 @@ def test_bad_kinds_exit_2_naming_the_allowed_ones(
 ) -> None:
     assert main(["--storage", f"parquet://{tmp_path / 's'}", *BASE, *argv, *X]) == 2
     assert (
-        "allowed: 'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium'"
+        "allowed: 'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium', 'open_interest'"
         in capsys.readouterr().err
     )
 
@@ -97,3 +97,26 @@ def test_ensure_kinds_with_mark(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert len(st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "ohlcv", "4h"))) == 12
         assert len(st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "mark", "4h"))) == 12
         assert len(st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "funding"))) == 6
+
+
+def test_backfill_and_ensure_kind_open_interest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import datetime as dt
+
+    # the built-in emulator runs on the wall clock; Binance keeps 30 days of open interest
+    day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).strftime("%Y-%m-%d")
+    url = f"parquet://{tmp_path / 'store'}"
+    common = ["BTC/USDT:USDT", "-t", "1h", "--start", day, "--end", day, *X]
+    assert main(["--storage", url, *BASE, "backfill", *common, "--kind", "open_interest"]) == 0
+    assert "binance_futures:open_interest:1h:BTC/USDT:USDT" in capsys.readouterr().out
+    argv = ["--storage", url, *BASE, "ensure", *common, "--padding-days", "60",
+            "--kinds", "open_interest"]  # fmt: skip
+    assert main(argv) == 0  # padding reaches back only as far as Binance keeps it
+    with open_storage(url) as st:
+        oi = st.read(DatasetKey("binance_futures", "BTC/USDT:USDT", "open_interest", "1h"))
+    assert len(oi) > 24 * 25 and list(oi.columns) == ["open_interest", "open_interest_value"]
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).strftime("%Y-%m-%d")
+    bad = ["BTC/USDT:USDT", "-t", "1h", "--start", old, "--end", day, *X]
+    assert main(["--storage", url, *BASE, "backfill", *bad, "--kind", "open_interest"]) == 2
+    assert "keeps open-interest history for 30 days" in capsys.readouterr().err

@@ -262,6 +262,7 @@ def test_mark_index_premium_keys_are_candles_with_a_timeframe() -> None:
         with pytest.raises(InvalidRequest, match=f"a {kind} DatasetKey needs a timeframe"):
             DatasetKey("bybit_futures", "BTC/USDT:USDT", kind)  # type: ignore[arg-type]
     with pytest.raises(
-        InvalidRequest, match="only the candle kinds have one: ohlcv, mark, index, premium"
+        InvalidRequest,
+        match="only these kinds have one: ohlcv, mark, index, premium, open_interest",
     ):
         DatasetKey("binance", "BTC/USDT", "funding", "8h")

@@ -14,6 +14,7 @@ __all__ = [
     "CANDLE_KINDS",
     "HISTORY_KINDS",
     "KINDS",
+    "TIMEFRAME_KINDS",
     "CandleKind",
     "DatasetKey",
     "HistoryKind",
@@ -30,6 +31,7 @@ Kind = Literal[
     "mark",
     "index",
     "premium",
+    "open_interest",
 ]
 #: Every kind of dataset mdcollect stores.
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
@@ -38,10 +40,13 @@ KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
 CandleKind = Literal["ohlcv", "mark", "index", "premium"]
 CANDLE_KINDS: Final[tuple[CandleKind, ...]] = get_args(CandleKind)
 #: The kinds whose history mdcollect backfills (``ensure_data(kinds=...)``, ``load(kind)``):
-#: the candle kinds, trades and funding; :data:`mdcollect.backfill.JOBS` says which job
-#: fills each.
-HistoryKind = Literal["ohlcv", "trades", "funding", "mark", "index", "premium"]
+#: the candle kinds, trades, funding and open interest; :data:`mdcollect.backfill.JOBS`
+#: says which job fills each.
+HistoryKind = Literal["ohlcv", "trades", "funding", "mark", "index", "premium", "open_interest"]
 HISTORY_KINDS: Final[tuple[HistoryKind, ...]] = get_args(HistoryKind)
+#: The kinds whose datasets have a timeframe: the candle kinds, and ``open_interest``
+#: (one row per exchange period, ``5m`` to ``1d``), which is not a candle.
+TIMEFRAME_KINDS: Final[tuple[Kind, ...]] = (*CANDLE_KINDS, "open_interest")
 
 
 def _check_symbol(value: object) -> str:
@@ -70,8 +75,9 @@ def _conv_timeframe(value: object) -> str | None:
 class DatasetKey:
     """What a dataset is: ``DatasetKey(exchange, symbol, kind, timeframe=None)``.
 
-    ``timeframe`` is required for the candle kinds (:data:`CANDLE_KINDS`: ``ohlcv``,
-    ``mark``, ``index``, ``premium``) and refused for the other kinds. The
+    ``timeframe`` is required for the kinds of :data:`TIMEFRAME_KINDS` (the candle kinds
+    ``ohlcv``, ``mark``, ``index``, ``premium``, and ``open_interest``: the exchange's
+    period) and refused for the other kinds. The
     string form ``exchange:kind:timeframe:symbol`` is stable and parses back;
     the symbol comes last so it may contain ``:`` (``BTC/USDT:USDT``).
 
@@ -88,13 +94,13 @@ class DatasetKey:
     timeframe: str | None = field(default=None, converter=_conv_timeframe)
 
     def __attrs_post_init__(self) -> None:
-        candles = self.kind in CANDLE_KINDS
-        if candles and self.timeframe is None:
+        timed = self.kind in TIMEFRAME_KINDS
+        if timed and self.timeframe is None:
             raise InvalidRequest(f"a {self.kind} DatasetKey needs a timeframe such as '1m'")
-        if not candles and self.timeframe is not None:
+        if not timed and self.timeframe is not None:
             raise InvalidRequest(
                 f"kind {self.kind!r} takes no timeframe (got {self.timeframe!r}); "
-                f"only the candle kinds have one: {', '.join(CANDLE_KINDS)}"
+                f"only these kinds have one: {', '.join(TIMEFRAME_KINDS)}"
             )
 
     @property

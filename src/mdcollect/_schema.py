@@ -18,6 +18,9 @@ snapshot   int64 ms: the settlement the rate is for]: live updates
 mark       as ohlcv: candles of the mark price                          timestamp
 index      as ohlcv: candles of the index price                         timestamp
 premium    as ohlcv: candles of the premium index (may be negative)     timestamp
+open_      open_interest (float64: contracts, as ccxt's                 timestamp
+interest   ``openInterestAmount``) [+ open_interest_value float64,
+           quote]: one row per exchange period, at its start
 ========== ============================================================ =============
 
 Several trades can share a millisecond, so trades are identified by
@@ -116,6 +119,7 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
         )
         for kind in ("mark", "index", "premium")
     },
+    "open_interest": Schema("open_interest", {"open_interest": _F}, {"open_interest_value": _F}),
 }
 
 _BOOK_RE: Final = re.compile(r"^(bid|ask)_(px|sz)_(\d+)$")
@@ -285,6 +289,7 @@ _NON_NEGATIVE: Final = {
     "mark": ("open", "high", "low", "close", "volume", "trades"),
     "index": ("open", "high", "low", "close", "volume", "trades"),
     "premium": ("volume", "trades"),
+    "open_interest": ("open_interest", "open_interest_value"),
 }
 # columns that must have a value in every row (a ticker may lack a bid, a book a level)
 _NOT_NAN: Final = {
@@ -296,6 +301,7 @@ _NOT_NAN: Final = {
     "mark": ("open", "high", "low", "close"),
     "index": ("open", "high", "low", "close"),
     "premium": ("open", "high", "low", "close"),
+    "open_interest": ("open_interest",),
 }
 
 

@@ -7,6 +7,7 @@
     mdcollect backfill BTC/USDT:USDT --kind funding --start 2024-01-01 --end 2024-12-31
     mdcollect backfill BTC/USDT:USDT -t 1h --kind mark --start 2024-01-01 --end 2024-01-31
     mdcollect ensure BTC/USDT:USDT -t 1h --kinds ohlcv,funding --start 2024-01-01 --end 2024-02-01
+    mdcollect backfill BTC/USDT:USDT -t 1h --kind open_interest --start 2024-12-01 --end 2024-12-20
     mdcollect ls
     mdcollect ls --plot coverage.png
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from ._errors import InvalidRequest, MdcollectError
 from ._intervals import Interval
-from ._keys import CANDLE_KINDS, DatasetKey
+from ._keys import TIMEFRAME_KINDS, DatasetKey
 from ._redact import redact
 from ._rules import check_number, check_padding
 from ._time import DEFAULT_PADDING_DAYS, format_ms, index_ms, time_range
@@ -147,7 +148,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KIND",
         help="kinds of history to ensure, each over the padded range: ohlcv (candles of "
         "--timeframe), trades, funding (settlements of perpetuals), mark, index, premium "
-        "(perpetuals' price candles of --timeframe); e.g. --kinds ohlcv,funding,mark",
+        "(perpetuals' price candles of --timeframe), open_interest (perpetuals, at the "
+        "exchange's period --timeframe); e.g. --kinds ohlcv,funding,mark",
     )
     b = sub.add_parser(
         "backfill", help="fetch candles, raw trades, funding or price candles over a range"
@@ -157,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
         "--kind",
         default="ohlcv",
         help="what to fetch: ohlcv (candles of --timeframe), trades, funding (perpetuals), "
-        "mark, index, premium (perpetuals' price candles of --timeframe)",
+        "mark, index, premium (perpetuals' price candles of --timeframe), open_interest "
+        "(perpetuals, at the exchange's period --timeframe: 5m ... 1d)",
     )
     ls = sub.add_parser("ls", help="list datasets: rows, first/last, coverage and holes")
     ls.add_argument(
@@ -215,7 +218,7 @@ async def _fetch(args: argparse.Namespace) -> int:
             )  # fmt: skip
         else:
             report = await backfill_async(
-                args.symbols, args.timeframe if args.kind in CANDLE_KINDS else None,
+                args.symbols, args.timeframe if args.kind in TIMEFRAME_KINDS else None,
                 args.start, args.end, args.exchange, storage, kind=args.kind,
                 strategy=args.strategy, progress=not args.no_progress,
                 concurrency=args.concurrency, dry_run=args.dry_run, emulate=args.emulate,

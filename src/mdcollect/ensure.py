@@ -46,6 +46,7 @@ from .backfill import (
     check_kind,
     check_kinds,
     check_strategy,
+    history_floor,
     initial_reports,
     plan_jobs,
     run_jobs,
@@ -508,7 +509,7 @@ async def ensure_data_async(
     return await _ensure(
         syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
         progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
-        strategy=strategy, clock=clock, kinds=wanted,
+        strategy=strategy, clock=clock, kinds=wanted, unpadded=start,
     )  # fmt: skip
 
 
@@ -526,15 +527,25 @@ async def _ensure(
     strategy: Strategy,
     clock: Callable[[], int] | None,
     kinds: tuple[HistoryKind, ...] = ("ohlcv",),
+    unpadded: int | None = None,
 ) -> EnsureReport:
     t0 = time.perf_counter()
     now = (clock or now_ms)()
     key, store = src.key, src.store
     info = src.exchange.info if isinstance(src.exchange, ExchangeClient) else exchange_info(key)
     check_strategy(strategy)
+
+    def start_of(kind: HistoryKind) -> int:
+        # padding reaches back no further than the exchange keeps the kind (a valid
+        # request stays valid); the caller's own start (``unpadded``) is never moved
+        floor = None if unpadded is None else history_floor(info, kind, tf, now)
+        if floor is None or unpadded is None:
+            return lo
+        return min(unpadded, max(lo, floor))
+
     # every kind's jobs, made (and so checked: depth limits...) before any request
     jobs: list[BackfillJob] = [
-        JOBS[kind](info, s, tf, lo, hi, strategy, now) for kind in kinds for s in syms
+        JOBS[kind](info, s, tf, start_of(kind), hi, strategy, now) for kind in kinds for s in syms
     ]
     required = jobs[0].required(now)  # the first kind's range (each symbol needs the same)
     label = " + ".join(
@@ -867,7 +878,8 @@ def load(
     emulate: bool | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Any kind of history (the candle kinds ``"ohlcv"``, ``"mark"``, ``"index"``,
-    ``"premium"`` with a ``timeframe``; ``"trades"``, ``"funding"``) of one symbol (a DataFrame) or several (a dict) for ``[start, end)``, ensured first
+    ``"premium"`` and ``"open_interest"`` with a ``timeframe``; ``"trades"``,
+    ``"funding"``) of one symbol (a DataFrame) or several (a dict) for ``[start, end)``, ensured first
     like :func:`load_ohlcv` (``ensure=False`` reads only what is stored).
 
     A kind not in :data:`~mdcollect.backfill.HISTORY_KINDS` raises
@@ -1023,5 +1035,85 @@ def load_trades(
     frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = load_trades_async(
         symbols, start, end, exchange=exchange, storage=storage, ensure=ensure,
         progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
+    return run_sync(_releasing(exchange, frames))
+
+
+@overload
+async def load_open_interest_async(
+    symbols: str, timeframe: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> pd.DataFrame: ...  # fmt: skip
+@overload
+async def load_open_interest_async(
+    symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> dict[str, pd.DataFrame]: ...  # fmt: skip
+async def load_open_interest_async(
+    symbols: str | list[str] | tuple[str, ...],
+    timeframe: str,
+    start: object,
+    end: object,
+    *,
+    exchange: Exchange = "binance_futures",
+    storage: Storage = None,
+    ensure: bool = True,
+    progress: bool = True,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Async :func:`load_open_interest`."""
+    return await _load(
+        "open_interest", symbols, start, end, timeframe=timeframe, exchange=exchange,
+        storage=storage, ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+    )  # fmt: skip
+
+
+@overload
+def load_open_interest(
+    symbols: str, timeframe: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> pd.DataFrame: ...  # fmt: skip
+@overload
+def load_open_interest(
+    symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
+    exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+) -> dict[str, pd.DataFrame]: ...  # fmt: skip
+def load_open_interest(
+    symbols: str | list[str] | tuple[str, ...],
+    timeframe: str,
+    start: object,
+    end: object,
+    *,
+    exchange: Exchange = "binance_futures",
+    storage: Storage = None,
+    ensure: bool = True,
+    progress: bool = True,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Open interest of one perpetual (a DataFrame) or several (a dict) at the exchange's
+    period ``timeframe`` in ``[start, end)``, ensured first (``ensure=False`` reads only
+    what is stored).
+
+    One row per closed period, at its start: ``open_interest`` (contracts, ccxt's
+    ``openInterestAmount``: base units on Binance and Bybit, OKX's contracts) and
+    ``open_interest_value`` (quote; NaN on Bybit, which gives none). Periods:
+    ``binance_futures`` 5m to 1d, the last 30 days only, 500 a request; ``okx_futures``
+    5m (2 days), 1h (30 days), 1d (180 days), 100 a request; ``bybit_futures`` 5m to 1d
+    back to the listing, 200 a request. A start older than the exchange keeps, or a
+    period it does not keep, raises :class:`InvalidRequest` before any request.
+
+    >>> oi = load_open_interest("BTC/USDT:USDT", "1h", "2024-12-01", "2024-12-07")
+    >>> len(oi)   # 24 a day
+    168
+    """
+    frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = _load(
+        "open_interest", symbols, start, end, timeframe=timeframe, exchange=exchange,
+        storage=storage, ensure=ensure, progress=progress, clock=clock, emulate=emulate,
     )  # fmt: skip
     return run_sync(_releasing(exchange, frames))

@@ -21,7 +21,7 @@ DAY = 24 * HOUR
 NOW = 1_735_693_200_000  # 2025-01-01 01:00 UTC
 END = 1_735_689_600_000  # the end of "2024-12-31", the end date every test asks for
 #: Every kind of history, as an InvalidRequest for a bad kind names them.
-ALLOWED_KINDS = "'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium'"
+ALLOWED_KINDS = "'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium', 'open_interest'"
 CHANGE = 1_717_200_000_000  # 2024-06-01: the default ETH perps go from 8-hourly to 4-hourly
 
 # exchange key, emulator venue, funding route, a start within the exchange's depth

@@ -32,7 +32,7 @@ HI = LO + 10 * DAY  # the end of "2024-12-10"
 SYMBOL = "BTC/USDT:USDT"
 EX = "binance_futures"
 #: Every kind of history, as an InvalidRequest for a bad kind names them.
-ALLOWED_KINDS = "'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium'"
+ALLOWED_KINDS = "'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium', 'open_interest'"
 CANDLE_COLUMNS = ["open", "high", "low", "close"]
 
 
@@ -85,9 +85,12 @@ def assert_funding(frame: pd.DataFrame, want: pd.DataFrame) -> None:
 
 
 def test_the_kind_model_is_one_table() -> None:
-    assert HISTORY_KINDS == ("ohlcv", "trades", "funding", "mark", "index", "premium")
+    assert HISTORY_KINDS == (
+        "ohlcv", "trades", "funding", "mark", "index", "premium", "open_interest"
+    )  # fmt: skip
     assert set(JOBS) == set(HISTORY_KINDS)
-    assert TIMEFRAME_KINDS == frozenset(CANDLE_KINDS) == {"ohlcv", "mark", "index", "premium"}
+    assert CANDLE_KINDS == ("ohlcv", "mark", "index", "premium")
+    assert TIMEFRAME_KINDS[-1] == "open_interest" and TIMEFRAME_KINDS[:-1] == CANDLE_KINDS
 
 
 def test_ensure_ohlcv_funding_and_mark_equal_ground_truth_then_ask_nothing(

@@ -14,6 +14,9 @@ from mdcollect.collectors._config import _KINDS
 from mdcollect.collectors._options import CollectorOptions, SupervisorOptions
 
 SECTION = {"exchange": "binance", "symbols": ["BTC/USDT"]}
+#: kinds that exist only for perpetuals, on an exchange that keeps them
+PERP_SECTION = {"exchange": "binance_futures", "symbols": ["BTC/USDT:USDT"]}
+PERP_KINDS = {"open_interest"}
 #: a valid value other than the default, per option whose default would prove nothing
 OTHER: dict[str, Any] = {
     "mode": "poll",
@@ -24,6 +27,7 @@ OTHER: dict[str, Any] = {
     "restart_backoff": {"initial": 0.5, "maximum": 5.0},
     "max_restarts": 7,
     "alerts": {"url": "https://hooks.example.com/x", "repeat_after": 60.0},
+    "period": "1h",
 }
 
 
@@ -63,7 +67,8 @@ def test_every_collector_option_is_loadable(kind: str) -> None:
     fields = [*attrs.fields(CollectorOptions), *attrs.fields(cls.kind_options)]
     for field in fields:
         value = _other(field)
-        (c,) = load_collectors({"collectors": [{**SECTION, "kinds": [kind], field.name: value}]})
+        section = PERP_SECTION if kind in PERP_KINDS else SECTION
+        (c,) = load_collectors({"collectors": [{**section, "kinds": [kind], field.name: value}]})
         assert isinstance(c, cls)
         assert _attribute(c, field.name) == value, field.name
 

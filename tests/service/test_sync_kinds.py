@@ -12,7 +12,7 @@ from .conftest import LiveServer
 
 PERP = "BTC/USDT:USDT"
 #: Every kind of history, as an InvalidRequest for a bad kind names them.
-ALLOWED_KINDS = "'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium'"
+ALLOWED_KINDS = "'ohlcv', 'trades', 'funding', 'mark', 'index', 'premium', 'open_interest'"
 
 
 def test_sync_with_kinds_ensures_candles_and_funding(

@@ -27,10 +27,12 @@ from mdcollect import (
     load_funding_async,
     load_ohlcv,
     load_ohlcv_async,
+    load_open_interest,
+    load_open_interest_async,
     load_trades,
     open_storage,
 )
-from mdcollect.collectors import OHLCVCollector, TradesCollector
+from mdcollect.collectors import OHLCVCollector, OpenInterestCollector, TradesCollector
 from mdcollect.ensure import backfill_async
 from mdcollect.testing import ExchangeEmulator
 
@@ -142,3 +144,14 @@ def coverage_picture_and_analytics() -> None:
     yearly: pd.Series = analytics.annualized_funding(funding)
     print(vol.iloc[-1], profile["share"].idxmax(), matrix, yearly.mean(),
           analytics.returns(btc, log=True).sum())  # fmt: skip
+
+
+async def open_interest_beside_candles() -> None:
+    oi = load_open_interest("BTC/USDT:USDT", "1h", "2024-12-01", "2024-12-07")
+    assert_type(oi, pd.DataFrame)
+    several = await load_open_interest_async(["BTC/USDT:USDT"], "5m", "2024-12-06", "2024-12-07")
+    assert_type(several, dict[str, pd.DataFrame])
+    same = load("open_interest", "BTC/USDT:USDT", "2024-12-01", "2024-12-07", timeframe="1h")
+    collector = OpenInterestCollector("bybit_futures", ["BTC/USDT:USDT"], period="1h")
+    keys: list[DatasetKey] = collector.keys()
+    print(oi["open_interest"].iloc[-1], len(several), same.shape, keys)

@@ -8,6 +8,8 @@ confirmed, report progress, stop cleanly when cancelled, resume from coverage.
 * :class:`TradesBackfill` pages trades, storing them or resampling them into
   candles (for exchanges with shallow candle history, such as Kraken).
 * :class:`FundingBackfill` pages the funding history (one row per settlement).
+* :class:`OpenInterestBackfill` pages the open-interest history at the exchange's
+  period; :func:`open_interest_job` refuses ranges older than the exchange keeps.
 * :func:`make_job` picks a candle strategy; ``make_job(..., kind="mark")`` (or
   ``"index"``, ``"premium"``: :data:`CANDLE_KINDS`) pages that price's candle
   endpoint. :data:`JOBS` maps each kind of history (:data:`HISTORY_KINDS`) to the
@@ -19,7 +21,7 @@ confirmed, report progress, stop cleanly when cancelled, resume from coverage.
 
 from __future__ import annotations
 
-from .._keys import CANDLE_KINDS, HISTORY_KINDS, CandleKind, HistoryKind
+from .._keys import CANDLE_KINDS, HISTORY_KINDS, TIMEFRAME_KINDS, CandleKind, HistoryKind
 from ._engine import (
     BackfillJob,
     Chunk,
@@ -34,17 +36,20 @@ from ._engine import (
 from ._strategies import (
     JOBS,
     STRATEGIES,
-    TIMEFRAME_KINDS,
     FundingBackfill,
     JobMaker,
     OHLCVBackfill,
+    OpenInterestBackfill,
     Strategy,
     TradesBackfill,
     check_kind,
     check_kinds,
     check_strategy,
     funding_job,
+    history_floor,
     make_job,
+    oldest_open_interest,
+    open_interest_job,
 )
 
 __all__ = [
@@ -61,6 +66,7 @@ __all__ = [
     "JobMaker",
     "JobReport",
     "OHLCVBackfill",
+    "OpenInterestBackfill",
     "Plan",
     "ProgressCallback",
     "Strategy",
@@ -69,8 +75,11 @@ __all__ = [
     "check_kinds",
     "check_strategy",
     "funding_job",
+    "history_floor",
     "initial_reports",
     "make_job",
+    "oldest_open_interest",
+    "open_interest_job",
     "plan_jobs",
     "run_jobs",
     "split_windows",

@@ -1,6 +1,6 @@
 """The strategies: candles from the candle endpoint, candles (and trades) from trades,
-funding settlements from the funding history; and :data:`JOBS`, which kind of history
-is backfilled by which."""
+funding settlements from the funding history, open interest from its history; and
+:data:`JOBS`, which kind of history is backfilled by which."""
 
 from __future__ import annotations
 
@@ -558,6 +558,143 @@ def funding_job(info: ExchangeInfo, symbol: str, start: int, end: int, now: int)
     return FundingBackfill(info.key, symbol, start, end)
 
 
+#: Answers with a missing period asked for one window before giving up on it.
+_MAX_OPEN_INTEREST_ASKS: Final = 5
+#: The margin kept from the exchange's horizon: it moves on while we ask.
+_DEPTH_MARGIN: Final = HOUR
+
+
+class OpenInterestBackfill(BackfillJob):
+    """Open interest of a perpetual at the exchange's period (ccxt
+    ``fetch_open_interest_history``), one row per period, at its start.
+
+    A window is one page of periods, so one request fills it. Coverage means "every
+    period in this span the exchange has is stored": a page proves absence only for
+    the span it answered for, and an answer missing periods (before the listing, an
+    outage, or a page cut short or empty) is asked again until two answers in a row
+    agree. Ranges older than the exchange keeps are refused (:func:`open_interest_job`).
+
+    >>> job = OpenInterestBackfill("binance_futures", "BTC/USDT:USDT", "1h", start_ms, end_ms)
+    """
+
+    tf: Timeframe
+    # each window is one page on its own: several at once
+    windows_in_flight = 4
+
+    def __init__(
+        self, exchange: str, symbol: str, timeframe: str | Timeframe, start: int, end: int
+    ) -> None:
+        self.tf = Timeframe.parse(timeframe)
+        super().__init__(DatasetKey(exchange, symbol, "open_interest", str(self.tf)), start, end)
+
+    def required(self, now: int) -> Interval | None:
+        # a period's row is complete once the period has closed
+        lo = self.tf.ceil(self.start)
+        hi = min(self.tf.ceil(self.end), self.tf.floor(now))
+        return Interval(lo, hi) if hi > lo else None
+
+    def align(self, ts: int) -> int:
+        return self.tf.floor(ts)
+
+    def window_ms(self, info: ExchangeInfo) -> int:
+        return info.open_interest_history(str(self.tf)).page_limit * self.tf.ms
+
+    def progress_units(self, interval: Interval) -> int:
+        return candles_in(interval, self.tf.ms)
+
+    def request_seconds(self, info: ExchangeInfo) -> float | None:
+        from ..exchanges import request_seconds
+
+        how = info.open_interest_history(str(self.tf))
+        return request_seconds(info, how.endpoint, how.page_limit)
+
+    async def prepare(
+        self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
+    ) -> IntervalSet:
+        client.info.open_interest_history(str(self.tf))
+        market = await client.check_symbol(self.key.symbol)
+        if not market.get("swap"):
+            raise InvalidRequest(
+                f"symbol {self.key.symbol!r} on {client.key} is not a perpetual swap; open "
+                "interest is kept only for perpetuals such as 'BTC/USDT:USDT'"
+            )
+        return missing
+
+    async def fetch(self, client: ExchangeClient, window: Interval) -> AsyncIterator[Chunk]:
+        tf = self.tf
+        periods = candles_in(Interval(tf.ceil(window.start), window.end), tf.ms)
+        # the periods of the last answer that missed some, and how many such answers
+        previous: tuple[int, ...] | None = None
+        asked = 0
+        while True:
+            frame = await client.fetch_open_interest_history(
+                self.key.symbol, str(tf), window.start, window.end
+            )
+            ts = tuple(int(t) for t in index_ms(frame))
+            if len(ts) < periods and ts != previous:
+                # periods missing: before a listing or an outage, or a page cut short
+                # or empty; taken once two answers in a row agree
+                asked += 1
+                if asked >= _MAX_OPEN_INTEREST_ASKS:
+                    raise ExchangeError(
+                        f"{self.key}: {asked} answers for {window} disagree about which "
+                        "periods have open interest; left uncovered"
+                    )
+                previous = ts
+                log.info("%s: %d of %d periods in %s; asking again", self.key, len(ts),
+                         periods, window)  # fmt: skip
+                continue
+            yield Chunk(frame, window)
+            return
+
+
+def oldest_open_interest(info: ExchangeInfo, timeframe: str | Timeframe, now: int) -> int | None:
+    """The oldest period start of open interest at ``timeframe`` that ``info``'s exchange
+    still serves at ``now`` (with a margin: its horizon moves on while we ask), ``None``
+    when it keeps it from the listing on."""
+    tf = Timeframe.parse(timeframe)
+    depth = info.open_interest_history(str(tf)).depth(str(tf))
+    return None if depth is None else tf.ceil(now - depth + _DEPTH_MARGIN)
+
+
+def open_interest_job(
+    info: ExchangeInfo, symbol: str, timeframe: str | Timeframe, start: int, end: int, now: int
+) -> OpenInterestBackfill:
+    """An :class:`OpenInterestBackfill`, or :class:`InvalidRequest` (before any request) when
+    the exchange keeps no open interest at ``timeframe`` (naming the periods it keeps) or
+    ``start`` is older than it keeps (Binance: 30 days), saying how far back it goes.
+
+    >>> open_interest_job(exchange_info("binance_futures"), "BTC/USDT:USDT", "1h", year_ago,
+    ...                   now, now)
+    Traceback (most recent call last):
+    InvalidRequest: binance_futures keeps open-interest history for 30 days: the oldest ...
+    """
+    tf = Timeframe.parse(timeframe)
+    how = info.open_interest_history(str(tf))
+    oldest = oldest_open_interest(info, tf, now)
+    if oldest is not None and start < oldest:
+        days = (how.depth(str(tf)) or 0) // DAY
+        raise InvalidRequest(
+            f"{info.key} keeps open-interest history for {days} days: the oldest available is "
+            f"{format_ms(oldest)} UTC ({tf} periods); {symbol} from {format_ms(start)} is "
+            "older than it serves"
+        )
+    return OpenInterestBackfill(info.key, symbol, tf, start, end)
+
+
+def history_floor(info: ExchangeInfo, kind: HistoryKind, tf: Timeframe, now: int) -> int | None:
+    """The oldest start the exchange serves ``kind`` from at ``now`` where it keeps only
+    recent history (funding on OKX, open interest), ``None`` where it keeps it all or does
+    not serve it (its job says so). :func:`~mdcollect.ensure_data` clamps padding to it."""
+    if kind == "open_interest":
+        if info.open_interest is None or str(tf) not in info.open_interest.periods:
+            return None
+        return oldest_open_interest(info, tf, now)
+    if kind == "funding" and info.funding is not None and info.funding.depth_ms is not None:
+        return now - info.funding.depth_ms + DAY
+    return None
+
+
 #: Makes the job filling one symbol's ``kind`` over ``[start, end)``: ``(info, symbol,
 #: timeframe, start, end, strategy, now)``; the timeframe and strategy matter to candles.
 JobMaker = Callable[["ExchangeInfo", str, Timeframe, int, int, Strategy, int], BackfillJob]
@@ -584,6 +721,13 @@ def _funding_job(
     return funding_job(info, symbol, start, end, now)
 
 
+def _open_interest_job(
+    info: ExchangeInfo, symbol: str, tf: Timeframe, start: int, end: int, strategy: Strategy,
+    now: int,
+) -> BackfillJob:  # fmt: skip
+    return open_interest_job(info, symbol, tf, start, end, now)
+
+
 def _price_job(kind: CandleKind) -> JobMaker:
     """The job maker for the candles of a price other than the last: ``mark``, ``index``,
     ``premium`` (:func:`make_job` with that kind; refused where the exchange has none)."""
@@ -606,10 +750,9 @@ JOBS: Final[Mapping[HistoryKind, JobMaker]] = MappingProxyType(
         "mark": _price_job("mark"),
         "index": _price_job("index"),
         "premium": _price_job("premium"),
+        "open_interest": _open_interest_job,
     }
 )
-#: The kinds whose datasets have a timeframe: the candle kinds (:data:`CANDLE_KINDS`).
-TIMEFRAME_KINDS: Final[frozenset[HistoryKind]] = frozenset(CANDLE_KINDS)
 assert set(JOBS) == set(HISTORY_KINDS), "every kind of history has its job"
 
 

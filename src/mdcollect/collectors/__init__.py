@@ -9,7 +9,8 @@ rows through storage outages up to a bound and counting what it drops.
   many timeframes built from them (``candles=["1s", "1m"]``);
 * :class:`OHLCVCollector` -- closed candles from the exchange;
 * :class:`TickerCollector`, :class:`OrderBookCollector` (top-N snapshots),
-  :class:`FundingRateCollector` (perpetuals).
+  :class:`FundingRateCollector` (perpetuals);
+* :class:`OpenInterestCollector` -- open interest of perpetuals, once a period.
 
 >>> from mdcollect import DataCollector, open_storage
 >>> from mdcollect.collectors import TradesCollector, TickerCollector
@@ -50,6 +51,7 @@ from ._config import LiveConfig, load_collectors, load_config
 from ._kinds import (
     FundingRateCollector,
     OHLCVCollector,
+    OpenInterestCollector,
     OrderBookCollector,
     TickerCollector,
     TradesCollector,
@@ -71,6 +73,7 @@ __all__ = [
     "Message",
     "Mode",
     "OHLCVCollector",
+    "OpenInterestCollector",
     "OrderBookCollector",
     "SystemClock",
     "TickerCollector",

@@ -15,6 +15,7 @@ from ._base import DataSourceCollector
 from ._kinds import (
     FundingRateCollector,
     OHLCVCollector,
+    OpenInterestCollector,
     OrderBookCollector,
     TickerCollector,
     TradesCollector,
@@ -29,6 +30,7 @@ _KINDS: dict[str, type[DataSourceCollector]] = {
     "ticker": TickerCollector,
     "orderbook": OrderBookCollector,
     "funding": FundingRateCollector,
+    "open_interest": OpenInterestCollector,
 }
 # what a section names beside its options: where, what and which collector
 _SECTION = frozenset({"exchange", "symbols", "kinds", "kind", "name"})

@@ -10,7 +10,7 @@ fields (:func:`option_names`): an option added here is loadable from TOML at onc
 * :class:`CollectorOptions`: what every :class:`~mdcollect.collectors.DataSourceCollector`
   takes (mode, batching, queue and buffer bounds, polling, the final flush);
 * :class:`TradesOptions`, :class:`OHLCVOptions`, :class:`SnapshotOptions`,
-  :class:`OrderBookOptions`: what each kind adds (``kind_options`` on its class);
+  :class:`OrderBookOptions`, :class:`OpenInterestOptions`: what each kind adds (``kind_options`` on its class);
 * :class:`SupervisorOptions`: what :class:`~mdcollect.DataCollector` takes.
 """
 
@@ -31,6 +31,7 @@ __all__ = [
     "CollectorOptions",
     "Mode",
     "OHLCVOptions",
+    "OpenInterestOptions",
     "OrderBookOptions",
     "SnapshotOptions",
     "SupervisorOptions",
@@ -118,6 +119,24 @@ class OHLCVOptions:
     """What :class:`~mdcollect.collectors.OHLCVCollector` adds: the candle timeframes."""
 
     timeframes: Sequence[str] | str = field(default=("1m",), validator=_timeframes)
+
+
+def _period(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(
+            f"{attribute.name} must be the exchange's open-interest period such as '5m', "
+            f"got {value!r}"
+        )
+
+
+@frozen(kw_only=True)
+class OpenInterestOptions:
+    """What :class:`~mdcollect.collectors.OpenInterestCollector` adds: the exchange's
+    ``period`` (``5m`` ... ``1d``) and ``poll_lag``, seconds after a period closes
+    before it is asked for (exchanges publish it a moment late)."""
+
+    period: str = field(default="5m", validator=_period)
+    poll_lag: float = field(default=5.0, validator=non_negative())
 
 
 @frozen(kw_only=True)

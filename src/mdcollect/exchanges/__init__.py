@@ -12,7 +12,7 @@ trades at a time as schema frames, retrying transient failures per a
         frame = await client.fetch_ohlcv("BTC/USDT:USDT", "1h", since, until)
 
 The parsers from ccxt's unified structures (tickers, books, funding rates,
-trades, candles) to schema rows and frames are the public module
+trades, candles, open interest) to schema rows and frames are the public module
 :mod:`mdcollect.exchanges.parsing`, re-exported here.
 
 Retries and failures are logged on the ``mdcollect.exchanges`` logger.
@@ -30,6 +30,7 @@ from ._http import (
 from ._registry import (
     ExchangeInfo,
     FundingHistory,
+    OpenInterestHistory,
     PriceCandles,
     exchange_info,
     exchange_keys,
@@ -45,6 +46,7 @@ from .parsing import (
     funding_snapshot_row,
     ohlcv_frame,
     ohlcv_row,
+    open_interest_rows,
     row_columns,
     rows_frame,
     ticker_row,
@@ -58,6 +60,7 @@ __all__ = [
     "ExchangeInfo",
     "ExchangeTotals",
     "FundingHistory",
+    "OpenInterestHistory",
     "PriceCandles",
     "RetryPolicy",
     "SessionStats",
@@ -73,6 +76,7 @@ __all__ = [
     "funding_snapshot_row",
     "ohlcv_frame",
     "ohlcv_row",
+    "open_interest_rows",
     "parsing",
     "redirect_urls",
     "request_seconds",

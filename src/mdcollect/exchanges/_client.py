@@ -43,6 +43,7 @@ from .parsing import (
     funding_history_rows,
     funding_snapshot_row,
     ohlcv_frame,
+    open_interest_rows,
     rows_frame,
     ticker_row,
     trades_frame,
@@ -902,6 +903,47 @@ class ExchangeClient:
         )
         rows = [r for r in funding_history_rows(rates) if since <= r[0] < until]
         return rows_frame("funding", rows)
+
+    async def fetch_open_interest_history(
+        self, symbol: str, timeframe: str, since: int, until: int, *, limit: int | None = None
+    ) -> pd.DataFrame:
+        """One page of past open interest of perpetual ``symbol`` at the exchange's period
+        ``timeframe``: rows with ``since <= timestamp < until`` whose period has closed, in
+        the ``open_interest`` schema, at most ``limit`` (default and maximum: the exchange's
+        page, ``info.open_interest.page_limit``). A period the exchange does not keep is
+        refused with :class:`InvalidRequest` naming those it does, before any request.
+
+        >>> frame = await client.fetch_open_interest_history("BTC/USDT:USDT", "1h", since, until)
+        >>> frame.columns.tolist()
+        ['open_interest', 'open_interest_value']
+        """
+        how = self.info.open_interest_history(timeframe)
+        market = await self.check_symbol(symbol)
+        if not market.get("swap"):
+            raise InvalidRequest(
+                f"symbol {symbol!r} on {self.key} is not a perpetual swap; open interest is "
+                "kept only for perpetuals such as 'BTC/USDT:USDT'"
+            )
+        since, until = _check_range(since, until)
+        page = self._page_limit(limit, how.page_limit)
+        tf = Timeframe.parse(timeframe)
+        since_row = tf.ceil(since)
+        if until <= since_row:
+            return empty_frame("open_interest")
+        # ccxt's until is inclusive; it also bounds the span to ``page`` periods
+        params = {"until": min(until, tf.add(since_row, page)) - 1}
+        interests = await self._call(
+            f"fetch_open_interest_history({symbol!r}, {timeframe!r}, since={since_row})",
+            lambda: self.exchange.fetch_open_interest_history(
+                symbol, timeframe, since_row, page, params
+            ),
+        )
+        now = self._clock()
+        rows = [
+            r for r in open_interest_rows(interests)
+            if since <= r[0] < until and tf.add(r[0], 1) <= now
+        ]  # fmt: skip
+        return rows_frame("open_interest", rows)
 
     @staticmethod
     def _page_limit(limit: int | None, maximum: int) -> int:

@@ -30,6 +30,7 @@ __all__ = [
     "ExchangeInfo",
     "FundingHistory",
     "MarketType",
+    "OpenInterestHistory",
     "PriceCandles",
     "TradesBefore",
     "TradesCursor",
@@ -127,6 +128,30 @@ class FundingHistory:
     depth_ms: int | None = None
 
 
+def _optional_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return None if value is None else _frozen_mapping(value)
+
+
+@frozen
+class OpenInterestHistory:
+    """How an exchange serves past open interest (ccxt ``fetch_open_interest_history``).
+
+    ``periods`` are the timeframes it keeps open interest at (ccxt's names; ccxt maps
+    them to the exchange's, e.g. Bybit ``5min``); ``page_limit`` rows a request;
+    ``depth_ms`` how far back from now it keeps each period (``None``: from the
+    listing); ``endpoint`` where ccxt's ``describe()["api"]`` defines it.
+    """
+
+    periods: tuple[str, ...]
+    page_limit: int
+    endpoint: tuple[str, ...]
+    depth_ms: Mapping[str, int] | None = field(default=None, converter=_optional_mapping)
+
+    def depth(self, timeframe: str) -> int | None:
+        """How far back (ms) the exchange keeps ``timeframe``'s rows, ``None``: no limit."""
+        return None if self.depth_ms is None else self.depth_ms.get(timeframe)
+
+
 @frozen(kw_only=True)
 class ExchangeInfo:
     """What mdcollect knows about one exchange key.
@@ -182,6 +207,8 @@ class ExchangeInfo:
             rate-limit cost gives :func:`request_seconds`.
         funding: how past funding settlements page (:class:`FundingHistory`),
             ``None`` where mdcollect does not backfill them.
+        open_interest: how past open interest pages and how deep it goes
+            (:class:`OpenInterestHistory`), ``None`` where mdcollect does not backfill it.
         budget: the exchange's rolling-window weight budget, paced by a shared
             :class:`~mdcollect.exchanges._limiter.WeightLimiter` instead of ccxt's
             evenly spaced throttler; ``None`` keeps ccxt's throttler.
@@ -210,6 +237,7 @@ class ExchangeInfo:
     trades_endpoint: tuple[str, ...] = ()
     funding: FundingHistory | None = None
     budget: Budget | None = None
+    open_interest: OpenInterestHistory | None = None
 
     @property
     def trades_history(self) -> bool:
@@ -248,6 +276,29 @@ class ExchangeInfo:
         raise InvalidRequest(
             f"{self.key} does not serve {kind!r} candles (it serves: {served}){where}"
         )
+
+    def open_interest_history(self, timeframe: object) -> OpenInterestHistory:
+        """How the exchange serves open interest at ``timeframe`` (one of its periods);
+        otherwise :class:`~mdcollect.InvalidRequest` naming the periods it keeps, or the
+        exchange keys that keep open interest at all.
+
+        >>> exchange_info("okx_futures").open_interest_history("15m")
+        Traceback (most recent call last):
+        InvalidRequest: okx_futures keeps open interest at the periods 5m, 1h, 1d; not '15m'
+        """
+        how = self.open_interest
+        if how is None:
+            others = [k for k, facts in _KNOWN.items() if facts.get("open_interest") is not None]
+            raise InvalidRequest(
+                f"{self.key} has no open-interest history in mdcollect; exchanges that have "
+                f"it: {', '.join(others)}"
+            )
+        if timeframe not in how.periods:
+            raise InvalidRequest(
+                f"{self.key} keeps open interest at the periods {', '.join(how.periods)}; "
+                f"not {timeframe!r}"
+            )
+        return how
 
     def ohlcv_since(self, timeframe: Timeframe, start: int) -> int:
         """The ``since`` to hand ccxt's ``fetch_ohlcv`` so that the request it sends
@@ -349,6 +400,16 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         funding=FundingHistory(
             1000, newest_first=False, endpoint=("fapiPublic", "get", "fundingRate")
         ),
+        # futures/data/openInterestHist: 500 a request, "only the data of the latest 30
+        # days is available" (an older startTime is refused: -1130)
+        open_interest=OpenInterestHistory(
+            ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"),
+            500,
+            ("fapiData", "get", "openInterestHist"),
+            depth_ms=dict.fromkeys(
+                ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"), 30 * DAY
+            ),
+        ),
         # USD-M klines serve 1500 a request, but ccxt's binance.fetch_ohlcv caps
         # limit at 1000 and cuts the parsed page to it ("the time range wider than
         # 500 candles won't work right"): through ccxt a page is 1000.
@@ -372,6 +433,15 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
             until_offset=0,
             depth_ms=90 * DAY,
         ),
+        # rubik/stat/contracts/open-interest-history: 100 a request, newest first; ccxt
+        # takes 5m, 1h and 1d. OKX's trading statistics keep 5m for 2 days, 1H for 30
+        # days, 1D for 180 days.
+        open_interest=OpenInterestHistory(
+            ("5m", "1h", "1d"),
+            100,
+            ("public", "get", "rubik/stat/contracts/open-interest-history"),
+            depth_ms={"5m": 2 * DAY, "1h": 30 * DAY, "1d": 180 * DAY},
+        ),
     ),
     "bybit": dict(_BYBIT, **_market("spot", "spot"), trades_page_limit=60),
     "bybit_futures": dict(
@@ -388,6 +458,13 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         # market/funding/history: 200 a page, the newest between startTime and endTime
         funding=FundingHistory(
             200, newest_first=True, endpoint=("public", "get", "v5/market/funding/history")
+        ),
+        # market/open-interest: 200 a request, newest first from endTime (a cursor pages
+        # further back), back to the listing
+        open_interest=OpenInterestHistory(
+            ("5m", "15m", "30m", "1h", "4h", "1d"),
+            200,
+            ("public", "get", "v5/market/open-interest"),
         ),
     ),
     "kraken": dict(

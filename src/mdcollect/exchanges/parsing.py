@@ -40,6 +40,7 @@ __all__ = [
     "funding_snapshot_row",
     "ohlcv_frame",
     "ohlcv_row",
+    "open_interest_rows",
     "row_columns",
     "rows_frame",
     "ticker_row",
@@ -278,6 +279,39 @@ def funding_history_rows(rates: Sequence[Mapping[str, Any]]) -> list[tuple[Any, 
         mark = info.get("markPrice") if isinstance(info, Mapping) else None
         mark_price = _num(mark) if mark not in (None, "") else float("nan")
         rows[int(ts)] = (int(ts), _num(r.get("fundingRate")), mark_price, float("nan"))
+    return [rows[t] for t in sorted(rows)]
+
+
+def open_interest_rows(interests: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """ccxt open interest history entries as rows ``(timestamp, open_interest,
+    open_interest_value)``, sorted and one per period start.
+
+    ``open_interest`` is ccxt's ``openInterestAmount`` (contracts: base units on Binance
+    and Bybit linear perpetuals, OKX's contracts of ``ctVal``), ``open_interest_value``
+    its ``openInterestValue`` (quote), NaN where the exchange gives none (Bybit).
+    Binance's ``{"symbol": "BTCUSDT", "sumOpenInterest": "75375.61700000",
+    "sumOpenInterestValue": "3248828883.71251440", "timestamp": 1642179900000}`` as ccxt
+    parses it:
+
+    >>> open_interest_rows([{"timestamp": 1642179900000, "openInterestAmount": 75375.617,
+    ...     "openInterestValue": 3248828883.7125144}])
+    [(1642179900000, 75375.617, 3248828883.7125144)]
+
+    Bybit's ``{"openInterest": "461134384.00000000", "timestamp": "1669571400000"}``:
+
+    >>> open_interest_rows([{"timestamp": 1669571400000, "openInterestAmount": 461134384.0,
+    ...     "openInterestValue": None}])
+    [(1669571400000, 461134384.0, nan)]
+    """
+    rows: dict[int, tuple[Any, ...]] = {}
+    for r in interests:
+        ts = r.get("timestamp")
+        if ts is None:
+            continue
+        amount = r.get("openInterestAmount")
+        if amount is None:  # an entry without the amount is no row of this schema
+            continue
+        rows[int(ts)] = (int(ts), _num(amount), _num(r.get("openInterestValue")))
     return [rows[t] for t in sorted(rows)]
 
 

@@ -135,6 +135,7 @@ def default_span(key: DatasetKey) -> int:
     trades, ticker, book    1 hour
     funding_snapshot        1 hour
     funding                 30 days
+    open_interest           30 days
     ======================= =========
     """
     if key.kind in CANDLE_KINDS:
@@ -150,6 +151,8 @@ def default_span(key: DatasetKey) -> int:
             return 30 * DAY
         return 1000 * DAY
     if key.kind == "funding":
+        return 30 * DAY
+    if key.kind == "open_interest":  # 8,640 rows at 5m: the finest period there is
         return 30 * DAY
     return HOUR
 

@@ -13,7 +13,8 @@ Request weights follow Binance's documentation (checked 2024/2025):
   ``premiumIndex`` 1 (10 without symbol), ``fundingRate`` 1, ``markPriceKlines``,
   ``indexPriceKlines`` and ``premiumIndexKlines`` by limit as ``klines``,
   ``ticker/24hr`` 1 (40 without symbol), ``ticker/bookTicker`` 2 (5 without symbol);
-  2400 per minute per IP.
+  2400 per minute per IP. ``/futures/data/openInterestHist`` weighs 0 (the docs: it has
+  its own limit of 1000 requests per 5 minutes per IP, not emulated).
 
 Used weight is reported in ``X-MBX-USED-WEIGHT-1M``; exceeding it answers 429 with
 ``Retry-After`` and ``{"code":-1003,...}``; requesting again before ``Retry-After``
@@ -128,6 +129,15 @@ def _spot_ticker_weight(params: Mapping[str, str]) -> int:
 
 def _spot_book_ticker_weight(params: Mapping[str, str]) -> int:
     return 2 if params.get("symbol") else 4
+
+
+#: openInterestHist's periods, in ms.
+OPEN_INTEREST_PERIODS: dict[str, int] = {
+    "5m": 5 * 60_000, "15m": 15 * 60_000, "30m": 30 * 60_000, "1h": HOUR, "2h": 2 * HOUR,
+    "4h": 4 * HOUR, "6h": 6 * HOUR, "12h": 12 * HOUR, "1d": 24 * HOUR,
+}  # fmt: skip
+#: How far back openInterestHist serves: "only the data of the latest 30 days".
+OPEN_INTEREST_DEPTH = 30 * 24 * HOUR
 
 
 class Binance(Dialect):
@@ -250,6 +260,14 @@ class Binance(Dialect):
                 "fapi",
             ),
             Route("GET", "/fapi/v1/fundingRate", "fundingRate", self.funding_rate, 1, "fapi"),
+            Route(
+                "GET",
+                "/futures/data/openInterestHist",
+                "openInterestHist",
+                self.open_interest_hist,
+                0,
+                "fapi",
+            ),
             *(
                 Route(
                     "GET",
@@ -820,6 +838,50 @@ class Binance(Dialect):
                     "markPrice": f"{p:.8f}",
                 }
                 for t, r, p in events
+            ]
+        )
+
+    def open_interest_hist(self, ctx: Ctx) -> Reply:
+        """``GET /futures/data/openInterestHist``: open interest per ``period`` (5m to 1d),
+        default 30, max 500 rows; "only the data of the latest 30 days is available": an
+        older ``startTime`` is refused (-1130). Oldest first from ``startTime``, else the
+        latest rows up to ``endTime`` (or now).
+
+        Sample::
+
+            [{"symbol": "BTCUSDT", "sumOpenInterest": "75375.61700000",
+              "sumOpenInterestValue": "3248828883.71251440", "timestamp": 1642179900000}]
+        """
+        spec = self._spec(ctx, True)
+        period = ctx.params.get("period")
+        if not period:
+            raise self.fail("missing", "period")
+        if period not in OPEN_INTEREST_PERIODS:
+            raise self.fail("bad_limit", "period")
+        limit = self.limit_param(ctx, 30, 500)
+        start = parse_int(ctx.params, "startTime", self)
+        end = parse_int(ctx.params, "endTime", self)
+        oldest = ctx.now - OPEN_INTEREST_DEPTH
+        if start is not None and start < oldest:
+            raise self.fail("bad_limit", "startTime")
+        rows = ctx.market.open_interest(
+            self.name,
+            spec.symbol,
+            OPEN_INTEREST_PERIODS[period],
+            oldest if start is None else start,
+            ctx.now if end is None else end + 1,
+        )
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        rows = ctx.mangle(rows, lambda: None)
+        return Reply(
+            [
+                {
+                    "symbol": _market_id(spec),
+                    "sumOpenInterest": f"{a:.8f}",
+                    "sumOpenInterestValue": f"{v:.8f}",
+                    "timestamp": t,
+                }
+                for t, a, v in rows
             ]
         )
 

@@ -65,6 +65,15 @@ RECENT_CANDLES = 1440
 PRICE_CANDLES: dict[str, PriceKind] = {"mark-price-candles": "mark", "index-candles": "index"}
 
 
+#: rubik/stat/contracts/open-interest-history's periods: (ms, how far back it serves).
+#: OKX's trading statistics keep 5m for 2 days, 1H for 30 days, 1D for 180 days.
+OPEN_INTEREST_PERIODS: dict[str, tuple[int, int]] = {
+    "5m": (5 * 60_000, 2 * DAY),
+    "1H": (DAY // 24, 30 * DAY),
+    "1D": (DAY, 180 * DAY),
+}
+
+
 def _ok(data: Any) -> Reply:
     return Reply({"code": "0", "msg": "", "data": data})
 
@@ -87,6 +96,7 @@ class Okx(Dialect):
         "history-mark-price-candles": Limit(10, 2.0),
         "index-candles": Limit(20, 2.0),
         "history-index-candles": Limit(10, 2.0),
+        "rubik": Limit(5, 2.0),
     }
     ws_hosts: ClassVar[Mapping[str, str]] = {
         "ws.okx.com": "okx",
@@ -175,6 +185,14 @@ class Okx(Dialect):
                 self.funding_rate_history,
                 1,
                 "public",
+            ),
+            Route(
+                "GET",
+                f"{p}/rubik/stat/contracts/open-interest-history",
+                "rubik/stat/contracts/open-interest-history",
+                self.open_interest_history,
+                1,
+                "rubik",
             ),
         ]
 
@@ -477,6 +495,35 @@ class Okx(Dialect):
                 }
                 for t, r, _ in events
             ]
+        )
+
+    def open_interest_history(self, ctx: Ctx) -> Reply:
+        """``GET /api/v5/rubik/stat/contracts/open-interest-history``: the newest ``limit``
+        (max 100) rows of ``period`` (5m, 1H, 1D) with ``begin < ts < end`` (ms), newest
+        first; each period only as far back as OKX keeps it (older rows are not served).
+
+        Sample::
+
+            {"code": "0", "msg": "", "data": [["1790550000000", "2800476.45", "28006.5419",
+              "2360916466.88"]]}   (ts, oi in contracts, oiCcy in base, oiUsd)
+        """
+        spec = self._spec(ctx)
+        if not spec.is_contract:
+            raise self.fail("bad_symbol")
+        period = ctx.params.get("period", "5m")
+        if period not in OPEN_INTEREST_PERIODS:
+            raise self.fail("bad_request", "period")
+        length, depth = OPEN_INTEREST_PERIODS[period]
+        limit = self.limit_param(ctx, 100, 100)
+        begin = parse_int(ctx.params, "begin", self)
+        end = parse_int(ctx.params, "end", self)
+        lo = max(ctx.now - depth, -1 if begin is None else begin + 1)
+        hi = ctx.now if end is None else end
+        rows = ctx.market.open_interest(self.name, spec.symbol, length, lo, hi)[-limit:]
+        rows = ctx.mangle(rows, lambda: None)[::-1]
+        k = CT_VAL_EXP.get(spec.base, 0)
+        return _ok(
+            [[str(t), f"{a * 10**k:.{max(0, 3 - k)}f}", f"{a:.3f}", f"{v:.4f}"] for t, a, v in rows]
         )
 
     # -- websockets
