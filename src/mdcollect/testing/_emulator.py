@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -136,7 +137,8 @@ class ExchangeEmulator(Lifecycle):
             clock=clock,
             venues={n: d.default_markets() for n, d in self._dialects.items()},
             aliases=self._aliases,
-            contract_venues=[n for n in names if n != "kraken"],
+            contract_venues=[n for n, d in self._dialects.items() if not d.spot_only],
+            unfilled_venues=[n for n, d in self._dialects.items() if not d.fill_empty],
         )
         self.faults = Faults(seed, self._aliases)
         #: Websocket faults and logs (see :class:`WsControl`).
@@ -154,9 +156,13 @@ class ExchangeEmulator(Lifecycle):
             self._limits.update(rate_limits)
         self.limiter = RateLimiter(ban_seconds=ban_seconds)
         self._routes: dict[tuple[str, str], tuple[Dialect, Route]] = {}
+        # paths with a ``{param}`` segment (Coinbase ``products/{product_id}/candles``)
+        self._templates: list[tuple[str, re.Pattern[str], Dialect, Route]] = []
         for d in self._dialects.values():
             for route in d.routes():
                 self._routes[(route.method, route.path)] = (d, route)
+                if "{" in route.path:
+                    self._templates.append((route.method, _template(route.path), d, route))
         self._host = host
         self._port = port
         self._requests: list[RequestRecord] = []
@@ -369,7 +375,9 @@ class ExchangeEmulator(Lifecycle):
                 params.update({k: str(v) for k, v in (await request.post()).items()})
             except Exception:  # a JSON body, not a form
                 log.debug("ignoring non-form body for %s", request.path)
-        entry = self._routes.get((request.method, request.path))
+        entry = self._routes.get((request.method, request.path)) or self._match(
+            request.method, request.path
+        )
         if entry is None:
             return self._not_found(request, params, arrived)
         dialect, route = entry
@@ -514,6 +522,13 @@ class ExchangeEmulator(Lifecycle):
         record(reply.status)
         raise _Drop
 
+    def _match(self, method: str, path: str) -> tuple[Dialect, Route] | None:
+        """The templated route ``path`` matches, if any."""
+        for m, pattern, d, route in self._templates:
+            if m == method and pattern.fullmatch(path):
+                return d, route
+        return None
+
     def _venue_limits(self, venue: str) -> dict[str, Limit]:
         """The budgets in force for ``venue``, by its own bucket names (none when off)."""
         if not self._rate_limits_on:
@@ -560,6 +575,12 @@ def _now_ms() -> int:
 
 def _retry_after(seconds: float) -> str:
     return str(max(1, int(-(-seconds // 1))))
+
+
+def _template(path: str) -> re.Pattern[str]:
+    """``/a/{id}/b`` -> a pattern matching ``/a/<one segment>/b``."""
+    parts = re.split(r"\{[^/}]+\}", path)
+    return re.compile("[^/]+".join(re.escape(p) for p in parts))
 
 
 def _prefixes(d: Dialect) -> set[str]:
