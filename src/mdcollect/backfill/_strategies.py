@@ -306,12 +306,8 @@ class TradesBackfill(BackfillJob):
     async def prepare(
         self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
     ) -> IntervalSet:
+        check_trades_history(client.info)
         await client.check_symbol(self.key.symbol)
-        if not client.info.trades_history:
-            raise InvalidRequest(
-                f"{client.key} serves only recent trades (no trade history by time); "
-                "backfill its candles from the candle endpoint instead"
-            )
         if self.tf is not None and self.fill_empty and missing.start is not None:
             # a flat candle continues the previous close: take it from storage
             prev = await asyncio.to_thread(storage.read, self.key, None, missing.start, ["close"])
@@ -408,8 +404,19 @@ def make_job(
                 "'auto' or 'trades'"
             )
     if strategy == "trades":
+        check_trades_history(info)
         return TradesBackfill(info.key, symbol, timeframe, start, end)
     return OHLCVBackfill(info.key, symbol, timeframe, start, end)
+
+
+def check_trades_history(info: ExchangeInfo) -> None:
+    """Nothing if past trades can be read from the exchange ``info`` describes;
+    :class:`InvalidRequest` otherwise (Bybit spot, Coinbase), before any request."""
+    if not info.trades_history:
+        raise InvalidRequest(
+            f"{info.key} serves only recent trades (no trade history by time); "
+            "backfill its candles from the candle endpoint instead"
+        )
 
 
 def check_strategy(strategy: object) -> Strategy:
@@ -574,6 +581,7 @@ def _trades_job(
     info: ExchangeInfo, symbol: str, tf: Timeframe, start: int, end: int, strategy: Strategy,
     now: int,
 ) -> BackfillJob:  # fmt: skip
+    check_trades_history(info)
     return TradesBackfill(info.key, symbol, None, start, end)
 
 

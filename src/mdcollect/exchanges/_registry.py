@@ -401,6 +401,25 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         trades_cursor=TradesCursor("since", _kraken_last),
         first_candle="none",
     ),
+    # Coinbase Advanced Trade (spot). Candles: at most 300 a request, only at ccxt's
+    # eight granularities (1m 5m 15m 30m 1h 2h 6h 1d), from the product's listing on,
+    # none for intervals without trades. The products list has no listing time and
+    # candles asked from the epoch answer nothing, so the listing is unknowable.
+    # Trades: the newest `limit` (at most 1000) of a span, newest first, with no
+    # cursor: a busy span's older trades cannot be reached, so no trade history.
+    # Rate limit: 10 public requests a second per IP, which ccxt's throttler already
+    # keeps (rateLimit 34 ms x cost 3), so no budget of our own.
+    "coinbase": dict(
+        ccxt_id="coinbase",
+        market_type="spot",
+        ohlcv_endpoint=("v3", "public", "get", "brokerage/market/products/{product_id}/candles"),
+        trades_endpoint=("v3", "public", "get", "brokerage/market/products/{product_id}/ticker"),
+        page_limit=300,
+        ohlcv_until=True,
+        trades_page_limit=1000,
+        trades_since=False,
+        first_candle="none",
+    ),
 }
 
 
