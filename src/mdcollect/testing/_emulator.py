@@ -91,7 +91,7 @@ class _Drop(Exception):
 
 
 class ExchangeEmulator(Lifecycle):
-    """Binance (spot, USD-M), OKX, Bybit and Kraken REST dialects on 127.0.0.1.
+    """Binance (spot, USD-M), OKX, Bybit, Kraken and Coinbase REST dialects on 127.0.0.1.
 
     Unmodified ccxt talks to it over HTTP once its URLs are redirected (see
     :meth:`ccxt` and :func:`mdcollect.exchanges._urls.redirect_urls`). Data comes from
@@ -311,7 +311,7 @@ class ExchangeEmulator(Lifecycle):
         """A ccxt exchange redirected to this emulator (REST and websockets).
 
         ``exchange_id`` is a ccxt id (``binance``, ``binanceusdm``, ``okx``, ``bybit``,
-        ``kraken``) or a project alias (``binance_futures``, ``okx_futures``,
+        ``kraken``, ``coinbase``) or a project alias (``binance_futures``, ``okx_futures``,
         ``bybit_futures``: swap as default type). ``async_=True`` gives a
         ``ccxt.async_support`` instance, ``pro=True`` a ``ccxt.pro`` one whose
         ``watch_*`` methods use the emulator's websockets (close either with
