@@ -145,3 +145,18 @@ def test_rate_limit_answers_429_rate_limit_exceeded() -> None:
             ex.fetch_ohlcv("BTC/USD", "1h", since=T0, limit=3)
         assert emu.requests[-1].status == 429
         assert [r.route for r in emu.requests if r.status == 429] == ["market/candles"]
+
+
+def test_an_unknown_path_is_answered_by_the_venue_it_belongs_to(emu: ExchangeEmulator) -> None:
+    import urllib.error
+    import urllib.request
+
+    answers = {}
+    for path in ("/api/v3/brokerage/market/nope", "/api/v3/nope"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(emu.url + path, timeout=5)
+        answers[path] = (err.value.code, json.loads(err.value.read()), emu.requests[-1].exchange)
+    code, body, venue = answers["/api/v3/brokerage/market/nope"]
+    assert (code, body["error"], venue) == (404, "NOT_FOUND", "coinbase")
+    code, body, venue = answers["/api/v3/nope"]  # Binance's /api/v3, as before
+    assert (code, venue) == (404, "binance") and body["code"] == -5000

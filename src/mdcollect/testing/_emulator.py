@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import itertools
 import logging
 import re
 import threading
@@ -539,15 +540,15 @@ class ExchangeEmulator(Lifecycle):
     def _not_found(
         self, request: web.Request, params: dict[str, str], arrived: int
     ) -> web.StreamResponse:
-        for d in self._dialects.values():
-            if any(request.path.startswith(p) for p in _prefixes(d)):
-                reply = d.error("not_found", request.path)
-                self._record(
-                    RequestRecord(
-                        d.name, "", request.method, request.path, params, reply.status, arrived
-                    )
+        d = _owner(self._dialects.values(), request.path)
+        if d is not None:
+            reply = d.error("not_found", request.path)
+            self._record(
+                RequestRecord(
+                    d.name, "", request.method, request.path, params, reply.status, arrived
                 )
-                return self._json(reply)
+            )
+            return self._json(reply)
         self._record(RequestRecord("", "", request.method, request.path, params, 404, arrived))
         return web.Response(status=404, text="Not Found")
 
@@ -585,6 +586,28 @@ def _template(path: str) -> re.Pattern[str]:
 
 def _prefixes(d: Dialect) -> set[str]:
     return {"/".join(r.path.split("/")[:3]) for r in d.routes()}
+
+
+def _owner(dialects: Iterable[Dialect], path: str) -> Dialect | None:
+    """The dialect an unknown ``path`` belongs to: of those with a route under its first
+    two segments (``/api/v3``), the one sharing the most leading segments with it
+    (Coinbase's ``/api/v3/brokerage/...`` beside Binance's ``/api/v3/...``), the first
+    on a tie; None when no dialect serves under them."""
+    parts = path.split("/")
+    best: Dialect | None = None
+    most = 0
+    for d in dialects:
+        if not any(path.startswith(p) for p in _prefixes(d)):
+            continue
+        shared = max(_shared_segments(parts, r.path.split("/")) for r in d.routes())
+        if shared > most:
+            best, most = d, shared
+    return best
+
+
+def _shared_segments(a: list[str], b: list[str]) -> int:
+    """How many leading path segments ``a`` and ``b`` share."""
+    return sum(1 for _ in itertools.takewhile(lambda ab: ab[0] == ab[1], zip(a, b, strict=False)))
 
 
 #: project aliases -> (ccxt id, default options)
