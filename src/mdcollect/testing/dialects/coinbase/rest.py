@@ -167,9 +167,8 @@ class Coinbase(Dialect):
         """Advanced Trade errors (``INVALID_ARGUMENT`` with HTTP 400, ``NOT_FOUND``), and
         the platform's ``rate_limit_exceeded`` with HTTP 429."""
         if kind in ("rate_limit", "ban"):
-            headers = {"Retry-After": str(max(1, int(-(-retry_after // 1))))} if retry_after else {}
             body = {"errors": [{"id": "rate_limit_exceeded", "message": "Too many requests"}]}
-            return Reply(body, 429, headers)
+            return Reply(body, 429)
         if kind == "not_found":
             return Reply(
                 {"error": "NOT_FOUND", "error_details": message, "message": "Not Found"}, 404
@@ -270,12 +269,13 @@ class Coinbase(Dialect):
             }
         )
 
-    def _product(self, ctx: Ctx, spec: MarketSpec) -> dict[str, Any]:
-        last = self._last_price(ctx, spec)
+    def _product(self, spec: MarketSpec) -> dict[str, Any]:
+        # "price" (the last trade) is left empty: ccxt does not read it, and finding it
+        # would generate a day of every product's trades for each market list
         tick = fmt_plain(spec.tick, spec.price_decimals)
         return {
             "product_id": product_id(spec),
-            "price": "" if last is None else fmt_plain(last, spec.price_decimals),
+            "price": "",
             "price_percentage_change_24h": "0",
             "volume_24h": "0",
             "volume_percentage_change_24h": "0",
@@ -328,14 +328,14 @@ class Coinbase(Dialect):
         products: list[dict[str, Any]] = []
         if kind in ("", "SPOT"):
             for symbol in ctx.market.symbols(self.name):
-                products.append(self._product(ctx, ctx.market.spec(self.name, symbol)))
+                products.append(self._product(ctx.market.spec(self.name, symbol)))
         elif kind != "FUTURE":
             raise self.fail("bad_request", f"invalid product_type {kind!r}")
         return Reply({"products": products, "num_products": len(products)})
 
     def product(self, ctx: Ctx) -> Reply:
         """``GET /api/v3/brokerage/market/products/{product_id}``: one product as listed."""
-        return Reply(self._product(ctx, self._spec(ctx)))
+        return Reply(self._product(self._spec(ctx)))
 
     # -- market data
 
