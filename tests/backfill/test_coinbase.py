@@ -143,6 +143,47 @@ def test_faults_leave_the_same_data_as_a_clean_run() -> None:
         assert faulty.coverage(key) == clean.coverage(key) == IntervalSet([Interval(lo, hi)])
 
 
+#: (symbol, timeframe, start, end, the granularities the search for the first candle
+#: asks): SOL/USD is listed 2021-06-02 12:00 UTC, DOGE/USD 2021-06-03 14:00 UTC
+ACROSS_LISTINGS = [
+    ("SOL/USD", "1h", "2021-05-25", "2021-06-10", ["ONE_DAY", "ONE_HOUR"]),
+    ("DOGE/USD", "1m", "2021-06-03", "2021-06-03", ["ONE_DAY", "ONE_HOUR", "ONE_MINUTE"]),
+    # more than a page of days before the listing: the next page of days is asked
+    ("DOGE/USD", "15m", "2020-01-01", "2021-06-05",
+     ["ONE_DAY", "ONE_DAY", "ONE_DAY", "ONE_HOUR", "ONE_MINUTE"]),
+    # wholly before the listing: covered without a row
+    ("SOL/USD", "6h", "2021-01-01", "2021-01-10", ["ONE_DAY", "ONE_HOUR"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("symbol", "tf", "start", "end", "search"), ACROSS_LISTINGS)
+def test_a_range_across_a_listing_is_covered_before_it_and_exact_after(
+    emu: ExchangeEmulator, symbol: str, tf: str, start: str, end: str, search: list[str]
+) -> None:
+    # Coinbase publishes no listing time: the first candle after the range's start is
+    # found from there (a page of days, then hours, then minutes), only when the first
+    # page shows candles starting later than asked
+    store, c = open_storage("memory://"), client(emu)
+    lo = int(pd.Timestamp(start, tz="UTC").value // 1_000_000)
+    hi = int(pd.Timestamp(end, tz="UTC").value // 1_000_000) + DAY
+    report = ensure(c, [symbol], tf, start, end, store)
+    assert report.ok, [s.errors for s in report.symbols]
+    key = DatasetKey("coinbase", symbol, "ohlcv", tf)
+    want = truth(emu, symbol, tf, lo, hi)
+    got = store.read(key)
+    assert len(got) == len(want)
+    if len(want):
+        pd.testing.assert_frame_equal(got[COLUMNS], want, check_freq=False)
+    assert store.coverage(key) == IntervalSet([Interval(lo, hi)])
+    granularity = {"1m": "ONE_MINUTE", "15m": "FIFTEEN_MINUTE", "1h": "ONE_HOUR", "6h": "SIX_HOUR"}
+    pages = candle_pages(emu)
+    asked = [q.params["granularity"] for q in pages[1:1 + len(search)]]  # fmt: skip
+    assert pages[0].params["granularity"] == granularity[tf]  # the first window's page
+    assert asked == search
+    n = len(emu.requests)
+    assert ensure(c, [symbol], tf, start, end, store).requests == 0 and len(emu.requests) == n
+
+
 @pytest.mark.parametrize("tf", ["3m", "4h", "12h", "1w", "1M"])
 def test_a_timeframe_coinbase_does_not_serve_is_refused_before_any_request(
     emu: ExchangeEmulator, tf: str
@@ -181,8 +222,8 @@ def test_the_registry_knows_coinbases_pages_timeframes_and_history() -> None:
     assert info.page_limit == 300 and info.deep_history
     assert info.timeframes == tuple(ALLOWED.split(", "))
     assert not info.trades_history and info.trades_page_limit == 1000
-    # the products list carries no listing time: nothing to ask for it
-    assert info.first_candle == "none"
+    # the products list carries no listing time: the first candle is searched for
+    assert info.first_candle == "day_scan"
     # 10 public requests a second: ccxt's throttler spaces candle pages ~0.1 s apart
     assert info.ohlcv_endpoint[-1] == "brokerage/market/products/{product_id}/candles"
     job = make_job(info, "BTC/USD", "1h", T0, T0 + DAY)

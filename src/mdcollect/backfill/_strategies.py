@@ -145,7 +145,7 @@ class OHLCVBackfill(_CandleJob):
         )
         if len(prior):
             return missing
-        if client.info.first_candle == "since_zero":
+        if client.info.first_candle in ("since_zero", "day_scan"):
             # the first window's page, asked now (fetch uses it), shows a listing
             # before the range without a request of its own: only a page starting
             # later than asked (the listing, or an outage) needs the listing request
@@ -155,7 +155,7 @@ class OHLCVBackfill(_CandleJob):
             ts = index_ms(frame)
             if len(ts) and int(ts[0]) <= self.tf.ceil(first.start):
                 return missing
-        listing = await client.first_candle_time(self.key.symbol, str(self.tf))
+        listing = await client.first_candle_time(self.key.symbol, str(self.tf), since=missing.start)
         if listing is None or missing.start is None or listing <= missing.start:
             return missing
         before = (
