@@ -228,3 +228,25 @@ def test_the_registry_knows_coinbases_pages_timeframes_and_history() -> None:
     assert info.ohlcv_endpoint[-1] == "brokerage/market/products/{product_id}/candles"
     job = make_job(info, "BTC/USD", "1h", T0, T0 + DAY)
     assert job.request_seconds(info) == pytest.approx(0.1, rel=0.1)
+
+
+@pytest.mark.parametrize("key", ["coinbase", "binance"])
+def test_a_hole_whose_first_answers_are_empty_is_still_refilled(
+    emu: ExchangeEmulator, key: str
+) -> None:
+    # the page asked from the hole's start and the one asked again from before it both
+    # come back empty (a hiccup, twice): asked again rather than given up on
+    symbol = "BTC/USD" if key == "coinbase" else "BTC/USDT"
+    store, c = open_storage("memory://"), client(emu, key)
+    assert ensure(c, [symbol], "5m", "2024-03-01", "2024-03-02", store).ok
+    dataset = DatasetKey(key, symbol, "ohlcv", "5m")
+    before = store.read(dataset)
+    hole = Interval(T0 + DAY // 2, T0 + DAY // 2 + 6 * 3_600_000)
+    store.delete(dataset, hole.start, hole.end)
+    emu.faults.add(Fault("empty", count=2))
+    emu.clear_requests()
+    r = ensure(c, [symbol], "5m", "2024-03-01", "2024-03-02", store)
+    assert r.ok, [s.errors for s in r.symbols]
+    assert [q.fault for q in emu.requests][:2] == ["empty", "empty"]
+    pd.testing.assert_frame_equal(store.read(dataset), before, check_freq=False)
+    assert store.coverage(dataset) == IntervalSet([Interval(T0, T0 + 2 * DAY)])

@@ -90,9 +90,9 @@ class OHLCVBackfill(_CandleJob):
     A page starting later (ccxt moved ``since``, the exchange ignored it, or an
     outage) is asked again from a candle before the cursor; a short page is
     followed up from its last candle, so the answer shows where it starts; an empty
-    answer to that follow-up (the candle asked from exists) is asked again, up to
-    :data:`EMPTY_PAGE_REASKS` times. What no answer proves is left uncovered and the
-    window reported failed.
+    answer to that follow-up (the candle asked from exists), or to the ask from before
+    the cursor, is asked again, up to :data:`EMPTY_PAGE_REASKS` times. What no answer
+    proves is left uncovered and the window reported failed.
 
     >>> job = OHLCVBackfill("binance", "BTC/USDT", "1m", start_ms, end_ms)
     >>> job = OHLCVBackfill("binance_futures", "BTC/USDT:USDT", "1m", start_ms, end_ms, kind="mark")
@@ -191,6 +191,13 @@ class OHLCVBackfill(_CandleJob):
                 # empty answer is the exchange's hiccup, not the end of its data
                 reasked += 1
                 log.warning("%s: empty page from %s, a known candle; asking again", self.key, seen)
+                continue
+            if not len(ts) and ask == retry_from and reasked < EMPTY_PAGE_REASKS:
+                # asked from before the cursor, which an empty or late answer left
+                # unproven, and nothing again: as likely a hiccup twice as a span
+                # without candles, so asked again before the window is given up
+                reasked += 1
+                log.warning("%s: empty page from %s again; asking again", self.key, ask)
                 continue
             inside = ts >= cursor
             if len(ts) and int(ts[0]) <= first:
