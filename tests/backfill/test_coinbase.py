@@ -250,3 +250,25 @@ def test_a_hole_whose_first_answers_are_empty_is_still_refilled(
     assert [q.fault for q in emu.requests][:2] == ["empty", "empty"]
     pd.testing.assert_frame_equal(store.read(dataset), before, check_freq=False)
     assert store.coverage(dataset) == IntervalSet([Interval(T0, T0 + 2 * DAY)])
+
+
+async def test_first_candle_time_is_searched_from_since(emu: ExchangeEmulator) -> None:
+    listed = 1_622_635_200_000  # SOL/USD: 2021-06-02 12:00 UTC
+    async with client(emu) as c:
+        await c.load_markets()
+        assert await c.first_candle_time("SOL/USD", "1h") is None  # nowhere to start from
+        for tf, since, asked in [
+            ("1d", listed - 90 * DAY, 1), ("6h", listed - 90 * DAY, 2),
+            ("1h", listed - 5 * DAY, 2), ("5m", listed - 5 * DAY, 3),
+        ]:  # fmt: skip
+            before = c.request_count
+            first = await c.first_candle_time("SOL/USD", tf, since=since)
+            assert c.request_count - before == asked, tf
+            want = emu.market.candles("coinbase", "SOL/USD", tf, since, listed + DAY)
+            assert first == int(want.to_frame().index[0].value // 1_000_000), tf
+        # from after the listing: the first candle at or after since's day, not a listing
+        after = listed + 30 * DAY + 7 * 3_600_000
+        assert (
+            await c.first_candle_time("SOL/USD", "1h", since=after)
+            == listed + 30 * DAY - 12 * 3_600_000
+        )
