@@ -354,3 +354,27 @@ def test_negative_status_every_is_refused_by_the_number_rule(
     )
     assert main(["collect", str(config), "--status-every", "-1"]) == 2
     assert "--status-every must be a number >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_ensure_on_the_emulated_coinbase(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mdcollect.testing import shared_emulator
+
+    url = f"parquet://{tmp_path / 'store'}"
+    assert main(["--storage", url, "--emulate", "--no-progress", "ensure", "BTC/USD", "-x",
+                 "coinbase", "-t", "1h", "--start", "2024-01-01", "--end", "2024-01-03",
+                 "--padding-days", "0"]) == 0  # fmt: skip
+    assert "coinbase:ohlcv:1h:BTC/USD" in capsys.readouterr().out
+    key = DatasetKey("coinbase", "BTC/USD", "ohlcv", "1h")
+    want = shared_emulator().market.candles("coinbase", "BTC/USD", "1h", T2024, T2024 + 3 * DAY)
+    with open_storage(url) as st:
+        assert st.coverage(key) == IntervalSet([Interval(T2024, T2024 + 3 * DAY)])
+        got = st.read(key)
+        assert len(got) == 72
+        cols = ["open", "high", "low", "close", "volume"]
+        pd.testing.assert_frame_equal(got[cols], want.to_frame()[cols], check_freq=False)
+    # a timeframe Coinbase does not serve: refused, naming those it does
+    assert main(["--storage", url, "--emulate", "-q", "ensure", "BTC/USD", "-x", "coinbase",
+                 "-t", "4h", "--start", "2024-01-01", "--end", "2024-01-03"]) == 2  # fmt: skip
+    assert "allowed: 1m, 5m, 15m, 30m, 1h, 2h, 6h, 1d" in capsys.readouterr().err

@@ -27,6 +27,7 @@ SYMBOLS = {
     "bybit": "BTC/USDT",
     "bybit_futures": "BTC/USDT:USDT",
     "kraken": "BTC/USDT",
+    "coinbase": "BTC/USD",
 }
 CASES = [
     (exchange, tf, aligned)

@@ -28,7 +28,7 @@ DAY = 86_400_000
 HOUR = 3_600_000
 T2024 = 1_704_067_200_000  # 2024-01-01, a Monday
 COLUMNS = ["open", "high", "low", "close", "volume"]
-PAGE_ROUTES = ("klines", "history-candles", "kline", "OHLC")
+PAGE_ROUTES = ("klines", "history-candles", "kline", "OHLC", "candles")
 
 
 def client(emu: ExchangeEmulator, key: str, **kw: Any) -> ExchangeClient:

@@ -23,6 +23,7 @@ CASES = [
     ("okx", "ETH/USDT:USDT", 300),
     ("bybit", "BTC/USDT", 1000),
     ("bybit", "BTC/USDT:USDT", 1000),
+    ("coinbase", "BTC/USD", 300),  # the most candles one request may span
 ]
 IDS = [f"{e}-{s}" for e, s, _ in CASES]
 T0 = NOW - NOW % DAY - 10 * DAY  # well inside history, day aligned
@@ -52,6 +53,15 @@ def test_load_markets_every_dialect(emu: ExchangeEmulator) -> None:
         "okx": {"BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT"},
         "bybit": {"BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT"},
         "kraken": {"BTC/USDT", "ETH/USDT"},
+        "coinbase": {
+            "BTC/USD",
+            "ETH/USD",
+            "BTC/USDT",
+            "ETH/USDT",
+            "SOL/USD",
+            "DOGE/USD",
+            "ETH/BTC",
+        },
     }
     for exchange_id, symbols in expected.items():
         ex = sync_exchange(emu, exchange_id)
@@ -70,6 +80,7 @@ def test_load_markets_every_dialect(emu: ExchangeEmulator) -> None:
         "/api/v5/public/instruments",
         "/v5/market/instruments-info",
         "/0/public/AssetPairs",
+        "/api/v3/brokerage/market/products",
     } <= paths
 
 

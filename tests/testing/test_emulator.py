@@ -7,7 +7,7 @@ import urllib.request
 
 import ccxt
 import pytest
-from emulator_helpers import DAY, NOW, sync_exchange
+from emulator_helpers import DAY, HOUR, NOW, sync_exchange
 
 import mdcollect.testing
 from mdcollect.exchanges._urls import redirect_url, redirect_urls
@@ -99,6 +99,16 @@ def test_subprocess_mode_serves_until_killed() -> None:
                 rows
                 == local.market.candles(
                     "binance", "BTC/USDT", "1m", NOW - DAY, NOW - DAY + 180_000
+                ).to_list()
+            )
+            # every dialect is served by the process, Coinbase's included
+            cb = ccxt.coinbase({"enableRateLimit": False, "timeout": 5000})
+            redirect_urls(cb, proc.url)
+            since = NOW - NOW % HOUR - DAY
+            assert (
+                cb.fetch_ohlcv("BTC/USD", "1h", since=since, limit=3)
+                == local.market.candles(
+                    "coinbase", "BTC/USD", "1h", since, since + 3 * HOUR
                 ).to_list()
             )
         proc.kill()

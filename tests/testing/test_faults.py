@@ -17,6 +17,7 @@ VENUES = [
     ("okx", "BTC/USDT", "market/history-candles"),
     ("bybit", "BTC/USDT:USDT", "market/kline"),
     ("kraken", "BTC/USDT", "OHLC"),
+    ("coinbase", "BTC/USD", "market/candles"),
 ]
 
 #: ccxt's class for each venue's rate-limit answer (siblings under NetworkError)
@@ -25,6 +26,7 @@ RATE_LIMIT_ERROR = {
     "okx": ccxt.RateLimitExceeded,  # code 50011
     "bybit": ccxt.RateLimitExceeded,  # HTTP 403 "access too frequent"
     "kraken": ccxt.DDoSProtection,  # EGeneral:Too many requests
+    "coinbase": ccxt.RateLimitExceeded,  # HTTP 429 rate_limit_exceeded
 }
 
 

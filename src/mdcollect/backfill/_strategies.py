@@ -90,9 +90,9 @@ class OHLCVBackfill(_CandleJob):
     A page starting later (ccxt moved ``since``, the exchange ignored it, or an
     outage) is asked again from a candle before the cursor; a short page is
     followed up from its last candle, so the answer shows where it starts; an empty
-    answer to that follow-up (the candle asked from exists) is asked again, up to
-    :data:`EMPTY_PAGE_REASKS` times. What no answer proves is left uncovered and the
-    window reported failed.
+    answer to that follow-up (the candle asked from exists), or to the ask from before
+    the cursor, is asked again, up to :data:`EMPTY_PAGE_REASKS` times. What no answer
+    proves is left uncovered and the window reported failed.
 
     >>> job = OHLCVBackfill("binance", "BTC/USDT", "1m", start_ms, end_ms)
     >>> job = OHLCVBackfill("binance_futures", "BTC/USDT:USDT", "1m", start_ms, end_ms, kind="mark")
@@ -145,7 +145,7 @@ class OHLCVBackfill(_CandleJob):
         )
         if len(prior):
             return missing
-        if client.info.first_candle == "since_zero":
+        if client.info.first_candle in ("since_zero", "day_scan"):
             # the first window's page, asked now (fetch uses it), shows a listing
             # before the range without a request of its own: only a page starting
             # later than asked (the listing, or an outage) needs the listing request
@@ -155,7 +155,7 @@ class OHLCVBackfill(_CandleJob):
             ts = index_ms(frame)
             if len(ts) and int(ts[0]) <= self.tf.ceil(first.start):
                 return missing
-        listing = await client.first_candle_time(self.key.symbol, str(self.tf))
+        listing = await client.first_candle_time(self.key.symbol, str(self.tf), since=missing.start)
         if listing is None or missing.start is None or listing <= missing.start:
             return missing
         before = (
@@ -191,6 +191,13 @@ class OHLCVBackfill(_CandleJob):
                 # empty answer is the exchange's hiccup, not the end of its data
                 reasked += 1
                 log.warning("%s: empty page from %s, a known candle; asking again", self.key, seen)
+                continue
+            if not len(ts) and ask == retry_from and reasked < EMPTY_PAGE_REASKS:
+                # asked from before the cursor, which an empty or late answer left
+                # unproven, and nothing again: as likely a hiccup twice as a span
+                # without candles, so asked again before the window is given up
+                reasked += 1
+                log.warning("%s: empty page from %s again; asking again", self.key, ask)
                 continue
             inside = ts >= cursor
             if len(ts) and int(ts[0]) <= first:
@@ -306,12 +313,8 @@ class TradesBackfill(BackfillJob):
     async def prepare(
         self, client: ExchangeClient, storage: DataCollectionStorage, missing: IntervalSet
     ) -> IntervalSet:
+        check_trades_history(client.info)
         await client.check_symbol(self.key.symbol)
-        if not client.info.trades_history:
-            raise InvalidRequest(
-                f"{client.key} serves only recent trades (no trade history by time); "
-                "backfill its candles from the candle endpoint instead"
-            )
         if self.tf is not None and self.fill_empty and missing.start is not None:
             # a flat candle continues the previous close: take it from storage
             prev = await asyncio.to_thread(storage.read, self.key, None, missing.start, ["close"])
@@ -408,8 +411,19 @@ def make_job(
                 "'auto' or 'trades'"
             )
     if strategy == "trades":
+        check_trades_history(info)
         return TradesBackfill(info.key, symbol, timeframe, start, end)
     return OHLCVBackfill(info.key, symbol, timeframe, start, end)
+
+
+def check_trades_history(info: ExchangeInfo) -> None:
+    """Nothing if past trades can be read from the exchange ``info`` describes;
+    :class:`InvalidRequest` otherwise (Bybit spot, Coinbase), before any request."""
+    if not info.trades_history:
+        raise InvalidRequest(
+            f"{info.key} serves only recent trades (no trade history by time); "
+            "backfill its candles from the candle endpoint instead"
+        )
 
 
 def check_strategy(strategy: object) -> Strategy:
@@ -711,6 +725,7 @@ def _trades_job(
     info: ExchangeInfo, symbol: str, tf: Timeframe, start: int, end: int, strategy: Strategy,
     now: int,
 ) -> BackfillJob:  # fmt: skip
+    check_trades_history(info)
     return TradesBackfill(info.key, symbol, None, start, end)
 
 

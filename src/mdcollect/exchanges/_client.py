@@ -24,7 +24,7 @@ from .._errors import ExchangeError, InvalidRequest
 from .._keys import CandleKind
 from .._rules import check_number
 from .._schema import empty_frame
-from .._time import DAY, Timeframe, check_ms, format_ms, ms_to_timestamp, now_ms
+from .._time import DAY, Timeframe, check_ms, format_ms, index_ms, ms_to_timestamp, now_ms
 from ._http import (
     ExchangeTotals,
     ResponseRecord,
@@ -466,14 +466,20 @@ class ExchangeClient:
         )
         return ohlcv_frame(rows, tf, since, until, self._clock(), kind)
 
-    async def first_candle_time(self, symbol: str, timeframe: str = "1d") -> int | None:
-        """When ``symbol``'s first ``timeframe`` candle starts (ms), with at most one request.
+    async def first_candle_time(
+        self, symbol: str, timeframe: str = "1d", *, since: int | None = None
+    ) -> int | None:
+        """When ``symbol``'s first ``timeframe`` candle starts (ms), with at most one request
+        (three on Coinbase).
 
         How depends on the exchange (``info.first_candle``): Binance answers
         candles from the epoch, so one request with ``since=0``; OKX and Bybit
         publish the listing time in their instruments list (read from the
         loaded markets, floored to ``timeframe``); Kraken's candles reach back
-        only ~720 candles, so its listing time is unknowable: ``None``.
+        only ~720 candles, so its listing time is unknowable: ``None``. Coinbase
+        publishes none and answers only the span asked (300 candles at most), so
+        the first candle at or after ``since`` is found from there
+        (``day_scan``: see :meth:`_first_candle_after`); ``None`` without ``since``.
         ``None`` also when the exchange has no candle for the symbol.
 
         >>> await client.first_candle_time("BTC/USDT")
@@ -485,6 +491,8 @@ class ExchangeClient:
         how = self.info.first_candle
         if how == "none":
             return None
+        if how == "day_scan":
+            return None if since is None else await self._first_candle_after(symbol, tf, since)
         if how == "market_created":
             created = market.get("created")
             if isinstance(created, int | float) and created > 0:
@@ -497,6 +505,42 @@ class ExchangeClient:
         if not rows:
             return None
         return int(min(r[0] for r in rows))
+
+    async def _first_candle_after(self, symbol: str, tf: Timeframe, since: int) -> int | None:
+        """The first ``tf`` candle at or after ``since``'s UTC day: pages of days from it up
+        to now until one has a candle, then that day's first hour, then that hour's first
+        minute, as far as ``tf`` needs (a request each).
+
+        Only a page's first row is taken as proof that nothing is before it in the span
+        asked. An empty page is asked twice before the next is asked; a later page whose
+        candles start at its start does not show where they began (an empty answer may
+        have been a hiccup), so then, as for an empty hour or minute page: ``None``."""
+        days, page = Timeframe.parse("1d"), self.info.page_limit
+        first = days.floor(since)
+        skipped = False
+        while True:
+            ts = index_ms(await self.fetch_ohlcv(symbol, "1d", first, days.add(first, page)))
+            if not len(ts):
+                ts = index_ms(await self.fetch_ohlcv(symbol, "1d", first, days.add(first, page)))
+            if len(ts):
+                if skipped and int(ts[0]) <= first:
+                    return None
+                first = int(ts[0])
+                break
+            first, skipped = days.add(first, page), True
+            if first >= self._clock():
+                return None
+        for step in ("1h", "1m"):
+            if days.ms <= tf.ms:
+                break  # a day is a candle of tf
+            step_tf = Timeframe.parse(step)
+            ts = index_ms(await self.fetch_ohlcv(symbol, step, first, step_tf.add(first, page)))
+            if not len(ts):
+                return None
+            first = int(ts[0])
+            if step_tf.ms <= tf.ms:
+                break
+        return tf.floor(first)
 
     # ------------------------------------------------------------------ trades
 

@@ -195,7 +195,9 @@ class ExchangeInfo:
         first_candle: how :meth:`ExchangeClient.first_candle_time` finds a
             listing time: ``since_zero`` (ask candles from the epoch),
             ``market_created`` (the market's ``created`` field from the
-            instruments list, no extra request), ``none`` (unknowable).
+            instruments list, no extra request), ``day_scan`` (pages of days, then
+            hours, then minutes from where the range starts: Coinbase), ``none``
+            (unknowable).
         ws_ticker_params: ccxt params for ``watch_ticker`` (ccxt.pro binance's
             default reads the ``watchTickers`` option and subscribes to the
             miniTicker stream, which has no bid or ask: ask for ``ticker``).
@@ -230,7 +232,7 @@ class ExchangeInfo:
     trades_window_ms: int | None = None
     trades_cursor: TradesCursor | None = None
     trades_before: TradesBefore | None = None
-    first_candle: Literal["since_zero", "market_created", "none"] = "since_zero"
+    first_candle: Literal["since_zero", "market_created", "day_scan", "none"] = "since_zero"
     ws_ticker_params: Mapping[str, Any] = field(factory=dict, converter=_frozen_mapping)
     price_kinds: Mapping[str, PriceCandles] = field(factory=dict, converter=_frozen_mapping)
     ohlcv_endpoint: tuple[str, ...] = ()
@@ -477,6 +479,26 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         trades_page_limit=1000,
         trades_cursor=TradesCursor("since", _kraken_last),
         first_candle="none",
+    ),
+    # Coinbase Advanced Trade (spot). Candles: at most 300 a request, only at ccxt's
+    # eight granularities (1m 5m 15m 30m 1h 2h 6h 1d), from the product's listing on,
+    # none for intervals without trades. The products list has no listing time and
+    # candles asked from the epoch answer nothing: the first candle after a range's
+    # start is found from there, a page of days, then of hours, then of minutes.
+    # Trades: the newest `limit` (at most 1000) of a span, newest first, with no
+    # cursor: a busy span's older trades cannot be reached, so no trade history.
+    # Rate limit: 10 public requests a second per IP, which ccxt's throttler already
+    # keeps (rateLimit 34 ms x cost 3), so no budget of our own.
+    "coinbase": dict(
+        ccxt_id="coinbase",
+        market_type="spot",
+        ohlcv_endpoint=("v3", "public", "get", "brokerage/market/products/{product_id}/candles"),
+        trades_endpoint=("v3", "public", "get", "brokerage/market/products/{product_id}/ticker"),
+        page_limit=300,
+        ohlcv_until=True,
+        trades_page_limit=1000,
+        trades_since=False,
+        first_candle="day_scan",
     ),
 }
 

@@ -1,7 +1,8 @@
 """Test helpers: real exchange REST dialects served on 127.0.0.1 from a synthetic market.
 
 :class:`ExchangeEmulator` serves Binance (spot ``/api/v3``, USD-M ``/fapi/v1``),
-OKX (``/api/v5``), Bybit (``/v5``) and Kraken (``/0/public``) on one loopback port.
+OKX (``/api/v5``), Bybit (``/v5``), Kraken (``/0/public``) and Coinbase Advanced Trade
+(``/api/v3/brokerage/market``) on one loopback port.
 Unmodified ccxt talks to it over HTTP once its API URLs point there; the data
 comes from a deterministic :class:`SyntheticMarket` that doubles as ground truth,
 and :class:`Fault` switches on failures (5xx, 429/418, timeouts, dropped

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -90,7 +92,7 @@ class _Drop(Exception):
 
 
 class ExchangeEmulator(Lifecycle):
-    """Binance (spot, USD-M), OKX, Bybit and Kraken REST dialects on 127.0.0.1.
+    """Binance (spot, USD-M), OKX, Bybit, Kraken and Coinbase REST dialects on 127.0.0.1.
 
     Unmodified ccxt talks to it over HTTP once its URLs are redirected (see
     :meth:`ccxt` and :func:`mdcollect.exchanges._urls.redirect_urls`). Data comes from
@@ -136,7 +138,8 @@ class ExchangeEmulator(Lifecycle):
             clock=clock,
             venues={n: d.default_markets() for n, d in self._dialects.items()},
             aliases=self._aliases,
-            contract_venues=[n for n in names if n != "kraken"],
+            contract_venues=[n for n, d in self._dialects.items() if not d.spot_only],
+            unfilled_venues=[n for n, d in self._dialects.items() if not d.fill_empty],
         )
         self.faults = Faults(seed, self._aliases)
         #: Websocket faults and logs (see :class:`WsControl`).
@@ -154,9 +157,13 @@ class ExchangeEmulator(Lifecycle):
             self._limits.update(rate_limits)
         self.limiter = RateLimiter(ban_seconds=ban_seconds)
         self._routes: dict[tuple[str, str], tuple[Dialect, Route]] = {}
+        # paths with a ``{param}`` segment (Coinbase ``products/{product_id}/candles``)
+        self._templates: list[tuple[str, re.Pattern[str], Dialect, Route]] = []
         for d in self._dialects.values():
             for route in d.routes():
                 self._routes[(route.method, route.path)] = (d, route)
+                if "{" in route.path:
+                    self._templates.append((route.method, _template(route.path), d, route))
         self._host = host
         self._port = port
         self._requests: list[RequestRecord] = []
@@ -305,7 +312,7 @@ class ExchangeEmulator(Lifecycle):
         """A ccxt exchange redirected to this emulator (REST and websockets).
 
         ``exchange_id`` is a ccxt id (``binance``, ``binanceusdm``, ``okx``, ``bybit``,
-        ``kraken``) or a project alias (``binance_futures``, ``okx_futures``,
+        ``kraken``, ``coinbase``) or a project alias (``binance_futures``, ``okx_futures``,
         ``bybit_futures``: swap as default type). ``async_=True`` gives a
         ``ccxt.async_support`` instance, ``pro=True`` a ``ccxt.pro`` one whose
         ``watch_*`` methods use the emulator's websockets (close either with
@@ -369,7 +376,9 @@ class ExchangeEmulator(Lifecycle):
                 params.update({k: str(v) for k, v in (await request.post()).items()})
             except Exception:  # a JSON body, not a form
                 log.debug("ignoring non-form body for %s", request.path)
-        entry = self._routes.get((request.method, request.path))
+        entry = self._routes.get((request.method, request.path)) or self._match(
+            request.method, request.path
+        )
         if entry is None:
             return self._not_found(request, params, arrived)
         dialect, route = entry
@@ -514,6 +523,13 @@ class ExchangeEmulator(Lifecycle):
         record(reply.status)
         raise _Drop
 
+    def _match(self, method: str, path: str) -> tuple[Dialect, Route] | None:
+        """The templated route ``path`` matches, if any."""
+        for m, pattern, d, route in self._templates:
+            if m == method and pattern.fullmatch(path):
+                return d, route
+        return None
+
     def _venue_limits(self, venue: str) -> dict[str, Limit]:
         """The budgets in force for ``venue``, by its own bucket names (none when off)."""
         if not self._rate_limits_on:
@@ -524,15 +540,15 @@ class ExchangeEmulator(Lifecycle):
     def _not_found(
         self, request: web.Request, params: dict[str, str], arrived: int
     ) -> web.StreamResponse:
-        for d in self._dialects.values():
-            if any(request.path.startswith(p) for p in _prefixes(d)):
-                reply = d.error("not_found", request.path)
-                self._record(
-                    RequestRecord(
-                        d.name, "", request.method, request.path, params, reply.status, arrived
-                    )
+        d = _owner(self._dialects.values(), request.path)
+        if d is not None:
+            reply = d.error("not_found", request.path)
+            self._record(
+                RequestRecord(
+                    d.name, "", request.method, request.path, params, reply.status, arrived
                 )
-                return self._json(reply)
+            )
+            return self._json(reply)
         self._record(RequestRecord("", "", request.method, request.path, params, 404, arrived))
         return web.Response(status=404, text="Not Found")
 
@@ -562,8 +578,36 @@ def _retry_after(seconds: float) -> str:
     return str(max(1, int(-(-seconds // 1))))
 
 
+def _template(path: str) -> re.Pattern[str]:
+    """``/a/{id}/b`` -> a pattern matching ``/a/<one segment>/b``."""
+    parts = re.split(r"\{[^/}]+\}", path)
+    return re.compile("[^/]+".join(re.escape(p) for p in parts))
+
+
 def _prefixes(d: Dialect) -> set[str]:
     return {"/".join(r.path.split("/")[:3]) for r in d.routes()}
+
+
+def _owner(dialects: Iterable[Dialect], path: str) -> Dialect | None:
+    """The dialect an unknown ``path`` belongs to: of those with a route under its first
+    two segments (``/api/v3``), the one sharing the most leading segments with it
+    (Coinbase's ``/api/v3/brokerage/...`` beside Binance's ``/api/v3/...``), the first
+    on a tie; None when no dialect serves under them."""
+    parts = path.split("/")
+    best: Dialect | None = None
+    most = 0
+    for d in dialects:
+        if not any(path.startswith(p) for p in _prefixes(d)):
+            continue
+        shared = max(_shared_segments(parts, r.path.split("/")) for r in d.routes())
+        if shared > most:
+            best, most = d, shared
+    return best
+
+
+def _shared_segments(a: list[str], b: list[str]) -> int:
+    """How many leading path segments ``a`` and ``b`` share."""
+    return sum(1 for _ in itertools.takewhile(lambda ab: ab[0] == ab[1], zip(a, b, strict=False)))
 
 
 #: project aliases -> (ccxt id, default options)

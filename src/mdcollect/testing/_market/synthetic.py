@@ -64,11 +64,14 @@ class SyntheticMarket:
         venues: dict[str, Sequence[MarketSpec]] | None = None,
         aliases: dict[str, str] | None = None,
         contract_venues: Iterable[str] = ("binance", "okx", "bybit"),
+        unfilled_venues: Iterable[str] = ("kraken",),
     ) -> None:
         self.seed = seed
         self._clock = clock
         self._aliases = dict(aliases or {})
         self._contract_venues = set(contract_venues)
+        #: venues that publish no candle for an interval without trades
+        self._unfilled_venues = set(unfilled_venues)
         self._specs: dict[str, dict[str, MarketSpec]] = {}
         for venue, specs in (venues or {}).items():
             self._specs[venue] = {s.symbol: s for s in specs}
@@ -434,11 +437,12 @@ class SyntheticMarket:
     ) -> Candles:
         """Ground-truth candles with open time in ``[start, end)``.
 
-        ``fill_empty=None`` uses the venue's rule (flat candles everywhere but Kraken).
+        ``fill_empty=None`` uses the venue's rule (flat candles everywhere but Kraken and
+        Coinbase: ``unfilled_venues``).
         ``closed_only=True`` drops the still-open candle.
         """
         if fill_empty is None:
-            fill_empty = self.venue(exchange) != "kraken"
+            fill_empty = self.venue(exchange) not in self._unfilled_venues
         raw = self.raw_candles(exchange, symbol, timeframe, start, end, fill_empty=fill_empty)
         if closed_only:
             raw = raw.take(raw.confirmed())

@@ -15,6 +15,7 @@ from mdcollect.testing.dialects._base import Ctx, Dialect, DialectError, Reply, 
 from mdcollect.testing.dialects._render import encode_body
 from mdcollect.testing.dialects.binance import Binance
 from mdcollect.testing.dialects.bybit import Bybit
+from mdcollect.testing.dialects.coinbase import Coinbase
 from mdcollect.testing.dialects.kraken import Kraken
 from mdcollect.testing.dialects.okx import Okx
 
@@ -35,4 +36,5 @@ DIALECTS: dict[str, type[Dialect]] = {
     "okx": Okx,
     "bybit": Bybit,
     "kraken": Kraken,
+    "coinbase": Coinbase,
 }

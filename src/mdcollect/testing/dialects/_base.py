@@ -160,6 +160,9 @@ class Dialect(abc.ABC):
     limit_error: ClassVar[str] = "bad_request"
     #: Whether a ``limit`` above the maximum is cut to it (OKX) rather than refused.
     limit_clamps: ClassVar[bool] = False
+    #: Whether the venue lists spot markets only (Kraken, Coinbase): contract specs
+    #: given for every venue skip it.
+    spot_only: ClassVar[bool] = False
 
     @abc.abstractmethod
     def default_markets(self) -> Sequence[MarketSpec]:

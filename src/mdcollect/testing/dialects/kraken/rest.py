@@ -62,6 +62,7 @@ class Kraken(Dialect):
 
     name: ClassVar[str] = "kraken"
     fill_empty: ClassVar[bool] = False
+    spot_only: ClassVar[bool] = True
     limits: ClassVar[Mapping[str, Limit]] = {"public": Limit(15, 15.0)}
 
     def default_markets(self) -> Sequence[MarketSpec]:
