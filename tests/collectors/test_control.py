@@ -235,3 +235,66 @@ async def test_a_failing_or_slow_callback_never_holds_up_storage(emu: ExchangeEm
     assert slow_stats["calls"] == 1 and slow_stats["queued"] == 2 and slow_stats["dropped"] >= 1
     assert st["collectors"][c.name]["is_healthy"] and st["is_healthy"]
     assert slow_calls == 3  # after the release, stop delivered the two queued batches
+
+
+async def test_symbols_join_and_leave_a_running_collector_without_a_hole(
+    emu: ExchangeEmulator,
+) -> None:
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = TradesCollector(cl, [SYM], mode="ws", name="t", **FAST)  # type: ignore[arg-type]
+    btc, eth = DatasetKey("binance", SYM, "trades"), DatasetKey("binance", "ETH/USDT", "trades")
+    dc = DataCollector([c], store)
+    try:
+        async with dc:
+            await wait_until(lambda: bool(list(store.coverage(btc))), 20)
+            run_task = dc._slots["t"].task
+            with pytest.raises(mdcollect.InvalidRequest, match="NOPE/USDT"):
+                await dc.add_symbols("t", ["NOPE/USDT"])
+            assert c.symbols == [SYM]
+            assert await dc.add_symbols("t", ["ETH/USDT", SYM]) == ["ETH/USDT"]
+            await wait_until(lambda: len(store.read(eth)) > 20, 20)
+            with pytest.raises(mdcollect.InvalidRequest, match="does not collect"):
+                await dc.remove_symbols("t", ["SOL/USDT"])
+            with pytest.raises(mdcollect.InvalidRequest, match="would collect nothing"):
+                await dc.remove_symbols("t", [SYM, "ETH/USDT"])
+            assert await dc.remove_symbols("t", "ETH/USDT") == ["ETH/USDT"]
+            eth_rows = len(store.read(eth))
+            btc_rows = len(store.read(btc))
+            await wait_until(lambda: len(store.read(btc)) > btc_rows + 10, 20)
+            assert dc._slots["t"].task is run_task  # never restarted
+            st = _state(dc, "t")
+    finally:
+        await cl.close()
+    assert st["restarts"] == 0 and st["errors"] == 0, st
+    assert c.symbols == [SYM]
+    # BTC's coverage is one span across both changes: nothing was interrupted
+    assert len(list(store.coverage(btc))) == 1
+    # ETH stopped: at most what was in flight when it left was written after
+    assert len(store.read(eth)) <= eth_rows + 50
+    # and what its coverage claims is exactly the exchange's trades of that span
+    lo, hi = _span(store.coverage(eth))
+    truth = emu.market.trades("binance", "ETH/USDT", lo, hi).to_frame()
+    stored = store.read(eth, lo, hi)
+    assert len(truth) > 10 and sorted(stored["id"]) == sorted(truth["id"])
+
+
+def _span(cov: Any) -> tuple[int, int]:
+    spans = list(cov)
+    return spans[0].start, spans[-1].end
+
+
+async def test_a_stopped_collector_takes_new_symbols_at_its_next_run(emu: ExchangeEmulator) -> None:
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = TickerCollector(cl, [SYM], mode="ws", batch_rows=1, name="tick", **FAST)  # type: ignore[arg-type]
+    dc = DataCollector([c], store)
+    try:
+        assert await dc.add_symbols("tick", ["ETH/USDT"]) == ["ETH/USDT"]
+        async with dc:
+            await wait_until(
+                lambda: len(store.read(DatasetKey("binance", "ETH/USDT", "ticker"))) > 0, 20
+            )
+    finally:
+        await cl.close()
+    assert c.symbols == [SYM, "ETH/USDT"]

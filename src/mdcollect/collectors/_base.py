@@ -9,7 +9,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ClassVar, Final, TypeAlias
 
 import pandas as pd
@@ -259,6 +259,7 @@ class DataSourceCollector(ABC):
         self._ws_opened = False
         self._queue: asyncio.Queue[Message] | None = None
         self._oldest: float | None = None  # monotonic time the oldest pending row arrived
+        self._symbol_tasks: _SymbolTasks | None = None  # the feed's per-symbol tasks, running
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.exchange!r}, {self.symbols!r}, mode={self.mode!r})"
@@ -320,6 +321,57 @@ class DataSourceCollector(ABC):
         """
         self._client = client
         self._owns_client = False
+
+    async def add_symbols(self, symbols: Sequence[str] | str) -> list[str]:
+        """Collect ``symbols`` too; returns those that were new. Once the collector has
+        its exchange client, each new symbol is checked with the exchange first (an
+        unknown one raises :class:`~mdcollect.InvalidRequest`, nothing added). While
+        the feed runs (:attr:`changes_symbols_live`) the new symbols start at once,
+        the others untouched; otherwise they are collected from the next run.
+
+        >>> await collector.add_symbols(["SOL/USDT"])
+        ['SOL/USDT']
+        """
+        new = [s for s in _symbol_list(symbols) if s not in self.symbols]
+        if self._client is not None:
+            for s in new:
+                await self._prepare_symbol(self._client, s)
+        tasks = self._symbol_tasks
+        self.symbols.extend(new)
+        if tasks is not None:
+            for s in new:
+                tasks.start(s)
+        return new
+
+    async def remove_symbols(self, symbols: Sequence[str] | str) -> list[str]:
+        """Stop collecting ``symbols`` (what they received is still written); returns
+        those removed. The other symbols are untouched; at least one must remain.
+
+        >>> await collector.remove_symbols("ETH/USDT")
+        ['ETH/USDT']
+        """
+        gone = list(dict.fromkeys(_symbol_list(symbols)))
+        unknown = [s for s in gone if s not in self.symbols]
+        if unknown:
+            raise InvalidRequest(
+                f"{self.name} does not collect {unknown}; it collects {self.symbols}"
+            )
+        if len(gone) == len(self.symbols):
+            raise InvalidRequest(
+                f"{self.name} would collect nothing: remove the collector instead of all its symbols"
+            )
+        tasks = self._symbol_tasks
+        for s in gone:
+            self.symbols.remove(s)
+            if tasks is not None:
+                await tasks.stop(s)
+        return gone
+
+    @property
+    def changes_symbols_live(self) -> bool:
+        """True while the feed runs its symbols as separate tasks: :meth:`add_symbols`
+        and :meth:`remove_symbols` then take effect at once (otherwise at the next run)."""
+        return self._symbol_tasks is not None
 
     async def aclose(self) -> None:
         """Close the exchange client if this collector created it."""
@@ -429,6 +481,27 @@ class DataSourceCollector(ABC):
         self, items: list[Message]
     ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
         """Turn messages into frames to store, each with the interval it completes."""
+
+    async def _prepare_symbol(self, client: Any, symbol: str) -> None:
+        """Check ``symbol`` with the exchange before collecting it (InvalidRequest when
+        unknown); kinds that need per-symbol facts (contract sizes) keep them here."""
+        await client.check_symbol(symbol)
+
+    async def _each_symbol(
+        self,
+        fn: Callable[[Any], Coroutine[Any, Any, None]],
+        expand: Callable[[str], list[Any]] | None = None,
+    ) -> None:
+        """Run ``fn(item)`` for every item of every symbol (``expand(symbol)``, default the
+        symbol itself) as its own task, until one fails (its error propagates, the
+        others are cancelled) or all end. :meth:`add_symbols` and
+        :meth:`remove_symbols` start and stop a symbol's tasks meanwhile."""
+        tasks = _SymbolTasks(fn, expand or (lambda s: [s]))
+        self._symbol_tasks = tasks
+        try:
+            await tasks.run(list(self.symbols))
+        finally:
+            self._symbol_tasks = None
 
     def _start_session(self) -> None:  # noqa: B027 - optional hook
         """A new connection begins: forget per-connection state."""
@@ -586,6 +659,65 @@ class DataSourceCollector(ABC):
                 if self._pending and self._oldest is None:
                     self._oldest = self.clock.monotonic()
             return ok
+
+
+def _symbol_list(symbols: Sequence[str] | str) -> list[str]:
+    syms = [symbols] if isinstance(symbols, str) else list(symbols)
+    if not syms or not all(isinstance(s, str) and s.strip() for s in syms):
+        raise InvalidRequest(f"symbols must be a non-empty list of symbols, got {symbols!r}")
+    return syms
+
+
+class _SymbolTasks:
+    """A feed's per-symbol tasks, which symbols may join or leave while it runs."""
+
+    def __init__(
+        self, fn: Callable[[Any], Coroutine[Any, Any, None]], expand: Callable[[str], list[Any]]
+    ) -> None:
+        self._fn = fn
+        self._expand = expand
+        self._tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self._done: asyncio.Future[None] | None = None
+
+    async def run(self, symbols: list[str]) -> None:
+        self._done = asyncio.get_running_loop().create_future()
+        for s in symbols:
+            self.start(s)
+        try:
+            if self._tasks:
+                await self._done
+        finally:
+            live = [t for ts in self._tasks.values() for t in ts]
+            for t in live:
+                t.cancel()
+            await asyncio.gather(*live, return_exceptions=True)
+            self._tasks.clear()
+
+    def start(self, symbol: str) -> None:
+        if symbol in self._tasks:
+            return
+        tasks = [asyncio.create_task(self._fn(item)) for item in self._expand(symbol)]
+        self._tasks[symbol] = tasks
+        for t in tasks:
+            t.add_done_callback(self._ended)
+
+    async def stop(self, symbol: str) -> None:
+        tasks = self._tasks.pop(symbol, [])
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        done = self._done
+        if done is None or done.done():
+            return
+        # a task cancelled from outside (a stream closed under it) ends like one that
+        # returned; one that raised ends the feed, as in a TaskGroup
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            done.set_exception(exc)
+        elif all(t.done() for ts in self._tasks.values() for t in ts):
+            done.set_result(None)
 
 
 def _write_all(

@@ -14,7 +14,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from .._errors import InvalidRequest, first_leaf
+from .._errors import InvalidRequest
 from .._intervals import Interval
 from .._keys import DatasetKey
 from .._schema import empty_frame
@@ -41,20 +41,6 @@ __all__ = [
 
 #: how far behind the newest trade re-sent trades are still recognised (ms)
 _SEEN_MS: Final = 10_000
-
-
-async def _per_symbol(symbols: Sequence[Any], fn: Any) -> None:
-    """Run ``fn(symbol)`` for every symbol; the first failure cancels the others."""
-    async with asyncio.TaskGroup() as tg:
-        for s in symbols:
-            tg.create_task(fn(s))
-
-
-async def _unwrap(coro: Any) -> None:
-    try:
-        await coro
-    except BaseExceptionGroup as eg:
-        raise first_leaf(eg) from None
 
 
 class TradesCollector(DataSourceCollector):
@@ -126,18 +112,22 @@ class TradesCollector(DataSourceCollector):
         self._seen.clear()
 
     async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
-        from ..exchanges import contract_size
 
         for s in self.symbols:
-            self._contract[s] = contract_size(await client.check_symbol(s))
+            await self._prepare_symbol(client, s)
         if self._check_ws(client):
-            await _unwrap(_per_symbol(self.symbols, lambda s: self._watch(client, queue, s)))
+            await self._each_symbol(lambda s: self._watch(client, queue, s))
         else:
             if not client.info.trades_history:
                 raise InvalidRequest(
                     f"{self.exchange} serves only recent trades over REST; use mode='ws'"
                 )
-            await _unwrap(_per_symbol(self.symbols, lambda s: self._poll(client, queue, s)))
+            await self._each_symbol(lambda s: self._poll(client, queue, s))
+
+    async def _prepare_symbol(self, client: Any, symbol: str) -> None:
+        from ..exchanges import contract_size
+
+        self._contract[symbol] = contract_size(await client.check_symbol(symbol))
 
     async def _watch(self, client: Any, queue: asyncio.Queue[Message], symbol: str) -> None:
         from ..exchanges import trade_rows
@@ -359,10 +349,12 @@ class OHLCVCollector(DataSourceCollector):
     async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
         for tf in self.timeframes:
             client.check_timeframe(str(tf))
-        pairs = [(s, tf) for s in self.symbols for tf in self.timeframes]
         ws = self._check_ws(client)
         fn = self._watch if ws else self._poll
-        await _unwrap(_per_symbol(pairs, lambda p: fn(client, queue, p[0], p[1])))
+        await self._each_symbol(
+            lambda p: fn(client, queue, p[0], p[1]),
+            expand=lambda s: [(s, tf) for tf in self.timeframes],
+        )
 
     async def _watch(
         self, client: Any, queue: asyncio.Queue[Message], sym: str, tf: Timeframe
@@ -466,7 +458,7 @@ class _SnapshotCollector(DataSourceCollector):
 
     async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
         ws = self._check_ws(client)
-        await _unwrap(_per_symbol(self.symbols, lambda s: self._loop(client, queue, s, ws)))
+        await self._each_symbol(lambda s: self._loop(client, queue, s, ws))
 
     async def _loop(self, client: Any, queue: asyncio.Queue[Message], sym: str, ws: bool) -> None:
         every = self.interval if self.interval is not None else (0.0 if ws else self.poll_interval)
@@ -690,7 +682,7 @@ class OpenInterestCollector(DataSourceCollector):
             raise InvalidRequest(
                 f"{self.exchange} streams no open interest over websockets; use mode='poll'"
             )
-        await _unwrap(_per_symbol(self.symbols, lambda s: self._poll(client, queue, s)))
+        await self._each_symbol(lambda s: self._poll(client, queue, s))
 
     def _closed_upto(self) -> int:
         """The end of the periods closed (and published, ``poll_lag``) by now."""

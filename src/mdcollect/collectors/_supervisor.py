@@ -14,7 +14,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
@@ -344,6 +344,46 @@ class DataCollector:
         await asyncio.gather(*(self._halt(s) for s in slots))
         for slot in slots:
             self._manual_restart(slot)
+
+    async def add_symbols(self, name: str, symbols: Sequence[str] | str) -> list[str]:
+        """Collect ``symbols`` too with collector ``name``, without interrupting its
+        other symbols (each new one is checked with the exchange first: an unknown
+        symbol raises :class:`~mdcollect.InvalidRequest`); returns the symbols that
+        were new. A collector whose feed cannot take new symbols live is restarted.
+
+        >>> await dc.add_symbols("binance:trades:BTC/USDT", ["SOL/USDT"])
+        ['SOL/USDT']
+        """
+        slot = self._slot(name)
+        live = slot.collector.changes_symbols_live
+        new = await slot.collector.add_symbols(symbols)
+        if new and not live:
+            await self._rerun(slot, f"symbols added: {', '.join(new)}")
+        return new
+
+    async def remove_symbols(self, name: str, symbols: Sequence[str] | str) -> list[str]:
+        """Stop collecting ``symbols`` with collector ``name`` (the rows they received
+        are written); the others go on. Returns the symbols removed.
+
+        >>> await dc.remove_symbols("binance:trades:BTC/USDT", ["SOL/USDT"])
+        ['SOL/USDT']
+        """
+        slot = self._slot(name)
+        live = slot.collector.changes_symbols_live
+        gone = await slot.collector.remove_symbols(symbols)
+        if gone and not live:
+            await self._rerun(slot, f"symbols removed: {', '.join(gone)}")
+        return gone
+
+    async def _rerun(self, slot: _Slot, why: str) -> None:
+        """Restart a running ``slot`` now (its counts kept): its feed takes changes only
+        when it starts."""
+        if self._running and slot.task is not None and slot.state in ("starting", "running"):
+            await self._halt(slot)
+            slot.last_restart_ms = self.clock.time_ms()
+            slot.last_restart_reason = why
+            slot.restarts += 1
+            self._launch(slot)
 
     def running(self) -> list[str]:
         """Names of the collectors that are running now (started, not waiting to
