@@ -354,3 +354,21 @@ def test_negative_status_every_is_refused_by_the_number_rule(
     )
     assert main(["collect", str(config), "--status-every", "-1"]) == 2
     assert "--status-every must be a number >= 0, got -1.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["ensure", "backfill"])
+def test_emulate_with_an_exchange_it_does_not_serve_names_those_it_does(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"parquet://{tmp_path / 'store'}"
+    argv = ["--storage", url, "--emulate", "-q", "--no-progress", command, "BTC/USDT",
+            "-x", "kucoin", "-t", "1h", "--start", "2024-01-01", "--end", "2024-01-02"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "exchange 'kucoin' is not served by the exchange emulator" in err
+    served = "binance, binance_futures, binancecoinm, binanceusdm, bybit, bybit_futures, kraken"
+    assert served in err and "okx_futures" in err
+    assert not (tmp_path / "store").exists() or not open_storage(url).keys()
+    with pytest.raises(InvalidRequest, match="it serves: binance, "):
+        load_ohlcv("BTC/USDT", "1h", "2024-01-01", "2024-01-02", exchange="kucoin",
+                   storage=url, emulate=True)  # fmt: skip
