@@ -65,5 +65,6 @@ quote_volume  # testing/_market.py: candle field the Binance dialect serves, rea
 taker_buy_volume  # testing/_market.py: candle field the dialects serve
 taker_buy_quote_volume  # testing/_market.py: candle field the dialects serve
 _.by_kind  # ensure.py: EnsureReport.by_kind, public API for ensure_data(kinds=...) reports
+_.fetch_data  # remote/_client.py: the clients' GET /api/v1/data, public API
 
 # -- really unused, in files another part owns

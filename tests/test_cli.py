@@ -378,3 +378,21 @@ def test_ensure_on_the_emulated_coinbase(
     assert main(["--storage", url, "--emulate", "-q", "ensure", "BTC/USD", "-x", "coinbase",
                  "-t", "4h", "--start", "2024-01-01", "--end", "2024-01-03"]) == 2  # fmt: skip
     assert "allowed: 1m, 5m, 15m, 30m, 1h, 2h, 6h, 1d" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["ensure", "backfill"])
+def test_emulate_with_an_exchange_it_does_not_serve_names_those_it_does(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"parquet://{tmp_path / 'store'}"
+    argv = ["--storage", url, "--emulate", "-q", "--no-progress", command, "BTC/USDT",
+            "-x", "kucoin", "-t", "1h", "--start", "2024-01-01", "--end", "2024-01-02"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "exchange 'kucoin' is not served by the exchange emulator" in err
+    served = "binance, binance_futures, binancecoinm, binanceusdm, bybit, bybit_futures, coinbase"
+    assert served in err and "okx_futures" in err
+    assert not (tmp_path / "store").exists() or not open_storage(url).keys()
+    with pytest.raises(InvalidRequest, match="it serves: binance, "):
+        load_ohlcv("BTC/USDT", "1h", "2024-01-01", "2024-01-02", exchange="kucoin",
+                   storage=url, emulate=True)  # fmt: skip

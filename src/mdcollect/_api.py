@@ -3,7 +3,7 @@
 Both sides import this one module (the service :mod:`mdcollect.service` before doing
 anything, the client :mod:`mdcollect.remote` before sending), so they cannot drift:
 the limits, the defaults, the patterns of the OpenAPI document, and the checked
-request types :class:`OhlcvQuery` and :class:`SyncRequest`. The checks themselves are
+request types :class:`OhlcvQuery`, :class:`DataQuery` and :class:`SyncRequest`. The checks themselves are
 the library's input rules (:mod:`mdcollect._rules`), with the API's own bounds on top:
 a symbol is at most 50 characters, ``limit`` is 1..10000, ``exchange`` is one of an
 allowed set, times lie in 1970..9999.
@@ -23,10 +23,11 @@ from typing import Any, Final
 from attrs import frozen
 
 from ._errors import InvalidRequest
-from ._keys import HISTORY_KINDS, HistoryKind
+from ._keys import CANDLE_KINDS, HISTORY_KINDS, CandleKind, HistoryKind
 from ._rules import (
     MAX_SYMBOLS,
     check_bounds,
+    check_choice,
     check_choices,
     check_limit,
     check_padding,
@@ -47,11 +48,14 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_SYMBOLS",
     "MAX_SYMBOL_LENGTH",
+    "ROW_KINDS",
     "TIMEFRAME_PATTERN",
+    "DataQuery",
     "OhlcvQuery",
     "SyncRequest",
     "TimeframeRule",
     "check_exchange",
+    "data_query",
     "format_date",
     "ohlcv_query",
     "sync_request",
@@ -69,6 +73,9 @@ MAX_LIMIT: Final = 10_000
 #: checked by the ``check_timeframe`` rule.
 TIMEFRAME_PATTERN: Final = r"^[0-9]+[smhdwM]$"
 DATE_PATTERN: Final = r"^(\d{8}|\d{4}-\d{2}-\d{2})$"
+#: The kinds of history without a timeframe (``GET /api/v1/data``); the candle kinds
+#: are read from ``GET /api/v1/ohlcv?kind=...``.
+ROW_KINDS: Final[tuple[HistoryKind, ...]] = tuple(k for k in HISTORY_KINDS if k not in CANDLE_KINDS)
 
 #: ``check_timeframe(timeframe, exchange)``: the timeframe parsed if ``exchange`` serves
 #: it, else :class:`~mdcollect.InvalidRequest` (``ExchangeInfo.check_timeframe``).
@@ -81,10 +88,41 @@ def _ccxt_rule(timeframe: object, exchange: str) -> Timeframe:
 
 @frozen
 class OhlcvQuery:
-    """A checked ``GET /api/v1/ohlcv``: ``[start, end)`` in ms (``None`` is open)."""
+    """A checked ``GET /api/v1/ohlcv``: ``[start, end)`` in ms (``None`` is open); ``kind``
+    is which price's candles (``ohlcv``, or ``mark``, ``index``, ``premium``)."""
 
     symbol: str
     timeframe: str
+    limit: int
+    start: int | None
+    end: int | None
+    exchange: str
+    kind: CandleKind = "ohlcv"
+
+    def params(self) -> dict[str, str | int]:
+        """Query parameters as the client sends them."""
+        out: dict[str, str | int] = {
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "limit": self.limit,
+            "exchange": self.exchange,
+        }
+        if self.start is not None:
+            out["start"] = self.start
+        if self.end is not None:
+            out["end"] = self.end
+        if self.kind != "ohlcv":  # sent when not the default, as sync's kinds
+            out["kind"] = self.kind
+        return out
+
+
+@frozen
+class DataQuery:
+    """A checked ``GET /api/v1/data``: stored rows of a kind without a timeframe
+    (:data:`ROW_KINDS`: ``trades``, ``funding``...) over ``[start, end)`` in ms."""
+
+    kind: HistoryKind
+    symbol: str
     limit: int
     start: int | None
     end: int | None
@@ -93,8 +131,8 @@ class OhlcvQuery:
     def params(self) -> dict[str, str | int]:
         """Query parameters as the client sends them."""
         out: dict[str, str | int] = {
+            "kind": self.kind,
             "symbol": self.symbol,
-            "timeframe": self.timeframe,
             "limit": self.limit,
             "exchange": self.exchange,
         }
@@ -168,6 +206,7 @@ def ohlcv_query(
     start: object = None,
     end: object = None,
     exchange: object = DEFAULT_EXCHANGE,
+    kind: object = "ohlcv",
     *,
     allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
     check_timeframe: TimeframeRule = _ccxt_rule,
@@ -175,21 +214,55 @@ def ohlcv_query(
     """Check the inputs of a candles request (client and service).
 
     ``start`` and ``end`` are ms (an int, or digits as in a query), dates or ISO 8601
-    times, by the library's one rule (:func:`mdcollect._time.time_range`).
+    times, by the library's one rule (:func:`mdcollect._time.time_range`); ``kind`` is
+    one of the candle kinds (:data:`~mdcollect._keys.CANDLE_KINDS`).
 
     >>> ohlcv_query("BTC/USDT:USDT", "1h", 24, "2024-01-01").params()["start"]
     1704067200000
+    >>> ohlcv_query("BTC/USDT:USDT", "1h", kind="mark").params()["kind"]
+    'mark'
     """
+    candles: CandleKind = check_choice("kind", kind, CANDLE_KINDS)  # type: ignore[assignment]
     ex = check_exchange(exchange, allowed_exchanges)
     sym = check_symbol(symbol, max_length=MAX_SYMBOL_LENGTH)
     tf = check_timeframe(timeframe, ex)
     n = check_limit(limit, default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    lo, hi = _bounds(start, end)
+    return OhlcvQuery(sym, str(tf), n, lo, hi, ex, candles)
+
+
+def data_query(
+    kind: object,
+    symbol: object,
+    limit: object = None,
+    start: object = None,
+    end: object = None,
+    exchange: object = DEFAULT_EXCHANGE,
+    *,
+    allowed_exchanges: Iterable[str] = DEFAULT_EXCHANGES,
+) -> DataQuery:
+    """Check the inputs of a request for stored rows of a kind without a timeframe
+    (client and service): ``kind`` one of :data:`ROW_KINDS`, the rest as
+    :func:`ohlcv_query`.
+
+    >>> data_query("funding", "BTC/USDT:USDT", 3, "2024-01-01").params()["start"]
+    1704067200000
+    """
+    rows: HistoryKind = check_choice("kind", kind, ROW_KINDS)  # type: ignore[assignment]
+    ex = check_exchange(exchange, allowed_exchanges)
+    sym = check_symbol(symbol, max_length=MAX_SYMBOL_LENGTH)
+    n = check_limit(limit, default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+    lo, hi = _bounds(start, end)
+    return DataQuery(rows, sym, n, lo, hi, ex)
+
+
+def _bounds(start: object, end: object) -> tuple[int | None, int | None]:
     lo, hi = time_range(digits_as_ms(start), digits_as_ms(end))
     if lo is not None:
         check_bounds(lo, "start", start)
     if hi is not None:
         check_bounds(hi, "end", end)
-    return OhlcvQuery(sym, str(tf), n, lo, hi, ex)
+    return lo, hi
 
 
 def sync_request(

@@ -24,9 +24,14 @@ from attrs import field, frozen
 from ._errors import ExchangeError, InvalidRequest
 from ._rules import non_negative, positive
 
-__all__ = ["Backoff", "Jitter", "RetryPolicy", "parse_retry_after"]
+__all__ = ["EMPTY_PAGE_REASKS", "Backoff", "Jitter", "RetryPolicy", "parse_retry_after"]
 
 T = TypeVar("T")
+
+#: How often a page that came back empty is asked again when a row is known to be
+#: there (a candle or a trade the last page showed): an empty answer then is the
+#: exchange's hiccup, not the end of its data. Candle and trade paging share it.
+EMPTY_PAGE_REASKS: Final = 3
 
 #: How much of each wait is drawn at random: ``full`` from ``[0, d]``, ``equal`` from
 #: ``[d/2, d]``, ``none`` waits ``d``.

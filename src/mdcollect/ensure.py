@@ -457,6 +457,14 @@ def _source(exchange: object, storage: Storage, emulate: bool | None) -> _Source
             "(or use ExchangeEmulator.client(...))"
         )
     emulated = client_emulated or (on and not isinstance(exchange, ExchangeClient))
+    if on and not isinstance(exchange, ExchangeClient):
+        from .testing import served_exchanges
+
+        if key not in served_exchanges():
+            raise InvalidRequest(
+                f"exchange {key!r} is not served by the exchange emulator (emulate=True, "
+                f"--emulate); it serves: {', '.join(served_exchanges())}"
+            )
     if storage is None:
         store = open_storage(emulated_storage_url() if emulated else default_storage_url())
     else:

@@ -53,3 +53,11 @@ def test_no_input_causes_a_server_error(fuzzed: LiveServer, case: schemathesis.C
     response = case.call(base_url=fuzzed.url)
     assert response.status_code < 500, (case.as_curl_command(), response.text)
     assert response.headers["content-type"] == ["application/json"]
+
+
+def test_every_read_of_every_kind_is_fuzzed() -> None:
+    """The fuzzed operations include the candle kinds' ``kind`` and ``/api/v1/data``."""
+    operations = {(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()}
+    assert {("GET", "/api/v1/ohlcv"), ("GET", "/api/v1/data")} <= operations
+    ohlcv = DOCUMENT["paths"]["/api/v1/ohlcv"]["get"]["parameters"]
+    assert "kind" in {p["name"] for p in ohlcv}

@@ -46,13 +46,20 @@ def page_forward(
     return out
 
 
+#: The coins every venue lists by default (Binance also BNB): spot, and perpetuals
+#: where the venue has them.
+COINS = ["BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "LTC", "LINK", "AVAX", "WIF"]
+SPOT = {f"{c}/USDT" for c in COINS}
+PERPS = {f"{c}/USDT:USDT" for c in COINS}
+
+
 def test_load_markets_every_dialect(emu: ExchangeEmulator) -> None:
     expected = {
-        "binance": {"BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT"},
-        "binanceusdm": {"BTC/USDT:USDT", "ETH/USDT:USDT"},
-        "okx": {"BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT"},
-        "bybit": {"BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT"},
-        "kraken": {"BTC/USDT", "ETH/USDT"},
+        "binance": SPOT | PERPS | {"BNB/USDT", "BNB/USDT:USDT"},
+        "binanceusdm": PERPS | {"BNB/USDT:USDT"},
+        "okx": SPOT | PERPS,
+        "bybit": SPOT | PERPS,
+        "kraken": SPOT,
         "coinbase": {
             "BTC/USD",
             "ETH/USD",
@@ -381,10 +388,10 @@ def test_binance_fetch_ticker_equals_the_market(
 
 def test_binance_fetch_tickers_all_and_some(emu: ExchangeEmulator) -> None:
     ex = sync_exchange(emu, "binance")
-    single = {s: ex.fetch_ticker(s) for s in ("BTC/USDT", "ETH/USDT")}
+    single = {s: ex.fetch_ticker(s) for s in sorted(SPOT | {"BNB/USDT"})}
     emu.clear_requests()
     every = ex.fetch_tickers()
-    assert set(every) == {"BTC/USDT", "ETH/USDT"}  # spot only: the default type
+    assert set(every) == SPOT | {"BNB/USDT"}  # spot only: the default type
     some = ex.fetch_tickers(["ETH/USDT"])
     assert list(some) == ["ETH/USDT"]
     for got in (every, some):
@@ -397,7 +404,7 @@ def test_binance_fetch_tickers_all_and_some(emu: ExchangeEmulator) -> None:
     usdm = sync_exchange(emu, "binanceusdm")
     emu.clear_requests()
     perps = usdm.fetch_tickers()
-    assert set(perps) == {"BTC/USDT:USDT", "ETH/USDT:USDT"}
+    assert set(perps) == PERPS | {"BNB/USDT:USDT"}
     assert perps["ETH/USDT:USDT"]["info"] == usdm.fetch_ticker("ETH/USDT:USDT")["info"]
     assert [(r.path, r.weight) for r in emu.requests] == [
         ("/fapi/v1/ticker/24hr", 40),
@@ -441,7 +448,7 @@ def test_binance_fetch_bids_asks_equal_the_book(
     got = ex.fetch_bids_asks(symbols)
     (req,) = emu.requests
     assert (req.path, req.status, req.weight) == (path, 200, weight)
-    expected = symbols or ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+    expected = symbols or sorted(PERPS | {"BNB/USDT:USDT"})
     assert sorted(got) == sorted(expected)
     for s in expected:
         t = got[s]

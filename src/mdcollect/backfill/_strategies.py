@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final, Literal, cast, get_args
 import numpy as np
 import pandas as pd
 
+from .._backoff import EMPTY_PAGE_REASKS
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import CANDLE_KINDS, HISTORY_KINDS, CandleKind, DatasetKey, HistoryKind
@@ -33,9 +34,6 @@ log = logging.getLogger("mdcollect.backfill")
 #: candle endpoint, ``trades`` resamples trades.
 Strategy = Literal["auto", "ohlcv", "trades"]
 STRATEGIES: Final[tuple[Strategy, ...]] = get_args(Strategy)
-
-#: How often a window re-asks a page that came back empty from a known candle.
-EMPTY_PAGE_REASKS: Final = 3
 
 
 class _CandleJob(BackfillJob):
@@ -328,7 +326,7 @@ class TradesBackfill(BackfillJob):
         trades = merge_frames("trades", trades, page.frame)
         while page.next_since is not None:
             page = await client.fetch_trades_page(
-                self.key.symbol, page.next_since, window.end, cursor=page.cursor
+                self.key.symbol, page.next_since, window.end, cursor=page.cursor, known=page.known
             )
             trades = merge_frames("trades", trades, page.frame)
         if self.tf is None:

@@ -163,7 +163,7 @@ class TradesCollector(DataSourceCollector):
                 frames.append(page.frame)
                 while page.next_since is not None:
                     page = await client.fetch_trades_page(
-                        symbol, page.next_since, until, cursor=page.cursor
+                        symbol, page.next_since, until, cursor=page.cursor, known=page.known
                     )
                     frames.append(page.frame)
                 received = self.clock.time_ms()

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from attrs import frozen
 
+from .._backoff import EMPTY_PAGE_REASKS
 from .._errors import ExchangeError, InvalidRequest
 from .._keys import CandleKind
 from .._rules import check_number
@@ -87,11 +88,15 @@ class TradesPage:
     trades; ``cursor`` is the exchange's opaque cursor to pass back with it
     (Kraken), else ``None``. Consecutive pages may overlap at one millisecond;
     rows are identified by ``(timestamp, id)``, so merging them deduplicates.
+    Pass ``known`` back with ``next_since`` (see :meth:`ExchangeClient.fetch_trades_page`).
     """
 
     frame: pd.DataFrame
     next_since: int | None
     cursor: str | None = None
+    #: A trade is known at ``next_since`` (this page's last row, followed up from):
+    #: the next page must show it, so an empty answer there is asked again.
+    known: bool = False
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -552,21 +557,30 @@ class ExchangeClient:
         *,
         limit: int | None = None,
         cursor: str | None = None,
+        known: bool = False,
     ) -> TradesPage:
         """One page of trades from ``since`` (or ``cursor``) and where the next page starts.
 
-        Paging by ``next_since`` (and ``cursor``) until it is ``None`` covers
-        ``[since, until)`` without gaps; pages may overlap at the boundary
+        Paging by ``next_since`` (and ``cursor`` and ``known``) until it is ``None``
+        covers ``[since, until)`` without gaps; pages may overlap at the boundary
         millisecond, and rows merge by ``(timestamp, id)``. Exchanges whose
         trades endpoint serves only recent trades (``info.trades_since`` false)
         answer one page of recent trades and ``next_since=None``, unless they
         serve trades newest first before a time (``info.trades_before``, OKX):
         then one call reads the whole range.
 
+        A page with fewer rows than asked for proves trades only up to its last
+        row (a page cut short looks like the end of the data): it is followed up
+        from that row, and the answer shows where it starts. An empty answer is
+        asked again and taken once two answers in a row are empty; from a trade
+        known to exist (``known``) it is asked again up to
+        :data:`~mdcollect._backoff.EMPTY_PAGE_REASKS` times, then refused with
+        :class:`ExchangeError`: the rule of candle pages.
+
         >>> page = await client.fetch_trades_page("BTC/USDT", since, until)
         >>> while page.next_since is not None:
         ...     page = await client.fetch_trades_page(
-        ...         "BTC/USDT", page.next_since, until, cursor=page.cursor
+        ...         "BTC/USDT", page.next_since, until, cursor=page.cursor, known=page.known
         ...     )
         """
         market = await self.check_symbol(symbol)
@@ -583,38 +597,89 @@ class ExchangeClient:
         if cursor is not None and info.trades_cursor is not None:
             params[info.trades_cursor.param] = cursor
         ask_since = since if info.trades_since else None
-        trades = await self._call(
-            f"fetch_trades({symbol!r}, since={since})",
-            lambda: self.exchange.fetch_trades(symbol, ask_since, page, params),
-        )
-        trades = [t for t in trades if t.get("timestamp") is not None]
-        frame = trades_frame(trades, contract_size(market), since=since, until=until)
-        if not info.trades_since:
-            return TradesPage(frame, None)
-        last_ts = max((int(t["timestamp"]) for t in trades), default=None)
-        if info.trades_cursor is not None:
-            next_cursor = info.trades_cursor.extract(trades)
-            done = (
-                last_ts is None
-                or last_ts >= until
-                or len(trades) < page
-                or next_cursor is None
-                or next_cursor == cursor
+
+        async def ask() -> list[dict[str, Any]]:
+            trades = await self._call(
+                f"fetch_trades({symbol!r}, since={since})",
+                lambda: self.exchange.fetch_trades(symbol, ask_since, page, params),
             )
-            return TradesPage(frame, None if done else last_ts, None if done else next_cursor)
-        if last_ts is not None and len(trades) >= page:
-            # a full page: more trades may share last_ts, so start there again
-            if last_ts >= until:
+            return [t for t in trades if t.get("timestamp") is not None]
+
+        trades = await ask()
+        size = contract_size(market)
+        if not info.trades_since:
+            return TradesPage(trades_frame(trades, size, since=since, until=until), None)
+        what = f"{symbol} trades from {format_ms(since)}"
+
+        def doubtful(rows: list[dict[str, Any]]) -> bool:
+            # asked from a trade known to be at ``since``: the answer must show it
+            if known:
+                return not any(int(t["timestamp"]) == since for t in rows)
+            return not rows
+
+        trades = await self._settled(ask, trades, doubtful, known=known, what=what)
+        frame = trades_frame(trades, size, since=since, until=until)
+        last_ts = max((int(t["timestamp"]) for t in trades), default=None)
+        if last_ts is None:  # two empty answers: none up to window_end
+            return TradesPage(frame, window_end if window_end < until else None)
+        if last_ts >= until:
+            return TradesPage(frame, None)
+        if info.trades_cursor is not None:
+            # paged by the exchange's cursor, which starts the next answer at this page's
+            # last trade (known): the same cursor again shows nothing after it
+            next_cursor = info.trades_cursor.extract(trades)
+            if next_cursor is None or next_cursor == cursor:
                 return TradesPage(frame, None)
-            if last_ts <= since:
-                log.warning(
-                    "%s: a full page of trades at one millisecond (%d); skipping past it",
-                    self.key,
-                    since,
-                )
-                return TradesPage(frame, since + 1)
-            return TradesPage(frame, last_ts)
+            return TradesPage(frame, last_ts, next_cursor, known=True)
+        if last_ts > since:
+            # full, or with fewer rows (the end of the window's trades, or cut short):
+            # more trades may follow its last row, so ask from there again
+            return TradesPage(frame, last_ts, known=True)
+        if len(trades) >= page:
+            log.warning(
+                "%s: a full page of trades at one millisecond (%d); skipping past it",
+                self.key,
+                since,
+            )
+            return TradesPage(frame, since + 1)
+        # only the trades at ``since``: the exchange shows none after them up to window_end
         return TradesPage(frame, window_end if window_end < until else None)
+
+    async def _settled(
+        self,
+        ask: Callable[[], Awaitable[list[dict[str, Any]]]],
+        rows: list[dict[str, Any]],
+        doubtful: Callable[[list[dict[str, Any]]], bool],
+        *,
+        known: bool,
+        what: str,
+    ) -> list[dict[str, Any]]:
+        """A trades answer that may show less than there is (``doubtful``), asked again.
+
+        Asked from a trade ``known`` to exist, an answer that does not show it (empty,
+        or cut short at that end) is the exchange's hiccup: asked again up to
+        :data:`EMPTY_PAGE_REASKS` times, then an :class:`ExchangeError`. Otherwise a
+        doubtful answer (empty, or short where that would end the paging) may be the
+        truth: taken once two answers in a row agree.
+        """
+        previous: list[tuple[int, str]] | None = None
+        asks = 0
+        while doubtful(rows):
+            ids = [(int(t["timestamp"]), str(t.get("id"))) for t in rows]
+            if ids == previous and not known:
+                return rows
+            if asks >= EMPTY_PAGE_REASKS:
+                seen = "without the trade asked from" if known else "without two agreeing"
+                raise ExchangeError(
+                    f"{self.key}: {what}: {asks + 1} answers came back {seen}; left uncovered"
+                )
+            asks += 1
+            previous = ids
+            log.warning(
+                "%s: %s came back %s; asking again", self.key, what, "short" if rows else "empty"
+            )
+            rows = await ask()
+        return rows
 
     async def _trades_before(
         self, symbol: str, market: Mapping[str, Any], since: int, until: int, page: int
@@ -635,11 +700,26 @@ class ExchangeClient:
         rows: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            trades = await self._call(
-                f"fetch_trades({symbol!r}, before={params[before.param]})",
-                functools.partial(self.exchange.fetch_trades, symbol, None, page, params),
+
+            async def ask(params: dict[str, Any] = params) -> list[dict[str, Any]]:
+                trades = await self._call(
+                    f"fetch_trades({symbol!r}, before={params[before.param]})",
+                    functools.partial(self.exchange.fetch_trades, symbol, None, page, params),
+                )
+                return [t for t in trades if t.get("timestamp") is not None]
+
+            def doubtful(rows: list[dict[str, Any]], known: str | None = cursor) -> bool:
+                # before a time, no trade known: a short page is the start of the market's
+                # history or one cut short (taken once two answers agree); before the id
+                # just after the oldest trade seen: the answer must show that trade
+                if known is None:
+                    return len(rows) < page
+                return not any(str(t["id"]) == known for t in rows)
+
+            what = f"{symbol} trades before {params[before.param]}"
+            trades = await self._settled(
+                ask, await ask(), doubtful, known=cursor is not None, what=what
             )
-            trades = [t for t in trades if t.get("timestamp") is not None]
             rows += trades
             if len(trades) < page:
                 break  # the start of the market's history
@@ -647,7 +727,8 @@ class ExchangeClient:
             if int(oldest["timestamp"]) < since or str(oldest["id"]) == cursor:
                 break
             cursor = str(oldest["id"])
-            params = {**before.by_id, before.param: cursor}
+            # ask from just after it, so the answer starts with a trade known to exist
+            params = {**before.by_id, before.param: str(int(cursor) + 1)}
         # rows the exchange repeated are merged by (timestamp, id) in the frame
         frame = trades_frame(rows, contract_size(market), since=since, until=until)
         return TradesPage(frame, None)

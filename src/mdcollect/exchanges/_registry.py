@@ -23,7 +23,7 @@ from attrs import evolve, field, frozen
 
 from .._errors import InvalidRequest
 from .._rules import check_timeframe
-from .._time import DAY, HOUR, Timeframe
+from .._time import DAY, HOUR, NS_PER_MS, Timeframe
 from ._limiter import Budget, binance_body, binance_headers, bybit_headers
 
 __all__ = [
@@ -98,14 +98,12 @@ class PriceCandles:
 
 
 def _kraken_last(trades: Sequence[Mapping[str, Any]]) -> str | None:
-    # Kraken answers {"result": {PAIR: [...], "last": "<ns cursor>"}}; ccxt's
-    # kraken.fetch_trades appends "last" to the raw list of the final trade.
+    # Kraken's ``since`` is an exclusive ns time. Not its own "last" cursor (which a page
+    # cut short does not show): just before the last trade's millisecond, so the next
+    # answer starts with that trade, known to exist.
     if not trades:
         return None
-    info = trades[-1].get("info")
-    if isinstance(info, list) and info:
-        return str(info[-1])
-    return None
+    return str(int(trades[-1]["timestamp"]) * NS_PER_MS - 1)
 
 
 @frozen

@@ -29,12 +29,13 @@ from .._api import (
     DEFAULT_EXCHANGE,
     DEFAULT_EXCHANGES,
     DEFAULT_TIMEFRAME,
+    data_query,
     ohlcv_query,
     sync_request,
 )
 from .._backoff import RetryPolicy, parse_retry_after
 from .._errors import InvalidRequest, RemoteError
-from .._keys import HistoryKind
+from .._keys import CandleKind, HistoryKind, Kind
 from .._redact import redact, secrets_in
 from .._rules import check_number
 from .._time import DEFAULT_PADDING_DAYS
@@ -49,7 +50,7 @@ __all__ = [
 
 log: Final = logging.getLogger("mdcollect.remote")
 
-Operation = Literal["health", "fetch_ohlcv", "symbols", "status", "ensure-data"]
+Operation = Literal["health", "fetch_ohlcv", "symbols", "status", "ensure-data", "fetch_data"]
 #: The operations of the API, as the Lambda proxy names them.
 OPERATIONS: Final[tuple[Operation, ...]] = (
     "health",
@@ -57,6 +58,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     "symbols",
     "status",
     "ensure-data",
+    "fetch_data",
 )
 DEFAULT_NAMESPACE: Final = "tradai.local"
 DEFAULT_PORT: Final = 8002
@@ -70,7 +72,8 @@ _PARAMS: Final[Mapping[str, frozenset[str]]] = {
     "health": frozenset(),
     "symbols": frozenset(),
     "status": frozenset(),
-    "fetch_ohlcv": frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange"}),
+    "fetch_ohlcv": frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange", "kind"}),
+    "fetch_data": frozenset({"kind", "symbol", "limit", "start", "end", "exchange"}),
     "ensure-data": frozenset(
         {"symbols", "timeframe", "start_date", "end_date", "exchange", "padding_days", "kinds"}
     ),
@@ -182,6 +185,11 @@ def build_call(
             raise InvalidRequest("fetch_ohlcv needs a symbol such as 'BTC/USDT:USDT'")
         query = ohlcv_query(**params, allowed_exchanges=allowed_exchanges)
         return _Call(operation, "GET", "/api/v1/ohlcv", params=query.params())
+    if operation == "fetch_data":
+        if "kind" not in params or "symbol" not in params:
+            raise InvalidRequest("fetch_data needs a kind and a symbol such as 'BTC/USDT:USDT'")
+        rows = data_query(**params, allowed_exchanges=allowed_exchanges)
+        return _Call(operation, "GET", "/api/v1/data", params=rows.params())
     if operation == "ensure-data":
         if "symbols" not in params:
             raise InvalidRequest("ensure-data needs symbols, a list such as ['BTC/USDT:USDT']")
@@ -194,17 +202,18 @@ def build_call(
     return _Call(operation, "GET", f"/api/v1/sync/{job_id}")
 
 
-def ohlcv_frame(payload: Any) -> pd.DataFrame:
-    """The service's candles JSON (``columns`` + ``data`` rows) as an ``ohlcv`` frame."""
+def ohlcv_frame(payload: Any, kind: Kind = "ohlcv") -> pd.DataFrame:
+    """The service's rows JSON (``columns`` + ``data`` rows) as a frame of ``kind``
+    (candles: ``ohlcv``)."""
     from .._schema import empty_frame, normalize_frame
 
     try:
         columns, rows = payload["columns"], payload["data"]
         if not rows:
-            return empty_frame("ohlcv")
-        return normalize_frame("ohlcv", pd.DataFrame(rows, columns=columns))
+            return empty_frame(kind)
+        return normalize_frame(kind, pd.DataFrame(rows, columns=columns))
     except (KeyError, TypeError, ValueError, InvalidRequest) as exc:
-        raise RemoteError(f"the service's candles response is malformed: {exc}") from exc
+        raise RemoteError(f"the service's {kind} response is malformed: {exc}") from exc
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -442,13 +451,35 @@ class DataCollectionClient(_Core):
         start: object = None,
         end: object = None,
         exchange: str = DEFAULT_EXCHANGE,
+        kind: CandleKind = "ohlcv",
     ) -> pd.DataFrame:
         """``GET /api/v1/ohlcv``: stored candles as an ``ohlcv`` frame (UTC ``timestamp`` index).
 
         ``start``/``end``: ms, dates or ISO times (a bare ``end`` date counts whole);
         ``limit`` 1..10000 (default 1000): the first candles from ``start``, else the latest.
+        ``kind``: whose candles, ``ohlcv`` (last price) or on perpetuals ``mark``,
+        ``index``, ``premium``.
+
+        >>> client.fetch_ohlcv("BTC/USDT:USDT", "1h", limit=24, kind="mark")
         """
         return ohlcv_frame(self.request("fetch_ohlcv", _given(locals())))
+
+    def fetch_data(
+        self,
+        kind: HistoryKind,
+        symbol: str,
+        limit: int | None = None,
+        start: object = None,
+        end: object = None,
+        exchange: str = DEFAULT_EXCHANGE,
+    ) -> pd.DataFrame:
+        """``GET /api/v1/data``: stored rows of a kind without a timeframe (``funding``
+        settlements, ``trades``) as a frame of that kind's schema; ``limit``, ``start``
+        and ``end`` as :meth:`fetch_ohlcv`.
+
+        >>> client.fetch_data("funding", "BTC/USDT:USDT", start="2024-01-01", end="2024-01-31")
+        """
+        return ohlcv_frame(self.request("fetch_data", _given(locals())), kind)
 
     def ensure_data(
         self,
@@ -550,9 +581,22 @@ class AsyncDataCollectionClient(_Core):
         start: object = None,
         end: object = None,
         exchange: str = DEFAULT_EXCHANGE,
+        kind: CandleKind = "ohlcv",
     ) -> pd.DataFrame:
         """Async :meth:`DataCollectionClient.fetch_ohlcv`."""
         return ohlcv_frame(await self.request("fetch_ohlcv", _given(locals())))
+
+    async def fetch_data(
+        self,
+        kind: HistoryKind,
+        symbol: str,
+        limit: int | None = None,
+        start: object = None,
+        end: object = None,
+        exchange: str = DEFAULT_EXCHANGE,
+    ) -> pd.DataFrame:
+        """Async :meth:`DataCollectionClient.fetch_data`."""
+        return ohlcv_frame(await self.request("fetch_data", _given(locals())), kind)
 
     async def ensure_data(
         self,

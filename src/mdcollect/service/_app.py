@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+import pandas as pd
 from attrs import field, frozen
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,14 +25,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import __version__
 from .._api import (
     DEFAULT_EXCHANGES,
+    DataQuery,
     OhlcvQuery,
     SyncRequest,
+    data_query,
     ohlcv_query,
     sync_request_from_json,
 )
 from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageError
 from .._keys import DatasetKey
 from .._rules import positive
+from .._schema import empty_frame
 from .._time import DAY, Timeframe, index_ms, now_ms
 from ..ensure import ensure_data_async
 from ..exchanges import ExchangeClient, exchange_info
@@ -57,7 +61,10 @@ DEFAULT_SYNC_TIMEOUT: Final = 25.0
 DEFAULT_MAX_BODY: Final = 64 * 1024
 DEFAULT_MAX_SYNC_CANDLES: Final = 50_000_000
 _OPEN_PATHS: Final = frozenset({"/api/v1/health", "/openapi.json"})
-_OHLCV_PARAMS: Final = frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange"})
+_OHLCV_PARAMS: Final = frozenset(
+    {"symbol", "timeframe", "limit", "start", "end", "exchange", "kind"}
+)
+_DATA_PARAMS: Final = frozenset({"kind", "symbol", "limit", "start", "end", "exchange"})
 _JOB_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 
 ExchangeFactory = Callable[[str], ExchangeClient | str]
@@ -157,7 +164,7 @@ class _Service:
 
     def ohlcv(self, request: Request) -> JSONResponse:
         query = self._ohlcv_query(request)
-        key = DatasetKey(query.exchange, query.symbol, "ohlcv", query.timeframe)
+        key = DatasetKey(query.exchange, query.symbol, query.kind, query.timeframe)
         step = Timeframe.parse(query.timeframe).ms * query.limit
         # a bounded read: the `limit` candle slots from start, else the last ones before end
         if query.start is not None:
@@ -169,17 +176,26 @@ class _Service:
             lo = max(0, hi - step)
         frame = self.storage.read(key, lo, hi)
         frame = frame.head(query.limit) if query.start is not None else frame.tail(query.limit)
-        stamps = index_ms(frame).tolist()
-        values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
         return JSONResponse(
             {
                 "exchange": query.exchange,
                 "symbol": query.symbol,
                 "timeframe": query.timeframe,
-                "count": len(frame),
-                "columns": ["timestamp", *map(str, frame.columns)],
-                "data": [[ts, *row] for ts, row in zip(stamps, values, strict=True)],
+                "kind": query.kind,
+                **_rows(frame),
             }
+        )
+
+    def data(self, request: Request) -> JSONResponse:
+        params = _query_params(request, _DATA_PARAMS)
+        if "kind" not in params or "symbol" not in params:
+            raise InvalidRequest(
+                "the kind and symbol parameters are required, e.g. kind=funding&symbol=BTC/USDT:USDT"
+            )
+        query = data_query(**params, allowed_exchanges=self.allowed_exchanges)
+        frame = self._read_rows(query)
+        return JSONResponse(
+            {"exchange": query.exchange, "symbol": query.symbol, "kind": query.kind, **_rows(frame)}
         )
 
     def symbols(self, request: Request) -> JSONResponse:
@@ -253,20 +269,34 @@ class _Service:
 
     # -- helpers ------------------------------------------------------------------------
     def _ohlcv_query(self, request: Request) -> OhlcvQuery:
-        params: dict[str, str] = {}
-        for name, value in request.query_params.multi_items():
-            if name not in _OHLCV_PARAMS:
-                raise InvalidRequest(
-                    f"unknown parameter {name[:50]!r}; allowed: {', '.join(sorted(_OHLCV_PARAMS))}"
-                )
-            if name in params:
-                raise InvalidRequest(f"parameter {name!r} is given more than once")
-            params[name] = value
+        params = _query_params(request, _OHLCV_PARAMS)
         if "symbol" not in params:
             raise InvalidRequest("the symbol parameter is required, e.g. symbol=BTC/USDT:USDT")
         return ohlcv_query(
             **params, allowed_exchanges=self.allowed_exchanges, check_timeframe=_timeframe_served
         )
+
+    def _read_rows(self, query: DataQuery) -> pd.DataFrame:
+        """The first ``limit`` rows from ``start`` (up to ``end``), else the last ``limit``
+        before ``end`` (or now): read in spans doubling from a day, so that a year of
+        trades is not read whole for a page of them."""
+        key = DatasetKey(query.exchange, query.symbol, query.kind)
+        forward = query.start is not None
+        lo = query.start if query.start is not None else 0
+        hi = query.end if query.end is not None else now_ms() + DAY
+        frames: list[pd.DataFrame] = []
+        rows, span, cursor = 0, DAY, lo if forward else hi
+        while rows < query.limit and (cursor < hi if forward else cursor > lo):
+            a, b = (cursor, min(hi, cursor + span)) if forward else (max(lo, cursor - span), cursor)
+            part = self.storage.read(key, a, b)
+            if len(part):
+                frames.append(part)
+                rows += len(part)
+            cursor, span = (b if forward else a), span * 2
+        if not frames:
+            return empty_frame(query.kind)
+        frame = pd.concat(frames if forward else frames[::-1])
+        return frame.head(query.limit) if forward else frame.tail(query.limit)
 
     async def _json_body(self, request: Request) -> Any:
         declared = request.headers.get("content-length", "")
@@ -301,6 +331,32 @@ class _Service:
             if isinstance(exchange, ExchangeClient):
                 await exchange.close()
         return report.to_dict()
+
+
+def _query_params(request: Request, allowed: frozenset[str]) -> dict[str, str]:
+    """The query parameters, each one of ``allowed`` and given once."""
+    params: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise InvalidRequest(
+                f"unknown parameter {name[:50]!r}; allowed: {', '.join(sorted(allowed))}"
+            )
+        if name in params:
+            raise InvalidRequest(f"parameter {name!r} is given more than once")
+        params[name] = value
+    return params
+
+
+def _rows(frame: pd.DataFrame) -> dict[str, Any]:
+    """A frame as the API answers it: ``count``, ``columns`` (``timestamp`` first, ms)
+    and ``data`` rows (missing values as null)."""
+    stamps = index_ms(frame).tolist()
+    values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+    return {
+        "count": len(frame),
+        "columns": ["timestamp", *map(str, frame.columns)],
+        "data": [[ts, *row] for ts, row in zip(stamps, values, strict=True)],
+    }
 
 
 async def _invalid(request: Request, exc: Exception) -> Response:
@@ -379,6 +435,7 @@ def create_app(
         routes=[
             Route("/api/v1/health", svc.health, methods=["GET"]),
             Route("/api/v1/ohlcv", svc.ohlcv, methods=["GET"]),
+            Route("/api/v1/data", svc.data, methods=["GET"]),
             Route("/api/v1/symbols", svc.symbols, methods=["GET"]),
             Route("/api/v1/status", svc.status, methods=["GET"]),
             Route("/api/v1/sync", svc.sync, methods=["POST"]),

@@ -11,9 +11,10 @@ from .._api import (
     MAX_LIMIT,
     MAX_SYMBOL_LENGTH,
     MAX_SYMBOLS,
+    ROW_KINDS,
     TIMEFRAME_PATTERN,
 )
-from .._keys import HISTORY_KINDS
+from .._keys import CANDLE_KINDS, HISTORY_KINDS
 from .._rules import MAX_PADDING_DAYS
 from .._time import DEFAULT_PADDING_DAYS
 
@@ -68,9 +69,32 @@ def openapi_document(
             "exchange": {"type": "string"},
             "symbol": {"type": "string"},
             "timeframe": {"type": "string"},
+            "kind": {"type": "string", "enum": list(CANDLE_KINDS)},
             "count": {"type": "integer"},
             "columns": {"type": "array", "items": {"type": "string"}},
             "data": {"type": "array", "items": {"type": "array", "items": {}}},
+        },
+    }
+    rows = {
+        "type": "object",
+        "required": ["exchange", "symbol", "kind", "count", "columns", "data"],
+        "properties": {
+            "exchange": {"type": "string"},
+            "symbol": {"type": "string"},
+            "kind": {"type": "string", "enum": list(ROW_KINDS)},
+            "count": {"type": "integer"},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"type": "array", "items": {}}},
+        },
+    }
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_LIMIT,
+            "default": DEFAULT_LIMIT,
         },
     }
     sync_body = {
@@ -135,16 +159,38 @@ def openapi_document(
                     parameters=[
                         {"name": "symbol", "in": "query", "required": True, "schema": symbol},
                         {"name": "timeframe", "in": "query", "schema": timeframe},
+                        limit,
+                        {"name": "start", "in": "query", **bound},
+                        {"name": "end", "in": "query", **bound},
+                        {"name": "exchange", "in": "query", "schema": exchange},
                         {
-                            "name": "limit",
+                            "name": "kind",
                             "in": "query",
+                            "description": "whose candles: last price (ohlcv), or on "
+                            "perpetuals the mark price, index price or premium index",
                             "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": MAX_LIMIT,
-                                "default": DEFAULT_LIMIT,
+                                "type": "string",
+                                "enum": list(CANDLE_KINDS),
+                                "default": "ohlcv",
                             },
                         },
+                    ],
+                )
+            },
+            "/api/v1/data": {
+                "get": op(
+                    "Stored rows of one symbol of a kind without a timeframe (trades, "
+                    "funding settlements): the first limit from start, else the latest",
+                    {"200": _json(rows, "rows"), **_errors(400, *auth_errors, 503)},
+                    parameters=[
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "enum": list(ROW_KINDS)},
+                        },
+                        {"name": "symbol", "in": "query", "required": True, "schema": symbol},
+                        limit,
                         {"name": "start", "in": "query", **bound},
                         {"name": "end", "in": "query", **bound},
                         {"name": "exchange", "in": "query", "schema": exchange},

@@ -55,7 +55,12 @@ stdout line: its URL); :class:`EmulatorProcess` wraps that for tests.
 
 from __future__ import annotations
 
-from mdcollect.testing._emulator import ExchangeEmulator, RequestRecord, shared_emulator
+from mdcollect.testing._emulator import (
+    ExchangeEmulator,
+    RequestRecord,
+    served_exchanges,
+    shared_emulator,
+)
 from mdcollect.testing._faults import Fault, FaultKind, Faults, Limit
 from mdcollect.testing._market import DEFAULT_LISTING, Candles, MarketSpec, SyntheticMarket, Trades
 from mdcollect.testing._process import EmulatorProcess
@@ -77,5 +82,6 @@ __all__ = [
     "WsConnection",
     "WsControl",
     "WsSubscription",
+    "served_exchanges",
     "shared_emulator",
 ]

@@ -637,3 +637,13 @@ def shared_emulator() -> ExchangeEmulator:
             atexit.register(emu.stop)
             _shared = emu
         return _shared
+
+
+def served_exchanges() -> tuple[str, ...]:
+    """The exchange keys the emulator serves, sorted: each venue's name and the ccxt ids
+    and project keys its dialect answers for (``binance_futures``, ``okx_futures``...).
+
+    >>> "binance_futures" in served_exchanges() and "kucoin" not in served_exchanges()
+    True
+    """
+    return tuple(sorted({k for name, d in DIALECTS.items() for k in (name, *d.aliases)}))

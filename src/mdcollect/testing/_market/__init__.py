@@ -21,6 +21,7 @@ Where things are (each module imports only the ones above it):
 
 - ``units``: ms time units, numpy array types.
 - ``spec``: :class:`MarketSpec` and when a market trades (listing, outages, fast or not).
+- ``listings``: the altcoins every venue lists by default, with their listing days.
 - ``grid``: :class:`Frame`, the candle grid of a timeframe.
 - ``results``: the row types handed out, integer (``Raw*``) and float (ground truth).
 - ``cache``: the process-wide caches and their sizes (the memory budget).
@@ -36,6 +37,7 @@ Where things are (each module imports only the ones above it):
 from __future__ import annotations
 
 from .grid import Frame
+from .listings import LISTINGS, Listing, listed_markets
 from .prices import PRICE_KINDS, PriceKind, derive
 from .results import Candles, RawCandles, RawTrades, Trades
 from .spec import (
@@ -54,6 +56,7 @@ __all__ = [
     "FAST_TRADES_PER_MINUTE",
     "FUNDING_8H_TO_4H",
     "HOUR",
+    "LISTINGS",
     "MAX_TRADES_PER_MINUTE",
     "MINUTE",
     "PRICE_KINDS",
@@ -61,6 +64,7 @@ __all__ = [
     "WEEK",
     "Candles",
     "Frame",
+    "Listing",
     "MarketSpec",
     "PriceKind",
     "RawCandles",
@@ -68,4 +72,5 @@ __all__ = [
     "SyntheticMarket",
     "Trades",
     "derive",
+    "listed_markets",
 ]

@@ -39,6 +39,7 @@ from mdcollect.testing._market import (
     RawTrades,
     SyntheticMarket,
     derive,
+    listed_markets,
 )
 from mdcollect.testing.dialects._base import (
     Ctx,
@@ -181,6 +182,7 @@ class Binance(Dialect):
                 mean_amount=0.5,
                 funding_intervals=FUNDING_8H_TO_4H,
             ),
+            *listed_markets(self.name),
         ]
 
     def routes(self) -> Sequence[Route]:

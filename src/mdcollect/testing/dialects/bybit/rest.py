@@ -30,6 +30,7 @@ from mdcollect.testing._market import (
     RawCandles,
     RawTrades,
     derive,
+    listed_markets,
 )
 from mdcollect.testing.dialects._base import (
     Ctx,
@@ -98,6 +99,7 @@ class Bybit(Dialect):
                 mean_amount=0.5,
                 funding_intervals=FUNDING_8H_TO_4H,
             ),
+            *listed_markets(self.name),
         ]
 
     def routes(self) -> Sequence[Route]:

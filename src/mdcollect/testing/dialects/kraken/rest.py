@@ -21,7 +21,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mdcollect.testing._faults import Limit
-from mdcollect.testing._market import MINUTE, Frame, MarketSpec, RawCandles, RawTrades
+from mdcollect.testing._market import (
+    MINUTE,
+    Frame,
+    MarketSpec,
+    RawCandles,
+    RawTrades,
+    listed_markets,
+)
 from mdcollect.testing.dialects._base import Ctx, Dialect, Reply, Route, find_market, fmt, parse_int
 from mdcollect.testing.dialects._render import cached_rows, page
 
@@ -48,6 +55,7 @@ _ASSET_ID = {
     "ETH": "XETH",
     "LTC": "XLTC",
     "XRP": "XXRP",
+    "DOGE": "XXDG",
     "USD": "ZUSD",
     "EUR": "ZEUR",
 }
@@ -69,6 +77,7 @@ class Kraken(Dialect):
         return [
             MarketSpec("BTC/USDT", 30_000.0, price_decimals=1, amount_decimals=8, mean_amount=0.02),
             MarketSpec("ETH/USDT", 2_000.0, price_decimals=2, amount_decimals=8, mean_amount=0.3),
+            *listed_markets(self.name, perp=False),
         ]
 
     def routes(self) -> Sequence[Route]:

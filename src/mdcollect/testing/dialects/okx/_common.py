@@ -37,8 +37,9 @@ BARS: dict[str, tuple[str, int]] = {
 }
 
 
-#: contract value exponent: ctVal = 10**-k base units per contract.
-CT_VAL_EXP = {"BTC": 2, "ETH": 1}
+#: contract value exponent: ctVal = 10**-k base units per contract (OKX's own values:
+#: 0.01 BTC, 0.1 ETH, 100 XRP, 1000 DOGE; 1 of other coins).
+CT_VAL_EXP = {"BTC": 2, "ETH": 1, "XRP": -2, "DOGE": -3, "ADA": -2}
 
 
 def _funding_row(market: SyntheticMarket, venue: str, spec: MarketSpec, now: int) -> dict[str, str]:

@@ -36,6 +36,7 @@ from mdcollect.testing._market import (
     RawTrades,
     SyntheticMarket,
     derive,
+    listed_markets,
 )
 from mdcollect.testing.dialects._base import (
     Ctx,
@@ -119,6 +120,7 @@ class Okx(Dialect):
                 mean_amount=0.5,
                 funding_intervals=FUNDING_8H_TO_4H,
             ),
+            *listed_markets(self.name),
         ]
 
     def routes(self) -> Sequence[Route]:
@@ -267,7 +269,7 @@ class Okx(Dialect):
             "category": "1",
             "ctMult": "1" if contract else "",
             "ctType": "linear" if contract else "",
-            "ctVal": fmt_plain(1, k) if contract else "",
+            "ctVal": (fmt_plain(1, k) if k >= 0 else str(10**-k)) if contract else "",
             "ctValCcy": s.base if contract else "",
             "expTime": "",
             "instFamily": f"{s.base}-{s.quote}" if contract else "",
