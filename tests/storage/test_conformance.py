@@ -444,6 +444,9 @@ def _bad_values() -> dict[str, tuple[DatasetKey, pd.DataFrame, str]]:
         "negative trade count": (KEY, good.assign(trades=np.array([1, -2, 3, 4, 5])), r"row 1 .*'trades' is negative"),
         "negative amount": (TRADES, _with(_trades(), 2, amount=-0.5), r"trades row 2 .*'amount' is negative"),
         "NaN trade price": (TRADES, _with(_trades(), 1, price=np.nan), r"trades row 1 .*'price' is NaN"),
+        "high below close": (KEY, _with(good, 3, open=10.0, high=11.0, low=9.0, close=12.0), r"row 3 \(2024-01-01 00:03:00\) .*'high' 11.0 is below 'close' 12.0"),
+        "low above open": (KEY, _with(good, 1, open=10.0, high=12.0, low=10.5, close=11.0), r"row 1 \(2024-01-01 00:01:00\) .*'low' 10.5 is above 'open' 10.0"),
+        "1h candles under a 1m key": (KEY, candles(T0, 5, step=60 * MINUTE), r"row 1 \(2024-01-01 01:00:00\) .*1h after the one before: 1h candles under a 1m key"),
     }  # fmt: skip
 
 
