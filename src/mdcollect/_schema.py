@@ -393,9 +393,12 @@ def _coarser_cadence(
     if not named:
         return bad, lambda i: ""
     bad = ms == times[1]
-    return bad, lambda i: (
-        f"every row is {named[0]} after the one before: {named[0]} candles under a "
-        f"{timeframe} key (write them under a {named[0]} key)"
+    return (
+        bad,
+        lambda i: (
+            f"every row is {named[0]} after the one before: {named[0]} candles under a "
+            f"{timeframe} key (write them under a {named[0]} key)"
+        ),
     )
 
 
