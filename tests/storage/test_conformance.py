@@ -62,7 +62,8 @@ def test_upsert_overlapping_out_of_order_and_duplicated(store: DataCollectionSto
     store.write(KEY, first)
     second = candles(T0 + 50 * MINUTE, 100, seed=2)  # overlaps rows 50..99
     shuffled = second.sample(frac=1.0, random_state=3)
-    duplicated = pd.concat([shuffled.iloc[:10].assign(close=1e9), shuffled])  # last wins
+    # a valid candle (high >= close) that the later duplicate replaces: last wins
+    duplicated = pd.concat([shuffled.iloc[:10].assign(close=1e9, high=1e9), shuffled])
     assert store.write(KEY, duplicated) == 100
     out = store.read(KEY)
     assert len(out) == 150

@@ -26,6 +26,7 @@ from .._api import (
     DEFAULT_EXCHANGES,
     OhlcvQuery,
     SyncRequest,
+    datasets_query,
     ohlcv_query,
     sync_request_from_json,
 )
@@ -33,6 +34,7 @@ from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageErro
 from .._keys import DatasetKey
 from .._rules import positive
 from .._time import DAY, Timeframe, index_ms, now_ms
+from ..catalog import catalog, records
 from ..ensure import ensure_data_async
 from ..exchanges import ExchangeClient, exchange_info
 from ..storage import DataCollectionStorage, open_storage
@@ -59,6 +61,7 @@ DEFAULT_MAX_SYNC_CANDLES: Final = 50_000_000
 _OPEN_PATHS: Final = frozenset({"/api/v1/health", "/openapi.json"})
 _OHLCV_PARAMS: Final = frozenset({"symbol", "timeframe", "limit", "start", "end", "exchange"})
 _JOB_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
+_DATASETS_PARAMS: Final = frozenset({"exchange", "symbol", "kind"})
 
 ExchangeFactory = Callable[[str], ExchangeClient | str]
 
@@ -237,6 +240,13 @@ class _Service:
             return _error(404, f"no sync job {job_id[:64]!r} (unknown, or forgotten)")
         return JSONResponse(job.to_dict())
 
+    def datasets(self, request: Request) -> JSONResponse:
+        params = _single_params(request, _DATASETS_PARAMS)
+        query = datasets_query(**params)
+        frame = catalog(self.storage, exchange=query.exchange, symbol=query.symbol, kind=query.kind)
+        items = records(frame)
+        return JSONResponse({"count": len(items), "datasets": items})
+
     def stopping(self) -> None:
         """The server is stopping: cancel the running sync jobs now (thread-safe), so that
         requests waiting for one answer at once instead of holding the shutdown."""
@@ -246,15 +256,7 @@ class _Service:
 
     # -- helpers ------------------------------------------------------------------------
     def _ohlcv_query(self, request: Request) -> OhlcvQuery:
-        params: dict[str, str] = {}
-        for name, value in request.query_params.multi_items():
-            if name not in _OHLCV_PARAMS:
-                raise InvalidRequest(
-                    f"unknown parameter {name[:50]!r}; allowed: {', '.join(sorted(_OHLCV_PARAMS))}"
-                )
-            if name in params:
-                raise InvalidRequest(f"parameter {name!r} is given more than once")
-            params[name] = value
+        params = _single_params(request, _OHLCV_PARAMS)
         if "symbol" not in params:
             raise InvalidRequest("the symbol parameter is required, e.g. symbol=BTC/USDT:USDT")
         return ohlcv_query(
@@ -294,6 +296,20 @@ class _Service:
             if isinstance(exchange, ExchangeClient):
                 await exchange.close()
         return report.to_dict()
+
+
+def _single_params(request: Request, allowed: frozenset[str]) -> dict[str, str]:
+    """The query parameters, each of ``allowed`` and given at most once."""
+    params: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise InvalidRequest(
+                f"unknown parameter {name[:50]!r}; allowed: {', '.join(sorted(allowed))}"
+            )
+        if name in params:
+            raise InvalidRequest(f"parameter {name!r} is given more than once")
+        params[name] = value
+    return params
 
 
 async def _invalid(request: Request, exc: Exception) -> Response:
@@ -377,6 +393,7 @@ def create_app(
             Route("/api/v1/sync", svc.sync, methods=["POST"]),
             Route("/api/v1/sync/{job_id}", svc.sync_job, methods=["GET"]),
             Route("/openapi.json", svc.openapi_json, methods=["GET"]),
+            Route("/api/v1/datasets", svc.datasets, methods=["GET"]),
         ],
         exception_handlers={
             InvalidRequest: _invalid,
