@@ -79,8 +79,7 @@ class MemoryStorage(DataCollectionStorage):
                     first=span[0] if span else None,
                     last=span[1] if span else None,
                     coverage=self._coverage.get(key, IntervalSet()),
-                    # what it takes in memory: there is no disk
-                    bytes=None if frame is None else int(frame.memory_usage(deep=True).sum()),
+                    bytes=None,  # no disk
                 )
         return out
 
