@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mdcollect import DatasetKey, Interval, catalog, open_storage
+from mdcollect import DataCollectionStorage, DatasetKey, Interval, catalog, open_storage
 
 T0 = 1_704_067_200_000  # 2024-01-01
 MINUTE = 60_000
@@ -67,8 +67,8 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t
 
 
-def old_ls(storage: Any) -> None:
-    for key in storage.keys():
+def old_ls(storage: DataCollectionStorage) -> None:
+    for key in storage.keys(exchange=None):
         storage.read(key, columns=[])
         storage.coverage(key)
 
@@ -138,7 +138,7 @@ def main() -> int:
                 worst = cat_s
             print(f"{name:<12} {fill_s:8.2f} {base:9.4f} {cat_s:10.4f} {ratio:7.1f}x {old:9.3f}")
             storage.close()
-        except Exception as exc:  # noqa: BLE001 - a backend that cannot run is reported
+        except Exception as exc:  # a backend that cannot run is reported
             print(f"{name:<12} unavailable: {exc}")
         finally:
             if proc is not None:
