@@ -371,3 +371,17 @@ def test_info_of_a_symbol_written_before_rows_were_kept_comes_from_arcticdb(
     st.write(KEY, candles(T0 + 10 * MINUTE, 5), source="live:ws")  # an append keeps it known
     info = st.info(KEY)
     assert (info.rows, info.last, info.source) == (15, T0 + 14 * MINUTE, "live:ws")
+
+
+def test_info_bytes_are_the_symbols_compressed_size_one_by_one_or_listed(
+    lmdb: ArcticStorage,
+) -> None:
+    keys = [DatasetKey("binance", f"S{i}/USDT", "ohlcv", "1m") for i in range(20)]
+    for i, key in enumerate(keys):
+        lmdb.write(key, candles(T0, 100 * (i + 1)))
+    one = lmdb.info(keys[0]).bytes
+    listed = lmdb.infos()  # more than a few: one listing of the library
+    assert one is not None and one > 0 and listed[keys[0]].bytes == one
+    sizes = [listed[k].bytes or 0 for k in keys]
+    assert sizes[-1] > sizes[0] > 0  # 2,000 rows take more than 100
+    assert lmdb.info(DatasetKey("okx", "NONE/USDT", "ohlcv", "1m")).bytes is None

@@ -112,6 +112,7 @@ import pandas as pd
 from arcticdb import Arctic, LibraryOptions
 from arcticdb.config import set_config_int
 from arcticdb.exceptions import ArcticException, KeyNotFoundException, NoDataFoundException
+from attrs import evolve
 
 from .._errors import InvalidRequest, StorageError
 from .._intervals import IntervalSet
@@ -147,6 +148,9 @@ _LMDB_OPTIONS: Final = frozenset({"map_size"})
 #: ArcticDB's form of ``map_size`` (``convert_size_str_to_bytes``): 1 or more, then a unit.
 _MAP_SIZE_RE: Final = re.compile(r"[1-9][0-9]*(KB|MB|GB|TB)")
 _ONE_NS: Final = pd.Timedelta(1, "ns")
+
+#: Up to this many symbols are sized one by one; more by one listing of the library.
+_SIZES_ONE_BY_ONE: Final = 16
 
 #: Attempts of a read that raced with another process pruning the version it found.
 _READ_ATTEMPTS: Final = 5
@@ -903,7 +907,27 @@ class ArcticStorage(DataCollectionStorage):
                 if meta.last is not None and (meta.rows is None or meta.span is None):
                     meta.rows, meta.span = self._described(symbol)
                 out[key] = meta.info()
-        return out
+            sizes = self._sizes([self._symbol(k) for k in keys if out[k] != DatasetInfo()])
+        return {k: evolve(i, bytes=sizes.get(self._symbol(k))) for k, i in out.items()}
+
+    def _sizes(self, symbols: list[str]) -> dict[str, int]:
+        """Compressed bytes of each symbol's keys (data, index, versions), from ArcticDB's
+        key listing, not its data: one listing for many symbols (about 70 ms for 1,000
+        on LMDB), else one per symbol. Empty when ArcticDB cannot tell."""
+        if not symbols:
+            return {}
+        try:
+            tools = self._lib.admin_tools()
+            if len(symbols) > _SIZES_ONE_BY_ONE:
+                raw = tools.get_sizes_by_symbol()
+            else:
+                raw = {s: tools.get_sizes_for_symbol(s) for s in symbols}
+        except (ArcticException, AttributeError) as exc:  # an ArcticDB without admin tools
+            log.debug("ArcticDB cannot tell the symbols' sizes: %s", exc)
+            return {}
+        return {
+            str(s): sum(int(v.bytes_compressed) for v in kinds.values()) for s, kinds in raw.items()
+        }
 
     def _keys(self) -> list[DatasetKey]:
         with self._translated("list datasets"):
