@@ -628,18 +628,23 @@ class RedisStorage(DataCollectionStorage):
                 log.debug("redis: a writer changed %s meanwhile; checked again next time", ds)
 
     def _infos(self, keys: Sequence[DatasetKey]) -> dict[DatasetKey, DatasetInfo]:
-        out = {}
-        for key in keys:
-            ds = self._ds(key)
-            with self._guard(f"metadata of {key}"):
-                with self._client.pipeline(transaction=True) as pipe:
+        # one pipelined round trip for every dataset's counters (a snapshot per command:
+        # a write landing meanwhile shows in the next catalog), one for the buckets that
+        # must be counted by reading them, then coverage() per dataset
+        names = [self._ds(k) for k in keys]
+        with self._guard("metadata of datasets"):
+            with self._client.pipeline(transaction=False) as pipe:
+                for ds in names:
                     pipe.zrange(f"{ds}:idx", 0, -1)
                     pipe.hgetall(f"{ds}:nseg")
                     pipe.hgetall(f"{ds}:nrows")
                     pipe.zrange(f"{ds}:ends", 0, -1, withscores=True)
                     pipe.zrange(f"{ds}:src", 0, -1)
                     pipe.hget(f"{ds}:meta", "last_write")
-                    raw_starts, nseg, nrows, raw_ends, src, last_write = pipe.execute()
+                replies = pipe.execute()
+            plans = []
+            for i, ds in enumerate(names):
+                raw_starts, nseg, nrows, raw_ends, src, last_write = replies[6 * i : 6 * i + 6]
                 starts = [_int(s) for s in raw_starts]
                 segs = {_int(k): _int(v) for k, v in nseg.items()}
                 counts = {_int(k): _int(v) for k, v in nrows.items()}
@@ -649,10 +654,20 @@ class RedisStorage(DataCollectionStorage):
                 if "first" not in ends and starts:
                     unsure = sorted({*unsure, starts[0], starts[-1]})
                 rows = sum(counts.get(s, 0) for s in starts if s not in unsure)
-                first, last = ends.get("first"), ends.get("last")
+                plans.append((ds, unsure, ends, rows, src, last_write))
+            wanted = [f"{ds}:b:{s}" for ds, unsure, *_ in plans for s in unsure]
+            blobs: list[bytes | None] = []
+            if wanted:
+                with self._client.pipeline(transaction=False) as pipe:
+                    for j in range(0, len(wanted), MGET_CHUNK):
+                        pipe.mget(wanted[j : j + MGET_CHUNK])
+                    for chunk in pipe.execute():
+                        blobs.extend(chunk)
+            out = {}
+            at = 0
+            for key, (_ds, unsure, ends, rows, src, last_write) in zip(keys, plans, strict=True):
                 read_first = read_last = None
-                for s in unsure:
-                    blob = self._client.get(f"{ds}:b:{s}")
+                for blob in blobs[at : at + len(unsure)]:
                     if not blob:
                         continue
                     frame = _assemble(key.kind, [_decode(blob)], [])
@@ -662,17 +677,18 @@ class RedisStorage(DataCollectionStorage):
                         lo, hi = int(ms[0]), int(ms[-1])
                         read_first = lo if read_first is None else min(read_first, lo)
                         read_last = hi if read_last is None else max(read_last, hi)
+                at += len(unsure)
+                first, last = ends.get("first"), ends.get("last")
                 if "first" not in ends:
                     first, last = read_first, read_last
-                coverage = self.coverage(key)
-            out[key] = DatasetInfo(
-                rows=rows,
-                first=first if rows else None,
-                last=last if rows else None,
-                coverage=coverage,
-                last_write=None if last_write is None else _int(last_write),
-                sources=tuple(_raw(m).decode("utf-8") for m in src),
-            )
+                out[key] = DatasetInfo(
+                    rows=rows,
+                    first=first if rows else None,
+                    last=last if rows else None,
+                    coverage=self.coverage(key),
+                    last_write=None if last_write is None else _int(last_write),
+                    sources=tuple(_raw(m).decode("utf-8") for m in src),
+                )
         return out
 
     def _keys(self) -> list[DatasetKey]:
