@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "ensure": 5,
     "plot": 5,
     "metrics": 5,
+    "catalog": 5,
     "cli": 6,
     "__main__": 6,
     "service": 6,

@@ -13,6 +13,7 @@ from ._errors import ExchangeError, InvalidRequest, MdcollectError, RemoteError,
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
 from ._time import Timeframe
+from .catalog import catalog
 from .storage import DataCollectionStorage, default_storage, open_storage
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ __all__ = [
     "StorageError",
     "Timeframe",
     "__version__",
+    "catalog",
     "default_storage",
     "ensure_data",
     "ensure_data_async",

@@ -23,12 +23,13 @@ from typing import Any, Final
 from attrs import frozen
 
 from ._errors import InvalidRequest
-from ._keys import CANDLE_KINDS, HISTORY_KINDS, CandleKind, HistoryKind
+from ._keys import CANDLE_KINDS, HISTORY_KINDS, KINDS, CandleKind, HistoryKind, Kind
 from ._rules import (
     MAX_SYMBOLS,
     check_bounds,
     check_choice,
     check_choices,
+    check_exchange_key,
     check_limit,
     check_padding,
     check_symbol,
@@ -51,11 +52,13 @@ __all__ = [
     "ROW_KINDS",
     "TIMEFRAME_PATTERN",
     "DataQuery",
+    "DatasetsQuery",
     "OhlcvQuery",
     "SyncRequest",
     "TimeframeRule",
     "check_exchange",
     "data_query",
+    "datasets_query",
     "format_date",
     "ohlcv_query",
     "sync_request",
@@ -332,3 +335,32 @@ def sync_request_from_json(
         allowed_exchanges=allowed_exchanges,
         check_timeframe=check_timeframe,
     )
+
+
+@frozen
+class DatasetsQuery:
+    """A checked ``GET /api/v1/datasets``: the catalog's filters (``None``: any)."""
+
+    exchange: str | None = None
+    symbol: str | None = None
+    kind: Kind | None = None
+
+    def params(self) -> dict[str, str]:
+        """Query parameters as the client sends them (the filters given)."""
+        given = {"exchange": self.exchange, "symbol": self.symbol, "kind": self.kind}
+        return {k: v for k, v in given.items() if v is not None}
+
+
+def datasets_query(
+    exchange: object = None, symbol: object = None, kind: object = None
+) -> DatasetsQuery:
+    """Check the filters of a catalog request (client and service). Any exchange key is
+    allowed (a store may hold exchanges the service does not fetch from).
+
+    >>> datasets_query(exchange="binance", kind="ohlcv").params()
+    {'exchange': 'binance', 'kind': 'ohlcv'}
+    """
+    ex = None if exchange is None else check_exchange_key(exchange)
+    sym = None if symbol is None else check_symbol(symbol, max_length=MAX_SYMBOL_LENGTH)
+    k: Kind | None = None if kind is None else check_choice("kind", kind, KINDS)  # type: ignore[assignment]
+    return DatasetsQuery(ex, sym, k)

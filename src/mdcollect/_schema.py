@@ -41,6 +41,7 @@ from attrs import frozen
 from ._errors import InvalidRequest
 from ._keys import CANDLE_KINDS, Kind
 from ._time import (
+    CCXT_TIMEFRAMES,
     MAX_INDEX_MS,
     MIN_INDEX_MS,
     MIN_PLAUSIBLE_MS,
@@ -349,6 +350,12 @@ def check_rows(
     if kind in CANDLE_KINDS:
         high, low = frame["high"].to_numpy(), frame["low"].to_numpy()
         problems.append((high < low, lambda i: f"'high' {high[i]} is below 'low' {low[i]}"))
+        for c in ("open", "close"):
+            price = frame[c].to_numpy()
+            problems.append((high < price, _says(f"'high' {{}} is below {c!r} {{}}", high, price)))
+            problems.append((low > price, _says(f"'low' {{}} is above {c!r} {{}}", low, price)))
+    if timeframe is not None and kind in CANDLE_KINDS:
+        problems.append(_coarser_cadence(ms, timeframe))
     bad = [(_first(mask), why) for mask, why in problems if mask.any()]
     if bad:
         at, why = min(bad, key=lambda b: b[0])
@@ -358,9 +365,47 @@ def check_rows(
         )
 
 
-def _says(text: str, values: np.ndarray | None = None) -> Callable[[int], str]:
-    # what is wrong with row i: ``text`` with that row's value in its ``{}``
-    return lambda i: text if values is None else text.format(values[i])
+def _says(text: str, *values: np.ndarray) -> Callable[[int], str]:
+    # what is wrong with row i: ``text`` with that row's values in its ``{}``
+    return lambda i: text.format(*(v[i] for v in values))
+
+
+#: A frame of this many rows or more, all one coarser timeframe apart, is that
+#: timeframe's candles under a finer key (fewer could be a sparse market).
+_CADENCE_ROWS: Final = 3
+
+
+def _coarser_cadence(
+    ms: np.ndarray, timeframe: Timeframe
+) -> tuple[np.ndarray, Callable[[int], str]]:
+    """Rows whose spacing shows candles of a coarser timeframe (a 1h frame under a 1m
+    key): every row the same whole ccxt timeframe after the one before. The first row
+    after the first such step is the bad one; a sparse market leaves uneven gaps."""
+    bad = np.zeros(len(ms), dtype=bool)
+    if timeframe.is_calendar or len(ms) < _CADENCE_ROWS:
+        return bad, lambda i: ""
+    times = ms
+    steps = np.diff(times)
+    if (steps <= 0).any():  # unsorted or repeated rows: the cadence of the distinct times
+        times = np.unique(ms)
+        steps = np.diff(times)
+    if len(steps) < _CADENCE_ROWS - 1 or steps[0] <= timeframe.ms or (steps != steps[0]).any():
+        return bad, lambda i: ""
+    named = [
+        tf
+        for tf in CCXT_TIMEFRAMES
+        if not Timeframe.parse(tf).is_calendar and Timeframe.parse(tf).ms == int(steps[0])
+    ]
+    if not named:
+        return bad, lambda i: ""
+    bad = ms == times[1]
+    return (
+        bad,
+        lambda i: (
+            f"every row is {named[0]} after the one before: {named[0]} candles under a "
+            f"{timeframe} key (write them under a {named[0]} key)"
+        ),
+    )
 
 
 def _coerce(series: pd.Series, dtype: str, name: str, kind: str) -> np.ndarray:

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import difflib
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -38,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from ._errors import InvalidRequest, MdcollectError
-from ._intervals import Interval
 from ._keys import TIMEFRAME_KINDS, DatasetKey
 from ._redact import redact
 from ._rules import check_number, check_padding
-from ._time import DEFAULT_PADDING_DAYS, format_ms, index_ms, time_range
+from ._time import DEFAULT_PADDING_DAYS, format_ms, time_range
+from .catalog import catalog, records
 from .storage import (
     DataCollectionStorage,
     default_storage_url,
@@ -169,6 +170,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also draw the coverage picture, one lane per dataset, to FILE (.png, .svg or "
         ".pdf; needs mdcollect[plot])",
     )
+    ls.add_argument("--exchange", help="only datasets of this exchange key")
+    ls.add_argument("--symbol", help="only datasets of this symbol (BTC/USDT, BTC/USDT:USDT)")
+    ls.add_argument("--kind", help="only datasets of this kind (ohlcv, trades, funding, ...)")
+    ls.add_argument(
+        "--json", action="store_true", help="print the catalog as JSON (stable keys, times in ms)"
+    )
     x = sub.add_parser("export", help="write a dataset to CSV or Parquet")
     x.add_argument("key", help="dataset key, e.g. binance:ohlcv:1h:BTC/USDT")
     x.add_argument("-o", "--output", required=True, help="file.csv or file.parquet")
@@ -255,20 +262,29 @@ def _emulated_note(args: argparse.Namespace) -> str | None:
 def _ls(storage: DataCollectionStorage, args: argparse.Namespace) -> int:
     if args.plot:
         _plot(storage, _output(args.plot, _PLOT_SUFFIXES))
-    keys = storage.keys()
-    if not keys:
-        print(f"no datasets in {storage.url}")
-    for key in keys:
-        frame = storage.read(key, columns=[])
-        cov = storage.coverage(key)
-        span = "first=-  last=-"
-        if len(frame):
-            first, last = (int(ms) for ms in index_ms(frame.iloc[[0, -1]]))
-            span = f"first={format_ms(first)}  last={format_ms(last)}"
-        holes = cov.gaps(Interval(cov.start, cov.end)) if cov else cov
-        print(f"{key}  rows={len(frame)}  {span}  coverage={cov}  holes={len(holes)}")
-        for h in list(holes)[:10]:
-            print(f"    hole {h}")
+    frame = catalog(storage, exchange=args.exchange, symbol=args.symbol, kind=args.kind)
+    if args.json:
+        print(json.dumps(records(frame), indent=1))
+        return EXIT_OK
+    if not len(frame):
+        filters = {"exchange": args.exchange, "symbol": args.symbol, "kind": args.kind}
+        given = ", ".join(f"{k}={v}" for k, v in filters.items() if v is not None)
+        print(f"no datasets in {storage.url}" + (f" with {given}" if given else ""))
+    for item in records(frame):
+        first, last = ("-" if item[c] is None else format_ms(item[c]) for c in ("first", "last"))
+        covered = (
+            "coverage=-"
+            if item["covered_from"] is None
+            else f"coverage={format_ms(item['covered_from'])}..{format_ms(item['covered_to'])}"
+        )
+        fraction = item["covered_fraction"]
+        print(
+            f"{item['key']}  rows={item['rows']}  first={first}  last={last}  {covered}"
+            f"  covered={'-' if fraction is None else f'{fraction:.1%}'}  holes={item['holes']}"
+            f"  bytes={'-' if item['bytes'] is None else item['bytes']}"
+            f"  written={'-' if item['last_write'] is None else format_ms(item['last_write'])}"
+            f"  lineage={item['lineage'] or '-'}"
+        )
     note = _emulated_note(args)
     if note:
         print(note)

@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdcollect import DatasetKey, Interval, InvalidRequest, ensure_data_async, open_storage
+from mdcollect import (
+    DatasetKey,
+    IntervalSet,
+    InvalidRequest,
+    ensure_data_async,
+    open_storage,
+)
 from mdcollect.collectors import (
     Backoff,
     DataCollector,
@@ -25,7 +31,7 @@ from mdcollect.collectors import (
 )
 from mdcollect.collectors._base import _RowQueue
 from mdcollect.exchanges import ExchangeClient, RetryPolicy
-from mdcollect.storage import DataCollectionStorage
+from mdcollect.storage import DataCollectionStorage, Stamp
 from mdcollect.storage.memory import MemoryStorage
 from mdcollect.testing import ExchangeEmulator, Fault, MarketSpec
 
@@ -283,10 +289,12 @@ class SlowStore(MemoryStorage):
         self.trade_rows_written = 0
         self.writing = threading.Event()
 
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> int:
+    def _write(
+        self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None, stamp: Stamp
+    ) -> int:
         self.writing.set()
         time.sleep(self.seconds)
-        n = super()._write(key, frame, covered)
+        n = super()._write(key, frame, covered, stamp)
         if key.kind == "trades":
             self.trade_rows_written += len(frame)
         return n

@@ -106,7 +106,7 @@ def closed_port() -> int:
 
 def failure_cases(port: int) -> list[tuple[dict[str, Any], str, str]]:
     return [
-        ({"operation": "delete"}, "delete", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "delete", "result": {"error": "operation \'delete\' is not known; allowed: health, fetch_ohlcv, symbols, status, ensure-data, fetch_data"}}, "environment": "dev"}}'),
+        ({"operation": "delete"}, "delete", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "delete", "result": {"error": "operation \'delete\' is not known; allowed: health, fetch_ohlcv, symbols, status, ensure-data, fetch_data, datasets"}}, "environment": "dev"}}'),
         ({"operation": 7}, "7", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "7", "result": {"error": "operation must be a string, got 7"}}, "environment": "dev"}}'),
         ({"operation": "status", "params": ["x"]}, "status", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "status", "result": {"error": "params must be an object, got [\'x\']"}}, "environment": "dev"}}'),
         ({"operation": "health", "params": {"verbose": True}}, "health", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "health", "result": {"error": "unknown parameter(s) [\'verbose\'] for health; allowed: none"}}, "environment": "dev"}}'),

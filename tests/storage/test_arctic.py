@@ -353,3 +353,35 @@ def test_sigkill_mid_series_leaves_data_readable_and_coverage_not_ahead(tmp_path
                 assert np.array_equal(ms[lo:hi], expected), f"covered {iv} but rows missing"
             covered_end = st.coverage(KEY).end or T0
             start = (covered_end - T0) // (per * MINUTE)
+
+
+def test_info_of_a_symbol_written_before_rows_were_kept_comes_from_arcticdb(
+    lmdb: ArcticStorage,
+) -> None:
+    st = lmdb
+    st.write(KEY, candles(T0, 10), covered=Interval(T0, T0 + 10 * MINUTE), source="import")
+    lib = st._lib
+    meta = dict(lib.read_metadata(st._symbol(KEY)).metadata)
+    for field in ("rows", "span", "last_write", "sources"):
+        del meta[field]
+    lib.write_metadata(st._symbol(KEY), meta, prune_previous_versions=True)
+    info = st.info(KEY)
+    assert (info.rows, info.first, info.last) == (10, T0, T0 + 9 * MINUTE)
+    assert info.sources == () and info.last_write is None
+    st.write(KEY, candles(T0 + 10 * MINUTE, 5), source="live:ws")  # an append keeps it known
+    info = st.info(KEY)
+    assert (info.rows, info.last, info.source) == (15, T0 + 14 * MINUTE, "live:ws")
+
+
+def test_info_bytes_are_the_symbols_compressed_size_one_by_one_or_listed(
+    lmdb: ArcticStorage,
+) -> None:
+    keys = [DatasetKey("binance", f"S{i}/USDT", "ohlcv", "1m") for i in range(20)]
+    for i, key in enumerate(keys):
+        lmdb.write(key, candles(T0, 100 * (i + 1)))
+    one = lmdb.info(keys[0]).bytes
+    listed = lmdb.infos()  # more than a few: one listing of the library
+    assert one is not None and one > 0 and listed[keys[0]].bytes == one
+    sizes = [listed[k].bytes or 0 for k in keys]
+    assert sizes[-1] > sizes[0] > 0  # 2,000 rows take more than 100
+    assert lmdb.info(DatasetKey("okx", "NONE/USDT", "ohlcv", "1m")).bytes is None

@@ -23,6 +23,7 @@ from mdcollect import (
     InvalidRequest,
     open_storage,
 )
+from mdcollect._time import now_ms
 from tests.conftest import DAY, MINUTE, T0, candles, run_python
 
 KEY = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
@@ -61,7 +62,8 @@ def test_upsert_overlapping_out_of_order_and_duplicated(store: DataCollectionSto
     store.write(KEY, first)
     second = candles(T0 + 50 * MINUTE, 100, seed=2)  # overlaps rows 50..99
     shuffled = second.sample(frac=1.0, random_state=3)
-    duplicated = pd.concat([shuffled.iloc[:10].assign(close=1e9), shuffled])  # last wins
+    # a valid candle (high >= close) that the later duplicate replaces: last wins
+    duplicated = pd.concat([shuffled.iloc[:10].assign(close=1e9, high=1e9), shuffled])
     assert store.write(KEY, duplicated) == 100
     out = store.read(KEY)
     assert len(out) == 150
@@ -444,6 +446,9 @@ def _bad_values() -> dict[str, tuple[DatasetKey, pd.DataFrame, str]]:
         "negative trade count": (KEY, good.assign(trades=np.array([1, -2, 3, 4, 5])), r"row 1 .*'trades' is negative"),
         "negative amount": (TRADES, _with(_trades(), 2, amount=-0.5), r"trades row 2 .*'amount' is negative"),
         "NaN trade price": (TRADES, _with(_trades(), 1, price=np.nan), r"trades row 1 .*'price' is NaN"),
+        "high below close": (KEY, _with(good, 3, open=10.0, high=11.0, low=9.0, close=12.0), r"row 3 \(2024-01-01 00:03:00\) .*'high' 11.0 is below 'close' 12.0"),
+        "low above open": (KEY, _with(good, 1, open=10.0, high=12.0, low=10.5, close=11.0), r"row 1 \(2024-01-01 00:01:00\) .*'low' 10.5 is above 'open' 10.0"),
+        "1h candles under a 1m key": (KEY, candles(T0, 5, step=60 * MINUTE), r"row 1 \(2024-01-01 01:00:00\) .*1h after the one before: 1h candles under a 1m key"),
     }  # fmt: skip
 
 
@@ -585,3 +590,112 @@ def test_mark_index_and_premium_candles_are_datasets_of_their_own(
     assert [k.kind for k in store.keys(kind="premium")] == ["premium"]
     with pytest.raises(InvalidRequest, match="'open' is negative"):
         store.write(DatasetKey("bybit_futures", "BTC/USDT:USDT", "index", "1m"), premium)
+
+
+# -- metadata: what the catalog shows without reading rows --------------------------------
+
+
+def _no_reads(store: DataCollectionStorage) -> None:
+    """Make reading rows fail: what follows must come from metadata only."""
+
+    def refuse(*args: object) -> pd.DataFrame:
+        raise AssertionError("the catalog read rows")
+
+    store._read = refuse  # type: ignore[method-assign]
+
+
+def test_info_follows_writes_upserts_and_deletes(store: DataCollectionStorage) -> None:
+    before = now_ms()
+    store.write(KEY, candles(T0 + 50 * MINUTE, 50), covered=Interval(T0 + 50 * MINUTE, T0 + 100 * MINUTE), source="backfill:binance klines")  # fmt: skip
+    store.write(KEY, candles(T0 + 80 * MINUTE, 40), source="live:ws")  # overlaps 20 rows
+    store.write(KEY, candles(T0, 10), source="backfill:binance klines")  # before the first
+    after = now_ms()
+    info = store.info(KEY)
+    assert (info.rows, info.first, info.last) == (80, T0, T0 + 119 * MINUTE)
+    assert before <= (info.last_write or 0) <= after
+    assert info.sources == ("live:ws", "backfill:binance klines")
+    assert info.source == "backfill:binance klines"
+    assert info.coverage == IntervalSet([Interval(T0 + 50 * MINUTE, T0 + 100 * MINUTE)])
+    assert info.bytes is None or info.bytes > 0
+    store.delete(KEY, T0, T0 + 5 * MINUTE)  # takes the first row
+    store.delete(KEY, T0 + 115 * MINUTE, None)  # and the last
+    _no_reads(store)
+    info = store.info(KEY)
+    assert (info.rows, info.first, info.last) == (70, T0 + 5 * MINUTE, T0 + 114 * MINUTE)
+    assert info.sources == ("live:ws", "backfill:binance klines")
+
+
+def test_info_of_trades_counts_rows_by_timestamp_and_id(store: DataCollectionStorage) -> None:
+    store.write(TRADES, _trades(4), source="live:ws")
+    store.write(TRADES, _trades(6), source="live:poll")  # 4 rows again, 2 new
+    _no_reads(store)
+    info = store.info(TRADES)
+    assert (info.rows, info.first, info.last) == (6, T0, T0 + 5)
+    assert info.sources == ("live:ws", "live:poll")
+
+
+def test_info_of_a_missing_dataset_and_of_coverage_only(store: DataCollectionStorage) -> None:
+    assert store.info(KEY).rows == 0 and store.info(KEY).first is None
+    store.write(KEY, candles(T0, 0), covered=Interval(T0, T0 + MINUTE), source="import")
+    info = store.info(KEY)
+    assert (info.rows, info.first, info.last, info.source) == (0, None, None, "import")
+    assert info.coverage == IntervalSet([Interval(T0, T0 + MINUTE)])
+    store.delete(KEY)
+    assert store.info(KEY).rows == 0 and store.info(KEY).sources == ()
+
+
+def test_info_persists_across_instances(
+    open_store: Callable[[], DataCollectionStorage],
+) -> None:
+    a = open_store()
+    a.write(KEY, candles(T0, 30), covered=Interval(T0, T0 + 30 * MINUTE), source="import")
+    b = open_store()
+    _no_reads(b)
+    info = b.info(KEY)
+    assert (info.rows, info.first, info.last, info.sources) == (
+        30,
+        T0,
+        T0 + 29 * MINUTE,
+        ("import",),
+    )
+
+
+def test_a_bad_source_is_refused_and_nothing_written(store: DataCollectionStorage) -> None:
+    for bad in ("", "Backfill", "x" * 200, 5, "live:\n"):
+        with pytest.raises(InvalidRequest, match=r"source .* is not valid"):
+            store.write(KEY, candles(T0, 3), source=bad)  # type: ignore[arg-type]
+    assert store.keys() == []
+
+
+def test_catalog_of_every_backend_from_metadata(store: DataCollectionStorage) -> None:
+    from mdcollect import catalog
+
+    other = DatasetKey("okx", "ETH/USDT", "ohlcv", "1h")
+    store.write(KEY, candles(T0, 60), covered=Interval(T0, T0 + 20 * MINUTE), source="import")
+    store.write(KEY, candles(T0, 0), covered=Interval(T0 + 30 * MINUTE, T0 + 60 * MINUTE))
+    store.write(other, candles(T0, 2, step=60 * MINUTE), source="backfill:okx candles")
+    _no_reads(store)
+    cat = catalog(store)
+    assert list(cat.columns[:14]) == [
+        "exchange", "symbol", "kind", "timeframe", "rows", "first", "last", "covered_from",
+        "covered_to", "covered_fraction", "holes", "bytes", "last_write", "lineage",
+    ]  # fmt: skip
+    row = cat.set_index("exchange").loc["binance"]
+    assert (row["rows"], row["holes"], row["lineage"]) == (60, 1, "import")
+    assert row["first"] == pd.Timestamp(T0, unit="ms", tz="UTC")
+    assert row["last"] == pd.Timestamp(T0 + 59 * MINUTE, unit="ms", tz="UTC")
+    assert row["covered_to"] == pd.Timestamp(T0 + 60 * MINUTE, unit="ms", tz="UTC")
+    assert row["covered_fraction"] == pytest.approx(50 / 60)
+    assert str(cat["last_write"].dtype) == "datetime64[ns, UTC]"
+    only = catalog(store, exchange="okx", kind="ohlcv")
+    assert only["symbol"].tolist() == ["ETH/USDT"] and only["holes"].tolist() == [1]
+    assert len(catalog(store, symbol="BTC/USDT:USDT")) == 0
+
+
+def test_unchecked_write_plants_what_write_refuses(store: DataCollectionStorage) -> None:
+    bad = _with(candles(T0, 3), 1, high=1.0, low=2.0)
+    with pytest.raises(InvalidRequest):
+        store.write(KEY, bad)
+    assert store._write_unchecked(KEY, bad, covered=Interval(T0, T0 + 3 * MINUTE)) == 3
+    assert store.read(KEY)["high"].tolist()[1] == 1.0
+    assert store.info(KEY).source == "unchecked"

@@ -87,7 +87,7 @@ def test_layout_one_file_per_month_plus_coverage(st: ParquetStorage, root: Path)
     st.write(KEY, frame, covered=Interval(FEB - DAY, FEB + DAY))
     d = dataset_dir(root)
     assert d == root / "binance" / "ohlcv" / "1m" / "BTC%2FUSDT"
-    assert files(d) == ["2024-01.parquet", "2024-02.parquet", "_coverage.json"]
+    assert files(d) == ["2024-01.parquet", "2024-02.parquet", "_coverage.json", "_info.json"]
     jan = pq.read_table(d / "2024-01.parquet")
     assert jan.num_rows == 1440
     assert jan.schema.field("timestamp").type == pa.timestamp("ns", tz="UTC")
@@ -119,7 +119,7 @@ def test_partition_size_follows_density(
              "ask_size": [1.0]}
         )  # fmt: skip
     st.write(key, frame)
-    assert files(dataset_dir(root, key)) == [expected]
+    assert files(dataset_dir(root, key)) == [expected, "_info.json"]
 
 
 def test_trades_are_partitioned_by_day(st: ParquetStorage, root: Path) -> None:
@@ -129,7 +129,11 @@ def test_trades_are_partitioned_by_day(st: ParquetStorage, root: Path) -> None:
          "amount": [1.0] * 3, "side": ["buy", "sell", "buy"]}
     )  # fmt: skip
     st.write(key, trades)
-    assert files(dataset_dir(root, key)) == ["2024-01-01.parquet", "2024-01-02.parquet"]
+    assert files(dataset_dir(root, key)) == [
+        "2024-01-01.parquet",
+        "2024-01-02.parquet",
+        "_info.json",
+    ]
     assert st.read(key)["id"].tolist() == ["1", "2", "3"]
 
 
@@ -222,7 +226,7 @@ def test_delete_range_rewrites_only_affected_partitions(st: ParquetStorage, root
     d = dataset_dir(root)
     jan = os.stat(d / "2024-01.parquet")
     st.delete(KEY, FEB, MAR + DAY)  # all of Feb, one day of Mar
-    assert files(d) == ["2024-01.parquet", "2024-03.parquet", "_coverage.json"]
+    assert files(d) == ["2024-01.parquet", "2024-03.parquet", "_coverage.json", "_info.json"]
     assert os.stat(d / "2024-01.parquet").st_ino == jan.st_ino
     assert st.coverage(KEY) == IntervalSet([Interval(T0, FEB), Interval(MAR + DAY, T0 + 70 * DAY)])
     ms = ms_index(st.read(KEY))
@@ -295,7 +299,7 @@ def test_leftover_temp_files_are_ignored_then_cleaned(st: ParquetStorage, root: 
     assert st.coverage(KEY) == IntervalSet([Interval(T0, T0 + 10 * MINUTE)])
     assert st.keys() == [KEY]
     st.write(KEY, candles(T0 + 10 * MINUTE, 1))
-    assert files(d) == ["2024-01.parquet", "_coverage.json"]
+    assert files(d) == ["2024-01.parquet", "_coverage.json", "_info.json"]
 
 
 def test_corrupt_coverage_file_is_a_storage_error(st: ParquetStorage, root: Path) -> None:
@@ -435,3 +439,25 @@ def test_365_daily_writes_take_no_more_disk_than_twice_one_write(tmp_path: Path)
     assert size(tmp_path / "daily") <= 2 * size(tmp_path / "one")
     assert daily.coverage(KEY) == IntervalSet([Interval(T0, T0 + YEAR * MINUTE)])
     pd.testing.assert_frame_equal(daily.read(KEY), frame, check_freq=False)
+
+
+# -- the catalog's metadata (_info.json) ------------------------------------------------------
+
+
+def test_info_without_its_sidecar_or_with_a_partition_replaced_by_hand(
+    st: ParquetStorage, root: Path, tmp_path: Path
+) -> None:
+    st.write(KEY, candles(T0, 10), covered=Interval(T0, T0 + 10 * MINUTE), source="import")
+    d = dataset_dir(root)
+    (d / "_info.json").unlink()  # a store written before it existed: told by the footers
+    info = st.info(KEY)
+    assert (info.rows, info.first, info.last, info.sources) == (10, T0, T0 + 9 * MINUTE, ())
+    assert info.bytes == (d / "2024-01.parquet").stat().st_size
+    st.write(KEY, candles(T0 + 20 * MINUTE, 2), source="import")
+    other = ParquetStorage(tmp_path / "other")
+    other.write(KEY, candles(T0 + MINUTE, 4))
+    # a restored file, not what _info.json describes: its own footer tells
+    (dataset_dir(tmp_path / "other") / "2024-01.parquet").replace(d / "2024-01.parquet")
+    info = st.info(KEY)
+    assert (info.rows, info.first, info.last) == (4, T0 + MINUTE, T0 + 4 * MINUTE)
+    assert info.sources == ("import",)

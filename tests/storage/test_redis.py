@@ -182,7 +182,7 @@ def test_optional_int_column_missing_in_some_segments(st: RedisStorage) -> None:
     for s in (st, mem):
         s.write(KEY, with_trades)
         s.write(KEY, candles(T0 + DAY, 5))
-        s.write(KEY, with_trades.iloc[:3].assign(close=1e9))
+        s.write(KEY, with_trades.iloc[:3].assign(close=1e9, high=1e9))  # a valid candle
     pd.testing.assert_frame_equal(st.read(KEY), mem.read(KEY))
     assert "trades" not in st.read(KEY).columns
 

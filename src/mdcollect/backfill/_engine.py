@@ -120,6 +120,15 @@ class BackfillJob(ABC):
 
         return request_seconds(info, info.ohlcv_endpoint, info.page_limit)
 
+    #: What the rows are made from, for their lineage (:attr:`source`).
+    made_from: str = "candles"
+
+    @property
+    def source(self) -> str:
+        """The lineage stored with this job's rows: ``backfill:<exchange> <what>``, e.g.
+        ``backfill:binance candles``, ``backfill:kraken trades->1m``."""
+        return f"backfill:{self.key.exchange} {self.made_from}"
+
 
 def split_windows(missing: IntervalSet, size: int, align: Callable[[int], int]) -> list[Interval]:
     """Cut each missing interval into windows of at most ``size`` ms on aligned boundaries
@@ -371,7 +380,7 @@ async def _fetch_in_order(
             fetched = await task  # anything but an ExchangeError is a bug: raised
             top_up()  # the next window's request goes out while this one is written
             for chunk in fetched.chunks:
-                report.rows += await _write(storage, job.key, chunk)
+                report.rows += await _write(storage, job, chunk)
                 if chunk.confirmed is not None:
                     bar.add(job.progress_units(chunk.confirmed))
             if fetched.error is not None:
@@ -403,11 +412,13 @@ async def _collect(job: BackfillJob, client: ExchangeClient, window: Interval) -
     return out
 
 
-async def _write(storage: DataCollectionStorage, key: DatasetKey, chunk: Chunk) -> int:
+async def _write(storage: DataCollectionStorage, job: BackfillJob, chunk: Chunk) -> int:
     # A write started is finished even when the task is cancelled: the thread
     # would run on anyway, and the caller must not think it did not happen.
     task = asyncio.ensure_future(
-        asyncio.to_thread(storage.write, key, chunk.frame, covered=chunk.confirmed)
+        asyncio.to_thread(
+            storage.write, job.key, chunk.frame, covered=chunk.confirmed, source=job.source
+        )
     )
     try:
         return await asyncio.shield(task)

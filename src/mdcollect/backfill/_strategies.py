@@ -53,6 +53,8 @@ class _CandleJob(BackfillJob):
     ) -> None:
         self.tf = Timeframe.parse(timeframe)
         super().__init__(DatasetKey(exchange, symbol, kind, str(self.tf)), start, end)
+        # the endpoint paged: candles, or mark (index, premium) candles
+        self.made_from = "candles" if kind == "ohlcv" else f"{kind} candles"
 
     @property
     def kind(self) -> CandleKind:
@@ -161,7 +163,9 @@ class OHLCVBackfill(_CandleJob):
         )
         for iv in before:
             # the exchange has nothing before the listing: covered, no rows
-            await asyncio.to_thread(storage.write, self.key, empty_frame(self.kind), covered=iv)
+            await asyncio.to_thread(
+                storage.write, self.key, empty_frame(self.kind), covered=iv, source=self.source
+            )
         log.info(
             "%s: listed at %d; %d ms before it covered without fetching",
             self.key,
@@ -283,6 +287,7 @@ class TradesBackfill(BackfillJob):
             else DatasetKey(exchange, symbol, "trades")
         )
         super().__init__(key, start, end)
+        self.made_from = "trades" if self.tf is None else f"trades->{self.tf}"
 
     def required(self, now: int) -> Interval | None:
         if self.tf is None:
@@ -466,6 +471,8 @@ class FundingBackfill(BackfillJob):
 
     >>> job = FundingBackfill("binance_futures", "BTC/USDT:USDT", start_ms, end_ms)
     """
+
+    made_from = "funding"
 
     def __init__(self, exchange: str, symbol: str, start: int, end: int) -> None:
         super().__init__(DatasetKey(exchange, symbol, "funding"), start, end)

@@ -146,6 +146,8 @@ class _Entry:
     key: DatasetKey
     frame: pd.DataFrame
     covered: Interval | None
+    #: the rows' lineage: ``live:ws`` or ``live:poll``
+    source: str = "live:poll"
 
     @property
     def rows(self) -> int:
@@ -555,7 +557,8 @@ class DataSourceCollector(ABC):
     def _add(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> None:
         if self._oldest is None:
             self._oldest = self.clock.monotonic()
-        self._pending.append(_Entry(next(self._seq), key, frame, covered))
+        source = "live:ws" if self._ws_opened else "live:poll"
+        self._pending.append(_Entry(next(self._seq), key, frame, covered, source))
         self._pending_rows += len(frame)
         # bound the buffer: drop the oldest rows not being written, and count them
         while self._pending_rows > self.buffer_rows and self._pending:
@@ -771,7 +774,8 @@ def _write_entries(
     else:
         frame = pd.concat(frames)
     t0 = time.perf_counter()
-    rows = storage.write(key, frame, covered=covered)  # an empty set covers nothing
+    # an empty set covers nothing; the latest entry's feed names the rows' lineage
+    rows = storage.write(key, frame, covered=covered, source=entries[-1].source)
     if latency is not None:
         latency.observe(time.perf_counter() - t0)
     if on_write is not None:

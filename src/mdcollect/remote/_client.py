@@ -30,6 +30,7 @@ from .._api import (
     DEFAULT_EXCHANGES,
     DEFAULT_TIMEFRAME,
     data_query,
+    datasets_query,
     ohlcv_query,
     sync_request,
 )
@@ -50,7 +51,9 @@ __all__ = [
 
 log: Final = logging.getLogger("mdcollect.remote")
 
-Operation = Literal["health", "fetch_ohlcv", "symbols", "status", "ensure-data", "fetch_data"]
+Operation = Literal[
+    "health", "fetch_ohlcv", "symbols", "status", "ensure-data", "fetch_data", "datasets"
+]
 #: The operations of the API, as the Lambda proxy names them.
 OPERATIONS: Final[tuple[Operation, ...]] = (
     "health",
@@ -59,6 +62,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     "status",
     "ensure-data",
     "fetch_data",
+    "datasets",
 )
 DEFAULT_NAMESPACE: Final = "tradai.local"
 DEFAULT_PORT: Final = 8002
@@ -78,6 +82,7 @@ _PARAMS: Final[Mapping[str, frozenset[str]]] = {
         {"symbols", "timeframe", "start_date", "end_date", "exchange", "padding_days", "kinds"}
     ),
     "sync_status": frozenset({"job_id"}),
+    "datasets": frozenset({"exchange", "symbol", "kind"}),
 }
 
 
@@ -196,6 +201,8 @@ def build_call(
         params.setdefault("padding_days", DEFAULT_PADDING_DAYS)
         request = sync_request(**params, allowed_exchanges=allowed_exchanges, pad_client_side=True)
         return _Call(operation, "POST", "/api/v1/sync", json=request.body())
+    if operation == "datasets":
+        return _Call(operation, "GET", "/api/v1/datasets", params=datasets_query(**params).params())
     job_id = params.get("job_id")
     if not isinstance(job_id, str) or not job_id.isalnum() or len(job_id) > 64:
         raise InvalidRequest(f"job_id {job_id!r} is not valid; use the id the service returned")
@@ -214,6 +221,19 @@ def ohlcv_frame(payload: Any, kind: Kind = "ohlcv") -> pd.DataFrame:
         return normalize_frame(kind, pd.DataFrame(rows, columns=columns))
     except (KeyError, TypeError, ValueError, InvalidRequest) as exc:
         raise RemoteError(f"the service's {kind} response is malformed: {exc}") from exc
+
+
+def datasets_frame(payload: Any) -> pd.DataFrame:
+    """The service's catalog JSON (``datasets``) as :func:`mdcollect.catalog`'s frame."""
+    from ..catalog import from_records
+
+    try:
+        items = payload["datasets"]
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise TypeError("datasets must be a list of objects")
+        return from_records(items)
+    except (KeyError, TypeError, ValueError, InvalidRequest) as exc:
+        raise RemoteError(f"the service's datasets response is malformed: {exc}") from exc
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -505,6 +525,16 @@ class DataCollectionClient(_Core):
         """``GET /api/v1/sync/{job_id}``: a background sync's status and report."""
         return dict(self.request("sync_status", {"job_id": job_id}))
 
+    def datasets(
+        self, exchange: str | None = None, symbol: str | None = None, kind: str | None = None
+    ) -> pd.DataFrame:
+        """``GET /api/v1/datasets``: the service's catalog, as :func:`mdcollect.catalog`
+        returns it (one row per dataset), optionally filtered.
+
+        >>> client.datasets(exchange="binance_futures", kind="funding")  # doctest: +SKIP
+        """
+        return datasets_frame(self.request("datasets", _filters(locals())))
+
 
 class AsyncDataCollectionClient(_Core):
     """Async twin of :class:`DataCollectionClient` (same arguments and methods).
@@ -615,7 +645,18 @@ class AsyncDataCollectionClient(_Core):
         """Async :meth:`DataCollectionClient.sync_status`."""
         return dict(await self.request("sync_status", {"job_id": job_id}))
 
+    async def datasets(
+        self, exchange: str | None = None, symbol: str | None = None, kind: str | None = None
+    ) -> pd.DataFrame:
+        """Async :meth:`DataCollectionClient.datasets`."""
+        return datasets_frame(await self.request("datasets", _filters(locals())))
+
 
 def _given(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """A method's arguments as operation params (``self`` dropped)."""
     return {k: v for k, v in arguments.items() if k != "self"}
+
+
+def _filters(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's filter arguments that were given (``None`` is no filter)."""
+    return {k: v for k, v in _given(arguments).items() if v is not None}

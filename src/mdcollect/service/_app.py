@@ -29,6 +29,7 @@ from .._api import (
     OhlcvQuery,
     SyncRequest,
     data_query,
+    datasets_query,
     ohlcv_query,
     sync_request_from_json,
 )
@@ -37,6 +38,7 @@ from .._keys import DatasetKey
 from .._rules import positive
 from .._schema import empty_frame
 from .._time import DAY, Timeframe, index_ms, now_ms
+from ..catalog import catalog, records
 from ..ensure import ensure_data_async
 from ..exchanges import ExchangeClient, exchange_info
 from ..storage import DataCollectionStorage, open_storage
@@ -66,6 +68,7 @@ _OHLCV_PARAMS: Final = frozenset(
 )
 _DATA_PARAMS: Final = frozenset({"kind", "symbol", "limit", "start", "end", "exchange"})
 _JOB_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
+_DATASETS_PARAMS: Final = frozenset({"exchange", "symbol", "kind"})
 
 ExchangeFactory = Callable[[str], ExchangeClient | str]
 
@@ -260,6 +263,13 @@ class _Service:
             return _error(404, f"no sync job {job_id[:64]!r} (unknown, or forgotten)")
         return JSONResponse(job.to_dict())
 
+    def datasets(self, request: Request) -> JSONResponse:
+        params = _query_params(request, _DATASETS_PARAMS)
+        query = datasets_query(**params)
+        frame = catalog(self.storage, exchange=query.exchange, symbol=query.symbol, kind=query.kind)
+        items = records(frame)
+        return JSONResponse({"count": len(items), "datasets": items})
+
     def stopping(self) -> None:
         """The server is stopping: cancel the running sync jobs now (thread-safe), so that
         requests waiting for one answer at once instead of holding the shutdown."""
@@ -442,6 +452,7 @@ def create_app(
             Route("/api/v1/sync/{job_id}", svc.sync_job, methods=["GET"]),
             Route("/openapi.json", svc.openapi_json, methods=["GET"]),
             Route("/metrics", svc.metrics, methods=["GET"]),
+            Route("/api/v1/datasets", svc.datasets, methods=["GET"]),
         ],
         exception_handlers={
             InvalidRequest: _invalid,

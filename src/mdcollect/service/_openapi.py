@@ -14,7 +14,7 @@ from .._api import (
     ROW_KINDS,
     TIMEFRAME_PATTERN,
 )
-from .._keys import CANDLE_KINDS, HISTORY_KINDS
+from .._keys import CANDLE_KINDS, HISTORY_KINDS, KINDS
 from .._rules import MAX_PADDING_DAYS
 from .._time import DEFAULT_PADDING_DAYS
 
@@ -251,6 +251,47 @@ def openapi_document(
                     },
                 )
             },
+            "/api/v1/datasets": {
+                "get": op(
+                    "The catalog: one entry per stored dataset (rows, first/last, coverage, "
+                    "holes, bytes, last write, lineage), from metadata; filterable",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["count", "datasets"],
+                                "properties": {
+                                    "count": {"type": "integer", "minimum": 0},
+                                    "datasets": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Dataset"},
+                                    },
+                                },
+                            },
+                            "the datasets",
+                        ),
+                        **_errors(400, *auth_errors, 503),
+                    },
+                    parameters=[
+                        {
+                            "name": "exchange",
+                            "in": "query",
+                            "schema": {
+                                "type": "string",
+                                "pattern": "^[a-z][a-z0-9_]*$",
+                                "maxLength": 64,
+                                "example": "binance",
+                            },
+                        },
+                        {"name": "symbol", "in": "query", "schema": symbol},
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": list(KINDS)},
+                        },
+                    ],
+                )
+            },
             "/api/v1/sync/{job_id}": {
                 "get": op(
                     "A sync job's status and report",
@@ -273,6 +314,29 @@ def openapi_document(
                     "type": "object",
                     "required": ["error"],
                     "properties": {"error": {"type": "string"}},
+                },
+                "Dataset": {
+                    "type": "object",
+                    "description": "one catalog entry; times in ms since the epoch (UTC)",
+                    "required": ["key", "exchange", "symbol", "kind", "rows", "sources"],
+                    "properties": {
+                        "key": {"type": "string"},
+                        "exchange": {"type": "string"},
+                        "symbol": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "timeframe": {"type": "string", "nullable": True},
+                        "rows": {"type": "integer", "minimum": 0},
+                        "first": {"type": "integer", "nullable": True},
+                        "last": {"type": "integer", "nullable": True},
+                        "covered_from": {"type": "integer", "nullable": True},
+                        "covered_to": {"type": "integer", "nullable": True},
+                        "covered_fraction": {"type": "number", "nullable": True},
+                        "holes": {"type": "integer", "minimum": 0},
+                        "bytes": {"type": "integer", "nullable": True},
+                        "last_write": {"type": "integer", "nullable": True},
+                        "lineage": {"type": "string", "nullable": True},
+                        "sources": {"type": "array", "items": {"type": "string"}},
+                    },
                 },
                 "SyncJob": {
                     "type": "object",

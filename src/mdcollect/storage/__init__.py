@@ -31,10 +31,12 @@ import platformdirs
 
 from .._errors import InvalidRequest
 from .._redact import redact
-from ._base import DataCollectionStorage
+from ._base import DataCollectionStorage, DatasetInfo, Stamp
 
 __all__ = [
     "DataCollectionStorage",
+    "DatasetInfo",
+    "Stamp",
     "default_storage",
     "default_storage_url",
     "emulated_storage_url",

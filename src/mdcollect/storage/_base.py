@@ -3,21 +3,96 @@
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any, Self
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Self
 
 import numpy as np
 import pandas as pd
+from attrs import evolve, field, frozen
 
 from .._errors import InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import KINDS, DatasetKey, Kind
 from .._redact import redact, secrets_in
 from .._schema import conform, normalize_frame
-from .._time import format_ms
+from .._time import NS_PER_MS, format_ms, now_ms
 
-__all__ = ["DataCollectionStorage"]
+__all__ = ["DataCollectionStorage", "DatasetInfo", "Stamp"]
+
+#: A source names where rows came from: ``backfill:binance klines``, ``live:ws``, ``import``.
+_SOURCE_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}(:[ -~]{1,120})?")
+#: Distinct sources a dataset remembers (the oldest are forgotten first).
+MAX_SOURCES: Final = 16
+
+
+@frozen
+class Stamp:
+    """Who wrote, and when: what :meth:`DataCollectionStorage.write` hands its backend
+    with the rows, for the dataset's :class:`DatasetInfo`."""
+
+    source: str | None
+    at: int
+
+
+@frozen
+class DatasetInfo:
+    """What a backend keeps about one dataset beside its rows, updated by every write,
+    so that :func:`mdcollect.catalog` never reads rows.
+
+    ``rows`` stored, ``first``/``last`` the first and last row's time (ms; ``None``
+    without rows), ``coverage``, ``last_write`` (wall clock, ms; ``None`` for data
+    written before this was recorded), ``sources`` every source seen (oldest first,
+    so the latest is ``sources[-1]``), ``bytes`` on disk (``None`` where the backend
+    cannot tell cheaply).
+
+    >>> storage.info(DatasetKey("binance", "BTC/USDT", "ohlcv", "1m"))  # doctest: +SKIP
+    DatasetInfo(rows=1440, first=1704067200000, last=1704153540000, ...)
+    """
+
+    rows: int = 0
+    first: int | None = None
+    last: int | None = None
+    coverage: IntervalSet = field(factory=IntervalSet)
+    last_write: int | None = None
+    sources: tuple[str, ...] = ()
+    bytes: int | None = None
+
+    @property
+    def source(self) -> str | None:
+        """The latest source, ``None`` if none was recorded."""
+        return self.sources[-1] if self.sources else None
+
+    def stamped(self, stamp: Stamp) -> DatasetInfo:
+        """This info after a write stamped ``stamp`` (rows and times set by the backend)."""
+        return evolve(self, last_write=stamp.at, sources=add_source(self.sources, stamp.source))
+
+
+def add_source(sources: Iterable[str], source: str | None) -> tuple[str, ...]:
+    """``sources`` with ``source`` moved (or added) to the end, at most :data:`MAX_SOURCES`."""
+    seen = [s for s in sources if s != source]
+    if source is not None:
+        seen.append(source)
+    return tuple(seen[-MAX_SOURCES:])
+
+
+def frame_span(frame: pd.DataFrame) -> tuple[int, int] | None:
+    """``(first, last)`` row times (ms) of a sorted, non-empty frame; ``None`` when empty."""
+    if len(frame) == 0:
+        return None
+    assert isinstance(frame.index, pd.DatetimeIndex)
+    ns = frame.index.asi8
+    return int(ns[0]) // NS_PER_MS, int(ns[-1]) // NS_PER_MS
+
+
+def _check_source(source: object) -> str | None:
+    if source is None or (isinstance(source, str) and _SOURCE_RE.fullmatch(source)):
+        return source
+    raise InvalidRequest(
+        f"source {source!r} is not valid; use a lowercase word (up to 32 characters), then optionally ':' and up to 120 "
+        "printable characters, e.g. 'backfill:binance klines', 'live:ws', 'import'"
+    )
 
 
 class DataCollectionStorage(ABC):
@@ -70,13 +145,22 @@ class DataCollectionStorage(ABC):
         frame: pd.DataFrame,
         *,
         covered: Interval | IntervalSet | None = None,
+        source: str | None = None,
     ) -> int:
         """Upsert ``frame``'s rows into ``key``; then mark ``covered`` complete.
 
         ``frame`` has a UTC ``DatetimeIndex`` (or a ``timestamp`` column of ms ints)
         and the kind's columns. ``covered`` is one :class:`Interval`, or an
         :class:`IntervalSet` when the rows complete several separate ranges (one
-        write instead of one per range). Returns the number of rows written.
+        write instead of one per range). ``source`` is the rows' lineage, kept in
+        the dataset's :meth:`info` (``"backfill:binance klines"``, ``"live:ws"``,
+        ``"import"``). Returns the number of rows written.
+
+        Rows no market produces are refused before anything is written
+        (:class:`InvalidRequest` naming the first bad row, its time and value): NaN
+        prices, negative prices or volumes, a high below the low, open or close (a
+        low above them), candles off the key's timeframe grid, or a coarser
+        timeframe's candles under the key (see :func:`mdcollect._schema.check_rows`).
         """
         key = _check_key(key)
         if covered is not None and not isinstance(covered, Interval | IntervalSet):
@@ -84,9 +168,41 @@ class DataCollectionStorage(ABC):
                 "covered must be an Interval(start_ms, end_ms), an IntervalSet or None,"
                 f" got {covered!r}"
             )
+        stamp = Stamp(_check_source(source), now_ms())
         cov = IntervalSet([covered]) if isinstance(covered, Interval) else covered
         norm = normalize_frame(key.kind, frame, strict=True, timeframe=key.tf)
-        return self._write(key, norm, cov or None)
+        return self._write(key, norm, cov or None, stamp)
+
+    def _write_unchecked(
+        self,
+        key: DatasetKey | str,
+        frame: pd.DataFrame,
+        *,
+        covered: Interval | IntervalSet | None = None,
+    ) -> int:
+        """Write ``frame`` without the value checks of :meth:`write`: **for tests only**,
+        to plant the defects :func:`mdcollect.audit` must find (a high below the low,
+        off-grid rows, NaN prices). The schema (columns, dtypes, a UTC index) is still
+        enforced, and rows are still upserted, sorted and deduplicated; the lineage
+        recorded is ``"unchecked"``.
+        """
+        key = _check_key(key)
+        cov = IntervalSet([covered]) if isinstance(covered, Interval) else covered
+        norm = normalize_frame(key.kind, frame, strict=False)
+        return self._write(key, norm, cov or None, Stamp("unchecked", now_ms()))
+
+    def info(self, key: DatasetKey | str) -> DatasetInfo:
+        """What is known about ``key`` without reading its rows: rows, first and last
+        row time, coverage, last write, sources (lineage), bytes. A dataset that does
+        not exist has ``rows == 0`` and nothing else."""
+        key = _check_key(key)
+        return self._infos([key])[key]
+
+    def infos(self, keys: Sequence[DatasetKey] | None = None) -> dict[DatasetKey, DatasetInfo]:
+        """:meth:`info` of several datasets at once (every stored one by default), in as
+        few backend calls as the backend allows."""
+        wanted = self.keys() if keys is None else [_check_key(k) for k in keys]
+        return self._infos(wanted)
 
     def read(
         self,
@@ -164,9 +280,17 @@ class DataCollectionStorage(ABC):
 
     # -- what backends implement ------------------------------------------------------
     @abstractmethod
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
-        """Upsert a normalised frame, then extend coverage (never an empty set); return
+    def _write(
+        self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None, stamp: Stamp
+    ) -> int:
+        """Upsert a normalised frame, then extend coverage (never an empty set), and
+        update the dataset's :class:`DatasetInfo` (rows, first, last, ``stamp``); return
         rows written."""
+
+    @abstractmethod
+    def _infos(self, keys: Sequence[DatasetKey]) -> dict[DatasetKey, DatasetInfo]:
+        """The :class:`DatasetInfo` of each of ``keys`` from metadata, never from rows
+        (an empty one for a key not stored)."""
 
     @abstractmethod
     def _read(

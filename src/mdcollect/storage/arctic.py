@@ -100,7 +100,7 @@ import shutil
 import struct
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,14 +112,22 @@ import pandas as pd
 from arcticdb import Arctic, LibraryOptions
 from arcticdb.config import set_config_int
 from arcticdb.exceptions import ArcticException, KeyNotFoundException, NoDataFoundException
+from attrs import evolve
 
 from .._errors import InvalidRequest, StorageError
 from .._intervals import IntervalSet
 from .._keys import DatasetKey
 from .._redact import redact
 from .._schema import merge_frames
-from .._time import MAX_INDEX_MS, MIN_INDEX_MS, index_ms, ms_to_timestamp
-from ._base import DataCollectionStorage, _check_key, clip_range
+from .._time import MAX_INDEX_MS, MIN_INDEX_MS, NS_PER_MS, index_ms, ms_to_timestamp
+from ._base import (
+    DataCollectionStorage,
+    DatasetInfo,
+    Stamp,
+    _check_key,
+    add_source,
+    clip_range,
+)
 from ._locks import file_lock
 from ._naming import encode_name, key_name, parse_key_name
 
@@ -140,6 +148,9 @@ _LMDB_OPTIONS: Final = frozenset({"map_size"})
 #: ArcticDB's form of ``map_size`` (``convert_size_str_to_bytes``): 1 or more, then a unit.
 _MAP_SIZE_RE: Final = re.compile(r"[1-9][0-9]*(KB|MB|GB|TB)")
 _ONE_NS: Final = pd.Timedelta(1, "ns")
+
+#: Up to this many symbols are sized one by one; more by one listing of the library.
+_SIZES_ONE_BY_ONE: Final = 16
 
 #: Attempts of a read that raced with another process pruning the version it found.
 _READ_ATTEMPTS: Final = 5
@@ -174,6 +185,14 @@ class _Meta:
     tail: int | None = None
     runs: list[list[int]] | None = None
     body_fragments: int = 0
+    # for the catalog (DatasetInfo): rows stored and the exact [first, last] row (ns),
+    # ``None`` when not known (a symbol written before they were kept, or a range
+    # delete that died half way: then ArcticDB's description is asked); the wall
+    # clock of the last write (ms) and the sources seen
+    rows: int | None = None
+    span: list[int] | None = None
+    last_write: int | None = None
+    sources: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -184,7 +203,27 @@ class _Meta:
             "tail": self.tail,
             "runs": self.runs,
             "body_fragments": self.body_fragments,
+            "rows": self.rows,
+            "span": self.span,
+            "last_write": self.last_write,
+            "sources": list(self.sources),
         }
+
+    def stamp(self, stamp: Stamp | None) -> None:
+        if stamp is not None:
+            self.last_write = stamp.at
+            self.sources = list(add_source(self.sources, stamp.source))
+
+    def info(self) -> DatasetInfo:
+        span = self.span
+        return DatasetInfo(
+            rows=self.rows or 0,
+            first=None if span is None else span[0] // NS_PER_MS,
+            last=None if span is None else span[1] // NS_PER_MS,
+            coverage=self.coverage,
+            last_write=self.last_write,
+            sources=tuple(self.sources),
+        )
 
     @classmethod
     def from_dict(cls, data: object) -> _Meta:
@@ -200,6 +239,10 @@ class _Meta:
             if isinstance(runs := data.get("runs"), list)
             else None,
             body_fragments=int(data.get("body_fragments") or 0),
+            rows=data.get("rows"),
+            span=[int(t) for t in span] if isinstance(span := data.get("span"), list) else None,
+            last_write=data.get("last_write"),
+            sources=[str(x) for x in data.get("sources") or ()],
         )
 
 
@@ -307,6 +350,12 @@ def _set_tail(meta: _Meta, data: pd.DataFrame, before: list[list[int]]) -> None:
     else:
         meta.runs = rest
         meta.tail = rest[0][0] if rest else int(ns[-1]) + 1
+
+
+def _ns_of(when: Any) -> int:
+    """ns since the epoch of a datetime ArcticDB describes (naive means UTC)."""
+    ts = pd.Timestamp(when)
+    return int((ts.tz_localize("UTC") if ts.tzinfo is None else ts).value)
 
 
 def _ts(ns: int) -> pd.Timestamp:
@@ -682,7 +731,9 @@ class ArcticStorage(DataCollectionStorage):
                 _poison(self._cache_key, str(exc.__cause__ or exc))
             raise
 
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
+    def _write(
+        self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None, stamp: Stamp
+    ) -> int:
         self._writable(f"write {key}")
         if self._uri.startswith("lmdb://") and len(frame):
             _check_space(self._lock_dir.parent, frame, f"write {key}")
@@ -694,12 +745,15 @@ class ArcticStorage(DataCollectionStorage):
             if len(frame) == 0:
                 if covered is None or (meta is not None and coverage == old_cov):
                     return 0
-                meta = meta or _Meta(columns=list(frame.columns))
+                meta = meta or _Meta(columns=list(frame.columns), rows=0)
                 meta.coverage = coverage
+                meta.stamp(stamp)
                 # the rows (if any) stay as they are; only coverage grows
                 self._lib.write_metadata(symbol, meta.to_dict(), prune_previous_versions=True)
                 return 0
-            self._upsert(symbol, frame, meta, coverage, lambda a, b: merge_frames(key.kind, a, b))
+            self._upsert(
+                symbol, frame, meta, coverage, lambda a, b: merge_frames(key.kind, a, b), stamp
+            )
         return len(frame)
 
     def _upsert(
@@ -709,8 +763,10 @@ class ArcticStorage(DataCollectionStorage):
         meta: _Meta | None,
         coverage: IntervalSet,
         merge: Merge,
+        stamp: Stamp | None = None,
     ) -> None:
-        """Upsert a normalised, sorted, non-empty frame with ``coverage`` in the same version."""
+        """Upsert a normalised, sorted, non-empty frame with ``coverage`` in the same version
+        (and the rows, span and ``stamp`` the catalog shows)."""
         lib = self._lib
         ns = _ns(frame)
         first, last = int(ns[0]), int(ns[-1])
@@ -721,13 +777,22 @@ class ArcticStorage(DataCollectionStorage):
                 log.debug("%s: columns changed, rewrite %d rows", symbol, len(frame))
             else:
                 log.debug("%s: write %d rows (new)", symbol, len(frame))
-            new = _Meta(coverage, int(_ns(frame)[-1]), list(frame.columns))
+            all_ns = _ns(frame)
+            new = _Meta(coverage, int(all_ns[-1]), list(frame.columns))
+            new.rows, new.span = len(frame), [int(all_ns[0]), int(all_ns[-1])]
+            if meta is not None:
+                new.last_write, new.sources = meta.last_write, meta.sources
+            new.stamp(stamp)
             _set_tail(new, frame, [])
             lib.write(symbol, frame, metadata=new.to_dict(), prune_previous_versions=True)
             return
         meta.coverage = coverage
+        meta.stamp(stamp)
         if first > meta.last:
             meta.last = last
+            if meta.rows is not None and meta.span is not None:
+                meta.rows += len(frame)
+                meta.span = [meta.span[0], last]
             self._append(symbol, frame, meta)
             return
         # overlapping or out of order: merge the span the frame touches, replace that span
@@ -735,6 +800,9 @@ class ArcticStorage(DataCollectionStorage):
         old = lib.read(symbol, date_range=span).data
         merged = merge(old, frame) if len(old) else frame
         meta.last = max(meta.last, last)
+        if meta.rows is not None and meta.span is not None:
+            meta.rows += len(merged) - len(old)
+            meta.span = [min(meta.span[0], first), max(meta.span[1], last)]
         if meta.tail is not None and first >= meta.tail:
             meta.runs = None  # the update re-slices the tail from ``first``
         else:
@@ -818,6 +886,49 @@ class ArcticStorage(DataCollectionStorage):
             meta = self._meta(self._symbol(key))
         return meta.coverage if meta is not None else IntervalSet()
 
+    def _described(self, symbol: str) -> tuple[int, list[int] | None]:
+        """Rows and ``[first, last]`` (ns) of a symbol from ArcticDB's own description."""
+        desc = _retrying(lambda: self._lib.get_description(symbol))
+        lo, hi = desc.date_range
+        if not desc.row_count or lo is None or pd.isna(lo) or hi is None or pd.isna(hi):
+            return int(desc.row_count or 0), None
+        return int(desc.row_count), [_ns_of(lo), _ns_of(hi)]
+
+    def _infos(self, keys: Sequence[DatasetKey]) -> dict[DatasetKey, DatasetInfo]:
+        symbols = [self._symbol(k) for k in keys]
+        out: dict[DatasetKey, DatasetInfo] = {}
+        with self._translated("read dataset metadata"):
+            items = _retrying(lambda: self._lib.read_metadata_batch(symbols)) if symbols else []
+            for key, symbol, item in zip(keys, symbols, items, strict=True):
+                if not hasattr(item, "metadata"):  # a DataError: not stored
+                    out[key] = DatasetInfo()
+                    continue
+                meta = _Meta.from_dict(item.metadata)
+                if meta.last is not None and (meta.rows is None or meta.span is None):
+                    meta.rows, meta.span = self._described(symbol)
+                out[key] = meta.info()
+            sizes = self._sizes([self._symbol(k) for k in keys if out[k] != DatasetInfo()])
+        return {k: evolve(i, bytes=sizes.get(self._symbol(k))) for k, i in out.items()}
+
+    def _sizes(self, symbols: list[str]) -> dict[str, int]:
+        """Compressed bytes of each symbol's keys (data, index, versions), from ArcticDB's
+        key listing, not its data: one listing for many symbols (about 70 ms for 1,000
+        on LMDB), else one per symbol. Empty when ArcticDB cannot tell."""
+        if not symbols:
+            return {}
+        try:
+            tools = self._lib.admin_tools()
+            if len(symbols) > _SIZES_ONE_BY_ONE:
+                raw = tools.get_sizes_by_symbol()
+            else:
+                raw = {s: tools.get_sizes_for_symbol(s) for s in symbols}
+        except (ArcticException, AttributeError) as exc:  # an ArcticDB without admin tools
+            log.debug("ArcticDB cannot tell the symbols' sizes: %s", exc)
+            return {}
+        return {
+            str(s): sum(int(v.bytes_compressed) for v in kinds.values()) for s, kinds in raw.items()
+        }
+
     def _keys(self) -> list[DatasetKey]:
         with self._translated("list datasets"):
             names = self._lib.list_symbols()
@@ -837,17 +948,22 @@ class ArcticStorage(DataCollectionStorage):
             if meta is None:
                 return
             coverage = clip_range(meta.coverage, start, end)
-            if coverage != meta.coverage:
+            dr = _date_range(start, end)
+            rows_go = meta.last is not None and dr is not None
+            if coverage != meta.coverage or rows_go:
                 # coverage shrinks first: if we die before the rows go, it merely lags
                 meta.coverage = coverage
                 if meta.last is not None:
                     meta.body_fragments += 2
                     meta.runs = None  # the range may split tail segments too
+                if rows_go:  # counted again once they are gone
+                    meta.rows = meta.span = None
                 lib.write_metadata(symbol, meta.to_dict(), prune_previous_versions=True)
-            dr = _date_range(start, end)
-            if meta.last is not None and dr is not None:
+            if rows_go:
                 # keeps the metadata just written
                 lib.delete_data_in_range(symbol, dr, prune_previous_versions=True)
+                meta.rows, meta.span = self._described(symbol)
+                lib.write_metadata(symbol, meta.to_dict(), prune_previous_versions=True)
 
     # -- single points --------------------------------------------------------------------
     def _store(self, key: str, payload: str, timestamp: int) -> None:

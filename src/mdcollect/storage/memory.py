@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import pandas as pd
+from attrs import evolve
 
 from .._intervals import IntervalSet
 from .._keys import DatasetKey
 from .._schema import merge_frames, slice_frame
-from ._base import DataCollectionStorage, clip_range
+from ._base import DataCollectionStorage, DatasetInfo, Stamp, clip_range, frame_span
 
 
 class MemoryStorage(DataCollectionStorage):
@@ -22,6 +24,8 @@ class MemoryStorage(DataCollectionStorage):
         self.url = "memory://"
         self._frames: dict[DatasetKey, pd.DataFrame] = {}
         self._coverage: dict[DatasetKey, IntervalSet] = {}
+        # last write and sources; rows, first and last come from the frame itself
+        self._stamps: dict[DatasetKey, DatasetInfo] = {}
         self._points: dict[str, dict[int, str]] = {}
         self._lock = threading.Lock()
 
@@ -30,8 +34,12 @@ class MemoryStorage(DataCollectionStorage):
         """Open from ``memory://``."""
         return cls()
 
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
+    def _write(
+        self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None, stamp: Stamp
+    ) -> int:
         with self._lock:
+            if len(frame) or covered is not None:
+                self._stamps[key] = self._stamps.get(key, DatasetInfo()).stamped(stamp)
             old = self._frames.get(key)
             if len(frame) or old is not None:
                 merged = frame if old is None else merge_frames(key.kind, old, frame)
@@ -58,6 +66,23 @@ class MemoryStorage(DataCollectionStorage):
         with self._lock:
             return self._coverage.get(_check_key(key), IntervalSet())
 
+    def _infos(self, keys: Sequence[DatasetKey]) -> dict[DatasetKey, DatasetInfo]:
+        out = {}
+        with self._lock:
+            for key in keys:
+                frame = self._frames.get(key)
+                info = self._stamps.get(key, DatasetInfo())
+                span = frame_span(frame) if frame is not None else None
+                out[key] = evolve(
+                    info,
+                    rows=0 if frame is None else len(frame),
+                    first=span[0] if span else None,
+                    last=span[1] if span else None,
+                    coverage=self._coverage.get(key, IntervalSet()),
+                    bytes=None,  # no disk
+                )
+        return out
+
     def _keys(self) -> list[DatasetKey]:
         with self._lock:
             return [*self._frames, *self._coverage]
@@ -67,6 +92,7 @@ class MemoryStorage(DataCollectionStorage):
             if start is None and end is None:
                 self._frames.pop(key, None)
                 self._coverage.pop(key, None)
+                self._stamps.pop(key, None)
                 return
             frame = self._frames.get(key)
             if frame is not None:

@@ -7,6 +7,9 @@ Layout under the root (every part is safe, see :mod:`mdcollect.storage._naming`)
         2024-02.parquet
         _coverage.json         {"version": 1, "coverage": [[start_ms, end_ms], ...],
                                 "parts": ["2024-01", "2024-02"]}
+        _info.json             for the catalog: {"version": 1, "parts": {"2024-01":
+                                [rows, first_ms, last_ms, bytes], ...}, "last_write": ms,
+                                "sources": [...]}
     ROOT/_points/<encoded key>/2024-01-01.jsonl   single points, one file per UTC day
     ROOT/.locks/               one lock file per dataset (flock), never deleted
     ROOT/.trash/               datasets being deleted (renamed away first)
@@ -33,6 +36,12 @@ partition whose rows were cut by hand is not noticed: counting every file's rows
 on each ``coverage()`` would not be cheap). A file named like a partition that
 is not a date (``2024-13.parquet``) is ignored, with a warning.
 
+``_info.json`` is written after the partitions and before the coverage, each time a
+write or delete changes them; a partition it does not list (or lists with another
+size: a file replaced by hand, a write that died before its ``_info.json``) is
+described from the file's own Parquet footer and timestamp column, so the catalog
+stays right without reading the data of the other partitions.
+
 Single points are appended to a per-day JSON-lines file (``ts<TAB>json``) and
 fsynced; a torn last line (power loss) is ignored by readers and cut off by the
 next append. The last line for a timestamp wins.
@@ -56,7 +65,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from attrs import frozen
+from attrs import Factory, define, frozen
 
 from .._errors import InvalidRequest, StorageError
 from .._intervals import Interval, IntervalSet
@@ -64,7 +73,15 @@ from .._keys import DatasetKey
 from .._redact import redact
 from .._schema import SCHEMAS, merge_frames
 from .._time import HOUR, MINUTE, NS_PER_MS, index_ms
-from ._base import DataCollectionStorage, _check_key, clip_range
+from ._base import (
+    DataCollectionStorage,
+    DatasetInfo,
+    Stamp,
+    _check_key,
+    add_source,
+    clip_range,
+    frame_span,
+)
 from ._locks import file_lock
 from ._naming import encode_name, key_name, key_parts, parse_key_name
 
@@ -79,6 +96,7 @@ _POINTS_RE: Final = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl$")
 _SAFE_PART_RE: Final = re.compile(r"^[A-Za-z0-9_%-]+$")
 _EXCHANGE_DIR_RE: Final = re.compile(r"^[a-z][a-z0-9_]*$")
 _COVERAGE: Final = "_coverage.json"
+_INFO: Final = "_info.json"
 _TMP: Final = ".tmp-"
 _POINTS_DIR: Final = "_points"
 _LOCKS_DIR: Final = ".locks"
@@ -162,7 +180,9 @@ class ParquetStorage(DataCollectionStorage):
         return self._root / _LOCKS_DIR / f"{name}.lock"
 
     # -- frames ------------------------------------------------------------------------
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
+    def _write(
+        self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None, stamp: Stamp
+    ) -> int:
         if len(frame) == 0 and covered is None:
             return 0
         directory = self._dataset_dir(key)
@@ -170,6 +190,7 @@ class ParquetStorage(DataCollectionStorage):
             directory.mkdir(parents=True, exist_ok=True)
             _remove_temps(directory)
             created = False
+            info = _load_info(directory)
             if len(frame):
                 unit = _partition_unit(key)
                 for label, part in _split(frame, unit):
@@ -179,8 +200,12 @@ class ParquetStorage(DataCollectionStorage):
                     else:
                         created = True
                     self._write_parquet(path, part)
+                    info.parts[label] = _part_info(path, part)
                 # the renames must be durable before coverage can claim them
                 _fsync_dir(directory)
+            info.last_write = stamp.at
+            info.sources = list(add_source(info.sources, stamp.source))
+            _write_info(directory, info)
             state = _load_state(directory)
             old = _load_coverage(directory)  # without spans whose partition is gone
             new = old | covered if covered is not None else old
@@ -220,6 +245,17 @@ class ParquetStorage(DataCollectionStorage):
         with self._io(f"reading coverage of {key}"):
             return _load_coverage(self._dataset_dir(key))
 
+    def _infos(self, keys: Sequence[DatasetKey]) -> dict[DatasetKey, DatasetInfo]:
+        out = {}
+        for key in keys:
+            directory = self._dataset_dir(key)
+            with self._io(f"reading the metadata of {key}"):
+                if not directory.is_dir():
+                    out[key] = DatasetInfo()
+                    continue
+                out[key] = _described(directory, _load_info(directory), _load_coverage(directory))
+        return out
+
     def _keys(self) -> list[DatasetKey]:
         found: list[DatasetKey] = []
         with self._io("listing datasets"):
@@ -255,11 +291,14 @@ class ParquetStorage(DataCollectionStorage):
                     _write_coverage(directory, new)
             lo = -(2**62) if start is None else start
             hi = 2**62 if end is None else end
+            info = _load_info(directory)
             for part in _partitions(directory):
                 if not part.overlaps(start, end):
                     continue
+                label = _label(part)
                 if lo <= part.start and part.end <= hi:
                     part.path.unlink()
+                    info.parts.pop(label, None)
                     continue
                 frame = _table_to_frame(pq.read_table(part.path))
                 ms = index_ms(frame)
@@ -268,9 +307,12 @@ class ParquetStorage(DataCollectionStorage):
                     continue
                 if keep.any():
                     self._write_parquet(part.path, frame[keep])
+                    info.parts[label] = _part_info(part.path, frame[keep])
                 else:
                     part.path.unlink()
+                    info.parts.pop(label, None)
             _fsync_dir(directory)
+            _write_info(directory, info)
             state = _load_state(directory)
             if state is not None and state.parts != frozenset(
                 _label(p) for p in _partitions(directory)
@@ -586,6 +628,91 @@ def _write_coverage(directory: Path, coverage: IntervalSet) -> None:
     text = json.dumps({"version": 1, "coverage": coverage.to_list(), "parts": parts})
     _atomic_write(directory / _COVERAGE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     _fsync_dir(directory)
+
+
+# -- what the catalog shows: _info.json -----------------------------------------------------
+
+
+@define
+class _Info:
+    """``_info.json``: per partition ``[rows, first_ms, last_ms, bytes]``, the last write
+    (ms) and the sources seen."""
+
+    parts: dict[str, list[int]] = Factory(dict)
+    last_write: int | None = None
+    sources: list[str] = Factory(list)
+
+
+def _part_info(path: Path, frame: pd.DataFrame) -> list[int]:
+    """``[rows, first_ms, last_ms, bytes]`` of a partition just written from ``frame``."""
+    span = frame_span(frame)
+    assert span is not None
+    return [len(frame), span[0], span[1], path.stat().st_size]
+
+
+def _load_info(directory: Path) -> _Info:
+    try:
+        data: Any = json.loads((directory / _INFO).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _Info()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("parquet: %s is not valid JSON; described from the files", directory / _INFO)
+        return _Info()
+    if not isinstance(data, dict):
+        return _Info()
+    parts = data.get("parts")
+    return _Info(
+        parts={
+            str(label): [int(v) for v in row]
+            for label, row in (parts.items() if isinstance(parts, dict) else ())
+            if isinstance(row, list) and len(row) == 4
+        },
+        last_write=data.get("last_write") if isinstance(data.get("last_write"), int) else None,
+        sources=[str(v) for v in data.get("sources") or () if isinstance(v, str)],
+    )
+
+
+def _write_info(directory: Path, info: _Info) -> None:
+    text = json.dumps(
+        {
+            "version": 1,
+            "parts": dict(sorted(info.parts.items())),
+            "last_write": info.last_write,
+            "sources": info.sources,
+        }
+    )
+    _atomic_write(directory / _INFO, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _described(directory: Path, info: _Info, coverage: IntervalSet) -> DatasetInfo:
+    """The catalog's view of a dataset: ``info`` for the partitions it describes (same
+    size on disk), each other partition from its own footer and timestamp column."""
+    rows, first, last, size = 0, None, None, 0
+    for part in _partitions(directory):
+        try:
+            on_disk = part.path.stat().st_size
+        except FileNotFoundError:
+            continue  # deleted meanwhile
+        known = info.parts.get(_label(part))
+        if known is None or known[3] != on_disk:
+            stamps = pq.read_table(part.path, columns=[_TS]).column(_TS)
+            ns = stamps.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()
+            if not len(ns):
+                continue
+            known = [len(ns), int(ns.min()) // NS_PER_MS, int(ns.max()) // NS_PER_MS, on_disk]
+        rows += known[0]
+        first = known[1] if first is None else min(first, known[1])
+        last = known[2] if last is None else max(last, known[2])
+        size += on_disk
+    return DatasetInfo(
+        rows=rows,
+        first=first,
+        last=last,
+        coverage=coverage,
+        last_write=info.last_write,
+        sources=tuple(info.sources),
+        bytes=size,
+    )
 
 
 # -- files ---------------------------------------------------------------------------------

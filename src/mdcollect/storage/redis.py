@@ -16,6 +16,11 @@ one slot::
     {prefix}ds:{NAME}:b:START     string  the bucket's rows: appended segments
     {prefix}ds:{NAME}:nseg        hash    START -> segments in that bucket
     {prefix}ds:{NAME}:cov         list    covered intervals "start end" (union = coverage)
+    {prefix}ds:{NAME}:nrows       hash    START -> rows in that bucket (exact while it has
+                                          one segment; a sum, duplicates and all, after)
+    {prefix}ds:{NAME}:ends        zset    "first"/"last": the first and last row (ms),
+                                          kept by ZADD LT/GT; gone after a range delete
+    {prefix}ds:{NAME}:src         zset    sources seen (lineage), score = last write ms
     {prefix}pt:POINTKEY           zset    single points of store()/fetch(), score = ts
 
 Rows are cut into fixed, epoch-aligned time buckets (one UTC day of 1m candles,
@@ -46,6 +51,13 @@ Reads take the bucket starts from ``idx`` with one ``ZRANGE BYSCORE`` and fetch 
 buckets with pipelined ``MGET``; all segments are concatenated as Arrow tables and
 converted to pandas once, and only when some bucket holds several segments are
 the rows deduplicated (one stable sort; the last written row wins).
+
+The catalog (:meth:`RedisStorage.info`) needs no rows either: a write adds its
+rows per bucket to ``nrows``, its first and last row to ``ends`` and its source
+and time to ``src`` and ``meta``, in the same ``MULTI`` and still without reading.
+The rows of a bucket with several segments may overlap, so only those buckets
+(usually the live one) are read and counted; a compaction or a range delete sets
+the exact count again. ``bytes`` is not known (Redis does not tell it cheaply).
 
 Every write also ``PUBLISH``-es a small JSON notice (``key``, ``start``, ``end``
 in ms, ``rows``, ``covered``: ``[start, end]``, or a list of such pairs when the
@@ -81,7 +93,7 @@ from .._keys import CANDLE_KINDS, DatasetKey, Kind
 from .._redact import redact, secrets_in
 from .._schema import SCHEMAS, normalize_frame, slice_frame
 from .._time import DAY, HOUR, MINUTE, NS_PER_MS, Timeframe, index_ms, now_ms
-from ._base import DataCollectionStorage, _check_key, clip_range
+from ._base import MAX_SOURCES, DataCollectionStorage, DatasetInfo, Stamp, _check_key, clip_range
 from ._naming import key_name, parse_key_name
 
 if TYPE_CHECKING:
@@ -378,7 +390,9 @@ class RedisStorage(DataCollectionStorage):
         return span
 
     # -- frames ------------------------------------------------------------------------
-    def _write(self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> int:
+    def _write(
+        self, key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None, stamp: Stamp
+    ) -> int:
         rows = len(frame)
         if rows == 0 and covered is None:
             return 0
@@ -386,14 +400,17 @@ class RedisStorage(DataCollectionStorage):
         with self._guard(f"write of {key}"):
             span = self._span(key, ds)
             segments = list(self._segments(frame, span, self._ipc))
-            batches: list[list[tuple[int, bytes]]] = [[]]
+            batches: list[list[tuple[int, bytes, int]]] = [[]]
             size = 0
-            for start, seg in segments:
+            for start, seg, n in segments:
                 if size and size + len(seg) > MAX_TRANSACTION_BYTES:
                     batches.append([])
                     size = 0
-                batches[-1].append((start, seg))
+                batches[-1].append((start, seg, n))
                 size += len(seg)
+            ends = (
+                {"first": int(index_ms(frame)[0]), "last": int(index_ms(frame)[-1])} if rows else {}
+            )
             to_compact: list[int] = []
             now = now_ms()
             cov_len = 0
@@ -401,12 +418,21 @@ class RedisStorage(DataCollectionStorage):
                 pipe = self._client.pipeline(transaction=True)
                 pipe.hsetnx(f"{ds}:meta", "span", span)
                 pipe.hsetnx(f"{ds}:meta", "format", FORMAT)
-                for start, seg in batch:
+                for start, seg, _ in batch:
                     pipe.append(f"{ds}:b:{start}", seg)
                     pipe.hincrby(f"{ds}:nseg", str(start), 1)
                 if batch:
-                    pipe.zadd(f"{ds}:idx", {str(s): s for s, _ in batch})
+                    pipe.zadd(f"{ds}:idx", {str(s): s for s, _, _ in batch})
+                    for start, _, n in batch:
+                        pipe.hincrby(f"{ds}:nrows", str(start), n)
+                    pipe.zadd(f"{ds}:ends", {"first": ends["first"]}, lt=True)
+                    pipe.zadd(f"{ds}:ends", {"last": ends["last"]}, gt=True)
                 last = i == len(batches) - 1
+                if last:
+                    pipe.hset(f"{ds}:meta", "last_write", stamp.at)
+                    if stamp.source is not None:
+                        pipe.zadd(f"{ds}:src", {stamp.source: stamp.at})
+                        pipe.zremrangebyrank(f"{ds}:src", 0, -MAX_SOURCES - 1)
                 if last and covered is not None:
                     pipe.rpush(f"{ds}:cov", *(f"{iv.start} {iv.end}" for iv in covered))
                 if last:
@@ -415,7 +441,7 @@ class RedisStorage(DataCollectionStorage):
                 counts = results[3 : 2 + 2 * len(batch) : 2]
                 to_compact += [
                     s
-                    for (s, _), n in zip(batch, counts, strict=True)
+                    for (s, _, _), n in zip(batch, counts, strict=True)
                     if n >= (COMPACT_CLOSED if s + span <= now else COMPACT_SEGMENTS)
                 ]
                 if last and covered is not None:
@@ -434,7 +460,8 @@ class RedisStorage(DataCollectionStorage):
     @staticmethod
     def _segments(
         frame: pd.DataFrame, span: int, options: pa.ipc.IpcWriteOptions
-    ) -> Iterator[tuple[int, bytes]]:
+    ) -> Iterator[tuple[int, bytes, int]]:
+        """``(bucket start, segment, rows)`` for each bucket the frame touches."""
         if len(frame) == 0:
             return
         ts_ns, columns = _columns(frame)
@@ -443,7 +470,7 @@ class RedisStorage(DataCollectionStorage):
         bounds = [0, *cuts.tolist(), len(frame)]
         for lo, hi in itertools.pairwise(bounds):
             part = [(name, values[lo:hi]) for name, values in columns]
-            yield int(buckets[lo]), _encode(ts_ns[lo:hi], part, options)
+            yield int(buckets[lo]), _encode(ts_ns[lo:hi], part, options), hi - lo
 
     @staticmethod
     def _notice(key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> str:
@@ -481,6 +508,7 @@ class RedisStorage(DataCollectionStorage):
                     pipe.multi()
                     pipe.set(bkey, _encode_frame(merged, self._ipc))
                     pipe.hset(f"{ds}:nseg", str(start), 1)
+                    pipe.hset(f"{ds}:nrows", str(start), len(merged))
                     pipe.execute()
                     log.debug(
                         "redis: compacted %s bucket %d (%d segments)", key, start, len(tables)
@@ -602,6 +630,70 @@ class RedisStorage(DataCollectionStorage):
             except self._redis.exceptions.WatchError:
                 log.debug("redis: a writer changed %s meanwhile; checked again next time", ds)
 
+    def _infos(self, keys: Sequence[DatasetKey]) -> dict[DatasetKey, DatasetInfo]:
+        # one pipelined round trip for every dataset's counters (a snapshot per command:
+        # a write landing meanwhile shows in the next catalog), one for the buckets that
+        # must be counted by reading them, then coverage() per dataset
+        names = [self._ds(k) for k in keys]
+        with self._guard("metadata of datasets"):
+            with self._client.pipeline(transaction=False) as pipe:
+                for ds in names:
+                    pipe.zrange(f"{ds}:idx", 0, -1)
+                    pipe.hgetall(f"{ds}:nseg")
+                    pipe.hgetall(f"{ds}:nrows")
+                    pipe.zrange(f"{ds}:ends", 0, -1, withscores=True)
+                    pipe.zrange(f"{ds}:src", 0, -1)
+                    pipe.hget(f"{ds}:meta", "last_write")
+                replies = pipe.execute()
+            plans = []
+            for i, ds in enumerate(names):
+                raw_starts, nseg, nrows, raw_ends, src, last_write = replies[6 * i : 6 * i + 6]
+                starts = [_int(s) for s in raw_starts]
+                segs = {_int(k): _int(v) for k, v in nseg.items()}
+                counts = {_int(k): _int(v) for k, v in nrows.items()}
+                # a bucket of several segments (or from before counts were kept) is read
+                unsure = [s for s in starts if segs.get(s, 1) != 1 or s not in counts]
+                ends = {_raw(m).decode(): int(v) for m, v in raw_ends}
+                if "first" not in ends and starts:
+                    unsure = sorted({*unsure, starts[0], starts[-1]})
+                rows = sum(counts.get(s, 0) for s in starts if s not in unsure)
+                plans.append((ds, unsure, ends, rows, src, last_write))
+            wanted = [f"{ds}:b:{s}" for ds, unsure, *_ in plans for s in unsure]
+            blobs: list[bytes | None] = []
+            if wanted:
+                with self._client.pipeline(transaction=False) as pipe:
+                    for j in range(0, len(wanted), MGET_CHUNK):
+                        pipe.mget(wanted[j : j + MGET_CHUNK])
+                    for chunk in pipe.execute():
+                        blobs.extend(chunk)
+            out = {}
+            at = 0
+            for key, (_ds, unsure, ends, rows, src, last_write) in zip(keys, plans, strict=True):
+                read_first = read_last = None
+                for blob in blobs[at : at + len(unsure)]:
+                    if not blob:
+                        continue
+                    frame = _assemble(key.kind, [_decode(blob)], [])
+                    rows += len(frame)
+                    if len(frame):
+                        ms = index_ms(frame)
+                        lo, hi = int(ms[0]), int(ms[-1])
+                        read_first = lo if read_first is None else min(read_first, lo)
+                        read_last = hi if read_last is None else max(read_last, hi)
+                at += len(unsure)
+                first, last = ends.get("first"), ends.get("last")
+                if "first" not in ends:
+                    first, last = read_first, read_last
+                out[key] = DatasetInfo(
+                    rows=rows,
+                    first=first if rows else None,
+                    last=last if rows else None,
+                    coverage=self.coverage(key),
+                    last_write=None if last_write is None else _int(last_write),
+                    sources=tuple(_raw(m).decode("utf-8") for m in src),
+                )
+        return out
+
     def _keys(self) -> list[DatasetKey]:
         head = f"{self.prefix}ds:{{"
         tail = "}:meta"
@@ -635,6 +727,7 @@ class RedisStorage(DataCollectionStorage):
                     pipe.multi()
                     pipe.unlink(f"{ds}:cov")  # coverage first
                     pipe.unlink(f"{ds}:meta", idx, f"{ds}:nseg")
+                    pipe.unlink(f"{ds}:nrows", f"{ds}:ends", f"{ds}:src")
                     for s in starts:
                         pipe.unlink(f"{ds}:b:{_int(s)}")
                     pipe.execute()
@@ -679,14 +772,19 @@ class RedisStorage(DataCollectionStorage):
                         pipe.unlink(f"{ds}:b:{s}")
                         pipe.zrem(idx, str(s))
                         pipe.hdel(f"{ds}:nseg", str(s))
+                        pipe.hdel(f"{ds}:nrows", str(s))
                     for s, frame in kept.items():
                         if len(frame):
                             pipe.set(f"{ds}:b:{s}", _encode_frame(frame, self._ipc))
                             pipe.hset(f"{ds}:nseg", str(s), 1)
+                            pipe.hset(f"{ds}:nrows", str(s), len(frame))
                         else:
                             pipe.unlink(f"{ds}:b:{s}")
                             pipe.zrem(idx, str(s))
                             pipe.hdel(f"{ds}:nseg", str(s))
+                            pipe.hdel(f"{ds}:nrows", str(s))
+                    if starts:  # the first or last row may be gone: found from the buckets
+                        pipe.unlink(f"{ds}:ends")
                     pipe.execute()
                     return
                 except self._redis.exceptions.WatchError:
