@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "collectors": 4,
     "collector": 4,  # deprecated alias of mdcollect.collectors
     "ensure": 5,
+    "audit": 5,
     "cli": 6,
     "__main__": 6,
     "service": 6,

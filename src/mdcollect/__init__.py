@@ -16,6 +16,7 @@ from ._time import Timeframe
 from .storage import DataCollectionStorage, default_storage, open_storage
 
 if TYPE_CHECKING:
+    from .audit import AuditReport, audit, audit_async
     from .collectors import DataCollector, DataSourceCollector
     from .ensure import (
         EnsureReport,
@@ -50,9 +51,13 @@ _LAZY = {
     "load_trades": "mdcollect.ensure",
     "load_trades_async": "mdcollect.ensure",
     "ExchangeClient": "mdcollect.exchanges",
+    "AuditReport": "mdcollect.audit",
+    "audit": "mdcollect.audit",
+    "audit_async": "mdcollect.audit",
 }
 
 __all__ = [
+    "AuditReport",
     "DataCollectionStorage",
     "DataCollector",
     "DataSourceCollector",
@@ -68,6 +73,8 @@ __all__ = [
     "StorageError",
     "Timeframe",
     "__version__",
+    "audit",
+    "audit_async",
     "default_storage",
     "ensure_data",
     "ensure_data_async",

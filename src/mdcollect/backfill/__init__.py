@@ -32,6 +32,7 @@ from ._engine import (
     split_windows,
 )
 from ._strategies import (
+    FUNDING_PERIOD,
     JOBS,
     STRATEGIES,
     TIMEFRAME_KINDS,
@@ -49,6 +50,7 @@ from ._strategies import (
 
 __all__ = [
     "CANDLE_KINDS",
+    "FUNDING_PERIOD",
     "HISTORY_KINDS",
     "JOBS",
     "STRATEGIES",
