@@ -1,0 +1,135 @@
+"""``audit(..., repair=True)`` against the emulator through real ccxt: the bad spans are
+deleted and refetched, and the request log shows only those windows; what the
+exchange cannot give back stays in the report.
+
+Defects are planted as in ``tests/test_audit.py``: through the backend's own
+``_write`` on a fresh dataset (``storage.write`` refuses them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mdcollect import DataCollectionStorage, DatasetKey, IntervalSet, ensure_data, open_storage
+from mdcollect.audit import audit
+from mdcollect.exchanges import ExchangeClient, RetryPolicy
+from mdcollect.testing import ExchangeEmulator
+
+HOUR = 3_600_000
+DAY = 24 * HOUR
+NOW = 1_735_693_200_000  # 2025-01-01 01:00 UTC
+T0 = 1_704_067_200_000  # 2024-01-01
+LISTED = 1_577_836_800_000  # 2020-01-01: the emulator's markets are listed from then
+KLINES = "/api/v3/klines"
+
+
+def _now() -> int:
+    return NOW
+
+
+@pytest.fixture
+def emu() -> Iterator[ExchangeEmulator]:
+    with ExchangeEmulator(rate_limits=False, clock=_now) as e:
+        yield e
+
+
+def client(emu: ExchangeEmulator, key: str = "binance") -> ExchangeClient:
+    return ExchangeClient(
+        key, base_url=emu.url, clock=_now, enableRateLimit=False,
+        retry=RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01),
+    )  # fmt: skip
+
+
+def replant(store: DataCollectionStorage, key: DatasetKey, frame: pd.DataFrame, cov: Any) -> None:
+    """Replace ``key`` by ``frame`` as is, with coverage ``cov``."""
+    store.delete(key)
+    store._write(key, frame, IntervalSet(cov))
+
+
+def klines(emu: ExchangeEmulator) -> list[dict[str, Any]]:
+    return [dict(r.params) for r in emu.requests if r.path == KLINES]
+
+
+@pytest.mark.parametrize("backend", ["memory", "parquet"])
+def test_repair_refetches_exactly_the_bad_spans(
+    emu: ExchangeEmulator, backend: str, tmp_path: Any
+) -> None:
+    store = open_storage("memory://" if backend == "memory" else f"parquet://{tmp_path}")
+    c = client(emu)
+    key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1h")
+    ensure_data(
+        ["BTC/USDT"], "1h", "2024-01-01", "2024-01-10", c, padding_days=0, storage=store,
+        progress=False, clock=_now,
+    )  # fmt: skip
+    good = store.read(key)
+    assert len(good) == 240
+    cov = store.coverage(key)
+    bad = good.drop(good.index[50:55]).copy()
+    row = bad.index.get_loc(good.index[120])
+    bad.iloc[row, bad.columns.get_loc("high")] = bad["low"].iloc[row] - 1
+    replant(store, key, bad, cov)
+
+    before = audit(store)
+    assert [(f.check, f.start, f.count) for f in before.findings] == [
+        ("hole", T0 + 50 * HOUR, 5),
+        ("invalid_ohlc", T0 + 120 * HOUR, 1),
+    ]
+    emu.clear_requests()
+    report = audit(store, repair=True, exchange=c, clock=_now)
+    # one request per bad span, bounded by the span (Binance's endTime is inclusive)
+    asked = sorted((int(p["startTime"]), int(p["endTime"]) + 1) for p in klines(emu))
+    assert asked == [(T0 + 50 * HOUR, T0 + 55 * HOUR), (T0 + 120 * HOUR, T0 + 121 * HOUR)]
+    assert report.ok and report.findings == ()
+    assert [(f.check, f.start) for f in report.repaired] == [
+        ("hole", T0 + 50 * HOUR),
+        ("invalid_ohlc", T0 + 120 * HOUR),
+    ]
+    pd.testing.assert_frame_equal(store.read(key), good)
+    assert store.coverage(key) == cov
+    store.close()
+
+
+def test_what_the_exchange_does_not_have_stays_in_the_report(emu: ExchangeEmulator) -> None:
+    store = open_storage("memory://")
+    c = client(emu)
+    key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1h")
+    ensure_data(
+        ["BTC/USDT"], "1h", "2020-01-01", "2020-01-02", c, padding_days=0, storage=store,
+        progress=False, clock=_now,
+    )  # fmt: skip
+    rows = store.read(key)
+    assert int(rows.index[0].value // 1_000_000) == LISTED
+    # coverage claims the day before the listing: 24 candles missing there
+    replant(store, key, rows, [(LISTED - DAY, LISTED + 2 * DAY)])
+    report = audit(store, repair=True, exchange=c, clock=_now)
+    hole = [f for f in report.findings if f.check == "hole"]
+    assert [(f.start, f.end, f.count) for f in hole] == [(LISTED - DAY, LISTED, 24)]
+    assert not report.ok and report.repaired == ()
+    pd.testing.assert_frame_equal(store.read(key), rows)
+
+
+def test_repair_of_unsorted_and_duplicate_rows(emu: ExchangeEmulator) -> None:
+    store = open_storage("memory://")
+    c = client(emu)
+    key = DatasetKey("binance", "BTC/USDT", "ohlcv", "1h")
+    ensure_data(
+        ["BTC/USDT"], "1h", "2024-01-01", "2024-01-02", c, padding_days=0, storage=store,
+        progress=False, clock=_now,
+    )  # fmt: skip
+    good = store.read(key)
+    cov = store.coverage(key)
+    order = np.r_[0:10, 11, 10, 12:30, 29, 30:48]
+    changed = good.iloc[order].copy()
+    changed.iloc[30, changed.columns.get_loc("close")] += 1e-3  # the duplicate differs
+    replant(store, key, changed, cov)
+    assert sorted(f.check for f in audit(store).findings) == ["duplicate", "unsorted"]
+    emu.clear_requests()
+    report = audit(store, repair=True, exchange=c, clock=_now)
+    assert report.ok, report
+    assert sorted(int(p["startTime"]) for p in klines(emu)) == [T0 + 10 * HOUR, T0 + 29 * HOUR]
+    pd.testing.assert_frame_equal(store.read(key), good)
