@@ -345,6 +345,15 @@ def _inside(ts: np.ndarray, cov: IntervalSet) -> np.ndarray:
     return (i >= 0) & (ts < ends[np.maximum(i, 0)])
 
 
+def _member(values: np.ndarray, sorted_: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in the sorted array ``sorted_`` (binary search: faster
+    than ``np.isin``'s hashing or sorting for arrays that are sorted already)."""
+    if not len(sorted_):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_, values), len(sorted_) - 1)
+    return np.asarray(sorted_[pos] == values, dtype=bool)
+
+
 def _grid(tf: Timeframe, cov: IntervalSet) -> np.ndarray:
     """The candle times whose whole candle lies inside ``cov``."""
     parts = []
@@ -402,8 +411,7 @@ def _check_structure(
         off = np.asarray(tf.floor_array(ts) != ts, dtype=bool)
         out.runs("off_grid", off, ts, width, f"off the {tf} grid")
         grid = _grid(tf, cov)
-        present = np.unique(ts[~off])
-        absent = ~np.isin(grid, present, assume_unique=True)
+        absent = ~_member(grid, ts[~off])
         missing = int(absent.sum())
         out.runs("hole", absent, grid, width, f"{tf} candle(s) missing:")
     elif key.kind == "funding":
@@ -416,7 +424,7 @@ def _funding_holes(out: _Findings, ts: np.ndarray, cov: IntervalSet) -> int:
     missing = 0
     for iv in cov:
         inner = ts[(ts >= iv.start) & (ts < iv.end)]
-        edges = np.concatenate(([iv.start], np.unique(inner), [iv.end]))
+        edges = np.concatenate(([iv.start], inner, [iv.end]))  # sorted: duplicates gap 0
         gaps = np.diff(edges)
         for i in np.flatnonzero(gaps > FUNDING_PERIOD)[:MAX_FINDINGS].tolist():
             lo, hi = int(edges[i]), int(edges[i + 1])
@@ -432,28 +440,34 @@ def _check_values(
     """NaN, negatives, OHLC invariants, zero-volume runs, price jumps."""
     width = _width(key)
     kind = key.kind
+    # one array per column: a multi-column to_numpy copies the block row by row
+    arrays: dict[str, np.ndarray] = {}
+
+    def col(name: str) -> np.ndarray:
+        if name not in arrays:
+            arrays[name] = frame[name].to_numpy(dtype=np.float64)
+        return arrays[name]
+
     cols = [c for c in _NOT_NAN.get(kind, ()) if c in frame.columns]
     if cols:
-        nan = np.isnan(frame[cols].to_numpy(dtype=np.float64)).any(axis=1)
+        nan = np.zeros(len(ts), dtype=bool)
+        for name in cols:
+            nan |= np.isnan(col(name))
         out.runs("nan", nan, ts, width, f"with NaN in {'/'.join(cols)}")
     cols = [c for c in _NON_NEGATIVE.get(kind, ()) if c in frame.columns]
     if cols:
-        values = frame[cols].to_numpy(dtype=np.float64)
-        out.runs(
-            "negative",
-            np.asarray((values < 0).any(axis=1)),
-            ts,
-            width,
-            f"negative in {'/'.join(cols)}",
-        )
+        neg = np.zeros(len(ts), dtype=bool)
+        for name in cols:
+            neg |= col(name) < 0
+        out.runs("negative", neg, ts, width, f"negative in {'/'.join(cols)}")
     if kind not in CANDLE_KINDS:
         return
-    o, h, lo, c = (frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close"))
+    o, h, lo, c = (col(k) for k in ("open", "high", "low", "close"))
     with np.errstate(invalid="ignore"):
         bad = (h < np.fmax(np.fmax(o, c), lo)) | (lo > np.fmin(np.fmin(o, c), h))
     out.runs("invalid_ohlc", bad, ts, width, "where high is not the max or low not the min")
     if kind == "ohlcv" and params.zero_volume_run > 0:
-        zero = frame["volume"].to_numpy(dtype=np.float64) == 0
+        zero = col("volume") == 0
         out.runs(
             "zero_volume_run", zero, ts, width,
             f"of zero volume (over {params.zero_volume_run} in a row)",
