@@ -23,9 +23,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from .._api import (
+    AUDIT_PARAMS,
     DEFAULT_EXCHANGES,
+    AuditQuery,
     OhlcvQuery,
     SyncRequest,
+    audit_query,
+    check_exchange,
     ohlcv_query,
     sync_request_from_json,
 )
@@ -33,6 +37,7 @@ from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageErro
 from .._keys import DatasetKey
 from .._rules import positive
 from .._time import DAY, Timeframe, index_ms, now_ms
+from ..audit import AuditReport, audit_async
 from ..ensure import ensure_data_async
 from ..exchanges import ExchangeClient, exchange_info
 from ..storage import DataCollectionStorage, open_storage
@@ -237,6 +242,42 @@ class _Service:
             return _error(404, f"no sync job {job_id[:64]!r} (unknown, or forgotten)")
         return JSONResponse(job.to_dict())
 
+    async def audit(self, request: Request) -> JSONResponse:
+        """``GET``: a read-only audit; ``POST`` or ``repair=true``: also repair, which
+        changes the store, so only a service with an API token does it."""
+        query = self._audit_query(request)
+        repair = query.repair or request.method == "POST"
+        if repair and not self.secured:
+            return _error(
+                403,
+                "repair deletes and refetches rows: only a service started with an API token "
+                "(MDCOLLECT_API_TOKEN) repairs; GET without repair=true audits read-only",
+            )
+        keys = [DatasetKey.parse(k) for k in query.keys] or None
+        if not repair:
+            report = await audit_async(self.storage, keys, query.start, query.end)
+            return JSONResponse(report.to_dict())
+        if keys is None:
+            keys = await asyncio.to_thread(self.storage.keys)
+        for key in keys:  # refetched only from the exchanges this service may use
+            check_exchange(key.exchange, self.allowed_exchanges)
+        datasets: list[Any] = []
+        repaired: list[Any] = []
+        for name in sorted({k.exchange for k in keys}):
+            exchange = self.exchange_factory(name) if self.exchange_factory else name
+            try:
+                part = await audit_async(
+                    self.storage, [k for k in keys if k.exchange == name], query.start,
+                    query.end, repair=True, exchange=exchange,
+                )  # fmt: skip
+            finally:
+                if isinstance(exchange, ExchangeClient):
+                    await exchange.close()
+            datasets += part.datasets
+            repaired += part.repaired
+        log.info("audit repaired %d finding(s)", len(repaired))
+        return JSONResponse(AuditReport(tuple(datasets), tuple(repaired)).to_dict())
+
     def stopping(self) -> None:
         """The server is stopping: cancel the running sync jobs now (thread-safe), so that
         requests waiting for one answer at once instead of holding the shutdown."""
@@ -260,6 +301,22 @@ class _Service:
         return ohlcv_query(
             **params, allowed_exchanges=self.allowed_exchanges, check_timeframe=_timeframe_served
         )
+
+    def _audit_query(self, request: Request) -> AuditQuery:
+        keys: list[str] = []
+        params: dict[str, str] = {}
+        for name, value in request.query_params.multi_items():
+            if name not in AUDIT_PARAMS:
+                raise InvalidRequest(
+                    f"unknown parameter {name[:50]!r}; allowed: {', '.join(AUDIT_PARAMS)}"
+                )
+            if name == "key":
+                keys.append(value)
+            elif name in params:
+                raise InvalidRequest(f"parameter {name!r} is given more than once")
+            else:
+                params[name] = value
+        return audit_query(keys, **params)
 
     async def _json_body(self, request: Request) -> Any:
         declared = request.headers.get("content-length", "")
@@ -377,6 +434,7 @@ def create_app(
             Route("/api/v1/sync", svc.sync, methods=["POST"]),
             Route("/api/v1/sync/{job_id}", svc.sync_job, methods=["GET"]),
             Route("/openapi.json", svc.openapi_json, methods=["GET"]),
+            Route("/api/v1/audit", svc.audit, methods=["GET", "POST"]),
         ],
         exception_handlers={
             InvalidRequest: _invalid,
