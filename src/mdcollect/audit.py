@@ -64,9 +64,9 @@ from ._sync import run_sync
 from ._time import Timeframe, format_ms, index_ms, ms_to_timestamp, time_range
 from .aggregate import trades_to_ohlcv
 from .backfill import FUNDING_PERIOD
-from .ensure import backfill_async
+from .ensure import backfill_async, emulate_default
 from .exchanges import ExchangeClient, exchange_info
-from .storage import DataCollectionStorage, default_storage, open_storage
+from .storage import DataCollectionStorage, default_storage, emulated_storage_url, open_storage
 
 __all__ = [
     "CHECKS",
@@ -643,11 +643,22 @@ def _rewrite_sorted(store: DataCollectionStorage, key: DatasetKey, bad: Interval
     store.write(key, good, covered=rest if rest else None)
 
 
+async def _client(name: str, emulate: bool) -> ExchangeClient:
+    """A client of exchange ``name``: of the shared emulator when emulating."""
+    if not emulate:
+        return ExchangeClient(name)
+    from .testing import shared_emulator
+
+    emu = await asyncio.to_thread(shared_emulator)  # starts a server: off the loop
+    return emu.client(name)
+
+
 async def _repair(
     store: DataCollectionStorage,
     datasets: Sequence[DatasetAudit],
     exchange: ExchangeClient | str | None,
     clock: Callable[[], int] | None,
+    emulate: bool,
 ) -> dict[DatasetKey, list[tuple[Interval, str]]]:
     """Delete and refetch every error finding's span; returns the spans that failed."""
     failed: dict[DatasetKey, list[tuple[Interval, str]]] = {}
@@ -669,7 +680,8 @@ async def _repair(
             else:
                 name = exchange or key.exchange
                 if name not in clients:
-                    clients[name] = await stack.enter_async_context(ExchangeClient(name))
+                    made = await _client(name, emulate)
+                    clients[name] = await stack.enter_async_context(made)
                 client = clients[name]
             log.info("%s: refetching %s", key, plural(len(bad), "span"))
             for span in bad:
@@ -723,11 +735,11 @@ def _check_exchange(exchange: object, keys: Sequence[DatasetKey] | None) -> None
     exchange_info(exchange)  # InvalidRequest naming close matches
 
 
-def _open(storage: Storage) -> tuple[DataCollectionStorage, bool]:
+def _open(storage: Storage, emulated: bool) -> tuple[DataCollectionStorage, bool]:
     if isinstance(storage, DataCollectionStorage):
         return storage, False
-    if storage is None:
-        return default_storage(), True
+    if storage is None:  # as ensure_data: emulated data has its own store
+        return (open_storage(emulated_storage_url()) if emulated else default_storage()), True
     if not isinstance(storage, str):
         raise InvalidRequest(f"storage must be a storage or a URL, got {storage!r}")
     return open_storage(storage), True
@@ -745,6 +757,7 @@ async def audit_async(
     jump_mads: float = JUMP_MADS,
     mark_band: float = MARK_BAND,
     clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
 ) -> AuditReport:
     """Async :func:`audit`."""
     wanted = _check_keys(keys)
@@ -763,7 +776,8 @@ async def audit_async(
                 f"cannot repair {', '.join(map(str, cannot))}: only the kinds of history "
                 f"can be refetched ({', '.join(HISTORY_KINDS)})"
             )
-    store, opened = await asyncio.to_thread(_open, storage)
+    emulated = emulate_default(emulate)
+    store, opened = await asyncio.to_thread(_open, storage, emulated)
     try:
         t0 = time.perf_counter()
         datasets = await asyncio.to_thread(_audit_all, store, wanted, params)
@@ -771,7 +785,7 @@ async def audit_async(
         if not repair or all(d.ok for d in datasets):
             return AuditReport(tuple(datasets))
         fixable = [d for d in datasets if not d.ok and d.key.kind in HISTORY_KINDS]
-        failed = await _repair(store, fixable, exchange, clock)
+        failed = await _repair(store, fixable, exchange, clock, emulated)
         again = await asyncio.to_thread(_audit_all, store, [d.key for d in datasets], params)
         return _after_repair(datasets, again, failed)
     finally:
@@ -820,6 +834,7 @@ def audit(
     jump_mads: float = JUMP_MADS,
     mark_band: float = MARK_BAND,
     clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
 ) -> AuditReport:
     """Check the rows of ``keys`` (every stored dataset when ``None``) in ``[start, end)``
     and score each dataset; with ``repair=True``, delete and refetch what is wrong.
@@ -834,7 +849,10 @@ def audit(
       (default 60; 0 turns the check off); ``jump_mads``: how many median absolute
       deviations of the log returns of close make a jump (default 25); ``mark_band``:
       how far (a fraction, default 0.02) the mark close may be from the last close.
-    * ``clock``: "now" in ms for the refetch (tests).
+    * ``clock``: "now" in ms for the refetch (tests); ``emulate``: refetch from the
+      built-in exchange emulator, as :func:`mdcollect.ensure_data` (``None``: the
+      ``MDCOLLECT_EMULATE`` environment variable); with ``storage=None`` the emulated
+      store is audited then.
 
     The checks and the score are those of the module documentation
     (docs/audit.md). Bad input raises :class:`~mdcollect.InvalidRequest` before
@@ -850,7 +868,7 @@ def audit(
             audit_async(
                 storage, keys, start, end, repair=repair, exchange=exchange,
                 zero_volume_run=zero_volume_run, jump_mads=jump_mads, mark_band=mark_band,
-                clock=clock,
+                clock=clock, emulate=emulate,
             ),
         )
     )  # fmt: skip

@@ -567,23 +567,12 @@ def _audit(args: argparse.Namespace) -> int:
 
     from .audit import audit
 
-    with contextlib.ExitStack() as stack:
-        storage = stack.enter_context(open_storage(_storage_url(args)))
+    with open_storage(_storage_url(args)) as storage:
         keys = [_existing_key(storage, k, args) for k in args.keys] or None
-        exchange: Any = args.exchange
-        if args.repair and args.emulate:
-            from .testing import ExchangeEmulator
-
-            stored = keys or storage.keys()
-            names = {args.exchange} if args.exchange else {k.exchange for k in stored}
-            if len(names) != 1:
-                raise InvalidRequest(
-                    "--emulate --repair refetches from one exchange: give -x EXCHANGE "
-                    f"(the datasets are of {sorted(names) or 'none'})"
-                )
-            emu = stack.enter_context(ExchangeEmulator())
-            exchange = emu.client(names.pop())
-        report = audit(storage, keys, args.start, args.end, repair=args.repair, exchange=exchange)
+        report = audit(
+            storage, keys, args.start, args.end, repair=args.repair, exchange=args.exchange,
+            emulate=args.emulate,
+        )  # fmt: skip
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif not args.quiet or not report.ok:
