@@ -133,3 +133,61 @@ def test_repair_of_unsorted_and_duplicate_rows(emu: ExchangeEmulator) -> None:
     assert report.ok, report
     assert sorted(int(p["startTime"]) for p in klines(emu)) == [T0 + 10 * HOUR, T0 + 29 * HOUR]
     pd.testing.assert_frame_equal(store.read(key), good)
+
+
+def test_the_emulators_truth_audits_clean_across_kinds(emu: ExchangeEmulator) -> None:
+    """Candles and the trades they come from, mark against last, and funding whose
+    interval changes (the default ETH perpetual: 8-hourly, 4-hourly from 2024-06-01)."""
+    store = open_storage("memory://")
+    for key, symbol, kinds, tf, start, end in [
+        ("binance", "BTC/USDT", ("ohlcv", "trades"), "1m", "2024-03-01", "2024-03-01"),
+        ("binance_futures", "ETH/USDT:USDT", ("ohlcv", "mark", "funding"), "1h",
+         "2024-05-25", "2024-06-05"),
+    ]:  # fmt: skip
+        report = ensure_data(
+            [symbol], tf, start, end, client(emu, key), padding_days=0, storage=store,
+            progress=False, clock=_now, kinds=kinds,
+        )  # fmt: skip
+        assert report.ok, report
+    result = audit(store)
+    assert len(result.datasets) == 5 and result.findings == (), result
+    assert all(d.score == 1.0 for d in result.datasets)
+
+
+def test_repair_of_trades_and_funding(emu: ExchangeEmulator) -> None:
+    store = open_storage("memory://")
+    ensure_data(
+        ["BTC/USDT"], "1m", "2024-03-01", "2024-03-01", client(emu), padding_days=0,
+        storage=store, progress=False, clock=_now, kinds=("trades",),
+    )  # fmt: skip
+    ensure_data(
+        ["BTC/USDT:USDT"], "1h", "2024-01-01", "2024-01-10", client(emu, "binance_futures"),
+        padding_days=0, storage=store, progress=False, clock=_now, kinds=("funding",),
+    )  # fmt: skip
+    trades_key = DatasetKey("binance", "BTC/USDT", "trades")
+    funding_key = DatasetKey("binance_futures", "BTC/USDT:USDT", "funding")
+    trades, funding = store.read(trades_key), store.read(funding_key)
+    # a trade stored twice (its id at the next trade's time too), a settlement off the hour
+    bad_trades = trades.copy()
+    ids = bad_trades["id"].to_numpy(dtype=object)
+    ids[101] = ids[100]
+    bad_trades["id"] = ids
+    off = funding.iloc[[3]].copy()
+    off.index = off.index + pd.Timedelta(minutes=30)
+    bad_funding = pd.concat([funding.iloc[:4], off, funding.iloc[4:]])
+    replant(store, trades_key, bad_trades, store.coverage(trades_key))
+    replant(store, funding_key, bad_funding, store.coverage(funding_key))
+    checks = sorted((str(f.key), f.check) for f in audit(store).findings)
+    assert checks == [(str(trades_key), "duplicate"), (str(funding_key), "funding_time")]
+    emu.clear_requests()
+    for key, exchange in [(trades_key, "binance"), (funding_key, "binance_futures")]:
+        report = audit(store, [key], repair=True, clock=_now, exchange=client(emu, exchange))
+        assert report.ok, report
+        assert len(report.repaired) == 1
+    pd.testing.assert_frame_equal(store.read(trades_key), trades)
+    pd.testing.assert_frame_equal(store.read(funding_key), funding)
+    # only the two spans were asked: the trade's millisecond(s), the settlement's
+    asked = [
+        r.path for r in emu.requests if r.path in ("/api/v3/aggTrades", "/fapi/v1/fundingRate")
+    ]
+    assert sorted(asked) == ["/api/v3/aggTrades", "/fapi/v1/fundingRate"]
