@@ -191,3 +191,23 @@ def test_repair_of_trades_and_funding(emu: ExchangeEmulator) -> None:
         r.path for r in emu.requests if r.path in ("/api/v3/aggTrades", "/fapi/v1/fundingRate")
     ]
     assert sorted(asked) == ["/api/v3/aggTrades", "/fapi/v1/fundingRate"]
+
+
+def test_a_span_the_exchange_refuses_keeps_its_finding_with_the_reason(
+    emu: ExchangeEmulator,
+) -> None:
+    # OKX keeps funding history for 90 days: a hole in June 2024 cannot be refetched
+    # on 2025-01-01; the finding stays, saying why
+    store = open_storage("memory://")
+    key = DatasetKey("okx_futures", "BTC/USDT:USDT", "funding")
+    times = [T0 + 152 * DAY + i * 8 * HOUR for i in range(9)]
+    index = pd.DatetimeIndex(pd.to_datetime(times, unit="ms", utc=True), name="timestamp")
+    rows = pd.DataFrame({"rate": 1e-4, "mark_price": float("nan")}, index=index)
+    store._write(key, rows.drop(rows.index[4]), IntervalSet([(times[0], times[-1] + 1)]))
+    emu.clear_requests()
+    report = audit(store, repair=True, clock=_now, exchange=client(emu, "okx_futures"))
+    (hole,) = report.findings
+    assert (hole.check, hole.start, hole.end) == ("hole", times[3], times[5])
+    assert "not repaired: okx_futures keeps funding history for the last 90 days" in hole.detail
+    assert not report.ok and report.repaired == ()
+    assert [r.path for r in emu.requests if "funding" in r.path] == []
