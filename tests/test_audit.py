@@ -25,6 +25,7 @@ from mdcollect import DataCollectionStorage, DatasetKey, Interval, IntervalSet, 
 from mdcollect.aggregate import trades_to_ohlcv
 from mdcollect.audit import (
     JUMP_MADS,
+    MAX_FINDINGS,
     WARNING_WEIGHT,
     ZERO_VOLUME_RUN,
     AuditReport,
@@ -322,3 +323,13 @@ async def test_async_twin_and_top_level_name(store: DataCollectionStorage) -> No
     assert report.ok and report.datasets[0].rows == 60
     assert mdcollect.audit(store).datasets == report.datasets
     assert mdcollect.audit_async is audit_async
+
+
+def test_findings_are_bounded_per_check(store: DataCollectionStorage) -> None:
+    frame = day(3 * 1200)
+    frame.iloc[::3, frame.columns.get_loc("close")] = np.nan  # 1,200 separate runs
+    plant(store, KEY, frame, [Interval(T0, T0 + 3 * 1200 * MINUTE)])
+    nan = [f for f in audit(store).findings if f.check == "nan"]
+    assert len(nan) == MAX_FINDINGS
+    assert sum(f.count for f in nan) == 1200
+    assert (nan[-1].start, nan[-1].end) == (T0 + 3 * 999 * MINUTE, T0 + (3 * 1199 + 1) * MINUTE)

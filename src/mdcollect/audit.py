@@ -72,6 +72,7 @@ __all__ = [
     "CHECKS",
     "JUMP_MADS",
     "MARK_BAND",
+    "MAX_FINDINGS",
     "WARNING_CHECKS",
     "WARNING_WEIGHT",
     "ZERO_VOLUME_RUN",
@@ -324,12 +325,11 @@ class _Findings:
         first, last = _runs(mask)
         keep = (last - first + 1) >= min_length
         first, last = first[keep], last[keep]
-        if len(first) > MAX_FINDINGS:  # a bounded report: the rest merge into the last
-            last = np.concatenate((last[: MAX_FINDINGS - 1], last[-1:]))
-            first = first[:MAX_FINDINGS]
         counts = last - first + 1  # a run is all flagged
-        if len(first) == MAX_FINDINGS:
-            counts[-1] = int(mask[first[-1] :].sum())
+        if len(first) > MAX_FINDINGS:  # a bounded report: the rest merge into the last
+            merged = int(counts[MAX_FINDINGS - 1 :].sum())
+            first, last = first[:MAX_FINDINGS], np.r_[last[: MAX_FINDINGS - 1], last[-1:]]
+            counts = np.r_[counts[: MAX_FINDINGS - 1], merged]
         for a, b, n in zip(first.tolist(), last.tolist(), counts.tolist(), strict=True):
             lo, hi = int(ts[a : b + 1].min()), int(ts[a : b + 1].max()) + width
             self.add(check, lo, hi, n, f"{plural(n, 'row')} {what} in")
@@ -391,10 +391,8 @@ def _check_structure(
         order = np.argsort(ts, kind="stable")
         frame, ts = frame.iloc[order], ts[order]
     if key.kind == "trades":
-        ids = frame["id"].to_numpy(dtype=object)
-        dup = pd.Series(list(zip(ts.tolist(), ids.tolist(), strict=True))).duplicated(keep=False)
-        dup_by_id = pd.Series(ids).duplicated(keep=False).to_numpy()
-        dup_mask = dup.to_numpy() | dup_by_id
+        # an id twice is a duplicate whatever the times (hashing, no per-row Python)
+        dup_mask = frame["id"].duplicated(keep=False).to_numpy()
         out.runs("duplicate", dup_mask, ts, 1, "with a duplicate trade id")
     else:
         same = np.zeros(len(ts), dtype=bool)
