@@ -333,3 +333,16 @@ def test_findings_are_bounded_per_check(store: DataCollectionStorage) -> None:
     assert len(nan) == MAX_FINDINGS
     assert sum(f.count for f in nan) == 1200
     assert (nan[-1].start, nan[-1].end) == (T0 + 3 * 999 * MINUTE, T0 + (3 * 1199 + 1) * MINUTE)
+
+
+def test_snapshots_have_no_coverage_to_be_outside_of(store: DataCollectionStorage) -> None:
+    key = DatasetKey("binance", "BTC/USDT", "ticker")
+    times = [T0 + i * 1_500 for i in range(50)]
+    frame = pd.DataFrame(
+        {"bid": 100.0, "ask": 100.5, "last": 100.2, "bid_size": 1.0, "ask_size": 2.0},
+        index=at(times).rename("timestamp"),
+    )
+    frame.iloc[7, frame.columns.get_loc("ask")] = -1.0
+    plant(store, key, frame)
+    report = audit(store)
+    assert [(f.check, f.start, f.count) for f in report.findings] == [("negative", times[7], 1)]
