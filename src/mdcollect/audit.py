@@ -4,8 +4,9 @@ Coverage says which ranges mdcollect believes complete; the audit checks the row
 themselves, per dataset, with exact timestamps:
 
 * structure: holes inside coverage (candle kinds: grid rows missing; funding: more
-  than 8 hours without a settlement), rows outside coverage, candles off their
-  timeframe's grid, duplicate timestamps (trades: duplicate ids), unsorted rows;
+  than 8 hours without a settlement), candles off their timeframe's grid, duplicate
+  timestamps (trades: duplicate ids), unsorted rows; rows outside coverage (a
+  warning: coverage may lag data);
 * values: OHLC invariants (high is the max and low the min of open, high, low,
   close), negative prices or sizes, NaN where a value is required;
 * suspicious values (warnings): zero-volume runs longer than ``zero_volume_run``
@@ -105,9 +106,12 @@ Check = Literal[
 CHECKS: Final[tuple[Check, ...]] = get_args(Check)
 Severity = Literal["error", "warning"]
 #: The checks that find suspicious values rather than wrong ones: reported as
-#: warnings, weighed :data:`WARNING_WEIGHT` in the score, never repaired.
+#: warnings, weighed :data:`WARNING_WEIGHT` in the score, never repaired. Rows outside
+#: coverage are among them: coverage may lag data by design (a live collector's newest
+#: rows, a write interrupted between rows and coverage), and ``ensure_data`` refetches
+#: such a range when it is needed.
 WARNING_CHECKS: Final[frozenset[Check]] = frozenset(
-    {"zero_volume_run", "price_jump", "mark_vs_last"}
+    {"zero_volume_run", "price_jump", "mark_vs_last", "outside_coverage"}
 )
 #: The weight of a row affected by a warning in the score (an error's is 1).
 WARNING_WEIGHT: Final = 0.25
