@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "exchanges": 2,
     "backfill": 3,
     "aggregate": 3,
+    "_audit": 3,
     "collectors": 4,
     "collector": 4,  # deprecated alias of mdcollect.collectors
     "ensure": 5,
