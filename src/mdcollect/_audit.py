@@ -535,8 +535,10 @@ def sorted_unique(frame: pd.DataFrame) -> pd.DataFrame:
 def _audit_one(
     store: DataCollectionStorage, key: DatasetKey, params: AuditParams, stored: set[DatasetKey]
 ) -> DatasetAudit:
-    frame = store.read(key, params.start, params.end)
+    # coverage first: rows are written before their coverage, so coverage read first
+    # never claims a row the read that follows misses (a collector writing meanwhile)
     cov = _clip(store.coverage(key), params)
+    frame = store.read(key, params.start, params.end)
     ts = index_ms(frame)
     out = _Findings(key)
     frame, ts, missing = _check_structure(out, key, frame, ts, cov)
