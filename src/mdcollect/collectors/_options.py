@@ -180,3 +180,6 @@ class SupervisorOptions:
     max_crashes: int = field(default=10, validator=positive(integer=True))
     resume_window: float = field(default=6 * 3600.0, validator=non_negative())
     first_data_grace: float = field(default=60.0, validator=non_negative())
+    audit_interval: float = field(default=0.0, validator=non_negative())
+    audit_max_refills: int = field(default=4, validator=positive(integer=True))
+    audit_min_gap: float = field(default=0.0, validator=non_negative())
