@@ -375,7 +375,7 @@ def _check_structure(
         grid = _grid(tf, cov)
         absent = ~_member(grid, ts[~off])
         missing = int(absent.sum())
-        out.runs("hole", absent, grid, width, f"{tf} candle(s) missing:")
+        out.runs("hole", absent, grid, width, f"missing ({tf} candles)")
     elif key.kind == "funding":
         missing = _funding_holes(out, ts, cov)
     return frame, ts, missing
