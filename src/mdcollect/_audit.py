@@ -344,8 +344,10 @@ def _check_structure(
     """Order, duplicates, coverage and grid; returns the rows sorted (stable) and the
     number of rows missing from holes."""
     width = _width(key)
-    # Arctic refuses unsorted writes (validate_index), so only memory and parquet can
-    # hand back rows out of order; storage.read keeps the stored order on every backend.
+    # storage.read hands back the stored order. ArcticDB refuses unsorted writes
+    # (validate_index), so there rows cannot be out of order; Redis deduplicates the
+    # segments of a bucket written more than once when it reads them; memory and
+    # parquet show rows written in any order exactly so.
     down = np.zeros(len(ts), dtype=bool)
     if len(ts) > 1:
         down[1:] = ts[1:] < np.maximum.accumulate(ts)[:-1]
