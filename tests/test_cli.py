@@ -105,6 +105,7 @@ COMMANDS = {
     "collect": ["collect", "collect.toml"],
     "serve": ["serve"],
     "status": ["status", "status.json"],
+    "audit": ["audit", "binance:ohlcv:1h:BTC/USDT", "--repair", "--json"],
 }
 GLOBAL = ["--storage", "memory://", "--emulate", "--dry-run", "--no-progress", "-v", "-q"]
 GIVEN = {"storage": "memory://", "emulate": True, "dry_run": True, "no_progress": True,

@@ -40,6 +40,8 @@ LAYERS: dict[str, int] = {
     "plot": 5,
     "metrics": 5,
     "catalog": 5,
+    "_audit": 3,
+    "audit": 5,
     "cli": 6,
     "__main__": 6,
     "service": 6,

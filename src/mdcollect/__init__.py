@@ -17,6 +17,7 @@ from .catalog import catalog
 from .storage import DataCollectionStorage, default_storage, open_storage
 
 if TYPE_CHECKING:
+    from .audit import AuditReport, audit, audit_async
     from .collectors import DataCollector, DataSourceCollector
     from .ensure import (
         EnsureReport,
@@ -57,9 +58,13 @@ _LAZY = {
     "load_trades_async": "mdcollect.ensure",
     "ExchangeClient": "mdcollect.exchanges",
     "plot_coverage": "mdcollect.plot",  # matplotlib itself only when called
+    "AuditReport": "mdcollect.audit",
+    "audit": "mdcollect.audit",
+    "audit_async": "mdcollect.audit",
 }
 
 __all__ = [
+    "AuditReport",
     "DataCollectionStorage",
     "DataCollector",
     "DataSourceCollector",
@@ -75,6 +80,8 @@ __all__ = [
     "StorageError",
     "Timeframe",
     "__version__",
+    "audit",
+    "audit_async",
     "catalog",
     "default_storage",
     "ensure_data",

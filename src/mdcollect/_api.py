@@ -23,7 +23,7 @@ from typing import Any, Final
 from attrs import frozen
 
 from ._errors import InvalidRequest
-from ._keys import CANDLE_KINDS, HISTORY_KINDS, KINDS, CandleKind, HistoryKind, Kind
+from ._keys import CANDLE_KINDS, HISTORY_KINDS, KINDS, CandleKind, DatasetKey, HistoryKind, Kind
 from ._rules import (
     MAX_SYMBOLS,
     check_bounds,
@@ -41,21 +41,25 @@ from ._rules import check_timeframe as ccxt_timeframe
 from ._time import DAY, DEFAULT_PADDING_DAYS, Timeframe, time_range
 
 __all__ = [
+    "AUDIT_PARAMS",
     "DATE_PATTERN",
     "DEFAULT_EXCHANGE",
     "DEFAULT_EXCHANGES",
     "DEFAULT_LIMIT",
     "DEFAULT_TIMEFRAME",
+    "MAX_AUDIT_KEYS",
     "MAX_LIMIT",
     "MAX_SYMBOLS",
     "MAX_SYMBOL_LENGTH",
     "ROW_KINDS",
     "TIMEFRAME_PATTERN",
+    "AuditQuery",
     "DataQuery",
     "DatasetsQuery",
     "OhlcvQuery",
     "SyncRequest",
     "TimeframeRule",
+    "audit_query",
     "check_exchange",
     "data_query",
     "datasets_query",
@@ -364,3 +368,64 @@ def datasets_query(
     sym = None if symbol is None else check_symbol(symbol, max_length=MAX_SYMBOL_LENGTH)
     k: Kind | None = None if kind is None else check_choice("kind", kind, KINDS)  # type: ignore[assignment]
     return DatasetsQuery(ex, sym, k)
+
+
+# -- GET/POST /api/v1/audit ------------------------------------------------------------------
+
+#: The query parameters of ``/api/v1/audit`` (``key`` may repeat).
+AUDIT_PARAMS: Final = ("key", "start", "end", "repair")
+#: Dataset keys one audit request names at most (none: every stored dataset).
+MAX_AUDIT_KEYS: Final = 100
+_TRUE: Final = ("true", "1", "yes")
+_FALSE: Final = ("false", "0", "no")
+
+
+@frozen
+class AuditQuery:
+    """A checked ``/api/v1/audit`` query: dataset keys in their string form (none: every
+    stored dataset), ``[start, end)`` in ms (``None`` is open), and whether to repair."""
+
+    keys: tuple[str, ...]
+    start: int | None
+    end: int | None
+    repair: bool
+
+    def params(self) -> list[tuple[str, str | int]]:
+        """Query parameters as a client sends them."""
+        out: list[tuple[str, str | int]] = [("key", k) for k in self.keys]
+        if self.start is not None:
+            out.append(("start", self.start))
+        if self.end is not None:
+            out.append(("end", self.end))
+        if self.repair:
+            out.append(("repair", "true"))
+        return out
+
+
+def audit_query(
+    keys: object = (), start: object = None, end: object = None, repair: object = False
+) -> AuditQuery:
+    """Check the inputs of an audit request: ``keys`` are dataset key strings
+    (``binance:ohlcv:1m:BTC/USDT``), at most :data:`MAX_AUDIT_KEYS`; ``start`` and ``end``
+    as in :func:`ohlcv_query`; ``repair`` a bool or ``true``/``false``.
+
+    >>> audit_query(["binance:ohlcv:1m:BTC/USDT"], "2024-01-01", repair="true").repair
+    True
+    """
+    if isinstance(keys, str):
+        keys = [keys]
+    if not isinstance(keys, list | tuple):
+        raise InvalidRequest(f"key must be dataset key strings, got {keys!r}")
+    if len(keys) > MAX_AUDIT_KEYS:
+        raise InvalidRequest(f"at most {MAX_AUDIT_KEYS} keys per audit, got {len(keys)}")
+    names = tuple(dict.fromkeys(str(DatasetKey.parse(k)) for k in keys))
+    if isinstance(repair, str) and repair.strip().lower() in _TRUE + _FALSE:
+        repair = repair.strip().lower() in _TRUE
+    if not isinstance(repair, bool):
+        raise InvalidRequest(f"repair {str(repair)[:50]!r} is not valid; allowed: true, false")
+    lo, hi = time_range(digits_as_ms(start), digits_as_ms(end))
+    if lo is not None:
+        check_bounds(lo, "start", start)
+    if hi is not None:
+        check_bounds(hi, "end", end)
+    return AuditQuery(names, lo, hi, repair)

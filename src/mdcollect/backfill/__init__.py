@@ -34,6 +34,7 @@ from ._engine import (
     split_windows,
 )
 from ._strategies import (
+    FUNDING_PERIOD,
     JOBS,
     STRATEGIES,
     FundingBackfill,
@@ -54,6 +55,7 @@ from ._strategies import (
 
 __all__ = [
     "CANDLE_KINDS",
+    "FUNDING_PERIOD",
     "HISTORY_KINDS",
     "JOBS",
     "STRATEGIES",

@@ -212,3 +212,6 @@ class SupervisorOptions:
     max_restarts: int | None = field(default=None, validator=_optional_count)
     restart_window: float = field(default=3600.0, validator=positive())
     alerts: WebhookAlerts | None = field(default=None, converter=as_alerts)
+    audit_interval: float = field(default=0.0, validator=non_negative())
+    audit_max_refills: int = field(default=4, validator=positive(integer=True))
+    audit_min_gap: float = field(default=0.0, validator=non_negative())

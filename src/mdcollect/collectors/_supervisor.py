@@ -21,6 +21,7 @@ from typing import Any, Final, Literal, Self
 import pandas as pd
 from attrs import define, field
 
+from .._audit import JUMP_MADS, MARK_BAND, ZERO_VOLUME_RUN, AuditParams, audit_datasets, repair_span
 from .._backoff import Backoff
 from .._errors import ExchangeError, InvalidRequest, MdcollectError
 from .._intervals import Interval, IntervalSet
@@ -105,6 +106,13 @@ class DataCollector:
       met only errors since it started (nothing stored), or has stored nothing
       ``first_data_grace`` seconds after it started (plus what its kind needs
       to wait, such as a candle closing: ``collector.first_data_within``).
+    * ``audit_interval`` (seconds, 0: never) audits the datasets the collectors
+      wrote, since the supervisor started, every that many seconds
+      (:func:`mdcollect.audit`'s checks), and refills each error finding's span
+      through the gap refiller (its rows and coverage deleted first): at most
+      ``audit_max_refills`` spans waiting at once (the rest are refilled after a
+      later audit), none shorter than ``audit_min_gap`` seconds. ``status()["audit"]``
+      counts the runs, the findings of the last one and the refills.
     * Time is read from ``clock`` (a :class:`~mdcollect.collectors.Clock`; the
       system clocks by default), which every collector added here shares:
       silence, backoff resets, gap grace and the ages reported. Tests pass a
@@ -142,6 +150,9 @@ class DataCollector:
         max_restarts: int | None = None,
         restart_window: float = 3600.0,
         alerts: WebhookAlerts | str | None = None,
+        audit_interval: float = 0.0,
+        audit_max_refills: int = 4,
+        audit_min_gap: float = 0.0,
     ) -> None:
         self.clock: Clock = as_clock(clock)
         opts = SupervisorOptions(
@@ -157,6 +168,9 @@ class DataCollector:
             max_restarts=max_restarts,
             restart_window=restart_window,
             alerts=alerts,
+            audit_interval=audit_interval,
+            audit_max_refills=audit_max_refills,
+            audit_min_gap=audit_min_gap,
         )
         self.backoff: Backoff = opts.restart_backoff
         self.max_silence = float(opts.max_silence)
@@ -179,6 +193,9 @@ class DataCollector:
             None if self.alerts is None else AlertWatch(self.alerts.submit, self.clock)
         )
         self._alert_task: asyncio.Task[None] | None = None
+        self.audit_interval = float(opts.audit_interval)
+        self.audit_max_refills = opts.audit_max_refills
+        self.audit_min_gap = float(opts.audit_min_gap)
         if isinstance(storage, DataCollectionStorage):
             self.storage = storage
             self._owns_storage = False
@@ -200,6 +217,10 @@ class DataCollector:
         )
         self._backfiller: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        # the datasets the collectors wrote (and whose), for the scheduled audit
+        self._written: dict[DatasetKey, _Slot] = {}
+        self._audits = _AuditCounts()
+        self._auditor: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> DataCollector:
@@ -229,6 +250,9 @@ class DataCollector:
                 self._watch_alerts(), name="mdcollect alert watch"
             )
         self._backfiller = asyncio.create_task(self._refiller.run(), name="mdcollect backfill")
+        if self.audit_interval > 0:
+            self._audits.since_ms = self.clock.time_ms()
+            self._auditor = asyncio.create_task(self._audit_loop(), name="mdcollect audit")
         for slot in self._slots.values():
             if slot.should_run:
                 self._launch(slot)
@@ -262,6 +286,10 @@ class DataCollector:
         if self._backfiller is not None:
             self._backfiller.cancel()
             tasks.append(self._backfiller)
+        if self._auditor is not None:
+            self._auditor.cancel()
+            tasks.append(self._auditor)
+            self._auditor = None
         if tasks:
             await asyncio.wait(tasks, timeout=self.stop_timeout + 5)
         for slot in self._slots.values():
@@ -434,6 +462,7 @@ class DataCollector:
             "collectors": cols,
             "callbacks": self._callbacks.stats(),
             "alerts": None if self.alerts is None else self.alerts.stats(),
+            "audit": self._audits.to_dict(self.audit_interval),
         }
 
     def health(self) -> dict[str, Any]:
@@ -557,6 +586,7 @@ class DataCollector:
         assert tracker is not None
 
         def on_write(key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet, rows: int) -> None:
+            self._written[key] = slot
             with slot.lock:
                 slot.rows_stored += rows
                 if rows:
@@ -745,3 +775,88 @@ class DataCollector:
         log.info("%s: gap %s in %s; backfilling", slot.collector.name, gap, key)
         if self.backfill_gaps:
             self._refiller.add(slot.gaps, key, gap)
+
+    # -- the scheduled audit
+
+    async def _audit_loop(self) -> None:
+        """Audit every ``audit_interval`` seconds on ``self.clock`` until cancelled."""
+        last = self.clock.monotonic()
+        while True:
+            await asyncio.sleep(self.check_interval)
+            if self.clock.monotonic() - last < self.audit_interval:
+                continue
+            last = self.clock.monotonic()
+            try:
+                await self._audit_once()
+            except MdcollectError as exc:  # a storage failure: the next run tries again
+                self._audits.last_error = str(exc)
+                log.warning("scheduled audit failed: %s", exc)
+
+    async def _audit_once(self) -> None:
+        counts = self._audits
+        written = dict(self._written)
+        now = self.clock.time_ms()
+        params = AuditParams(counts.since_ms, now, ZERO_VOLUME_RUN, JUMP_MADS, MARK_BAND)
+        audits = await asyncio.to_thread(audit_datasets, self.storage, sorted(written), params)
+        # refills still waiting: those whose span is not covered again yet
+        waiting = []
+        for key, span in counts.queued:
+            cov = await asyncio.to_thread(self.storage.coverage, key)
+            if not cov.contains(span):
+                waiting.append((key, span))
+        errors = [(d.key, f) for d in audits for f in d.findings if f.severity == "error"]
+        deferred = too_small = refills = 0
+        min_gap = int(self.audit_min_gap * 1000)
+        for key, f in errors:
+            span = repair_span(f)
+            if (key, span) in waiting:
+                continue
+            if span.end - span.start < min_gap:
+                too_small += 1
+                continue
+            if len(waiting) >= self.audit_max_refills or not self.backfill_gaps:
+                deferred += 1
+                continue
+            log.info("audit: %s %s %s; refilling", key, f.check, span)
+            await asyncio.to_thread(self.storage.delete, key, span.start, span.end)
+            self._gap_found(written[key], key, span)
+            waiting.append((key, span))
+            refills += 1
+        # the counts change together, once the run is done (status() may be read meanwhile)
+        counts.queued = waiting
+        counts.errors = len(errors)
+        counts.warnings = sum(len(d.findings) for d in audits) - len(errors)
+        counts.deferred, counts.too_small = deferred, too_small
+        counts.refills += refills
+        counts.last_run_ms, counts.last_error = now, None
+        counts.runs += 1
+
+
+@define
+class _AuditCounts:
+    """What the scheduled audits found and did (``status()["audit"]``)."""
+
+    since_ms: int | None = None
+    runs: int = 0
+    last_run_ms: int | None = None
+    errors: int = 0
+    warnings: int = 0
+    refills: int = 0
+    deferred: int = 0
+    too_small: int = 0
+    last_error: str | None = None
+    queued: list[tuple[DatasetKey, Interval]] = field(factory=list)
+
+    def to_dict(self, interval: float) -> dict[str, Any]:
+        return {
+            "interval": interval,
+            "runs": self.runs,
+            "last_run_ms": self.last_run_ms,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "refills": self.refills,
+            "refills_waiting": len(self.queued),
+            "deferred": self.deferred,
+            "too_small": self.too_small,
+            "last_error": self.last_error,
+        }

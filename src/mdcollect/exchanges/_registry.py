@@ -115,7 +115,10 @@ class FundingHistory:
     ``until_param`` is the ccxt param bounding the span's end, sent as
     ``until + until_offset`` (ccxt's unified ``until`` is inclusive, OKX's ``after``
     exclusive); ``depth_ms`` how far back from now the exchange keeps them (``None``:
-    from the listing); ``endpoint`` where ccxt's ``describe()["api"]`` defines it.
+    from the listing); ``endpoint`` where ccxt's ``describe()["api"]`` defines it;
+    ``settles_on``: every settlement falls on a whole multiple of this many ms since the
+    epoch, whatever the symbol's interval (1, 2, 4 or 8 hours, from 00:00 UTC), which
+    is what :func:`mdcollect.audit` checks funding rows against.
     """
 
     page_limit: int
@@ -124,6 +127,7 @@ class FundingHistory:
     until_param: str = "until"
     until_offset: int = -1
     depth_ms: int | None = None
+    settles_on: int = HOUR
 
 
 def _optional_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

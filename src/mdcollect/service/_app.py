@@ -24,10 +24,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from .._api import (
+    AUDIT_PARAMS,
     DEFAULT_EXCHANGES,
+    AuditQuery,
     DataQuery,
     OhlcvQuery,
     SyncRequest,
+    audit_query,
+    check_exchange,
     data_query,
     datasets_query,
     ohlcv_query,
@@ -38,6 +42,7 @@ from .._keys import DatasetKey
 from .._rules import positive
 from .._schema import empty_frame
 from .._time import DAY, Timeframe, index_ms, now_ms
+from ..audit import AuditReport, audit_async
 from ..catalog import catalog, records
 from ..ensure import ensure_data_async
 from ..exchanges import ExchangeClient, exchange_info
@@ -270,6 +275,42 @@ class _Service:
         items = records(frame)
         return JSONResponse({"count": len(items), "datasets": items})
 
+    async def audit(self, request: Request) -> JSONResponse:
+        """``GET``: a read-only audit; ``POST`` or ``repair=true``: also repair, which
+        changes the store, so only a service with an API token does it."""
+        query = self._audit_query(request)
+        repair = query.repair or request.method == "POST"
+        if repair and not self.secured:
+            return _error(
+                403,
+                "repair deletes and refetches rows: only a service started with an API token "
+                "(MDCOLLECT_API_TOKEN) repairs; GET without repair=true audits read-only",
+            )
+        keys = [DatasetKey.parse(k) for k in query.keys] or None
+        if not repair:
+            report = await audit_async(self.storage, keys, query.start, query.end)
+            return JSONResponse(report.to_dict())
+        if keys is None:
+            keys = await asyncio.to_thread(self.storage.keys)
+        for key in keys:  # refetched only from the exchanges this service may use
+            check_exchange(key.exchange, self.allowed_exchanges)
+        datasets: list[Any] = []
+        repaired: list[Any] = []
+        for name in sorted({k.exchange for k in keys}):
+            exchange = self.exchange_factory(name) if self.exchange_factory else name
+            try:
+                part = await audit_async(
+                    self.storage, [k for k in keys if k.exchange == name], query.start,
+                    query.end, repair=True, exchange=exchange,
+                )  # fmt: skip
+            finally:
+                if isinstance(exchange, ExchangeClient):
+                    await exchange.close()
+            datasets += part.datasets
+            repaired += part.repaired
+        log.info("audit repaired %d finding(s)", len(repaired))
+        return JSONResponse(AuditReport(tuple(datasets), tuple(repaired)).to_dict())
+
     def stopping(self) -> None:
         """The server is stopping: cancel the running sync jobs now (thread-safe), so that
         requests waiting for one answer at once instead of holding the shutdown."""
@@ -307,6 +348,22 @@ class _Service:
             return empty_frame(query.kind)
         frame = pd.concat(frames if forward else frames[::-1])
         return frame.head(query.limit) if forward else frame.tail(query.limit)
+
+    def _audit_query(self, request: Request) -> AuditQuery:
+        keys: list[str] = []
+        params: dict[str, str] = {}
+        for name, value in request.query_params.multi_items():
+            if name not in AUDIT_PARAMS:
+                raise InvalidRequest(
+                    f"unknown parameter {name[:50]!r}; allowed: {', '.join(AUDIT_PARAMS)}"
+                )
+            if name == "key":
+                keys.append(value)
+            elif name in params:
+                raise InvalidRequest(f"parameter {name!r} is given more than once")
+            else:
+                params[name] = value
+        return audit_query(keys, **params)
 
     async def _json_body(self, request: Request) -> Any:
         declared = request.headers.get("content-length", "")
@@ -453,6 +510,7 @@ def create_app(
             Route("/openapi.json", svc.openapi_json, methods=["GET"]),
             Route("/metrics", svc.metrics, methods=["GET"]),
             Route("/api/v1/datasets", svc.datasets, methods=["GET"]),
+            Route("/api/v1/audit", svc.audit, methods=["GET", "POST"]),
         ],
         exception_handlers={
             InvalidRequest: _invalid,

@@ -8,6 +8,7 @@ from typing import Any
 from .._api import (
     DATE_PATTERN,
     DEFAULT_LIMIT,
+    MAX_AUDIT_KEYS,
     MAX_LIMIT,
     MAX_SYMBOL_LENGTH,
     MAX_SYMBOLS,
@@ -29,6 +30,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "invalid input; the message names the bad value",
         401: "missing or wrong bearer token",
+        403: "not allowed by this service (repair needs a service with an API token)",
         404: "unknown job",
         413: "request body too large",
         502: "the exchange failed",
@@ -306,6 +308,7 @@ def openapi_document(
                     ],
                 )
             },
+            "/api/v1/audit": _audit_path(op, bound, auth_errors),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -357,4 +360,74 @@ def openapi_document(
                 },
             },
         },
+    }
+
+
+def _audit_path(op: Any, bound: dict[str, Any], auth_errors: tuple[int, ...]) -> dict[str, Any]:
+    """``/api/v1/audit``: GET audits read-only (``repair=true`` repairs too), POST repairs;
+    repairing needs a service with an API token (403 otherwise)."""
+    finding = {
+        "type": "object",
+        "required": ["key", "check", "severity", "start", "end", "count", "detail"],
+        "properties": {
+            "key": {"type": "string"},
+            "check": {"type": "string"},
+            "severity": {"type": "string", "enum": ["error", "warning"]},
+            "start": {"type": "integer", "description": "ms, first affected timestamp"},
+            "end": {"type": "integer", "description": "ms, exclusive end of the span"},
+            "count": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
+    }
+    report = {
+        "type": "object",
+        "required": ["ok", "datasets", "repaired"],
+        "properties": {
+            "ok": {"type": "boolean", "description": "no error-severity finding left"},
+            "datasets": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["key", "rows", "score", "ok", "findings"],
+                    "properties": {
+                        "key": {"type": "string"},
+                        "rows": {"type": "integer"},
+                        "score": {"type": "number", "minimum": 0, "maximum": 1},
+                        "ok": {"type": "boolean"},
+                        "findings": {"type": "array", "items": finding},
+                    },
+                },
+            },
+            "repaired": {"type": "array", "items": finding},
+        },
+    }
+    params = [
+        {
+            "name": "key",
+            "in": "query",
+            "description": "dataset key, repeatable (none: every stored dataset)",
+            "schema": {"type": "string", "example": "binance_futures:ohlcv:1h:BTC/USDT:USDT"},
+        },
+        {"name": "start", "in": "query", **bound},
+        {"name": "end", "in": "query", **bound},
+    ]
+    repair = {
+        "name": "repair",
+        "in": "query",
+        "description": "delete what is wrong and refetch exactly those spans (needs the token)",
+        "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+    }
+    responses = {"200": _json(report, "the audit report"), **_errors(400, *auth_errors, 403)}
+    return {
+        "get": op(
+            f"Audit stored rows (at most {MAX_AUDIT_KEYS} keys): holes, duplicates, bad "
+            "candles, cross-kind checks, a score per dataset",
+            {**responses, **_errors(502, 503)},
+            parameters=[*params, repair],
+        ),
+        "post": op(
+            "Audit and repair: delete the bad spans, refetch them, audit again",
+            {**responses, **_errors(502, 503)},
+            parameters=params,
+        ),
     }
