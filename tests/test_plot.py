@@ -304,3 +304,19 @@ def test_a_notebook_shows_the_picture_once_with_or_without_pyplot(tmp_path: Path
         assert images[0].output_type == "execute_result"
     printed = "".join(o.get("text", "") for o in nb.cells[2].outputs)
     assert printed.strip() == "[]"  # nothing left open in pyplot
+
+
+def test_a_real_audit_report_is_drawn() -> None:
+    """The picture reads ``mdcollect.audit``'s own report: a planted bad candle (high
+    below low) shows as an error over its hour."""
+    st = _store_with_a_hole()
+    bad = candles(T0 + 3 * HOUR, 1, HOUR)
+    bad["high"], bad["low"] = bad["low"] - 1.0, bad["high"] + 1.0
+    st._write_unchecked(ETH, bad)
+    report = mdcollect.audit(st, [ETH])
+    assert not report.ok and {f.check for f in report.findings} >= {"invalid_ohlc"}
+    fig = mdcollect.plot_coverage(st, report=report)
+    pixels = _render(fig)
+    eth = _lanes(fig)[str(ETH)]
+    assert _pixel(fig, pixels, T0 + 3 * HOUR + 30 * 60_000, eth) == _rgb("error")
+    assert _pixel(fig, pixels, T0 + 8 * HOUR, eth) == _rgb("covered")
