@@ -354,6 +354,35 @@ def test_writes_are_published_for_fan_out(st: RedisStorage, raw: redis.Redis) ->
     pubsub.close()
 
 
+def test_notices_carry_the_rows_when_asked(server: RedisServer, raw: redis.Redis) -> None:
+    """``?publish_rows=N``: a write of at most N rows publishes them (a bot reacts without
+    reading the store); a larger one says so and carries none."""
+    st = open_storage(server.url + "?publish_rows=3")
+    assert isinstance(st, RedisStorage) and st.publish_rows == 3
+    pubsub = raw.pubsub()
+    pubsub.psubscribe("mdcollect:ds:{binance.trades*")
+    assert pubsub.get_message(timeout=5)["type"] == "psubscribe"  # type: ignore[index]
+    trades = _trades([T0, T0 + 5, T0 + 9], ["a", "b", "c"], price=2.5)
+    st.write(TKEY, trades)
+    msg = pubsub.get_message(timeout=5)
+    assert msg is not None
+    notice = json.loads(msg["data"])
+    assert notice["columns"] == ["timestamp", "id", "price", "amount", "side"]
+    back = pd.DataFrame(notice["data"], columns=notice["columns"])
+    assert back["timestamp"].tolist() == [T0, T0 + 5, T0 + 9]
+    assert back["id"].tolist() == ["a", "b", "c"]
+    assert back["price"].tolist() == trades["price"].tolist()
+    st.write(TKEY, _trades([T0 + i for i in range(20, 24)], ["d", "e", "f", "g"]))
+    msg = pubsub.get_message(timeout=5)
+    assert msg is not None
+    notice = json.loads(msg["data"])
+    assert notice["data"] is None and notice["truncated"] is True and notice["rows"] == 4
+    pubsub.close()
+    st.close()
+    with pytest.raises(InvalidRequest, match="publish_rows 'many' must be a whole number"):
+        open_storage(server.url + "?publish_rows=many")
+
+
 # -- errors and lifecycle -------------------------------------------------------------------------
 
 

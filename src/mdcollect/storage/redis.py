@@ -62,7 +62,11 @@ the exact count again. ``bytes`` is not known (Redis does not tell it cheaply).
 Every write also ``PUBLISH``-es a small JSON notice (``key``, ``start``, ``end``
 in ms, ``rows``, ``covered``: ``[start, end]``, or a list of such pairs when the
 write completed several ranges) on the channel ``{prefix}ds:{NAME}``, so live
-consumers can fan out by subscribing instead of polling.
+consumers can fan out by subscribing instead of polling. With ``?publish_rows=N``
+in the URL (opt-in), a notice also carries the rows themselves when the write has at
+most ``N``: ``columns`` (``timestamp`` first, ms) and ``data`` (one list per row,
+missing values as ``null``); a larger write says ``"data": null`` and
+``"truncated": true``, and its rows are read from the store as usual.
 
 Threads and asyncio
 -------------------
@@ -306,9 +310,11 @@ class RedisStorage(DataCollectionStorage):
         client: redis_mod.Redis,
         prefix: str = "mdcollect:",
         compression: str | None = None,
+        publish_rows: int = 0,
     ) -> None:
         self.url = url
         self.prefix = prefix
+        self.publish_rows = publish_rows
         self._ipc = pa.ipc.IpcWriteOptions(compression=compression)
         self._client = client
         self._redis: Any = _import_redis()
@@ -328,6 +334,7 @@ class RedisStorage(DataCollectionStorage):
         query = parse_qsl(parts.query, keep_blank_values=True)
         prefix = "mdcollect:"
         compression: str | None = None
+        publish_rows = 0
         rest = []
         for name, value in query:
             if name == "prefix":
@@ -341,6 +348,13 @@ class RedisStorage(DataCollectionStorage):
                         + ", ".join(c for c in _CODECS if pa.Codec.is_available(c))
                     )
                 compression = value
+            elif name == "publish_rows":
+                if not value.isdigit() or int(value) > 1_000_000:
+                    raise InvalidRequest(
+                        f"redis publish_rows {value!r} must be a whole number of rows from 0"
+                        " (off) to 1000000"
+                    )
+                publish_rows = int(value)
             else:
                 rest.append((name, value))
         client_url = urlunsplit(parts._replace(query=urlencode(rest)))
@@ -356,7 +370,7 @@ class RedisStorage(DataCollectionStorage):
         except ValueError as exc:
             message = f"redis storage URL {redact(url)!r} is not valid: {exc}"
             raise InvalidRequest(redact(message, secrets_in(url))) from exc
-        return cls(url, client, prefix, compression)
+        return cls(url, client, prefix, compression, publish_rows)
 
     # -- plumbing ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -436,7 +450,7 @@ class RedisStorage(DataCollectionStorage):
                 if last and covered is not None:
                     pipe.rpush(f"{ds}:cov", *(f"{iv.start} {iv.end}" for iv in covered))
                 if last:
-                    pipe.publish(ds, self._notice(key, frame, covered))
+                    pipe.publish(ds, self._notice(key, frame, covered, self.publish_rows))
                 results = pipe.execute()
                 counts = results[3 : 2 + 2 * len(batch) : 2]
                 to_compact += [
@@ -473,11 +487,22 @@ class RedisStorage(DataCollectionStorage):
             yield int(buckets[lo]), _encode(ts_ns[lo:hi], part, options), hi - lo
 
     @staticmethod
-    def _notice(key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None) -> str:
+    def _notice(
+        key: DatasetKey, frame: pd.DataFrame, covered: IntervalSet | None, with_rows: int = 0
+    ) -> str:
         first = last = None
+        extra: dict[str, Any] = {}
         if len(frame):
             ms = index_ms(frame)
             first, last = int(ms[0]), int(ms[-1]) + 1
+            if with_rows and len(frame) <= with_rows:
+                values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+                extra = {
+                    "columns": ["timestamp", *map(str, frame.columns)],
+                    "data": [[t, *row] for t, row in zip(ms.tolist(), values, strict=True)],
+                }
+            elif with_rows:
+                extra = {"data": None, "truncated": True}
         return json.dumps(
             {
                 "key": str(key),
@@ -490,6 +515,7 @@ class RedisStorage(DataCollectionStorage):
                 else [covered[0].start, covered[0].end]
                 if len(covered) == 1
                 else [[iv.start, iv.end] for iv in covered],
+                **extra,
             }
         )
 
