@@ -21,7 +21,11 @@
    bottleneck), how late the client's event loop runs, and the client's RSS every
    5 s split into anonymous memory (``RssAnon``: the heap) and file-backed pages
    (``RssFile``: mostly LMDB's memory map, page cache rather than a leak), with the
-   collector's buffered rows and dedup entries beside it. ``--tracemalloc`` diffs
+   collector's buffered rows and dedup entries beside it. Then the same collector
+   watched: two ``on_rows`` callbacks (a function on trades, a coroutine on candles)
+   and the Prometheus metrics scraped every second; printed: client CPU per 1,000
+   trades stored, plain and watched (target: watching costs < 5% more CPU; skip
+   with ``--no-watch``). ``--tracemalloc`` diffs
    live objects and Python allocations over the collector run (slow: it saturates
    the client; use few ``--symbols``).
 """
@@ -347,12 +351,18 @@ async def _run_collector(
     *,
     trace: bool,
     options: dict[str, Any],
+    watched: bool = False,
 ) -> Run:
     """``TradesCollector(mode="ws", candles=["1s", "1m"])`` in a ``DataCollector`` writing
-    to ArcticDB/LMDB in a temp dir; the rate is trades stored."""
+    to ArcticDB/LMDB in a temp dir; the rate is trades stored. ``watched``: with two row
+    callbacks and its metrics scraped every second."""
+    import threading
+    import urllib.request
+
     from mdcollect import DataCollector, open_storage
     from mdcollect.collectors import TradesCollector
     from mdcollect.exchanges import ExchangeClient
+    from mdcollect.metrics import start_metrics_server
 
     notes: list[str] = []
     # a stop that timed out leaves a writer thread busy in the directory
@@ -361,7 +371,31 @@ async def _run_collector(
         writes = _time_writes(store)
         client = ExchangeClient("binance", base_url=url, enableRateLimit=False)
         c = TradesCollector(client, symbols, mode="ws", candles=["1s", "1m"], **options)
-        async with DataCollector([c], store):
+        dc = DataCollector([c], store)
+        heard = [0, 0]
+        scrapes = [0]
+        stop_scraping = threading.Event()
+        if watched:
+
+            def on_trades(key: Any, rows: pd.DataFrame) -> None:
+                heard[0] += len(rows)
+
+            async def on_candles(key: Any, rows: pd.DataFrame) -> None:
+                heard[1] += len(rows)
+
+            dc.on_rows("trades", on_trades)
+            dc.on_rows("ohlcv", on_candles)
+            server, _ = start_metrics_server(0, dc)
+            metrics_url = f"http://127.0.0.1:{server.server_port}/metrics"
+
+            def scrape() -> None:  # Prometheus, every second (15 s is usual)
+                while not stop_scraping.wait(1.0):
+                    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
+                        resp.read()
+                    scrapes[0] += 1
+
+            threading.Thread(target=scrape, daemon=True).start()
+        async with dc:
             await asyncio.sleep(warmup)
             if trace:
                 types0 = _type_counts()
@@ -369,7 +403,7 @@ async def _run_collector(
                 snap0 = tracemalloc.take_snapshot()
             received0, writes0 = c.stats.rows_received, len(writes.log)
             run = await _measure(
-                "TradesCollector -> LMDB",
+                "... watched" if watched else "TradesCollector -> LMDB",
                 seconds,
                 lambda: writes.trade_rows,
                 pid,
@@ -396,6 +430,13 @@ async def _run_collector(
                 notes += _growth(snap0, snap1, types0, _type_counts())
             t_stop = time.perf_counter()
         stop_s = time.perf_counter() - t_stop
+        if watched:
+            stop_scraping.set()
+            server.shutdown()
+            notes.append(
+                f"      callbacks heard {heard[0]:,} trades and {heard[1]:,} candles;"
+                f" metrics scraped {scrapes[0]} times"
+            )
         await client.close()
         notes.append(f"      {_check_stored(store, symbols, c.stats.feed_overflows)}")
         store.close()
@@ -446,6 +487,7 @@ async def bench_end_to_end(
     bare: bool = True,
     trace: bool = False,
     options: dict[str, Any] | None = None,
+    watch: bool = True,
 ) -> None:
     from mdcollect.testing import EmulatorProcess, MarketSpec, SyntheticMarket
 
@@ -472,6 +514,13 @@ async def bench_end_to_end(
                 proc.url, symbols, seconds, warmup, proc.pid, trace=trace, options=options or {}
             )
         )
+        if watch:
+            runs.append(
+                await _run_collector(
+                    proc.url, symbols, seconds, warmup, proc.pid, trace=False,
+                    options=options or {}, watched=True,
+                )
+            )  # fmt: skip
     # the trades the emulator offered, counted after the runs so that generating
     # them here does not weigh on the RSS figures above
     truth = SyntheticMarket(seed, specs, venues={"binance": []})
@@ -481,8 +530,15 @@ async def bench_end_to_end(
         print(f"      limited by {_verdict(run, offered)}")
         for line in run.notes:
             print(line)
+    if watch:
+        plain, watched = runs[-2], runs[-1]
+        per = [r.cpu * 10 / max(r.rate, 1e-9) for r in (plain, watched)]  # CPU ms / 1,000 trades
+        print(
+            f"  watching (callbacks + metrics): {per[0]:.1f} -> {per[1]:.1f} client CPU ms per"
+            f" 1,000 trades stored, {100 * (per[1] / per[0] - 1):+.1f}% (target < +5%)"
+        )
     if bare:
-        b, ours = runs
+        b, ours = runs[0], runs[1]
         secs = (ours.t1 - ours.t0) / 1000
         print(
             f"  ratio collector/bare       {ours.rate / b.rate:5.2f}x into the store,"
@@ -544,6 +600,7 @@ def main() -> int:
     p.add_argument("--no-aggregation", action="store_true", help="skip part 1")
     p.add_argument("--no-bare", action="store_true", help="skip the bare ccxt.pro loop")
     p.add_argument("--tracemalloc", action="store_true", help="diff allocations (slow)")
+    p.add_argument("--no-watch", action="store_true", help="skip the watched collector run")
     p.add_argument("--batch-rows", type=int, default=None, help="TradesCollector batch_rows")
     p.add_argument("--batch-seconds", type=float, default=None, help="... and batch_seconds")
     args = p.parse_args()
@@ -562,6 +619,7 @@ def main() -> int:
             bare=not args.no_bare,
             trace=args.tracemalloc,
             options=options,
+            watch=not args.no_watch,
         )
     )
     return 0
