@@ -395,6 +395,13 @@ class DataSourceCollector(ABC):
     def _start_session(self) -> None:  # noqa: B027 - optional hook
         """A new connection begins: forget per-connection state."""
 
+    def _prepare_write(
+        self, storage: DataCollectionStorage, key: DatasetKey, frame: pd.DataFrame
+    ) -> pd.DataFrame:
+        """The frame to upsert into ``key`` (in the writer thread, just before the
+        write); ``frame`` unchanged by default."""
+        return frame
+
     def _uses_ws(self, client: Any) -> bool:
         if self.mode == "poll":
             return False
@@ -505,7 +512,7 @@ class DataSourceCollector(ABC):
                 # one thread hop for the whole flush: a hop per dataset waits for the
                 # loop each time, which under heavy flow starves the writer
                 job = asyncio.ensure_future(
-                    asyncio.to_thread(_write_all, storage, by_key, on_write)
+                    asyncio.to_thread(_write_all, storage, by_key, on_write, self._prepare_write)
                 )
                 cancelled = False
                 while True:
@@ -548,10 +555,15 @@ class DataSourceCollector(ABC):
             return ok
 
 
+#: What a collector makes of a frame just before it is written (``_prepare_write``).
+_Prepare: TypeAlias = Callable[[DataCollectionStorage, DatasetKey, pd.DataFrame], pd.DataFrame]
+
+
 def _write_all(
     storage: DataCollectionStorage,
     by_key: dict[DatasetKey, list[_Entry]],
     on_write: WriteObserver | None = None,
+    prepare: _Prepare | None = None,
 ) -> list[tuple[DatasetKey, list[_Entry], BaseException | None]]:
     """Write each key's entries (in a worker thread) as one upsert that marks every
     interval they complete: one write per dataset however often the feed resynced.
@@ -559,7 +571,7 @@ def _write_all(
     outcomes: list[tuple[DatasetKey, list[_Entry], BaseException | None]] = []
     for key, entries in by_key.items():
         try:
-            _write_entries(storage, key, entries, on_write)
+            _write_entries(storage, key, entries, on_write, prepare)
         except InvalidRequest as exc:
             if len(entries) == 1:
                 outcomes.append((key, entries, exc))
@@ -567,7 +579,7 @@ def _write_all(
             # some rows are bad: write entry by entry, to drop only the bad ones
             for e in entries:
                 try:
-                    _write_entries(storage, key, [e], on_write)
+                    _write_entries(storage, key, [e], on_write, prepare)
                 except InvalidRequest as one:
                     outcomes.append((key, [e], one))
                 except Exception as failed:  # the backend's own errors
@@ -587,6 +599,7 @@ def _write_entries(
     key: DatasetKey,
     entries: list[_Entry],
     on_write: WriteObserver | None = None,
+    prepare: _Prepare | None = None,
 ) -> None:
     frames = [e.frame for e in entries if len(e.frame)]
     covered = IntervalSet(e.covered for e in entries if e.covered is not None)
@@ -596,6 +609,8 @@ def _write_entries(
         frame = frames[0]
     else:
         frame = pd.concat(frames)
+    if prepare is not None and len(frame):
+        frame = prepare(storage, key, frame)
     rows = storage.write(key, frame, covered=covered)  # an empty set covers nothing
     if on_write is not None:
         try:

@@ -16,9 +16,10 @@ import pandas as pd
 from .._errors import InvalidRequest, first_leaf
 from .._intervals import Interval
 from .._keys import DatasetKey
-from .._schema import empty_frame
+from .._schema import empty_frame, normalize_frame
 from .._time import Timeframe, index_ms, ms_to_index
 from ..aggregate import CandleAggregator
+from ..storage import DataCollectionStorage
 from ._base import DataSourceCollector, Message, Mode, log
 from ._clock import Clock
 from ._options import OHLCVOptions, OrderBookOptions, SnapshotOptions, TradesOptions
@@ -568,6 +569,9 @@ class FundingRateCollector(_SnapshotCollector):
     (``ensure_data(..., kinds=("funding",))``), so live and history are one truth.
     Such a row has no mark price (NaN); a settlement the collector did not see an
     update for on both sides (started or restarted across it) is not written.
+    The live row only fills: a settlement already stored (by history) keeps every
+    value it has, so its ``mark_price`` never turns NaN; history written later
+    replaces the live row.
 
     >>> c = FundingRateCollector("binance_futures", ["BTC/USDT:USDT"], interval=60)
     """
@@ -593,6 +597,21 @@ class FundingRateCollector(_SnapshotCollector):
     async def _watch_one(self, client: Any, sym: str) -> pd.DataFrame:
         frame: pd.DataFrame = await client.watch_funding_rate(sym)
         return frame
+
+    def _prepare_write(
+        self, storage: DataCollectionStorage, key: DatasetKey, frame: pd.DataFrame
+    ) -> pd.DataFrame:
+        """Settlements are written fill-only: values already stored win, the live row
+        fills only what is missing (history knows the mark price; the live feed not)."""
+        if key.kind != "funding":
+            return frame
+        frame = normalize_frame("funding", frame)
+        ms = index_ms(frame)
+        stored = storage.read(key, int(ms[0]), int(ms[-1]) + 1)
+        stored = stored[stored.index.isin(frame.index)]
+        if not len(stored):
+            return frame
+        return stored.combine_first(frame)
 
     async def _fetch_one(self, client: Any, sym: str) -> pd.DataFrame:
         frame: pd.DataFrame = await client.fetch_funding_rate(sym)
