@@ -14,6 +14,7 @@ __all__ = [
     "CANDLE_KINDS",
     "HISTORY_KINDS",
     "KINDS",
+    "LIVE_ONLY_KINDS",
     "CandleKind",
     "DatasetKey",
     "HistoryKind",
@@ -30,6 +31,7 @@ Kind = Literal[
     "mark",
     "index",
     "premium",
+    "liquidations",
 ]
 #: Every kind of dataset mdcollect stores.
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
@@ -42,6 +44,11 @@ CANDLE_KINDS: Final[tuple[CandleKind, ...]] = get_args(CandleKind)
 #: fills each.
 HistoryKind = Literal["ohlcv", "trades", "funding", "mark", "index", "premium"]
 HISTORY_KINDS: Final[tuple[HistoryKind, ...]] = get_args(HistoryKind)
+#: The kinds that only live collection fills (no exchange serves their history), with
+#: how to collect each: what ``ensure_data(kinds=...)`` says when asked for one.
+LIVE_ONLY_KINDS: Final[dict[Kind, str]] = {
+    "liquidations": "mdcollect.collectors.LiquidationsCollector (websockets)",
+}
 
 
 def _check_symbol(value: object) -> str:

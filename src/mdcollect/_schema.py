@@ -18,11 +18,15 @@ snapshot   int64 ms: the settlement the rate is for]: live updates
 mark       as ohlcv: candles of the mark price                          timestamp
 index      as ohlcv: candles of the index price                         timestamp
 premium    as ohlcv: candles of the premium index (may be negative)     timestamp
+liquida-   id (str) side ('buy'/'sell') price amount (float64)           timestamp, id
+tions      [+ received int64 ms]: forced orders, live only
 ========== ============================================================ =============
 
 Several trades can share a millisecond, so trades are identified by
-``(timestamp, id)`` and their index is sorted but not unique; every other kind
-has a unique index.
+``(timestamp, id)`` and their index is sorted but not unique; liquidations too
+(their ``id`` is the exchange's where it gives one, else derived from the event:
+see :func:`mdcollect.exchanges.liquidation_rows`); every other kind has a unique
+index.
 """
 
 from __future__ import annotations
@@ -116,6 +120,13 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
         )
         for kind in ("mark", "index", "premium")
     },
+    # forced orders: several can share a millisecond, so identified as trades are
+    "liquidations": Schema(
+        "liquidations",
+        {"id": _S, "side": _S, "price": _F, "amount": _F},
+        {"received": _I},
+        row_id="id",
+    ),
 }
 
 _BOOK_RE: Final = re.compile(r"^(bid|ask)_(px|sz)_(\d+)$")
@@ -285,6 +296,7 @@ _NON_NEGATIVE: Final = {
     "mark": ("open", "high", "low", "close", "volume", "trades"),
     "index": ("open", "high", "low", "close", "volume", "trades"),
     "premium": ("volume", "trades"),
+    "liquidations": ("price", "amount", "received"),
 }
 # columns that must have a value in every row (a ticker may lack a bid, a book a level)
 _NOT_NAN: Final = {
@@ -296,6 +308,7 @@ _NOT_NAN: Final = {
     "mark": ("open", "high", "low", "close"),
     "index": ("open", "high", "low", "close"),
     "premium": ("open", "high", "low", "close"),
+    "liquidations": ("price", "amount"),
 }
 
 
@@ -396,7 +409,7 @@ def _coerce(series: pd.Series, dtype: str, name: str, kind: str) -> np.ndarray:
         bad = set(out) - _SIDES
         if bad:
             raise InvalidRequest(
-                f"trades column 'side' has {sorted(bad)[:3]}; allowed: 'buy', 'sell'"
+                f"{kind} column 'side' has {sorted(bad)[:3]}; allowed: 'buy', 'sell'"
             )
     return out
 
