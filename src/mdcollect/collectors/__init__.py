@@ -9,7 +9,8 @@ rows through storage outages up to a bound and counting what it drops.
   many timeframes built from them (``candles=["1s", "1m"]``);
 * :class:`OHLCVCollector` -- closed candles from the exchange;
 * :class:`TickerCollector`, :class:`OrderBookCollector` (top-N snapshots),
-  :class:`FundingRateCollector` (perpetuals).
+  :class:`FundingRateCollector` (perpetuals);
+* :class:`LiquidationsCollector` -- forced orders of perpetuals, websockets only.
 
 >>> from mdcollect import DataCollector, open_storage
 >>> from mdcollect.collectors import TradesCollector, TickerCollector
@@ -40,6 +41,7 @@ from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, as_clock
 from ._config import LiveConfig, load_collectors, load_config
 from ._kinds import (
     FundingRateCollector,
+    LiquidationsCollector,
     OHLCVCollector,
     OrderBookCollector,
     TickerCollector,
@@ -55,6 +57,7 @@ __all__ = [
     "DataCollector",
     "DataSourceCollector",
     "FundingRateCollector",
+    "LiquidationsCollector",
     "LiveConfig",
     "ManualClock",
     "Message",

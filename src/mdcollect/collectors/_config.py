@@ -13,6 +13,7 @@ from .._errors import InvalidRequest
 from ._base import DataSourceCollector
 from ._kinds import (
     FundingRateCollector,
+    LiquidationsCollector,
     OHLCVCollector,
     OrderBookCollector,
     TickerCollector,
@@ -28,6 +29,7 @@ _KINDS: dict[str, type[DataSourceCollector]] = {
     "ticker": TickerCollector,
     "orderbook": OrderBookCollector,
     "funding": FundingRateCollector,
+    "liquidations": LiquidationsCollector,
 }
 # what a section names beside its options: where, what and which collector
 _SECTION = frozenset({"exchange", "symbols", "kinds", "kind", "name"})
