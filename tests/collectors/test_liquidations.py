@@ -113,7 +113,9 @@ async def test_a_reconnect_leaves_an_honest_hole(emu: ExchangeEmulator, venue: s
     first, second = emu.ws.connections[conns : conns + 2]
     assert first.closed is not None
     resubscribed = min(
-        s.time for s in emu.ws.subscriptions if s.connection == second.id and s.action == "subscribe"
+        s.time
+        for s in emu.ws.subscriptions
+        if s.connection == second.id and s.action == "subscribe"
     )
     coverage = store.coverage(key)
     # the hole covers the time the stream was down, and more (the push delay)
