@@ -24,7 +24,13 @@ from ..aggregate import CandleAggregator
 from ..storage import DataCollectionStorage
 from ._base import DataSourceCollector, Message, Mode, log
 from ._clock import Clock
-from ._options import OHLCVOptions, OrderBookOptions, SnapshotOptions, TradesOptions
+from ._options import (
+    LiquidationsOptions,
+    OHLCVOptions,
+    OrderBookOptions,
+    SnapshotOptions,
+    TradesOptions,
+)
 
 __all__ = [
     "FundingRateCollector",
@@ -677,6 +683,7 @@ class LiquidationsCollector(DataSourceCollector):
 
     kind = "liquidations"
     ws_method = "watchLiquidations"
+    kind_options = LiquidationsOptions
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ from .._rules import check_number, non_negative, positive
 
 __all__ = [
     "CollectorOptions",
+    "LiquidationsOptions",
     "Mode",
     "OHLCVOptions",
     "OrderBookOptions",
@@ -134,6 +135,12 @@ class OrderBookOptions(SnapshotOptions):
 
     depth: int = field(default=5, validator=positive(integer=True))
     interval: float | None = field(default=1.0, validator=_optional_seconds)
+
+
+@frozen(kw_only=True)
+class LiquidationsOptions:
+    """What :class:`~mdcollect.collectors.LiquidationsCollector` adds: nothing (a config
+    section of kind ``liquidations`` takes the common options only)."""
 
 
 def _to_backoff(value: Any) -> Backoff:
