@@ -15,6 +15,7 @@ import pytest
 
 from mdcollect.exchanges._urls import redirect_urls, redirect_ws_url
 from mdcollect.testing import ExchangeEmulator, MarketSpec
+from mdcollect.testing._live import LIQUIDATION_LAG_MS
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "realdata" / "exchange_ws_samples"
 
@@ -568,7 +569,8 @@ async def test_bybit_protocol_acks_pings_and_unknown_topics(emu: ExchangeEmulato
         msg = await _recv_json(ws)
     # what was pushed: every forced order since the subscription, up to the push
     assert msg["topic"] == topic and msg["type"] == "snapshot"
-    truth = emu.market.raw_liquidations("bybit", "BTC/USDT:USDT", since, msg["ts"])
+    published = msg["ts"] - LIQUIDATION_LAG_MS
+    truth = emu.market.raw_liquidations("bybit", "BTC/USDT:USDT", since, published)
     assert [(d["T"], d["S"]) for d in msg["data"]] == [
         (t, "Sell" if buy else "Buy") for t, buy, _, _ in truth.rows()
     ]

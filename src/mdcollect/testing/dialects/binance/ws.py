@@ -8,7 +8,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mdcollect.testing._book import Book, book_at, book_diff
-from mdcollect.testing._live import CandleTracker, Every, TradeCursor, stats_24h
+from mdcollect.testing._live import (
+    LIQUIDATION_LAG_MS,
+    CandleTracker,
+    Every,
+    TradeCursor,
+    stats_24h,
+)
 from mdcollect.testing._market import Frame, MarketSpec, SyntheticMarket
 from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, find_market, fmt
 
@@ -439,8 +445,10 @@ class BinanceWs(WsSession):
         cursor = [start]
 
         def poll(now: int) -> list[Any]:
-            raw = self.market.raw_liquidations(self.venue, spec.symbol, cursor[0], now)
-            cursor[0] = max(cursor[0], now // 1000 * 1000)
+            # the seconds over and published by now
+            edge = (now - LIQUIDATION_LAG_MS) // 1000 * 1000
+            raw = self.market.raw_liquidations(self.venue, spec.symbol, cursor[0], edge)
+            cursor[0] = max(cursor[0], edge)
             out: list[Any] = []
             for ts, buy, px, qty in raw.rows():
                 # the order's limit price, a little past the fill (average) price

@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from mdcollect.testing._live import LIQUIDATION_LAG_MS
 from mdcollect.testing._market import MarketSpec, SyntheticMarket
 from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, find_market, fmt_plain
 
@@ -92,10 +93,11 @@ class BybitWs(WsSession):
         cursor = [start]
 
         def poll(now: int) -> list[Any]:
-            if now - cursor[0] < _LIQUIDATION_PUSH_MS:
+            edge = now - LIQUIDATION_LAG_MS  # published by now
+            if edge - cursor[0] < _LIQUIDATION_PUSH_MS:
                 return []
-            raw = self.market.raw_liquidations(self.venue, spec.symbol, cursor[0], now)
-            cursor[0] = now
+            raw = self.market.raw_liquidations(self.venue, spec.symbol, cursor[0], edge)
+            cursor[0] = edge
             if not len(raw):
                 return []
             data = [

@@ -9,7 +9,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mdcollect.testing._book import Book, book_at, book_diff
-from mdcollect.testing._live import CandleTracker, Every, TradeCursor, stats_24h
+from mdcollect.testing._live import (
+    LIQUIDATION_LAG_MS,
+    CandleTracker,
+    Every,
+    TradeCursor,
+    stats_24h,
+)
 from mdcollect.testing._market import HOUR, Frame, MarketSpec, SyntheticMarket
 from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, find_market, fmt_plain
 
@@ -312,9 +318,11 @@ class OkxWs(WsSession):
         arg = {"channel": "liquidation-orders", "instType": "SWAP"}
 
         def poll(now: int) -> list[Any]:
+            # the seconds over and published by now
+            edge = (now - LIQUIDATION_LAG_MS) // 1000 * 1000
             data: list[Any] = []
             for spec in specs:
-                raw = self.market.raw_liquidations(self.venue, spec.symbol, cursor[0], now)
+                raw = self.market.raw_liquidations(self.venue, spec.symbol, cursor[0], edge)
                 k = CT_VAL_EXP.get(spec.base, 0)
                 inst = _inst_id(spec)
                 family = inst.removesuffix("-SWAP")
@@ -337,7 +345,7 @@ class OkxWs(WsSession):
                             "uly": family,
                         }
                     )
-            cursor[0] = max(cursor[0], now // 1000 * 1000)
+            cursor[0] = max(cursor[0], edge)
             # one message per order, in time order across instruments
             data.sort(key=lambda d: int(d["details"][0]["ts"]))
             return [{"arg": arg, "data": [d]} for d in data]
