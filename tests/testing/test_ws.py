@@ -589,3 +589,17 @@ async def test_watch_liquidations_equal_the_truth(emu: ExchangeEmulator, pro: An
     side = liq["side"] if pro.id != "bybit" else {"buy": "sell", "sell": "buy"}[liq["side"]]
     assert (side, liq["price"]) in list(zip(truth["side"], truth["price"], strict=True))
     assert any(abs(liq["contracts"] * cs - a) < 1e-12 for a in truth["amount"])
+
+
+@pytest.mark.parametrize("pro", ["binanceusdm"], indirect=True)
+async def test_binance_all_market_force_orders(emu: ExchangeEmulator, pro: Any) -> None:
+    """``!forceOrder@arr`` (ccxt: no symbols) carries every perpetual's forced orders."""
+    seen: set[str] = set()
+    while len(seen) < 2:
+        (liq,) = await asyncio.wait_for(pro.watch_liquidations_for_symbols([]), 10)
+        t = liq["timestamp"]
+        truth = emu.market.liquidations("binanceusdm", liq["symbol"], t, t + 1)
+        assert list(truth["amount"]) == [liq["contracts"]]
+        seen.add(liq["symbol"])
+    assert seen <= {s for s in emu.market.symbols("binanceusdm") if ":" in s}
+    assert any(s.stream == "!forceOrder@arr" for s in emu.ws.subscriptions)
