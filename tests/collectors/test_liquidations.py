@@ -4,6 +4,7 @@ ground truth wherever coverage says so, and a reconnect leaves an honest hole.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,9 +21,9 @@ from mdcollect import (
     ensure_data,
     open_storage,
 )
-from mdcollect.collectors import Backoff, LiquidationsCollector
+from mdcollect.collectors import Backoff, LiquidationsCollector, ManualClock
 from mdcollect.exchanges import liquidation_rows
-from mdcollect.testing import ExchangeEmulator
+from mdcollect.testing import ExchangeEmulator, MarketSpec
 
 from .conftest import client, wait_until
 
@@ -30,6 +31,7 @@ VENUES = ["binance_futures", "okx_futures", "bybit_futures"]
 PERPS = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
 FAST = {"batch_seconds": 0.1, "flush_timeout": 10.0}
 COLUMNS = ["side", "price", "amount"]
+HOUR = 3_600_000
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +167,33 @@ def test_liquidations_at_one_millisecond_do_not_overwrite_each_other(
         ("buy", 96000.5), ("sell", 96010.0)
     ]  # fmt: skip
     np.testing.assert_array_equal(np.sort(got["amount"].to_numpy()), [0.05, 0.2])
+
+
+async def test_a_quiet_stream_is_healthy_and_covered() -> None:
+    """No liquidation while the stream is up is an answer ("none happened"), stored as
+    coverage; on the supervisor's (injected) clock the collector stays healthy past the
+    first-data grace, as its frames show the stream alive."""
+    now = time.time() * 1000
+    quiet = MarketSpec("BTC/USDT:USDT", 30_000.0, outages=[(int(now - HOUR), int(now + HOUR))])
+    clock = ManualClock()
+    with ExchangeEmulator(markets=[quiet], rate_limits=False) as emu:
+        store = open_storage("memory://")
+        cl = client(emu, "bybit_futures")
+        key = DatasetKey("bybit_futures", "BTC/USDT:USDT", "liquidations")
+        cl.ws_keepalive(0.3)  # pongs: the frames that show the stream alive
+        c = LiquidationsCollector(cl, [key.symbol], **FAST)  # type: ignore[arg-type]
+        try:
+            async with DataCollector([c], store, max_silence=10_000, clock=clock) as dc:
+
+                def covered_a_second() -> bool:
+                    clock.advance(0.2)  # batches are written by age on the injected clock
+                    return store.coverage(key).total >= 1_000
+
+                await wait_until(covered_a_second, 30)
+                clock.advance(dc.first_data_grace + 1)
+                health = dc.health()
+        finally:
+            await cl.close()
+    assert health["is_healthy"], health
+    assert len(store.read(key)) == 0
+    assert emu.market.liquidations("bybit", key.symbol, int(now - HOUR), int(now + HOUR)).empty

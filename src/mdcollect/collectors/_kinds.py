@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import warnings
 from abc import abstractmethod
 from collections import OrderedDict
@@ -707,6 +708,12 @@ class LiquidationsCollector(DataSourceCollector):
         self._last_frame: int | None = None
         self._cov_end: dict[str, int] = {}
 
+    @property
+    def first_data_within(self) -> float:
+        """Unbounded: a quiet market may liquidate nothing for hours, which is no sign of
+        a broken feed; the stream's frames (acks, pongs) are its sign of life."""
+        return math.inf
+
     def _start_session(self) -> None:
         self._taken.clear()
         self._cov_end.clear()
@@ -797,9 +804,11 @@ class LiquidationsCollector(DataSourceCollector):
         for sym, msgs in by_sym.items():
             rows = [r for m in msgs for r in m.rows]
             self.stats.rows_received += len(rows)
-            frame = pd.DataFrame.from_records(
-                rows, columns=["timestamp", *row_columns("liquidations")]
-            )
+            columns = row_columns("liquidations")
+            if rows:
+                frame = pd.DataFrame.from_records(rows, columns=["timestamp", *columns])
+            else:  # coverage alone: none happened while the stream was up
+                frame = empty_frame("liquidations", columns)
             covered = None
             marks = [m for m in msgs if m.watermark is not None and m.start is not None]
             if marks:
