@@ -668,9 +668,10 @@ class LiquidationsCollector(DataSourceCollector):
     No exchange serves past liquidations, so there is nothing to poll and nothing to
     backfill: ``mode="poll"`` raises :class:`~mdcollect.InvalidRequest`. Coverage is
     what the stream delivered while it was up: from the first frame after subscribing
-    (the exchange's acknowledgement) to the last frame before it broke, less the
-    exchange's push delay (``ExchangeInfo.liquidation_delay_ms``: a liquidation may be
-    pushed that long after it happened). A reconnect leaves an honest hole in coverage
+    (the exchange's acknowledgement) to the last frame before it broke, both moved in
+    by the exchange's push delay (``ExchangeInfo.liquidation_delay_ms``: a liquidation
+    may be pushed that long after it happened, and a frame on a connection shared with
+    other streams may precede the acknowledgement). A reconnect leaves an honest hole in coverage
     that no backfill can fill. Coverage times are the wall clock at which frames
     arrived (ccxt's stamps), exchange times being on the same clock.
 
@@ -771,10 +772,13 @@ class LiquidationsCollector(DataSourceCollector):
         if advanced:
             self._last_frame = last
             if self._confirmed is None:
-                self._confirmed = last  # the first frame after subscribing: the ack
+                # the first frame after subscribing: the ack, or on a connection shared
+                # with other streams possibly a frame just before it; a push delay later
+                # the subscription is surely in force
+                self._confirmed = last + client.info.liquidation_delay_ms
         watermark = None
         if self._confirmed is not None and self._last_frame is not None:
-            watermark = self._last_frame - client.info.liquidation_delay_ms
+            watermark = max(self._confirmed, self._last_frame - client.info.liquidation_delay_ms)
         received = self.clock.time_ms()
         out: list[Message] = []
         for sym in self.symbols:
