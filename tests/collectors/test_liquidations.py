@@ -107,6 +107,7 @@ async def test_a_reconnect_leaves_an_honest_hole(emu: ExchangeEmulator, venue: s
     c = LiquidationsCollector(cl, [sym], **FAST)  # type: ignore[arg-type]
     dc = DataCollector([c], store, max_silence=10, restart_backoff=Backoff(0.3, 1.0))
     conns = len(emu.ws.connections)
+    emu.ws.duplicate(0.5, venue=venue)  # and messages sent twice: stored once
     try:
         async with dc:
             await wait_until(lambda: covered_rows(store, key) >= 2, 30)
@@ -115,6 +116,7 @@ async def test_a_reconnect_leaves_an_honest_hole(emu: ExchangeEmulator, venue: s
             await wait_until(lambda: covered_rows(store, key) >= 4, 30)
             status = dc.status()["collectors"][c.name]
     finally:
+        emu.ws.duplicate(0, venue=venue)
         await cl.close()
     assert status["restarts"] >= 1, status
     first, second = emu.ws.connections[conns : conns + 2]
