@@ -148,12 +148,11 @@ def test_ensure_data_refuses_liquidations_as_live_only(emu: ExchangeEmulator) ->
     assert len(emu.requests) == before  # refused before any request
 
 
-@pytest.mark.parametrize("url", ["memory://", "parquet"])
 def test_liquidations_at_one_millisecond_do_not_overwrite_each_other(
-    url: str, tmp_path: object
+    store: DataCollectionStorage,
 ) -> None:
-    """Bybit pushes several forced orders of one instant; a redelivered one is stored once."""
-    store = open_storage(f"parquet://{tmp_path}" if url == "parquet" else url)
+    """Bybit pushes several forced orders of one instant; a redelivered one is stored
+    once (every backend)."""
     key = DatasetKey("bybit_futures", "BTC/USDT:USDT", "liquidations")
     t = 1_739_502_302_929
     # ccxt's parse of {"T": t, "s": "BTCUSDT", "S": "Sell", "v": "0.2", "p": "96000.5"} and
