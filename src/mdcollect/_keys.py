@@ -14,6 +14,7 @@ __all__ = [
     "CANDLE_KINDS",
     "HISTORY_KINDS",
     "KINDS",
+    "LIVE_ONLY_KINDS",
     "TIMEFRAME_KINDS",
     "CandleKind",
     "DatasetKey",
@@ -32,6 +33,7 @@ Kind = Literal[
     "index",
     "premium",
     "open_interest",
+    "liquidations",
 ]
 #: Every kind of dataset mdcollect stores.
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
@@ -47,6 +49,11 @@ HISTORY_KINDS: Final[tuple[HistoryKind, ...]] = get_args(HistoryKind)
 #: The kinds whose datasets have a timeframe: the candle kinds, and ``open_interest``
 #: (one row per exchange period, ``5m`` to ``1d``), which is not a candle.
 TIMEFRAME_KINDS: Final[tuple[Kind, ...]] = (*CANDLE_KINDS, "open_interest")
+#: The kinds that only live collection fills (no exchange serves their history), with
+#: how to collect each: what ``ensure_data(kinds=...)`` says when asked for one.
+LIVE_ONLY_KINDS: Final[dict[Kind, str]] = {
+    "liquidations": "mdcollect.collectors.LiquidationsCollector (websockets)",
+}
 
 
 def _check_symbol(value: object) -> str:

@@ -21,11 +21,15 @@ premium    as ohlcv: candles of the premium index (may be negative)     timestam
 open_      open_interest (float64: contracts, as ccxt's                 timestamp
 interest   ``openInterestAmount``) [+ open_interest_value float64,
            quote]: one row per exchange period, at its start
+liquida-   id (str) side ('buy'/'sell') price amount (float64)           timestamp, id
+tions      [+ received int64 ms]: forced orders, live only
 ========== ============================================================ =============
 
 Several trades can share a millisecond, so trades are identified by
-``(timestamp, id)`` and their index is sorted but not unique; every other kind
-has a unique index.
+``(timestamp, id)`` and their index is sorted but not unique; liquidations too
+(their ``id`` is the exchange's where it gives one, else derived from the event:
+see :func:`mdcollect.exchanges.liquidation_rows`); every other kind has a unique
+index.
 """
 
 from __future__ import annotations
@@ -121,6 +125,13 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
         for kind in ("mark", "index", "premium")
     },
     "open_interest": Schema("open_interest", {"open_interest": _F}, {"open_interest_value": _F}),
+    # forced orders: several can share a millisecond, so identified as trades are
+    "liquidations": Schema(
+        "liquidations",
+        {"id": _S, "side": _S, "price": _F, "amount": _F},
+        {"received": _I},
+        row_id="id",
+    ),
 }
 
 _BOOK_RE: Final = re.compile(r"^(bid|ask)_(px|sz)_(\d+)$")
@@ -291,6 +302,7 @@ _NON_NEGATIVE: Final = {
     "index": ("open", "high", "low", "close", "volume", "trades"),
     "premium": ("volume", "trades"),
     "open_interest": ("open_interest", "open_interest_value"),
+    "liquidations": ("price", "amount", "received"),
 }
 # columns that must have a value in every row (a ticker may lack a bid, a book a level)
 _NOT_NAN: Final = {
@@ -303,6 +315,7 @@ _NOT_NAN: Final = {
     "index": ("open", "high", "low", "close"),
     "premium": ("open", "high", "low", "close"),
     "open_interest": ("open_interest",),
+    "liquidations": ("price", "amount"),
 }
 
 
@@ -447,7 +460,7 @@ def _coerce(series: pd.Series, dtype: str, name: str, kind: str) -> np.ndarray:
         bad = set(out) - _SIDES
         if bad:
             raise InvalidRequest(
-                f"trades column 'side' has {sorted(bad)[:3]}; allowed: 'buy', 'sell'"
+                f"{kind} column 'side' has {sorted(bad)[:3]}; allowed: 'buy', 'sell'"
             )
     return out
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import ccxt
 import numpy as np
+import pandas as pd
 import pytest
 from emulator_helpers import DAY, HOUR, MINUTE, NOW, make_market
 
@@ -487,3 +488,27 @@ def test_block_cache_is_bounded_by_rows() -> None:
     assert [cache.get(k) is not None for k in "acd"] == [True, True, True]
     cache.put("e", [1] * 50)  # one entry larger than the budget is still kept, alone
     assert cache.get("e") is not None and cache.get("d") is None
+
+
+def test_liquidations_are_deterministic_and_shaped_per_venue() -> None:
+    """Forced orders of perpetuals only, the same for any window; Binance and OKX push
+    one a second, Bybit all (several can share a millisecond); none in the future."""
+    m = make_market()
+    lo, hi = NOW - 10 * MINUTE, NOW
+    for venue in ("binanceusdm", "okx", "bybit"):
+        whole = m.liquidations(venue, "BTC/USDT:USDT", lo, hi + MINUTE)
+        assert len(whole) > 100
+        assert whole.index.max().value // 1_000_000 < NOW  # nothing at or after now
+        # another market of the same seed, and any split of the window, give the same rows
+        # (the pick of one a second included)
+        assert whole.equals(make_market().liquidations(venue, "BTC/USDT:USDT", lo, hi))
+        step = 37_001
+        parts = [m.liquidations(venue, "BTC/USDT:USDT", a, a + step) for a in range(lo, hi, step)]
+        assert pd.concat(parts).equals(whole)
+        seconds = whole.index.asi8 // 1_000_000_000
+        if venue == "bybit":
+            assert whole.index.duplicated().any()
+        else:
+            assert not np.any(np.diff(seconds) == 0)
+        assert set(whole["side"]) == {"buy", "sell"} and (whole["price"] > 0).all()
+    assert m.liquidations("binance", "BTC/USDT", lo, hi).empty  # spot has none

@@ -15,6 +15,7 @@ import pytest
 
 from mdcollect.exchanges._urls import redirect_urls, redirect_ws_url
 from mdcollect.testing import ExchangeEmulator, MarketSpec
+from mdcollect.testing._live import LIQUIDATION_LAG_MS
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "realdata" / "exchange_ws_samples"
 
@@ -127,7 +128,7 @@ def test_ws_urls_keep_the_original_host() -> None:
 async def test_unknown_host_is_404(emu: ExchangeEmulator) -> None:
     async with aiohttp.ClientSession() as s:
         with pytest.raises(aiohttp.WSServerHandshakeError):
-            await s.ws_connect(_ws(emu, "stream.bybit.com", "/v5/public/spot"))
+            await s.ws_connect(_ws(emu, "stream.unknown-venue.example", "/v5/public/spot"))
 
 
 # --------------------------------------------------------------------------- trades
@@ -544,3 +545,61 @@ async def test_server_pings_are_a_heartbeat_of_a_quiet_feed(emu: ExchangeEmulato
     finally:
         emu.ws.resume()
         await client.close()
+
+
+# --------------------------------------------------------------------------- liquidations
+
+
+async def test_bybit_protocol_acks_pings_and_unknown_topics(emu: ExchangeEmulator) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(_ws(emu, "stream.bybit.com", "/v5/public/linear")) as ws,
+    ):
+        await ws.send_str(json.dumps({"op": "ping", "req_id": "1"}))
+        pong = await _recv_json(ws)
+        assert pong["ret_msg"] == "pong" and pong["success"] and pong["req_id"] == "1"
+        await ws.send_str(json.dumps({"op": "subscribe", "req_id": "2", "args": ["nope.X"]}))
+        err = await _recv_json(ws)
+        assert not err["success"] and "nope.X" in err["ret_msg"]
+        topic = "allLiquidation.BTCUSDT"
+        await ws.send_str(json.dumps({"op": "subscribe", "req_id": "3", "args": [topic]}))
+        ack = await _recv_json(ws)
+        assert ack == {**ack, "success": True, "op": "subscribe", "req_id": "3"}
+        since = _last_subscription(emu, topic)
+        msg = await _recv_json(ws)
+    # what was pushed: every forced order since the subscription, up to the push
+    assert msg["topic"] == topic and msg["type"] == "snapshot"
+    published = msg["ts"] - LIQUIDATION_LAG_MS
+    truth = emu.market.raw_liquidations("bybit", "BTC/USDT:USDT", since, published)
+    assert [(d["T"], d["S"]) for d in msg["data"]] == [
+        (t, "Sell" if buy else "Buy") for t, buy, _, _ in truth.rows()
+    ]
+
+
+@pytest.mark.parametrize("pro", ["binanceusdm", "okx", "bybit"], indirect=True)
+async def test_watch_liquidations_equal_the_truth(emu: ExchangeEmulator, pro: Any) -> None:
+    """ccxt.pro parses each venue's stream into the market's liquidations (the ones
+    ccxt hands over, a burst's others staying in its cache)."""
+    symbol = "BTC/USDT:USDT"
+    got = await asyncio.wait_for(pro.watch_liquidations(symbol), 10)
+    (liq,) = got
+    t = liq["timestamp"]
+    truth = emu.market.liquidations(pro.id, symbol, t, t + 1)
+    cs = pro.market(symbol)["contractSize"] or 1
+    side = liq["side"] if pro.id != "bybit" else {"buy": "sell", "sell": "buy"}[liq["side"]]
+    assert (side, liq["price"]) in list(zip(truth["side"], truth["price"], strict=True))
+    assert any(abs(liq["contracts"] * cs - a) < 1e-12 for a in truth["amount"])
+
+
+@pytest.mark.parametrize("pro", ["binanceusdm"], indirect=True)
+async def test_binance_all_market_force_orders(emu: ExchangeEmulator, pro: Any) -> None:
+    """``!forceOrder@arr`` (ccxt: no symbols) carries every perpetual's forced orders."""
+    seen: set[str] = set()
+    while len(seen) < 2:
+        (liq,) = await asyncio.wait_for(pro.watch_liquidations_for_symbols([]), 10)
+        t = liq["timestamp"]
+        truth = emu.market.liquidations("binanceusdm", liq["symbol"], t, t + 1)
+        assert list(truth["amount"]) == [liq["contracts"]]
+        seen.add(liq["symbol"])
+    assert seen <= {s for s in emu.market.symbols("binanceusdm") if ":" in s}
+    assert any(s.stream == "!forceOrder@arr" for s in emu.ws.subscriptions)

@@ -17,7 +17,14 @@ import pandas as pd
 from .._backoff import EMPTY_PAGE_REASKS
 from .._errors import ExchangeError, InvalidRequest
 from .._intervals import Interval, IntervalSet
-from .._keys import CANDLE_KINDS, HISTORY_KINDS, CandleKind, DatasetKey, HistoryKind
+from .._keys import (
+    CANDLE_KINDS,
+    HISTORY_KINDS,
+    LIVE_ONLY_KINDS,
+    CandleKind,
+    DatasetKey,
+    HistoryKind,
+)
 from .._rules import check_choice, check_choices
 from .._schema import empty_frame, merge_frames
 from .._time import DAY, HOUR, MINUTE, Timeframe, format_ms, index_ms
@@ -779,6 +786,7 @@ assert set(JOBS) == set(HISTORY_KINDS), "every kind of history has its job"
 def check_kind(kind: object) -> HistoryKind:
     """``kind`` if it is one of :data:`~mdcollect._keys.HISTORY_KINDS`; :class:`InvalidRequest`
     naming them otherwise."""
+    _refuse_live_only(kind)
     check_choice("kind", kind, HISTORY_KINDS)
     return kind  # type: ignore[return-value]
 
@@ -790,4 +798,16 @@ def check_kinds(kinds: object) -> tuple[HistoryKind, ...]:
     >>> check_kinds(("ohlcv", "funding"))
     ('ohlcv', 'funding')
     """
+    if isinstance(kinds, list | tuple):
+        for kind in kinds:
+            _refuse_live_only(kind)
     return check_choices("kinds", kinds, HISTORY_KINDS)  # type: ignore[return-value]
+
+
+def _refuse_live_only(kind: object) -> None:
+    """:class:`InvalidRequest` for a kind only live collection fills, saying how to collect it."""
+    if isinstance(kind, str) and kind in LIVE_ONLY_KINDS:
+        raise InvalidRequest(
+            f"kind {kind!r} is live-only: no exchange serves its history, so it cannot be "
+            f"ensured or backfilled; collect it with {LIVE_ONLY_KINDS[kind]}"  # type: ignore[index]
+        )

@@ -11,6 +11,7 @@ rows through storage outages up to a bound and counting what it drops.
 * :class:`TickerCollector`, :class:`OrderBookCollector` (top-N snapshots),
   :class:`FundingRateCollector` (perpetuals);
 * :class:`OpenInterestCollector` -- open interest of perpetuals, once a period.
+* :class:`LiquidationsCollector` -- forced orders of perpetuals, websockets only.
 
 >>> from mdcollect import DataCollector, open_storage
 >>> from mdcollect.collectors import TradesCollector, TickerCollector
@@ -50,6 +51,7 @@ from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, as_clock
 from ._config import LiveConfig, load_collectors, load_config
 from ._kinds import (
     FundingRateCollector,
+    LiquidationsCollector,
     OHLCVCollector,
     OpenInterestCollector,
     OrderBookCollector,
@@ -68,6 +70,7 @@ __all__ = [
     "DataCollector",
     "DataSourceCollector",
     "FundingRateCollector",
+    "LiquidationsCollector",
     "LiveConfig",
     "ManualClock",
     "Message",

@@ -508,6 +508,13 @@ class DataSourceCollector(ABC):
     def _start_session(self) -> None:  # noqa: B027 - optional hook
         """A new connection begins: forget per-connection state."""
 
+    def _prepare_write(
+        self, storage: DataCollectionStorage, key: DatasetKey, frame: pd.DataFrame
+    ) -> pd.DataFrame:
+        """The frame to upsert into ``key`` (in the writer thread, just before the
+        write); ``frame`` unchanged by default."""
+        return frame
+
     def _uses_ws(self, client: Any) -> bool:
         if self.mode == "poll":
             return False
@@ -620,7 +627,12 @@ class DataSourceCollector(ABC):
                 # loop each time, which under heavy flow starves the writer
                 job = asyncio.ensure_future(
                     asyncio.to_thread(
-                        _write_all, storage, by_key, on_write, self.stats.write_latency
+                        _write_all,
+                        storage,
+                        by_key,
+                        on_write,
+                        self.stats.write_latency,
+                        self._prepare_write,
                     )
                 )
                 cancelled = False
@@ -723,11 +735,16 @@ class _SymbolTasks:
             done.set_result(None)
 
 
+#: What a collector makes of a frame just before it is written (``_prepare_write``).
+_Prepare: TypeAlias = Callable[[DataCollectionStorage, DatasetKey, pd.DataFrame], pd.DataFrame]
+
+
 def _write_all(
     storage: DataCollectionStorage,
     by_key: dict[DatasetKey, list[_Entry]],
     on_write: WriteObserver | None = None,
     latency: WriteLatency | None = None,
+    prepare: _Prepare | None = None,
 ) -> list[tuple[DatasetKey, list[_Entry], BaseException | None]]:
     """Write each key's entries (in a worker thread) as one upsert that marks every
     interval they complete: one write per dataset however often the feed resynced.
@@ -735,7 +752,7 @@ def _write_all(
     outcomes: list[tuple[DatasetKey, list[_Entry], BaseException | None]] = []
     for key, entries in by_key.items():
         try:
-            _write_entries(storage, key, entries, on_write, latency)
+            _write_entries(storage, key, entries, on_write, latency, prepare)
         except InvalidRequest as exc:
             if len(entries) == 1:
                 outcomes.append((key, entries, exc))
@@ -743,7 +760,7 @@ def _write_all(
             # some rows are bad: write entry by entry, to drop only the bad ones
             for e in entries:
                 try:
-                    _write_entries(storage, key, [e], on_write, latency)
+                    _write_entries(storage, key, [e], on_write, latency, prepare)
                 except InvalidRequest as one:
                     outcomes.append((key, [e], one))
                 except Exception as failed:  # the backend's own errors
@@ -764,6 +781,7 @@ def _write_entries(
     entries: list[_Entry],
     on_write: WriteObserver | None = None,
     latency: WriteLatency | None = None,
+    prepare: _Prepare | None = None,
 ) -> None:
     frames = [e.frame for e in entries if len(e.frame)]
     covered = IntervalSet(e.covered for e in entries if e.covered is not None)
@@ -773,6 +791,8 @@ def _write_entries(
         frame = frames[0]
     else:
         frame = pd.concat(frames)
+    if prepare is not None and len(frame):
+        frame = prepare(storage, key, frame)
     t0 = time.perf_counter()
     # an empty set covers nothing; the latest entry's feed names the rows' lineage
     rows = storage.write(key, frame, covered=covered, source=entries[-1].source)

@@ -14,6 +14,7 @@ from ._alerts import as_alerts
 from ._base import DataSourceCollector
 from ._kinds import (
     FundingRateCollector,
+    LiquidationsCollector,
     OHLCVCollector,
     OpenInterestCollector,
     OrderBookCollector,
@@ -31,6 +32,7 @@ _KINDS: dict[str, type[DataSourceCollector]] = {
     "orderbook": OrderBookCollector,
     "funding": FundingRateCollector,
     "open_interest": OpenInterestCollector,
+    "liquidations": LiquidationsCollector,
 }
 # what a section names beside its options: where, what and which collector
 _SECTION = frozenset({"exchange", "symbols", "kinds", "kind", "name"})

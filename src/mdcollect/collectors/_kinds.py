@@ -1,9 +1,11 @@
 """The collectors per kind: trades (and candles from them), candles, tickers, books, funding,
-open interest."""
+open interest, liquidations."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import warnings
 from abc import abstractmethod
 from collections import OrderedDict
@@ -14,15 +16,17 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from .._errors import InvalidRequest
+from .._errors import InvalidRequest, first_leaf
 from .._intervals import Interval
 from .._keys import DatasetKey
-from .._schema import empty_frame
-from .._time import Timeframe, index_ms, ms_to_index
+from .._schema import empty_frame, normalize_frame
+from .._time import Timeframe, index_ms, ms_to_index, now_ms
 from ..aggregate import CandleAggregator
+from ..storage import DataCollectionStorage
 from ._base import DataSourceCollector, Message, Mode, log
 from ._clock import Clock
 from ._options import (
+    LiquidationsOptions,
     OHLCVOptions,
     OpenInterestOptions,
     OrderBookOptions,
@@ -32,6 +36,7 @@ from ._options import (
 
 __all__ = [
     "FundingRateCollector",
+    "LiquidationsCollector",
     "OHLCVCollector",
     "OpenInterestCollector",
     "OrderBookCollector",
@@ -568,6 +573,9 @@ class FundingRateCollector(_SnapshotCollector):
     (``ensure_data(..., kinds=("funding",))``), so live and history are one truth.
     Such a row has no mark price (NaN); a settlement the collector did not see an
     update for on both sides (started or restarted across it) is not written.
+    The live row only fills: a settlement already stored (by history) keeps every
+    value it has, so its ``mark_price`` never turns NaN; history written later
+    replaces the live row.
 
     >>> c = FundingRateCollector("binance_futures", ["BTC/USDT:USDT"], interval=60)
     """
@@ -593,6 +601,21 @@ class FundingRateCollector(_SnapshotCollector):
     async def _watch_one(self, client: Any, sym: str) -> pd.DataFrame:
         frame: pd.DataFrame = await client.watch_funding_rate(sym)
         return frame
+
+    def _prepare_write(
+        self, storage: DataCollectionStorage, key: DatasetKey, frame: pd.DataFrame
+    ) -> pd.DataFrame:
+        """Settlements are written fill-only: values already stored win, the live row
+        fills only what is missing (history knows the mark price; the live feed not)."""
+        if key.kind != "funding":
+            return frame
+        frame = normalize_frame("funding", frame)
+        ms = index_ms(frame)
+        stored = storage.read(key, int(ms[0]), int(ms[-1]) + 1)
+        stored = stored[stored.index.isin(frame.index)]
+        if not len(stored):
+            return frame
+        return stored.combine_first(frame)
 
     async def _fetch_one(self, client: Any, sym: str) -> pd.DataFrame:
         frame: pd.DataFrame = await client.fetch_funding_rate(sym)
@@ -729,4 +752,182 @@ class OpenInterestCollector(DataSourceCollector):
                          m.symbol)  # fmt: skip
             key = DatasetKey(self.exchange, m.symbol, "open_interest", m.timeframe)
             out.append((key, frame, covered))
+        return out
+
+
+#: Seconds between two looks at the liquidation streams' connections when no
+#: liquidation arrives: how soon a subscription or a quiet second shows in coverage.
+_LIQUIDATION_TICK: Final = 0.05
+#: Stream names (ccxt subscription keys) of the liquidation streams, any venue.
+_LIQUIDATION_STREAMS: Final = ("liquidation", "forceorder")
+
+
+class LiquidationsCollector(DataSourceCollector):
+    """Liquidations (forced orders) of perpetuals, live from the exchange's websocket
+    (ccxt.pro ``watch_liquidations``: Binance USD-M ``<symbol>@forceOrder``, OKX
+    ``liquidation-orders``, Bybit ``allLiquidation.<symbol>``).
+
+    Rows: ``side`` (the forced order's: a liquidated long is a ``sell``), ``price``,
+    ``amount`` in base units, ``received`` and an ``id`` made from the row's content
+    (no venue numbers liquidations), so two at the same millisecond both stay and one
+    delivered twice is stored once.
+
+    No exchange serves past liquidations, so there is nothing to poll and nothing to
+    backfill: ``mode="poll"`` raises :class:`~mdcollect.InvalidRequest`. Coverage is
+    what the stream delivered while it was up: from the first frame after subscribing
+    (the exchange's acknowledgement) to the last frame before it broke, both moved in
+    by the exchange's push delay (``ExchangeInfo.liquidation_delay_ms``: a liquidation
+    may be pushed that long after it happened, and a frame on a connection shared with
+    other streams may precede the acknowledgement). A reconnect leaves an honest hole in coverage
+    that no backfill can fill. Coverage times are the wall clock at which frames
+    arrived (ccxt's stamps), exchange times being on the same clock.
+
+    >>> from mdcollect import DataCollector, open_storage
+    >>> c = LiquidationsCollector("binance_futures", ["BTC/USDT:USDT", "ETH/USDT:USDT"])
+    >>> c.keys()[0]
+    DatasetKey('binance_futures', 'BTC/USDT:USDT', 'liquidations')
+    >>> async with DataCollector([c], open_storage("memory://")) as dc:  # doctest: +SKIP
+    ...     await asyncio.sleep(60)
+    """
+
+    kind = "liquidations"
+    ws_method = "watchLiquidations"
+    kind_options = LiquidationsOptions
+
+    def __init__(
+        self,
+        exchange: Any,
+        symbols: Sequence[str] | str,
+        *,
+        mode: Mode = "ws",
+        **options: Any,
+    ) -> None:
+        if mode == "poll":
+            raise InvalidRequest(
+                "LiquidationsCollector has nothing to poll: exchanges publish liquidations "
+                "only as a websocket stream (no REST history); use mode='ws'"
+            )
+        super().__init__(exchange, symbols, mode=mode, **options)
+        self._taken: dict[str, list[dict[str, Any]]] = {}
+        self._contract: dict[str, Decimal | None] = {}
+        self._wake = asyncio.Event()
+        self._subscribed_at = 0  # wall ms the first watch was issued (this session)
+        self._confirmed: int | None = None  # wall ms of the first frame after it
+        self._last_frame: int | None = None
+        self._cov_end: dict[str, int] = {}
+
+    @property
+    def first_data_within(self) -> float:
+        """Unbounded: a quiet market may liquidate nothing for hours, which is no sign of
+        a broken feed; the stream's frames (acks, pongs) are its sign of life."""
+        return math.inf
+
+    def _start_session(self) -> None:
+        self._taken.clear()
+        self._cov_end.clear()
+        self._confirmed = None
+        self._last_frame = None
+
+    async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
+        from ..exchanges import contract_size
+
+        if not self._check_ws(client):
+            raise InvalidRequest(
+                f"{self.exchange} has no websocket {self.ws_method}, and liquidations have "
+                "nothing to poll"
+            )
+        for s in self.symbols:
+            self._contract[s] = contract_size(await client.check_symbol(s))
+        self._subscribed_at = now_ms()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for s in self.symbols:
+                    tg.create_task(self._watch(client, s))
+                tg.create_task(self._drain(client, queue))
+        except BaseExceptionGroup as eg:
+            # what ccxt received before the stream broke is stored with the coverage it
+            # completes (no waiting: the queue may be full while the collector stops)
+            self._emit(client, queue, wait=False)
+            raise first_leaf(eg) from None
+        except asyncio.CancelledError:
+            self._emit(client, queue, wait=False)
+            raise
+
+    async def _watch(self, client: Any, symbol: str) -> None:
+        while True:
+            liqs = await client.watch_liquidations_raw(symbol)
+            self._taken.setdefault(symbol, []).extend(liqs)
+            self._wake.set()
+
+    async def _drain(self, client: Any, queue: asyncio.Queue[Message]) -> None:
+        """The one producer of messages: rows and coverage stay in order on the queue."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _LIQUIDATION_TICK)
+            self._wake.clear()
+            for msg in self._emit(client, queue, wait=True):
+                await self._put(queue, msg)
+
+    def _emit(self, client: Any, queue: asyncio.Queue[Message], *, wait: bool) -> list[Message]:
+        """Messages of what arrived since the last call, one per symbol with news; with
+        ``wait=False`` they are put on the queue now (those that fit) instead of returned."""
+        from ..exchanges import liquidation_rows
+
+        # the frame time first, then the rows: every row received by then is taken
+        last = client.ws_frame_time(*_LIQUIDATION_STREAMS)
+        advanced = last is not None and last > self._subscribed_at and last != self._last_frame
+        if advanced:
+            self._last_frame = last
+            if self._confirmed is None:
+                # the first frame after subscribing: the ack, or on a connection shared
+                # with other streams possibly a frame just before it; a push delay later
+                # the subscription is surely in force
+                self._confirmed = last + client.info.liquidation_delay_ms
+        watermark = None
+        if self._confirmed is not None and self._last_frame is not None:
+            watermark = max(self._confirmed, self._last_frame - client.info.liquidation_delay_ms)
+        received = self.clock.time_ms()
+        out: list[Message] = []
+        for sym in self.symbols:
+            liqs = self._taken.pop(sym, []) + client.take_liquidations(sym)
+            if not liqs and not advanced:
+                continue
+            rows = liquidation_rows(
+                liqs, self._contract.get(sym), received,
+                position_side=client.info.liquidation_side_is_position,
+            )  # fmt: skip
+            msg = Message(sym, rows, watermark, start=self._confirmed)
+            if wait:
+                out.append(msg)
+            elif not queue.full():
+                queue.put_nowait(msg)
+        return out
+
+    def _frames(
+        self, items: list[Message]
+    ) -> list[tuple[DatasetKey, pd.DataFrame, Interval | None]]:
+        from ..exchanges import row_columns
+
+        by_sym: dict[str, list[Message]] = {}
+        for m in items:
+            by_sym.setdefault(m.symbol, []).append(m)
+        out: list[tuple[DatasetKey, pd.DataFrame, Interval | None]] = []
+        for sym, msgs in by_sym.items():
+            rows = [r for m in msgs for r in m.rows]
+            self.stats.rows_received += len(rows)
+            columns = row_columns("liquidations")
+            if rows:
+                frame = pd.DataFrame.from_records(rows, columns=["timestamp", *columns])
+            else:  # coverage alone: none happened while the stream was up
+                frame = empty_frame("liquidations", columns)
+            covered = None
+            marks = [m for m in msgs if m.watermark is not None and m.start is not None]
+            if marks:
+                lo = self._cov_end.get(sym, marks[0].start)
+                hi = max(m.watermark for m in marks)  # type: ignore[type-var]
+                assert lo is not None and hi is not None
+                if hi > lo:
+                    covered = Interval(lo, hi)
+                    self._cov_end[sym] = hi
+            out.append((DatasetKey(self.exchange, sym, "liquidations"), frame, covered))
         return out

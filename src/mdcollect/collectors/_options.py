@@ -29,6 +29,7 @@ from ._alerts import WebhookAlerts, as_alerts
 
 __all__ = [
     "CollectorOptions",
+    "LiquidationsOptions",
     "Mode",
     "OHLCVOptions",
     "OpenInterestOptions",
@@ -161,6 +162,12 @@ def _optional_count(_instance: Any, attribute: Any, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequest(f"{attribute.name} must be a positive integer or None, got {value!r}")
+
+
+@frozen(kw_only=True)
+class LiquidationsOptions:
+    """What :class:`~mdcollect.collectors.LiquidationsCollector` adds: nothing (a config
+    section of kind ``liquidations`` takes the common options only)."""
 
 
 def _to_backoff(value: Any) -> Backoff:

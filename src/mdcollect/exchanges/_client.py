@@ -880,6 +880,64 @@ class ExchangeClient:
         )
         return [list(r) for r in rows]
 
+    async def watch_liquidations_raw(self, symbol: str) -> list[dict[str, Any]]:
+        """The ccxt liquidations of perpetual ``symbol`` received since the last call,
+        waiting for at least one (ccxt.pro ``watch_liquidations``).
+
+        ccxt resolves a watch with one liquidation and keeps every one in its cache,
+        so the rest of a burst is read from there (:meth:`take_liquidations`).
+
+        >>> liqs = await client.watch_liquidations_raw("BTC/USDT:USDT")
+        >>> liqs[0]["side"], liqs[0]["contracts"]
+        ('sell', 0.014)
+        """
+        await self._watch(
+            f"watch_liquidations({symbol!r})", lambda: self.exchange.watch_liquidations(symbol)
+        )
+        return self.take_liquidations(symbol)
+
+    def take_liquidations(self, symbol: str) -> list[dict[str, Any]]:
+        """The ccxt liquidations of ``symbol`` received and not taken yet (no waiting),
+        oldest first; those ccxt's cache (1000) dropped before they were taken are lost.
+
+        >>> client.take_liquidations("BTC/USDT:USDT")
+        []
+        """
+        cache = getattr(self.exchange, "liquidations", None)
+        if not cache:
+            return []
+        new = cache.getLimit(symbol, None)  # received for this symbol since the last call
+        if not new:
+            return []
+        mine = [liq for liq in cache if liq.get("symbol") == symbol]
+        if new > len(mine):
+            log.warning(
+                "%s: %d liquidations of %s since the last read overflowed ccxt's cache; "
+                "%d kept", self.key, new, symbol, len(mine),
+            )  # fmt: skip
+        return mine[-new:]
+
+    def ws_frame_time(self, *streams: str) -> int | None:
+        """Wall-clock ms of the last frame (data, acks, pongs) on the websocket
+        connections subscribed to a stream whose name contains one of ``streams``
+        (case-insensitive, e.g. ``"liquidation", "forceorder"``); ``None`` when there is
+        no such connection or it has received nothing yet.
+
+        >>> client.ws_frame_time("liquidation", "forceorder")
+        1717000000123
+        """
+        wanted = [s.lower() for s in streams]
+        last: int | None = None
+        for conn in (getattr(self.exchange, "clients", None) or {}).values():
+            subs = getattr(conn, "subscriptions", None) or {}
+            if not any(w in str(name).lower() for name in subs for w in wanted):
+                continue
+            for attr in ("last_message_at", "lastPong"):
+                t = getattr(conn, attr, None)
+                if isinstance(t, int | float) and t and (last is None or t > last):
+                    last = int(t)
+        return last
+
     async def watch_ticker(self, symbol: str) -> pd.DataFrame:
         """The next ticker of ``symbol`` from the websocket (one row, ``ticker`` schema).
 

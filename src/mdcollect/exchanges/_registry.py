@@ -216,6 +216,13 @@ class ExchangeInfo:
         budget: the exchange's rolling-window weight budget, paced by a shared
             :class:`~mdcollect.exchanges._limiter.WeightLimiter` instead of ccxt's
             evenly spaced throttler; ``None`` keeps ccxt's throttler.
+        liquidation_delay_ms: how long after a liquidation its stream may push it, plus
+            slack for the network: a frame received at ``t`` shows every liquidation
+            before ``t - liquidation_delay_ms`` has arrived (Binance and OKX push a
+            symbol's latest of each second when the second is over, Bybit every 500 ms).
+        liquidation_side_is_position: the stream's side is the liquidated position's
+            (Bybit's ``allLiquidation``: ``Buy`` means a long was liquidated), not the
+            forced order's as elsewhere.
     """
 
     key: str
@@ -242,6 +249,8 @@ class ExchangeInfo:
     funding: FundingHistory | None = None
     budget: Budget | None = None
     open_interest: OpenInterestHistory | None = None
+    liquidation_delay_ms: int = 1_500
+    liquidation_side_is_position: bool = False
 
     @property
     def trades_history(self) -> bool:
@@ -374,6 +383,9 @@ _BYBIT: Final[dict[str, Any]] = dict(
     trades_since=False,
     first_candle="market_created",
     budget=_BYBIT_BUDGET,
+    # allLiquidation: pushed every 500 ms, its "S" the liquidated position's side
+    liquidation_delay_ms=1_000,
+    liquidation_side_is_position=True,
 )
 
 # Facts per key. Missing fields are filled from the ccxt class (timeframes,

@@ -38,6 +38,7 @@ __all__ = [
     "funding_history_rows",
     "funding_row",
     "funding_snapshot_row",
+    "liquidation_rows",
     "ohlcv_frame",
     "ohlcv_row",
     "open_interest_rows",
@@ -130,6 +131,45 @@ def trade_rows(
         for t in trades
         if (ts := t.get("timestamp")) is not None
     ]  # fmt: skip
+
+
+def liquidation_rows(
+    liquidations: Sequence[Mapping[str, Any]],
+    contract: Decimal | None,
+    received: int,
+    *,
+    position_side: bool = False,
+) -> list[tuple[Any, ...]]:
+    """ccxt liquidations (``watch_liquidations``) as ``liquidations`` rows ``(timestamp,
+    id, side, price, amount, received)``: amounts in base units (``contract``:
+    :func:`contract_size`), ``side`` the forced order's (a liquidated long is a
+    ``sell``), ``id`` as :func:`trade_id` makes it (no venue gives liquidations an
+    id: their content, so one delivered twice is stored once while two at the same
+    millisecond both stay). ``position_side``: ccxt's ``side`` is the liquidated
+    position's (Bybit's ``S``: "Buy" means a long was liquidated), so it is flipped.
+    Entries without a timestamp are left out.
+
+    Binance USD-M ``forceOrder`` ``{"s": "BTCUSDT", "S": "SELL", "q": "0.014", "ap":
+    "9910", "l": "0.014", "T": 1568014460893, ...}``, as ccxt parses it:
+
+    >>> liq = {"timestamp": 1568014460893, "contracts": 0.014, "price": 9910.0,
+    ...        "side": "sell"}
+    >>> liquidation_rows([liq], None, 1568014461000)
+    [(1568014460893, '1568014460893:9910.0:0.014:sell', 'sell', 9910.0, 0.014, 1568014461000)]
+    """
+    flip = {"buy": "sell", "sell": "buy"}
+    rows = []
+    for liq in liquidations:
+        ts = liq.get("timestamp")
+        if ts is None:
+            continue
+        side = liq.get("side")
+        if position_side and side in flip:
+            side = flip[side]
+        price, amount = liq.get("price"), _amount(liq.get("contracts"), contract)
+        ident = trade_id({"timestamp": ts, "price": price, "amount": amount, "side": side})
+        rows.append((int(ts), ident, side, price, amount, received))
+    return rows
 
 
 def trades_frame(

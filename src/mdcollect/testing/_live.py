@@ -8,10 +8,20 @@ import attrs
 
 from mdcollect.testing._market import DAY, Frame, RawCandles, RawTrades, SyntheticMarket
 
-__all__ = ["CandleTracker", "Every", "Stats24h", "TradeCursor", "stats_24h"]
+__all__ = [
+    "LIQUIDATION_LAG_MS",
+    "CandleTracker",
+    "Every",
+    "Stats24h",
+    "TradeCursor",
+    "stats_24h",
+]
 
 #: A candle stream sends the open candle at least this often (ms), trades or not.
 CANDLE_HEARTBEAT_MS: Final = 1_000
+#: How long after a liquidation a venue publishes it (ms): the exchange's own processing
+#: time, so a stream's frame at ``t`` does not yet carry the liquidations just before ``t``.
+LIQUIDATION_LAG_MS: Final = 250
 
 
 class TradeCursor:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import numpy as np
+import pandas as pd
 
 from .cache import DAILY, MINUTES
 from .fast import fast_backward, fast_close_before, fast_forward, fast_minutes, fast_trades_in
 from .grid import Frame
 from .ids import block_of_id, day_of_id, day_trades, generate_day
+from .liquidations import RawLiquidations, liquidations_in
 from .model import price_units, seeded_rng
 from .prices import PRICE_KINDS, PriceKind, derive
 from .reduce import reduce_rows
@@ -571,6 +573,33 @@ class SyntheticMarket:
             amount = float(f"{ui / 1000:.3f}")
             out.append((ti, amount, float(f"{amount * pi:.4f}")))
         return out
+
+    # -- liquidations
+
+    def raw_liquidations(self, exchange: str, symbol: str, start: int, end: int) -> RawLiquidations:
+        """Forced orders of a perpetual with ``start <= ts < min(end, now)`` in integer
+        units, as the venue's liquidation stream pushes them (:mod:`.liquidations`)."""
+        key = self._key(exchange, symbol)
+        one = key[1] in _ONE_LIQUIDATION_PER_SECOND
+        return liquidations_in(key, start, end, self.now(), one_per_second=one)
+
+    def liquidations(self, exchange: str, symbol: str, start: int, end: int) -> pd.DataFrame:
+        """Ground-truth liquidations of a perpetual in ``[start, end)``: ``side``,
+        ``price``, ``amount`` (base units) by time, as the venue's stream sends them
+        (Binance and OKX: only the last of each second, as their streams do).
+
+        Example::
+
+            truth = emu.market.liquidations("binanceusdm", "BTC/USDT:USDT", lo, hi)
+        """
+        raw = self.raw_liquidations(exchange, symbol, start, end)
+        return raw.to_frame(self.spec(exchange, symbol))
+
+
+#: Venues whose liquidation stream pushes at most one forced order of a symbol per
+#: second: Binance ("only the latest one liquidation order within 1000ms"), OKX ("a
+#: maximum of one order per one-second period"). Bybit's ``allLiquidation`` sends all.
+_ONE_LIQUIDATION_PER_SECOND: Final = frozenset({"binance", "okx"})
 
 
 def trades_in(key: MarketKey, start: int, end: int, now: int) -> RawTrades:

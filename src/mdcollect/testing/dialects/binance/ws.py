@@ -8,7 +8,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mdcollect.testing._book import Book, book_at, book_diff
-from mdcollect.testing._live import CandleTracker, Every, TradeCursor, stats_24h
+from mdcollect.testing._live import (
+    LIQUIDATION_LAG_MS,
+    CandleTracker,
+    Every,
+    TradeCursor,
+    stats_24h,
+)
 from mdcollect.testing._market import Frame, MarketSpec, SyntheticMarket
 from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, find_market, fmt
 
@@ -51,6 +57,9 @@ class BinanceWs(WsSession):
          "b": [["0.0024", "10"]], "a": [["0.0026", "100"]]}
         {"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT", "p": "11794.15000000",
          "i": "11784.62659091", "P": "11784.25641265", "r": "0.00038167", "T": 1562306400000}
+        {"e": "forceOrder", "E": 1698871323061, "o": {"s": "BTCUSDT", "S": "BUY", "o": "LIMIT",
+         "f": "IOC", "q": "1.437", "p": "35100.81", "ap": "34959.70", "X": "FILLED",
+         "l": "1.437", "z": "1.437", "T": 1698871323059}}
     """
 
     def __init__(
@@ -126,6 +135,15 @@ class BinanceWs(WsSession):
 
     def _feed(self, name: str, now: int) -> WsFeed | None:
         """A feed for a stream name, None when the name is not a stream Binance knows."""
+        if name == "!forceOrder@arr":
+            if not self.contract:
+                return None
+            # every perpetual the venue lists, one poll each
+            specs = [self.market.spec(self.venue, s) for s in self.market.symbols(self.venue)]
+            polls = [self._force_orders(s, now) for s in specs if s.is_contract]
+            return CallbackFeed(
+                name, lambda t: [self._wrap(name, m) for poll in polls for m in poll(t)]
+            )
         market_id, _, rest = name.partition("@")
         builder: Callable[[MarketSpec, int], Callable[[int], list[Any]]] | None = None
         if rest == "trade":
@@ -155,6 +173,8 @@ class BinanceWs(WsSession):
                 builder = lambda spec, t: self._partial_depth(spec, t, n, period)  # noqa: E731
             else:
                 builder = lambda spec, t: self._depth(spec, t, period)  # noqa: E731
+        elif rest == "forceOrder" and self.contract:
+            builder = self._force_orders
         elif rest in ("markPrice", "markPrice@1s") and self.contract:
             period = 1000 if rest.endswith("@1s") else 3000
             builder = lambda spec, t: self._mark_price(spec, t, period)  # noqa: E731
@@ -415,6 +435,40 @@ class BinanceWs(WsSession):
                     "T": self.market.next_funding_time(self.venue, spec.symbol, now),
                 }
             ]
+
+        return poll
+
+    def _force_orders(self, spec: MarketSpec, start: int) -> Callable[[int], list[Any]]:
+        """``<symbol>@forceOrder``: the latest liquidation of each second, pushed once the
+        second is over (Binance: "only the latest one ... within 1000ms")."""
+        sid = _market_id(spec)
+        cursor = [start]
+
+        def poll(now: int) -> list[Any]:
+            # the seconds over and published by now
+            edge = (now - LIQUIDATION_LAG_MS) // 1000 * 1000
+            raw = self.market.raw_liquidations(self.venue, spec.symbol, cursor[0], edge)
+            cursor[0] = max(cursor[0], edge)
+            out: list[Any] = []
+            for ts, buy, px, qty in raw.rows():
+                # the order's limit price, a little past the fill (average) price
+                limit = px + (10 if buy else -10) * spec.tick
+                q = self._qty(spec, qty)
+                order = {
+                    "s": sid,
+                    "S": "BUY" if buy else "SELL",
+                    "o": "LIMIT",
+                    "f": "IOC",
+                    "q": q,
+                    "p": self._px(spec, max(spec.tick, limit)),
+                    "ap": self._px(spec, px),
+                    "X": "FILLED",
+                    "l": q,
+                    "z": q,
+                    "T": ts,
+                }
+                out.append({"e": "forceOrder", "E": now, "o": order})
+            return out
 
         return poll
 

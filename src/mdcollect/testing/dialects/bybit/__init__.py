@@ -1,9 +1,9 @@
 """Bybit v5 (``/v5``): spot and linear (USDT) perpetuals.
 
 - ``rest``: :class:`Bybit`, the dialect: routes, limits, errors, handlers.
-
-Websockets are not emulated yet; they would go in ``ws`` beside ``rest``, as for
-Binance and OKX.
+- ``ws``: the public websocket protocol (``op`` subscribe/ping) and the
+  ``allLiquidation`` topic of linear perpetuals.
+- ``_common``: what both halves write alike (market ids).
 """
 
 from __future__ import annotations

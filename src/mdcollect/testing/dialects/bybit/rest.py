@@ -29,6 +29,7 @@ from mdcollect.testing._market import (
     PriceKind,
     RawCandles,
     RawTrades,
+    SyntheticMarket,
     derive,
     listed_markets,
 )
@@ -37,6 +38,7 @@ from mdcollect.testing.dialects._base import (
     Dialect,
     Reply,
     Route,
+    WsSession,
     find_market,
     fmt,
     fmt_plain_col,
@@ -44,6 +46,9 @@ from mdcollect.testing.dialects._base import (
     plain_candle_rows,
 )
 from mdcollect.testing.dialects._render import cached_rows, page
+
+from ._common import _market_id
+from .ws import BybitWs
 
 __all__ = ["Bybit"]
 
@@ -160,6 +165,18 @@ class Bybit(Dialect):
             "X-Bapi-Limit-Status": str(remaining),
             "X-Bapi-Limit-Reset-Timestamp": str(reset),
         }
+
+    #: Websocket hosts: public streams by category in the path (``/v5/public/linear``).
+    ws_hosts: ClassVar[Mapping[str, str]] = {"stream.bybit.com": "public"}
+
+    def ws_session(
+        self, market: SyntheticMarket, kind: str, path: str, query: Mapping[str, str], conn_id: int
+    ) -> WsSession | None:
+        """``/v5/public/spot`` and ``/v5/public/linear`` (``allLiquidation``)."""
+        parts = [p for p in path.split("/") if p]
+        if parts[:2] != ["v5", "public"] or len(parts) != 3 or parts[2] not in ("spot", "linear"):
+            return None
+        return BybitWs(market, self.name, parts[2], conn_id)
 
     def error(self, kind: str, message: str = "", retry_after: float = 0.0) -> Reply:
         """Bybit errors: HTTP 200 with ``{"retCode":10001,"retMsg":"Not supported symbols",...}``."""
@@ -504,10 +521,6 @@ def _ok(result: Any, now: int) -> Reply:
 
 def _ret(code: int, msg: str) -> Reply:
     return Reply({"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {}, "time": 0})
-
-
-def _market_id(spec: MarketSpec) -> str:
-    return f"{spec.base}{spec.quote}"
 
 
 def _exec_id(spec: MarketSpec, trade_id: int) -> str:

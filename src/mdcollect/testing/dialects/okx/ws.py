@@ -1,5 +1,5 @@
 """OKX v5 websockets: ``/ws/v5/public`` (trades, tickers, books, books5, bbo-tbt,
-funding-rate, mark-price) and ``/ws/v5/business`` (candles)."""
+funding-rate, mark-price, liquidation-orders) and ``/ws/v5/business`` (candles)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mdcollect.testing._book import Book, book_at, book_diff
-from mdcollect.testing._live import CandleTracker, Every, TradeCursor, stats_24h
+from mdcollect.testing._live import (
+    LIQUIDATION_LAG_MS,
+    CandleTracker,
+    Every,
+    TradeCursor,
+    stats_24h,
+)
 from mdcollect.testing._market import HOUR, Frame, MarketSpec, SyntheticMarket
 from mdcollect.testing.dialects._base import CallbackFeed, WsFeed, WsSession, find_market, fmt_plain
 
@@ -43,6 +49,10 @@ class OkxWs(WsSession):
         {"arg": {"channel": "books5", "instId": "BTC-USDT"}, "data": [{"asks": [["31738.3",
          "0.05973179", "0", "3"]], "bids": [...], "instId": "BTC-USDT", "ts": "1670324386802",
          "seqId": 363996337}]}
+        {"arg": {"channel": "liquidation-orders", "instType": "SWAP"}, "data": [{"details":
+         [{"bkLoss": "0", "bkPx": "0.007831", "ccy": "", "posSide": "short", "side": "buy",
+         "sz": "13", "ts": "1692266434010"}], "instFamily": "IOST-USDT", "instId":
+         "IOST-USDT-SWAP", "instType": "SWAP", "uly": "IOST-USDT"}]}
     """
 
     def __init__(self, dialect: Okx, market: SyntheticMarket, endpoint: str, conn_id: int) -> None:
@@ -68,7 +78,9 @@ class OkxWs(WsSession):
             if not isinstance(arg, dict):
                 out.append(self._error("60012", f"Illegal request: {text}"))
                 continue
-            channel, inst = str(arg.get("channel", "")), str(arg.get("instId", ""))
+            channel = str(arg.get("channel", ""))
+            # instrument channels name an instId; liquidation-orders an instType
+            inst = str(arg.get("instId") or arg.get("instType") or "")
             name = f"{channel}:{inst}"
             if op == "unsubscribe":
                 self.remove(name, now)
@@ -90,6 +102,8 @@ class OkxWs(WsSession):
         return find_market(self.market, self.venue, lambda s: _inst_id(s) == inst)
 
     def _feed(self, channel: str, inst: str, now: int) -> WsFeed | None:
+        if channel == "liquidation-orders":
+            return self._liquidations(inst, now) if self.kind == "public" else None
         spec = self._spec_of(inst)
         if spec is None:
             return None
@@ -292,6 +306,51 @@ class OkxWs(WsSession):
             return [{"data": [{"instType": "SWAP", "instId": inst, "markPx": px, "ts": str(now)}]}]
 
         return poll
+
+    def _liquidations(self, inst_type: str, start: int) -> WsFeed | None:
+        """``liquidation-orders`` of every perpetual (``instType`` SWAP): at most one order
+        per instrument and second, pushed once the second is over, as OKX does."""
+        if inst_type != "SWAP":
+            return None
+        specs = [self.market.spec(self.venue, s) for s in self.market.symbols(self.venue)]
+        specs = [s for s in specs if s.is_contract]
+        cursor = [start]
+        arg = {"channel": "liquidation-orders", "instType": "SWAP"}
+
+        def poll(now: int) -> list[Any]:
+            # the seconds over and published by now
+            edge = (now - LIQUIDATION_LAG_MS) // 1000 * 1000
+            data: list[Any] = []
+            for spec in specs:
+                raw = self.market.raw_liquidations(self.venue, spec.symbol, cursor[0], edge)
+                k = CT_VAL_EXP.get(spec.base, 0)
+                inst = _inst_id(spec)
+                family = inst.removesuffix("-SWAP")
+                for ts, buy, px, qty in raw.rows():
+                    detail = {
+                        "bkLoss": "0",
+                        "bkPx": fmt_plain(px, spec.price_decimals),
+                        "ccy": "",
+                        "posSide": "short" if buy else "long",
+                        "side": "buy" if buy else "sell",
+                        "sz": fmt_plain(qty, spec.amount_decimals - k),
+                        "ts": str(ts),
+                    }
+                    data.append(
+                        {
+                            "details": [detail],
+                            "instFamily": family,
+                            "instId": inst,
+                            "instType": "SWAP",
+                            "uly": family,
+                        }
+                    )
+            cursor[0] = max(cursor[0], edge)
+            # one message per order, in time order across instruments
+            data.sort(key=lambda d: int(d["details"][0]["ts"]))
+            return [{"arg": arg, "data": [d]} for d in data]
+
+        return CallbackFeed("liquidation-orders:SWAP", poll)
 
 
 def _checksum(bids: list[list[str]], asks: list[list[str]]) -> int:
