@@ -43,6 +43,7 @@ import pandas as pd
 from attrs import frozen
 
 from ._errors import InvalidRequest
+from ._intervals import Interval, IntervalSet
 from ._keys import CANDLE_KINDS, Kind
 from ._time import (
     CCXT_TIMEFRAMES,
@@ -59,6 +60,7 @@ from ._time import (
 __all__ = [
     "SCHEMAS",
     "Schema",
+    "check_cadence",
     "check_rows",
     "empty_frame",
     "merge_frames",
@@ -367,8 +369,6 @@ def check_rows(
             price = frame[c].to_numpy()
             problems.append((high < price, _says(f"'high' {{}} is below {c!r} {{}}", high, price)))
             problems.append((low > price, _says(f"'low' {{}} is above {c!r} {{}}", low, price)))
-    if timeframe is not None and kind in CANDLE_KINDS:
-        problems.append(_coarser_cadence(ms, timeframe))
     bad = [(_first(mask), why) for mask, why in problems if mask.any()]
     if bad:
         at, why = min(bad, key=lambda b: b[0])
@@ -386,6 +386,30 @@ def _says(text: str, *values: np.ndarray) -> Callable[[int], str]:
 #: A frame of this many rows or more, all one coarser timeframe apart, is that
 #: timeframe's candles under a finer key (fewer could be a sparse market).
 _CADENCE_ROWS: Final = 3
+
+
+def check_cadence(
+    kind: Kind, frame: pd.DataFrame, timeframe: Timeframe | None, covered: IntervalSet | None
+) -> None:
+    """Refuse a coarser timeframe's candles written under a finer key *as complete*: rows
+    all one coarser ccxt timeframe apart (a 1h frame under a 1m key) with ``covered``
+    claiming the candles between them. Sparse rows whose coverage leaves the gaps out
+    (each hour covered alone), or a sparse market's uneven gaps, are valid."""
+    if timeframe is None or kind not in CANDLE_KINDS or not covered or len(frame) < 2:
+        return
+    assert isinstance(frame.index, pd.DatetimeIndex)
+    ms = frame.index.asi8 // NS_PER_MS
+    bad, why = _coarser_cadence(ms, timeframe)
+    if not bad.any():
+        return
+    at = _first(bad)
+    gap = Interval(int(ms[at - 1]) + timeframe.ms, int(ms[at]))
+    if IntervalSet([gap]) - covered:
+        return  # the gaps are not claimed: sparse rows, honestly covered
+    raise InvalidRequest(
+        f"{kind} row {at} ({format_ms(int(ms[at]))}) is not valid: {why(at)}, and the"
+        f" write covers the {timeframe} candles between them; nothing was written"
+    )
 
 
 def _coarser_cadence(

@@ -448,7 +448,6 @@ def _bad_values() -> dict[str, tuple[DatasetKey, pd.DataFrame, str]]:
         "NaN trade price": (TRADES, _with(_trades(), 1, price=np.nan), r"trades row 1 .*'price' is NaN"),
         "high below close": (KEY, _with(good, 3, open=10.0, high=11.0, low=9.0, close=12.0), r"row 3 \(2024-01-01 00:03:00\) .*'high' 11.0 is below 'close' 12.0"),
         "low above open": (KEY, _with(good, 1, open=10.0, high=12.0, low=10.5, close=11.0), r"row 1 \(2024-01-01 00:01:00\) .*'low' 10.5 is above 'open' 10.0"),
-        "1h candles under a 1m key": (KEY, candles(T0, 5, step=60 * MINUTE), r"row 1 \(2024-01-01 01:00:00\) .*1h after the one before: 1h candles under a 1m key"),
     }  # fmt: skip
 
 
@@ -462,6 +461,24 @@ def test_bad_values_are_refused_naming_the_row_and_nothing_written(
     assert store.keys() == []
     assert store.coverage(key) == IntervalSet()
     assert len(store.read(key)) == 0
+
+
+def test_coarser_candles_covered_as_finer_ones_are_refused(store: DataCollectionStorage) -> None:
+    """A 1h frame under a 1m key whose coverage claims the minutes between its rows is
+    refused; the same rows covered each alone (or not at all) are sparse data, kept."""
+    hourly = candles(T0, 5, step=60 * MINUTE)
+    with pytest.raises(
+        InvalidRequest, match=r"row 1 \(2024-01-01 01:00:00\) .*1h candles under a 1m key"
+    ):
+        store.write(KEY, hourly, covered=Interval(T0, T0 + 5 * 60 * MINUTE))
+    assert store.keys() == [] and store.coverage(KEY) == IntervalSet()
+    own = IntervalSet(
+        [Interval(T0 + h * 60 * MINUTE, T0 + h * 60 * MINUTE + MINUTE) for h in range(5)]
+    )
+    assert store.write(KEY, hourly, covered=own) == 5
+    assert store.coverage(KEY) == own
+    other = DatasetKey("binance", "ETH/USDT", "ohlcv", "1m")
+    assert store.write(other, hourly) == 5  # no coverage claimed
 
 
 def test_values_markets_do_produce_are_accepted(store: DataCollectionStorage) -> None:

@@ -16,7 +16,7 @@ from .._errors import InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import KINDS, DatasetKey, Kind
 from .._redact import redact, secrets_in
-from .._schema import conform, normalize_frame
+from .._schema import check_cadence, conform, normalize_frame
 from .._time import NS_PER_MS, format_ms, now_ms
 
 __all__ = ["DataCollectionStorage", "DatasetInfo", "Stamp"]
@@ -160,7 +160,8 @@ class DataCollectionStorage(ABC):
         (:class:`InvalidRequest` naming the first bad row, its time and value): NaN
         prices, negative prices or volumes, a high below the low, open or close (a
         low above them), candles off the key's timeframe grid, or a coarser
-        timeframe's candles under the key (see :func:`mdcollect._schema.check_rows`).
+        timeframe's candles under the key with ``covered`` claiming the candles between
+        them (see :func:`mdcollect._schema.check_rows` and ``check_cadence``).
         """
         key = _check_key(key)
         if covered is not None and not isinstance(covered, Interval | IntervalSet):
@@ -171,6 +172,7 @@ class DataCollectionStorage(ABC):
         stamp = Stamp(_check_source(source), now_ms())
         cov = IntervalSet([covered]) if isinstance(covered, Interval) else covered
         norm = normalize_frame(key.kind, frame, strict=True, timeframe=key.tf)
+        check_cadence(key.kind, norm, key.tf, cov)
         return self._write(key, norm, cov or None, stamp)
 
     def _write_unchecked(
