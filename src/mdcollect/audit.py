@@ -46,7 +46,7 @@ import logging
 import sys
 import time
 import types
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, TypeAlias
 
@@ -78,7 +78,7 @@ from ._keys import HISTORY_KINDS, DatasetKey
 from ._rules import check_number
 from ._sync import run_sync
 from ._time import index_ms, time_range
-from .ensure import backfill_async, emulate_default
+from .ensure import backfill_async, emulate_default, releasing
 from .exchanges import ExchangeClient, exchange_info
 from .storage import DataCollectionStorage, default_storage, emulated_storage_url, open_storage
 
@@ -343,7 +343,7 @@ def audit(
     True
     """
     return run_sync(
-        _releasing(
+        releasing(
             exchange,
             audit_async(
                 storage, keys, start, end, repair=repair, exchange=exchange,
@@ -352,16 +352,6 @@ def audit(
             ),
         )
     )  # fmt: skip
-
-
-async def _releasing(exchange: object, coro: Coroutine[Any, Any, AuditReport]) -> AuditReport:
-    """Run ``coro``; then free a caller's client's HTTP session, whose loop ends with
-    this sync call (as :func:`mdcollect.ensure_data` does)."""
-    try:
-        return await coro
-    finally:
-        if isinstance(exchange, ExchangeClient):
-            await exchange.release()
 
 
 class _CallableModule(types.ModuleType):

@@ -365,7 +365,7 @@ def _bounded(items: Sequence[object], limit: int) -> list[str]:
     return lines
 
 
-async def _releasing(exchange: object, coro: Coroutine[Any, Any, T]) -> T:
+async def releasing(exchange: object, coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; then free a caller's client's HTTP session, whose loop ends with
     this sync call (the client stays usable in the next one)."""
     try:
@@ -675,7 +675,7 @@ def ensure_data(
     >>> ensure_data(["BTC/USDT:USDT"], "1h", "20240201", "20240228", kinds=("ohlcv", "funding"))
     """
     return run_sync(
-        _releasing(
+        releasing(
             exchange,
             ensure_data_async(
                 symbols, timeframe, start_date, end_date, exchange, padding_days, storage,
@@ -816,7 +816,7 @@ def load_ohlcv(
         symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
         progress=progress, clock=clock, emulate=emulate,
     )  # fmt: skip
-    return run_sync(_releasing(exchange, frames))
+    return run_sync(releasing(exchange, frames))
 
 
 # -- load(kind, ...) and the other kinds ---------------------------------------------------
@@ -901,7 +901,7 @@ def load(
         kind, symbols, start, end, timeframe=timeframe, exchange=exchange, storage=storage,
         ensure=ensure, progress=progress, clock=clock, emulate=emulate,
     )  # fmt: skip
-    return run_sync(_releasing(exchange, frames))
+    return run_sync(releasing(exchange, frames))
 
 
 @overload
@@ -977,7 +977,7 @@ def load_funding(
         symbols, start, end, exchange=exchange, storage=storage, ensure=ensure,
         progress=progress, clock=clock, emulate=emulate,
     )  # fmt: skip
-    return run_sync(_releasing(exchange, frames))
+    return run_sync(releasing(exchange, frames))
 
 
 @overload
@@ -1044,7 +1044,7 @@ def load_trades(
         symbols, start, end, exchange=exchange, storage=storage, ensure=ensure,
         progress=progress, clock=clock, emulate=emulate,
     )  # fmt: skip
-    return run_sync(_releasing(exchange, frames))
+    return run_sync(releasing(exchange, frames))
 
 
 @overload
@@ -1124,4 +1124,4 @@ def load_open_interest(
         "open_interest", symbols, start, end, timeframe=timeframe, exchange=exchange,
         storage=storage, ensure=ensure, progress=progress, clock=clock, emulate=emulate,
     )  # fmt: skip
-    return run_sync(_releasing(exchange, frames))
+    return run_sync(releasing(exchange, frames))
