@@ -34,6 +34,7 @@ from mdcollect.audit import (
     audit,
     audit_async,
 )
+from mdcollect.storage import Stamp
 
 from .conftest import MINUTE, T0, candles
 
@@ -43,6 +44,9 @@ KEY = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
 THREE = ["memory", "parquet", "arctic_lmdb"]
 
 pytestmark = pytest.mark.parametrize("backend", THREE)
+
+#: The lineage of rows planted as is (the backend's own write: no checks, no sorting).
+PLANTED = Stamp("planted", 0)
 
 
 def plant(
@@ -55,7 +59,7 @@ def plant(
     assert key not in list(store.keys())
     frame = frame.copy()
     frame.index = pd.DatetimeIndex(frame.index, name="timestamp")
-    store._write(key, frame, IntervalSet(covered) if covered else None)
+    store._write(key, frame, IntervalSet(covered) if covered else None, PLANTED)
 
 
 def day(n: int = N) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import pytest
 from mdcollect import DataCollectionStorage, DatasetKey, IntervalSet, ensure_data, open_storage
 from mdcollect.audit import audit
 from mdcollect.exchanges import ExchangeClient, RetryPolicy
+from mdcollect.storage import Stamp
 from mdcollect.testing import ExchangeEmulator
 
 HOUR = 3_600_000
@@ -26,6 +27,9 @@ NOW = 1_735_693_200_000  # 2025-01-01 01:00 UTC
 T0 = 1_704_067_200_000  # 2024-01-01
 LISTED = 1_577_836_800_000  # 2020-01-01: the emulator's markets are listed from then
 KLINES = "/api/v3/klines"
+
+#: The lineage of rows planted as is (the backend's own write: no checks, no sorting).
+PLANTED = Stamp("planted", 0)
 
 
 def _now() -> int:
@@ -48,7 +52,7 @@ def client(emu: ExchangeEmulator, key: str = "binance") -> ExchangeClient:
 def replant(store: DataCollectionStorage, key: DatasetKey, frame: pd.DataFrame, cov: Any) -> None:
     """Replace ``key`` by ``frame`` as is, with coverage ``cov``."""
     store.delete(key)
-    store._write(key, frame, IntervalSet(cov))
+    store._write(key, frame, IntervalSet(cov), PLANTED)
 
 
 def klines(emu: ExchangeEmulator) -> list[dict[str, Any]]:
@@ -186,11 +190,12 @@ def test_repair_of_trades_and_funding(emu: ExchangeEmulator) -> None:
         assert len(report.repaired) == 1
     pd.testing.assert_frame_equal(store.read(trades_key), trades)
     pd.testing.assert_frame_equal(store.read(funding_key), funding)
-    # only the two spans were asked: the trade's millisecond(s), the settlement's
+    # only the two spans were asked: the trade's millisecond (a page, then one from its
+    # last trade, which proves the short page was not cut there), the settlement's
     asked = [
         r.path for r in emu.requests if r.path in ("/api/v3/aggTrades", "/fapi/v1/fundingRate")
     ]
-    assert sorted(asked) == ["/api/v3/aggTrades", "/fapi/v1/fundingRate"]
+    assert sorted(asked) == ["/api/v3/aggTrades", "/api/v3/aggTrades", "/fapi/v1/fundingRate"]
 
 
 def test_a_span_the_exchange_refuses_keeps_its_finding_with_the_reason(
@@ -203,7 +208,7 @@ def test_a_span_the_exchange_refuses_keeps_its_finding_with_the_reason(
     times = [T0 + 152 * DAY + i * 8 * HOUR for i in range(9)]
     index = pd.DatetimeIndex(pd.to_datetime(times, unit="ms", utc=True), name="timestamp")
     rows = pd.DataFrame({"rate": 1e-4, "mark_price": float("nan")}, index=index)
-    store._write(key, rows.drop(rows.index[4]), IntervalSet([(times[0], times[-1] + 1)]))
+    store._write(key, rows.drop(rows.index[4]), IntervalSet([(times[0], times[-1] + 1)]), PLANTED)
     emu.clear_requests()
     report = audit(store, repair=True, clock=_now, exchange=client(emu, "okx_futures"))
     (hole,) = report.findings

@@ -14,10 +14,14 @@ import pytest
 
 from mdcollect import DatasetKey, Interval, IntervalSet, open_storage
 from mdcollect.cli import main
+from mdcollect.storage import Stamp
 
 from .conftest import MINUTE, T0, candles
 
 KEY = DatasetKey("binance", "BTC/USDT", "ohlcv", "1m")
+
+#: The lineage of rows planted as is (the backend's own write: no checks, no sorting).
+PLANTED = Stamp("planted", 0)
 
 
 def _store(tmp_path: Path, hole: bool) -> str:
@@ -26,7 +30,7 @@ def _store(tmp_path: Path, hole: bool) -> str:
     if hole:
         frame = frame.drop(frame.index[30:33])
     with open_storage(url) as st:
-        st._write(KEY, frame, IntervalSet([Interval(T0, T0 + 120 * MINUTE)]))
+        st._write(KEY, frame, IntervalSet([Interval(T0, T0 + 120 * MINUTE)]), PLANTED)
     return url
 
 
@@ -85,7 +89,7 @@ def test_repair_from_the_emulator_exits_0(
     with open_storage(url) as st:
         good, cov = st.read(key), st.coverage(key)
         st.delete(key)
-        st._write(key, good.drop(good.index[5:8]), cov)
+        st._write(key, good.drop(good.index[5:8]), cov, PLANTED)
     assert main(["--storage", url, "audit"]) == 1
     capsys.readouterr()
     assert main(["--storage", url, "--emulate", "audit", "--repair", "--json"]) == 0

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mdcollect import DataCollectionStorage, DatasetKey, ensure_data
+from mdcollect.storage import Stamp
 from mdcollect.testing import ExchangeEmulator
 
 from .conftest import LiveServer, emulated
@@ -32,7 +33,7 @@ def holed(emu: ExchangeEmulator, storage: DataCollectionStorage) -> pd.DataFrame
     good, cov = storage.read(KEY), storage.coverage(KEY)
     assert len(good) == 24
     storage.delete(KEY)
-    storage._write(KEY, good.drop(good.index[5:8]), cov)
+    storage._write(KEY, good.drop(good.index[5:8]), cov, Stamp("planted", 0))
     return good
 
 
