@@ -492,6 +492,15 @@ async def _collect(args: argparse.Namespace) -> int:
         return EXIT_PARTIAL if dropped else EXIT_OK
 
 
+def _figures_line(c: dict[str, Any]) -> str:
+    """A collector's figures of ``DataCollector.status()``, for a person."""
+    lag = c["lag_seconds"]
+    return (
+        f"{c['rows_per_second']:.1f} rows/s, lag {'-' if lag is None else f'{lag:.1f}s'},"
+        f" {c['reconnects']} reconnects, connected {c['connection_uptime']:.0f}s"
+    )
+
+
 def _status_line(st: dict[str, Any]) -> str:
     parts = []
     for name, c in st["collectors"].items():
@@ -588,8 +597,16 @@ def _status(args: argparse.Namespace) -> int:
                 f" {c['restarts']} restarts, {c['errors']} errors, {c['rows_dropped']} dropped,"
                 f" last data {'-' if since is None else f'{since:.1f}s'} ago"
             )
+            if "rows_per_second" in c:  # files written before the figures lack them
+                print(f"    {_figures_line(c)}")
             for issue in c["issues"]:
                 print(f"    issue: {issue}")
+        proc = st.get("process")
+        if proc:
+            print(
+                f"  process: {proc['rss_bytes'] / 2**20:.1f} MiB resident,"
+                f" {proc['cpu_seconds']:.1f} s CPU"
+            )
     return EXIT_OK if ok else EXIT_PARTIAL
 
 
