@@ -378,6 +378,9 @@ def _serve_args(sub: Any) -> None:
     s.add_argument("--port", type=int, default=8002, help="port to listen on")
     s.add_argument("--max-jobs", type=int, default=None, metavar="N",
                    help="sync jobs running at once; more are answered 503 (default: 4)")  # fmt: skip
+    s.add_argument("--collect", metavar="CONFIG", default=None,
+                   help="also run the collectors of this TOML config, writing to the served "
+                   "storage (status: GET /api/v1/collectors and the page at /)")  # fmt: skip
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -393,6 +396,11 @@ def _serve(args: argparse.Namespace) -> int:
     max_jobs = DEFAULT_MAX_JOBS if args.max_jobs is None else args.max_jobs
     if max_jobs < 1:  # before the store is opened (which may create it)
         raise InvalidRequest(f"--max-jobs must be >= 1, got {max_jobs}")
+    cfg = None
+    if args.collect is not None:
+        from .collectors import load_config
+
+        cfg = load_config(args.collect)  # checked before anything starts
     with contextlib.ExitStack() as stack:
         factory = None
         if args.emulate:
@@ -405,8 +413,20 @@ def _serve(args: argparse.Namespace) -> int:
             def factory(key: str) -> Any:
                 return ExchangeClient(key, base_url=emu.url)
 
-        storage = stack.enter_context(open_storage(_storage_url(args)))
-        app = create_app(storage, exchange_factory=factory, max_jobs=max_jobs)
+        url = args.storage or (cfg.storage if cfg is not None else None) or _storage_url(args)
+        storage = stack.enter_context(open_storage(url))
+        collector = None
+        clients: dict[str, Any] = {}
+        if cfg is not None:
+            from .collectors import DataCollector
+
+            if args.emulate:
+                for c in cfg.collectors:
+                    if c.exchange not in clients:
+                        clients[c.exchange] = ExchangeClient(c.exchange, base_url=emu.url)
+                    c.use_client(clients[c.exchange])
+            collector = DataCollector(cfg.collectors, storage, **cfg.options)
+        app = create_app(storage, exchange_factory=factory, max_jobs=max_jobs, collector=collector)
         serve(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return EXIT_OK
 
