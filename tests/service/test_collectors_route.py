@@ -146,7 +146,9 @@ def test_sync_jobs_are_listed_and_a_running_one_cancelled(
         listed = httpx.get(f"{live.url}/api/v1/sync", headers=AUTH, timeout=10).json()
         assert listed["count"] == 1 and listed["jobs"][0]["job_id"] == job_id
         assert listed["jobs"][0]["status"] == "running"
-        wait_until(lambda: any(storage.coverage(k) for k in storage.keys()), "some rows stored")
+        wait_until(
+            lambda: any(storage.coverage(k) for k in storage.keys(kind="ohlcv")), "some rows stored"
+        )
         url = f"{live.url}/api/v1/sync/{job_id}"
         unsecured = serve(api_token="")
         r = httpx.delete(f"{unsecured.url}/api/v1/sync/{job_id}", timeout=10)
