@@ -44,10 +44,11 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
 h1{font-size:20px;margin:0 0 .2em}h2{font-size:16px;margin:1.4em 0 .4em}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 8px;
 border-bottom:1px solid #ddd;vertical-align:top}th{background:#f3f3f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#777}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.muted{color:#777}
 .state-running{color:#176f2c;font-weight:600}.state-failed{color:#b00020;font-weight:600}
 .state-backoff{color:#a15c00;font-weight:600}.state-disabled,.state-stopped{color:#777}
-.err{color:#b00020;max-width:40em;word-break:break-word}.unhealthy{background:#fff3f3}
+.err{color:#b00020;min-width:12em;max-width:30em;overflow-wrap:anywhere}
+td.issues,td.last-restart{max-width:22em;overflow-wrap:anywhere}.unhealthy{background:#fff3f3}
 """
 
 
@@ -61,6 +62,13 @@ class DatasetCoverage:
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """``text`` escaped, cut to ``limit`` characters (the whole in a tooltip)."""
+    if len(text) <= limit:
+        return _e(text)
+    return f'<span title="{_e(text)}">{_e(text[:limit])}&hellip;</span>'
 
 
 def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
@@ -107,9 +115,9 @@ def _collectors(status: dict[str, Any] | None) -> str:
             f'<td class="num rows">{c["rows_stored"]}</td>'
             f'<td class="num restarts">{c["restarts"]}</td>'
             f'<td class="num reconnects">{c["reconnects"]}</td>'
-            f'<td class="last-restart">{_e(c["last_restart_reason"] or "-")}</td>'
-            f'<td class="err last-error">{_e(error) or "-"}</td>'
-            f'<td class="issues">{_e(issues) if issues else "healthy"}</td></tr>'
+            f'<td class="last-restart">{_clip(c["last_restart_reason"] or "-")}</td>'
+            f'<td class="err last-error">{_clip(error) or "-"}</td>'
+            f'<td class="issues">{_clip(issues) if issues else "healthy"}</td></tr>'
         )
     proc = status.get("process") or {}
     verdict = "healthy" if status["is_healthy"] else "UNHEALTHY"
