@@ -17,11 +17,13 @@ from mdcollect import DataCollector, ExchangeError, open_storage
 from mdcollect.cli import main
 from mdcollect.collectors import Backoff, ManualClock, TradesCollector
 from mdcollect.collectors._base import Message
+from mdcollect.metrics import metrics_text
 from mdcollect.testing import ExchangeEmulator
 
 from .conftest import client, wait_until
 
 QUICK = Backoff(0.001, 0.001, jitter=0)
+LABELS = 'collector="s",exchange="binance",kind="trades"'
 SYM = "BTC/USDT"
 
 
@@ -79,6 +81,8 @@ async def test_rate_lag_reconnects_and_uptime_follow_the_clock(emu: ExchangeEmul
             assert st["rows_per_second"] == 3.0
             assert st["lag_seconds"] == 2.5
             SEEN["status"] = dc.status()
+            # the Prometheus gauge is the same figure (not the receipt time's age)
+            assert f"mdcollect_collector_lag_seconds{{{LABELS}}} 2.5" in metrics_text(dc)
             assert st["last_exchange_time"] == now - 2_500
             assert st["connection_uptime"] == 10.0
             clock.advance(50)
@@ -91,6 +95,7 @@ async def test_rate_lag_reconnects_and_uptime_follow_the_clock(emu: ExchangeEmul
             clock.advance(5)
             st = _st(dc)
             assert st["reconnects"] == 1 and st["restarts"] == 1
+            assert f"mdcollect_collector_reconnects_total{{{LABELS}}} 1.0" in metrics_text(dc)
             assert st["connection_uptime"] == 65.0
             assert st["uptime"] == 5.0  # the current run only
             clock.advance(10)  # the 30 rows are more than 60 s old now
