@@ -66,6 +66,7 @@ def row(dom: str, name: str) -> dict[str, str]:
     return {cls.split()[-1]: html.unescape(re.sub(r"<[^>]+>", "", text)) for cls, text in cells}
 
 
+@pytest.mark.slow  # three browser runs
 def test_the_page_in_chromium_shows_a_restart(
     serve: Callable[..., LiveServer], emu: ExchangeEmulator, storage: DataCollectionStorage,
     tmp_path: Path,

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mdcollect.cli import _parser
+import pytest
+
+from mdcollect.cli import _parser, main
 from mdcollect.remote import DataCollectionClient
 from tests.conftest import _wait_port, free_port
 
@@ -64,6 +66,7 @@ batch_seconds = 0.2
 """
 
 
+@pytest.mark.slow  # a process start and a few seconds of collecting
 def test_mdcollect_serve_collect_runs_the_collectors_inside(tmp_path: Path) -> None:
     import base64
     import os
@@ -106,15 +109,16 @@ def test_mdcollect_serve_collect_runs_the_collectors_inside(tmp_path: Path) -> N
     assert "Traceback" not in err and "Unclosed" not in err, err
 
 
-def test_serve_collect_refuses_a_bad_config_before_starting(tmp_path: Path) -> None:
+def test_serve_collect_refuses_a_bad_config_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "collect.toml"
     config.write_text(
         '[[collectors]]\nexchange = "binance"\nsymbols = ["BTC/USDT"]\nmode = "fast"\n'
     )
-    port = free_port()
-    res = subprocess.run(
-        [sys.executable, "-m", "mdcollect.cli", "serve", "--storage", "memory://",
-         "--port", str(port), "--collect", str(config)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert res.returncode == 2 and "'fast'" in res.stderr, res.stderr
+    store = tmp_path / "pq"
+    code = main(
+        ["serve", "--storage", f"parquet://{store}", "--port", "9", "--collect", str(config)]
+    )
+    assert code == 2 and "'fast'" in capsys.readouterr().err
+    assert not store.exists()  # refused before the store is opened
