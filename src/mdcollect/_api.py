@@ -429,3 +429,36 @@ def audit_query(
     if hi is not None:
         check_bounds(hi, "end", end)
     return AuditQuery(names, lo, hi, repair)
+
+
+# -- POST /api/v1/collectors/{name}/{action} ---------------------------------------------
+
+#: What ``POST /api/v1/collectors/{name}/{action}`` may do to a running collector.
+COLLECTOR_ACTIONS: Final = ("restart", "enable", "disable")
+#: Characters of a collector name at most (names list the symbols they collect).
+MAX_COLLECTOR_NAME: Final = 500
+
+
+@frozen
+class CollectorAction:
+    """A checked control request: the collector's ``name`` and the ``action``."""
+
+    name: str
+    action: str
+
+
+def collector_action(name: object, action: object) -> CollectorAction:
+    """Check a control request of a collector (the service; whether the name is one of
+    its collectors is the service's to say: 404 naming those it runs).
+
+    >>> collector_action("binance:trades:BTC/USDT", "restart")
+    CollectorAction(name='binance:trades:BTC/USDT', action='restart')
+    """
+    act = check_choice("action", action, COLLECTOR_ACTIONS)
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_COLLECTOR_NAME:
+        shown = name[:50] + "..." if isinstance(name, str) and len(name) > 50 else name
+        raise InvalidRequest(
+            f"collector name {shown!r} is not valid; a collector's name, at most "
+            f"{MAX_COLLECTOR_NAME} characters, e.g. 'binance:trades:BTC/USDT'"
+        )
+    return CollectorAction(name, act)

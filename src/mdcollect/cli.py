@@ -378,6 +378,9 @@ def _serve_args(sub: Any) -> None:
     s.add_argument("--port", type=int, default=8002, help="port to listen on")
     s.add_argument("--max-jobs", type=int, default=None, metavar="N",
                    help="sync jobs running at once; more are answered 503 (default: 4)")  # fmt: skip
+    s.add_argument("--collect", metavar="CONFIG", default=None,
+                   help="also run the collectors of this TOML config, writing to the served "
+                   "storage (status: GET /api/v1/collectors and the page at /)")  # fmt: skip
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -393,6 +396,11 @@ def _serve(args: argparse.Namespace) -> int:
     max_jobs = DEFAULT_MAX_JOBS if args.max_jobs is None else args.max_jobs
     if max_jobs < 1:  # before the store is opened (which may create it)
         raise InvalidRequest(f"--max-jobs must be >= 1, got {max_jobs}")
+    cfg = None
+    if args.collect is not None:
+        from .collectors import load_config
+
+        cfg = load_config(args.collect)  # checked before anything starts
     with contextlib.ExitStack() as stack:
         factory = None
         if args.emulate:
@@ -405,8 +413,20 @@ def _serve(args: argparse.Namespace) -> int:
             def factory(key: str) -> Any:
                 return ExchangeClient(key, base_url=emu.url)
 
-        storage = stack.enter_context(open_storage(_storage_url(args)))
-        app = create_app(storage, exchange_factory=factory, max_jobs=max_jobs)
+        url = args.storage or (cfg.storage if cfg is not None else None) or _storage_url(args)
+        storage = stack.enter_context(open_storage(url))
+        collector = None
+        clients: dict[str, Any] = {}
+        if cfg is not None:
+            from .collectors import DataCollector
+
+            if args.emulate:
+                for c in cfg.collectors:
+                    if c.exchange not in clients:
+                        clients[c.exchange] = ExchangeClient(c.exchange, base_url=emu.url)
+                    c.use_client(clients[c.exchange])
+            collector = DataCollector(cfg.collectors, storage, **cfg.options)
+        app = create_app(storage, exchange_factory=factory, max_jobs=max_jobs, collector=collector)
         serve(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return EXIT_OK
 
@@ -490,6 +510,15 @@ async def _collect(args: argparse.Namespace) -> int:
             print(_status_line(st) + " (stopped)", flush=True)
         dropped = sum(c["rows_dropped"] for c in st["collectors"].values())
         return EXIT_PARTIAL if dropped else EXIT_OK
+
+
+def _figures_line(c: dict[str, Any]) -> str:
+    """A collector's figures of ``DataCollector.status()``, for a person."""
+    lag = c["lag_seconds"]
+    return (
+        f"{c['rows_per_second']:.1f} rows/s, lag {'-' if lag is None else f'{lag:.1f}s'},"
+        f" {c['reconnects']} reconnects, connected {c['connection_uptime']:.0f}s"
+    )
 
 
 def _status_line(st: dict[str, Any]) -> str:
@@ -588,8 +617,16 @@ def _status(args: argparse.Namespace) -> int:
                 f" {c['restarts']} restarts, {c['errors']} errors, {c['rows_dropped']} dropped,"
                 f" last data {'-' if since is None else f'{since:.1f}s'} ago"
             )
+            if "rows_per_second" in c:  # files written before the figures lack them
+                print(f"    {_figures_line(c)}")
             for issue in c["issues"]:
                 print(f"    issue: {issue}")
+        proc = st.get("process")
+        if proc:
+            print(
+                f"  process: {proc['rss_bytes'] / 2**20:.1f} MiB resident,"
+                f" {proc['cpu_seconds']:.1f} s CPU"
+            )
     return EXIT_OK if ok else EXIT_PARTIAL
 
 

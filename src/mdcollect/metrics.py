@@ -45,7 +45,7 @@ _COUNTERS = (
     ("rows_stored", "rows the collector stored", "rows_stored"),
     ("messages", "feed messages received", "messages_received"),
     ("restarts", "restarts, after a crash, a silent feed or by hand", "restarts"),
-    ("reconnects", "restarts because the feed fell silent", "silent_restarts"),
+    ("reconnects", "restarts after a transient exchange error or a silent feed", "reconnects"),
     ("gaps_found", "holes found in what the collector wrote", "gaps_found"),
     ("gaps_filled", "holes refilled through the backfill engine", "gaps_filled"),
     ("gaps_abandoned", "holes that could not be refilled", "gaps_abandoned"),
@@ -133,12 +133,11 @@ class MdcollectMetrics(Collector):
             "seconds between now and the exchange time of the newest message received",
             labels=labels,
         )
-        now_ms = dc.clock.time_ms()
         for lv, st, _ in rows:
             up.add_metric(lv, 1.0 if st["is_healthy"] else 0.0)
             running.add_metric(lv, 1.0 if st["state"] == "running" else 0.0)
-            if st["last_message_time"] is not None:
-                lag.add_metric(lv, max(0.0, (now_ms - st["last_message_time"]) / 1000))
+            if st["lag_seconds"] is not None:  # the status's figure, on the same clock
+                lag.add_metric(lv, max(0.0, st["lag_seconds"]))
         yield up
         yield running
         yield lag

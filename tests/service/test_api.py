@@ -187,6 +187,7 @@ def test_openapi_document_describes_every_route(live: LiveServer) -> None:
         "/api/v1/health", "/api/v1/ohlcv", "/api/v1/symbols", "/api/v1/status",
         "/api/v1/sync", "/api/v1/sync/{job_id}", "/api/v1/data",
         "/api/v1/datasets", "/api/v1/audit", "/metrics",
+        "/api/v1/collectors", "/api/v1/collectors/{name}/{action}",
     }  # fmt: skip
     import schemathesis
     from jsonschema_rs import validator_for  # noqa: F401 - installed with schemathesis

@@ -147,7 +147,7 @@ def test_identical_concurrent_syncs_are_one_job_asking_the_exchange_once(
     assert len(pages) == 2 * 3
     assert Counter(pages).most_common(1)[0][1] == 1
     assert len(emu.requests) - n == first["report"]["requests"]
-    assert status(live)["jobs"] == {"running": 0, "completed": 1, "failed": 0}
+    assert status(live)["jobs"] == {"running": 0, "completed": 1, "failed": 0, "cancelled": 0}
 
 
 def test_overlapping_syncs_fetch_a_shared_dataset_once(
@@ -225,7 +225,7 @@ async def test_finished_jobs_are_kept_for_a_bounded_time_and_count() -> None:
     assert jobs.get(done[1].id) is done[1]
     now[0] += 2.0  # over keep_seconds after they finished
     assert jobs.get(done[1].id) is None and jobs.get(done[2].id) is None
-    assert jobs.counts() == {"running": 0, "completed": 0, "failed": 0}
+    assert jobs.counts() == {"running": 0, "completed": 0, "failed": 0, "cancelled": 0}
 
 
 # -- shutdown --------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_stopping_the_app_cancels_running_jobs_within_a_bound(
         caplog.text
     )
     # both were cancelled mid-way; what they wrote is covered truly
-    assert live.recorder.app.state.service.jobs.counts() == {"running": 0, "completed": 0, "failed": 2}  # type: ignore[attr-defined]  # fmt: skip
+    assert live.recorder.app.state.service.jobs.counts() == {"running": 0, "completed": 0, "failed": 2, "cancelled": 0}  # type: ignore[attr-defined]  # fmt: skip
     assert 0 < covered_rows_are_stored(storage, emu) < 2 * 10 * 1440
 
 

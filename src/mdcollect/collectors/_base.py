@@ -92,6 +92,9 @@ class CollectorStats:
     duplicates: int = 0
     feed_overflows: int = 0
     last_message: int | None = None
+    #: the exchange's timestamp (ms) of the newest row received (trades: the trade's
+    #: time; candles: the candle's open time)
+    last_exchange_time: int | None = None
     last_write: int | None = None
     last_error: str | None = None
     write_latency: WriteLatency = field(factory=WriteLatency)
@@ -539,6 +542,10 @@ class DataSourceCollector(ABC):
         if msg.rows:
             self.stats.messages_received += 1
             self.stats.last_message = self.clock.time_ms()
+            newest = int(max(r[0] for r in msg.rows))
+            last = self.stats.last_exchange_time
+            if last is None or newest > last:
+                self.stats.last_exchange_time = newest
         await queue.put(msg)
 
     # ------------------------------------------------------------------ pipeline

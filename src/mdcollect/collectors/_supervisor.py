@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +27,7 @@ from .._backoff import Backoff
 from .._errors import ExchangeError, InvalidRequest, MdcollectError
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
+from .._time import SECOND
 from ..storage import DataCollectionStorage, default_storage, open_storage
 from ._alerts import AlertWatch, WebhookAlerts
 from ._base import DataSourceCollector, WriteObserver
@@ -41,6 +43,9 @@ log: Final = logging.getLogger("mdcollect.collector")
 
 #: The default restart schedule: 1 s doubling up to a minute, a quarter jittered.
 _RESTART_BACKOFF: Final = Backoff()
+
+#: Seconds of the clock over which ``rows_per_second`` is measured.
+RATE_WINDOW: Final = 60.0
 
 State = Literal["idle", "starting", "running", "backoff", "stopped", "disabled", "failed"]
 
@@ -66,6 +71,10 @@ class _Slot:
     restart_times: deque[float] = field(factory=deque)  # monotonic, within restart_window
     last_restart_ms: int | None = None
     last_restart_reason: str | None = None
+    reconnects: int = 0  # restarts after a transient exchange error or a silent feed
+    connected: float = 0.0  # seconds run in the runs that ended
+    run_started: float | None = None  # monotonic, while a run is on
+    recent: deque[tuple[float, int]] = field(factory=deque)  # (monotonic, rows) stored
     gaps: GapCounts = field(init=False)
     tracker: GapTracker | None = None
     lock: threading.Lock = field(factory=threading.Lock)
@@ -449,6 +458,22 @@ class DataCollector:
     def status(self) -> dict[str, Any]:
         """Plain-dict status: overall, then per collector name.
 
+        Beside its counters, each collector reports, on the supervisor's clock:
+
+        * ``rows_per_second``: rows stored in the last :data:`RATE_WINDOW` (60) seconds,
+          divided by 60, or by the time since the collector first started when that is
+          shorter (0.0 before it starts);
+        * ``lag_seconds``: the clock's now minus the exchange's timestamp of the newest
+          row received (``last_exchange_time``; for candles the candle's open time, so
+          the lag includes the candle's length); ``None`` before any row;
+        * ``reconnects``: restarts after a transient exchange error (a dropped
+          connection, a 5xx) plus restarts of a silent feed (``silent_restarts``);
+        * ``connection_uptime``: seconds its runs have been connected in all, the
+          current one included (against ``uptime``: the current run only).
+
+        ``process`` holds this process's ``rss_bytes`` and ``cpu_seconds`` (see
+        :func:`process_figures`).
+
         >>> dc.status()["collectors"]["binance:trades:BTC/USDT"]["state"]
         'running'
         """
@@ -463,6 +488,7 @@ class DataCollector:
             "callbacks": self._callbacks.stats(),
             "alerts": None if self.alerts is None else self.alerts.stats(),
             "audit": self._audits.to_dict(self.audit_interval),
+            "process": process_figures(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -558,12 +584,33 @@ class DataCollector:
             if slot.started is not None and slot.state == "running"
             else 0.0,
             "last_message_time": s.last_message,
+            "last_exchange_time": s.last_exchange_time,
             "last_data_time": slot.last_data_ms,
             "last_error": slot.last_error or s.last_error,
             "time_since_data": since_data,
             "time_since_heartbeat": since_hb,
             "issues": issues,
             "is_healthy": not issues,
+            **self._figures(slot, now),
+        }
+
+    def _figures(self, slot: _Slot, now: float) -> dict[str, Any]:
+        """``rows_per_second``, ``lag_seconds``, ``reconnects``, ``connection_uptime``
+        of ``slot`` (see :meth:`status`)."""
+        with slot.lock:
+            _prune_recent(slot.recent, now)
+            recent = sum(rows for _, rows in slot.recent)
+            connected = slot.connected
+            if slot.run_started is not None:
+                connected += now - slot.run_started
+        # a collector younger than the window is measured over its age
+        span = min(RATE_WINDOW, now - slot.first_started) if slot.first_started is not None else 0
+        newest = slot.collector.stats.last_exchange_time
+        return {
+            "rows_per_second": recent / span if span > 0 else 0.0,
+            "lag_seconds": None if newest is None else (self.clock.time_ms() - newest) / SECOND,
+            "reconnects": slot.reconnects,
+            "connection_uptime": connected,
         }
 
     # ------------------------------------------------------------------ internals
@@ -592,6 +639,8 @@ class DataCollector:
                 if rows:
                     slot.last_data = self.clock.monotonic()
                     slot.last_data_ms = self.clock.time_ms()
+                    slot.recent.append((slot.last_data, rows))
+                    _prune_recent(slot.recent, slot.last_data)
             if rows:
                 self._callbacks.publish(key, frame)
             for gap_key, gap in tracker.observe(key, covered):
@@ -631,6 +680,7 @@ class DataCollector:
             if slot.first_started is None:
                 slot.first_started = slot.started
             run = asyncio.create_task(c.run(self.storage, on_write=on_write), name=f"run {c.name}")
+            slot.run_started = slot.started
             try:
                 reason = await self._watch(slot, run)
             except asyncio.CancelledError:
@@ -648,6 +698,7 @@ class DataCollector:
                     self._fail(slot, why, exc)
                     return
                 if isinstance(exc, ExchangeError) and exc.transient:
+                    slot.reconnects += 1
                     log.warning("%s: %s; reconnecting", c.name, exc)
                 else:
                     log.error("%s: crashed; restarting", c.name, exc_info=exc)
@@ -658,11 +709,14 @@ class DataCollector:
                 log.warning("%s: %s; restarting", c.name, reason)
                 if reason == "silent":
                     slot.silent_restarts += 1
+                    slot.reconnects += 1
                 cause = (
                     f"feed silent for more than {self.max_silence:g}s"
                     if reason == "silent"
                     else "run ended"
                 )
+            finally:
+                self._run_ended(slot)
             if not (slot.should_run and self._running):
                 break
             if self._restart_cap_reached(slot):
@@ -680,6 +734,13 @@ class DataCollector:
             slot.delays.append(delay)
             slot.state = "backoff"
             await asyncio.sleep(delay)
+
+    def _run_ended(self, slot: _Slot) -> None:
+        """Add ``slot``'s run that just ended to its connected time."""
+        with slot.lock:
+            if slot.run_started is not None:
+                slot.connected += self.clock.monotonic() - slot.run_started
+                slot.run_started = None
 
     def _restart_cap_reached(self, slot: _Slot) -> bool:
         """Count a restart of ``slot``; whether it is one more than ``max_restarts``
@@ -830,6 +891,33 @@ class DataCollector:
         counts.refills += refills
         counts.last_run_ms, counts.last_error = now, None
         counts.runs += 1
+
+
+def _prune_recent(recent: deque[tuple[float, int]], now: float) -> None:
+    """Forget the writes older than :data:`RATE_WINDOW` (under the slot's lock)."""
+    while recent and recent[0][0] <= now - RATE_WINDOW:
+        recent.popleft()
+
+
+def process_figures() -> dict[str, Any]:
+    """This process's resident memory (``rss_bytes``, from ``/proc/self/statm``; the
+    peak from :mod:`resource` where there is no ``/proc``) and CPU time (``cpu_seconds``,
+    user plus system).
+
+    >>> process_figures()["cpu_seconds"] > 0
+    True
+    """
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss = peak if sys.platform == "darwin" else peak * 1024  # bytes there, KiB here
+    t = os.times()
+    return {"rss_bytes": rss, "cpu_seconds": t.user + t.system}
 
 
 @define

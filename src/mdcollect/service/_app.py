@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hmac
 import json
@@ -18,7 +20,7 @@ from attrs import field, frozen
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,12 +34,14 @@ from .._api import (
     SyncRequest,
     audit_query,
     check_exchange,
+    collector_action,
     data_query,
     datasets_query,
     ohlcv_query,
     sync_request_from_json,
 )
 from .._errors import ExchangeError, InvalidRequest, MdcollectError, StorageError
+from .._intervals import Interval
 from .._keys import DatasetKey
 from .._rules import positive
 from .._schema import empty_frame
@@ -49,9 +53,12 @@ from ..exchanges import ExchangeClient, exchange_info
 from ..storage import DataCollectionStorage, open_storage
 from ._jobs import DEFAULT_MAX_JOBS, Jobs, JobsFull, error_status
 from ._openapi import openapi_document
+from ._page import PAGE_CSP, PAGE_DATASETS, PAGE_REFRESH, PAGE_WINDOW, DatasetCoverage, render_page
 
 if TYPE_CHECKING:
     from types import FrameType
+
+    from ..collectors import DataCollector
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -74,6 +81,9 @@ _OHLCV_PARAMS: Final = frozenset(
 _DATA_PARAMS: Final = frozenset({"kind", "symbol", "limit", "start", "end", "exchange"})
 _JOB_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 _DATASETS_PARAMS: Final = frozenset({"exchange", "symbol", "kind"})
+#: The status page: a browser may send the API token as a Basic password there.
+_PAGE_PATH: Final = "/"
+_NO_PARAMS: Final = frozenset[str]()
 
 ExchangeFactory = Callable[[str], ExchangeClient | str]
 
@@ -121,12 +131,27 @@ class _BearerAuth:
                 if name == b"authorization":
                     given = value
             scheme, _, token = given.partition(b" ")
+            page = scope["path"] == _PAGE_PATH
+            if page and scheme.lower() == b"basic":
+                token = _basic_password(token)
+                scheme = b"bearer"
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
                 message = "missing bearer token" if not given else "wrong bearer token"
-                response = _error(401, message, {"WWW-Authenticate": "Bearer"})
+                # a browser asks for the page's password (the token, any user name)
+                challenge = 'Basic realm="mdcollect", charset="UTF-8"' if page else "Bearer"
+                response = _error(401, message, {"WWW-Authenticate": challenge})
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _basic_password(credentials: bytes) -> bytes:
+    """The password of HTTP Basic ``credentials`` (``b""`` when malformed)."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True)
+    except binascii.Error:
+        return b""
+    return decoded.partition(b":")[2]
 
 
 class _Service:
@@ -153,6 +178,8 @@ class _Service:
         self.openapi = openapi_document(
             allowed_exchanges, version=__version__, secured=secured, max_body=options.max_body
         )
+        #: the collectors this service runs (``mdcollect serve --collect``), if any
+        self.collector: DataCollector | None = None
 
     # -- endpoints (plain functions run in the thread pool: storage calls block) -------------
     def health(self, request: Request) -> JSONResponse:
@@ -311,6 +338,91 @@ class _Service:
         log.info("audit repaired %d finding(s)", len(repaired))
         return JSONResponse(AuditReport(tuple(datasets), tuple(repaired)).to_dict())
 
+    async def collectors(self, request: Request) -> JSONResponse:
+        """``DataCollector.status()`` of the collectors this service runs (on the loop
+        they run on); ``collecting: false`` and none when it runs none."""
+        _query_params(request, _NO_PARAMS)
+        if self.collector is None:
+            return JSONResponse({"collecting": False, "collectors": {}})
+        return JSONResponse({"collecting": True, **self.collector.status()})
+
+    async def control(self, request: Request) -> JSONResponse:
+        """Restart, enable or disable one collector; only a service with an API token."""
+        _query_params(request, _NO_PARAMS)
+        act = collector_action(request.path_params["name"], request.path_params["action"])
+        if not self.secured:
+            return _error(
+                403,
+                "controlling collectors changes what is collected: only a service started "
+                "with an API token (MDCOLLECT_API_TOKEN) does it; GET /api/v1/collectors reads",
+            )
+        dc = self.collector
+        known = [] if dc is None else [c.name for c in dc.collectors]
+        if dc is None or act.name not in known:
+            return _error(404, f"no collector named {act.name[:100]!r}; this service runs: {known}")
+        log.info("collector %s: %s by request", act.name, act.action)
+        if act.action == "restart":
+            await dc.restart(act.name)
+        elif act.action == "enable":
+            dc.enable(act.name)
+        else:
+            await dc.disable(act.name)
+        return JSONResponse(
+            {
+                "name": act.name,
+                "action": act.action,
+                "collector": dc.status()["collectors"][act.name],
+            }
+        )
+
+    def sync_jobs(self, request: Request) -> JSONResponse:
+        """The sync jobs still kept (running, and finished ones for a while), oldest first."""
+        _query_params(request, _NO_PARAMS)
+        jobs = [j.to_dict() for j in self.jobs.list()]
+        return JSONResponse({"count": len(jobs), "jobs": jobs})
+
+    async def cancel_job(self, request: Request) -> JSONResponse:
+        """Cancel a running sync job (token required): it stops at a window boundary, the
+        writes it started complete, so coverage stays true; answers the cancelled job."""
+        job_id = request.path_params["job_id"]
+        if not self.secured:
+            return _error(
+                403,
+                "cancelling a sync job needs a service started with an API token "
+                "(MDCOLLECT_API_TOKEN)",
+            )
+        job = self.jobs.get(job_id) if _JOB_ID_RE.match(job_id) else None
+        if job is None:
+            return _error(404, f"no sync job {job_id[:64]!r} (unknown, or forgotten)")
+        if job.status != "running":
+            return _error(409, f"sync job {job.id} is already {job.status}; nothing to cancel")
+        log.info("sync job %s: cancelled by request", job.id)
+        await self.jobs.cancel(job)
+        return JSONResponse(job.to_dict())
+
+    async def page(self, request: Request) -> HTMLResponse:
+        """The status page (see :mod:`._page`)."""
+        status = None if self.collector is None else self.collector.status()
+        now = now_ms()
+        datasets, more = await asyncio.to_thread(self._page_datasets, now)
+        html = render_page(
+            version=__version__, storage=self.storage.url, collectors=status,
+            datasets=datasets, more_datasets=more, jobs=[j.to_dict() for j in self.jobs.list()],
+            now=now, refresh=PAGE_REFRESH,
+        )  # fmt: skip
+        headers = {"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store"}
+        return HTMLResponse(html, headers=headers)
+
+    def _page_datasets(self, now: int) -> tuple[list[DatasetCoverage], int]:
+        """The coverage of the last 24 h of the first :data:`PAGE_DATASETS` datasets, and
+        how many more there are."""
+        keys = sorted(self.storage.keys(), key=str)
+        shown = [
+            DatasetCoverage(str(k), self.storage.coverage(k) & Interval(now - PAGE_WINDOW, now))
+            for k in keys[:PAGE_DATASETS]
+        ]
+        return shown, max(0, len(keys) - PAGE_DATASETS)
+
     def stopping(self) -> None:
         """The server is stopping: cancel the running sync jobs now (thread-safe), so that
         requests waiting for one answer at once instead of holding the shutdown."""
@@ -456,6 +568,7 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     max_sync_candles: int = DEFAULT_MAX_SYNC_CANDLES,
     max_jobs: int = DEFAULT_MAX_JOBS,
+    collector: DataCollector | None = None,
 ) -> Starlette:
     """The data-collection service as an ASGI app (Starlette).
 
@@ -475,6 +588,15 @@ def create_app(
       ``Retry-After``. A sync identical to a running one (same exchange, timeframe,
       dates, padding, set of symbols) joins it instead: same job id, same report, the
       exchange asked once. Syncs sharing a dataset fetch it one after the other.
+    * ``collector``: a :class:`~mdcollect.DataCollector` (writing to the same storage)
+      the app starts when it starts and stops, flushing, when it stops; its status is
+      ``GET /api/v1/collectors`` and the page at ``/``, and with an API token
+      ``POST /api/v1/collectors/{name}/restart|enable|disable`` controls it. The
+      exchange clients its collectors use are closed after it stops (their sessions
+      belong to the serving loop).
+
+    ``GET /`` is a status page for people (collectors, the last 24 h of each dataset,
+    sync jobs); with an API token a browser logs in with the token as password.
 
     Stopping the app (its lifespan) cancels running jobs and waits for them, boundedly;
     writes already started complete, so coverage stays true. Under a server other than
@@ -495,8 +617,18 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("data-collection service up: storage %s", store.url)
         svc.loop = asyncio.get_running_loop()
-        yield
-        await svc.jobs.close()
+        if collector is not None:
+            await collector.start()
+        try:
+            yield
+        finally:
+            if collector is not None:
+                await collector.stop()  # flushes what the collectors buffered
+                # their sessions belong to this loop, which ends here
+                clients = {id(c.client()): c.client() for c in collector.collectors}
+                for client in clients.values():
+                    await client.close()
+            await svc.jobs.close()
 
     app = Starlette(
         routes=[
@@ -511,6 +643,11 @@ def create_app(
             Route("/metrics", svc.metrics, methods=["GET"]),
             Route("/api/v1/datasets", svc.datasets, methods=["GET"]),
             Route("/api/v1/audit", svc.audit, methods=["GET", "POST"]),
+            Route("/api/v1/collectors", svc.collectors, methods=["GET"]),
+            Route("/api/v1/collectors/{name:path}/{action}", svc.control, methods=["POST"]),
+            Route("/api/v1/sync", svc.sync_jobs, methods=["GET"]),
+            Route("/api/v1/sync/{job_id}", svc.cancel_job, methods=["DELETE"]),
+            Route(_PAGE_PATH, svc.page, methods=["GET"]),
         ],
         exception_handlers={
             InvalidRequest: _invalid,
@@ -523,6 +660,7 @@ def create_app(
     )
     if token:
         app.add_middleware(_BearerAuth, token=token)
+    svc.collector = collector
     app.state.service = svc
     return app
 

@@ -44,7 +44,7 @@ __all__ = [
 
 log: Final = logging.getLogger("mdcollect.service")
 
-JobStatus = Literal["running", "completed", "failed"]
+JobStatus = Literal["running", "completed", "failed", "cancelled"]
 
 DEFAULT_MAX_JOBS: Final = 4
 DEFAULT_KEEP_JOBS: Final = 200
@@ -109,9 +109,20 @@ class SyncJob:
     finished: float | None = None
     joined: int = 0
     _clock: Callable[[], float] = field(default=time.time, repr=False, alias="clock")
+    _cancelled_by_request: bool = field(default=False, repr=False, init=False)
+
+    def cancel(self) -> None:
+        """Cancel by request (``DELETE /api/v1/sync/{id}``): the job stops at a window
+        boundary, writes already started complete; it ends ``cancelled``."""
+        self._cancelled_by_request = True
+        self.task.cancel()
 
     def _done(self, task: asyncio.Task[dict[str, Any]]) -> None:
         self.finished = self._clock()
+        if task.cancelled() and self._cancelled_by_request:
+            self.status, self.error = "cancelled", "cancelled by request"
+            self.http_status = 409
+            return
         if task.cancelled():
             self.status, self.error = "failed", "cancelled: the service is stopping"
             self.http_status = 503
@@ -217,12 +228,24 @@ class Jobs:
 
     def counts(self) -> dict[str, int]:
         """Jobs per status."""
-        out = {"running": 0, "completed": 0, "failed": 0}
+        out = {"running": 0, "completed": 0, "failed": 0, "cancelled": 0}
         with self._lock:
             self._prune()
             for job in self._jobs.values():
                 out[job.status] += 1
         return out
+
+    def list(self) -> list[SyncJob]:
+        """The jobs still kept, oldest first."""
+        with self._lock:
+            self._prune()
+            return list(self._jobs.values())
+
+    async def cancel(self, job: SyncJob) -> None:
+        """Cancel a running ``job`` by request and wait, at most ``close_timeout`` s, for
+        it to end (its started writes complete, so coverage stays true)."""
+        job.cancel()
+        await asyncio.wait([job.task], timeout=self.close_timeout)
 
     def cancel_running(self) -> None:
         """Refuse new jobs and cancel the running ones (the service is stopping)."""

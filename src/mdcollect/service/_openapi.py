@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._api import (
+    COLLECTOR_ACTIONS,
     DATE_PATTERN,
     DEFAULT_LIMIT,
     MAX_AUDIT_KEYS,
+    MAX_COLLECTOR_NAME,
     MAX_LIMIT,
     MAX_SYMBOL_LENGTH,
     MAX_SYMBOLS,
@@ -31,7 +33,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "invalid input; the message names the bad value",
         401: "missing or wrong bearer token",
         403: "not allowed by this service (repair needs a service with an API token)",
-        404: "unknown job",
+        404: "unknown job or collector (the message names the known collectors)",
+        409: "the job is not running",
         413: "request body too large",
         502: "the exchange failed",
         503: "the storage failed",
@@ -225,6 +228,23 @@ def openapi_document(
                 )
             },
             "/api/v1/sync": {
+                "get": op(
+                    "The sync jobs kept (running ones, finished ones for an hour), oldest first",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["count", "jobs"],
+                                "properties": {
+                                    "count": {"type": "integer", "minimum": 0},
+                                    "jobs": {"type": "array", "items": job},
+                                },
+                            },
+                            "the jobs",
+                        ),
+                        **_errors(400, *auth_errors),
+                    },
+                ),
                 "post": op(
                     "Ensure candles are stored (ensure_data); background when slow; "
                     "an identical running sync is joined, not repeated",
@@ -251,7 +271,7 @@ def openapi_document(
                         "required": True,
                         "content": {"application/json": {"schema": sync_body}},
                     },
-                )
+                ),
             },
             "/api/v1/datasets": {
                 "get": op(
@@ -295,6 +315,7 @@ def openapi_document(
                 )
             },
             "/api/v1/sync/{job_id}": {
+                "delete": _cancel_job(op, job, auth_errors),
                 "get": op(
                     "A sync job's status and report",
                     {"200": _json(job, "the job"), **_errors(*auth_errors, 404)},
@@ -306,9 +327,10 @@ def openapi_document(
                             "schema": {"type": "string", "maxLength": 64},
                         }
                     ],
-                )
+                ),
             },
             "/api/v1/audit": _audit_path(op, bound, auth_errors),
+            **_collector_paths(op, auth_errors),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -346,7 +368,10 @@ def openapi_document(
                     "required": ["job_id", "status", "background"],
                     "properties": {
                         "job_id": {"type": "string"},
-                        "status": {"type": "string", "enum": ["running", "completed", "failed"]},
+                        "status": {
+                            "type": "string",
+                            "enum": ["running", "completed", "failed", "cancelled"],
+                        },
                         "background": {"type": "boolean"},
                         "joined": {
                             "type": "integer",
@@ -430,4 +455,90 @@ def _audit_path(op: Any, bound: dict[str, Any], auth_errors: tuple[int, ...]) ->
             {**responses, **_errors(502, 503)},
             parameters=params,
         ),
+    }
+
+
+def _cancel_job(op: Any, job: dict[str, Any], auth_errors: tuple[int, ...]) -> dict[str, Any]:
+    """``DELETE /api/v1/sync/{job_id}``: cancel a running job (needs the token)."""
+    cancel: dict[str, Any] = op(
+        "Cancel a running sync job: it stops at a window boundary, the writes it started "
+        "complete (coverage stays true); needs a service with an API token",
+        {"200": _json(job, "the cancelled job"), **_errors(*auth_errors, 403, 404, 409)},
+        parameters=[
+            {
+                "name": "job_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "maxLength": 64},
+            }
+        ],
+    )
+    return cancel
+
+
+def _collector_paths(op: Any, auth_errors: tuple[int, ...]) -> dict[str, Any]:
+    """The collectors a service runs (``mdcollect serve --collect``): their status, and
+    restart/enable/disable by name (needs the token: 403 otherwise)."""
+    status = {
+        "type": "object",
+        "required": ["collecting", "collectors"],
+        "properties": {
+            "collecting": {"type": "boolean", "description": "this service runs collectors"},
+            "collectors": {
+                "type": "object",
+                "description": "per collector name: state, rows_per_second, lag_seconds, "
+                "reconnects, connection_uptime, restarts, last error, issues...",
+                "additionalProperties": {"type": "object"},
+            },
+            "is_healthy": {"type": "boolean"},
+            "process": {"type": "object"},
+        },
+    }
+    return {
+        "/api/v1/collectors": {
+            "get": op(
+                "The status of the collectors this service runs (DataCollector.status())",
+                {"200": _json(status, "the status"), **_errors(400, *auth_errors)},
+            )
+        },
+        "/api/v1/collectors/{name}/{action}": {
+            "post": op(
+                "Restart, enable or disable one collector by name (needs the token)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["name", "action", "collector"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "action": {"type": "string", "enum": list(COLLECTOR_ACTIONS)},
+                                "collector": {"type": "object"},
+                            },
+                        },
+                        "done; the collector's status",
+                    ),
+                    **_errors(400, *auth_errors, 403, 404),
+                },
+                parameters=[
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "description": "the collector's name (it may hold '/', as symbols do)",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_COLLECTOR_NAME,
+                            "example": "binance:trades:BTC/USDT",
+                        },
+                    },
+                    {
+                        "name": "action",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(COLLECTOR_ACTIONS)},
+                    },
+                ],
+            )
+        },
     }
