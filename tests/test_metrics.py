@@ -20,7 +20,7 @@ from mdcollect import DataCollector, open_storage
 from mdcollect.collectors import TradesCollector
 from mdcollect.exchanges import ExchangeClient, RetryPolicy, exchange_totals
 from mdcollect.metrics import metrics_text, start_metrics_server
-from mdcollect.testing import ExchangeEmulator, Fault
+from mdcollect.testing import ExchangeEmulator, Fault, MarketSpec
 
 from .collectors.conftest import Lines
 
@@ -45,14 +45,15 @@ def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 async def test_a_running_collector_scraped_matches_its_status() -> None:
     store = open_storage("memory://")
-    with ExchangeEmulator(rate_limits=False) as emu:
+    busy = [MarketSpec("BTC/USDT", 30_000.0, trades_per_minute=600)]  # ten trades a second
+    with ExchangeEmulator(rate_limits=False, markets=busy) as emu:
         client = ExchangeClient("binance", base_url=emu.url, enableRateLimit=False)
         c = TradesCollector(client, ["BTC/USDT"], mode="poll", poll_interval=0.1, name="btc")
         dc = DataCollector([c], store)
         server, thread = start_metrics_server(0, dc)
         try:
             async with dc:
-                deadline = asyncio.get_running_loop().time() + 30
+                deadline = asyncio.get_running_loop().time() + 60
                 while c.stats.rows_written == 0 or c.stats.write_latency.count < 2:
                     assert asyncio.get_running_loop().time() < deadline, "no rows stored"
                     await asyncio.sleep(0.05)

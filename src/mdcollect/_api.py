@@ -23,7 +23,16 @@ from typing import Any, Final
 from attrs import frozen
 
 from ._errors import InvalidRequest
-from ._keys import CANDLE_KINDS, HISTORY_KINDS, KINDS, CandleKind, DatasetKey, HistoryKind, Kind
+from ._keys import (
+    CANDLE_KINDS,
+    HISTORY_KINDS,
+    KINDS,
+    TIMEFRAME_KINDS,
+    CandleKind,
+    DatasetKey,
+    HistoryKind,
+    Kind,
+)
 from ._rules import (
     MAX_SYMBOLS,
     check_bounds,
@@ -82,7 +91,9 @@ TIMEFRAME_PATTERN: Final = r"^[0-9]+[smhdwM]$"
 DATE_PATTERN: Final = r"^(\d{8}|\d{4}-\d{2}-\d{2})$"
 #: The kinds of history without a timeframe (``GET /api/v1/data``); the candle kinds
 #: are read from ``GET /api/v1/ohlcv?kind=...``.
-ROW_KINDS: Final[tuple[HistoryKind, ...]] = tuple(k for k in HISTORY_KINDS if k not in CANDLE_KINDS)
+ROW_KINDS: Final[tuple[HistoryKind, ...]] = tuple(
+    k for k in HISTORY_KINDS if k not in TIMEFRAME_KINDS
+)
 
 #: ``check_timeframe(timeframe, exchange)``: the timeframe parsed if ``exchange`` serves
 #: it, else :class:`~mdcollect.InvalidRequest` (``ExchangeInfo.check_timeframe``).

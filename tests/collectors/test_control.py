@@ -222,7 +222,7 @@ async def test_a_failing_or_slow_callback_never_holds_up_storage(emu: ExchangeEm
     try:
         async with dc:
             # the slow callback is stuck in its first call; writes go on regardless
-            await wait_until(lambda: _state(dc, c.name)["rows_stored"] >= 6, 30)
+            await wait_until(lambda: _state(dc, c.name)["rows_stored"] >= 6, 90)
             st = dc.status()
             release.set()
     finally:
