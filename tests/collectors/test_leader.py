@@ -1,0 +1,214 @@
+"""One leader, with real processes: two ``mdcollect collect`` on the same config and store.
+
+Both fetch from one emulator process (``--emulate-url``: the same market, the same
+clock), so their rows are the same exchange's. The leader is SIGKILLed; the standby
+takes over within the bound and refills the hole the leader left through the gap
+machinery (``resume_window``): the trades stored are exactly the emulator's over one
+covered span, each once.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mdcollect import DatasetKey, open_storage
+from mdcollect.testing import EmulatorProcess, MarketSpec, SyntheticMarket
+
+from ..conftest import RedisServer
+from .conftest import Lines
+
+SEED = 11
+SYMBOL = "BTC/USDT"
+TRADES = DatasetKey("binance", SYMBOL, "trades")
+
+CONFIG = """
+storage = "{storage}"
+first_data_grace = 30
+[[collectors]]
+exchange = "binance"
+symbols = ["{symbol}"]
+kinds = ["trades"]
+mode = "ws"
+"""
+
+
+@pytest.fixture(scope="module")
+def market() -> Iterator[tuple[str, list[MarketSpec]]]:
+    # listed a minute ago: trade ids start near 1 and no older history is needed
+    listed = int(time.time() * 1000) - 60_000
+    specs = [MarketSpec(SYMBOL, 30_000.0, trades_per_minute=1200, listed=listed,
+                        exchange="binance")]  # fmt: skip
+    with EmulatorProcess(seed=SEED, markets=specs, rate_limits=False) as proc:
+        yield proc.url, specs
+
+
+def _doc(path: Path) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):  # not written yet, or being replaced
+        return {}
+    return doc
+
+
+def _wait(what: str, pred: Callable[[], bool], seconds: float) -> float:
+    """Wait for ``pred`` (polling); the monotonic time it held."""
+    deadline = time.monotonic() + seconds
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen in {seconds}s: {what}")
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+def _rows(status: Path) -> int:
+    cols = (_doc(status).get("status") or {}).get("collectors") or {}
+    return sum(c["rows_stored"] for c in cols.values())
+
+
+def _gaps_done(status: Path) -> bool:
+    cols = (_doc(status).get("status") or {}).get("collectors") or {}
+    return bool(cols) and all(
+        c["gaps_found"] >= 1 and c["gaps_filled"] == c["gaps_found"] for c in cols.values()
+    )
+
+
+class _Collect:
+    """``mdcollect collect CONFIG --emulate-url URL`` in a child process."""
+
+    def __init__(self, config: Path, status: Path, url: str, extra: list[str]) -> None:
+        self.status = status
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mdcollect.cli", "collect", str(config), "--emulate-url", url,
+             "--status-every", "0.2", "--status-file", str(status), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.out, self.err = Lines(self.proc.stdout), Lines(self.proc.stderr)
+
+    def saw(self, text: str, seconds: float = 60) -> float:
+        self.out.wait(lambda lines: any(text in line for line in lines), seconds)
+        return time.monotonic()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+def _status_cli(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mdcollect.cli", "status", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["file", "redis"])
+def test_standby_takes_over_a_killed_leader_without_hole_or_duplicate(
+    backend: str,
+    market: tuple[str, list[MarketSpec]],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    url, specs = market
+    if backend == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        storage = f"{server.url}?prefix=leader-{uuid.uuid4().hex[:8]}:"
+        ttl = 3.0
+        extra = ["--lease-ttl", str(ttl)]  # the lease in the store's Redis (the default)
+        bound = ttl + ttl / 5 + 2.0  # expiry, one standby poll, and slack for a busy machine
+    else:
+        storage = f"parquet://{tmp_path / 'store'}"
+        extra = []  # the lock file beside the store (the default)
+        bound = 2.0  # the kernel frees the lock at once; one poll (0.25 s) and slack
+    config = tmp_path / "collect.toml"
+    config.write_text(CONFIG.format(storage=storage, symbol=SYMBOL))
+    a = _Collect(config, tmp_path / "a.json", url, extra)
+    b = None
+    try:
+        a.saw("leader: collecting")
+        b = _Collect(config, tmp_path / "b.json", url, extra)
+        b.saw("standby: leader is ")
+        assert any(f"pid {a.proc.pid}" in line for line in b.out.lines), b.out.lines
+        _wait("the leader stores rows", lambda: _rows(a.status) > 0, 60)
+        # the standby collects nothing, and says so
+        _wait("the standby's status", lambda: bool(_doc(b.status)), 30)
+        doc = _doc(b.status)
+        assert doc["lease"]["role"] == "standby" and f"pid {a.proc.pid}" in doc["lease"]["holder"]
+        assert doc["status"]["collectors"] == {}
+        shown = _status_cli(b.status)
+        assert shown.returncode == 0 and "standby (leader:" in shown.stdout, shown.stdout
+        assert _doc(a.status)["lease"]["role"] == "leader"
+
+        a.proc.kill()  # SIGKILL: no flush, no release
+        killed = time.monotonic()
+        killed_ms = int(time.time() * 1000)
+        a.proc.wait(30)
+        leads = b.saw("leader: collecting", 30)
+        first_row = _wait("the new leader stores rows", lambda: _rows(b.status) > 0, 60)
+        print(
+            f"\n{backend} lease: takeover {leads - killed:.2f}s after SIGKILL,"
+            f" first stored row {first_row - killed:.2f}s"
+        )
+        assert leads - killed <= bound, (leads - killed, bound)
+        # the hole the dead leader left is refilled through the gap machinery
+        _wait("the gap refilled", lambda: _gaps_done(b.status), 60)
+        b.stop()
+        assert b.proc.returncode == 0, b.err.until_closed(30)[-20:]
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+
+    with open_storage(storage) as st:
+        cov = st.coverage(TRADES)
+        assert len(cov) == 1, cov  # no hole across the takeover
+        span = cov[0]
+        assert span.start < killed_ms < span.end
+        stored = st.read(TRADES, span.start, span.end)
+    truth = SyntheticMarket(SEED, specs, venues={"binance": []})
+    expected = truth.trades("binance", SYMBOL, span.start, span.end).to_frame()
+    ids = stored["id"].astype("int64").to_numpy()
+    assert len(np.unique(ids)) == len(ids)  # no row written twice
+    assert len(ids) > 20  # rows of both leaders (20 trades a second)
+    np.testing.assert_array_equal(ids, expected["id"].astype("int64").to_numpy())
+    np.testing.assert_array_equal(stored["price"].to_numpy(), expected["price"].to_numpy())
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--lease", "zk://h:2181"],
+            "'zk://h:2181' is not a lease; use redis://HOST:PORT/DB or file:PATH",
+        ),
+        (["--lease-ttl", "0"], "lease ttl must be a number of seconds from 0.1 to 3600, got 0.0"),
+        (["--lease", "redis://u:SECRET@h/0", "--lease-ttl", "-1"], "got -1.0"),
+    ],
+)
+def test_collect_refuses_a_bad_lease_before_starting(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "collect.toml"
+    config.write_text(CONFIG.format(storage=f"parquet://{tmp_path / 'store'}", symbol=SYMBOL))
+    res = subprocess.run(
+        [sys.executable, "-m", "mdcollect.cli", "collect", str(config), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 2 and said in res.stderr, res.stderr
+    assert "SECRET" not in res.stderr
+    assert not (tmp_path / "store").exists()  # nothing started, nothing written
