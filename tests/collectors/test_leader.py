@@ -212,3 +212,52 @@ def test_collect_refuses_a_bad_lease_before_starting(
     assert res.returncode == 2 and said in res.stderr, res.stderr
     assert "SECRET" not in res.stderr
     assert not (tmp_path / "store").exists()  # nothing started, nothing written
+
+
+@pytest.mark.slow
+def test_leader_that_cannot_renew_stops_and_leads_again_later(
+    market: tuple[str, list[MarketSpec]], tmp_path: Path
+) -> None:
+    """``--lease redis://...`` beside a Parquet store: Redis goes away, so the leader
+    cannot renew; it stops collecting (flushed, exit-free) and stands by; Redis comes
+    back and it leads and collects again (the same collectors, started anew)."""
+    url, _ = market
+    server = RedisServer(tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    server.start()
+    storage = f"parquet://{tmp_path / 'store'}"
+    config = tmp_path / "collect.toml"
+    config.write_text(CONFIG.format(storage=storage, symbol=SYMBOL))
+    a = _Collect(config, tmp_path / "a.json", url, ["--lease", server.url, "--lease-ttl", "1.5"])
+    try:
+        a.saw("leader: collecting")
+        _wait("rows stored", lambda: _rows(a.status) > 0, 60)
+        server.stop()
+        stopped = time.monotonic()
+        lost = a.saw("standby: lost the lease")
+        assert lost - stopped < 1.5  # before the lease it last renewed could expire
+        _wait("standby in the status", lambda: _doc(a.status)["lease"]["role"] == "standby", 30)
+        assert _doc(a.status)["status"]["collectors"] == {}
+        with open_storage(storage) as st:
+            before = len(st.read(TRADES))
+        assert before > 0  # what it had buffered was flushed when it stopped
+        server.start()
+        _wait(
+            "leading again",
+            lambda: sum("leader: collecting" in line for line in a.out.lines) == 2,
+            30,
+        )
+        # the hole of its time as a standby is refilled like a reconnect's
+        _wait("the gap refilled", lambda: _gaps_done(a.status), 60)
+        a.stop()
+        assert a.proc.returncode == 0, a.err.until_closed(30)[-20:]
+    finally:
+        a.stop()
+        server.stop()
+    with open_storage(storage) as st:
+        cov = st.coverage(TRADES)
+        assert len(cov) == 1, cov
+        stored = st.read(TRADES, cov[0].start, cov[0].end)
+    ids = stored["id"].astype("int64").to_numpy()
+    assert len(ids) > before and len(np.unique(ids)) == len(ids)
+    assert ids[-1] - ids[0] + 1 == len(ids)  # consecutive ids: not one trade missing

@@ -400,7 +400,9 @@ class Leadership:
         try:
             got = bool(await self._call(self.lease.acquire))
         except LeaseError as exc:
-            log.warning("standby: %s", exc)
+            if str(exc) != self._announced:  # once per outage, not once per poll
+                self._announced = str(exc)
+                log.warning("standby: %s", exc)
             return False
         if got:
             self.role, self._valid_until = "leader", sent + self.lease.ttl
