@@ -199,3 +199,17 @@ def test_default_and_named_leases(tmp_path: Path) -> None:
         parse_lease("zk://h", "n")
     with pytest.raises(InvalidRequest, match=r"ttl .* got 0"):
         FileLease(tmp_path / "l", ttl=0)
+
+
+async def test_a_lease_never_shows_its_password() -> None:
+    from mdcollect.collectors import LeaseError
+
+    closed = RedisLease("redis://app:SECRET@127.0.0.1:1/0", _name(), ttl=1)
+    assert "SECRET" not in closed.where and "app:***@" in closed.where
+    with pytest.raises(LeaseError) as err:
+        closed.acquire()  # nothing listens on port 1
+    assert "SECRET" not in str(err.value) and "127.0.0.1:1" in str(err.value)
+    leadership = Leadership(closed)
+    assert not await leadership.try_acquire()  # unreachable: stand by, never lead
+    assert leadership.role == "standby"
+    closed.close()
