@@ -263,3 +263,59 @@ def test_leader_that_cannot_renew_stops_and_leads_again_later(
     ids = stored["id"].astype("int64").to_numpy()
     assert len(ids) > before and len(np.unique(ids)) == len(ids)
     assert ids[-1] - ids[0] + 1 == len(ids)  # consecutive ids: not one trade missing
+
+
+@pytest.mark.slow
+def test_a_paused_leader_steps_down_when_it_resumes(
+    market: tuple[str, list[MarketSpec]], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The leader is paused (SIGSTOP) past its ttl: the standby takes over; when the old
+    leader resumes it finds its lease gone, stops and stands by, and the store holds
+    every trade once."""
+    url, specs = market
+    storage = f"{redis_server.url}?prefix=pause-{uuid.uuid4().hex[:8]}:"
+    config = tmp_path / "collect.toml"
+    config.write_text(CONFIG.format(storage=storage, symbol=SYMBOL))
+    extra = ["--lease-ttl", "2"]
+    a = _Collect(config, tmp_path / "a.json", url, extra)
+    b = None
+    try:
+        a.saw("leader: collecting")
+        b = _Collect(config, tmp_path / "b.json", url, extra)
+        b.saw("standby: leader is ")
+        _wait("the leader stores rows", lambda: _rows(a.status) > 0, 60)
+        a.proc.send_signal(signal.SIGSTOP)
+        paused = time.monotonic()
+        try:
+            b.saw("leader: collecting", 30)
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        # past its lease: renewed at most ttl/3 before the pause, it expired within ttl
+        assert resumed - paused > 2 * 2 / 3
+        stepped_down = a.saw("standby: lost the lease", 30)
+        assert stepped_down - resumed < 2, stepped_down - resumed
+        assert any(
+            "standby: leader is" in x and f"pid {b.proc.pid}" in x
+            for x in a.out.wait(lambda lines: any(f"pid {b.proc.pid}" in x for x in lines), 30)
+        )
+        _wait("the new leader stores rows", lambda: _rows(b.status) > 0, 60)
+        _wait("the gap refilled", lambda: _gaps_done(b.status), 60)
+        a.stop()  # the standby first: it would take over from a leader stopping gracefully
+        b.stop()
+        assert a.proc.returncode == 0 and b.proc.returncode == 0
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+        a.stop()
+        if b is not None:
+            b.stop()
+    with open_storage(storage) as st:
+        cov = st.coverage(TRADES)
+        assert len(cov) == 1, cov
+        stored = st.read(TRADES, cov[0].start, cov[0].end)
+    truth = SyntheticMarket(SEED, specs, venues={"binance": []})
+    expected = truth.trades("binance", SYMBOL, cov[0].start, cov[0].end).to_frame()
+    ids = stored["id"].astype("int64").to_numpy()
+    assert len(np.unique(ids)) == len(ids)
+    exp = expected["id"].astype("int64").to_numpy()
+    np.testing.assert_array_equal(ids, exp)
