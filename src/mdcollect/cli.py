@@ -54,6 +54,7 @@ from .storage import (
 )
 
 if TYPE_CHECKING:
+    from .collectors import DataCollector, Leadership, Lease
     from .ensure import EnsureReport
 
 log = logging.getLogger("mdcollect.cli")
@@ -512,7 +513,7 @@ async def _collect(args: argparse.Namespace) -> int:
         return EXIT_PARTIAL if dropped else EXIT_OK
 
 
-def _collect_lease(args: argparse.Namespace, collectors: Sequence[Any], url: str) -> Any:
+def _collect_lease(args: argparse.Namespace, collectors: Sequence[Any], url: str) -> Lease | None:
     """The lease ``collect`` elects its leader with (None: ``--no-lease``, or a store
     only this process sees), checked before anything starts."""
     from .collectors import DEFAULT_TTL, default_lease, lease_name, parse_lease
@@ -533,8 +534,8 @@ class _Term:
     def __init__(
         self,
         args: argparse.Namespace,
-        dc: Any,
-        leadership: Any,
+        dc: DataCollector,
+        leadership: Leadership | None,
         status_file: _StatusFile | None,
         url: str,
         tick: float | None,

@@ -153,6 +153,8 @@ def test_standby_takes_over_a_killed_leader_without_hole_or_duplicate(
         shown = _status_cli(b.status)
         assert shown.returncode == 0 and "standby (leader:" in shown.stdout, shown.stdout
         assert _doc(a.status)["lease"]["role"] == "leader"
+        leader = _status_cli(a.status)
+        assert "leader: lease " in leader.stdout and f"pid {a.proc.pid}" in leader.stdout
 
         a.proc.kill()  # SIGKILL: no flush, no release
         killed = time.monotonic()

@@ -24,8 +24,9 @@ and once less than ``ttl / 3`` of that validity is left -- or the lease turns ou
 to be someone else's -- :meth:`~Leadership.keep` returns, so the collection stops
 (flushing) before a standby can take the lease. A leader paused past its ttl
 (SIGSTOP, a VM freeze) notices on resuming; rows it had in flight may then be
-written after the new leader started: the same exchange's rows, and writes upsert
-by timestamp, so nothing is stored twice.
+written after the new leader started: the same exchange's rows, and writes are
+upserts (by timestamp, by id for trades), so nothing is stored twice. Storage has no
+fencing token that would refuse such a late write.
 """
 
 from __future__ import annotations
