@@ -31,6 +31,8 @@ from .conftest import Lines
 SEED = 11
 SYMBOL = "BTC/USDT"
 TRADES = DatasetKey("binance", SYMBOL, "trades")
+CANDLES = DatasetKey("binance", SYMBOL, "ohlcv", "1s")
+OHLCV = ["open", "high", "low", "close", "volume"]
 
 CONFIG = """
 storage = "{storage}"
@@ -39,6 +41,7 @@ first_data_grace = 30
 exchange = "binance"
 symbols = ["{symbol}"]
 kinds = ["trades"]
+candles = ["1s"]
 mode = "ws"
 """
 
@@ -182,7 +185,15 @@ def test_standby_takes_over_a_killed_leader_without_hole_or_duplicate(
         span = cov[0]
         assert span.start < killed_ms < span.end
         stored = st.read(TRADES, span.start, span.end)
+        # the candles built from the trades: closed ones only, no hole either
+        ccov = st.coverage(CANDLES)
+        assert len(ccov) == 1, ccov
+        assert ccov[0].start < killed_ms < ccov[0].end
+        candles = st.read(CANDLES, ccov[0].start, ccov[0].end)
     truth = SyntheticMarket(SEED, specs, venues={"binance": []})
+    true_candles = truth.candles("binance", SYMBOL, "1s", ccov[0].start, ccov[0].end).to_frame()
+    assert len(candles) == len(true_candles) >= 2
+    np.testing.assert_allclose(candles[OHLCV].to_numpy(), true_candles[OHLCV].to_numpy())
     expected = truth.trades("binance", SYMBOL, span.start, span.end).to_frame()
     ids = stored["id"].astype("int64").to_numpy()
     assert len(np.unique(ids)) == len(ids)  # no row written twice
