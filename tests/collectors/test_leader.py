@@ -332,3 +332,30 @@ def test_a_paused_leader_steps_down_when_it_resumes(
     assert len(np.unique(ids)) == len(ids)
     exp = expected["id"].astype("int64").to_numpy()
     np.testing.assert_array_equal(ids, exp)
+
+
+@pytest.mark.slow
+def test_a_leader_stopping_gracefully_hands_over_at_the_next_poll(
+    market: tuple[str, list[MarketSpec]], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """SIGINT: the leader flushes and releases its Redis lease, so the standby leads at
+    its next poll (ttl/5 = 2 s with the default ttl of 10 s), not after the ttl."""
+    url, _ = market
+    storage = f"{redis_server.url}?prefix=handover-{uuid.uuid4().hex[:8]}:"
+    config = tmp_path / "collect.toml"
+    config.write_text(CONFIG.format(storage=storage, symbol=SYMBOL))
+    a = _Collect(config, tmp_path / "a.json", url, [])
+    b = None
+    try:
+        a.saw("leader: collecting")
+        b = _Collect(config, tmp_path / "b.json", url, [])
+        b.saw("standby: leader is ")
+        a.stop()
+        stopped = time.monotonic()
+        assert a.proc.returncode == 0
+        took = b.saw("leader: collecting", 30) - stopped
+        assert took < 2 + 1.5, took  # one poll and slack, well under the ttl
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
