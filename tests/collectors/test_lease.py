@@ -153,7 +153,7 @@ async def test_leader_stops_before_the_lease_expires_when_redis_is_gone(
         assert "not renewed" in why and leadership.role == "standby"
         # its last renewal was at most ttl/3 before Redis stopped: the lease was valid
         # for ttl after it; keep() gave up with at least ttl/3 of that left
-        assert took <= ttl - ttl / 3 + 0.2, took
+        assert took <= ttl - ttl / 3 + 0.3, took  # slack for a busy machine
     finally:
         leadership.lease._redis.close()  # type: ignore[attr-defined]
 
