@@ -28,6 +28,10 @@
    with ``--no-watch``). ``--tracemalloc`` diffs
    live objects and Python allocations over the collector run (slow: it saturates
    the client; use few ``--symbols``).
+3. Takeover (``--only-takeover``, skipped with ``--no-takeover``): two ``mdcollect
+   collect`` on one config and store, the leader SIGKILLed; seconds until the standby
+   leads and until it stores its first row, with the file lease (a Parquet store)
+   and the Redis lease (a Redis store, the default ttl; needs ``redis-server``).
 """
 
 from __future__ import annotations
@@ -591,6 +595,132 @@ def _growth(
     return out
 
 
+def _lines(stream: Any) -> list[str]:
+    """The lines of a child's stream, appended as they come (read in a daemon thread)."""
+    import threading
+
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _until(pred: Callable[[], bool], seconds: float, what: str) -> float:
+    deadline = time.monotonic() + seconds
+    while not pred():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not seen in {seconds:g}s: {what}")
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def _stored(status: str) -> int:
+    import json
+
+    try:
+        cols = json.loads(open(status).read())["status"]["collectors"]  # noqa: SIM115
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(c["rows_stored"] for c in cols.values())
+
+
+def _takeover(url: str, storage: str, workdir: str, extra: list[str]) -> tuple[float, float]:
+    """Two ``mdcollect collect`` on one config and store; SIGKILL the leader. Seconds
+    from the kill to the standby's "leader" line and to its first stored row."""
+    import signal
+    import subprocess
+
+    config = os.path.join(workdir, "collect.toml")
+    with open(config, "w") as f:
+        f.write(
+            f'storage = "{storage}"\n[[collectors]]\nexchange = "binance"\n'
+            'symbols = ["BTC/USDT"]\nkinds = ["trades"]\nmode = "ws"\n'
+        )
+    procs = []
+
+    def start(name: str) -> tuple[subprocess.Popen[str], list[str], str]:
+        status = os.path.join(workdir, f"{name}.json")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mdcollect.cli", "collect", config, "--emulate-url", url,
+             "--status-every", "0.05", "--status-file", status, *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        procs.append(proc)
+        return proc, _lines(proc.stdout), status
+
+    try:
+        a, a_out, a_status = start("a")
+        _until(lambda: any("leader:" in x for x in a_out), 60, "a leader")
+        _until(lambda: _stored(a_status) > 0, 60, "the leader's rows")
+        _, b_out, b_status = start("b")
+        _until(lambda: any("standby:" in x for x in b_out), 60, "a standby")
+        a.kill()
+        killed = time.monotonic()
+        leads = _until(lambda: any("leader:" in x for x in b_out), 60, "the takeover")
+        row = _until(lambda: _stored(b_status) > 0, 60, "the new leader's rows")
+        return leads - killed, row - killed
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+
+
+def bench_takeover() -> None:
+    """One leader: the takeover time with each lease, from SIGKILL to the standby's
+    first stored row (the default ttl of 10 s for Redis)."""
+    import shutil
+    import socket
+    import subprocess
+
+    from mdcollect.collectors import DEFAULT_TTL
+    from mdcollect.testing import EmulatorProcess, MarketSpec
+
+    listed = int(time.time() * 1000) - 60_000
+    spec = MarketSpec("BTC/USDT", 30_000.0, trades_per_minute=1200, listed=listed,
+                      exchange="binance")  # fmt: skip
+    print("takeover: two 'mdcollect collect' on one config and store, the leader SIGKILLed")
+    with EmulatorProcess(seed=1, markets=[spec], rate_limits=False) as emu:
+        with tempfile.TemporaryDirectory() as tmp:
+            lead, row = _takeover(emu.url, f"parquet://{tmp}/store", tmp, [])
+            print(f"  file lease (flock)        leader after {lead:5.2f} s, first stored row"
+                  f" after {row:5.2f} s")  # fmt: skip
+        exe = shutil.which("redis-server")
+        if exe is None:
+            print("  redis lease               unavailable (redis-server not installed)")
+            return
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with tempfile.TemporaryDirectory() as tmp:
+            server = subprocess.Popen(
+                [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp],
+                stdout=subprocess.DEVNULL,
+            )
+            try:
+                _until(lambda: _listening(port), 20, "redis-server")
+                lead, row = _takeover(emu.url, f"redis://127.0.0.1:{port}/0", tmp, [])
+            finally:
+                server.terminate()
+                server.wait(10)
+            print(f"  redis lease (ttl {DEFAULT_TTL:g} s)    leader after {lead:5.2f} s, first"
+                  f" stored row after {row:5.2f} s (bound: ttl + ttl/5 = {DEFAULT_TTL * 1.2:g} s)")  # fmt: skip
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--trades", type=float, default=10e6)
@@ -603,7 +733,12 @@ def main() -> int:
     p.add_argument("--no-watch", action="store_true", help="skip the watched collector run")
     p.add_argument("--batch-rows", type=int, default=None, help="TradesCollector batch_rows")
     p.add_argument("--batch-seconds", type=float, default=None, help="... and batch_seconds")
+    p.add_argument("--no-takeover", action="store_true", help="skip the takeover times")
+    p.add_argument("--only-takeover", action="store_true", help="only the takeover times")
     args = p.parse_args()
+    if args.only_takeover:
+        bench_takeover()
+        return 0
     options = {
         k: v
         for k, v in (("batch_rows", args.batch_rows), ("batch_seconds", args.batch_seconds))
@@ -622,6 +757,8 @@ def main() -> int:
             watch=not args.no_watch,
         )
     )
+    if not args.no_takeover:
+        bench_takeover()
     return 0
 
 

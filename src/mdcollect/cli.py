@@ -14,6 +14,7 @@
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
     mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 --emulate --dry-run -q
     mdcollect collect collect.toml --status-file /run/mdcollect.json
+    mdcollect collect collect.toml --lease redis://db:6379/0    # a second one stands by
     mdcollect status /run/mdcollect.json
     mdcollect serve --storage parquet:///data/md --host 127.0.0.1 --port 8002 [--emulate]
     mdcollect audit binance:ohlcv:1m:BTC/USDT --start 2024-01-01 --end 2024-12-31 [--repair] [--json]
@@ -53,6 +54,7 @@ from .storage import (
 )
 
 if TYPE_CHECKING:
+    from .collectors import DataCollector, Leadership, Lease
     from .ensure import EnsureReport
 
 log = logging.getLogger("mdcollect.cli")
@@ -443,16 +445,34 @@ def _collect_args(sub: Any) -> None:
     c.add_argument("--metrics-addr", default="127.0.0.1", metavar="ADDR",
                    help="address the metrics listen on (default 127.0.0.1: this machine only)")  # fmt: skip
     c.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
+    lease = c.add_mutually_exclusive_group()
+    lease.add_argument(
+        "--lease", metavar="URL", default=None,
+        help="one leader among processes running this config on this store: the lease in "
+        "Redis (redis://HOST:PORT/DB) or a lock file (file:PATH); default: in Redis for a "
+        "Redis store, else a lock file beside the local store (or in the user state dir); "
+        "the others stand by and take over when the leader dies",
+    )  # fmt: skip
+    lease.add_argument("--no-lease", action="store_true",
+                       help="collect without electing a leader (no lease, no standby)")  # fmt: skip
+    c.add_argument("--lease-ttl", type=float, default=None, metavar="SECONDS",
+                   help="seconds a lease lasts unrenewed (default 10; the leader renews every "
+                   "third of it; a Redis standby takes over within ttl + ttl/5)")  # fmt: skip
+    # a running emulator to fetch from (tests: several processes must see one market)
+    c.add_argument("--emulate-url", default=None, help=argparse.SUPPRESS)
     st = sub.add_parser("status", help="show the status a running 'collect --status-file' wrote")
     st.add_argument("status_file", metavar="PATH", help="the file given to collect --status-file")
     st.add_argument("--json", action="store_true", help="print the raw JSON")
 
 
 async def _collect(args: argparse.Namespace) -> int:
-    """``mdcollect collect``: run collectors until SIGINT/SIGTERM, then stop gracefully."""
+    """``mdcollect collect``: run collectors until SIGINT/SIGTERM, then stop gracefully.
+
+    With a lease (the default on a store other processes can share), only the leader
+    collects; the others stand by and take over when it dies."""
     import signal
 
-    from .collectors import DataCollector, load_config
+    from .collectors import DataCollector, Leadership, load_config
 
     cfg = load_config(args.config)
     url = args.storage or cfg.storage or _storage_url(args)
@@ -460,14 +480,21 @@ async def _collect(args: argparse.Namespace) -> int:
     check_number("--status-every", every, strict=False)
     status_file = _StatusFile(Path(args.status_file), every or 10.0) if args.status_file else None
     tick = every or (None if status_file is None else status_file.interval)
+    lease = _collect_lease(args, cfg.collectors, url)
+    leadership = None if lease is None else Leadership(lease)
+    emulate_url = args.emulate_url
     with contextlib.ExitStack() as stack:
-        if args.emulate:
+        if lease is not None:
+            stack.callback(lease.close)
+        if args.emulate or emulate_url:
             from .exchanges import ExchangeClient
-            from .testing import ExchangeEmulator
 
-            emu = stack.enter_context(ExchangeEmulator(rate_limits=False))
+            if emulate_url is None:
+                from .testing import ExchangeEmulator
+
+                emulate_url = stack.enter_context(ExchangeEmulator(rate_limits=False)).url
             clients = {
-                c.exchange: ExchangeClient(c.exchange, base_url=emu.url, enableRateLimit=False)
+                c.exchange: ExchangeClient(c.exchange, base_url=emulate_url, enableRateLimit=False)
                 for c in cfg.collectors
             }
             for c in cfg.collectors:
@@ -485,27 +512,21 @@ async def _collect(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         if args.duration is not None:
             loop.call_later(args.duration, stop.set)
+        term = _Term(args, dc, leadership, status_file, url, tick)
         try:
-            async with dc:
-                if status_file is not None:
-                    status_file.write(dc.status(), args.config, url)
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), tick)
-                    if status_file is not None:
-                        status_file.write(dc.status(), args.config, url)
-                    if every and not args.quiet:
-                        print(_status_line(dc.status()), flush=True)
+            await term.run(stop)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            if leadership is not None:
+                await leadership.release()
             dc.close()
-            if args.emulate:
+            if args.emulate or args.emulate_url:
                 for client in clients.values():
                     await client.close()
         st = dc.status()
         if status_file is not None:
-            status_file.write(st, args.config, url, stopped=True)
+            status_file.write(st, args.config, url, stopped=True, lease=term.lease_doc())
         if not args.quiet:
             print(_status_line(st) + " (stopped)", flush=True)
         dropped = sum(c["rows_dropped"] for c in st["collectors"].values())
@@ -519,6 +540,122 @@ def _figures_line(c: dict[str, Any]) -> str:
         f"{c['rows_per_second']:.1f} rows/s, lag {'-' if lag is None else f'{lag:.1f}s'},"
         f" {c['reconnects']} reconnects, connected {c['connection_uptime']:.0f}s"
     )
+
+
+def _collect_lease(args: argparse.Namespace, collectors: Sequence[Any], url: str) -> Lease | None:
+    """The lease ``collect`` elects its leader with (None: ``--no-lease``, or a store
+    only this process sees), checked before anything starts."""
+    from .collectors import DEFAULT_TTL, default_lease, lease_name, parse_lease
+
+    if args.no_lease:
+        return None
+    ttl = DEFAULT_TTL if args.lease_ttl is None else args.lease_ttl
+    name = lease_name(url, collectors)
+    if args.lease is not None:
+        return parse_lease(args.lease, name, ttl)
+    return default_lease(url, name, ttl)
+
+
+class _Term:
+    """``collect``'s loop: stand by until this process holds the lease, collect while
+    it does, stand by again if it is lost; report the role all along."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        dc: DataCollector,
+        leadership: Leadership | None,
+        status_file: _StatusFile | None,
+        url: str,
+        tick: float | None,
+    ) -> None:
+        self.args, self.dc, self.leadership = args, dc, leadership
+        self.status_file, self.url, self.tick = status_file, url, tick
+        self.leading = False
+        self._next_report = 0.0  # on the event loop's clock
+
+    def lease_doc(self) -> dict[str, Any] | None:
+        from .collectors import describe_holder
+
+        ld = self.leadership
+        if ld is None:
+            return None
+        return {
+            "role": ld.role,
+            "where": ld.lease.where,
+            "holder": describe_holder(ld.holder),
+            "ttl": ld.lease.ttl,
+        }
+
+    def report(self, *, line: bool) -> None:
+        if self.leading:
+            st = self.dc.status()
+            text = _status_line(st)
+        else:
+            st = {"running": False, "uptime": 0.0, "is_healthy": True, "issues": [],
+                  "collectors": {}}  # fmt: skip
+            doc = self.lease_doc() or {}
+            text = f"[standby] leader is {doc.get('holder')} (lease {doc.get('where')})"
+        if self.status_file is not None:
+            self.status_file.write(st, self.args.config, self.url, lease=self.lease_doc())
+        if line and self.args.status_every and not self.args.quiet:
+            print(text, flush=True)
+
+    def say(self, text: str) -> None:
+        if not self.args.quiet:
+            print(text, flush=True)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        ld = self.leadership
+        announced = None
+        while not stop.is_set():
+            if ld is not None and not await ld.try_acquire():
+                doc = self.lease_doc() or {}
+                if doc["holder"] != announced:
+                    announced = doc["holder"]
+                    self.say(f"standby: leader is {announced} (lease {doc['where']})")
+                    self.report(line=False)
+                await self._standby(stop, ld.lease.poll)
+                continue
+            announced = None
+            if ld is not None:
+                self.say(f"leader: collecting (lease {ld.lease.where})")
+            keeper = None if ld is None else asyncio.create_task(ld.keep(), name="lease keeper")
+            try:
+                await self._lead(stop, keeper)
+            finally:
+                if keeper is not None and not keeper.done():
+                    keeper.cancel()
+                    await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _standby(self, stop: asyncio.Event, poll: float) -> None:
+        """Wait one poll (or until stopped); report when a tick is due."""
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_report:
+            self.report(line=True)
+            self._next_report = now + (self.tick or 10.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll)
+
+    async def _lead(self, stop: asyncio.Event, keeper: asyncio.Task[str] | None) -> None:
+        """Collect until stopped or until the lease is lost (then flush and return)."""
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        if keeper is not None:
+            waits.append(keeper)
+        async with self.dc:
+            self.leading = True
+            try:
+                self.report(line=False)
+                while not stop.is_set() and not (keeper is not None and keeper.done()):
+                    await asyncio.wait(waits, timeout=self.tick, return_when="FIRST_COMPLETED")
+                    if stop.is_set() or keeper is None or not keeper.done():
+                        self.report(line=True)
+            finally:
+                self.leading = False
+                waits[0].cancel()
+        if keeper is not None and keeper.done() and not keeper.cancelled():
+            self.say(f"standby: lost the lease ({keeper.result()}); collection stopped")
+            self.report(line=False)
 
 
 def _status_line(st: dict[str, Any]) -> str:
@@ -545,7 +682,12 @@ class _StatusFile:
             raise InvalidRequest(f"--status-file must be a file path, got the directory {path}")
 
     def write(
-        self, status: dict[str, Any], config: str, storage: str, stopped: bool = False
+        self,
+        status: dict[str, Any],
+        config: str,
+        storage: str,
+        stopped: bool = False,
+        lease: dict[str, Any] | None = None,
     ) -> None:
         import json
         import os
@@ -560,6 +702,8 @@ class _StatusFile:
             "stopped": stopped,
             "status": status,
         }
+        if lease is not None:  # role (leader/standby), where the lease is, its holder
+            doc["lease"] = lease
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -603,6 +747,9 @@ def _status(args: argparse.Namespace) -> int:
             f"not running? the status is {age:.0f}s old (written every {interval:g}s)",
             False,
         )
+    elif (doc.get("lease") or {}).get("role") == "standby":
+        # waiting to take over is a healthy state of a process that runs
+        state, ok = f"standby (leader: {doc['lease'].get('holder')})", True
     else:
         # the verdict of the periodic status line: DataCollector.status()'s is_healthy
         state = "healthy" if st["is_healthy"] else "UNHEALTHY"
@@ -610,6 +757,11 @@ def _status(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"mdcollect collect {doc.get('config')} (pid {doc.get('pid')}): {state}")
         print(f"  storage {doc.get('storage')}, written {age:.1f}s ago")
+        lease = doc.get("lease")
+        if lease:
+            print(
+                f"  {lease.get('role')}: lease {lease.get('where')}, held by {lease.get('holder')}"
+            )
         for name, c in st["collectors"].items():
             since = c["time_since_data"]
             print(

@@ -30,7 +30,8 @@ instead of sleeping.
 The rooms: ``_base`` (the feed -> queue -> batch -> storage pipeline),
 ``_kinds`` (one collector per kind), ``_options`` (every option, checked),
 ``_config`` (TOML), ``_supervisor`` (``DataCollector``), ``_gaps`` (spotting and
-refilling holes), ``_clock``.
+refilling holes), ``_clock``, ``_lease`` (one leader among processes sharing a config
+and a store: :class:`RedisLease`, :class:`FileLease`, :class:`Leadership`).
 
 Logs go to the ``mdcollect.collectors`` logger (the supervisor's to
 ``mdcollect.collector``).
@@ -58,9 +59,22 @@ from ._kinds import (
     TickerCollector,
     TradesCollector,
 )
+from ._lease import (
+    DEFAULT_TTL,
+    FileLease,
+    Leadership,
+    Lease,
+    LeaseError,
+    RedisLease,
+    default_lease,
+    describe_holder,
+    lease_name,
+    parse_lease,
+)
 from ._supervisor import DataCollector
 
 __all__ = [
+    "DEFAULT_TTL",
     "SYSTEM_CLOCK",
     "WRITE_BUCKETS",
     "Alert",
@@ -69,7 +83,11 @@ __all__ = [
     "CollectorStats",
     "DataCollector",
     "DataSourceCollector",
+    "FileLease",
     "FundingRateCollector",
+    "Leadership",
+    "Lease",
+    "LeaseError",
     "LiquidationsCollector",
     "LiveConfig",
     "ManualClock",
@@ -78,6 +96,7 @@ __all__ = [
     "OHLCVCollector",
     "OpenInterestCollector",
     "OrderBookCollector",
+    "RedisLease",
     "SystemClock",
     "TickerCollector",
     "TradesCollector",
@@ -85,6 +104,10 @@ __all__ = [
     "WriteLatency",
     "WriteObserver",
     "as_clock",
+    "default_lease",
+    "describe_holder",
+    "lease_name",
     "load_collectors",
     "load_config",
+    "parse_lease",
 ]

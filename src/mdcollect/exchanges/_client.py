@@ -114,6 +114,11 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
 _WS_CLOSE_TIMEOUT: Final = 1.0
 
 
+#: ccxt.pro's append-only stream caches (rows since the last read), emptied with the
+#: connections that fed them (:meth:`ExchangeClient.close_streams`).
+_APPEND_CACHES: Final = ("trades", "ohlcvs", "liquidations")
+
+
 class ExchangeClient:
     """Async access to one exchange through ccxt, with retries and schema frames.
 
@@ -821,6 +826,13 @@ class ExchangeClient:
                 await asyncio.wait_for(ws.close(), _WS_CLOSE_TIMEOUT)
 
         await asyncio.gather(*(close(ws) for ws in clients.values()))
+        # ccxt.pro keeps what the old connections delivered but nobody read yet as "new
+        # updates" of its append-only caches: the next connection's first read would hand
+        # them over with its own rows, and a collector would count the time between as
+        # covered (rows lost across a restart). The next connection starts empty.
+        for cache in _APPEND_CACHES:
+            if isinstance(getattr(self.exchange, cache, None), dict):
+                setattr(self.exchange, cache, {})
 
     async def _watch(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One ``watch_*`` call: no retry (a broken stream is the collector's to reopen),
