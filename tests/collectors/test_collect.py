@@ -91,6 +91,7 @@ async def test_trades_and_candles_equal_the_market(emu: ExchangeEmulator, mode: 
     assert c.stats.rows_dropped == 0
 
 
+@pytest.mark.slow  # half a minute of a real market, then up to a minute for its holes
 async def test_half_minute_of_drops_and_silence_leaves_no_hole(emu: ExchangeEmulator) -> None:
     """~30 s of trades and 1s/1m candles for two symbols while the feed drops twice and
     stalls once: every stored span equals the market, with no hole and no duplicate.
