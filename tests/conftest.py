@@ -70,6 +70,16 @@ class RedisServer:
             self.proc = None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``MDCOLLECT_HOME`` in this worker's temporary folder: a test using the default
+    store without saying so reaches neither the user's store nor another worker's."""
+    home = tmp_path_factory.getbasetemp() / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MDCOLLECT_HOME", str(home))
+        yield home
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))

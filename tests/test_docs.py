@@ -8,6 +8,12 @@ session would: Python blocks in one namespace, shell lines as real processes
 until the page ends, then get SIGINT and must exit 0), and a block with a
 ``title="NAME"`` (MkDocs' syntax) is saved as that file. A block in a language
 this test cannot run fails it: a page cannot show code that is never checked.
+
+Every block has a deadline of its own (:data:`BLOCK_DEADLINE` seconds, a shell
+block that much per command): a block that hangs fails its page's test, naming the
+block, long before pytest-timeout's limit for the whole test. Pages run side by
+side (pytest-xdist, other checkouts on the machine), so the service port the docs
+show (:data:`DOCS_PORT`) becomes a free port of the page's own.
 """
 
 from __future__ import annotations
@@ -21,17 +27,23 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import attrs
 import httpx
 import pytest
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([\w+-]*)[ \t]*(.*)$")
 TITLE = re.compile(r'title="([^"]+)"')
 DEADLINE = 120.0  # seconds for one command, or for a background one to be ready
+BLOCK_DEADLINE = 60.0  # seconds for one block (a shell block: for each of its commands)
+DOCS_PORT = 8002  # the port the docs serve on
 
 
 @attrs.frozen
@@ -69,21 +81,65 @@ def extras() -> set[str]:
     return set(project["optional-dependencies"])
 
 
+@contextmanager
+def deadline(seconds: float, where: str) -> Iterator[None]:
+    """Fail the test, naming ``where``, when the body still runs after ``seconds``.
+
+    SIGALRM in the main thread, as pytest-timeout's own timer (its default method),
+    which is put back afterwards with what is left of it, and fires first if due first.
+    """
+    started = time.monotonic()
+    outer = signal.getsignal(signal.SIGALRM)
+    outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        if outer_left and time.monotonic() - started >= outer_left and callable(outer):
+            outer(signum, frame)  # pytest-timeout's limit for the whole test came first
+        pytest.fail(f"{where}: still running after {seconds:g} s, the block's deadline")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left else seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if outer is None else outer)
+        if outer_left:
+            left = outer_left - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
+
+
 @attrs.define
 class Shell:
-    """Runs the shell lines of a page; keeps long-running commands until the page ends."""
+    """Runs the shell lines of a page; keeps long-running commands until the page ends.
+
+    ``port`` is the page's own, for the service the docs run on :data:`DOCS_PORT`.
+    """
 
     cwd: Path
     env: dict[str, str]
+    port: int = attrs.field(factory=free_port)
     background: list[tuple[str, subprocess.Popen[str]]] = attrs.field(factory=list)
 
-    def run_block(self, block: Block) -> None:
-        for raw in block.code.splitlines():
+    def local(self, code: str) -> str:
+        """``code`` with the docs' service port replaced by this page's."""
+        return re.sub(
+            rf"(127\.0\.0\.1:|localhost:|--port\s+){DOCS_PORT}\b", rf"\g<1>{self.port}", code
+        )
+
+    @staticmethod
+    def commands(code: str) -> list[str]:
+        """The commands of a shell block, in order."""
+        out = []
+        for raw in code.splitlines():
             line = raw.split("  #")[0].strip()  # a comment after two spaces
-            if not line or line.startswith("#"):
-                continue
-            for part in line.split("&&"):
-                self.run(part.strip(), f"{block.page}:{block.line}")
+            if line and not line.startswith("#"):
+                out += [part.strip() for part in line.split("&&")]
+        return out
+
+    def run_block(self, block: Block) -> None:
+        for command in self.commands(self.local(block.code)):
+            self.run(command, f"{block.page}:{block.line}")
 
     def run(self, command: str, where: str) -> None:
         words = shlex.split(command)
@@ -107,6 +163,8 @@ class Shell:
         assert program == "mdcollect", f"{where}: the docs test cannot run {command!r}"
         argv = [sys.executable, "-m", "mdcollect.cli", *words[1:]]
         sub = next((w for w in words[1:] if not w.startswith("-")), "")
+        if sub == "serve" and "--port" not in words:
+            argv += ["--port", str(self.port)]
         if sub in ("serve", "collect"):
             proc = subprocess.Popen(argv, cwd=self.cwd, env=env, text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
@@ -124,7 +182,7 @@ class Shell:
         while time.monotonic() < deadline:
             assert proc.poll() is None, f"{where}: exited early:\n{proc.communicate()[0]}"
             if sub == "serve":
-                port = words[words.index("--port") + 1] if "--port" in words else "8002"
+                port = words[words.index("--port") + 1] if "--port" in words else self.port
                 try:
                     if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).is_success:
                         return
@@ -161,21 +219,76 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
     runner.stop()
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_every_code_block_runs(page: Path, shell: Shell) -> None:
+def run_page(page: Path, shell: Shell, block_deadline: float = BLOCK_DEADLINE) -> None:
+    """Run the blocks of ``page`` in order, each within its deadline."""
     namespace: dict[str, object] = {"__name__": "__docs__"}
     found = blocks(page)
     assert found, f"{page.name} has no code blocks"
     for block in found:
         where = f"{block.page}:{block.line}"
         if block.title is not None:
-            (shell.cwd / block.title).write_text(block.code + "\n")
+            (shell.cwd / block.title).write_text(shell.local(block.code) + "\n")
         elif block.lang == "python":
-            exec(compile(block.code, where, "exec"), namespace)
+            with deadline(block_deadline, where):
+                exec(compile(shell.local(block.code), where, "exec"), namespace)
         elif block.lang in ("bash", "sh"):
-            shell.run_block(block)
+            n = max(1, len(shell.commands(block.code)))
+            with deadline(block_deadline * n, where):
+                shell.run_block(block)
         elif block.lang != "text":  # text blocks are pictures, not code
             pytest.fail(f"{where}: a ```{block.lang} block this test cannot run")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_code_block_runs(page: Path, shell: Shell) -> None:
+    run_page(page, shell)
+
+
+HUNG_PAGE = """# A page that hangs
+
+```python
+ready = True
+```
+
+```python
+import threading
+
+threading.Event().wait()  # a deadlock: nothing will ever set it
+```
+"""
+
+
+def test_a_hung_block_fails_its_page_soon_naming_the_block(tmp_path: Path, shell: Shell) -> None:
+    page = tmp_path / "hung.md"
+    page.write_text(HUNG_PAGE)
+    outer = signal.getsignal(signal.SIGALRM)
+    outer_left = signal.getitimer(signal.ITIMER_REAL)[0]  # pytest-timeout's, when armed
+    started = time.monotonic()
+    with pytest.raises(pytest.fail.Exception, match=r"^hung\.md:7: still running after 0\.5 s"):
+        run_page(page, shell, block_deadline=0.5)
+    assert time.monotonic() - started < 30
+    # pytest-timeout's limit for this test is back, less the time spent
+    assert signal.getsignal(signal.SIGALRM) == outer
+    left = signal.getitimer(signal.ITIMER_REAL)[0]
+    assert (0 < left < outer_left) if outer_left else left == 0
+
+
+def test_a_shell_command_past_the_deadline_fails_naming_the_block(
+    tmp_path: Path, shell: Shell
+) -> None:
+    page = tmp_path / "slow.md"
+    page.write_text("# Slow\n\n```bash\nmdcollect --emulate ls\n```\n")
+    # no interpreter importing the library answers within 10 ms
+    with pytest.raises(pytest.fail.Exception, match=r"^slow\.md:3: still running after 0\.01 s"):
+        run_page(page, shell, block_deadline=0.01)
+
+
+def test_the_docs_service_port_is_the_pages_own(shell: Shell) -> None:
+    code = 'mdcollect serve --port 8002\nDataCollectionClient("http://127.0.0.1:8002")\nx = 8002'
+    assert shell.local(code) == (
+        f"mdcollect serve --port {shell.port}\n"
+        f'DataCollectionClient("http://127.0.0.1:{shell.port}")\nx = 8002'
+    )
 
 
 def test_the_docs_stand_alone() -> None:

@@ -97,6 +97,7 @@ async def test_trades_and_candles_equal_the_market(emu: ExchangeEmulator, mode: 
     assert c.stats.rows_dropped == 0
 
 
+@pytest.mark.slow  # half a minute of a real market, then up to a minute for its holes
 async def test_half_minute_of_drops_and_silence_leaves_no_hole(emu: ExchangeEmulator) -> None:
     """~30 s of trades and 1s/1m candles for two symbols while the feed drops twice and
     stalls once: every stored span equals the market, with no hole and no duplicate.
@@ -678,24 +679,33 @@ async def test_permanent_exchange_error_fails_the_collector(emu: ExchangeEmulato
 
 @pytest.mark.parametrize("resume_window", [3600.0, 0.5])
 async def test_restarted_daemon_refills_the_hole_it_left(
-    emu: ExchangeEmulator, resume_window: float
+    frozen: tuple[ManualClock, ExchangeEmulator], resume_window: float
 ) -> None:
     """A second DataCollector (the daemon restarted) refills trades and 1s candles
-    missed while it was down, when the hole fits ``resume_window``."""
+    missed while it was down, when the hole fits ``resume_window``.
+
+    The daemon is down for 2 s of the clock the collectors and the market share, which
+    moves only when told: the hole is 2 s however slow the machine."""
+    clock, emu = frozen
     store = open_storage("memory://")
     cl = client(emu)
     ckey = DatasetKey("binance", SYM, "ohlcv", "1s")
     try:
-        for _ in range(2):
-            c = TradesCollector(cl, [SYM], mode="ws", candles=["1s"], **FAST)  # type: ignore[arg-type]
-            dc = DataCollector([c], store, resume_window=resume_window)
-            t0 = emu.market.now()
+        for run in range(2):
+            c = TradesCollector(cl, [SYM], mode="ws", candles=["1s"], batch_rows=1, **FAST)  # type: ignore[arg-type]
+            dc = DataCollector([c], store, resume_window=resume_window, clock=clock)
+            t0 = clock.time_ms()
             async with dc:
+                await wait_until(
+                    lambda: sum(s.action == "subscribe" for s in emu.ws.subscriptions) > run,  # noqa: B023
+                    10,
+                )
+                clock.advance(4)  # four seconds of trades
                 # this run stored candles of its own
                 await wait_until(lambda: _covered_until(store, ckey) > t0 + 2000, 10)  # noqa: B023
                 await wait_until(lambda: _gaps_done(dc, c), 10)  # noqa: B023
                 st = dc.status()["collectors"][c.name]
-            await asyncio.sleep(2)  # down
+            clock.advance(2)  # down
     finally:
         await cl.close()
     trades = store.coverage(DatasetKey("binance", SYM, "trades"))

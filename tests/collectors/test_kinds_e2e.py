@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,12 @@ async def test_ohlcv_closed_candles_equal_the_market(emu: ExchangeEmulator, mode
     assert c.stats.rows_dropped == 0
 
 
-def check_book(emu: ExchangeEmulator, got: pd.DataFrame, depth: int, exact: bool) -> None:
+def check_book(
+    emu: ExchangeEmulator, got: pd.DataFrame, depth: int, exact: bool, served: Sequence[int] = ()
+) -> None:
+    """``got`` holds books of the market; ``served``: when polled, the times the
+    emulator received the depth requests (a row is stamped when its answer is read,
+    which on a loaded machine can be well after the book it holds was served)."""
     cols = [f"{s}_{w}_{i}" for s in ("bid", "ask") for w in ("px", "sz") for i in range(depth)]
     assert list(got.columns) == cols
     assert len(got) >= 2
@@ -76,7 +82,8 @@ def check_book(emu: ExchangeEmulator, got: pd.DataFrame, depth: int, exact: bool
     matched = 0
     for ts, row in zip(t.tolist(), got.itertuples(index=False), strict=True):
         # the book in force around the row's time (stamped at or just after the update)
-        for probe in (ts, ts - 100, ts + 100):
+        asked = [a for a in served if a <= ts][-1:]  # the request this row answered
+        for probe in (ts, ts - 100, ts + 100, *asked):
             book = book_at(emu.market, "binance", SYM, probe)
             want = [
                 [v / scale for v in vals]
@@ -97,13 +104,15 @@ async def test_order_book_snapshots(emu: ExchangeEmulator, mode: str) -> None:
     store = open_storage("memory://")
     cl = client(emu)
     c = OrderBookCollector(cl, [SYM], mode=mode, depth=5, interval=0.3, **FAST)  # type: ignore[arg-type]
+    before = len(emu.requests)
     try:
         async with DataCollector([c], store, max_silence=5):
             await wait_until(lambda: c.stats.rows_written >= 3, 30)
     finally:
         await cl.close()
     got = store.read(DatasetKey("binance", SYM, "orderbook"))
-    check_book(emu, got, 5, exact=True)
+    served = sorted(r.time for r in emu.requests[before:] if r.route == "depth")
+    check_book(emu, got, 5, exact=True, served=served)
     assert c.stats.rows_dropped == 0
 
 

@@ -436,3 +436,34 @@ async def test_exchange_side_bad_symbol_never_retried(
         assert isinstance(info.value.__cause__, ccxt.BaseError)
         assert len(emu.requests) == 1
         assert client.retry_count == 0 and sleeps.waits == []
+
+
+async def test_a_cancel_as_the_answer_arrives_is_not_lost(
+    emu: ExchangeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call cancelled in the very loop turn its answer arrives raises CancelledError.
+
+    Python 3.11's ``asyncio.wait_for`` returned the answer instead, losing the cancel:
+    a collector's poll loop then polled on until the stop timeout (30 s). The answer
+    and the cancel are made to coincide by holding ccxt's call on a future (a race
+    the network cannot be made to produce on demand)."""
+    client = ExchangeClient("binance_futures", base_url=emu.url, enableRateLimit=False)
+    try:
+        await client.check_symbol(PERP)
+        answer = await client.exchange.fetch_funding_rate(PERP)  # a real one, to hand back
+        held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        asked = asyncio.Event()
+
+        async def fetch_funding_rate(symbol: str) -> Any:
+            asked.set()
+            return await held
+
+        monkeypatch.setattr(client.exchange, "fetch_funding_rate", fetch_funding_rate)
+        call = asyncio.create_task(client.fetch_funding_rate(PERP))
+        await asyncio.wait_for(asked.wait(), 10)
+        held.set_result(answer)
+        call.cancel()  # in the same turn: the answer is in before the call sees the cancel
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        await client.close()

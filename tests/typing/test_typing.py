@@ -67,13 +67,12 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[int,
     return found
 
 
-def test_the_documented_usage_passes_mypy_strict(
+def test_documented_usage_passes_and_each_misuse_is_reported_where_it_is(
     mypy_errors: dict[str, dict[int, list[str]]],
 ) -> None:
+    """One test for one mypy run (tens of seconds): two tests could land on two
+    pytest-xdist workers and run it twice."""
     assert mypy_errors.get("user_code.py", {}) == {}
-
-
-def test_misuse_is_reported_where_it_is(mypy_errors: dict[str, dict[int, list[str]]]) -> None:
     expected = {
         n: m.group(1)
         for n, text in enumerate(MISUSE.splitlines(), start=1)

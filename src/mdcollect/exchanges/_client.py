@@ -319,8 +319,10 @@ class ExchangeClient:
             token = current_record.set(record)
             try:
                 # ccxt's own timeout covers the HTTP exchange, not its throttle queue:
-                # this bounds the whole attempt so nothing waits forever
-                result = await asyncio.wait_for(fn(), self._attempt_deadline())
+                # this bounds the whole attempt so nothing waits forever. Not wait_for:
+                # Python 3.11's loses a cancel that comes as the answer arrives
+                async with asyncio.timeout(self._attempt_deadline()):
+                    result = await fn()
             except _CALL_ERRORS as exc:
                 error = translate_error(
                     exc,
