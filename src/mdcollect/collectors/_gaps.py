@@ -232,7 +232,10 @@ class GapRefiller:
         while True:
             self._release_due()
             try:
-                counts, key, gap = await asyncio.wait_for(queue.get(), self.check_interval)
+                # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancel that comes
+                # as the item does, and the item with it (a gap nobody refills)
+                async with asyncio.timeout(self.check_interval):
+                    counts, key, gap = await queue.get()
             except TimeoutError:
                 continue
             await self._refill(counts, key, gap)
