@@ -100,6 +100,12 @@ def test_cancel_with_four_windows_in_flight_then_resume(emu: ExchangeEmulator) -
 
     assert asyncio.run(run_and_cancel()) >= 4
     emu.faults.clear()
+    # the cancelled run's requests are still being answered (0.3 s each): once the
+    # emulator has logged them all, the log below holds only the resumed run's
+    deadline = time.monotonic() + 30
+    while len(emu.requests) < c.request_count:
+        assert time.monotonic() < deadline, "the emulator never answered the cancelled requests"
+        time.sleep(0.01)
     cov = store.coverage(key)
     got = store.read(key)
     # coverage is a prefix from the start, never ahead of the rows
