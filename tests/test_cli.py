@@ -397,3 +397,36 @@ def test_emulate_with_an_exchange_it_does_not_serve_names_those_it_does(
     with pytest.raises(InvalidRequest, match="it serves: binance, "):
         load_ohlcv("BTC/USDT", "1h", "2024-01-01", "2024-01-02", exchange="kucoin",
                    storage=url, emulate=True)  # fmt: skip
+
+
+def test_exchanges_lists_what_each_key_serves(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from mdcollect.exchanges import described_exchanges, exchange_info
+
+    assert main(["exchanges", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [d["key"] for d in listed] == described_exchanges()
+    binance = next(d for d in listed if d["key"] == "binance_futures")
+    assert binance == exchange_info("binance_futures").capabilities()
+    assert binance["kinds"] == [
+        "ohlcv",
+        "trades",
+        "funding",
+        "mark",
+        "index",
+        "premium",
+        "open_interest",
+    ]
+    assert binance["funding"] == {"per_request": 1000, "depth_days": None}
+    assert binance["open_interest"]["per_request"] == 500
+    assert binance["open_interest"]["depth_days"]["1h"] == 30
+    assert main(["exchanges", "coinbase", "kraken"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "coinbase (ccxt coinbase, spot)\n  kinds       ohlcv\n  timeframes  1m 5m 15m 30m 1h 2h 6h 1d"
+        in out
+    )
+    assert "kraken (ccxt kraken, spot)" in out and "recent only (trades resampled)" in out
+    assert main(["exchanges", "binanse"]) == 2
+    assert "exchange 'binanse' is not known (did you mean 'binance'" in capsys.readouterr().err

@@ -179,6 +179,14 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument(
         "--json", action="store_true", help="print the catalog as JSON (stable keys, times in ms)"
     )
+    xs = sub.add_parser(
+        "exchanges", help="list the exchange keys: kinds, timeframes, page sizes, depths"
+    )
+    xs.add_argument(
+        "keys", nargs="*", metavar="KEY",
+        help="exchange keys to describe (any ccxt id; default: those mdcollect knows in detail)",
+    )  # fmt: skip
+    xs.add_argument("--json", action="store_true", help="print the descriptions as JSON")
     x = sub.add_parser("export", help="write a dataset to CSV or Parquet")
     x.add_argument("key", help="dataset key, e.g. binance:ohlcv:1h:BTC/USDT")
     x.add_argument("-o", "--output", required=True, help="file.csv or file.parquet")
@@ -825,6 +833,37 @@ def _audit(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
+def _exchanges(args: argparse.Namespace) -> int:
+    """``mdcollect exchanges``: what each exchange key serves, from the registry (no request)."""
+    from .exchanges import described_exchanges, exchange_info
+
+    keys = args.keys or described_exchanges()
+    described = [exchange_info(k).capabilities() for k in keys]  # an unknown key: exit 2
+    if args.json:
+        print(json.dumps(described, indent=1))
+        return EXIT_OK
+    for d in described:
+        funding, oi = d["funding"], d["open_interest"]
+        depth = "back to the listing" if funding and funding["depth_days"] is None else (
+            f"{funding['depth_days']:g} days" if funding else ""
+        )  # fmt: skip
+        print(f"{d['key']} (ccxt {d['ccxt_id']}, {d['market_type']})")
+        print(f"  kinds       {', '.join(d['kinds'])}")
+        print(f"  timeframes  {' '.join(d['timeframes'])}")
+        print(f"  candles     {d['candles_per_request']} a request"
+              + ("" if d["deep_candle_history"] else ", recent only (trades resampled)"))  # fmt: skip
+        if d["trades_per_request"] is not None:
+            print(f"  trades      {d['trades_per_request']} a request")
+        if funding:
+            print(f"  funding     {funding['per_request']} a request, {depth}")
+        if oi:
+            depths = ", ".join(
+                f"{p} {'all' if v is None else f'{v:g} days'}" for p, v in oi["depth_days"].items()
+            )
+            print(f"  open int.   {oi['per_request']} a request; kept: {depths}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mdcollect`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -845,6 +884,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "exchanges":
+            return _exchanges(args)
         with open_storage(_storage_url(args)) as storage:
             return _ls(storage, args)
     except InvalidRequest as exc:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from html import escape
-from typing import Any, Final, TypeAlias, TypeVar, overload
+from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
 
 import pandas as pd
 from attrs import define, field
@@ -693,13 +693,13 @@ def ensure_data(
 async def load_ohlcv_async(
     symbols: str, timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., columns: Columns = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 async def load_ohlcv_async(
     symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., columns: Columns = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 async def load_ohlcv_async(
     symbols: str | list[str] | tuple[str, ...],
@@ -713,12 +713,37 @@ async def load_ohlcv_async(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    columns: Columns = "mdcollect",
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Async :func:`load_ohlcv`."""
-    return await _load(
+    rename = _column_names(columns)
+    frames = await _load(
         "ohlcv", symbols, start, end, timeframe=timeframe, exchange=exchange, storage=storage,
         ensure=ensure, progress=progress, clock=clock, emulate=emulate,
     )  # fmt: skip
+    if rename is None:
+        return frames
+    if isinstance(frames, pd.DataFrame):
+        return frames[list(rename)].rename(columns=rename)
+    return {s: f[list(rename)].rename(columns=rename) for s, f in frames.items()}
+
+
+#: What ``load_ohlcv(columns=...)`` names the candle columns: ``"mdcollect"``, the
+#: schema's (``open high low close volume``, + ``trades``); ``"backtesting"``, the
+#: capitalised ``Open High Low Close Volume`` of backtesting.py and its kin.
+Columns: TypeAlias = Literal["mdcollect", "backtesting"]
+_COLUMNS: Final[dict[str, dict[str, str] | None]] = {
+    "mdcollect": None,
+    "backtesting": {c: c.capitalize() for c in ("open", "high", "low", "close", "volume")},
+}
+
+
+def _column_names(columns: object) -> dict[str, str] | None:
+    if not isinstance(columns, str) or columns not in _COLUMNS:
+        raise InvalidRequest(
+            f"columns {columns!r} is not valid; allowed: {', '.join(map(repr, _COLUMNS))}"
+        )
+    return _COLUMNS[columns]
 
 
 async def _load(
@@ -779,13 +804,13 @@ async def _load(
 def load_ohlcv(
     symbols: str, timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., columns: Columns = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 def load_ohlcv(
     symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., columns: Columns = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 def load_ohlcv(
     symbols: str | list[str] | tuple[str, ...],
@@ -799,6 +824,7 @@ def load_ohlcv(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    columns: Columns = "mdcollect",
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Candles of one symbol (a DataFrame) or several (a dict of them) for ``[start, end)``.
 
@@ -806,15 +832,18 @@ def load_ohlcv(
     padding). A bare date as ``end`` means the end of that day, so
     ``start="2024-01-01", end="2024-01-01"`` at ``1h`` is 24 candles; a time of
     day is an exclusive bound. Frames have the ``ohlcv`` schema and a UTC
-    ``timestamp`` index.
+    ``timestamp`` index; ``columns="backtesting"`` names the columns ``Open High Low
+    Close Volume``, as backtesting.py expects (``Backtest(load_ohlcv(...,
+    columns="backtesting"), MyStrategy)``).
 
     >>> frame = load_ohlcv("BTC/USDT", "1h", "2024-01-01", "2024-01-01", exchange="binance")
     >>> len(frame)
     24
     """
+    _column_names(columns)  # before anything: a bad value costs no request
     frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = load_ohlcv_async(
         symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
-        progress=progress, clock=clock, emulate=emulate,
+        progress=progress, clock=clock, emulate=emulate, columns=columns,
     )  # fmt: skip
     return run_sync(releasing(exchange, frames))
 

@@ -186,3 +186,30 @@ def test_ensure_refuses_bad_or_unserved_kinds_before_any_request(
         ensure(emu, store, kinds, key)
     assert emu.requests == []
     assert store.keys() == []
+
+
+def test_load_ohlcv_names_columns_as_backtesting_expects(emu: ExchangeEmulator) -> None:
+    from mdcollect import load_ohlcv
+
+    store = open_storage("memory://")
+    plain = load_ohlcv(SYMBOL, "1h", "2024-12-01", "2024-12-02", exchange=client(emu),
+                       storage=store, progress=False, clock=_now)  # fmt: skip
+    bt = load_ohlcv(SYMBOL, "1h", "2024-12-01", "2024-12-02", exchange=client(emu),
+                    storage=store, progress=False, clock=_now, columns="backtesting")  # fmt: skip
+    assert list(bt.columns) == ["Open", "High", "Low", "Close", "Volume"] and len(bt) == 48
+    np.testing.assert_array_equal(
+        bt.to_numpy(), plain[["open", "high", "low", "close", "volume"]].to_numpy()
+    )
+    assert bt.index.equals(plain.index)
+    several = load_ohlcv([SYMBOL, "ETH/USDT:USDT"], "1h", "2024-12-01", "2024-12-01",
+                         exchange=client(emu), storage=store, progress=False, clock=_now,
+                         columns="backtesting")  # fmt: skip
+    assert all(list(f.columns) == list(bt.columns) and len(f) == 24 for f in several.values())
+    emu.clear_requests()
+    with pytest.raises(
+        InvalidRequest,
+        match="columns 'Backtesting' is not valid; allowed: 'mdcollect', 'backtesting'",
+    ):
+        load_ohlcv(SYMBOL, "1h", "2024-12-03", "2024-12-04", exchange=client(emu),
+                   storage=store, progress=False, clock=_now, columns="Backtesting")  # type: ignore[arg-type]  # fmt: skip
+    assert emu.requests == []

@@ -257,6 +257,45 @@ class ExchangeInfo:
         """Whether past trades of any range can be read (by ``since`` or backwards)."""
         return self.trades_since or self.trades_before is not None
 
+    def capabilities(self) -> dict[str, Any]:
+        """What mdcollect fetches from this exchange, as plain data (``mdcollect
+        exchanges``): the history kinds, timeframes, page sizes and history depths
+        (``None``: back to the listing).
+
+        >>> exchange_info("okx_futures").capabilities()["kinds"]
+        ['ohlcv', 'trades', 'funding', 'mark', 'index', 'open_interest']
+        """
+        kinds = ["ohlcv"]
+        if self.trades_history:
+            kinds.append("trades")
+        if self.funding is not None:
+            kinds.append("funding")
+        kinds += list(self.price_kinds)
+        oi = self.open_interest
+        if oi is not None:
+            kinds.append("open_interest")
+        funding = self.funding
+        return {
+            "key": self.key,
+            "ccxt_id": self.ccxt_id,
+            "market_type": self.market_type,
+            "kinds": kinds,
+            "timeframes": list(self.timeframes),
+            "candles_per_request": self.page_limit,
+            "deep_candle_history": self.deep_history,
+            "trades_per_request": self.trades_page_limit if self.trades_history else None,
+            "funding": None
+            if funding is None
+            else {"per_request": funding.page_limit, "depth_days": _days(funding.depth_ms)},
+            "open_interest": None
+            if oi is None
+            else {
+                "periods": list(oi.periods),
+                "per_request": oi.page_limit,
+                "depth_days": {p: _days(oi.depth(p)) for p in oi.periods},
+            },
+        }
+
     def check_timeframe(self, timeframe: object) -> Timeframe:
         """``timeframe`` parsed, if it is one of :attr:`timeframes` exactly as written;
         otherwise :class:`~mdcollect.InvalidRequest` listing them, with the likely
@@ -595,6 +634,21 @@ def request_seconds(info: ExchangeInfo, endpoint: tuple[str, ...], limit: int) -
 def _ccxt_costs(ccxt_id: str) -> tuple[float, Mapping[str, Any]]:
     exchange = getattr(ccxt, ccxt_id)()
     return float(exchange.rateLimit or 0), exchange.describe().get("api") or {}
+
+
+def _days(ms: int | None) -> float | None:
+    return None if ms is None else round(ms / DAY, 2)
+
+
+def described_exchanges() -> list[str]:
+    """The exchange keys mdcollect knows in detail (page sizes, depths, kinds beyond
+    candles): those ``mdcollect exchanges`` lists; any other ccxt id works with
+    ccxt's defaults.
+
+    >>> "binance_futures" in described_exchanges()
+    True
+    """
+    return sorted(_KNOWN)
 
 
 def exchange_keys() -> list[str]:
