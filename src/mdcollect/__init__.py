@@ -19,6 +19,7 @@ from .storage import DataCollectionStorage, default_storage, open_storage
 if TYPE_CHECKING:
     from .audit import AuditReport, audit, audit_async
     from .collectors import DataCollector, DataSourceCollector
+    from .interop import export_freqtrade
     from .ensure import (
         EnsureReport,
         ensure_data,
@@ -46,6 +47,7 @@ _LAZY = {
     "EnsureReport": "mdcollect.ensure",
     "ensure_data": "mdcollect.ensure",
     "ensure_data_async": "mdcollect.ensure",
+    "export_freqtrade": "mdcollect.interop",
     "load": "mdcollect.ensure",
     "load_async": "mdcollect.ensure",
     "load_funding": "mdcollect.ensure",
@@ -86,6 +88,7 @@ __all__ = [
     "default_storage",
     "ensure_data",
     "ensure_data_async",
+    "export_freqtrade",
     "load",
     "load_async",
     "load_funding",
