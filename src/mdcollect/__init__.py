@@ -19,7 +19,6 @@ from .storage import DataCollectionStorage, default_storage, open_storage
 if TYPE_CHECKING:
     from .audit import AuditReport, audit, audit_async
     from .collectors import DataCollector, DataSourceCollector
-    from .interop import export_freqtrade
     from .ensure import (
         EnsureReport,
         ensure_data,
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
         load_trades_async,
     )
     from .exchanges import ExchangeClient
+    from .interop import export_freqtrade
     from .plot import plot_coverage
 
 __version__ = "0.1.0.dev0"

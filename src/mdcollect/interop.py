@@ -73,7 +73,7 @@ def _frame(storage: DataCollectionStorage, key: DatasetKey) -> pd.DataFrame:
         values = {"open": rate, "high": zeros, "low": zeros, "close": zeros, "volume": zeros}
     else:
         values = {c: stored[c].to_numpy(dtype="float64") for c in _COLUMNS[1:]}
-    return pd.DataFrame({"date": stored.index.tz_convert("UTC"), **values}, columns=_COLUMNS)
+    return pd.DataFrame({"date": pd.DatetimeIndex(stored.index), **values}, columns=_COLUMNS)
 
 
 def export_freqtrade(
@@ -158,7 +158,5 @@ def export_freqtrade(
 
 def _check_timeframes(values: Sequence[str]) -> list[str]:
     if isinstance(values, str) or not isinstance(values, Sequence) or not values:
-        raise InvalidRequest(
-            f"timeframes must be a non-empty list such as ['1h'], got {values!r}"
-        )
+        raise InvalidRequest(f"timeframes must be a non-empty list such as ['1h'], got {values!r}")
     return [str(check_timeframe(v)) for v in values]
