@@ -18,6 +18,7 @@ from mdcollect.cli import main
 from mdcollect.exchanges import ExchangeClient, RetryPolicy
 from mdcollect.storage import DataCollectionStorage
 from mdcollect.testing import ExchangeEmulator
+from tests.conftest import MINUTE, T0, candles
 
 NOW = 1_735_693_200_000  # 2025-01-01 01:00 UTC
 PERP, SPOT = "BTC/USDT:USDT", "BTC/USDT"
@@ -127,6 +128,18 @@ def test_export_selects_kinds_and_replaces_files(filled: str, tmp_path: Path) ->
     again = export_freqtrade(filled, tmp_path, exchange="binance_futures", kinds=["funding"])
     assert again == first
     check_file(first[0], stored(filled, "binance_futures:funding::" + PERP), funding=True)
+
+
+def test_a_contract_under_a_plain_ccxt_id_is_futures(tmp_path: Path) -> None:
+    # binanceusdm is ccxt's id of Binance USD-M; freqtrade calls it binance, futures mode
+    key = DatasetKey("binanceusdm", "ETH/USDT:USDT", "ohlcv", "1h")
+    rows = candles(T0, 3, step=60 * MINUTE)
+    with open_storage("memory://") as store:
+        store.write(key, rows)
+        written = export_freqtrade(store, tmp_path, exchange="binanceusdm")
+    path = ft_pair_data_filename(tmp_path / "binance", "ETH/USDT:USDT", "1h", "futures")
+    assert written == [path]
+    check_file(path, rows)
 
 
 def test_monthly_timeframe_file_name() -> None:

@@ -63,6 +63,12 @@ def _filename(folder: Path, symbol: str, timeframe: str, candle_type: str) -> Pa
     return folder / f"{_pair_to_filename(symbol)}-{timeframe}{suffix}.feather"
 
 
+def _is_contract(key: DatasetKey, market_type: str) -> bool:
+    """Whether ``key`` is a futures market for freqtrade: the key's market type, or a
+    ccxt contract symbol (``BTC/USDT:USDT``) under a plain ccxt id such as ``binanceusdm``."""
+    return market_type != "spot" or ":" in key.symbol
+
+
 def _frame(storage: DataCollectionStorage, key: DatasetKey) -> pd.DataFrame:
     """The stored rows of ``key`` in freqtrade's columns and dtypes."""
     stored = storage.read(key)
@@ -114,7 +120,6 @@ def export_freqtrade(
     root = Path(datadir)
     if root.exists() and not root.is_dir():
         raise InvalidRequest(f"datadir {str(root)!r} is a file; give a folder")
-    futures = info.market_type != "spot"
     folder = root / _FREQTRADE_EXCHANGE.get(info.ccxt_id, info.ccxt_id)
 
     store = open_storage(storage)
@@ -124,7 +129,7 @@ def export_freqtrade(
             k
             for k in stored
             if k.kind in wanted_kinds
-            and (futures or k.kind == "ohlcv")  # a spot market has no funding or mark
+            and (_is_contract(k, info.market_type) or k.kind == "ohlcv")  # spot: candles only
             and (wanted_symbols is None or k.symbol in wanted_symbols)
             and (wanted_tfs is None or k.timeframe is None or k.timeframe in wanted_tfs)
         ]
@@ -140,7 +145,8 @@ def export_freqtrade(
             if key.kind == "funding":
                 path = _filename(folder, key.symbol, _FUNDING_TIMEFRAME, "funding_rate")
             else:
-                candle_type = FREQTRADE_KINDS[key.kind] if futures else "spot"
+                contract = _is_contract(key, info.market_type)
+                candle_type = FREQTRADE_KINDS[key.kind] if contract else "spot"
                 path = _filename(folder, key.symbol, str(key.timeframe), candle_type)
             frame = _frame(store, key)
             path.parent.mkdir(parents=True, exist_ok=True)
