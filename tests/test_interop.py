@@ -125,8 +125,10 @@ def test_export_spot_candles(filled: str, tmp_path: Path) -> None:
 def test_export_selects_kinds_and_replaces_files(filled: str, tmp_path: Path) -> None:
     first = export_freqtrade(filled, tmp_path, exchange="binance_futures", kinds=["funding"])
     assert [p.name for p in first] == ["BTC_USDT_USDT-8h-funding_rate.feather"]
+    first[0].write_bytes(b"an older export")
     again = export_freqtrade(filled, tmp_path, exchange="binance_futures", kinds=["funding"])
     assert again == first
+    assert sorted(p.name for p in first[0].parent.iterdir()) == [first[0].name]  # no temp left
     check_file(first[0], stored(filled, "binance_futures:funding::" + PERP), funding=True)
 
 

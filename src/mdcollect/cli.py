@@ -11,6 +11,7 @@
     mdcollect ls
     mdcollect ls --plot coverage.png
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
+    mdcollect export --format freqtrade --datadir user_data/data -x binance_futures
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
     mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 --emulate --dry-run -q
     mdcollect collect collect.toml --status-file /run/mdcollect.json

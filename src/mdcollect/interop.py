@@ -13,6 +13,7 @@ github.com/freqtrade/freqtrade): ``freqtrade/data/history/datahandlers/``
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -149,10 +150,14 @@ def export_freqtrade(
                 candle_type = FREQTRADE_KINDS[key.kind] if contract else "spot"
                 path = _filename(folder, key.symbol, str(key.timeframe), candle_type)
             frame = _frame(store, key)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # a freqtrade reading the folder meanwhile sees the old file or the new, whole
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
-                frame.to_feather(path, compression_level=9, compression="lz4")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                frame.to_feather(tmp, compression_level=9, compression="lz4")
+                os.replace(tmp, path)
             except OSError as exc:
+                tmp.unlink(missing_ok=True)
                 raise InvalidRequest(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
             log.info("wrote %d rows of %s to %s", len(frame), key, path)
             written.append(path)
