@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "plot": 5,
     "metrics": 5,
     "catalog": 5,
+    "interop": 5,
     "_audit": 3,
     "audit": 5,
     "cli": 6,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         load_trades_async,
     )
     from .exchanges import ExchangeClient
+    from .interop import export_freqtrade
     from .plot import plot_coverage
 
 __version__ = "0.1.0.dev0"
@@ -46,6 +47,7 @@ _LAZY = {
     "EnsureReport": "mdcollect.ensure",
     "ensure_data": "mdcollect.ensure",
     "ensure_data_async": "mdcollect.ensure",
+    "export_freqtrade": "mdcollect.interop",
     "load": "mdcollect.ensure",
     "load_async": "mdcollect.ensure",
     "load_funding": "mdcollect.ensure",
@@ -86,6 +88,7 @@ __all__ = [
     "default_storage",
     "ensure_data",
     "ensure_data_async",
+    "export_freqtrade",
     "load",
     "load_async",
     "load_funding",

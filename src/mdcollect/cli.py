@@ -11,6 +11,7 @@
     mdcollect ls
     mdcollect ls --plot coverage.png
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
+    mdcollect export --format freqtrade --datadir user_data/data -x binance_futures
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
     mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 --emulate --dry-run -q
     mdcollect collect collect.toml --status-file /run/mdcollect.json
@@ -187,9 +188,32 @@ def _parser() -> argparse.ArgumentParser:
         help="exchange keys to describe (any ccxt id; default: those mdcollect knows in detail)",
     )  # fmt: skip
     xs.add_argument("--json", action="store_true", help="print the descriptions as JSON")
-    x = sub.add_parser("export", help="write a dataset to CSV or Parquet")
-    x.add_argument("key", help="dataset key, e.g. binance:ohlcv:1h:BTC/USDT")
-    x.add_argument("-o", "--output", required=True, help="file.csv or file.parquet")
+    x = sub.add_parser(
+        "export",
+        help="write a dataset to CSV or Parquet, or an exchange's data as freqtrade's",
+    )
+    x.add_argument("key", nargs="?", help="dataset key, e.g. binance:ohlcv:1h:BTC/USDT")
+    x.add_argument("-o", "--output", help="file.csv or file.parquet (with a KEY)")
+    x.add_argument(
+        "--format",
+        choices=("file", "freqtrade"),
+        default="file",
+        help="file: one dataset to -o; freqtrade: candles, funding and mark candles of "
+        "--exchange as freqtrade's feather files under --datadir",
+    )
+    x.add_argument(
+        "--datadir",
+        help="freqtrade's data folder (e.g. user_data/data); files go to DATADIR/<exchange>/",
+    )
+    x.add_argument(
+        "-x", "--exchange", default="binance_futures", help="exchange key (--format freqtrade)"
+    )
+    x.add_argument("--symbols", nargs="+", metavar="SYMBOL",
+                   help="only these symbols (--format freqtrade; default: all stored)")  # fmt: skip
+    x.add_argument("--timeframes", nargs="+", metavar="TF",
+                   help="only candles of these timeframes (--format freqtrade)")  # fmt: skip
+    x.add_argument("--kinds", nargs="+", default=["ohlcv,funding,mark"],
+                   help="what to write (--format freqtrade): ohlcv, funding, mark")  # fmt: skip
     x.add_argument("--start", help="YYYY-MM-DD or ISO 8601 time (default: the first row)")
     x.add_argument(
         "--end",
@@ -366,6 +390,10 @@ def _existing_key(
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "freqtrade":
+        return _export_freqtrade(args)
+    if args.key is None or args.output is None:
+        raise InvalidRequest("export needs a dataset KEY and -o FILE (or --format freqtrade)")
     out = _output(args.output)
     start, end = time_range(args.start, args.end, names=("--start", "--end"))
     with open_storage(_storage_url(args)) as storage:
@@ -379,6 +407,30 @@ def _export(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise InvalidRequest(f"cannot write {str(out)!r}: {exc.strerror or exc}") from exc
     print(f"wrote {len(frame)} rows of {key} to {out}")
+    return EXIT_OK
+
+
+def _export_freqtrade(args: argparse.Namespace) -> int:
+    """``mdcollect export --format freqtrade``: :func:`mdcollect.export_freqtrade`."""
+    from .interop import export_freqtrade
+
+    misplaced = [o for o, v in (("KEY", args.key), ("-o", args.output),
+                                ("--start", args.start), ("--end", args.end)) if v is not None]  # fmt: skip
+    if misplaced:
+        raise InvalidRequest(
+            f"--format freqtrade writes every stored row of --exchange; {', '.join(misplaced)} "
+            "belong to the single-dataset export (select with --symbols, --timeframes, --kinds)"
+        )
+    if not args.datadir:
+        raise InvalidRequest("--format freqtrade needs --datadir DIR (e.g. user_data/data)")
+    with open_storage(_storage_url(args)) as storage:
+        written = export_freqtrade(
+            storage, args.datadir, exchange=args.exchange, symbols=args.symbols,
+            timeframes=args.timeframes, kinds=_split_kinds(args.kinds),
+        )  # fmt: skip
+    for path in written:
+        print(path)
+    print(f"wrote {len(written)} freqtrade file(s) under {args.datadir}", file=sys.stderr)
     return EXIT_OK
 
 
