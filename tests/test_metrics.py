@@ -105,8 +105,9 @@ async def test_429s_and_retry_after_waits_are_counted() -> None:
 
 def test_collect_serves_metrics_on_the_port_it_prints(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
+    # tickers: a row every poll, whatever the emulated market's trade rate
     config.write_text(
-        '[[collectors]]\nexchange = "binance"\nsymbols = ["BTC/USDT"]\nkinds = ["trades"]\n'
+        '[[collectors]]\nexchange = "binance"\nsymbols = ["BTC/USDT"]\nkinds = ["ticker"]\n'
         'mode = "poll"\npoll_interval = 0.2\n'
     )
     proc = subprocess.Popen(
@@ -124,8 +125,8 @@ def test_collect_serves_metrics_on_the_port_it_prints(tmp_path: Path) -> None:
         for _ in range(600):  # until rows were stored (polls every 0.2 s), 60 s at most
             samples = _scrape(url.group(0))
             key = ("mdcollect_collector_rows_stored_total",
-                   (("collector", "binance:trades:BTC/USDT"), ("exchange", "binance"),
-                    ("kind", "trades")))  # fmt: skip
+                   (("collector", "binance:ticker:BTC/USDT"), ("exchange", "binance"),
+                    ("kind", "ticker")))  # fmt: skip
             if samples.get(key, 0) > 0:
                 break
             assert proc.poll() is None
