@@ -108,6 +108,12 @@ def _global_options(p: argparse.ArgumentParser, *, after_subcommand: bool = Fals
         help="show the windows and requests, fetch nothing",
     )
     add("--no-progress", action="store_true", default=False, help="no progress bars")
+    add(
+        "--tz",
+        metavar="ZONE",
+        default=None,
+        help="read dates without an offset in this time zone, e.g. Europe/Berlin (default: UTC)",
+    )
     add("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     add("-q", "--quiet", action="store_true", default=False, help="print errors only")
 
@@ -257,7 +263,7 @@ async def _fetch(args: argparse.Namespace) -> int:
                 args.symbols, args.timeframe, args.start, args.end, args.exchange,
                 args.padding_days, storage, progress=not args.no_progress,
                 concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
-                emulate=args.emulate, kinds=_split_kinds(args.kinds),
+                emulate=args.emulate, kinds=_split_kinds(args.kinds), tz=args.tz,
             )  # fmt: skip
         else:
             report = await backfill_async(
@@ -265,6 +271,7 @@ async def _fetch(args: argparse.Namespace) -> int:
                 args.start, args.end, args.exchange, storage, kind=args.kind,
                 strategy=args.strategy, progress=not args.no_progress,
                 concurrency=args.concurrency, dry_run=args.dry_run, emulate=args.emulate,
+                tz=args.tz,
             )  # fmt: skip
     finally:
         storage.close()
@@ -395,7 +402,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.key is None or args.output is None:
         raise InvalidRequest("export needs a dataset KEY and -o FILE (or --format freqtrade)")
     out = _output(args.output)
-    start, end = time_range(args.start, args.end, names=("--start", "--end"))
+    start, end = time_range(args.start, args.end, names=("--start", "--end"), tz=args.tz)
     with open_storage(_storage_url(args)) as storage:
         key = _existing_key(storage, args.key, args)
         frame = storage.read(key, start, end)
@@ -876,7 +883,7 @@ def _audit(args: argparse.Namespace) -> int:
         keys = [_existing_key(storage, k, args) for k in args.keys] or None
         report = audit(
             storage, keys, args.start, args.end, repair=args.repair, exchange=args.exchange,
-            emulate=args.emulate,
+            emulate=args.emulate, tz=args.tz,
         )  # fmt: skip
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -23,6 +23,7 @@ import pandas as pd
 from attrs import define, field
 
 from .._errors import ExchangeError, InvalidRequest, first_leaf
+from .._human import ranges
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._time import check_ms, format_ms
@@ -339,7 +340,13 @@ async def _run_job(
             bar.add(skipped)
         windows = split_windows(missing, job.window_ms(client.info), job.align)
         report.windows = len(windows)
+        if windows:
+            log.info("%s: fetching %s in %d window(s)", job.key, ranges(missing), len(windows))
         await _fetch_in_order(job, windows, client, storage, report, bar)
+        log.info(
+            "%s: stored %d row(s) in %d request(s)%s", job.key, report.rows, tally.requests,
+            f"; {len(report.failed)} window(s) failed" if report.failed else "",
+        )  # fmt: skip
     finally:
         bar.close()
         report.requests = tally.requests
