@@ -78,7 +78,7 @@ def make_handler(
         cloudwatch,
     )  # fmt: skip
 
-    def handler(event: Any, context: Any) -> dict[str, Any]:
+    def handler(event: Any, _context: Any) -> dict[str, Any]:
         event = event if isinstance(event, Mapping) else {}
         operation = event.get("operation") or "health"
         params = event.get("params") or {}
