@@ -138,6 +138,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-x", "--exchange", default="binance_futures", help="exchange key")
         sp.add_argument("--concurrency", type=int, default=4, help="datasets fetched at once")
         sp.add_argument(
+            "--lease", metavar="URL", default=None,
+            help="share an arctic+s3 store with other machines: hold each dataset's lease in "
+            "Redis (redis://HOST:PORT/DB) or in the bucket (s3)",
+        )  # fmt: skip
+        sp.add_argument(
             "--strategy",
             choices=["auto", "ohlcv", "trades"],
             default="auto",
@@ -250,10 +255,22 @@ def _print_report(report: EnsureReport, quiet: bool) -> None:
     print(report)
 
 
+def _leased(url: str, lease: str | None) -> str:
+    """``url`` with ``lease=`` added (``--lease``); only a shared S3 store takes one."""
+    if lease is None:
+        return url
+    if not url.lower().startswith(("arctic+s3://", "arctic+s3s://")):
+        raise InvalidRequest(
+            f"--lease is for a store that several machines write (arctic+s3://...); "
+            f"the store here is {redact(url)!r}, whose writers are serialised on this machine"
+        )
+    return f"{url}{'&' if '?' in url else '?'}lease={lease}"
+
+
 async def _fetch(args: argparse.Namespace) -> int:
     from .ensure import backfill_async, ensure_data_async
 
-    storage = open_storage(_storage_url(args))
+    storage = open_storage(_leased(_storage_url(args), args.lease))
     # with --emulate the library serves the exchange from its emulator and closes the
     # client it makes, also when the call fails
     try:
