@@ -24,7 +24,17 @@ LAYERS: dict[str, int] = {
     # the model: no imports from any package below
     **dict.fromkeys(
         [
-            *("_api", "_backoff", "_errors", "_human", "_intervals", "_keys", "_redact"),
+            *(
+                "_api",
+                "_backoff",
+                "_errors",
+                "_human",
+                "_intervals",
+                "_keys",
+                "_lease",
+                "_logs",
+                "_redact",
+            ),
             *("_rules", "_schema", "_sync", "_time"),
         ],
         0,

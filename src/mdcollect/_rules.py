@@ -38,7 +38,7 @@ from typing import Any, Final
 import pandas as pd
 
 from ._errors import InvalidRequest
-from ._time import CCXT_TIMEFRAMES, DAY, Timeframe, is_bare_date, time_range, to_ms
+from ._time import CCXT_TIMEFRAMES, Timeframe, end_ms, time_range, to_ms
 
 __all__ = [
     "MAX_PADDING_DAYS",
@@ -311,8 +311,9 @@ def _close_timeframe(value: str, allowed: Sequence[str]) -> str | None:
 # -- dates and ranges ---------------------------------------------------------------------
 
 
-def check_date(value: object, name: str) -> int:
-    """``YYYYMMDD``, ``YYYY-MM-DD``, a ``datetime``/``date`` or ``pd.Timestamp``: its ms.
+def check_date(value: object, name: str, *, tz: object = None) -> int:
+    """``YYYYMMDD``, ``YYYY-MM-DD``, a ``datetime``/``date`` or ``pd.Timestamp``: its ms
+    (naive ones read in ``tz``, UTC by default).
 
     >>> check_date("20240101", "start_date")
     1704067200000
@@ -320,9 +321,9 @@ def check_date(value: object, name: str) -> int:
     if isinstance(value, str):
         if not _DATE_STR_RE.match(value.strip()):
             raise InvalidRequest(f"{name} {value!r} is not a date; use YYYYMMDD or YYYY-MM-DD")
-        return to_ms(value, name=name)
+        return to_ms(value, name=name, tz=tz)
     if isinstance(value, dt.date | pd.Timestamp):
-        return to_ms(value, name=name)
+        return to_ms(value, name=name, tz=tz)
     # the words of the service too, where a JSON body can only carry the string
     raise InvalidRequest(
         f"{name} must be a string YYYYMMDD or YYYY-MM-DD (in Python also a date, datetime "
@@ -331,18 +332,24 @@ def check_date(value: object, name: str) -> int:
 
 
 def date_range(
-    start: object, end: object, *, names: tuple[str, str] = ("start_date", "end_date")
+    start: object,
+    end: object,
+    *,
+    names: tuple[str, str] = ("start_date", "end_date"),
+    tz: object = None,
 ) -> tuple[int, int]:
     """``[start, end)`` in ms from two dates (:func:`check_date`), both required; a bare
-    date as ``end`` counts whole (the one end rule of :func:`mdcollect._time.end_ms`).
+    date as ``end`` counts whole (the one end rule of :func:`mdcollect._time.end_ms`);
+    naive values are read in ``tz`` (UTC by default).
 
     >>> date_range("2024-01-01", "2024-01-01")
     (1704067200000, 1704153600000)
     """
     if start is None or end is None:
         raise InvalidRequest(f"{names[0]} and {names[1]} are required (YYYYMMDD or YYYY-MM-DD)")
-    lo = check_date(start, names[0])
-    hi = check_date(end, names[1]) + (DAY if is_bare_date(end) else 0)
+    lo = check_date(start, names[0], tz=tz)
+    check_date(end, names[1], tz=tz)  # the words of this rule for a bad end
+    hi = end_ms(end, name=names[1], tz=tz)
     if hi <= lo:
         raise InvalidRequest(
             f"{names[1]} {end!r} is before {names[0]} {start!r} or at it; "
@@ -352,12 +359,16 @@ def date_range(
 
 
 def required_range(
-    start: object, end: object, *, names: tuple[str, str] = ("start", "end")
+    start: object,
+    end: object,
+    *,
+    names: tuple[str, str] = ("start", "end"),
+    tz: object = None,
 ) -> tuple[int, int]:
     """``[start, end)`` in ms by :func:`mdcollect._time.time_range` (dates, times, ms),
     both required: a bare date as ``end`` means the end of that day; a time of day is
-    an exclusive bound."""
-    lo, hi = time_range(start, end, names=names)
+    an exclusive bound; naive values are read in ``tz`` (UTC by default)."""
+    lo, hi = time_range(start, end, names=names, tz=tz)
     if lo is None or hi is None:
         raise InvalidRequest(
             f"{names[0]} and {names[1]} are required (dates or times), got {start!r}, {end!r}"

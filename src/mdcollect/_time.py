@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from typing import Final
 
 import numpy as np
@@ -45,6 +46,7 @@ __all__ = [
     "ms_to_timestamp",
     "now_ms",
     "time_range",
+    "time_zone",
     "to_ms",
 ]
 
@@ -224,13 +226,43 @@ def is_bare_date(value: object) -> bool:
     return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
 
 
-def to_ms(value: object, *, name: str = "time") -> int:
+def time_zone(tz: object) -> dt.tzinfo:
+    """The zone that naive dates and times are read in: ``None`` or ``"UTC"`` is UTC,
+    else an IANA name (``"Europe/Berlin"``) or a ``tzinfo``.
+
+    >>> time_zone("Asia/Tokyo").key
+    'Asia/Tokyo'
+    """
+    if tz is None:
+        return dt.UTC
+    if isinstance(tz, dt.tzinfo):
+        return tz
+    if isinstance(tz, str) and tz.strip():
+        name = tz.strip()
+        if name.upper() in ("UTC", "Z"):
+            return dt.UTC
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    raise InvalidRequest(
+        f"tz {tz!r} is not a time zone; use an IANA name such as 'UTC', 'Europe/Berlin' "
+        "or 'America/New_York' (a datetime.tzinfo in Python)"
+    )
+
+
+def to_ms(value: object, *, name: str = "time", tz: object = None) -> int:
     """Milliseconds since the epoch from an int (ms), ``datetime``, ``date``,
     ``pd.Timestamp``, or a string (``YYYYMMDD``, ``YYYY-MM-DD`` or ISO 8601).
 
-    Naive datetimes and strings without an offset are taken as UTC. An int that is
-    plausibly epoch seconds (see :func:`check_ms`) is refused, never read as 1970.
+    Naive datetimes, dates and strings without an offset are read in ``tz``
+    (:func:`time_zone`: UTC by default); a value with an offset keeps it. An int that
+    is plausibly epoch seconds (see :func:`check_ms`) is refused, never read as 1970.
+
+    >>> to_ms("2024-01-01", tz="Europe/Berlin") == to_ms("2023-12-31T23:00")
+    True
     """
+    zone = time_zone(tz)
     if isinstance(value, bool):
         raise InvalidRequest(f"{name} must be a date or ms timestamp, got {value!r}")
     if isinstance(value, int | np.integer):
@@ -240,18 +272,18 @@ def to_ms(value: object, *, name: str = "time") -> int:
         try:
             if _DATE_RE.match(s):
                 s = s.replace("-", "")
-                d = dt.datetime.strptime(s, "%Y%m%d").replace(tzinfo=dt.UTC)
-                return _dt_ms(d)
+                d = dt.datetime.strptime(s, "%Y%m%d")
+                return _ts_ms(pd.Timestamp(d), name, value, zone)
             ts = pd.Timestamp(s)
         except (ValueError, OverflowError) as exc:
             raise InvalidRequest(
                 f"{name} {value!r} is not a date; use YYYYMMDD, YYYY-MM-DD or ISO 8601"
             ) from exc
-        return _ts_ms(ts, name, value)
+        return _ts_ms(ts, name, value, zone)
     if isinstance(value, dt.datetime | pd.Timestamp):
-        return _ts_ms(pd.Timestamp(value), name, value)
+        return _ts_ms(pd.Timestamp(value), name, value, zone)
     if isinstance(value, dt.date):
-        return _dt_ms(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC))
+        return _ts_ms(pd.Timestamp(value.year, value.month, value.day), name, value, zone)
     raise InvalidRequest(
         f"{name} must be an int (ms), datetime, date or date string, got {type(value).__name__}"
     )
@@ -273,19 +305,25 @@ def check_ms(value: int, name: str = "time") -> int:
     return value
 
 
-def end_ms(value: object, *, name: str = "end") -> int:
+def end_ms(value: object, *, name: str = "end", tz: object = None) -> int:
     """An end bound in ms: a bare date means the end of that day (``"2024-01-31"`` is
-    2024-02-01 00:00); a time of day is an exclusive bound.
+    2024-02-01 00:00) in ``tz`` (a local day can last 23 or 25 hours); a time of day is
+    an exclusive bound.
 
     >>> end_ms("2024-01-01") - to_ms("2024-01-01")
     86400000
+    >>> end_ms("2024-03-31", tz="Europe/Berlin") - to_ms("2024-03-31", tz="Europe/Berlin")
+    82800000
     """
-    ms = to_ms(value, name=name)
-    return ms + DAY if is_bare_date(value) else ms
+    ms = to_ms(value, name=name, tz=tz)
+    if not is_bare_date(value):
+        return ms
+    day = dt.datetime.fromtimestamp(ms / SECOND, tz=time_zone(tz)).date()
+    return to_ms(day + dt.timedelta(days=1), name=name, tz=tz)
 
 
 def time_range(
-    start: object, end: object, *, names: tuple[str, str] = ("start", "end")
+    start: object, end: object, *, names: tuple[str, str] = ("start", "end"), tz: object = None
 ) -> tuple[int | None, int | None]:
     """``[start, end)`` in ms from user bounds (``None`` leaves that side open), by the
     one date rule of mdcollect: :func:`to_ms` for the start, :func:`end_ms` for the end.
@@ -293,8 +331,8 @@ def time_range(
     >>> time_range("2024-01-01", "2024-01-01")
     (1704067200000, 1704153600000)
     """
-    lo = None if start is None else to_ms(start, name=names[0])
-    hi = None if end is None else end_ms(end, name=names[1])
+    lo = None if start is None else to_ms(start, name=names[0], tz=tz)
+    hi = None if end is None else end_ms(end, name=names[1], tz=tz)
     if lo is not None and hi is not None and hi <= lo:
         raise InvalidRequest(
             f"{names[1]} {_as_given(end, hi)} must be after {names[0]} {_as_given(start, lo)}"
@@ -321,11 +359,18 @@ def _as_given(value: object, ms: int) -> str:
     return repr(value)
 
 
-def _ts_ms(ts: pd.Timestamp, name: str, raw: object) -> int:
+def _ts_ms(ts: pd.Timestamp, name: str, raw: object, zone: dt.tzinfo = dt.UTC) -> int:
     if pd.isna(ts):
         raise InvalidRequest(f"{name} {raw!r} is not a time (NaT)")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // NS_PER_MS)
+    if ts.tzinfo is None:
+        try:
+            ts = ts.tz_localize(zone, ambiguous="raise", nonexistent="raise")
+        except Exception as exc:  # pandas raises pytz's NonExistent/AmbiguousTimeError
+            raise InvalidRequest(
+                f"{name} {raw!r} is not one time in {zone}: the clocks change then "
+                f"({exc}); give it with an offset, e.g. '2024-10-27T02:30+01:00'"
+            ) from None
+    return int(ts.tz_convert("UTC").value // NS_PER_MS)
 
 
 def ms_to_index(ms: ArrayLike) -> pd.DatetimeIndex:

@@ -238,10 +238,11 @@ async def audit_async(
     mark_band: float = MARK_BAND,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> AuditReport:
     """Async :func:`audit`."""
     wanted = _check_keys(keys)
-    lo, hi = time_range(start, end)
+    lo, hi = time_range(start, end, tz=tz)
     if not isinstance(repair, bool):
         raise InvalidRequest(f"repair must be True or False, got {repair!r}")
     _check_exchange(exchange, wanted)
@@ -315,6 +316,7 @@ def audit(
     mark_band: float = MARK_BAND,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> AuditReport:
     """Check the rows of ``keys`` (every stored dataset when ``None``) in ``[start, end)``
     and score each dataset; with ``repair=True``, delete and refetch what is wrong.
@@ -333,6 +335,7 @@ def audit(
       built-in exchange emulator, as :func:`mdcollect.ensure_data` (``None``: the
       ``MDCOLLECT_EMULATE`` environment variable); with ``storage=None`` the emulated
       store is audited then.
+    * ``tz``: the time zone naive dates are read in (default UTC).
 
     The checks and the score are those of the module documentation
     (docs/audit.md). Bad input raises :class:`~mdcollect.InvalidRequest` before
@@ -348,7 +351,7 @@ def audit(
             audit_async(
                 storage, keys, start, end, repair=repair, exchange=exchange,
                 zero_volume_run=zero_volume_run, jump_mads=jump_mads, mark_band=mark_band,
-                clock=clock, emulate=emulate,
+                clock=clock, emulate=emulate, tz=tz,
             ),
         )
     )  # fmt: skip

@@ -108,6 +108,12 @@ def _global_options(p: argparse.ArgumentParser, *, after_subcommand: bool = Fals
         help="show the windows and requests, fetch nothing",
     )
     add("--no-progress", action="store_true", default=False, help="no progress bars")
+    add(
+        "--tz",
+        metavar="ZONE",
+        default=None,
+        help="read dates without an offset in this time zone, e.g. Europe/Berlin (default: UTC)",
+    )
     add("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     add("-q", "--quiet", action="store_true", default=False, help="print errors only")
 
@@ -131,6 +137,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--end", required=True, help="YYYY-MM-DD, inclusive of its whole day")
         sp.add_argument("-x", "--exchange", default="binance_futures", help="exchange key")
         sp.add_argument("--concurrency", type=int, default=4, help="datasets fetched at once")
+        sp.add_argument(
+            "--lease", metavar="URL", default=None,
+            help="share an arctic+s3 store with other machines: hold each dataset's lease in "
+            "Redis (redis://HOST:PORT/DB) or in the bucket (s3)",
+        )  # fmt: skip
         sp.add_argument(
             "--strategy",
             choices=["auto", "ohlcv", "trades"],
@@ -244,10 +255,22 @@ def _print_report(report: EnsureReport, quiet: bool) -> None:
     print(report)
 
 
+def _leased(url: str, lease: str | None) -> str:
+    """``url`` with ``lease=`` added (``--lease``); only a shared S3 store takes one."""
+    if lease is None:
+        return url
+    if not url.lower().startswith(("arctic+s3://", "arctic+s3s://")):
+        raise InvalidRequest(
+            f"--lease is for a store that several machines write (arctic+s3://...); "
+            f"the store here is {redact(url)!r}, whose writers are serialised on this machine"
+        )
+    return f"{url}{'&' if '?' in url else '?'}lease={lease}"
+
+
 async def _fetch(args: argparse.Namespace) -> int:
     from .ensure import backfill_async, ensure_data_async
 
-    storage = open_storage(_storage_url(args))
+    storage = open_storage(_leased(_storage_url(args), args.lease))
     # with --emulate the library serves the exchange from its emulator and closes the
     # client it makes, also when the call fails
     try:
@@ -257,7 +280,7 @@ async def _fetch(args: argparse.Namespace) -> int:
                 args.symbols, args.timeframe, args.start, args.end, args.exchange,
                 args.padding_days, storage, progress=not args.no_progress,
                 concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
-                emulate=args.emulate, kinds=_split_kinds(args.kinds),
+                emulate=args.emulate, kinds=_split_kinds(args.kinds), tz=args.tz,
             )  # fmt: skip
         else:
             report = await backfill_async(
@@ -265,6 +288,7 @@ async def _fetch(args: argparse.Namespace) -> int:
                 args.start, args.end, args.exchange, storage, kind=args.kind,
                 strategy=args.strategy, progress=not args.no_progress,
                 concurrency=args.concurrency, dry_run=args.dry_run, emulate=args.emulate,
+                tz=args.tz,
             )  # fmt: skip
     finally:
         storage.close()
@@ -395,7 +419,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.key is None or args.output is None:
         raise InvalidRequest("export needs a dataset KEY and -o FILE (or --format freqtrade)")
     out = _output(args.output)
-    start, end = time_range(args.start, args.end, names=("--start", "--end"))
+    start, end = time_range(args.start, args.end, names=("--start", "--end"), tz=args.tz)
     with open_storage(_storage_url(args)) as storage:
         key = _existing_key(storage, args.key, args)
         frame = storage.read(key, start, end)
@@ -876,7 +900,7 @@ def _audit(args: argparse.Namespace) -> int:
         keys = [_existing_key(storage, k, args) for k in args.keys] or None
         report = audit(
             storage, keys, args.start, args.end, repair=args.repair, exchange=args.exchange,
-            emulate=args.emulate,
+            emulate=args.emulate, tz=args.tz,
         )  # fmt: skip
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -15,6 +15,7 @@ and ``load(kind, ...)``, table-driven by :data:`mdcollect.backfill.JOBS`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -29,6 +30,7 @@ from ._errors import ExchangeError, InvalidRequest
 from ._human import duration, plural, ranges
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
+from ._logs import LogCallback, check_log_callback, forwarding_logs
 from ._rules import MAX_SYMBOLS as MAX_SYMBOLS  # the input rules; kept importable from here
 from ._rules import check_date as check_date
 from ._rules import check_padding, check_symbols, date_range, required_range
@@ -58,6 +60,8 @@ from .storage import (
     emulated_storage_url,
     open_storage,
 )
+
+log = logging.getLogger("mdcollect.ensure")
 
 __all__ = [
     "EnsureReport",
@@ -504,21 +508,25 @@ async def ensure_data_async(
     strategy: Strategy = "auto",
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
+    log_callback: LogCallback | None = None,
     kinds: Sequence[HistoryKind] = ("ohlcv",),
 ) -> EnsureReport:
     """Async :func:`ensure_data`."""
+    routed = check_log_callback(log_callback)
     wanted = check_kinds(kinds)
     key = _exchange_key(exchange)
     syms = check_symbols(symbols)
     tf = check_timeframe(timeframe, key)
-    start, end = date_range(start_date, end_date)
+    start, end = date_range(start_date, end_date, tz=tz)
     pad = check_padding(padding_days)
     lo, hi = start - pad * DAY, end
-    return await _ensure(
-        syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
-        progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
-        strategy=strategy, clock=clock, kinds=wanted, unpadded=start,
-    )  # fmt: skip
+    with forwarding_logs(routed):
+        return await _ensure(
+            syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
+            progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
+            strategy=strategy, clock=clock, kinds=wanted, unpadded=start,
+        )  # fmt: skip
 
 
 async def _ensure(
@@ -565,6 +573,8 @@ async def _ensure(
     if dry_run:
         report.plans = await plan_jobs(jobs, store, info, now=now)
     if dry_run or not any(r.missing for r in initial):
+        if not dry_run:
+            log.info("%s %s: all %d dataset(s) stored; nothing to fetch", key, label, len(jobs))
         report.symbols = [SymbolReport._from_job(r) for r in initial]
         report.seconds = time.perf_counter() - t0
         return report
@@ -598,6 +608,8 @@ async def backfill_async(
     dry_run: bool = False,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
+    log_callback: LogCallback | None = None,
 ) -> EnsureReport:
     """Fill ``[start, end)`` of one kind of history for ``symbols``: candles
     (``kind="ohlcv"``), perpetuals' ``mark``, ``index`` or ``premium`` candles, raw
@@ -610,6 +622,7 @@ async def backfill_async(
     ...                      exchange="binance_futures", kind="mark")
     """
     check_kind(kind)
+    routed = check_log_callback(log_callback)
     key = _exchange_key(exchange)
     syms = check_symbols(symbols)
     if kind in TIMEFRAME_KINDS:
@@ -618,12 +631,13 @@ async def backfill_async(
         tf = check_timeframe(timeframe, key)
     else:
         tf = Timeframe.parse("1m")
-    lo, hi = required_range(start, end)
-    return await _ensure(
-        syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
-        progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
-        strategy=strategy, clock=clock, kinds=(kind,),
-    )  # fmt: skip
+    lo, hi = required_range(start, end, tz=tz)
+    with forwarding_logs(routed):
+        return await _ensure(
+            syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
+            progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
+            strategy=strategy, clock=clock, kinds=(kind,),
+        )  # fmt: skip
 
 
 def ensure_data(
@@ -642,6 +656,8 @@ def ensure_data(
     strategy: Strategy = "auto",
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
+    log_callback: LogCallback | None = None,
     kinds: Sequence[HistoryKind] = ("ohlcv",),
 ) -> EnsureReport:
     """Make sure ``symbols``' candles (and other ``kinds`` of history) from
@@ -665,6 +681,11 @@ def ensure_data(
       price candles at ``timeframe``, where the exchange serves them). The report has each symbol once per kind
       (:meth:`EnsureReport.by_kind`). An exchange that keeps less history than asked
       (OKX funding: 3 months) is refused with how far back it goes.
+    * ``tz``: the time zone naive dates are read in (``"Europe/Berlin"``); UTC by
+      default. ``"2024-01-01"`` in Berlin starts at 2023-12-31 23:00 UTC.
+    * ``log_callback``: a function given each line this call logs (``"INFO
+      mdcollect.backfill: ..."``: what is fetched, what was stored), for a host
+      application's own log or UI; the ``logging`` handlers still get theirs.
 
     Bad input raises :class:`InvalidRequest` before any request or write. A
     second identical call makes no exchange request. Works inside a running
@@ -680,7 +701,8 @@ def ensure_data(
             ensure_data_async(
                 symbols, timeframe, start_date, end_date, exchange, padding_days, storage,
                 progress=progress, progress_callback=progress_callback, concurrency=concurrency,
-                dry_run=dry_run, strategy=strategy, clock=clock, emulate=emulate, kinds=kinds,
+                dry_run=dry_run, strategy=strategy, clock=clock, emulate=emulate, tz=tz, kinds=kinds,
+                log_callback=log_callback,
             ),
         )
     )  # fmt: skip
@@ -693,13 +715,13 @@ def ensure_data(
 async def load_ohlcv_async(
     symbols: str, timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., columns: Columns = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ..., columns: Columns = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 async def load_ohlcv_async(
     symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., columns: Columns = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ..., columns: Columns = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 async def load_ohlcv_async(
     symbols: str | list[str] | tuple[str, ...],
@@ -713,13 +735,14 @@ async def load_ohlcv_async(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
     columns: Columns = "mdcollect",
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Async :func:`load_ohlcv`."""
     rename = _column_names(columns)
     frames = await _load(
         "ohlcv", symbols, start, end, timeframe=timeframe, exchange=exchange, storage=storage,
-        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
     if rename is None:
         return frames
@@ -759,6 +782,7 @@ async def _load(
     progress: bool,
     clock: Callable[[], int] | None,
     emulate: bool | None,
+    tz: str | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """What every ``load_*`` does: check, ensure ``[start, end)`` of ``kind``, read."""
     hk = check_kind(kind)
@@ -776,7 +800,7 @@ async def _load(
         )
     else:
         tf = None
-    lo, hi = required_range(start, end)
+    lo, hi = required_range(start, end, tz=tz)
     src = await _open_source(exchange, storage, emulate)
     if ensure:
         report = await _ensure(
@@ -804,13 +828,13 @@ async def _load(
 def load_ohlcv(
     symbols: str, timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., columns: Columns = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ..., columns: Columns = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 def load_ohlcv(
     symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., columns: Columns = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ..., columns: Columns = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 def load_ohlcv(
     symbols: str | list[str] | tuple[str, ...],
@@ -824,6 +848,7 @@ def load_ohlcv(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
     columns: Columns = "mdcollect",
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Candles of one symbol (a DataFrame) or several (a dict of them) for ``[start, end)``.
@@ -843,7 +868,7 @@ def load_ohlcv(
     _column_names(columns)  # before anything: a bad value costs no request
     frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = load_ohlcv_async(
         symbols, timeframe, start, end, exchange=exchange, storage=storage, ensure=ensure,
-        progress=progress, clock=clock, emulate=emulate, columns=columns,
+        progress=progress, clock=clock, emulate=emulate, tz=tz, columns=columns,
     )  # fmt: skip
     return run_sync(releasing(exchange, frames))
 
@@ -856,14 +881,14 @@ async def load_async(
     kind: HistoryKind, symbols: str, start: object, end: object, *,
     timeframe: str | None = ..., exchange: Exchange = ..., storage: Storage = ...,
     ensure: bool = ..., progress: bool = ..., clock: Callable[[], int] | None = ...,
-    emulate: bool | None = ...,
+    emulate: bool | None = ..., tz: str | None = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 async def load_async(
     kind: HistoryKind, symbols: list[str] | tuple[str, ...], start: object, end: object, *,
     timeframe: str | None = ..., exchange: Exchange = ..., storage: Storage = ...,
     ensure: bool = ..., progress: bool = ..., clock: Callable[[], int] | None = ...,
-    emulate: bool | None = ...,
+    emulate: bool | None = ..., tz: str | None = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 async def load_async(
     kind: HistoryKind,
@@ -878,11 +903,12 @@ async def load_async(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Async :func:`load`."""
     return await _load(
         kind, symbols, start, end, timeframe=timeframe, exchange=exchange, storage=storage,
-        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
 
 
@@ -891,14 +917,14 @@ def load(
     kind: HistoryKind, symbols: str, start: object, end: object, *,
     timeframe: str | None = ..., exchange: Exchange = ..., storage: Storage = ...,
     ensure: bool = ..., progress: bool = ..., clock: Callable[[], int] | None = ...,
-    emulate: bool | None = ...,
+    emulate: bool | None = ..., tz: str | None = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 def load(
     kind: HistoryKind, symbols: list[str] | tuple[str, ...], start: object, end: object, *,
     timeframe: str | None = ..., exchange: Exchange = ..., storage: Storage = ...,
     ensure: bool = ..., progress: bool = ..., clock: Callable[[], int] | None = ...,
-    emulate: bool | None = ...,
+    emulate: bool | None = ..., tz: str | None = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 def load(
     kind: HistoryKind,
@@ -913,6 +939,7 @@ def load(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Any kind of history (the candle kinds ``"ohlcv"``, ``"mark"``, ``"index"``,
     ``"premium"`` and ``"open_interest"`` with a ``timeframe``; ``"trades"``,
@@ -928,7 +955,7 @@ def load(
     """
     frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = _load(
         kind, symbols, start, end, timeframe=timeframe, exchange=exchange, storage=storage,
-        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
     return run_sync(releasing(exchange, frames))
 
@@ -937,13 +964,13 @@ def load(
 async def load_funding_async(
     symbols: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 async def load_funding_async(
     symbols: list[str] | tuple[str, ...], start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 async def load_funding_async(
     symbols: str | list[str] | tuple[str, ...],
@@ -956,11 +983,12 @@ async def load_funding_async(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Async :func:`load_funding`."""
     return await _load(
         "funding", symbols, start, end, timeframe=None, exchange=exchange, storage=storage,
-        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
 
 
@@ -968,13 +996,13 @@ async def load_funding_async(
 def load_funding(
     symbols: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 def load_funding(
     symbols: list[str] | tuple[str, ...], start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 def load_funding(
     symbols: str | list[str] | tuple[str, ...],
@@ -987,6 +1015,7 @@ def load_funding(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Funding settlements of one perpetual (a DataFrame) or several (a dict) in
     ``[start, end)``, ensured first (``ensure=False`` reads only what is stored).
@@ -1004,7 +1033,7 @@ def load_funding(
     """
     frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = load_funding_async(
         symbols, start, end, exchange=exchange, storage=storage, ensure=ensure,
-        progress=progress, clock=clock, emulate=emulate,
+        progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
     return run_sync(releasing(exchange, frames))
 
@@ -1013,13 +1042,13 @@ def load_funding(
 async def load_trades_async(
     symbols: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 async def load_trades_async(
     symbols: list[str] | tuple[str, ...], start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 async def load_trades_async(
     symbols: str | list[str] | tuple[str, ...],
@@ -1032,11 +1061,12 @@ async def load_trades_async(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Async :func:`load_trades`."""
     return await _load(
         "trades", symbols, start, end, timeframe=None, exchange=exchange, storage=storage,
-        ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+        ensure=ensure, progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
 
 
@@ -1044,13 +1074,13 @@ async def load_trades_async(
 def load_trades(
     symbols: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 def load_trades(
     symbols: list[str] | tuple[str, ...], start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 def load_trades(
     symbols: str | list[str] | tuple[str, ...],
@@ -1063,6 +1093,7 @@ def load_trades(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Trades of one symbol (a DataFrame) or several (a dict) in ``[start, end)``,
     ensured first (``ensure=False`` reads only what is stored); the ``trades`` schema.
@@ -1071,7 +1102,7 @@ def load_trades(
     """
     frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = load_trades_async(
         symbols, start, end, exchange=exchange, storage=storage, ensure=ensure,
-        progress=progress, clock=clock, emulate=emulate,
+        progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
     return run_sync(releasing(exchange, frames))
 
@@ -1080,13 +1111,13 @@ def load_trades(
 async def load_open_interest_async(
     symbols: str, timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 async def load_open_interest_async(
     symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 async def load_open_interest_async(
     symbols: str | list[str] | tuple[str, ...],
@@ -1100,11 +1131,12 @@ async def load_open_interest_async(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Async :func:`load_open_interest`."""
     return await _load(
         "open_interest", symbols, start, end, timeframe=timeframe, exchange=exchange,
-        storage=storage, ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+        storage=storage, ensure=ensure, progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
 
 
@@ -1112,13 +1144,13 @@ async def load_open_interest_async(
 def load_open_interest(
     symbols: str, timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> pd.DataFrame: ...  # fmt: skip
 @overload
 def load_open_interest(
     symbols: list[str] | tuple[str, ...], timeframe: str, start: object, end: object, *,
     exchange: Exchange = ..., storage: Storage = ..., ensure: bool = ..., progress: bool = ...,
-    clock: Callable[[], int] | None = ..., emulate: bool | None = ...,
+    clock: Callable[[], int] | None = ..., emulate: bool | None = ..., tz: str | None = ...,
 ) -> dict[str, pd.DataFrame]: ...  # fmt: skip
 def load_open_interest(
     symbols: str | list[str] | tuple[str, ...],
@@ -1132,6 +1164,7 @@ def load_open_interest(
     progress: bool = True,
     clock: Callable[[], int] | None = None,
     emulate: bool | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
     """Open interest of one perpetual (a DataFrame) or several (a dict) at the exchange's
     period ``timeframe`` in ``[start, end)``, ensured first (``ensure=False`` reads only
@@ -1151,6 +1184,6 @@ def load_open_interest(
     """
     frames: Coroutine[Any, Any, pd.DataFrame | dict[str, pd.DataFrame]] = _load(
         "open_interest", symbols, start, end, timeframe=timeframe, exchange=exchange,
-        storage=storage, ensure=ensure, progress=progress, clock=clock, emulate=emulate,
+        storage=storage, ensure=ensure, progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
     return run_sync(releasing(exchange, frames))

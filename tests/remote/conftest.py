@@ -30,13 +30,15 @@ class Answer:
 class ScriptedServer:
     """Answers requests with ``script`` in order, then from ``routes`` by path (else 404).
 
-    ``requests`` keeps ``(method, path_with_query, body_bytes)`` of every request.
+    ``requests`` keeps ``(method, path_with_query, body_bytes)`` of every request,
+    ``headers`` their headers (lower-case names).
     """
 
     def __init__(self) -> None:
         self.script: list[Answer] = []
         self.routes: dict[str, Answer] = {}
         self.requests: list[tuple[str, str, bytes]] = []
+        self.headers: list[dict[str, str]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,6 +46,7 @@ class ScriptedServer:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 server.requests.append((self.command, self.path, body))
+                server.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if server.script:
                     answer = server.script.pop(0)
                 else:

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from mdcollect.remote import DataCollectionClient, ListEmitter, lambda_handler, make_handler
+import mdcollect.remote
+from mdcollect import InvalidRequest
+from mdcollect.remote import DataCollectionClient, ListEmitter, ProxySettings, make_handler
 
 from .conftest import Answer, ScriptedServer
 
@@ -53,7 +55,7 @@ def emf(operation: str, environment: str, errors: int) -> dict[str, Any]:
         "_aws": {
             "Timestamp": TS,
             "CloudWatchMetrics": [{
-                "Namespace": "mdcollect/DataCollectionProxy",
+                "Namespace": "mdcollect/DataProxy",
                 "Dimensions": [["Operation", "Environment"]],
                 "Metrics": [
                     {"Name": "ProxyRequests", "Unit": "Count"},
@@ -174,12 +176,20 @@ def test_a_bug_still_answers_200(service: ScriptedServer) -> None:
     assert emitter.documents[0]["ProxyErrors"] == 1
 
 
+def cold_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the entry point, as a new Lambda execution environment would."""
+    monkeypatch.setattr(mdcollect.remote, "_entry_point", None)
+
+
 def test_environment_and_default_log_emitter(
     service: ScriptedServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The real entry point: configured from the environment, metrics as EMF log lines."""
     monkeypatch.setenv("DATA_COLLECTION_URL", service.url)
     monkeypatch.setenv("ENVIRONMENT", "staging")
+    cold_start(monkeypatch)
+    lambda_handler = mdcollect.remote.lambda_handler
+    assert lambda_handler is mdcollect.remote.lambda_handler  # made once
     caplog.set_level(logging.INFO, logger="mdcollect.remote.metrics")
     out = lambda_handler({"operation": "health"}, object())
     assert json.dumps(out) == (
@@ -198,3 +208,99 @@ def test_environment_and_default_log_emitter(
         expected["ProxyLatency"] = doc["ProxyLatency"]
         assert doc == expected
     assert "\n" not in records[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("REQUEST_TIMEOUT", "soon", "REQUEST_TIMEOUT='soon' is not valid: REQUEST_TIMEOUT must be a positive number, got 'soon'"),
+        ("REQUEST_TIMEOUT", "0", "REQUEST_TIMEOUT='0' is not valid"),
+        ("MAX_RETRIES", "-1", "MAX_RETRIES='-1' is not valid"),
+        ("MAX_RETRIES", "two", "MAX_RETRIES='two' is not valid"),
+        ("DATA_COLLECTION_URL", "data-collection:8002", "DATA_COLLECTION_URL: base_url 'data-collection:8002' is not valid"),
+        ("METRICS_NAMESPACE", "my metrics", "METRICS_NAMESPACE: namespace 'my metrics' is not a CloudWatch namespace"),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_fails_the_cold_start(
+    scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    """A bad setting is refused when the runtime loads the handler, before any call."""
+    monkeypatch.setenv(name, value)
+    import mdcollect.remote as fresh  # importing alone reads nothing
+
+    cold_start(monkeypatch)
+    with pytest.raises(InvalidRequest) as caught:
+        fresh.lambda_handler  # noqa: B018 - the runtime's attribute lookup at cold start
+    assert message in str(caught.value)
+    with pytest.raises(InvalidRequest):
+        make_handler()
+    assert scripted.requests == []
+
+
+def test_settings_in_a_cold_process(tmp_path: Any) -> None:
+    """The real runtime's order: import, look the handler up (the cold start), then call."""
+    import subprocess
+    import sys
+
+    code = (
+        "import mdcollect.remote as r\n"
+        "try:\n"
+        "    r.lambda_handler\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "REQUEST_TIMEOUT": "-3", "PYTHONPATH": ":".join(sys.path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == (
+        "InvalidRequest environment variable REQUEST_TIMEOUT='-3' is not valid: "
+        "REQUEST_TIMEOUT must be a positive number, got -3.0"
+    ), out.stderr
+
+
+def test_settings_object_configures_the_client_and_namespace(service: ScriptedServer) -> None:
+    """``settings=`` and ``namespace=`` replace the environment; the token stays hidden."""
+    emitter = ListEmitter()
+    settings = ProxySettings(
+        environment="prod", service_url=service.url, request_timeout=5, max_retries=0,
+        namespace="tradai", api_token="s3cr3t-token",
+    )  # fmt: skip
+    assert "s3cr3t" not in repr(settings)
+    assert settings.metrics_namespace == "tradai/DataProxy"
+    out = make_handler(settings=settings, emitter=emitter, timestamp=lambda: TS)(
+        {"operation": "health"}, None
+    )
+    assert out["body"]["environment"] == "prod"
+    assert out["body"]["data"]["result"] == {"status": "healthy"}
+    assert service.headers[-1]["authorization"] == "Bearer s3cr3t-token"
+    doc = emitter.documents[0]
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "tradai/DataProxy"
+    assert doc["Environment"] == "prod"
+    other = make_handler(settings=settings, namespace="ops/DataProxy", emitter=emitter)
+    other({"operation": "health"}, None)
+    assert emitter.documents[1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ops/DataProxy"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"request_timeout": 0}, "request_timeout must be a positive number, got 0.0"),
+        ({"max_retries": 1.5}, "max_retries must be an integer >= 0, got 1.5"),
+        ({"environment": " "}, "environment must be a non-empty string, got ' '"),
+        ({"service_url": "ftp://x"}, "base_url 'ftp://x' is not valid"),
+        ({"namespace": "a b"}, "namespace 'a b' is not a CloudWatch namespace"),
+    ],
+)  # fmt: skip
+def test_settings_refuse_bad_values(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message.replace("(", r"\(").replace(".", r"\.")):
+        ProxySettings(**{"service_url": "http://127.0.0.1:1", **kwargs})
+
+
+def test_settings_doctests() -> None:
+    import doctest
+
+    import mdcollect.remote._settings as settings_module
+
+    result = doctest.testmod(settings_module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5 and result.failed == 0

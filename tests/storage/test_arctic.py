@@ -294,7 +294,7 @@ def test_url_options_locks_and_repr(tmp_path: Path) -> None:
     with open_storage(f"arctic+lmdb://{tmp_path / 'm'}?map_size=2GB") as st:
         st.write(KEY, candles(T0, 3))
         assert (tmp_path / "m" / ".locks" / f"{SYMBOL}.lock").exists()
-    _, _, lock_dir, _ = arctic_mod._parse_url("arctic+s3://h:b?port=1&access=a&secret=TOPSECRET")
+    _, _, lock_dir, _, _ = arctic_mod._parse_url("arctic+s3://h:b?port=1&access=a&secret=TOPSECRET")
     assert "TOPSECRET" not in str(lock_dir)
 
 

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from attrs import define, field
 
-from .._errors import ExchangeError, InvalidRequest, first_leaf
+from .._errors import ExchangeError, InvalidRequest, StorageError, first_leaf
+from .._human import ranges
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
+from .._lease import held_async
 from .._time import check_ms, format_ms
 from ..exchanges import SessionStats, request_tally
 from ..storage import DataCollectionStorage
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
     from ..exchanges import ExchangeClient, ExchangeInfo
 
 log = logging.getLogger("mdcollect.backfill")
+
+#: Seconds a job waits for another machine filling the same dataset (it then fetches
+#: only what that one left missing): long enough for a year of minute candles.
+JOB_LEASE_WAIT: float = 3 * 3600.0
 
 ProgressCallback = Callable[["BackfillJob", int, int], None]
 
@@ -319,6 +325,26 @@ async def _run_job(
     client: ExchangeClient,
     bars: _Progress,
 ) -> None:
+    lease = storage.dataset_lease(job.key)
+    if lease is None:
+        await _run_owned_job(job, report, storage, client, bars)
+        return
+    # one machine at a time fills a dataset: hold its lease, then take coverage again,
+    # so what another machine stored while this one waited is not fetched twice
+    async with held_async(lease, wait=JOB_LEASE_WAIT, what=f"fill {job.key}", error=StorageError):
+        covered = await asyncio.to_thread(storage.coverage, job.key)
+        report.already_covered |= report.missing & covered
+        report.missing = report.missing - covered
+        await _run_owned_job(job, report, storage, client, bars)
+
+
+async def _run_owned_job(
+    job: BackfillJob,
+    report: JobReport,
+    storage: DataCollectionStorage,
+    client: ExchangeClient,
+    bars: _Progress,
+) -> None:
     t0 = time.perf_counter()
     # count this job's requests, not those of jobs running beside it on the client
     tally = SessionStats()
@@ -339,7 +365,13 @@ async def _run_job(
             bar.add(skipped)
         windows = split_windows(missing, job.window_ms(client.info), job.align)
         report.windows = len(windows)
+        if windows:
+            log.info("%s: fetching %s in %d window(s)", job.key, ranges(missing), len(windows))
         await _fetch_in_order(job, windows, client, storage, report, bar)
+        log.info(
+            "%s: stored %d row(s) in %d request(s)%s", job.key, report.rows, tally.requests,
+            f"; {len(report.failed)} window(s) failed" if report.failed else "",
+        )  # fmt: skip
     finally:
         bar.close()
         report.requests = tally.requests

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
@@ -27,6 +27,7 @@ from .._backoff import Backoff
 from .._errors import ExchangeError, InvalidRequest, MdcollectError
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
+from .._logs import LogCallback, check_log_callback, forwarding_logs, with_logs
 from .._time import SECOND
 from ..storage import DataCollectionStorage, default_storage, open_storage
 from ._alerts import AlertWatch, WebhookAlerts
@@ -162,7 +163,10 @@ class DataCollector:
         audit_interval: float = 0.0,
         audit_max_refills: int = 4,
         audit_min_gap: float = 0.0,
+        log_callback: LogCallback | None = None,
     ) -> None:
+        #: given each line the collector logs (``"WARNING mdcollect.collector: ..."``)
+        self.log_callback: LogCallback | None = check_log_callback(log_callback)
         self.clock: Clock = as_clock(clock)
         opts = SupervisorOptions(
             restart_backoff=restart_backoff,
@@ -249,6 +253,10 @@ class DataCollector:
         """Start every enabled collector in the background (returns at once)."""
         if self._running:
             return
+        with forwarding_logs(self.log_callback):
+            self._start()
+
+    def _start(self) -> None:
         self._running = True
         self._stopped.clear()
         self._started = self.clock.monotonic()
@@ -256,12 +264,16 @@ class DataCollector:
         self._callbacks.start()
         if self._alert_watch is not None:
             self._alert_task = asyncio.create_task(
-                self._watch_alerts(), name="mdcollect alert watch"
+                self._logged(self._watch_alerts()), name="mdcollect alert watch"
             )
-        self._backfiller = asyncio.create_task(self._refiller.run(), name="mdcollect backfill")
+        self._backfiller = asyncio.create_task(
+            self._logged(self._refiller.run()), name="mdcollect backfill"
+        )
         if self.audit_interval > 0:
             self._audits.since_ms = self.clock.time_ms()
-            self._auditor = asyncio.create_task(self._audit_loop(), name="mdcollect audit")
+            self._auditor = asyncio.create_task(
+                self._logged(self._audit_loop()), name="mdcollect audit"
+            )
         for slot in self._slots.values():
             if slot.should_run:
                 self._launch(slot)
@@ -310,7 +322,8 @@ class DataCollector:
         if self.alerts is not None:
             await self.alerts.drain(self.stop_timeout)
         self._stopped.set()
-        log.info("stopped")
+        with forwarding_logs(self.log_callback):
+            log.info("stopped")
 
     def close(self) -> None:
         """Close the storage if this collector opened it."""
@@ -657,8 +670,12 @@ class DataCollector:
     def _launch(self, slot: _Slot) -> None:
         slot.state = "starting"
         slot.task = asyncio.create_task(
-            self._supervise(slot), name=f"supervise {slot.collector.name}"
+            self._logged(self._supervise(slot)), name=f"supervise {slot.collector.name}"
         )
+
+    def _logged(self, coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+        # a task outlives start(): it routes its own lines (and its subtasks') to the callback
+        return coro if self.log_callback is None else with_logs(self.log_callback, coro)
 
     async def _halt(self, slot: _Slot) -> None:
         task, slot.task = slot.task, None

@@ -10,6 +10,9 @@ Needs the ``remote`` extra (``pip install mdcollect[remote]``, httpx).
 
 ``lambda_handler(event, context)`` is the AWS Lambda entry point of the proxy:
 ``{"operation": "ensure-data", "params": {...}}`` in, an envelope with status 200 out.
+It is made on first access (the Lambda cold start) from :class:`ProxySettings`, read
+from the environment and checked then; ``make_handler(namespace=..., settings=...)``
+makes one with other settings.
 Retries and failures are logged on the ``mdcollect.remote`` logger, metrics as
 CloudWatch EMF lines on ``mdcollect.remote.metrics``.
 """
@@ -25,13 +28,15 @@ from ._client import (
     default_backoff,
     default_base_url,
 )
-from ._lambda import lambda_handler, make_handler
+from ._lambda import Handler, default_handler, make_handler
 from ._metrics import ListEmitter, LogEmitter, MetricsEmitter, emf_document
+from ._settings import METRICS_SUFFIX, ProxySettings, metrics_namespace
 
 __all__ = [
     "DEFAULT_EXCHANGES",
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "METRICS_SUFFIX",
     "OPERATIONS",
     "AsyncDataCollectionClient",
     "DataCollectionClient",
@@ -40,6 +45,7 @@ __all__ = [
     "LogEmitter",
     "MetricsEmitter",
     "Operation",
+    "ProxySettings",
     "RemoteError",
     "build_call",
     "default_backoff",
@@ -47,4 +53,18 @@ __all__ = [
     "emf_document",
     "lambda_handler",
     "make_handler",
+    "metrics_namespace",
 ]
+
+_entry_point: Handler | None = None
+
+
+def __getattr__(name: str) -> Handler:
+    # the Lambda runtime looks ``lambda_handler`` up once, at the cold start: the
+    # settings are read and checked then, not when a client user imports this package
+    global _entry_point
+    if name == "lambda_handler":
+        if _entry_point is None:
+            _entry_point = default_handler()
+        return _entry_point
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

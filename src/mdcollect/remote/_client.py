@@ -86,22 +86,25 @@ _PARAMS: Final[Mapping[str, frozenset[str]]] = {
 }
 
 
-def default_base_url() -> str:
+def default_base_url(namespace: str | None = None) -> str:
     """``DATA_COLLECTION_URL``, else ``http://data-collection.{SERVICE_DISCOVERY_NAMESPACE}:8002``
-    (namespace default ``tradai.local``).
+    (namespace default ``tradai.local``); with ``namespace``, the service in that namespace.
 
     >>> default_base_url()  # with no variable set
     'http://data-collection.tradai.local:8002'
     """
-    url = os.environ.get("DATA_COLLECTION_URL", "").strip()
-    if url:
-        return url
-    namespace = os.environ.get("SERVICE_DISCOVERY_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
+    if namespace is None:
+        url = os.environ.get("DATA_COLLECTION_URL", "").strip()
+        if url:
+            return url
+        namespace = os.environ.get("SERVICE_DISCOVERY_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
     return f"http://data-collection.{namespace}:{DEFAULT_PORT}"
 
 
-def _env_number(name: str, default: float, *, integer: bool) -> float:
-    raw = os.environ.get(name, "").strip()
+def _env_number(
+    name: str, default: float, *, integer: bool = False, env: Mapping[str, str] | None = None
+) -> float:
+    raw = (os.environ if env is None else env).get(name, "").strip()
     if not raw:
         return default
     value: object

@@ -30,7 +30,7 @@ __all__ = [
     "emf_document",
 ]
 
-DEFAULT_NAMESPACE: Final = "mdcollect/DataCollectionProxy"
+DEFAULT_NAMESPACE: Final = "mdcollect/DataProxy"  # the proxy's, see ProxySettings
 Unit = Literal["Count", "Milliseconds", "Seconds", "None"]
 
 log: Final = logging.getLogger("mdcollect.remote.metrics")

@@ -15,6 +15,7 @@ from attrs import evolve, field, frozen
 from .._errors import InvalidRequest
 from .._intervals import Interval, IntervalSet
 from .._keys import KINDS, DatasetKey, Kind
+from .._lease import Lease
 from .._redact import redact, secrets_in
 from .._schema import check_cadence, conform, normalize_frame
 from .._time import NS_PER_MS, format_ms, now_ms
@@ -225,6 +226,13 @@ class DataCollectionStorage(ABC):
             columns = list(columns)
         frame = self._read(key, start, end, columns)
         return conform(key.kind, frame, columns)
+
+    def dataset_lease(self, key: DatasetKey) -> Lease | None:
+        """A new lease that one process, on any machine, holds while it fills ``key``
+        from an exchange (the backfill takes it, then reads coverage again: what another
+        machine stored meanwhile is not fetched twice); ``None`` when the store needs
+        none (an ArcticDB store on S3 has one with ``?lease=redis://...`` or ``?lease=s3``)."""
+        return None
 
     @abstractmethod
     def coverage(self, key: DatasetKey | str) -> IntervalSet:

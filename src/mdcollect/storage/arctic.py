@@ -51,9 +51,15 @@ Concurrency
 Writers of one dataset are serialised across processes and threads with an
 exclusive ``flock`` (:func:`~mdcollect.storage._locks.file_lock`): on LMDB the
 lock files are in ``<root>/.locks/``; on S3 in a directory under the system temp
-dir keyed by a hash of the endpoint, bucket and prefix. **Writers of one S3
-dataset on different machines are not serialised** (last writer wins); give
-each dataset one writing machine. Readers take no lock.
+dir keyed by a hash of the endpoint, bucket and prefix. Writers of one S3
+dataset on *different machines* are serialised only with a lease named in the URL:
+``?lease=redis://HOST:PORT/DB`` (a Redis server all machines reach) or ``?lease=s3``
+(an object per lease in the bucket itself, kept with S3's conditional writes);
+without one, last writer wins. With a lease each write also holds the dataset's
+write lease, and a backfill job holds the dataset's job lease while it fills it
+(:meth:`ArcticStorage.dataset_lease`), so two machines never fetch the same rows.
+Leases last ``?lease_ttl=`` seconds (15) unless renewed: a machine that dies
+holding one delays the others by at most that. Readers take no lock.
 
 One ``Arctic`` handle is shared per LMDB path (or S3 URI) in a process, because
 LMDB does not support opening one environment twice in a process. ArcticDB's
@@ -117,6 +123,7 @@ from attrs import evolve
 from .._errors import InvalidRequest, StorageError
 from .._intervals import IntervalSet
 from .._keys import DatasetKey
+from .._lease import Lease, RedisLease, S3Lease, held
 from .._redact import redact
 from .._schema import merge_frames
 from .._time import MAX_INDEX_MS, MIN_INDEX_MS, NS_PER_MS, index_ms, ms_to_timestamp
@@ -128,7 +135,7 @@ from ._base import (
     add_source,
     clip_range,
 )
-from ._locks import file_lock
+from ._locks import LOCK_TIMEOUT, file_lock
 from ._naming import encode_name, key_name, parse_key_name
 
 __all__ = ["ArcticStorage"]
@@ -394,8 +401,10 @@ def _merge_points(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return both.sort_index(kind="stable")
 
 
-def _parse_url(url: str) -> tuple[str, str, Path, str]:
-    """``(arctic uri, handle cache key, lock dir, the URL as given)`` for an ``arctic+...`` URL."""
+def _parse_url(url: str) -> tuple[str, str, Path, str, LeaseMaker | None]:
+    """``(arctic uri, handle cache key, lock dir, the URL as given, leases)`` for an
+    ``arctic+...`` URL; ``leases`` makes the cross-machine leases of an S3 store with
+    ``?lease=``."""
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     target, _, query = rest.partition("?")
@@ -416,7 +425,7 @@ def _parse_url(url: str) -> tuple[str, str, Path, str]:
                 )
         root = Path(target).expanduser().resolve()
         uri = f"lmdb://{root}" + (f"?{urlencode(params)}" if params else "")
-        return uri, f"lmdb:{root}", root / ".locks", url
+        return uri, f"lmdb:{root}", root / ".locks", url, None
     if scheme in ("arctic+s3", "arctic+s3s"):
         host, sep, bucket = target.partition(":")
         if not host or not sep or not bucket or "/" in bucket:
@@ -424,14 +433,101 @@ def _parse_url(url: str) -> tuple[str, str, Path, str]:
                 f"storage URL {redact(url)!r} is not valid; use "
                 f"{scheme}://HOST:BUCKET?port=N&access=KEY&secret=SECRET"
             )
-        uri = f"{scheme.removeprefix('arctic+')}://{rest}"
+        lease = [v for k, v in params if k == "lease"]
+        ttls = [v for k, v in params if k == "lease_ttl"]
+        params = [(k, v) for k, v in params if k not in ("lease", "lease_ttl")]
+        # the rest of the query goes to ArcticDB exactly as written (not re-encoded)
+        kept = "&".join(
+            p for p in query.split("&") if p and not p.startswith(("lease=", "lease_ttl="))
+        )
+        uri = f"{scheme.removeprefix('arctic+')}://{target}" + (f"?{kept}" if kept else "")
         where = {k: v for k, v in params if k in ("port", "path_prefix", "region")}
         ident = f"{scheme}|{host}|{bucket}|{sorted(where.items())}"
         digest = hashlib.sha256(ident.encode()).hexdigest()[:24]
         lock_dir = Path(tempfile.gettempdir()) / "mdcollect-locks" / digest
-        return uri, uri, lock_dir, url
+        leases = None
+        if ttls and not lease:
+            raise InvalidRequest(f"storage URL {redact(url)!r} has lease_ttl but no lease=")
+        if lease:
+            ttl = _lease_ttl(ttls[-1]) if ttls else LEASE_TTL
+            leases = _lease_maker(url, lease[-1], scheme, host, bucket, dict(params), digest, ttl)
+        return uri, uri, lock_dir, url, leases
     raise InvalidRequest(
         f"storage URL scheme {scheme!r} is not an ArcticDB one; use arctic+lmdb:// or arctic+s3://"
+    )
+
+
+#: Seconds a lease (a write's, a backfill job's) lasts without renewal, renewed every
+#: third of it while held: how long others wait for a holder that died (``?lease_ttl=``).
+LEASE_TTL: Final = 15.0
+
+
+def _lease_ttl(text: str) -> float:
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = float("nan")
+    if not 0.5 <= ttl <= 3600:
+        raise InvalidRequest(
+            f"lease_ttl {text!r} is not valid; use seconds from 0.5 to 3600 (default 15)"
+        )
+    return ttl
+
+
+@dataclass(frozen=True)
+class LeaseMaker:
+    """Makes the leases of one S3 store: ``make(name)``; ``where`` for people."""
+
+    make: Callable[[str], Lease]
+    where: str
+
+
+def _lease_maker(
+    url: str, spec: str, scheme: str, host: str, bucket: str, params: dict[str, str],
+    digest: str, ttl: float,
+) -> LeaseMaker:  # fmt: skip
+    """The leases ``?lease=redis://HOST:PORT/DB`` (a Redis server) or ``?lease=s3`` (an
+    object per lease in the store's own bucket, with conditional writes) name."""
+    if spec.startswith(("redis://", "rediss://")):
+        try:
+            import redis  # noqa: F401 - the extra, checked before any lease is needed
+        except ImportError:
+            raise InvalidRequest(
+                "?lease=redis://... needs the redis package: pip install 'mdcollect[redis]'"
+            ) from None
+        return LeaseMaker(
+            lambda name: RedisLease(spec, f"{digest}:{name}", ttl), f"redis {redact(spec)}"
+        )
+    if spec == "s3":
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        secure = scheme == "arctic+s3s"
+        port = params.get("port")
+        endpoint = f"{'https' if secure else 'http'}://{host}" + (f":{port}" if port else "")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=params.get("access") or None,
+            aws_secret_access_key=params.get("secret") or None,
+            region_name=params.get("region") or "us-east-1",
+            config=Config(
+                connect_timeout=5, read_timeout=5, retries={"max_attempts": 1},
+                s3={"addressing_style": "path"},
+            ),
+        )  # fmt: skip
+        prefix = params.get("path_prefix", "").strip("/")
+        folder = f"{prefix}/.mdcollect-leases" if prefix else ".mdcollect-leases"
+        return LeaseMaker(
+            lambda name: S3Lease(
+                client, bucket, f"{folder}/{name}.json", ttl,
+                where=f"s3 bucket {bucket} {folder}/{name}.json",
+            ),
+            f"s3 bucket {bucket}",
+        )  # fmt: skip
+    raise InvalidRequest(
+        f"lease {redact(spec)!r} in storage URL {redact(url)!r} is not valid; "
+        "use lease=redis://HOST:PORT/DB or lease=s3"
     )
 
 
@@ -654,7 +750,10 @@ class ArcticStorage(DataCollectionStorage):
     """
 
     def __init__(self, url: str) -> None:
-        uri, cache_key, lock_dir, raw = _parse_url(url)
+        uri, cache_key, lock_dir, raw, leases = _parse_url(url)
+        #: the cross-machine leases of an S3 store opened with ``?lease=``
+        self._leases = leases
+        self._write_leases: dict[str, Lease] = {}
         #: True when the store is on a read-only file system: it is read, never written
         self.read_only = False
         if uri.startswith("lmdb://"):
@@ -699,8 +798,23 @@ class ArcticStorage(DataCollectionStorage):
 
     @contextmanager
     def _locked(self, symbol: str) -> Iterator[None]:
+        # the file lock serialises this machine's writers (threads and processes); a
+        # lease, when the URL names one, those of every machine
         with file_lock(self._lock_dir / f"{symbol}.lock"):
-            yield
+            if self._leases is None:
+                yield
+                return
+            lease = self._write_leases.get(symbol)
+            if lease is None:
+                lease = self._write_leases[symbol] = self._leases.make(f"write:{symbol}")
+            with held(lease, timeout=LOCK_TIMEOUT, what=f"write {symbol}", error=StorageError):
+                yield
+
+    def dataset_lease(self, key: DatasetKey) -> Lease | None:
+        """With ``?lease=``: a new lease on ``key`` for a backfill job (see the base class)."""
+        if self._leases is None:
+            return None
+        return self._leases.make(f"job:{key_name(_check_key(key))}")
 
     def _meta(self, symbol: str) -> _Meta | None:
         try:
