@@ -71,8 +71,9 @@ async def main(args: argparse.Namespace) -> None:
         storage = stack.enter_context(mdcollect.open_storage(args.storage))
         bot = CrossoverBot(args.fast, args.slow, args.max_candles)
         candles = OHLCVCollector(exchange, [args.symbol], timeframes=[args.timeframe])
-        async with mdcollect.DataCollector([candles], storage) as collector:
-            collector.on_rows("ohlcv", bot.on_candles)
+        collector = mdcollect.DataCollector([candles], storage)
+        collector.on_rows("ohlcv", bot.on_candles)  # before it starts: the bot hears every candle
+        async with collector:
             await bot.done.wait()  # or Ctrl-C
     print(f"stopped after {bot.seen} candles; stored in {storage.url}")
 

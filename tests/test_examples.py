@@ -97,6 +97,7 @@ def test_bot_prints_a_signal_per_closed_candle_as_stored(tmp_path: Path) -> None
     with mdcollect.open_storage(f"parquet://{tmp_path}/bot-store") as store:
         stored = store.read(DatasetKey("binance", "BTC/USDT", "ohlcv", "1s"))
     # what the bot acted on is what was stored, and its averages are the stored closes'
+    assert times[0] == stored.index[0]  # the bot heard the first candle stored
     closes = stored["close"]
     assert [float(m[2]) for m in lines if m] == closes.loc[times].tolist()
     fast, slow = closes.rolling(3).mean(), closes.rolling(5).mean()
