@@ -90,7 +90,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--emulate", action="store_true", default=None, help="use the emulator")
     args = p.parse_args()
     if args.emulate is None:
-        args.emulate = os.environ.get("MDCOLLECT_EMULATE", "") == "1"
+        args.emulate = os.environ.get("MDCOLLECT_EMULATE", "").lower() in ("1", "true", "yes", "on")
     if args.emulate and args.max_candles is None:
         args.max_candles = 5
     if args.storage is None:  # emulated candles never go to the real default store

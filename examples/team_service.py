@@ -80,7 +80,7 @@ def main() -> None:
     p.add_argument("--url", default=None, help="a running service (default: start one)")
     p.add_argument("--storage", default="parquet://team-store", help="the started one's store")
     args = p.parse_args()
-    emulate = os.environ.get("MDCOLLECT_EMULATE", "") == "1"
+    emulate = os.environ.get("MDCOLLECT_EMULATE", "").lower() in ("1", "true", "yes", "on")
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(service(args.storage, emulate))
         os.environ["DATA_COLLECTION_URL"] = url  # the Lambda function's configuration
