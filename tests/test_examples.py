@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +39,18 @@ HOUR = 3_600_000
 def run(example: str, cwd: Path, *args: str) -> list[str]:
     """Run ``examples/<example>`` as a user would, offline; its stdout lines."""
     env = {**os.environ, "MDCOLLECT_HOME": str(cwd / "home"), "MDCOLLECT_EMULATE": "1"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / example), *args], cwd=cwd, env=env,
-                          text=True, capture_output=True, timeout=DEADLINE)  # fmt: skip
-    assert proc.returncode == 0, f"{example} exited {proc.returncode}:\n{proc.stderr}"
-    return proc.stdout.splitlines()
+    # its own process group: on a timeout the service it started goes with it
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / example), *args], cwd=cwd, env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{example} still running after {DEADLINE:g} s:\n{out}\n{err}")
+    assert proc.returncode == 0, f"{example} exited {proc.returncode}:\n{err}"
+    return out.splitlines()
 
 
 def truth(exchange: str, symbol: str, timeframe: str, span: Interval) -> pd.DataFrame:
