@@ -13,7 +13,13 @@ import pytest
 
 import mdcollect
 from mdcollect import DataCollector, DatasetKey, open_storage
-from mdcollect.collectors import Backoff, ManualClock, TickerCollector, TradesCollector
+from mdcollect.collectors import (
+    Backoff,
+    ManualClock,
+    OHLCVCollector,
+    TickerCollector,
+    TradesCollector,
+)
 from mdcollect.testing import ExchangeEmulator
 
 from .conftest import client, wait_until
@@ -298,3 +304,35 @@ async def test_a_stopped_collector_takes_new_symbols_at_its_next_run(emu: Exchan
     finally:
         await cl.close()
     assert c.symbols == [SYM, "ETH/USDT"]
+
+
+async def test_on_rows_hands_candles_and_tickers_as_storage_reads_them(
+    emu: ExchangeEmulator,
+) -> None:
+    """A bot gets what ``storage.read`` gives: the UTC ``timestamp`` index and the
+    schema's columns, whatever form the collector wrote (ms in a column here)."""
+    store = open_storage("memory://")
+    cl, cl_b = client(emu), client(emu)
+    candles = OHLCVCollector(cl, [SYM], mode="poll", timeframes=["1s"], **FAST)  # type: ignore[arg-type]
+    tickers = TickerCollector(cl_b, [SYM], mode="ws", batch_rows=1, **FAST)  # type: ignore[arg-type]
+    heard: dict[str, list[pd.DataFrame]] = {"ohlcv": [], "ticker": []}
+
+    async def on_rows(key: DatasetKey, rows: pd.DataFrame) -> None:
+        heard[key.kind].append(rows)
+
+    dc = DataCollector([candles, tickers], store)
+    dc.on_rows(None, on_rows)
+    try:
+        async with dc:
+            await wait_until(lambda: all(len(v) >= 2 for v in heard.values()), 30)
+    finally:
+        await cl.close()
+        await cl_b.close()
+    for kind, frames in heard.items():
+        key = DatasetKey("binance", SYM, kind, "1s" if kind == "ohlcv" else None)
+        got = pd.concat(frames)
+        assert isinstance(got.index, pd.DatetimeIndex) and got.index.name == "timestamp"
+        assert str(got.index.tz) == "UTC"
+        stored = store.read(key)
+        assert list(got.columns) == list(stored.columns)
+        pd.testing.assert_frame_equal(got, stored.loc[got.index], check_freq=False)

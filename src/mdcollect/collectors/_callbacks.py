@@ -23,6 +23,7 @@ from attrs import define, field
 
 from .._errors import InvalidRequest
 from .._keys import KINDS, DatasetKey
+from .._schema import normalize_frame
 
 __all__ = ["RowCallback", "RowCallbacks"]
 
@@ -116,13 +117,17 @@ class RowCallbacks:
 
     def publish(self, key: DatasetKey, rows: pd.DataFrame) -> None:
         """Queue ``rows`` just stored under ``key`` for the matching callbacks (any
-        thread; never blocks, never raises)."""
+        thread; never blocks, never raises), in the form storage reads give: the UTC
+        ``timestamp`` index, as any frame handed to users."""
         loop = self._loop
         if loop is None or rows.empty:
             return
-        for sub in list(self._subs):
-            if sub.kind is not None and sub.kind != key.kind:
-                continue
+        subs = [s for s in self._subs if s.kind is None or s.kind == key.kind]
+        if subs and "timestamp" in rows.columns:
+            # candle and snapshot collectors write ms in a column; storage accepted them,
+            # so they normalise without error
+            rows = normalize_frame(key.kind, rows)
+        for sub in subs:
             with sub.lock:
                 if len(sub.pending) >= sub.backlog:
                     sub.pending.popleft()
