@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from mdcollect.remote import lambda_handler
+import mdcollect.remote
 
 SYMBOL, TIMEFRAME, EXCHANGE = "BTC/USDT:USDT", "1h", "binance_futures"
 
@@ -66,8 +66,12 @@ def service(storage: str, emulate: bool) -> Iterator[str]:
 
 
 def step(operation: str, **params: object) -> object:
-    """One Step Functions task: the Lambda proxy's input and the result it answers."""
-    answer = lambda_handler({"operation": operation, "params": params}, None)
+    """One Step Functions task: the Lambda proxy's input and the result it answers.
+
+    ``mdcollect.remote.lambda_handler`` reads its settings from the environment when it
+    is first looked up, as at a Lambda cold start: after ``DATA_COLLECTION_URL`` is set.
+    """
+    answer = mdcollect.remote.lambda_handler({"operation": operation, "params": params}, None)
     assert answer["statusCode"] == 200 and answer["body"]["success"], answer
     result = answer["body"]["data"]["result"]
     if isinstance(result, dict) and result.get("error"):
