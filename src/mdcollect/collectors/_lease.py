@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import platformdirs
 
-from .._errors import InvalidRequest, MdcollectError
+from .._errors import InvalidRequest, MdcollectError, missing_extra
 from .._redact import redact, secrets_in
 from ._base import DataSourceCollector
 
@@ -172,7 +172,10 @@ class RedisLease(Lease):
     """
 
     def __init__(self, url: str, name: str, ttl: float = DEFAULT_TTL, poll: float | None = None):
-        import redis
+        try:
+            import redis
+        except ImportError as exc:
+            raise MdcollectError(missing_extra("a Redis lease", "redis", exc)) from exc
 
         _check_times(ttl, poll)
         parts = urlsplit(url)
