@@ -44,7 +44,7 @@ def test_license_file_and_expression() -> None:
     assert meta["license"] == "MIT" and meta["license-files"] == ["LICENSE"]
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License\n") and "WITHOUT WARRANTY OF ANY KIND" in text
-    # PEP 639: a license expression replaces the license classifiers (hatchling refuses both)
+    # PEP 639: the license expression replaces the (deprecated) license classifiers
     assert not [c for c in meta["classifiers"] if c.startswith("License ::")]
 
 
