@@ -59,7 +59,7 @@ def check_wheel(path: Path, files: list[str], v: str) -> list[str]:
     if urls != URLS:
         problems.append(f"wheel: project URLs {sorted(urls)}, expected {sorted(URLS)}")
     extras = set(meta.get_all("Provides-Extra") or [])
-    if not EXTRAS <= extras:
+    if not extras >= EXTRAS:
         problems.append(f"wheel: extras {sorted(EXTRAS - extras)} missing")
     if not meta.get_all("Classifier"):
         problems.append("wheel: no classifiers")
