@@ -234,7 +234,7 @@ def test_without_matplotlib_the_error_says_how_to_install_it(
 ) -> None:
     for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)  # what a missing package looks like
-    with pytest.raises(MdcollectError, match=r"pip install mdcollect\[plot\]"):
+    with pytest.raises(MdcollectError, match=r"pip install 'mdcollect\[plot\]'"):
         mdcollect.plot_coverage(_store_with_a_hole())
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "RemoteError",
     "StorageError",
     "first_leaf",
+    "missing_extra",
 ]
 
 
@@ -94,6 +95,20 @@ def first_leaf(eg: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
+
+
+def missing_extra(feature: str, extra: str, exc: ImportError) -> str:
+    """The message for an optional dependency that is not installed: what needs it and the
+    extra that brings it, as one could paste it into a shell (the quotes keep zsh from
+    globbing the brackets), then the missing module.
+
+    >>> missing_extra("the redis:// storage", "redis", ModuleNotFoundError(name="redis"))
+    "the redis:// storage needs the 'redis' extra: pip install 'mdcollect[redis]' (no module 'redis')"
+    """
+    return (
+        f"{feature} needs the {extra!r} extra: pip install 'mdcollect[{extra}]' "
+        f"(no module {exc.name or str(exc)!r})"
+    )
 
 
 # Public under ``mdcollect``: tracebacks and reprs show ``mdcollect.ExchangeError``,

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._errors import InvalidRequest, MdcollectError
+from ._errors import InvalidRequest, MdcollectError, missing_extra
 from ._redact import redact, secrets_in
 
 __all__ = [
@@ -141,7 +141,10 @@ class RedisLease(Lease):
     """
 
     def __init__(self, url: str, name: str, ttl: float = DEFAULT_TTL, poll: float | None = None):
-        import redis
+        try:
+            import redis
+        except ImportError as exc:
+            raise MdcollectError(missing_extra("a Redis lease", "redis", exc)) from exc
 
         _check_times(ttl, poll)
         parts = urlsplit(url)

@@ -476,9 +476,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         from .service import DEFAULT_MAX_JOBS, create_app, serve
     except ImportError as exc:
-        raise InvalidRequest(
-            f"mdcollect serve needs the service extra: pip install 'mdcollect[service]' ({exc})"
-        ) from exc
+        from ._errors import missing_extra
+
+        raise InvalidRequest(missing_extra("mdcollect serve", "service", exc)) from exc
     max_jobs = DEFAULT_MAX_JOBS if args.max_jobs is None else args.max_jobs
     if max_jobs < 1:  # before the store is opened (which may create it)
         raise InvalidRequest(f"--max-jobs must be >= 1, got {max_jobs}")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 
-from ._errors import InvalidRequest, MdcollectError
+from ._errors import InvalidRequest, MdcollectError, missing_extra
 from ._intervals import Interval, IntervalSet
 from ._keys import DatasetKey
 from ._time import index_ms, ms_to_index, time_range
@@ -85,7 +85,7 @@ def plot_coverage(
     have ``.key .severity .start .end``) marks each finding over its span in the
     colour of its severity (``"error"``, ``"warning"``).
 
-    Needs matplotlib (``pip install mdcollect[plot]``).
+    Needs matplotlib: ``pip install 'mdcollect[plot]'``.
 
     >>> fig = plot_coverage(storage, start="2024-01-01", end="2024-01-31")
     >>> fig.savefig("coverage.png")
@@ -112,9 +112,7 @@ def _matplotlib() -> Any:
         from matplotlib.figure import Figure
         from matplotlib.patches import Patch
     except ImportError as exc:
-        raise MdcollectError(
-            f"plot_coverage needs matplotlib: pip install mdcollect[plot] ({exc})"
-        ) from exc
+        raise MdcollectError(missing_extra("plot_coverage", "plot", exc)) from exc
     return (matplotlib.dates, FigureCanvasAgg, Figure, Patch, PolyCollection)
 
 

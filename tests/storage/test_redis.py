@@ -429,5 +429,5 @@ def test_missing_redis_package_says_what_to_install(
     server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
-    with pytest.raises(StorageError, match=r"pip install mdcollect\[redis\]"):
+    with pytest.raises(StorageError, match=r"pip install 'mdcollect\[redis\]'"):
         open_storage(server.url)

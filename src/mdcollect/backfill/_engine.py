@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import logging
 import math
 import sys
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from attrs import define, field
 
-from .._errors import ExchangeError, InvalidRequest, StorageError, first_leaf
+from .._errors import ExchangeError, InvalidRequest, StorageError, first_leaf, missing_extra
 from .._human import ranges
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
@@ -190,6 +191,23 @@ def _in_kernel() -> bool:
     return getattr(shell, "kernel", None) is not None
 
 
+def _bar_class() -> Any:
+    """tqdm's widget bar in a notebook that has ipywidgets (the ``notebook`` extra), else
+    its text bar; without ipywidgets a notebook is told which extra brings the widgets
+    (tqdm itself would only say that ``IProgress`` was not found)."""
+    if _in_kernel():
+        try:
+            importlib.import_module("ipywidgets")  # tqdm.notebook's widgets
+        except ImportError as exc:
+            log.warning("%s; showing text bars", missing_extra("progress bars", "notebook", exc))
+            from tqdm.std import tqdm as text_bar
+
+            return text_bar
+    from tqdm.auto import tqdm
+
+    return tqdm
+
+
 def progress_label(key: DatasetKey) -> str:
     """A bar's label: ``binance BTC/USDT 1h`` (the kind for datasets without a timeframe)."""
     return f"{key.exchange} {key.symbol} {key.timeframe or key.kind}"
@@ -207,8 +225,7 @@ class _Progress:
     def job(self, job: BackfillJob, total: int) -> _JobProgress:
         bar: Any = None
         if self.shown and total > 0:
-            from tqdm.auto import tqdm
-
+            tqdm = _bar_class()
             unit = "candle" if job.key.timeframe else "window"
             bar = tqdm(total=total, desc=progress_label(job.key), unit=unit, leave=self.leave)
         return _JobProgress(job, total, bar, self.callback)

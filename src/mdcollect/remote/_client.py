@@ -21,9 +21,15 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, S
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias
 
-import httpx
 import pandas as pd
 from attrs import frozen
+
+from .._errors import missing_extra
+
+try:
+    import httpx
+except ImportError as _exc:
+    raise ImportError(missing_extra("mdcollect.remote", "remote", _exc)) from _exc
 
 from .._api import (
     DEFAULT_EXCHANGE,

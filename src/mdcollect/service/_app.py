@@ -17,12 +17,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 from attrs import field, frozen
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .._errors import missing_extra
+
+try:
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.types import ASGIApp, Receive, Scope, Send
+except ImportError as _exc:
+    raise ImportError(missing_extra("mdcollect.service", "service", _exc)) from _exc
 
 from .. import __version__
 from .._api import (
@@ -678,7 +684,10 @@ def serve(
 
     >>> serve(create_app("parquet:///data/md"), port=8002)  # doctest: +SKIP
     """
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise MdcollectError(missing_extra("mdcollect.service.serve", "service", exc)) from exc
 
     service: _Service = app.state.service
 

@@ -91,7 +91,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .._errors import InvalidRequest, StorageError
+from .._errors import InvalidRequest, StorageError, missing_extra
 from .._intervals import Interval, IntervalSet
 from .._keys import CANDLE_KINDS, DatasetKey, Kind
 from .._redact import redact, secrets_in
@@ -132,10 +132,8 @@ _INF: Final = 2**62
 def _import_redis() -> Any:
     try:
         import redis
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise StorageError(
-            "the redis:// storage needs the redis package: pip install mdcollect[redis]"
-        ) from exc
+    except ImportError as exc:
+        raise StorageError(missing_extra("the redis:// storage", "redis", exc)) from exc
     return redis
 
 
