@@ -421,13 +421,13 @@ def test_every_example_runs(example: Path, tmp_path: Path) -> None:
 CONSOLE_PAGE = """# A terminal session
 
 ```console
-$ mdcollect exchanges kraken
-kraken (ccxt kraken, spot)
+$ mdcollect --help
+usage: mdcollect ...
 ...
-  candles     720 a request, ... only (trades resampled)
+Collect and store cryptocurrency market data.
 ...
-$ mdcollect exchanges nosuch
-mdcollect: error: exchange 'nosuch' is not known; ...
+$ mdcollect status nowhere.json
+mdcollect: error: no status file at nowhere.json; start ...
 $ echo $?
 2
 ```
@@ -445,13 +445,10 @@ def test_a_console_block_runs_its_commands_and_matches_their_output(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (
-            ("720 a request", "700 a request"),
-            r"console\.md:3: \$ mdcollect exchanges kraken: printed",
-        ),
+        (("and store", "and keep"), r"console\.md:3: \$ mdcollect --help: printed"),
         (("$ echo $?\n2", "$ echo $?\n1"), r"console\.md:3: \$ echo \$\?: printed\n2\n"),
-        (("$ echo $?\n2\n", ""), r"console\.md:3: \$ mdcollect exchanges nosuch: exited 2"),
-        (("resampled)\n...\n", "resampled)\n"), r"console\.md:3: \$ mdcollect exchanges kraken"),
+        (("$ echo $?\n2\n", ""), r"console\.md:3: \$ mdcollect status nowhere.json: exited 2"),
+        (("data.\n...\n", "data.\n"), r"console\.md:3: \$ mdcollect --help: printed"),
     ],
     ids=["other-text", "other-exit-code", "unshown-failure", "unshown-line"],
 )
