@@ -14,6 +14,11 @@ block that much per command): a block that hangs fails its page's test, naming t
 block, long before pytest-timeout's limit for the whole test. Pages run side by
 side (pytest-xdist, other checkouts on the machine), so the service port the docs
 show (:data:`DOCS_PORT`) becomes a free port of the page's own.
+
+A ``console`` block is a terminal session whose output is checked: ``$ `` lines
+are commands run as real processes (as shell lines are), the lines under each its
+expected output, where ``...`` matches anything, as doctest's ELLIPSIS; a failing
+command is shown with ``$ echo $?`` and its exit code (see :func:`run_console`).
 """
 
 from __future__ import annotations
@@ -219,6 +224,92 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
     runner.stop()
 
 
+PROMPT = "$ "
+
+
+@attrs.frozen
+class Step:
+    """One ``$ command`` of a console block with the output shown after it."""
+
+    command: str
+    expected: list[str]
+
+
+def console_steps(code: str) -> list[Step]:
+    """The commands of a ``console`` block, each with the lines shown under it."""
+    steps: list[Step] = []
+    for line in code.splitlines():
+        if line.startswith(PROMPT):
+            steps.append(Step(line.removeprefix(PROMPT).strip(), []))
+        else:
+            assert steps, f"output before the first {PROMPT!r} command: {line!r}"
+            steps[-1].expected.append(line)
+    return steps
+
+
+def output_pattern(expected: list[str]) -> re.Pattern[str]:
+    """A regex matching the output ``expected`` shows: ``...`` alone on a line stands for
+    any lines (none too), ``...`` inside a line for any text on that line."""
+    parts = []
+    for line in expected:
+        if line.strip() == "...":
+            parts.append(r"(?:[^\n]*\n)*?")
+        else:
+            parts.append("[^\n]*?".join(map(re.escape, line.rstrip().split("..."))) + "\n")
+    return re.compile("".join(parts))
+
+
+def normalised(output: str) -> str:
+    """``output`` as compared: trailing spaces and blank lines dropped, one final newline."""
+    lines = [line.rstrip() for line in output.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "".join(line + "\n" for line in lines)
+
+
+def run_console(block: Block, shell: Shell) -> None:
+    """Run a ``console`` block as a terminal session and compare what it printed.
+
+    Each line starting with ``$ `` is a command, run as a real process in the page's
+    folder as a shell line is (``mdcollect ...``, ``NAME=value`` prefixes allowed); the
+    lines after it, up to the next command, are its expected output: stdout and stderr
+    as one terminal shows them (unbuffered, 80 columns), compared after dropping
+    trailing whitespace and blank lines. As with doctest's ELLIPSIS, ``...`` inside a
+    line matches any text on that line and a line of only ``...`` any lines (or none).
+    A command must exit 0 unless the next one is ``$ echo $?``, which prints the exit
+    code: a failing command is shown failing on purpose, with its code.
+    """
+    steps = console_steps(shell.local(block.code))
+    last_rc: int | None = None
+    for i, step in enumerate(steps):
+        where = f"{block.page}:{block.line}: $ {step.command}"
+        if step.command == "echo $?":
+            assert last_rc is not None, f"{where}: no command before it"
+            output, last_rc = f"{last_rc}\n", 0
+        else:
+            words = shlex.split(step.command)
+            env = {**shell.env, "PYTHONUNBUFFERED": "1", "COLUMNS": "80"}
+            while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+                name, value = words.pop(0).split("=", 1)
+                env[name] = value
+            assert words[:1] == ["mdcollect"], f"{where}: the docs test cannot run it"
+            proc = subprocess.run([sys.executable, "-m", "mdcollect.cli", *words[1:]],
+                                  cwd=shell.cwd, env=env, text=True, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=DEADLINE)  # fmt: skip
+            output, last_rc = proc.stdout, proc.returncode
+            shown = steps[i + 1].command if i + 1 < len(steps) else ""
+            if last_rc != 0 and shown != "echo $?":
+                pytest.fail(
+                    f"{where}: exited {last_rc} (show it with '$ echo $?' if meant)\n{output}"
+                )
+        got = normalised(output)
+        if output_pattern(step.expected).fullmatch(got) is None:
+            pytest.fail(
+                f"{where}: printed\n{got}\nwhich the page does not show; it shows\n"
+                + "\n".join(step.expected)
+            )
+
+
 def run_page(page: Path, shell: Shell, block_deadline: float = BLOCK_DEADLINE) -> None:
     """Run the blocks of ``page`` in order, each within its deadline."""
     namespace: dict[str, object] = {"__name__": "__docs__"}
@@ -235,6 +326,10 @@ def run_page(page: Path, shell: Shell, block_deadline: float = BLOCK_DEADLINE) -
             n = max(1, len(shell.commands(block.code)))
             with deadline(block_deadline * n, where):
                 shell.run_block(block)
+        elif block.lang == "console":
+            n = max(1, len(console_steps(block.code)))
+            with deadline(block_deadline * n, where):
+                run_console(block, shell)
         elif block.lang != "text":  # text blocks are pictures, not code
             pytest.fail(f"{where}: a ```{block.lang} block this test cannot run")
 
@@ -321,3 +416,55 @@ def test_every_example_runs(example: Path, tmp_path: Path) -> None:
                           capture_output=True, timeout=DEADLINE)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip(), f"{example.name} printed nothing"
+
+
+CONSOLE_PAGE = """# A terminal session
+
+```console
+$ mdcollect --help
+usage: mdcollect ...
+...
+Collect and store cryptocurrency market data.
+...
+$ mdcollect status nowhere.json
+mdcollect: error: no status file at nowhere.json; start ...
+$ echo $?
+2
+```
+"""
+
+
+def test_a_console_block_runs_its_commands_and_matches_their_output(
+    tmp_path: Path, shell: Shell
+) -> None:
+    page = tmp_path / "console.md"
+    page.write_text(CONSOLE_PAGE)
+    run_page(page, shell)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("and store", "and keep"), r"console\.md:3: \$ mdcollect --help: printed"),
+        (("$ echo $?\n2", "$ echo $?\n1"), r"console\.md:3: \$ echo \$\?: printed\n2\n"),
+        (("$ echo $?\n2\n", ""), r"console\.md:3: \$ mdcollect status nowhere.json: exited 2"),
+        (("data.\n...\n", "data.\n"), r"console\.md:3: \$ mdcollect --help: printed"),
+    ],
+    ids=["other-text", "other-exit-code", "unshown-failure", "unshown-line"],
+)
+def test_a_console_block_fails_when_the_page_shows_other_output(
+    tmp_path: Path, shell: Shell, change: tuple[str, str], message: str
+) -> None:
+    page = tmp_path / "console.md"
+    page.write_text(CONSOLE_PAGE.replace(*change))
+    with pytest.raises(pytest.fail.Exception, match=message):
+        run_page(page, shell)
+
+
+def test_console_output_patterns() -> None:
+    pattern = output_pattern(["a ... c", "...", "end"])
+    assert pattern.fullmatch("a b c\nend\n")
+    assert pattern.fullmatch("a b c\nx\ny\nend\n")
+    assert not pattern.fullmatch("a b\nc\nend\n")  # ... inside a line stays on it
+    assert not pattern.fullmatch("a b c\nend\nmore\n")
+    assert normalised("x  \n\n\n") == "x\n" and normalised("") == ""
