@@ -53,9 +53,8 @@ RESOURCE = re.compile(
 CDN = re.compile(r"fonts\.googleapis|fonts\.gstatic|unpkg\.com|jsdelivr|cdnjs|\bcdn\.", re.I)
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("site")
+def build(out: Path) -> None:
+    """``mkdocs build --strict`` into ``out``, as ``.ci/run`` does."""
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
         cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
@@ -63,7 +62,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "WARNING" not in proc.stderr, proc.stderr
-    return out
+
+
+@pytest.mark.slow
+def test_the_documentation_site(tmp_path: Path) -> None:
+    """One build (about 10 s on an idle machine), every check on it: a test each would build it once per
+    pytest-xdist worker."""
+    build(tmp_path)
+    check_every_page(tmp_path)
+    for page in sorted(REFERENCE):
+        check_every_public_name(tmp_path, page)
+    check_signatures_and_members(tmp_path)
+    check_the_changelog_page_is_the_changelog(tmp_path)
+    check_docstrings_read_as_markdown(tmp_path)
+    check_nothing_is_fetched_when_a_page_is_viewed(tmp_path)
 
 
 def html_files(site: Path) -> Iterator[Path]:
@@ -74,8 +86,7 @@ def anchors(page: Path) -> set[str]:
     return set(re.findall(r'\bid="([^"]+)"', page.read_text()))
 
 
-@pytest.mark.slow
-def test_the_strict_build_has_every_page(site: Path) -> None:
+def check_every_page(site: Path) -> None:
     for name in PAGES:
         assert (site / f"{name}.html").is_file(), name
     for name in REFERENCE:
@@ -85,9 +96,7 @@ def test_the_strict_build_has_every_page(site: Path) -> None:
     assert 'href="getting-started.html"' in index and 'href="reference/index.html"' in index
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("page", sorted(REFERENCE))
-def test_the_reference_documents_every_public_name(site: Path, page: str) -> None:
+def check_every_public_name(site: Path, page: str) -> None:
     module = importlib.import_module(REFERENCE[page])
     names = [n for n in module.__all__ if not n.startswith("__")]
     found = anchors(site / "reference" / f"{page}.html")
@@ -101,11 +110,10 @@ def test_the_reference_documents_every_public_name(site: Path, page: str) -> Non
             assert path in anchors(site / "reference" / f"{modules[path]}.html"), path
         elif path not in found:
             missing.append(name)
-    assert names and missing == []
+    assert names and missing == [], page
 
 
-@pytest.mark.slow
-def test_the_reference_has_signatures_and_members(site: Path) -> None:
+def check_signatures_and_members(site: Path) -> None:
     found = anchors(site / "reference" / "index.html")
     assert {"mdcollect.ensure_data", "mdcollect.DataCollectionStorage.write"} <= found
     assert "mdcollect.DataCollector.on_rows" in found
@@ -115,8 +123,7 @@ def test_the_reference_has_signatures_and_members(site: Path) -> None:
     )
 
 
-@pytest.mark.slow
-def test_the_changelog_page_is_the_changelog(site: Path) -> None:
+def check_the_changelog_page_is_the_changelog(site: Path) -> None:
     """The page includes CHANGELOG.md: each subsection's newest line is on it."""
     page = html.unescape(re.sub(r"<[^>]+>", "", (site / "changelog.html").read_text()))
     page = " ".join(page.split())
@@ -129,8 +136,7 @@ def test_the_changelog_page_is_the_changelog(site: Path) -> None:
         assert title in page and words in page, (title, words)
 
 
-@pytest.mark.slow
-def test_docstrings_read_as_markdown(site: Path) -> None:
+def check_docstrings_read_as_markdown(site: Path) -> None:
     storage = (site / "reference" / "storage.html").read_text()
     # a doctest is a code block, without its doctest flags
     assert '<span class="gp">&gt;&gt;&gt; </span><span class="n">storage</span>' in storage
@@ -146,8 +152,7 @@ def test_docstrings_read_as_markdown(site: Path) -> None:
     assert ":class:" not in storage and ":func:" not in storage
 
 
-@pytest.mark.slow
-def test_nothing_is_fetched_when_a_page_is_viewed(site: Path) -> None:
+def check_nothing_is_fetched_when_a_page_is_viewed(site: Path) -> None:
     fetched, cdn = [], []
     for path in html_files(site):
         text = path.read_text()
@@ -160,7 +165,7 @@ def test_nothing_is_fetched_when_a_page_is_viewed(site: Path) -> None:
 
 
 def test_the_network_check_catches_fonts_and_cdn_scripts(tmp_path: Path) -> None:
-    """What the check above looks for, shown on what Material writes when asked for
+    """What the network check looks for, shown on what Material writes when asked for
     web fonts (``theme.font``) or the offline plugin's shim."""
     (tmp_path / "fonts.html").write_text(
         '<link rel="preconnect" href="https://fonts.gstatic.com" crossorigin>'
