@@ -150,6 +150,10 @@ def check_docstrings_read_as_markdown(site: Path) -> None:
         storage,
     )
     assert ":class:" not in storage and ":func:" not in storage
+    # a reST directive is an admonition
+    remote = (site / "reference" / "remote.html").read_text()
+    assert ".. deprecated::" not in remote
+    assert '<p class="admonition-title">Deprecated since 0.1.0</p>' in remote
     # the package's own docstring too (a doctest left alone reads as nested quotes)
     for page in REFERENCE:
         assert "<blockquote>" not in (site / "reference" / f"{page}.html").read_text(), page
@@ -218,7 +222,17 @@ def test_a_simple_table_becomes_a_text_block(rest: ModuleType) -> None:
     ]  # fmt: skip
 
 
+def test_a_directive_becomes_an_admonition(rest: ModuleType) -> None:
+    text = "Waits.\n\n.. deprecated:: 0.1.0\n   Use the policy;\n   it is kept.\n\nMore."
+    assert rest.convert(text) == (
+        'Waits.\n\n!!! warning "Deprecated since 0.1.0"\n    Use the policy;\n    it is kept.'
+        "\n\nMore."
+    )
+
+
 def test_the_conversion_is_idempotent(rest: ModuleType) -> None:
-    text = ">>> 1 + 1\n2\n\nA table:\n\n=== ===\na   b\n=== ===\n\nCode::\n\n    x = 1"
+    text = (
+        ">>> 1 + 1\n2\n\nA table:\n\n=== ===\na   b\n=== ===\n\nCode::\n\n    x = 1\n\n.. note:: N"
+    )
     once = rest.convert(text)
     assert rest.convert(once) == once

@@ -11,6 +11,8 @@ docstring, the API reference converts them when it loads them:
 - a paragraph ending in ``::`` ends in ``:``, and the indented block after it becomes
   a ``pycon`` block (doctest), a ``python`` block when it parses as Python, else a
   ``text`` block;
+- ``.. deprecated:: V`` (and ``versionadded``, ``versionchanged``, ``note``,
+  ``warning``) becomes an admonition;
 - a simple table (rows framed by ``=== ===`` lines) becomes a ``text`` block, as
   aligned as it was written;
 - a role becomes code, linked (an optional cross-reference: no warning when the
@@ -34,6 +36,16 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):`(~?)([\w.]+)(?:\(\))?`")
 TABLE_RULE = re.compile(r"^\s*=+(\s+=+)+\s*$")
 DOCTEST_FLAG = re.compile(r"\s*# doctest: [+-]\w+.*$")
+DIRECTIVE = re.compile(
+    r"^(\s*)\.\. (deprecated|versionadded|versionchanged|note|warning)::\s*(.*)$"
+)
+ADMONITION = {
+    "deprecated": ("warning", "Deprecated since {}"),
+    "versionadded": ("note", "New in {}"),
+    "versionchanged": ("note", "Changed in {}"),
+    "note": ("note", "Note"),
+    "warning": ("warning", "Warning"),
+}
 
 
 def _indent(line: str) -> int:
@@ -73,6 +85,22 @@ def convert(text: str) -> str:
             while j < len(lines) and lines[j].strip() and _indent(lines[j]) >= indent:
                 j += 1
             out += _fenced([DOCTEST_FLAG.sub("", x) for x in lines[i:j]], "pycon", indent)
+            i = j
+            continue
+        directive = DIRECTIVE.match(line)
+        if directive:
+            pad, name, arg = directive.groups()
+            kind, title = ADMONITION[name]
+            j = i + 1
+            while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > len(pad)):
+                j += 1
+            while j > i + 1 and not lines[j - 1].strip():
+                j -= 1
+            body = textwrap.dedent("\n".join(lines[i + 1 : j])).splitlines()
+            if name in ("note", "warning") and arg:
+                body.insert(0, arg)
+            out.append(f'{pad}!!! {kind} "{title.format(arg)}"')
+            out += [f"{pad}    {b}" if b else "" for b in body]
             i = j
             continue
         if TABLE_RULE.match(line):  # to the last rule before a blank line
