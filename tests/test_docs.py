@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,15 +41,33 @@ import attrs
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```([\w+-]*)[ \t]*(.*)$")
 TITLE = re.compile(r'title="([^"]+)"')
 DEADLINE = 120.0  # seconds for one command, or for a background one to be ready
 BLOCK_DEADLINE = 60.0  # seconds for one block (a shell block: for each of its commands)
 DOCS_PORT = 8002  # the port the docs serve on
+REDIS_DOCS_PORT = 6379  # the Redis server the docs connect to
+S3_DOCS_PORT = 9000  # the S3-compatible server the docs connect to (MinIO's port)
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.M)  # pymdownx.snippets: a file included whole
+GENERATED = re.compile(r"^::: [\w.]+$", re.M)  # mkdocstrings: an API page from docstrings
+
+
+def page_name(path: Path) -> str:
+    """``README.md``, or the page's path under ``docs/`` (``reference/storage.md``)."""
+    return (
+        path.relative_to(ROOT / "docs").as_posix()
+        if path.is_relative_to(ROOT / "docs")
+        else path.name
+    )
+
+
+def page_text(path: Path) -> str:
+    """The page as the site shows it: with the files it includes (``--8<--``) in place."""
+    return SNIPPET.sub(lambda m: (ROOT / m.group(1)).read_text(), path.read_text())
 
 
 @attrs.frozen
@@ -62,7 +81,8 @@ class Block:
 
 def blocks(path: Path) -> list[Block]:
     out: list[Block] = []
-    lines = path.read_text().splitlines()
+    name = page_name(path)
+    lines = page_text(path).splitlines()
     i = 0
     while i < len(lines):
         m = FENCE.match(lines[i])
@@ -74,9 +94,9 @@ def blocks(path: Path) -> list[Block]:
         while i < len(lines) and not lines[i].startswith("```"):
             body.append(lines[i])
             i += 1
-        assert i < len(lines), f"{path.name}:{start}: unclosed code block"
+        assert i < len(lines), f"{name}:{start}: unclosed code block"
         title = TITLE.search(m.group(2))
-        out.append(Block(path.name, start, m.group(1), title and title.group(1), "\n".join(body)))
+        out.append(Block(name, start, m.group(1), title and title.group(1), "\n".join(body)))
         i += 1
     return out
 
@@ -118,19 +138,46 @@ def deadline(seconds: float, where: str) -> Iterator[None]:
 class Shell:
     """Runs the shell lines of a page; keeps long-running commands until the page ends.
 
-    ``port`` is the page's own, for the service the docs run on :data:`DOCS_PORT`.
+    ``port`` is the page's own, for the service the docs run on :data:`DOCS_PORT`; a
+    page that connects to Redis or S3 on their docs ports (:data:`REDIS_DOCS_PORT`,
+    :data:`S3_DOCS_PORT`) gets a real ``redis-server`` or moto S3 server of its own.
     """
 
     cwd: Path
     env: dict[str, str]
     port: int = attrs.field(factory=free_port)
     background: list[tuple[str, subprocess.Popen[str]]] = attrs.field(factory=list)
+    redis: RedisServer | None = None
+    s3: tuple[int, subprocess.Popen[bytes]] | None = None
 
     def local(self, code: str) -> str:
-        """``code`` with the docs' service port replaced by this page's."""
-        return re.sub(
+        """``code`` with the docs' service, Redis and S3 ports replaced by this page's."""
+        code = re.sub(
             rf"(127\.0\.0\.1:|localhost:|--port\s+){DOCS_PORT}\b", rf"\g<1>{self.port}", code
         )
+        for docs_port, port in (
+            (REDIS_DOCS_PORT, self.redis and self.redis.port),
+            (S3_DOCS_PORT, self.s3 and self.s3[0]),
+        ):
+            if port:
+                code = re.sub(rf"(127\.0\.0\.1:|port=){docs_port}\b", rf"\g<1>{port}", code)
+        return code
+
+    def start_servers(self, text: str) -> None:
+        """Start the Redis and S3 servers ``text`` connects to on their docs ports."""
+        if re.search(rf"(127\.0\.0\.1:|port=){REDIS_DOCS_PORT}\b", text) and not self.redis:
+            self.redis = RedisServer(self.cwd)
+            self.redis.start()
+        if re.search(rf"(127\.0\.0\.1:|port=){S3_DOCS_PORT}\b", text) and not self.s3:
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                     "-p", str(port)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)  # fmt: skip
+            self.s3 = (port, proc)
+            deadline = time.monotonic() + DEADLINE
+            while not _listening(port):
+                assert proc.poll() is None and time.monotonic() < deadline, "no S3 server"
+                time.sleep(0.05)  # polling a condition, with a deadline
 
     @staticmethod
     def commands(code: str) -> list[str]:
@@ -211,7 +258,17 @@ class Shell:
             if proc.returncode not in (0, -signal.SIGINT):
                 failures.append(f"{what} exited {proc.returncode}:\n{out}")
         self.background.clear()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.s3 is not None:
+            self.s3[1].terminate()
+            self.s3[1].wait(timeout=DEADLINE)
         assert not failures, "\n".join(failures)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
@@ -314,6 +371,9 @@ def run_page(page: Path, shell: Shell, block_deadline: float = BLOCK_DEADLINE) -
     """Run the blocks of ``page`` in order, each within its deadline."""
     namespace: dict[str, object] = {"__name__": "__docs__"}
     found = blocks(page)
+    shell.start_servers("\n".join(b.code for b in found))
+    if not found and (GENERATED.search(page.read_text()) or SNIPPET.search(page.read_text())):
+        return  # made of docstrings or an included file, with no code blocks of their own
     assert found, f"{page.name} has no code blocks"
     for block in found:
         where = f"{block.page}:{block.line}"
@@ -334,7 +394,7 @@ def run_page(page: Path, shell: Shell, block_deadline: float = BLOCK_DEADLINE) -
             pytest.fail(f"{where}: a ```{block.lang} block this test cannot run")
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[page_name(p) for p in PAGES])
 def test_every_code_block_runs(page: Path, shell: Shell) -> None:
     run_page(page, shell)
 
