@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     )
     from .exchanges import ExchangeClient
     from .interop import export_freqtrade
+    from .jobs import Job, ensure_jobs, ensure_jobs_async, load_jobs
     from .plot import plot_coverage
 
 __version__ = "0.1.0.dev0"
@@ -63,6 +64,10 @@ _LAZY = {
     "AuditReport": "mdcollect.audit",
     "audit": "mdcollect.audit",
     "audit_async": "mdcollect.audit",
+    "Job": "mdcollect.jobs",
+    "ensure_jobs": "mdcollect.jobs",
+    "ensure_jobs_async": "mdcollect.jobs",
+    "load_jobs": "mdcollect.jobs",
 }
 
 __all__ = [
@@ -77,6 +82,7 @@ __all__ = [
     "Interval",
     "IntervalSet",
     "InvalidRequest",
+    "Job",
     "MdcollectError",
     "RemoteError",
     "StorageError",
@@ -88,11 +94,14 @@ __all__ = [
     "default_storage",
     "ensure_data",
     "ensure_data_async",
+    "ensure_jobs",
+    "ensure_jobs_async",
     "export_freqtrade",
     "load",
     "load_async",
     "load_funding",
     "load_funding_async",
+    "load_jobs",
     "load_ohlcv",
     "load_ohlcv_async",
     "load_open_interest",

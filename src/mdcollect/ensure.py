@@ -51,7 +51,7 @@ from .backfill import (
     plan_jobs,
     run_jobs,
 )
-from .exchanges import ExchangeClient, exchange_info
+from .exchanges import ExchangeClient, ExchangeInfo, exchange_info
 from .storage import (
     DataCollectionStorage,
     default_storage_url,
@@ -521,6 +521,32 @@ async def ensure_data_async(
     )  # fmt: skip
 
 
+def _make_jobs(
+    info: ExchangeInfo,
+    syms: Sequence[str],
+    tf: Timeframe,
+    lo: int,
+    hi: int,
+    kinds: Sequence[HistoryKind],
+    *,
+    strategy: Strategy,
+    now: int,
+    unpadded: int | None,
+) -> list[BackfillJob]:
+    """The backfill jobs of ``syms`` x ``kinds`` over ``[lo, hi)``: making them checks
+    them (depth limits, kinds the exchange serves...) without any request."""
+
+    def start_of(kind: HistoryKind) -> int:
+        # padding reaches back no further than the exchange keeps the kind (a valid
+        # request stays valid); the caller's own start (``unpadded``) is never moved
+        floor = None if unpadded is None else history_floor(info, kind, tf, now)
+        if floor is None or unpadded is None:
+            return lo
+        return min(unpadded, max(lo, floor))
+
+    return [JOBS[k](info, s, tf, start_of(k), hi, strategy, now) for k in kinds for s in syms]
+
+
 async def _ensure(
     syms: list[str],
     tf: Timeframe,
@@ -542,19 +568,8 @@ async def _ensure(
     key, store = src.key, src.store
     info = src.exchange.info if isinstance(src.exchange, ExchangeClient) else exchange_info(key)
     check_strategy(strategy)
-
-    def start_of(kind: HistoryKind) -> int:
-        # padding reaches back no further than the exchange keeps the kind (a valid
-        # request stays valid); the caller's own start (``unpadded``) is never moved
-        floor = None if unpadded is None else history_floor(info, kind, tf, now)
-        if floor is None or unpadded is None:
-            return lo
-        return min(unpadded, max(lo, floor))
-
     # every kind's jobs, made (and so checked: depth limits...) before any request
-    jobs: list[BackfillJob] = [
-        JOBS[kind](info, s, tf, start_of(kind), hi, strategy, now) for kind in kinds for s in syms
-    ]
+    jobs = _make_jobs(info, syms, tf, lo, hi, kinds, strategy=strategy, now=now, unpadded=unpadded)
     required = jobs[0].required(now)  # the first kind's range (each symbol needs the same)
     label = " + ".join(
         str(tf) if k == "ohlcv" else f"{k} {tf}" if k in TIMEFRAME_KINDS else k for k in kinds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from attrs import frozen
 
@@ -23,7 +23,7 @@ from ._kinds import (
 )
 from ._options import CollectorOptions, SupervisorOptions, option_names
 
-__all__ = ["LiveConfig", "load_collectors", "load_config"]
+__all__ = ["CONFIG_KEYS", "LiveConfig", "load_collectors", "load_config"]
 
 _KINDS: dict[str, type[DataSourceCollector]] = {
     "trades": TradesCollector,
@@ -38,7 +38,11 @@ _KINDS: dict[str, type[DataSourceCollector]] = {
 _SECTION = frozenset({"exchange", "symbols", "kinds", "kind", "name"})
 #: DataCollector options a config may set (its options class's fields).
 _OPTIONS = option_names(SupervisorOptions)
-_TOP = {"storage", "collectors", *_OPTIONS}
+#: The top-level keys of a collection config: ``storage``, ``[[collectors]]`` and the
+#: DataCollector options. A jobs file (:func:`mdcollect.load_jobs`) may hold them too.
+CONFIG_KEYS: Final = frozenset({"storage", "collectors", *_OPTIONS})
+# [[jobs]] is `mdcollect ensure --config`'s part of a shared file: ignored here
+_TOP = {*CONFIG_KEYS, "jobs"}
 
 
 def _kind_options(kind: str) -> frozenset[str]:

@@ -1,0 +1,466 @@
+"""Backfill jobs from a file: the list of what must be stored, run from cron.
+
+A jobs file is TOML. Each ``[[jobs]]`` entry names an exchange, its symbols (exact,
+or patterns such as ``*/USDT:USDT`` matched against the exchange's markets), kinds,
+timeframes and a range::
+
+    storage = "arctic+lmdb:///data/md"      # optional, shared with [[collectors]]
+
+    [[jobs]]
+    exchange = "binance_futures"
+    symbols = ["*/USDT:USDT"]               # exact symbols and/or patterns
+    exclude = ["ETH/*"]                     # optional, removed from what matched
+    kinds = ["ohlcv", "funding"]            # default ["ohlcv"]
+    timeframes = ["1h", "1d"]               # default ["1h"]; for the candle kinds
+    start = 2024-01-01                      # default 2020-01-01
+    end = 2024-06-30                        # default: now (closed candles only)
+    padding = 0                             # days before start, default 0
+
+:func:`load_jobs` reads and checks a file (no request); :func:`ensure_jobs` resolves
+the patterns (one markets request per exchange that has some), ensures each dataset
+once (entries naming the same dataset are merged) with :func:`~mdcollect.ensure_data`'s
+engine, and returns its :class:`~mdcollect.EnsureReport`\\ s. Every bad field is an
+:class:`~mdcollect.InvalidRequest` naming the file, the entry and the field, raised
+before any request; ``mdcollect ensure --config FILE`` runs it from the command line.
+
+The same file may hold the ``[[collectors]]`` (and top-level options) of ``mdcollect
+collect``: each command reads its part and ignores the other's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import tomllib
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+from attrs import frozen
+
+from ._errors import InvalidRequest
+from ._keys import TIMEFRAME_KINDS, DatasetKey, HistoryKind
+from ._rules import MAX_SYMBOLS, check_bounds, check_padding, check_symbol
+from ._sync import run_sync
+from ._time import DAY, Timeframe, now_ms, time_range, to_ms
+from .backfill import check_kinds
+from .collectors import CONFIG_KEYS as COLLECTOR_KEYS
+from .ensure import EnsureReport, Storage, _ensure, _make_jobs, _open_source, _Source
+from .exchanges import ExchangeClient, exchange_info
+
+__all__ = ["DEFAULT_START", "Job", "ensure_jobs", "ensure_jobs_async", "load_jobs"]
+
+log = logging.getLogger("mdcollect.jobs")
+
+#: Where a job starts when its entry gives no ``start``.
+DEFAULT_START: Final = "2020-01-01"
+#: The fields of a ``[[jobs]]`` entry.
+FIELDS: Final = (
+    "name", "exchange", "symbols", "include", "exclude", "kinds", "timeframes", "start", "end",
+    "padding",
+)  # fmt: skip
+_PATTERN_CHARS: Final = "*?["
+
+
+def is_pattern(symbol: str) -> bool:
+    """True for a symbol pattern (``*/USDT:USDT``, ``BTC/USD?``, ``[BE]TC/USDT``): shell
+    wildcards, matched against the exchange's markets."""
+    return any(c in symbol for c in _PATTERN_CHARS)
+
+
+@frozen
+class Job:
+    """One checked ``[[jobs]]`` entry (made by :func:`load_jobs`).
+
+    ``symbols``, ``include`` and ``exclude`` may hold patterns (:func:`is_pattern`);
+    ``start`` and ``end`` are ms (``end=None``: now, closed candles only); ``padding``
+    is days ensured before ``start``; ``where`` names the entry in its file.
+
+    >>> [job] = load_jobs({"jobs": [{"exchange": "binance", "symbols": "*/USDT"}]})
+    >>> job.kinds, job.timeframes, job.padding
+    (('ohlcv',), ('1h',), 0)
+    """
+
+    exchange: str
+    symbols: tuple[str, ...]
+    kinds: tuple[HistoryKind, ...] = ("ohlcv",)
+    timeframes: tuple[str, ...] = ("1h",)
+    start: int = to_ms(DEFAULT_START)
+    end: int | None = None
+    padding: int = 0
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    name: str | None = None
+    where: str = "jobs[0]"
+
+    @property
+    def has_patterns(self) -> bool:
+        """True when resolving the symbols needs the exchange's markets."""
+        return any(map(is_pattern, self.symbols + self.include + self.exclude))
+
+    def resolve(self, markets: Iterable[str] = ()) -> list[str]:
+        """The symbols this job names: ``symbols`` and ``include`` (patterns matched
+        against ``markets``, sorted; exact symbols as given), minus ``exclude``.
+
+        >>> job.resolve(["BTC/USDT", "ETH/USDT", "BTC/USDT:USDT"])
+        ['BTC/USDT', 'ETH/USDT']
+        """
+        listed = list(markets)
+        out: list[str] = []
+        for field_name, values in (("symbols", self.symbols), ("include", self.include)):
+            for value in values:
+                if not is_pattern(value):
+                    out.append(value)
+                    continue
+                matched = sorted(m for m in listed if fnmatch.fnmatchcase(m, value))
+                if not matched:
+                    raise InvalidRequest(
+                        f"{self.where}.{field_name}: pattern {value!r} matches no active market "
+                        f"of {self.exchange} ({len(listed)} listed, e.g. "
+                        f"{', '.join(sorted(listed)[:5]) or 'none'})"
+                    )
+                out += matched
+        kept = [
+            s for s in dict.fromkeys(out)
+            if not any(fnmatch.fnmatchcase(s, x) for x in self.exclude)
+        ]  # fmt: skip
+        if not kept:
+            raise InvalidRequest(f"{self.where}.exclude: it removes every symbol the job names")
+        return kept
+
+    def datasets(self, symbols: Sequence[str]) -> list[DatasetKey]:
+        """The datasets of ``symbols`` (resolved) for this job's kinds and timeframes."""
+        return [
+            DatasetKey(self.exchange, s, k, tf)
+            for k in self.kinds
+            for tf in (self.timeframes if k in TIMEFRAME_KINDS else (None,))
+            for s in symbols
+        ]
+
+
+# -- reading and checking a file -----------------------------------------------------------
+
+
+def load_jobs(config: str | Path | Mapping[str, Any]) -> list[Job]:
+    """The ``[[jobs]]`` of a jobs file (a TOML path, or a dict of the same shape), checked.
+
+    No request is made: patterns stay patterns until :func:`ensure_jobs` resolves them.
+    Any bad field raises :class:`~mdcollect.InvalidRequest` naming the file, the entry
+    (``jobs[1]``, with its ``name``) and the field. The file's ``[[collectors]]`` and
+    collection options are left to ``mdcollect collect``.
+
+    >>> jobs = load_jobs("jobs.toml")
+    >>> reports = ensure_jobs("jobs.toml")   # the file's storage; or ensure_jobs(jobs, storage=...)
+    """
+    return _read(config)[0]
+
+
+def _read(config: str | Path | Mapping[str, Any]) -> tuple[list[Job], str | None]:
+    """The jobs and the file's ``storage`` (``None``: not given)."""
+    data: Any
+    if isinstance(config, str | Path):
+        source = str(config)
+        try:
+            data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read jobs file {source!r}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidRequest(f"jobs file {source!r} is not valid TOML: {exc}") from exc
+    else:
+        source, data = "jobs config", config
+    if not isinstance(data, Mapping):
+        raise InvalidRequest(f"{source}: must be a table/dict, got {type(data).__name__}")
+    allowed = {"jobs", *COLLECTOR_KEYS}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise InvalidRequest(f"{source}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    storage = data.get("storage")
+    if storage is not None and not isinstance(storage, str):
+        raise InvalidRequest(f"{source}: storage must be a storage URL string, got {storage!r}")
+    entries = data.get("jobs")
+    if not isinstance(entries, list) or not entries:
+        raise InvalidRequest(
+            f"{source}: jobs must be a non-empty list of tables ([[jobs]] entries), got {entries!r}"
+        )
+    return [_entry(source, i, e) for i, e in enumerate(entries)], storage
+
+
+def _entry(source: str, i: int, entry: object) -> Job:
+    where = f"{source}: jobs[{i}]"
+    if not isinstance(entry, Mapping):
+        raise InvalidRequest(f"{where} must be a table, got {entry!r}")
+    name = entry.get("name")
+    if name is not None:
+        if not isinstance(name, str):
+            raise InvalidRequest(f"{where}.name must be a string, got {name!r}")
+        where = f"{where} ({name!r})"
+    unknown = sorted(set(entry) - set(FIELDS))
+    if unknown:
+        raise InvalidRequest(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(FIELDS)}")
+
+    def field(key: str, check: Callable[[Any], Any], default: Any = None) -> Any:
+        try:
+            return check(entry[key]) if key in entry else default
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{where}.{key}: {exc}") from exc
+
+    if "exchange" not in entry:
+        raise InvalidRequest(f"{where}.exchange is required: an exchange key such as 'binance'")
+    exchange = field("exchange", _exchange)
+    if "symbols" not in entry:
+        raise InvalidRequest(
+            f"{where}.symbols is required: symbols or patterns such as ['BTC/USDT', '*/USDT']"
+        )
+    symbols = field("symbols", lambda v: _symbols("symbols", v, empty=False))
+    include = field("include", lambda v: _symbols("include", v, empty=True), ())
+    exclude = field("exclude", lambda v: _symbols("exclude", v, empty=True), ())
+    kinds = field("kinds", lambda v: check_kinds(_listed(v)), ("ohlcv",))
+    info = exchange_info(exchange)
+    candles = [k for k in kinds if k in TIMEFRAME_KINDS]
+    if "timeframes" in entry and not candles:
+        raise InvalidRequest(
+            f"{where}.timeframes: kinds {list(kinds)} take no timeframe; only "
+            f"{', '.join(TIMEFRAME_KINDS)} have one"
+        )
+    timeframes = field(
+        "timeframes",
+        lambda v: tuple(dict.fromkeys(str(info.check_timeframe(t)) for t in _nonempty(v))),
+        ("1h",),
+    )
+    start = field("start", lambda v: check_bounds(to_ms(v, name="start"), "start", v))
+    start = to_ms(DEFAULT_START) if start is None else start
+    end = field("end", lambda v: _end(start, v))
+    padding = field("padding", lambda v: check_padding(v, "padding"), 0)
+    return Job(
+        exchange, symbols, kinds, timeframes if candles else (), start, end, padding,
+        include, exclude, name, where,
+    )  # fmt: skip
+
+
+def _exchange(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"must be an exchange key such as 'binance', got {value!r}")
+    exchange_info(value)  # InvalidRequest with close matches for unknown keys
+    return value
+
+
+def _listed(value: object) -> object:
+    """A string as a list of one, as TOML writers often write one value."""
+    return [value] if isinstance(value, str) else value
+
+
+def _nonempty(value: object) -> list[object]:
+    value = _listed(value)
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest(f"must be a non-empty list, got {value!r}")
+    return value
+
+
+def _symbols(name: str, value: object, *, empty: bool) -> tuple[str, ...]:
+    value = _listed(value)
+    if not isinstance(value, list) or (not value and not empty):
+        raise InvalidRequest(
+            f"must be a {'' if empty else 'non-empty '}list of symbols or patterns such as "
+            f"['BTC/USDT', '*/USDT:USDT'], got {value!r}"
+        )
+    out = []
+    for s in value:
+        if isinstance(s, str) and is_pattern(s):
+            out.append(s)
+        else:
+            out.append(check_symbol(s))
+    return tuple(dict.fromkeys(out))
+
+
+def _end(start: int, value: object) -> int:
+    _, hi = time_range(start, value)
+    assert hi is not None
+    return check_bounds(hi, "end", value)
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+@frozen
+class _Dataset:
+    """One dataset to ensure: its range (the span of every entry naming it) and the
+    first entry that named it."""
+
+    lo: int
+    hi: int | None  # None: now
+    unpadded: int
+    where: str
+
+    def merged(self, other: _Dataset) -> _Dataset:
+        hi = None if self.hi is None or other.hi is None else max(self.hi, other.hi)
+        return _Dataset(min(self.lo, other.lo), hi, min(self.unpadded, other.unpadded), self.where)
+
+
+async def ensure_jobs_async(
+    jobs: str | Path | Mapping[str, Any] | Sequence[Job],
+    storage: Storage = None,
+    *,
+    clients: Mapping[str, ExchangeClient] | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    concurrency: int = 4,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> list[EnsureReport]:
+    """Async :func:`ensure_jobs`."""
+    if isinstance(jobs, str | Path | Mapping):
+        checked, file_storage = _read(jobs)
+        storage = file_storage if storage is None else storage
+    else:
+        checked = list(jobs)
+        if not checked or not all(isinstance(j, Job) for j in checked):
+            raise InvalidRequest(
+                f"jobs must be a jobs file, a dict, or a non-empty list of Job (load_jobs), "
+                f"got {jobs!r}"
+            )
+    given = dict(clients or {})
+    now = (clock or now_ms)()
+    async with AsyncExitStack() as stack:
+        # every exchange's source (storage and emulation checked) before any request
+        sources: dict[str, _Source] = {}
+        for job in checked:
+            if job.exchange not in sources:
+                exchange: ExchangeClient | str = given.get(job.exchange, job.exchange)
+                try:
+                    src = await _open_source(exchange, storage, emulate)
+                except InvalidRequest as exc:
+                    raise InvalidRequest(f"{job.where}.exchange: {exc}") from exc
+                storage = src.store  # one store for every exchange
+                # one client per exchange for the whole run (no request until one is
+                # needed): markets are loaded once, not once per group
+                client = await src.client(stack)
+                sources[job.exchange] = attrs.evolve(src, exchange=client, emulate=False)
+        datasets = await _resolve(checked, sources)
+        groups = _groups(datasets)
+        _check(groups, sources, now)
+        reports = []
+        for (exchange_key, tf, lo, hi, unpadded, kinds), named in groups.items():
+            src, symbols = sources[exchange_key], list(named)
+            for i in range(0, len(symbols), MAX_SYMBOLS):
+                report = await _ensure(
+                    symbols[i : i + MAX_SYMBOLS], tf, lo, now if hi is None else hi, src,
+                    progress=progress, progress_callback=None, concurrency=concurrency,
+                    dry_run=dry_run, strategy="auto", clock=lambda: now, kinds=kinds,
+                    unpadded=unpadded,
+                )  # fmt: skip
+                reports.append(report)
+    return reports
+
+
+async def _resolve(jobs: list[Job], sources: dict[str, _Source]) -> dict[DatasetKey, _Dataset]:
+    """Every job's datasets, patterns matched against its exchange's markets (loaded once
+    per exchange, only where a pattern needs them), each dataset once."""
+    markets: dict[str, list[str]] = {}
+    out: dict[DatasetKey, _Dataset] = {}
+    for job in jobs:
+        listed: list[str] = []
+        if job.has_patterns:
+            if job.exchange not in markets:
+                src = sources[job.exchange]
+                assert isinstance(src.exchange, ExchangeClient)
+                await src.prepare(src.exchange)
+                loaded = await src.exchange.load_markets()
+                markets[job.exchange] = [
+                    s for s, m in loaded.items() if m.get("active") is not False
+                ]
+            listed = markets[job.exchange]
+        symbols = job.resolve(listed)
+        log.info("%s: %s -> %d symbol(s)", job.where, ", ".join(job.symbols), len(symbols))
+        span = _Dataset(job.start - job.padding * DAY, job.end, job.start, job.where)
+        for key in job.datasets(symbols):
+            out[key] = out[key].merged(span) if key in out else span
+    return out
+
+
+_Group = tuple[str, Timeframe, int, int | None, int, tuple[HistoryKind, ...]]
+
+
+def _groups(datasets: dict[DatasetKey, _Dataset]) -> dict[_Group, dict[str, str]]:
+    """Datasets sharing an exchange, timeframe, range and kinds: one ``_ensure`` call each
+    (one report), symbols in the order first named, each with the entry that named it."""
+    by_symbol: dict[tuple[str, str | None, int, int | None, int, str], list[HistoryKind]] = {}
+    named: dict[tuple[str, str | None, int, int | None, int, str], str] = {}
+    for key, d in datasets.items():
+        at = (key.exchange, key.timeframe, d.lo, d.hi, d.unpadded, key.symbol)
+        by_symbol.setdefault(at, []).append(key.kind)  # type: ignore[arg-type]
+        named.setdefault(at, d.where)
+    groups: dict[_Group, dict[str, str]] = {}
+    for at, kinds in by_symbol.items():
+        exchange, tf, lo, hi, unpadded, symbol = at
+        # kinds without a timeframe run at 1m, as backfill(kind=...) does
+        group = (exchange, Timeframe.parse(tf or "1m"), lo, hi, unpadded, tuple(kinds))
+        groups.setdefault(group, {})[symbol] = named[at]
+    return groups
+
+
+def _check(groups: dict[_Group, dict[str, str]], sources: dict[str, _Source], now: int) -> None:
+    """Make every backfill job (which checks it: depth limits, kinds the exchange serves)
+    before the first page request."""
+    for (exchange, tf, lo, hi, unpadded, kinds), symbols in groups.items():
+        client = sources[exchange].exchange
+        assert isinstance(client, ExchangeClient)
+        for symbol, where in symbols.items():
+            try:
+                _make_jobs(client.info, [symbol], tf, lo, now if hi is None else hi, kinds,
+                           strategy="auto", now=now, unpadded=unpadded)  # fmt: skip
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"{where} ({exchange} {symbol}): {exc}") from exc
+
+
+def ensure_jobs(
+    jobs: str | Path | Mapping[str, Any] | Sequence[Job],
+    storage: Storage = None,
+    *,
+    clients: Mapping[str, ExchangeClient] | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    concurrency: int = 4,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> list[EnsureReport]:
+    """Ensure every dataset a jobs file names; one :class:`~mdcollect.EnsureReport` per
+    group of datasets sharing an exchange, timeframe, range and kinds (what
+    ``mdcollect ensure --config`` prints; ``all(r.ok for r in reports)`` is its exit 0).
+
+    * ``jobs``: a jobs file path (its ``storage`` is used unless ``storage`` is given),
+      a dict of the same shape, or :func:`load_jobs`' list.
+    * ``clients``: exchange key -> an :class:`~mdcollect.ExchangeClient` of your own
+      (an emulator's, one with credentials); other keys get a client of their own.
+    * ``dry_run``: plan only: each report lists its datasets, what is missing and the
+      windows (requests) each needs; only the markets of exchanges whose entries have
+      patterns are loaded.
+    * ``storage``, ``progress``, ``concurrency``, ``clock``, ``emulate``: as
+      :func:`~mdcollect.ensure_data`.
+
+    Patterns match active markets; exact symbols are taken as written. A dataset named
+    by several entries is ensured once, over the span from the earliest start (padding
+    included) to the latest end. Bad input raises :class:`~mdcollect.InvalidRequest`
+    naming the file, entry and field before any page request.
+
+    >>> reports = ensure_jobs("jobs.toml")
+    >>> all(r.ok for r in reports)
+    True
+    """
+    coro: Coroutine[Any, Any, list[EnsureReport]] = ensure_jobs_async(
+        jobs, storage, clients=clients, dry_run=dry_run, progress=progress,
+        concurrency=concurrency, clock=clock, emulate=emulate,
+    )  # fmt: skip
+    return run_sync(_releasing(clients, coro))
+
+
+async def _releasing(
+    clients: Mapping[str, ExchangeClient] | None, coro: Coroutine[Any, Any, list[EnsureReport]]
+) -> list[EnsureReport]:
+    """Run ``coro``; then free the caller's clients' HTTP sessions, whose loop ends here."""
+    try:
+        return await coro
+    finally:
+        for client in (clients or {}).values():
+            await client.release()
