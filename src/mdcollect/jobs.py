@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 import tomllib
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -62,6 +63,7 @@ FIELDS: Final = (
     "padding",
 )  # fmt: skip
 _PATTERN_CHARS: Final = "*?["
+_WHEN_RE: Final = re.compile(r"^(\d{8}|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}.*)?)$")
 
 
 def is_pattern(symbol: str) -> bool:
@@ -229,7 +231,7 @@ def _entry(source: str, i: int, entry: object) -> Job:
         lambda v: tuple(dict.fromkeys(str(info.check_timeframe(t)) for t in _nonempty(v))),
         ("1h",),
     )
-    start = field("start", lambda v: check_bounds(to_ms(v, name="start"), "start", v))
+    start = field("start", lambda v: check_bounds(to_ms(_when(v), name="start"), "start", v))
     start = to_ms(DEFAULT_START) if start is None else start
     end = field("end", lambda v: _end(start, v))
     padding = field("padding", lambda v: check_padding(v, "padding"), 0)
@@ -274,8 +276,19 @@ def _symbols(name: str, value: object, *, empty: bool) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _when(value: object) -> object:
+    """A TOML date or time, or a string ``YYYY-MM-DD``/``YYYYMMDD``/ISO 8601 (never an
+    ambiguous ``01/02/2024``)."""
+    if isinstance(value, str) and not _WHEN_RE.match(value.strip()):
+        raise InvalidRequest(
+            f"{value!r} is not a date; use a TOML date (2024-01-01), YYYY-MM-DD, YYYYMMDD or "
+            "an ISO 8601 time (2024-01-01T06:00:00Z)"
+        )
+    return value
+
+
 def _end(start: int, value: object) -> int:
-    _, hi = time_range(start, value)
+    _, hi = time_range(start, _when(value))
     assert hi is not None
     return check_bounds(hi, "end", value)
 
