@@ -23,6 +23,8 @@ if TYPE_CHECKING:
         EnsureReport,
         ensure_data,
         ensure_data_async,
+        ensure_jobs,
+        ensure_jobs_async,
         load,
         load_async,
         load_funding,
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     )
     from .exchanges import ExchangeClient
     from .interop import export_freqtrade
-    from .jobs import Job, ensure_jobs, ensure_jobs_async, load_jobs
+    from .jobs import Job, load_jobs
     from .plot import plot_coverage
 
 __version__ = "0.1.0.dev0"
@@ -65,8 +67,8 @@ _LAZY = {
     "audit": "mdcollect.audit",
     "audit_async": "mdcollect.audit",
     "Job": "mdcollect.jobs",
-    "ensure_jobs": "mdcollect.jobs",
-    "ensure_jobs_async": "mdcollect.jobs",
+    "ensure_jobs": "mdcollect.ensure",
+    "ensure_jobs_async": "mdcollect.ensure",
     "load_jobs": "mdcollect.jobs",
 }
 

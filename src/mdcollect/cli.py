@@ -315,7 +315,7 @@ def _check_ensure_args(args: argparse.Namespace) -> None:
 async def _ensure_config(args: argparse.Namespace) -> int:
     """``ensure --config FILE``: every dataset of the jobs file, once; one summary per
     group of datasets (exchange, timeframe, range); exit 1 when any window failed."""
-    from .jobs import ensure_jobs_async
+    from .ensure import ensure_jobs_async
 
     reports = await ensure_jobs_async(
         args.config, args.storage, dry_run=args.dry_run, progress=not args.no_progress,

@@ -16,7 +16,7 @@ timeframes and a range::
     end = 2024-06-30                        # default: now (closed candles only)
     padding = 0                             # days before start, default 0
 
-:func:`load_jobs` reads and checks a file (no request); :func:`ensure_jobs` resolves
+:func:`load_jobs` reads and checks a file (no request); :func:`~mdcollect.ensure_jobs` resolves
 the patterns (one markets request per exchange that has some), ensures each dataset
 once (entries naming the same dataset are merged) with :func:`~mdcollect.ensure_data`'s
 engine, and returns its :class:`~mdcollect.EnsureReport`\\ s. Every bad field is an
@@ -30,30 +30,22 @@ collect``: each command reads its part and ignores the other's.
 from __future__ import annotations
 
 import fnmatch
-import logging
 import re
 import tomllib
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import attrs
 from attrs import frozen
 
 from ._errors import InvalidRequest
 from ._keys import TIMEFRAME_KINDS, DatasetKey, HistoryKind
-from ._rules import MAX_SYMBOLS, check_bounds, check_padding, check_symbol
-from ._sync import run_sync
-from ._time import DAY, Timeframe, now_ms, time_range, to_ms
+from ._rules import check_bounds, check_padding, check_symbol
+from ._time import time_range, to_ms
 from .backfill import check_kinds
-from .collectors import CONFIG_KEYS as COLLECTOR_KEYS
-from .ensure import EnsureReport, Storage, _ensure, _make_jobs, _open_source, _Source
-from .exchanges import ExchangeClient, exchange_info
+from .exchanges import exchange_info
 
-__all__ = ["DEFAULT_START", "Job", "ensure_jobs", "ensure_jobs_async", "load_jobs"]
-
-log = logging.getLogger("mdcollect.jobs")
+__all__ = ["DEFAULT_START", "FIELDS", "Job", "JobsFile", "is_pattern", "load_jobs", "read_jobs"]
 
 #: Where a job starts when its entry gives no ``start``.
 DEFAULT_START: Final = "2020-01-01"
@@ -156,11 +148,22 @@ def load_jobs(config: str | Path | Mapping[str, Any]) -> list[Job]:
     >>> jobs = load_jobs("jobs.toml")
     >>> reports = ensure_jobs("jobs.toml")   # the file's storage; or ensure_jobs(jobs, storage=...)
     """
-    return _read(config)[0]
+    return read_jobs(config).jobs
 
 
-def _read(config: str | Path | Mapping[str, Any]) -> tuple[list[Job], str | None]:
-    """The jobs and the file's ``storage`` (``None``: not given)."""
+@frozen
+class JobsFile:
+    """What a jobs file holds for ``ensure``: its jobs and its ``storage`` (``None``: not
+    given)."""
+
+    jobs: list[Job]
+    storage: str | None = None
+
+
+def read_jobs(config: str | Path | Mapping[str, Any]) -> JobsFile:
+    """The jobs and the ``storage`` of a jobs file (see :func:`load_jobs`)."""
+    from .collectors import CONFIG_KEYS as COLLECTOR_KEYS  # the other part of a shared file
+
     data: Any
     if isinstance(config, str | Path):
         source = str(config)
@@ -186,7 +189,7 @@ def _read(config: str | Path | Mapping[str, Any]) -> tuple[list[Job], str | None
         raise InvalidRequest(
             f"{source}: jobs must be a non-empty list of tables ([[jobs]] entries), got {entries!r}"
         )
-    return [_entry(source, i, e) for i, e in enumerate(entries)], storage
+    return JobsFile([_entry(source, i, e) for i, e in enumerate(entries)], storage)
 
 
 def _entry(source: str, i: int, entry: object) -> Job:
@@ -291,189 +294,3 @@ def _end(start: int, value: object) -> int:
     _, hi = time_range(start, _when(value))
     assert hi is not None
     return check_bounds(hi, "end", value)
-
-
-# -- running ------------------------------------------------------------------------------
-
-
-@frozen
-class _Dataset:
-    """One dataset to ensure: its range (the span of every entry naming it) and the
-    first entry that named it."""
-
-    lo: int
-    hi: int | None  # None: now
-    unpadded: int
-    where: str
-
-    def merged(self, other: _Dataset) -> _Dataset:
-        hi = None if self.hi is None or other.hi is None else max(self.hi, other.hi)
-        return _Dataset(min(self.lo, other.lo), hi, min(self.unpadded, other.unpadded), self.where)
-
-
-async def ensure_jobs_async(
-    jobs: str | Path | Mapping[str, Any] | Sequence[Job],
-    storage: Storage = None,
-    *,
-    clients: Mapping[str, ExchangeClient] | None = None,
-    dry_run: bool = False,
-    progress: bool = True,
-    concurrency: int = 4,
-    clock: Callable[[], int] | None = None,
-    emulate: bool | None = None,
-) -> list[EnsureReport]:
-    """Async :func:`ensure_jobs`."""
-    if isinstance(jobs, str | Path | Mapping):
-        checked, file_storage = _read(jobs)
-        storage = file_storage if storage is None else storage
-    else:
-        checked = list(jobs)
-        if not checked or not all(isinstance(j, Job) for j in checked):
-            raise InvalidRequest(
-                f"jobs must be a jobs file, a dict, or a non-empty list of Job (load_jobs), "
-                f"got {jobs!r}"
-            )
-    given = dict(clients or {})
-    now = (clock or now_ms)()
-    async with AsyncExitStack() as stack:
-        # every exchange's source (storage and emulation checked) before any request
-        sources: dict[str, _Source] = {}
-        for job in checked:
-            if job.exchange not in sources:
-                exchange: ExchangeClient | str = given.get(job.exchange, job.exchange)
-                try:
-                    src = await _open_source(exchange, storage, emulate)
-                except InvalidRequest as exc:
-                    raise InvalidRequest(f"{job.where}.exchange: {exc}") from exc
-                storage = src.store  # one store for every exchange
-                # one client per exchange for the whole run (no request until one is
-                # needed): markets are loaded once, not once per group
-                client = await src.client(stack)
-                sources[job.exchange] = attrs.evolve(src, exchange=client, emulate=False)
-        datasets = await _resolve(checked, sources)
-        groups = _groups(datasets)
-        _check(groups, sources, now)
-        reports = []
-        for (exchange_key, tf, lo, hi, unpadded, kinds), named in groups.items():
-            src, symbols = sources[exchange_key], list(named)
-            for i in range(0, len(symbols), MAX_SYMBOLS):
-                report = await _ensure(
-                    symbols[i : i + MAX_SYMBOLS], tf, lo, now if hi is None else hi, src,
-                    progress=progress, progress_callback=None, concurrency=concurrency,
-                    dry_run=dry_run, strategy="auto", clock=lambda: now, kinds=kinds,
-                    unpadded=unpadded,
-                )  # fmt: skip
-                reports.append(report)
-    return reports
-
-
-async def _resolve(jobs: list[Job], sources: dict[str, _Source]) -> dict[DatasetKey, _Dataset]:
-    """Every job's datasets, patterns matched against its exchange's markets (loaded once
-    per exchange, only where a pattern needs them), each dataset once."""
-    markets: dict[str, list[str]] = {}
-    out: dict[DatasetKey, _Dataset] = {}
-    for job in jobs:
-        listed: list[str] = []
-        if job.has_patterns:
-            if job.exchange not in markets:
-                src = sources[job.exchange]
-                assert isinstance(src.exchange, ExchangeClient)
-                await src.prepare(src.exchange)
-                loaded = await src.exchange.load_markets()
-                markets[job.exchange] = [
-                    s for s, m in loaded.items() if m.get("active") is not False
-                ]
-            listed = markets[job.exchange]
-        symbols = job.resolve(listed)
-        log.info("%s: %s -> %d symbol(s)", job.where, ", ".join(job.symbols), len(symbols))
-        span = _Dataset(job.start - job.padding * DAY, job.end, job.start, job.where)
-        for key in job.datasets(symbols):
-            out[key] = out[key].merged(span) if key in out else span
-    return out
-
-
-_Group = tuple[str, Timeframe, int, int | None, int, tuple[HistoryKind, ...]]
-
-
-def _groups(datasets: dict[DatasetKey, _Dataset]) -> dict[_Group, dict[str, str]]:
-    """Datasets sharing an exchange, timeframe, range and kinds: one ``_ensure`` call each
-    (one report), symbols in the order first named, each with the entry that named it."""
-    by_symbol: dict[tuple[str, str | None, int, int | None, int, str], list[HistoryKind]] = {}
-    named: dict[tuple[str, str | None, int, int | None, int, str], str] = {}
-    for key, d in datasets.items():
-        at = (key.exchange, key.timeframe, d.lo, d.hi, d.unpadded, key.symbol)
-        by_symbol.setdefault(at, []).append(key.kind)  # type: ignore[arg-type]
-        named.setdefault(at, d.where)
-    groups: dict[_Group, dict[str, str]] = {}
-    for at, kinds in by_symbol.items():
-        exchange, tf, lo, hi, unpadded, symbol = at
-        # kinds without a timeframe run at 1m, as backfill(kind=...) does
-        group = (exchange, Timeframe.parse(tf or "1m"), lo, hi, unpadded, tuple(kinds))
-        groups.setdefault(group, {})[symbol] = named[at]
-    return groups
-
-
-def _check(groups: dict[_Group, dict[str, str]], sources: dict[str, _Source], now: int) -> None:
-    """Make every backfill job (which checks it: depth limits, kinds the exchange serves)
-    before the first page request."""
-    for (exchange, tf, lo, hi, unpadded, kinds), symbols in groups.items():
-        client = sources[exchange].exchange
-        assert isinstance(client, ExchangeClient)
-        for symbol, where in symbols.items():
-            try:
-                _make_jobs(client.info, [symbol], tf, lo, now if hi is None else hi, kinds,
-                           strategy="auto", now=now, unpadded=unpadded)  # fmt: skip
-            except InvalidRequest as exc:
-                raise InvalidRequest(f"{where} ({exchange} {symbol}): {exc}") from exc
-
-
-def ensure_jobs(
-    jobs: str | Path | Mapping[str, Any] | Sequence[Job],
-    storage: Storage = None,
-    *,
-    clients: Mapping[str, ExchangeClient] | None = None,
-    dry_run: bool = False,
-    progress: bool = True,
-    concurrency: int = 4,
-    clock: Callable[[], int] | None = None,
-    emulate: bool | None = None,
-) -> list[EnsureReport]:
-    """Ensure every dataset a jobs file names; one :class:`~mdcollect.EnsureReport` per
-    group of datasets sharing an exchange, timeframe, range and kinds (what
-    ``mdcollect ensure --config`` prints; ``all(r.ok for r in reports)`` is its exit 0).
-
-    * ``jobs``: a jobs file path (its ``storage`` is used unless ``storage`` is given),
-      a dict of the same shape, or :func:`load_jobs`' list.
-    * ``clients``: exchange key -> an :class:`~mdcollect.ExchangeClient` of your own
-      (an emulator's, one with credentials); other keys get a client of their own.
-    * ``dry_run``: plan only: each report lists its datasets, what is missing and the
-      windows (requests) each needs; only the markets of exchanges whose entries have
-      patterns are loaded.
-    * ``storage``, ``progress``, ``concurrency``, ``clock``, ``emulate``: as
-      :func:`~mdcollect.ensure_data`.
-
-    Patterns match active markets; exact symbols are taken as written. A dataset named
-    by several entries is ensured once, over the span from the earliest start (padding
-    included) to the latest end. Bad input raises :class:`~mdcollect.InvalidRequest`
-    naming the file, entry and field before any page request.
-
-    >>> reports = ensure_jobs("jobs.toml")
-    >>> all(r.ok for r in reports)
-    True
-    """
-    coro: Coroutine[Any, Any, list[EnsureReport]] = ensure_jobs_async(
-        jobs, storage, clients=clients, dry_run=dry_run, progress=progress,
-        concurrency=concurrency, clock=clock, emulate=emulate,
-    )  # fmt: skip
-    return run_sync(_releasing(clients, coro))
-
-
-async def _releasing(
-    clients: Mapping[str, ExchangeClient] | None, coro: Coroutine[Any, Any, list[EnsureReport]]
-) -> list[EnsureReport]:
-    """Run ``coro``; then free the caller's clients' HTTP sessions, whose loop ends here."""
-    try:
-        return await coro
-    finally:
-        for client in (clients or {}).values():
-            await client.release()
