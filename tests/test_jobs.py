@@ -377,3 +377,36 @@ def test_python_dates_in_a_dict(emu: ExchangeEmulator) -> None:
     [report] = ensure_jobs(jobs, "memory://", clients={"binance": emu.client("binance")},
                            progress=False)  # fmt: skip
     assert report.ok and report.candles_fetched == 24
+
+
+def test_patterns_skip_markets_ccxt_marks_inactive(tmp_path: Path, emu: ExchangeEmulator) -> None:
+    import asyncio
+
+    # the emulator lists no delisted market: mark one inactive in the client's own
+    # (real, loaded) markets, as ccxt does for a delisted one
+    client = emu.client("binance")
+    markets = asyncio.run(client.load_markets())
+    asyncio.run(client.release())
+    markets["ETH/USDT"]["active"] = False
+    path = _write(tmp_path, '[[jobs]]\nexchange = "binance"\nsymbols = ["*/USDT", "ETH/USDT"]\n')
+    reports = ensure_jobs(path, "memory://", clients={"binance": client}, dry_run=True)
+    resolved = [k.symbol for k in _keys(reports)]
+    # the pattern leaves it out; named exactly, it is kept (a delisted market's history)
+    assert "BTC/USDT" in resolved and resolved.count("ETH/USDT") == 1
+    pattern_only = _write(
+        tmp_path, '[[jobs]]\nexchange = "binance"\nsymbols = ["*/USDT"]\n', "p.toml"
+    )
+    reports = ensure_jobs(pattern_only, "memory://", clients={"binance": client}, dry_run=True)
+    assert "ETH/USDT" not in [k.symbol for k in _keys(reports)]
+
+
+def test_a_symbol_the_exchange_does_not_list_names_its_entry(
+    tmp_path: Path, emu: ExchangeEmulator
+) -> None:
+    path = _write(
+        tmp_path,
+        '[[jobs]]\nname = "spot"\nexchange = "binance"\nsymbols = ["NOPE/USDT"]\n'
+        "start = 2024-01-01\nend = 2024-01-01\n",
+    )
+    with pytest.raises(InvalidRequest, match=r"jobs\[0\] \('spot'\): symbol 'NOPE/USDT' is not"):
+        ensure_jobs(path, "memory://", clients={"binance": emu.client("binance")}, progress=False)

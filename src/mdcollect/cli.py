@@ -319,7 +319,7 @@ async def _ensure_config(args: argparse.Namespace) -> int:
 
     reports = await ensure_jobs_async(
         args.config, args.storage, dry_run=args.dry_run, progress=not args.no_progress,
-        concurrency=args.concurrency, emulate=args.emulate or None,
+        concurrency=args.concurrency, emulate=args.emulate,
     )  # fmt: skip
     if args.dry_run or not args.quiet:
         datasets = sum(len(r.symbols) for r in reports)

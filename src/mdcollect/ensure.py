@@ -1243,12 +1243,16 @@ async def ensure_jobs_async(
         for (exchange_key, tf, lo, hi, unpadded, kinds), named in groups.items():
             src, symbols = sources[exchange_key], list(named)
             for i in range(0, len(symbols), MAX_SYMBOLS):
-                report = await _ensure(
-                    symbols[i : i + MAX_SYMBOLS], tf, lo, now if hi is None else hi, src,
-                    progress=progress, progress_callback=None, concurrency=concurrency,
-                    dry_run=dry_run, strategy="auto", clock=lambda: now, kinds=kinds,
-                    unpadded=unpadded,
-                )  # fmt: skip
+                chunk = symbols[i : i + MAX_SYMBOLS]
+                try:
+                    report = await _ensure(
+                        chunk, tf, lo, now if hi is None else hi, src, progress=progress,
+                        progress_callback=None, concurrency=concurrency, dry_run=dry_run,
+                        strategy="auto", clock=lambda: now, kinds=kinds, unpadded=unpadded,
+                    )  # fmt: skip
+                except InvalidRequest as exc:  # a symbol the exchange does not list...
+                    entries = ", ".join(dict.fromkeys(named[s] for s in chunk))
+                    raise InvalidRequest(f"{entries}: {exc}") from exc
                 reports.append(report)
     return reports
 
