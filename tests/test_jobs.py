@@ -410,3 +410,43 @@ def test_a_symbol_the_exchange_does_not_list_names_its_entry(
     )
     with pytest.raises(InvalidRequest, match=r"jobs\[0\] \('spot'\): symbol 'NOPE/USDT' is not"):
         ensure_jobs(path, "memory://", clients={"binance": emu.client("binance")}, progress=False)
+
+
+def test_jobs_made_by_hand_are_checked_before_any_request(emu: ExchangeEmulator) -> None:
+    from mdcollect import Job
+
+    good = Job("binance", ("BTC/USDT",), start=T2024, end=T2024 + DAY)
+    bad = Job("binance", ("ETH/USDT",), timeframes=("1H",), where="my job")
+    with pytest.raises(InvalidRequest, match=r"my job\.timeframes: timeframe '1H'.*'1h'"):
+        ensure_jobs([good, bad], "memory://", clients={"binance": emu.client("binance")})
+    with pytest.raises(InvalidRequest, match="jobs must be Job objects"):
+        ensure_jobs([good, "BTC/USDT"], "memory://")  # type: ignore[list-item]
+    assert emu.requests == []
+    [report] = ensure_jobs([good], "memory://", clients={"binance": emu.client("binance")},
+                           progress=False)  # fmt: skip
+    assert report.ok and report.candles_fetched == 24
+
+
+def test_a_client_of_another_exchange_key_is_refused(emu: ExchangeEmulator) -> None:
+    jobs = {"jobs": [{"exchange": "binance", "symbols": ["BTC/USDT"]}]}
+    with pytest.raises(InvalidRequest, match=r"clients\['binance'\] is .*binance_futures"):
+        ensure_jobs(jobs, "memory://", clients={"binance": emu.client("binance_futures")})
+    assert emu.requests == []
+
+
+def test_a_store_opened_from_a_url_is_closed(
+    tmp_path: Path, emu: ExchangeEmulator, redis_server: object
+) -> None:
+    import redis
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/7"  # type: ignore[attr-defined]
+    server = redis.Redis.from_url(url)
+    before = len(server.client_list())
+    jobs = {"jobs": [{"exchange": "binance", "symbols": ["BTC/USDT"], "start": "2024-01-01",
+                      "end": "2024-01-01"}]}  # fmt: skip
+    [report] = ensure_jobs(jobs, url, clients={"binance": emu.client("binance")}, progress=False)
+    assert report.ok and report.candles_fetched == 24
+    assert len(server.client_list()) == before  # its connections are gone with it
+    with open_storage(url) as st:
+        assert len(st.read(DatasetKey("binance", "BTC/USDT", "ohlcv", "1h"))) == 24
+    server.close()

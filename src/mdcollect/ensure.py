@@ -54,7 +54,7 @@ from .backfill import (
     run_jobs,
 )
 from .exchanges import ExchangeClient, ExchangeInfo, exchange_info
-from .jobs import Job, read_jobs
+from .jobs import Job, check_job, read_jobs
 from .storage import (
     DataCollectionStorage,
     default_storage_url,
@@ -1212,25 +1212,33 @@ async def ensure_jobs_async(
         jobs_file = read_jobs(jobs)
         checked = jobs_file.jobs
         storage = jobs_file.storage if storage is None else storage
+    elif isinstance(jobs, Sequence) and jobs:
+        checked = [check_job(job) for job in jobs]  # a Job made by hand is checked too
     else:
-        checked = list(jobs)
-        if not checked or not all(isinstance(j, Job) for j in checked):
-            raise InvalidRequest(
-                f"jobs must be a jobs file, a dict, or a non-empty list of Job (load_jobs), "
-                f"got {jobs!r}"
-            )
+        raise InvalidRequest(
+            f"jobs must be a jobs file, a dict, or a non-empty list of Job (load_jobs), "
+            f"got {jobs!r}"
+        )
     given = dict(clients or {})
     now = (clock or now_ms)()
     async with AsyncExitStack() as stack:
         # every exchange's source (storage and emulation checked) before any request
         sources: dict[str, _Source] = {}
+        owned = not isinstance(storage, DataCollectionStorage)  # opened here, closed here
         for job in checked:
             if job.exchange not in sources:
                 exchange: ExchangeClient | str = given.get(job.exchange, job.exchange)
+                if isinstance(exchange, ExchangeClient) and exchange.key != job.exchange:
+                    raise InvalidRequest(
+                        f"clients[{job.exchange!r}] is {exchange!r}, a client of another "
+                        f"exchange key; give one made for {job.exchange!r}"
+                    )
                 try:
                     src = await _open_source(exchange, storage, emulate)
                 except InvalidRequest as exc:
                     raise InvalidRequest(f"{job.where}.exchange: {exc}") from exc
+                if owned and not sources:
+                    stack.push_async_callback(asyncio.to_thread, src.store.close)
                 storage = src.store  # one store for every exchange
                 # one client per exchange for the whole run (no request until one is
                 # needed): markets are loaded once, not once per group

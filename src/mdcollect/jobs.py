@@ -45,7 +45,16 @@ from ._time import time_range, to_ms
 from .backfill import check_kinds
 from .exchanges import exchange_info
 
-__all__ = ["DEFAULT_START", "FIELDS", "Job", "JobsFile", "is_pattern", "load_jobs", "read_jobs"]
+__all__ = [
+    "DEFAULT_START",
+    "FIELDS",
+    "Job",
+    "JobsFile",
+    "check_job",
+    "is_pattern",
+    "load_jobs",
+    "read_jobs",
+]
 
 #: Where a job starts when its entry gives no ``start``.
 DEFAULT_START: Final = "2020-01-01"
@@ -189,18 +198,37 @@ def read_jobs(config: str | Path | Mapping[str, Any]) -> JobsFile:
         raise InvalidRequest(
             f"{source}: jobs must be a non-empty list of tables ([[jobs]] entries), got {entries!r}"
         )
-    return JobsFile([_entry(source, i, e) for i, e in enumerate(entries)], storage)
+    return JobsFile([_entry(f"{source}: jobs[{i}]", e) for i, e in enumerate(entries)], storage)
 
 
-def _entry(source: str, i: int, entry: object) -> Job:
-    where = f"{source}: jobs[{i}]"
+def check_job(job: object) -> Job:
+    """``job`` checked as :func:`load_jobs` checks an entry (a :class:`Job` made by hand
+    may hold anything); :class:`~mdcollect.InvalidRequest` naming ``job.where`` and
+    the field otherwise."""
+    if not isinstance(job, Job):
+        raise InvalidRequest(f"jobs must be Job objects (see load_jobs), got {job!r}")
+    fields: dict[str, Any] = {
+        "exchange": job.exchange, "symbols": list(job.symbols), "include": list(job.include),
+        "exclude": list(job.exclude), "kinds": list(job.kinds), "start": job.start,
+        "padding": job.padding,
+    }  # fmt: skip
+    if job.timeframes:
+        fields["timeframes"] = list(job.timeframes)
+    if job.end is not None:
+        fields["end"] = job.end
+    if job.name is not None:
+        fields["name"] = job.name
+    return _entry(job.where, fields, named=job.name is not None and job.where.endswith(")"))
+
+
+def _entry(where: str, entry: object, *, named: bool = False) -> Job:
     if not isinstance(entry, Mapping):
         raise InvalidRequest(f"{where} must be a table, got {entry!r}")
     name = entry.get("name")
     if name is not None:
         if not isinstance(name, str):
             raise InvalidRequest(f"{where}.name must be a string, got {name!r}")
-        where = f"{where} ({name!r})"
+        where = where if named else f"{where} ({name!r})"
     unknown = sorted(set(entry) - set(FIELDS))
     if unknown:
         raise InvalidRequest(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(FIELDS)}")
