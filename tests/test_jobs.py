@@ -432,21 +432,3 @@ def test_a_client_of_another_exchange_key_is_refused(emu: ExchangeEmulator) -> N
     with pytest.raises(InvalidRequest, match=r"clients\['binance'\] is .*binance_futures"):
         ensure_jobs(jobs, "memory://", clients={"binance": emu.client("binance_futures")})
     assert emu.requests == []
-
-
-def test_a_store_opened_from_a_url_is_closed(
-    tmp_path: Path, emu: ExchangeEmulator, redis_server: object
-) -> None:
-    import redis
-
-    url = redis_server.url.rsplit("/", 1)[0] + "/7"  # type: ignore[attr-defined]
-    server = redis.Redis.from_url(url)
-    before = len(server.client_list())
-    jobs = {"jobs": [{"exchange": "binance", "symbols": ["BTC/USDT"], "start": "2024-01-01",
-                      "end": "2024-01-01"}]}  # fmt: skip
-    [report] = ensure_jobs(jobs, url, clients={"binance": emu.client("binance")}, progress=False)
-    assert report.ok and report.candles_fetched == 24
-    assert len(server.client_list()) == before  # its connections are gone with it
-    with open_storage(url) as st:
-        assert len(st.read(DatasetKey("binance", "BTC/USDT", "ohlcv", "1h"))) == 24
-    server.close()

@@ -1224,7 +1224,6 @@ async def ensure_jobs_async(
     async with AsyncExitStack() as stack:
         # every exchange's source (storage and emulation checked) before any request
         sources: dict[str, _Source] = {}
-        owned = not isinstance(storage, DataCollectionStorage)  # opened here, closed here
         for job in checked:
             if job.exchange not in sources:
                 exchange: ExchangeClient | str = given.get(job.exchange, job.exchange)
@@ -1237,8 +1236,6 @@ async def ensure_jobs_async(
                     src = await _open_source(exchange, storage, emulate)
                 except InvalidRequest as exc:
                     raise InvalidRequest(f"{job.where}.exchange: {exc}") from exc
-                if owned and not sources:
-                    stack.push_async_callback(asyncio.to_thread, src.store.close)
                 storage = src.store  # one store for every exchange
                 # one client per exchange for the whole run (no request until one is
                 # needed): markets are loaded once, not once per group
