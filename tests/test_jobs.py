@@ -432,3 +432,12 @@ def test_a_client_of_another_exchange_key_is_refused(emu: ExchangeEmulator) -> N
     with pytest.raises(InvalidRequest, match=r"clients\['binance'\] is .*binance_futures"):
         ensure_jobs(jobs, "memory://", clients={"binance": emu.client("binance_futures")})
     assert emu.requests == []
+
+
+def test_exact_symbols_with_an_exclude_pattern_need_no_markets(emu: ExchangeEmulator) -> None:
+    jobs = {"jobs": [{"exchange": "binance", "symbols": ["BTC/USDT", "ETH/USDT"],
+                      "exclude": ["E*"], "start": "2024-01-01", "end": "2024-01-01"}]}  # fmt: skip
+    reports = ensure_jobs(jobs, "memory://", clients={"binance": emu.client("binance")},
+                          dry_run=True)  # fmt: skip
+    assert [k.symbol for k in _keys(reports)] == ["BTC/USDT"]
+    assert emu.requests == []  # a dry run of exact symbols asks the exchange nothing

@@ -79,7 +79,8 @@ class Job:
 
     ``symbols``, ``include`` and ``exclude`` may hold patterns (:func:`is_pattern`);
     ``start`` and ``end`` are ms (``end=None``: now, closed candles only); ``padding``
-    is days ensured before ``start``; ``where`` names the entry in its file.
+    is days ensured before ``start``; ``where`` names the entry in its file (``jobs.toml:
+    jobs[1]``), or the job in messages about one made by hand.
 
     >>> [job] = load_jobs({"jobs": [{"exchange": "binance", "symbols": "*/USDT"}]})
     >>> job.kinds, job.timeframes, job.padding
@@ -96,12 +97,12 @@ class Job:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     name: str | None = None
-    where: str = "jobs[0]"
+    where: str = "Job"
 
     @property
     def has_patterns(self) -> bool:
         """True when resolving the symbols needs the exchange's markets."""
-        return any(map(is_pattern, self.symbols + self.include + self.exclude))
+        return any(map(is_pattern, self.symbols + self.include))
 
     def resolve(self, markets: Iterable[str] = ()) -> list[str]:
         """The symbols this job names: ``symbols`` and ``include`` (patterns matched
