@@ -441,3 +441,14 @@ def test_exact_symbols_with_an_exclude_pattern_need_no_markets(emu: ExchangeEmul
                           dry_run=True)  # fmt: skip
     assert [k.symbol for k in _keys(reports)] == ["BTC/USDT"]
     assert emu.requests == []  # a dry run of exact symbols asks the exchange nothing
+
+
+def test_collector_entries_refuse_patterns_naming_them(tmp_path: Path) -> None:
+    # a pattern is a valid-looking symbol ('*/USDT' has a '/'): without this a collector
+    # would start and fail on every reconnect
+    path = _write(tmp_path, DEPLOYMENT.replace('symbols = ["ETH/USDT"]', 'symbols = ["*/USDT"]'))
+    with pytest.raises(
+        InvalidRequest, match=r"collectors\[0\]\.symbols has the pattern\(s\) \['\*/USDT'\]"
+    ):
+        load_config(path)
+    assert load_jobs(path)[0].symbols == ("BTC/USDT",)  # the jobs part is not concerned

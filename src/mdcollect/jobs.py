@@ -41,6 +41,7 @@ from attrs import frozen
 from ._errors import InvalidRequest
 from ._keys import TIMEFRAME_KINDS, DatasetKey, HistoryKind
 from ._rules import check_bounds, check_padding, check_symbol
+from ._rules import is_symbol_pattern as is_pattern
 from ._time import time_range, to_ms
 from .backfill import check_kinds
 from .exchanges import exchange_info
@@ -63,14 +64,7 @@ FIELDS: Final = (
     "name", "exchange", "symbols", "include", "exclude", "kinds", "timeframes", "start", "end",
     "padding",
 )  # fmt: skip
-_PATTERN_CHARS: Final = "*?["
 _WHEN_RE: Final = re.compile(r"^(\d{8}|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}.*)?)$")
-
-
-def is_pattern(symbol: str) -> bool:
-    """True for a symbol pattern (``*/USDT:USDT``, ``BTC/USD?``, ``[BE]TC/USDT``): shell
-    wildcards, matched against the exchange's markets."""
-    return any(c in symbol for c in _PATTERN_CHARS)
 
 
 @frozen

@@ -10,6 +10,7 @@ from typing import Any, Final
 from attrs import frozen
 
 from .._errors import InvalidRequest
+from .._rules import is_symbol_pattern
 from ._alerts import as_alerts
 from ._base import DataSourceCollector
 from ._kinds import (
@@ -144,6 +145,13 @@ def _section(i: int, section: object) -> list[DataSourceCollector]:
     if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
         raise InvalidRequest(
             f"{where}.symbols must be a non-empty list of symbols, got {symbols!r}"
+        )
+    patterns = [s for s in symbols if is_symbol_pattern(s)]
+    if patterns:
+        # a collector's name, lease and per-symbol feeds are fixed when it is made
+        raise InvalidRequest(
+            f"{where}.symbols has the pattern(s) {patterns}; collectors take exact symbols "
+            "(patterns are resolved for [[jobs]], by mdcollect ensure --config)"
         )
     kinds = section.get("kinds", section.get("kind", ["trades"]))
     if isinstance(kinds, str):
