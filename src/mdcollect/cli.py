@@ -127,11 +127,14 @@ def _parser() -> argparse.ArgumentParser:
         # with a --config, the symbols and dates come from the jobs file
         sp.add_argument(
             "symbols", nargs="*" if config else "+", metavar="SYMBOL",
-            help="ccxt symbols: BTC/USDT, BTC/USDT:USDT",
+            help="ccxt symbols: BTC/USDT, BTC/USDT:USDT" + (" (or --config)" if config else ""),
         )  # fmt: skip
         sp.add_argument("-t", "--timeframe", default=default_tf, help="candle timeframe")
-        sp.add_argument("--start", required=not config, help="YYYY-MM-DD (or YYYYMMDD)")
-        sp.add_argument("--end", required=not config, help="YYYY-MM-DD, inclusive of its whole day")
+        given = " (required without --config)" if config else ""
+        sp.add_argument("--start", required=not config, help="YYYY-MM-DD (or YYYYMMDD)" + given)
+        sp.add_argument(
+            "--end", required=not config, help="YYYY-MM-DD, inclusive of its whole day" + given
+        )
         sp.add_argument("-x", "--exchange", default="binance_futures", help="exchange key")
         sp.add_argument("--concurrency", type=int, default=4, help="datasets fetched at once")
         sp.add_argument(
