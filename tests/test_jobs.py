@@ -452,3 +452,16 @@ def test_collector_entries_refuse_patterns_naming_them(tmp_path: Path) -> None:
     ):
         load_config(path)
     assert load_jobs(path)[0].symbols == ("BTC/USDT",)  # the jobs part is not concerned
+
+
+def test_cli_storage_option_replaces_the_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    in_file, given = f"parquet://{tmp_path / 'file'}", f"parquet://{tmp_path / 'given'}"
+    path = _write(tmp_path, DEPLOYMENT.replace("memory://", in_file))
+    assert main(["--emulate", "-q", "ensure", "--config", str(path), "--storage", given]) == 0
+    assert capsys.readouterr().out == ""  # quiet: errors only
+    with open_storage(given) as st:
+        assert st.keys() == [DatasetKey("binance", "BTC/USDT", "ohlcv", "1h")]
+    with open_storage(in_file) as st:
+        assert st.keys() == []
