@@ -23,6 +23,8 @@ if TYPE_CHECKING:
         EnsureReport,
         ensure_data,
         ensure_data_async,
+        ensure_jobs,
+        ensure_jobs_async,
         load,
         load_async,
         load_funding,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     )
     from .exchanges import ExchangeClient
     from .interop import export_freqtrade
+    from .jobs import Job, load_jobs
     from .plot import plot_coverage
 
 __version__ = "0.1.0.dev0"
@@ -63,6 +66,10 @@ _LAZY = {
     "AuditReport": "mdcollect.audit",
     "audit": "mdcollect.audit",
     "audit_async": "mdcollect.audit",
+    "Job": "mdcollect.jobs",
+    "ensure_jobs": "mdcollect.ensure",
+    "ensure_jobs_async": "mdcollect.ensure",
+    "load_jobs": "mdcollect.jobs",
 }
 
 __all__ = [
@@ -77,6 +84,7 @@ __all__ = [
     "Interval",
     "IntervalSet",
     "InvalidRequest",
+    "Job",
     "MdcollectError",
     "RemoteError",
     "StorageError",
@@ -88,11 +96,14 @@ __all__ = [
     "default_storage",
     "ensure_data",
     "ensure_data_async",
+    "ensure_jobs",
+    "ensure_jobs_async",
     "export_freqtrade",
     "load",
     "load_async",
     "load_funding",
     "load_funding_async",
+    "load_jobs",
     "load_ohlcv",
     "load_ohlcv_async",
     "load_open_interest",

@@ -56,6 +56,7 @@ __all__ = [
     "check_timeframe",
     "date_range",
     "digits_as_ms",
+    "is_symbol_pattern",
     "non_negative",
     "positive",
     "required_range",
@@ -204,6 +205,17 @@ def check_symbol(value: object, *, max_length: int | None = None) -> str:
             f"symbol {value[:60]!r} is {len(value)} characters long; at most {max_length}"
         )
     return value
+
+
+def is_symbol_pattern(value: str) -> bool:
+    """True for a symbol pattern (``*/USDT:USDT``, ``BTC/USD?``, ``[BE]TC/USDT``): shell
+    wildcards, which no ccxt symbol contains; a jobs file resolves them against the
+    exchange's markets (:func:`mdcollect.load_jobs`).
+
+    >>> is_symbol_pattern("*/USDT:USDT"), is_symbol_pattern("BTC/USDT")
+    (True, False)
+    """
+    return any(c in value for c in "*?[")
 
 
 def check_symbols(value: object, *, max_length: int | None = None) -> list[str]:

@@ -13,6 +13,7 @@
     mdcollect export binance:ohlcv:1h:BTC/USDT -o btc.parquet
     mdcollect export --format freqtrade --datadir user_data/data -x binance_futures
     mdcollect --emulate ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 -x binance
+    mdcollect ensure --config jobs.toml [--dry-run]    # the [[jobs]] of a jobs file
     mdcollect ensure BTC/USDT -t 1h --start 2024-01-01 --end 2024-01-31 --emulate --dry-run -q
     mdcollect collect collect.toml --status-file /run/mdcollect.json
     mdcollect collect collect.toml --lease redis://db:6379/0    # a second one stands by
@@ -128,13 +129,18 @@ def _parser() -> argparse.ArgumentParser:
     _global_options(p)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def fetch_args(sp: argparse.ArgumentParser, default_tf: str) -> None:
+    def fetch_args(sp: argparse.ArgumentParser, default_tf: str, config: bool = False) -> None:
+        # with a --config, the symbols and dates come from the jobs file
         sp.add_argument(
-            "symbols", nargs="+", metavar="SYMBOL", help="ccxt symbols: BTC/USDT, BTC/USDT:USDT"
-        )
+            "symbols", nargs="*" if config else "+", metavar="SYMBOL",
+            help="ccxt symbols: BTC/USDT, BTC/USDT:USDT" + (" (or --config)" if config else ""),
+        )  # fmt: skip
         sp.add_argument("-t", "--timeframe", default=default_tf, help="candle timeframe")
-        sp.add_argument("--start", required=True, help="YYYY-MM-DD (or YYYYMMDD)")
-        sp.add_argument("--end", required=True, help="YYYY-MM-DD, inclusive of its whole day")
+        given = " (required without --config)" if config else ""
+        sp.add_argument("--start", required=not config, help="YYYY-MM-DD (or YYYYMMDD)" + given)
+        sp.add_argument(
+            "--end", required=not config, help="YYYY-MM-DD, inclusive of its whole day" + given
+        )
         sp.add_argument("-x", "--exchange", default="binance_futures", help="exchange key")
         sp.add_argument("--concurrency", type=int, default=4, help="datasets fetched at once")
         sp.add_argument(
@@ -150,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     e = sub.add_parser("ensure", help="make sure candles are stored; fetch only what is missing")
-    fetch_args(e, "1h")
+    fetch_args(e, "1h", config=True)
     e.add_argument(
         "--padding-days",
         type=int,
@@ -167,6 +173,14 @@ def _parser() -> argparse.ArgumentParser:
         "(perpetuals' price candles of --timeframe), open_interest (perpetuals, at the "
         "exchange's period --timeframe); e.g. --kinds ohlcv,funding,mark",
     )
+    e.add_argument(
+        "--config", metavar="FILE", default=None,
+        help="ensure the [[jobs]] of a jobs file (TOML) instead of SYMBOLs: each entry's "
+        "exchange, symbols or patterns (*/USDT:USDT), kinds, timeframes, start, end, padding",
+    )  # fmt: skip
+    # what --config is checked against: an option away from its default belongs to a
+    # single ensure
+    e.set_defaults(per_job_defaults={name: e.get_default(name) for name, _ in _PER_JOB_OPTIONS})
     b = sub.add_parser(
         "backfill", help="fetch candles, raw trades, funding or price candles over a range"
     )
@@ -273,6 +287,10 @@ async def _fetch(args: argparse.Namespace) -> int:
     storage = open_storage(_leased(_storage_url(args), args.lease))
     # with --emulate the library serves the exchange from its emulator and closes the
     # client it makes, also when the call fails
+    if args.command == "ensure":
+        _check_ensure_args(args)
+        if args.config is not None:
+            return await _ensure_config(args)
     try:
         if args.command == "ensure":
             check_padding(args.padding_days, "--padding-days")
@@ -294,6 +312,49 @@ async def _fetch(args: argparse.Namespace) -> int:
         storage.close()
     _print_report(report, args.quiet)
     return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+#: ``ensure`` options a jobs file sets per entry: refused beside ``--config`` unless at
+#: their defaults (which the file's own defaults replace).
+_PER_JOB_OPTIONS = (("timeframe", "-t"), ("exchange", "-x"), ("padding_days", "--padding-days"),
+                    ("kinds", "--kinds"), ("strategy", "--strategy"))  # fmt: skip
+
+
+def _check_ensure_args(args: argparse.Namespace) -> None:
+    """``ensure`` takes SYMBOLs with --start and --end, or a --config jobs file."""
+    if args.config is None:
+        if not args.symbols or args.start is None or args.end is None:
+            raise InvalidRequest(
+                "ensure needs SYMBOL... with --start and --end, or --config FILE (a jobs file)"
+            )
+        return
+    given = [args.symbols and "SYMBOL", args.start and "--start", args.end and "--end"]
+    given += [flag for name, flag in _PER_JOB_OPTIONS
+              if getattr(args, name) != args.per_job_defaults[name]]  # fmt: skip
+    misplaced = [g for g in given if g]
+    if misplaced:
+        raise InvalidRequest(
+            f"--config {args.config} takes the symbols, dates and options from its [[jobs]] "
+            f"entries; {', '.join(misplaced)} belong to a single ensure without --config"
+        )
+
+
+async def _ensure_config(args: argparse.Namespace) -> int:
+    """``ensure --config FILE``: every dataset of the jobs file, once; one summary per
+    group of datasets (exchange, timeframe, range); exit 1 when any window failed."""
+    from .ensure import ensure_jobs_async
+
+    reports = await ensure_jobs_async(
+        args.config, args.storage, dry_run=args.dry_run, progress=not args.no_progress,
+        concurrency=args.concurrency, emulate=args.emulate,
+    )  # fmt: skip
+    if args.dry_run or not args.quiet:
+        datasets = sum(len(r.symbols) for r in reports)
+        verb = "would ensure" if args.dry_run else "ensured"
+        print(f"{args.config}: {verb} {datasets} dataset(s) in {len(reports)} group(s)")
+    for report in reports:
+        _print_report(report, args.quiet)
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_PARTIAL
 
 
 def _split_kinds(values: Sequence[str]) -> list[Any]:

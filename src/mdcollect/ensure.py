@@ -18,13 +18,14 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from html import escape
+from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
 
 import pandas as pd
-from attrs import define, field
+from attrs import define, evolve, field, frozen
 
 from ._errors import ExchangeError, InvalidRequest
 from ._human import duration, plural, ranges
@@ -53,7 +54,8 @@ from .backfill import (
     plan_jobs,
     run_jobs,
 )
-from .exchanges import ExchangeClient, exchange_info
+from .exchanges import ExchangeClient, ExchangeInfo, exchange_info
+from .jobs import Job, check_job, read_jobs
 from .storage import (
     DataCollectionStorage,
     default_storage_url,
@@ -69,6 +71,8 @@ __all__ = [
     "backfill_async",
     "ensure_data",
     "ensure_data_async",
+    "ensure_jobs",
+    "ensure_jobs_async",
     "load",
     "load_async",
     "load_funding",
@@ -78,6 +82,8 @@ __all__ = [
     "load_trades",
     "load_trades_async",
 ]
+
+log = logging.getLogger("mdcollect.ensure")
 
 #: An exchange key (``"binance_futures"``, any ccxt id) or a client of your own.
 Exchange: TypeAlias = ExchangeClient | str
@@ -529,6 +535,32 @@ async def ensure_data_async(
         )  # fmt: skip
 
 
+def _make_jobs(
+    info: ExchangeInfo,
+    syms: Sequence[str],
+    tf: Timeframe,
+    lo: int,
+    hi: int,
+    kinds: Sequence[HistoryKind],
+    *,
+    strategy: Strategy,
+    now: int,
+    unpadded: int | None,
+) -> list[BackfillJob]:
+    """The backfill jobs of ``syms`` x ``kinds`` over ``[lo, hi)``: making them checks
+    them (depth limits, kinds the exchange serves...) without any request."""
+
+    def start_of(kind: HistoryKind) -> int:
+        # padding reaches back no further than the exchange keeps the kind (a valid
+        # request stays valid); the caller's own start (``unpadded``) is never moved
+        floor = None if unpadded is None else history_floor(info, kind, tf, now)
+        if floor is None or unpadded is None:
+            return lo
+        return min(unpadded, max(lo, floor))
+
+    return [JOBS[k](info, s, tf, start_of(k), hi, strategy, now) for k in kinds for s in syms]
+
+
 async def _ensure(
     syms: list[str],
     tf: Timeframe,
@@ -550,19 +582,8 @@ async def _ensure(
     key, store = src.key, src.store
     info = src.exchange.info if isinstance(src.exchange, ExchangeClient) else exchange_info(key)
     check_strategy(strategy)
-
-    def start_of(kind: HistoryKind) -> int:
-        # padding reaches back no further than the exchange keeps the kind (a valid
-        # request stays valid); the caller's own start (``unpadded``) is never moved
-        floor = None if unpadded is None else history_floor(info, kind, tf, now)
-        if floor is None or unpadded is None:
-            return lo
-        return min(unpadded, max(lo, floor))
-
     # every kind's jobs, made (and so checked: depth limits...) before any request
-    jobs: list[BackfillJob] = [
-        JOBS[kind](info, s, tf, start_of(kind), hi, strategy, now) for kind in kinds for s in syms
-    ]
+    jobs = _make_jobs(info, syms, tf, lo, hi, kinds, strategy=strategy, now=now, unpadded=unpadded)
     required = jobs[0].required(now)  # the first kind's range (each symbol needs the same)
     label = " + ".join(
         str(tf) if k == "ohlcv" else f"{k} {tf}" if k in TIMEFRAME_KINDS else k for k in kinds
@@ -1187,3 +1208,199 @@ def load_open_interest(
         storage=storage, ensure=ensure, progress=progress, clock=clock, emulate=emulate, tz=tz,
     )  # fmt: skip
     return run_sync(releasing(exchange, frames))
+
+
+# -- ensure_jobs: a jobs file (mdcollect.jobs), each dataset once ------------------------------------------------------------------------------
+
+
+@frozen
+class _Dataset:
+    """One dataset to ensure: its range (the span of every entry naming it) and the
+    first entry that named it."""
+
+    lo: int
+    hi: int | None  # None: now
+    unpadded: int
+    where: str
+
+    def merged(self, other: _Dataset) -> _Dataset:
+        hi = None if self.hi is None or other.hi is None else max(self.hi, other.hi)
+        return _Dataset(min(self.lo, other.lo), hi, min(self.unpadded, other.unpadded), self.where)
+
+
+async def ensure_jobs_async(
+    jobs: str | Path | Mapping[str, Any] | Sequence[Job],
+    storage: Storage = None,
+    *,
+    clients: Mapping[str, ExchangeClient] | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    concurrency: int = 4,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> list[EnsureReport]:
+    """Async :func:`ensure_jobs`."""
+    if isinstance(jobs, str | Path | Mapping):
+        jobs_file = read_jobs(jobs)
+        checked = jobs_file.jobs
+        storage = jobs_file.storage if storage is None else storage
+    elif isinstance(jobs, Sequence) and jobs:
+        checked = [check_job(job) for job in jobs]  # a Job made by hand is checked too
+    else:
+        raise InvalidRequest(
+            f"jobs must be a jobs file, a dict, or a non-empty list of Job (load_jobs), "
+            f"got {jobs!r}"
+        )
+    given = dict(clients or {})
+    now = (clock or now_ms)()
+    async with AsyncExitStack() as stack:
+        # every exchange's source (storage and emulation checked) before any request
+        sources: dict[str, _Source] = {}
+        for job in checked:
+            if job.exchange not in sources:
+                exchange: ExchangeClient | str = given.get(job.exchange, job.exchange)
+                if isinstance(exchange, ExchangeClient) and exchange.key != job.exchange:
+                    raise InvalidRequest(
+                        f"clients[{job.exchange!r}] is {exchange!r}, a client of another "
+                        f"exchange key; give one made for {job.exchange!r}"
+                    )
+                try:
+                    src = await _open_source(exchange, storage, emulate)
+                except InvalidRequest as exc:
+                    raise InvalidRequest(f"{job.where}.exchange: {exc}") from exc
+                storage = src.store  # one store for every exchange
+                # one client per exchange for the whole run (no request until one is
+                # needed): markets are loaded once, not once per group
+                client = await src.client(stack)
+                sources[job.exchange] = evolve(src, exchange=client, emulate=False)
+        datasets = await _resolve(checked, sources)
+        groups = _groups(datasets)
+        _check(groups, sources, now)
+        reports = []
+        for (exchange_key, tf, lo, hi, unpadded, kinds), named in groups.items():
+            src, symbols = sources[exchange_key], list(named)
+            for i in range(0, len(symbols), MAX_SYMBOLS):
+                chunk = symbols[i : i + MAX_SYMBOLS]
+                try:
+                    report = await _ensure(
+                        chunk, tf, lo, now if hi is None else hi, src, progress=progress,
+                        progress_callback=None, concurrency=concurrency, dry_run=dry_run,
+                        strategy="auto", clock=lambda: now, kinds=kinds, unpadded=unpadded,
+                    )  # fmt: skip
+                except InvalidRequest as exc:  # a symbol the exchange does not list...
+                    entries = ", ".join(dict.fromkeys(named[s] for s in chunk))
+                    raise InvalidRequest(f"{entries}: {exc}") from exc
+                reports.append(report)
+    return reports
+
+
+async def _resolve(jobs: list[Job], sources: dict[str, _Source]) -> dict[DatasetKey, _Dataset]:
+    """Every job's datasets, patterns matched against its exchange's markets (loaded once
+    per exchange, only where a pattern needs them), each dataset once."""
+    markets: dict[str, list[str]] = {}
+    out: dict[DatasetKey, _Dataset] = {}
+    for job in jobs:
+        listed: list[str] = []
+        if job.has_patterns:
+            if job.exchange not in markets:
+                src = sources[job.exchange]
+                assert isinstance(src.exchange, ExchangeClient)
+                await src.prepare(src.exchange)
+                loaded = await src.exchange.load_markets()
+                markets[job.exchange] = [
+                    s for s, m in loaded.items() if m.get("active") is not False
+                ]
+            listed = markets[job.exchange]
+        symbols = job.resolve(listed)
+        log.info("%s: %s -> %d symbol(s)", job.where, ", ".join(job.symbols), len(symbols))
+        span = _Dataset(job.start - job.padding * DAY, job.end, job.start, job.where)
+        for key in job.datasets(symbols):
+            out[key] = out[key].merged(span) if key in out else span
+    return out
+
+
+_Group = tuple[str, Timeframe, int, int | None, int, tuple[HistoryKind, ...]]
+
+
+def _groups(datasets: dict[DatasetKey, _Dataset]) -> dict[_Group, dict[str, str]]:
+    """Datasets sharing an exchange, timeframe, range and kinds: one ``_ensure`` call each
+    (one report), symbols in the order first named, each with the entry that named it."""
+    by_symbol: dict[tuple[str, str | None, int, int | None, int, str], list[HistoryKind]] = {}
+    named: dict[tuple[str, str | None, int, int | None, int, str], str] = {}
+    for key, d in datasets.items():
+        at = (key.exchange, key.timeframe, d.lo, d.hi, d.unpadded, key.symbol)
+        by_symbol.setdefault(at, []).append(key.kind)  # type: ignore[arg-type]
+        named.setdefault(at, d.where)
+    groups: dict[_Group, dict[str, str]] = {}
+    for at, kinds in by_symbol.items():
+        exchange, tf, lo, hi, unpadded, symbol = at
+        # kinds without a timeframe run at 1m, as backfill(kind=...) does
+        group = (exchange, Timeframe.parse(tf or "1m"), lo, hi, unpadded, tuple(kinds))
+        groups.setdefault(group, {})[symbol] = named[at]
+    return groups
+
+
+def _check(groups: dict[_Group, dict[str, str]], sources: dict[str, _Source], now: int) -> None:
+    """Make every backfill job (which checks it: depth limits, kinds the exchange serves)
+    before the first page request."""
+    for (exchange, tf, lo, hi, unpadded, kinds), symbols in groups.items():
+        client = sources[exchange].exchange
+        assert isinstance(client, ExchangeClient)
+        for symbol, where in symbols.items():
+            try:
+                _make_jobs(client.info, [symbol], tf, lo, now if hi is None else hi, kinds,
+                           strategy="auto", now=now, unpadded=unpadded)  # fmt: skip
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"{where} ({exchange} {symbol}): {exc}") from exc
+
+
+def ensure_jobs(
+    jobs: str | Path | Mapping[str, Any] | Sequence[Job],
+    storage: Storage = None,
+    *,
+    clients: Mapping[str, ExchangeClient] | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    concurrency: int = 4,
+    clock: Callable[[], int] | None = None,
+    emulate: bool | None = None,
+) -> list[EnsureReport]:
+    """Ensure every dataset a jobs file names; one :class:`~mdcollect.EnsureReport` per
+    group of datasets sharing an exchange, timeframe, range and kinds (what
+    ``mdcollect ensure --config`` prints; ``all(r.ok for r in reports)`` is its exit 0).
+
+    * ``jobs``: a jobs file path (its ``storage`` is used unless ``storage`` is given),
+      a dict of the same shape, or :func:`load_jobs`' list.
+    * ``clients``: exchange key -> an :class:`~mdcollect.ExchangeClient` of your own
+      (an emulator's, one with credentials); other keys get a client of their own.
+    * ``dry_run``: plan only: each report lists its datasets, what is missing and the
+      windows (requests) each needs; only the markets of exchanges whose entries have
+      patterns are loaded.
+    * ``storage``, ``progress``, ``concurrency``, ``clock``, ``emulate``: as
+      :func:`~mdcollect.ensure_data`.
+
+    Patterns match active markets; exact symbols are taken as written. A dataset named
+    by several entries is ensured once, over the span from the earliest start (padding
+    included) to the latest end. Bad input raises :class:`~mdcollect.InvalidRequest`
+    naming the file, entry and field before any page request.
+
+    >>> reports = ensure_jobs("jobs.toml")
+    >>> all(r.ok for r in reports)
+    True
+    """
+    coro: Coroutine[Any, Any, list[EnsureReport]] = ensure_jobs_async(
+        jobs, storage, clients=clients, dry_run=dry_run, progress=progress,
+        concurrency=concurrency, clock=clock, emulate=emulate,
+    )  # fmt: skip
+    return run_sync(_releasing(clients, coro))
+
+
+async def _releasing(
+    clients: Mapping[str, ExchangeClient] | None, coro: Coroutine[Any, Any, list[EnsureReport]]
+) -> list[EnsureReport]:
+    """Run ``coro``; then free the caller's clients' HTTP sessions, whose loop ends here."""
+    try:
+        return await coro
+    finally:
+        for client in (clients or {}).values():
+            await client.release()

@@ -155,3 +155,12 @@ async def open_interest_beside_candles() -> None:
     collector = OpenInterestCollector("bybit_futures", ["BTC/USDT:USDT"], period="1h")
     keys: list[DatasetKey] = collector.keys()
     print(oi["open_interest"].iloc[-1], len(several), same.shape, keys)
+
+
+def jobs_from_a_file() -> None:
+    jobs = mdcollect.load_jobs("jobs.toml")
+    assert_type(jobs, list[mdcollect.Job])
+    reports = mdcollect.ensure_jobs(jobs, "parquet://md-data", dry_run=True)
+    assert_type(reports, list[mdcollect.EnsureReport])
+    again = mdcollect.ensure_jobs("jobs.toml")
+    print([j.symbols for j in jobs], all(r.ok for r in reports + again))

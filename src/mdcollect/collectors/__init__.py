@@ -49,7 +49,7 @@ from ._base import (
     WriteObserver,
 )
 from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, as_clock
-from ._config import LiveConfig, load_collectors, load_config
+from ._config import CONFIG_KEYS, LiveConfig, load_collectors, load_config
 from ._kinds import (
     FundingRateCollector,
     LiquidationsCollector,
@@ -74,6 +74,7 @@ from ._lease import (
 from ._supervisor import DataCollector
 
 __all__ = [
+    "CONFIG_KEYS",
     "DEFAULT_TTL",
     "SYSTEM_CLOCK",
     "WRITE_BUCKETS",

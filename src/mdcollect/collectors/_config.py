@@ -5,11 +5,12 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from attrs import frozen
 
 from .._errors import InvalidRequest
+from .._rules import is_symbol_pattern
 from ._alerts import as_alerts
 from ._base import DataSourceCollector
 from ._kinds import (
@@ -23,7 +24,7 @@ from ._kinds import (
 )
 from ._options import CollectorOptions, SupervisorOptions, option_names
 
-__all__ = ["LiveConfig", "load_collectors", "load_config"]
+__all__ = ["CONFIG_KEYS", "LiveConfig", "load_collectors", "load_config"]
 
 _KINDS: dict[str, type[DataSourceCollector]] = {
     "trades": TradesCollector,
@@ -38,7 +39,11 @@ _KINDS: dict[str, type[DataSourceCollector]] = {
 _SECTION = frozenset({"exchange", "symbols", "kinds", "kind", "name"})
 #: DataCollector options a config may set (its options class's fields).
 _OPTIONS = option_names(SupervisorOptions)
-_TOP = {"storage", "collectors", *_OPTIONS}
+#: The top-level keys of a collection config: ``storage``, ``[[collectors]]`` and the
+#: DataCollector options. A jobs file (:func:`mdcollect.load_jobs`) may hold them too.
+CONFIG_KEYS: Final = frozenset({"storage", "collectors", *_OPTIONS})
+# [[jobs]] is `mdcollect ensure --config`'s part of a shared file: ignored here
+_TOP = {*CONFIG_KEYS, "jobs"}
 
 
 def _kind_options(kind: str) -> frozenset[str]:
@@ -140,6 +145,13 @@ def _section(i: int, section: object) -> list[DataSourceCollector]:
     if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
         raise InvalidRequest(
             f"{where}.symbols must be a non-empty list of symbols, got {symbols!r}"
+        )
+    patterns = [s for s in symbols if is_symbol_pattern(s)]
+    if patterns:
+        # a collector's name, lease and per-symbol feeds are fixed when it is made
+        raise InvalidRequest(
+            f"{where}.symbols has the pattern(s) {patterns}; collectors take exact symbols "
+            "(patterns are resolved for [[jobs]], by mdcollect ensure --config)"
         )
     kinds = section.get("kinds", section.get("kind", ["trades"]))
     if isinstance(kinds, str):
