@@ -196,12 +196,14 @@ class _Service:
     def openapi_json(self, request: Request) -> JSONResponse:
         return JSONResponse(self.openapi)
 
-    def metrics(self, request: Request) -> Response:
+    async def metrics(self, request: Request) -> Response:
+        """The exchange, process and (``serve --collect``) collector metrics; read on the
+        loop the collectors run on, as ``GET /api/v1/collectors`` reads their status."""
         from prometheus_client import CONTENT_TYPE_LATEST
 
         from ..metrics import metrics_text
 
-        return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_text(self.collector), media_type=CONTENT_TYPE_LATEST)
 
     def ohlcv(self, request: Request) -> JSONResponse:
         query = self._ohlcv_query(request)
