@@ -322,6 +322,15 @@ class _Service:
                 "(MDCOLLECT_API_TOKEN) repairs; GET without repair=true audits read-only",
             )
         keys = [DatasetKey.parse(k) for k in query.keys] or None
+        if keys is not None:
+            stored = set(await asyncio.to_thread(self.storage.keys))
+            missing = [str(k) for k in keys if k not in stored]
+            if missing:  # an audit of nothing would answer ok with 0 rows
+                return _error(
+                    404,
+                    f"no dataset {', '.join(map(repr, missing))} in {self.storage.url}; "
+                    f"{len(stored)} dataset(s) stored; GET /api/v1/datasets lists them",
+                )
         if not repair:
             report = await audit_async(self.storage, keys, query.start, query.end)
             return JSONResponse(report.to_dict())
