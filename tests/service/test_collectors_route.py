@@ -173,13 +173,11 @@ def test_metrics_show_the_collectors_the_service_runs(
 ) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    live, dc = collecting()
+    live, _ = collecting()
     wait_until(lambda: one(live)["rows_stored"] > 0, "rows stored")
     resp = httpx.get(f"{live.url}/metrics", headers=AUTH, timeout=10)
     assert resp.status_code == 200, resp.text
-    samples = {
-        s.name: s for f in text_string_to_metric_families(resp.text) for s in f.samples
-    }
+    samples = {s.name: s for f in text_string_to_metric_families(resp.text) for s in f.samples}
     # the figures `mdcollect collect --metrics-port` serves, labelled by collector
     stored = samples["mdcollect_collector_rows_stored_total"]
     assert stored.labels == {"collector": NAME, "exchange": "binance", "kind": "ticker"}
