@@ -664,14 +664,14 @@ async def _collect(args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             if leadership is not None:
-                await leadership.release()
+                term.released = await leadership.release()
             dc.close()
             if args.emulate or args.emulate_url:
                 for client in clients.values():
                     await client.close()
         st = dc.status()
         if status_file is not None:
-            status_file.write(st, args.config, url, stopped=True, lease=term.lease_doc())
+            status_file.write(st, args.config, url, stopped=True, lease=term.stopped_lease_doc())
         if not args.quiet:
             print(_status_line(st) + " (stopped)", flush=True)
         dropped = sum(c["rows_dropped"] for c in st["collectors"].values())
@@ -718,6 +718,8 @@ class _Term:
         self.status_file, self.url, self.tick = status_file, url, tick
         self.leading = False
         self._next_report = 0.0  # on the event loop's clock
+        #: once stopped: whether the lease was given up (None: not yet tried)
+        self.released: bool | None = None
 
     def lease_doc(self) -> dict[str, Any] | None:
         from .collectors import describe_holder
@@ -731,6 +733,13 @@ class _Term:
             "holder": describe_holder(ld.holder),
             "ttl": ld.lease.ttl,
         }
+
+    def stopped_lease_doc(self) -> dict[str, Any] | None:
+        """The lease of a stopped process: no role, no holder, and whether it was released."""
+        doc = self.lease_doc()
+        if doc is not None:
+            doc.update(role=None, holder=None, released=self.released)
+        return doc
 
     def report(self, *, line: bool) -> None:
         if self.leading:
@@ -903,7 +912,11 @@ def _status(args: argparse.Namespace) -> int:
         print(f"mdcollect collect {doc.get('config')} (pid {doc.get('pid')}): {state}")
         print(f"  storage {doc.get('storage')}, written {age:.1f}s ago")
         lease = doc.get("lease")
-        if lease:
+        if lease and doc.get("stopped"):  # a stopped process holds no role
+            released = lease.get("released")
+            gone = "released" if released else "not released (it expires after its ttl)"
+            print(f"  lease {lease.get('where')}: {gone if released is not None else 'no role'}")
+        elif lease:
             print(
                 f"  {lease.get('role')}: lease {lease.get('where')}, held by {lease.get('holder')}"
             )

@@ -147,3 +147,33 @@ def test_status_is_unhealthy_while_markets_keep_failing(tmp_path: Path) -> None:
     assert all(line.startswith("[UNHEALTHY]") for line in late), lines
     assert all("no data stored" in line for line in late), lines
     assert proc.returncode == 0, err.until_closed(30)  # nothing dropped
+
+
+def test_a_stopped_collect_claims_no_role_and_releases_its_lease(tmp_path: Path) -> None:
+    from mdcollect.collectors import FileLease, default_lease, lease_name, load_config
+
+    store = tmp_path / "md"
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.replace("memory://", f"parquet://{store}"))
+    status = tmp_path / "status.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "mdcollect.cli", "collect", str(path), "--emulate",
+         "--duration", "1", "--status-every", "0.2", "--status-file", str(status)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "leader: collecting (lease " in done.stdout  # it did hold the lease
+    doc = json.loads(status.read_text())
+    assert doc["stopped"] is True
+    lease = doc["lease"]
+    assert lease["role"] is None and lease["holder"] is None and lease["released"] is True
+    shown = _status(str(status))
+    assert shown.returncode == 1 and ": stopped" in shown.stdout
+    assert "standby" not in shown.stdout and "held by" not in shown.stdout
+    assert f"lease {lease['where']}: released" in shown.stdout
+    # released indeed: no record left, and another process takes it at once
+    url = f"parquet://{store}"
+    lock = default_lease(url, lease_name(url, load_config(path).collectors))
+    assert isinstance(lock, FileLease) and lock.where == lease["where"]
+    assert lock.holder() is None and lock.acquire()
+    lock.release()

@@ -15,8 +15,10 @@ import mdcollect
 from mdcollect import DataCollector, DatasetKey, open_storage
 from mdcollect.collectors import (
     Backoff,
+    LiquidationsCollector,
     ManualClock,
     OHLCVCollector,
+    OrderBookCollector,
     TickerCollector,
     TradesCollector,
 )
@@ -336,3 +338,29 @@ async def test_on_rows_hands_candles_and_tickers_as_storage_reads_them(
         stored = store.read(key)
         assert list(got.columns) == list(stored.columns)
         pd.testing.assert_frame_equal(got, stored.loc[got.index], check_freq=False)
+
+
+@pytest.mark.parametrize("kind", [OHLCVCollector, OrderBookCollector, LiquidationsCollector])
+async def test_an_unknown_symbol_fails_its_collector_alone_on_a_shared_client(
+    emu: ExchangeEmulator, kind: type[Any]
+) -> None:
+    """Refused before it opens a stream: the streams of the shared client stay open, so
+    the collector beside it is never restarted (no false unhealthy/recovered alerts)."""
+    store = open_storage("memory://")
+    cl = client(emu)  # as `mdcollect collect` shares one client per exchange
+    good = TickerCollector(cl, [SYM], mode="ws", batch_rows=1, name="good", **FAST)  # type: ignore[arg-type]
+    dc = DataCollector([good], store, restart_backoff=QUICK, clock=ManualClock())
+    try:
+        async with dc:
+            await wait_until(lambda: _state(dc, "good")["rows_stored"], 20)
+            dc.add(kind(cl, ["NOPE/USDT"], mode="ws", name="bad", **FAST))
+            await wait_until(lambda: dc.failed() == ["bad"], 20)
+            stored = _state(dc, "good")["rows_stored"]
+            await wait_until(lambda: _state(dc, "good")["rows_stored"] >= stored + 3, 20)
+            assert dc.running() == ["good"]
+    finally:
+        await cl.close()
+    bad = _state(dc, "bad")
+    assert bad["restarts"] == 0 and bad["state"] == "failed"  # refused at once, not retried
+    assert "symbol 'NOPE/USDT' is not listed on binance" in bad["last_error"]
+    assert _state(dc, "good")["restarts"] == 0 and _state(dc, "good")["errors"] == 0

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import mdcollect.remote
 from mdcollect import InvalidRequest
-from mdcollect.remote import DataCollectionClient, ListEmitter, ProxySettings, make_handler
+from mdcollect.remote import (
+    OPERATIONS,
+    DataCollectionClient,
+    ListEmitter,
+    ProxySettings,
+    build_call,
+    make_handler,
+)
 
 from .conftest import Answer, ScriptedServer
 
@@ -108,7 +117,7 @@ def closed_port() -> int:
 
 def failure_cases(port: int) -> list[tuple[dict[str, Any], str, str]]:
     return [
-        ({"operation": "delete"}, "delete", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "delete", "result": {"error": "operation \'delete\' is not known; allowed: health, fetch_ohlcv, symbols, status, ensure-data, fetch_data, datasets"}}, "environment": "dev"}}'),
+        ({"operation": "delete"}, "delete", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "delete", "result": {"error": "operation \'delete\' is not known; allowed: health, fetch_ohlcv, symbols, status, ensure-data, fetch_data, datasets, sync_status"}}, "environment": "dev"}}'),
         ({"operation": 7}, "7", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "7", "result": {"error": "operation must be a string, got 7"}}, "environment": "dev"}}'),
         ({"operation": "status", "params": ["x"]}, "status", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "status", "result": {"error": "params must be an object, got [\'x\']"}}, "environment": "dev"}}'),
         ({"operation": "health", "params": {"verbose": True}}, "health", '{"statusCode": 200, "body": {"success": true, "data": {"operation": "health", "result": {"error": "unknown parameter(s) [\'verbose\'] for health; allowed: none"}}, "environment": "dev"}}'),
@@ -304,3 +313,30 @@ def test_settings_doctests() -> None:
 
     result = doctest.testmod(settings_module, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_the_operations_named_are_those_the_proxy_runs(service: ScriptedServer) -> None:
+    service.routes["/api/v1/sync/ab12"] = Answer(200, SYNCED)
+    event = {"operation": "sync_status", "params": {"job_id": "ab12"}}
+    out = handler_for(service.url, ListEmitter())(event, None)
+    assert out["body"]["data"]["result"] == SYNCED
+    assert "sync_status" in OPERATIONS
+    for operation in OPERATIONS:  # each one named is run (its params checked, not "unknown")
+        with pytest.raises(InvalidRequest) as err:
+            build_call(operation, {"nonsense": 1})
+        assert "unknown parameter(s) ['nonsense']" in str(err.value)
+
+
+def test_the_docs_name_every_operation() -> None:
+    root = Path(__file__).parents[2]
+    readme = (root / "README.md").read_text()
+    service = (root / "docs" / "service.md").read_text()
+    for listed in (
+        re.search(r"\(operations\s+(`health`.*?)\)", readme, re.S),
+        re.search(r"names an operation \((`health`.*?)\)", service, re.S),
+    ):
+        assert listed is not None
+        assert re.findall(r"`([\w-]+)`", listed[1]) == list(OPERATIONS)
+    table = readme.split("| operation | method | path | params |")[1].split("\n\n")[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+    assert rows == list(OPERATIONS)

@@ -118,3 +118,26 @@ def test_in_the_openapi_document(live: LiveServer) -> None:
     names = [p["name"] for p in path["get"]["parameters"]]
     assert names == ["key", "start", "end", "repair"]
     assert "403" in path["post"]["responses"]
+
+
+def test_a_key_not_stored_is_404_naming_it(
+    serve: Callable[..., LiveServer],
+    emu: ExchangeEmulator,
+    storage: DataCollectionStorage,
+    holed: pd.DataFrame,
+) -> None:
+    missing = "binance:ohlcv:1h:ETH/USDT"
+    live = serve(api_token="s3cret", allowed_exchanges=("binance",))
+    emu.clear_requests()
+    for r in (
+        httpx.get(f"{live.url}/api/v1/audit", params={"key": missing}, headers=TOKEN),
+        httpx.get(f"{live.url}/api/v1/audit", params={"key": [str(KEY), missing]}, headers=TOKEN),
+        httpx.post(f"{live.url}/api/v1/audit", params={"key": missing}, headers=TOKEN),
+    ):
+        assert r.status_code == 404, r.text
+        error = r.json()["error"]
+        assert f"no dataset {missing!r}" in error and "/api/v1/datasets" in error
+        assert str(KEY) not in error.split(";")[0]
+    assert emu.requests == [] and len(storage.read(KEY)) == 21
+    doc = httpx.get(f"{live.url}/openapi.json").json()
+    assert "404" in doc["paths"]["/api/v1/audit"]["get"]["responses"]

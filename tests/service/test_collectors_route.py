@@ -166,3 +166,21 @@ def test_sync_jobs_are_listed_and_a_running_one_cancelled(
     assert r.status_code == 404
     counts = httpx.get(f"{live.url}/api/v1/status", headers=AUTH, timeout=10).json()["jobs"]
     assert counts == {"running": 0, "completed": 0, "failed": 0, "cancelled": 1}
+
+
+def test_metrics_show_the_collectors_the_service_runs(
+    collecting: Callable[..., tuple[LiveServer, DataCollector]],
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    live, _ = collecting()
+    wait_until(lambda: one(live)["rows_stored"] > 0, "rows stored")
+    resp = httpx.get(f"{live.url}/metrics", headers=AUTH, timeout=10)
+    assert resp.status_code == 200, resp.text
+    samples = {s.name: s for f in text_string_to_metric_families(resp.text) for s in f.samples}
+    # the figures `mdcollect collect --metrics-port` serves, labelled by collector
+    stored = samples["mdcollect_collector_rows_stored_total"]
+    assert stored.labels == {"collector": NAME, "exchange": "binance", "kind": "ticker"}
+    assert stored.value > 0
+    assert samples["mdcollect_collector_healthy"].value == 1.0
+    assert samples["mdcollect_collector_running"].value == 1.0

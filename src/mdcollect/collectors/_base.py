@@ -419,7 +419,7 @@ class DataSourceCollector(ABC):
         self._heartbeat = self.clock.monotonic()
         self._start_session()
         tasks = [
-            asyncio.create_task(self._feed(client, queue), name=f"{self.name} feed"),
+            asyncio.create_task(self._checked_feed(client, queue), name=f"{self.name} feed"),
             asyncio.create_task(self._process_loop(queue), name=f"{self.name} process"),
             asyncio.create_task(self._flush_loop(storage, on_write), name=f"{self.name} write"),
         ]
@@ -474,6 +474,14 @@ class DataSourceCollector(ABC):
                 continue
             await asyncio.sleep(_WRITE_RETRY.delay(attempt))
             attempt += 1
+
+    async def _checked_feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
+        # every symbol is checked before a stream opens: an unknown one fails this
+        # collector alone (InvalidRequest, not restarted) instead of failing inside a
+        # stream, whose end would close the streams of every collector sharing the client
+        for s in list(self.symbols):
+            await self._prepare_symbol(client, s)
+        await self._feed(client, queue)
 
     # ------------------------------------------------------------------ subclass hooks
 

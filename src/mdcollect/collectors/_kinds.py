@@ -117,9 +117,6 @@ class TradesCollector(DataSourceCollector):
         self._seen.clear()
 
     async def _feed(self, client: Any, queue: asyncio.Queue[Message]) -> None:
-
-        for s in self.symbols:
-            await self._prepare_symbol(client, s)
         if self._check_ws(client):
             await self._each_symbol(lambda s: self._watch(client, queue, s))
         else:

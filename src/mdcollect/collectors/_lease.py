@@ -213,10 +213,13 @@ class Leadership:
         log.warning("leader: lost the lease %s (%s); standing by", self.lease.where, why)
         return why
 
-    async def release(self) -> None:
-        """Give the lease up (when stopping); errors are logged, not raised."""
+    async def release(self) -> bool:
+        """Give the lease up (when stopping); False when that failed (logged, not
+        raised: the lease then expires after its ttl)."""
         self.role = "standby"
         try:
             await self._call(self.lease.release)
         except LeaseError as exc:
             log.warning("could not release the lease: %s", exc)
+            return False
+        return True

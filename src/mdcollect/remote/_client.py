@@ -58,7 +58,14 @@ __all__ = [
 log: Final = logging.getLogger("mdcollect.remote")
 
 Operation = Literal[
-    "health", "fetch_ohlcv", "symbols", "status", "ensure-data", "fetch_data", "datasets"
+    "health",
+    "fetch_ohlcv",
+    "symbols",
+    "status",
+    "ensure-data",
+    "fetch_data",
+    "datasets",
+    "sync_status",
 ]
 #: The operations of the API, as the Lambda proxy names them.
 OPERATIONS: Final[tuple[Operation, ...]] = (
@@ -69,6 +76,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     "ensure-data",
     "fetch_data",
     "datasets",
+    "sync_status",
 )
 DEFAULT_NAMESPACE: Final = "tradai.local"
 DEFAULT_PORT: Final = 8002
@@ -438,8 +446,9 @@ class DataCollectionClient(_Core):
         self._http.close()
 
     def request(self, operation: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Run one API operation by name (``health``, ``fetch_ohlcv``, ``symbols``,
-        ``status``, ``ensure-data``) and return the service's decoded JSON.
+        """Run one API operation by name (one of :data:`OPERATIONS`: ``health``,
+        ``fetch_ohlcv``, ``symbols``, ``status``, ``ensure-data``, ``fetch_data``,
+        ``datasets``, ``sync_status``) and return the service's decoded JSON.
 
         >>> client.request("fetch_ohlcv", {"symbol": "BTC/USDT:USDT", "limit": 2})["count"]
         2

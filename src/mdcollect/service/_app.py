@@ -196,12 +196,14 @@ class _Service:
     def openapi_json(self, request: Request) -> JSONResponse:
         return JSONResponse(self.openapi)
 
-    def metrics(self, request: Request) -> Response:
+    async def metrics(self, request: Request) -> Response:
+        """The exchange, process and (``serve --collect``) collector metrics; read on the
+        loop the collectors run on, as ``GET /api/v1/collectors`` reads their status."""
         from prometheus_client import CONTENT_TYPE_LATEST
 
         from ..metrics import metrics_text
 
-        return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_text(self.collector), media_type=CONTENT_TYPE_LATEST)
 
     def ohlcv(self, request: Request) -> JSONResponse:
         query = self._ohlcv_query(request)
@@ -320,6 +322,15 @@ class _Service:
                 "(MDCOLLECT_API_TOKEN) repairs; GET without repair=true audits read-only",
             )
         keys = [DatasetKey.parse(k) for k in query.keys] or None
+        if keys is not None:
+            stored = set(await asyncio.to_thread(self.storage.keys))
+            missing = [str(k) for k in keys if k not in stored]
+            if missing:  # an audit of nothing would answer ok with 0 rows
+                return _error(
+                    404,
+                    f"no dataset {', '.join(map(repr, missing))} in {self.storage.url}; "
+                    f"{len(stored)} dataset(s) stored; GET /api/v1/datasets lists them",
+                )
         if not repair:
             report = await audit_async(self.storage, keys, query.start, query.end)
             return JSONResponse(report.to_dict())

@@ -33,7 +33,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "invalid input; the message names the bad value",
         401: "missing or wrong bearer token",
         403: "not allowed by this service (repair needs a service with an API token)",
-        404: "unknown job or collector (the message names the known collectors)",
+        404: "unknown job, collector or dataset (the message names it)",
         409: "the job is not running",
         413: "request body too large",
         502: "the exchange failed",
@@ -442,7 +442,7 @@ def _audit_path(op: Any, bound: dict[str, Any], auth_errors: tuple[int, ...]) ->
         "description": "delete what is wrong and refetch exactly those spans (needs the token)",
         "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
     }
-    responses = {"200": _json(report, "the audit report"), **_errors(400, *auth_errors, 403)}
+    responses = {"200": _json(report, "the audit report"), **_errors(400, *auth_errors, 403, 404)}
     return {
         "get": op(
             f"Audit stored rows (at most {MAX_AUDIT_KEYS} keys): holes, duplicates, bad "
