@@ -248,3 +248,52 @@ async def test_data_collector_lines_reach_its_callback(emu: ExchangeEmulator) ->
     assert lines[-1] == "INFO mdcollect.collector: stopped"
     assert any(line.startswith(("WARNING mdcollect.collector: t:", "ERROR mdcollect.collector: t:"))
                for line in lines), lines  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("day", "zone", "first", "hours"),
+    [
+        ("2024-04-26", "Africa/Cairo", "2024-04-25T22:00Z", 23),  # midnight skipped: 01:00
+        ("2024-10-27", "Atlantic/Azores", "2024-10-27T00:00Z", 25),  # midnight twice: the first
+        ("2024-10-26", "Atlantic/Azores", "2024-10-26T00:00Z", 24),
+    ],
+)
+def test_a_local_day_whose_midnight_the_clocks_skip_or_repeat(
+    day: str, zone: str, first: str, hours: int
+) -> None:
+    assert to_ms(day, tz=zone) == to_ms(first)
+    assert end_ms(day, tz=zone) - to_ms(day, tz=zone) == hours * HOUR
+    assert time_range(day, day, tz=zone) == (to_ms(first), to_ms(first) + hours * HOUR)
+
+
+def test_a_region_folder_is_not_a_zone() -> None:
+    with pytest.raises(InvalidRequest, match="tz 'America' is not a time zone"):
+        time_zone("America")
+
+
+def test_a_level_set_below_mdcollect_keeps_its_lines_for_the_application() -> None:
+    """The application asked for DEBUG on mdcollect.backfill: its root handler gets those
+    lines whether or not a callback listens; a level it sets during the call stays."""
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    root, keep = logging.getLogger(), Keep()
+    root.addHandler(keep)
+    old = root.level
+    root.setLevel(logging.WARNING)
+    backfill = logging.getLogger("mdcollect.backfill")
+    backfill.setLevel(logging.DEBUG)
+    try:
+        with forwarding_logs([].append):
+            backfill.info("asked for")
+            logging.getLogger("mdcollect").setLevel(logging.ERROR)  # the application, meanwhile
+        assert logging.getLogger("mdcollect").level == logging.ERROR
+    finally:
+        backfill.setLevel(logging.NOTSET)
+        logging.getLogger("mdcollect").setLevel(logging.NOTSET)
+        root.removeHandler(keep)
+        root.setLevel(old)
+    assert seen == ["asked for"]

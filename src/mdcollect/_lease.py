@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fcntl
 import json
 import logging
@@ -48,6 +49,7 @@ __all__ = [
     "describe_holder",
     "held",
     "held_async",
+    "redis_client",
 ]
 
 log: Final = logging.getLogger("mdcollect.lease")
@@ -127,6 +129,21 @@ return 0
 """
 
 
+def redis_client(url: str, timeout: float) -> Any:
+    """A Redis client for leases at ``url`` (its ``prefix``/``compression`` options left
+    out) whose every call gives up after ``timeout`` seconds."""
+    import redis
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    rest = [(k, v) for k, v in query if k not in ("prefix", "compression")]
+    return redis.Redis.from_url(
+        urlunsplit(parts._replace(query=urlencode(rest))),
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+    )
+
+
 class RedisLease(Lease):
     """A lease in Redis: ``SET NX PX`` to take, compare-and-set to renew and release.
 
@@ -140,7 +157,10 @@ class RedisLease(Lease):
     True
     """
 
-    def __init__(self, url: str, name: str, ttl: float = DEFAULT_TTL, poll: float | None = None):
+    def __init__(
+        self, url: str, name: str, ttl: float = DEFAULT_TTL, poll: float | None = None,
+        *, client: Any = None,
+    ) -> None:  # fmt: skip
         try:
             import redis
         except ImportError as exc:
@@ -154,16 +174,14 @@ class RedisLease(Lease):
             )
         query = parse_qsl(parts.query, keep_blank_values=True)
         prefix = next((v for k, v in query if k == "prefix" and v), "mdcollect:")
-        rest = [(k, v) for k, v in query if k not in ("prefix", "compression")]
         # short timeouts: a renewal that cannot complete within a third of the ttl
         # is as good as failed (the leader stops before the lease can expire)
         timeout = max(0.1, ttl / 3)
+        # ``client``: a connection pool shared by many leases of one server (a store's
+        # per-dataset leases), made with such timeouts by :func:`redis_client`
+        self._owns_client = client is None
         try:
-            self._redis = redis.Redis.from_url(
-                urlunsplit(parts._replace(query=urlencode(rest))),
-                socket_connect_timeout=timeout,
-                socket_timeout=timeout,
-            )
+            self._redis = client if client is not None else redis_client(url, timeout)
         except ValueError as exc:
             message = f"redis lease URL {redact(url)!r} is not valid: {exc}"
             raise InvalidRequest(redact(message, secrets_in(url))) from exc
@@ -204,7 +222,8 @@ class RedisLease(Lease):
             with contextlib.suppress(LeaseError):
                 self.release()
         finally:
-            self._redis.close()
+            if self._owns_client:
+                self._redis.close()
 
 
 class FileLease(Lease):
@@ -332,6 +351,9 @@ class S3Lease(Lease):
         self._me = _identity()
         self._etag: str | None = None
         self._clock = clock
+        # a renewal (a background thread) and a release (the holder's thread) each read
+        # and replace the ETag: one at a time, or the release loses to the renewal
+        self._lock = threading.RLock()
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -373,6 +395,10 @@ class S3Lease(Lease):
         return self._clock() + int(self.ttl * 1000)
 
     def acquire(self) -> bool:
+        with self._lock:
+            return self._acquire()
+
+    def _acquire(self) -> bool:
         if self._etag is not None and self.renew():
             return True
         record, etag = self._read()
@@ -385,15 +411,17 @@ class S3Lease(Lease):
         return self._etag is not None
 
     def renew(self) -> bool:
-        if self._etag is None:
-            return False
-        self._etag = self._put(self._expiry(), IfMatch=self._etag)
-        return self._etag is not None
+        with self._lock:
+            if self._etag is None:
+                return False
+            self._etag = self._put(self._expiry(), IfMatch=self._etag)
+            return self._etag is not None
 
     def release(self) -> None:
-        etag, self._etag = self._etag, None
-        if etag is not None:
-            self._put(0, IfMatch=etag)  # expired at once; a lost race means it is not ours
+        with self._lock:
+            etag, self._etag = self._etag, None
+            if etag is not None:
+                self._put(0, IfMatch=etag)  # expired at once; a lost race: not ours
 
     def holder(self) -> dict[str, Any] | None:
         record, _ = self._read()
@@ -401,6 +429,12 @@ class S3Lease(Lease):
             return None
         record.pop("expires", None)
         return _record(json.dumps(record))
+
+
+def _renew_pause(lease: Lease, failed: bool) -> float:
+    # a third of the ttl between renewals; a failed one is retried soon, while the lease
+    # still has two thirds of its time
+    return lease.ttl / 10 if failed else lease.ttl / 3
 
 
 @contextlib.contextmanager
@@ -413,37 +447,49 @@ def held(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[Lease]:
     """Hold ``lease`` for the ``with`` block: wait for it (polling, at most ``timeout``
-    seconds, then ``error`` naming ``what`` and the holder), renew it every ``ttl / 3``
-    from a background thread while the block runs, release it after.
+    seconds, then ``error`` naming ``what`` and the holder; a backend that cannot be
+    reached meanwhile is retried, then named), renew it every ``ttl / 3`` from a
+    background thread while the block runs (a failed renewal again after ``ttl / 10``),
+    release it after.
 
     A renewal that finds the lease taken (the holder was paused past its ttl) is logged
     as an error; the block is not interrupted (storage has no fencing token).
     """
     deadline = time.monotonic() + timeout
     pause = 0.005
-    while not lease.acquire():
+    while True:
+        try:
+            if lease.acquire():
+                break
+            problem = f"still held by {describe_holder(lease.holder())}"
+        except LeaseError as exc:
+            problem = f"not reachable ({exc})"
         left = deadline - time.monotonic()
         if left <= 0:
-            raise error(
-                f"{what}: the lease {lease.where} is still held by "
-                f"{describe_holder(lease.holder())} after {timeout:g} s"
-            )
+            raise error(f"{what}: the lease {lease.where} is {problem} after {timeout:g} s")
         sleep(min(pause, left))
         pause = min(pause * 2, lease.poll, 0.25)
     stop = threading.Event()
 
     def keep() -> None:
-        while not stop.wait(lease.ttl / 3):
+        failed = False
+        while not stop.wait(_renew_pause(lease, failed)):
             try:
                 ours = lease.renew()
             except LeaseError as exc:
                 log.warning("%s: renewing the lease failed: %s", what, exc)
+                failed = True
                 continue
+            failed = False
             if not ours:
                 log.error("%s: the lease %s was lost while held", what, lease.where)
                 return
 
-    renewer = threading.Thread(target=keep, name=f"mdcollect lease {what}", daemon=True)
+    # the renewals' log lines belong to the caller (a log_callback's route)
+    context = contextvars.copy_context()
+    renewer = threading.Thread(
+        target=context.run, args=(keep,), name=f"mdcollect lease {what}", daemon=True
+    )
     renewer.start()
     try:
         yield lease
@@ -461,32 +507,50 @@ async def held_async(
     lease: Lease, *, wait: float, what: str, error: type[MdcollectError] = LeaseError
 ) -> AsyncIterator[Lease]:
     """:func:`held` for asyncio: the lease's calls run in threads (each bounded by the
-    backend's own timeouts), the waits and renewals are tasks of the running loop."""
+    backend's own timeouts), the waits and renewals are tasks of the running loop.
+
+    Cancelled while taking the lease, it gives back a lease the call in flight took."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait  # a deadline of its own: it raises naming the holder
     pause = 0.005
     told = False
-    while not await asyncio.to_thread(lease.acquire):
+    while True:
+        attempt = asyncio.ensure_future(asyncio.to_thread(lease.acquire))
+        try:
+            got = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                if await attempt:
+                    await asyncio.to_thread(lease.release)
+            raise
+        except LeaseError as exc:
+            got, problem = False, f"not reachable ({exc})"
+        else:
+            problem = ""
+        if got:
+            break
+        if not problem:
+            problem = f"still held by {describe_holder(await asyncio.to_thread(lease.holder))}"
         left = deadline - loop.time()
-        holder = describe_holder(await asyncio.to_thread(lease.holder))
         if left <= 0:
-            raise error(
-                f"{what}: the lease {lease.where} is still held by {holder} after {wait:g} s"
-            )
+            raise error(f"{what}: the lease {lease.where} is {problem} after {wait:g} s")
         if not told:
-            log.info("%s: waiting for %s, who holds the lease %s", what, holder, lease.where)
+            log.info("%s: waiting: the lease %s is %s", what, lease.where, problem)
             told = True
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 2, lease.poll)
 
     async def keep() -> None:
+        failed = False
         while True:
-            await asyncio.sleep(lease.ttl / 3)
+            await asyncio.sleep(_renew_pause(lease, failed))
             try:
                 ours = await asyncio.to_thread(lease.renew)
             except LeaseError as exc:
                 log.warning("%s: renewing the lease failed: %s", what, exc)
+                failed = True
                 continue
+            failed = False
             if not ours:
                 log.error("%s: the lease %s was lost while held", what, lease.where)
                 return
@@ -498,6 +562,7 @@ async def held_async(
         renewer.cancel()
         await asyncio.gather(renewer, return_exceptions=True)
         try:
+            # a renewal still running in its thread finishes first (the lease's own lock)
             await asyncio.shield(asyncio.to_thread(lease.release))
         except LeaseError as exc:  # it expires on its own
             log.warning("%s: releasing the lease failed: %s", what, exc)

@@ -6,10 +6,13 @@ receives each line that call logs, as ``"LEVEL logger: message"`` (INFO and abov
 default), and only the lines of that call: calls running side by side each get their
 own (the route is a context variable, inherited by the tasks a call starts).
 
-The lines still reach the ``logging`` handlers the application configured, exactly as
-without a callback: while a callback listens, the ``mdcollect`` logger lets INFO lines
-through for it (unless the application set that logger's level itself, which is then
-respected), and only what passed the level before goes on to the application's handlers.
+The lines still reach the ``logging`` handlers the application configured on the root
+logger (or any logger above ``mdcollect``), exactly as without a callback: while a
+callback listens, the ``mdcollect`` logger lets INFO lines through for it (unless the
+application set that logger's level itself, which is then respected), and only what
+passed each logger's own level before goes on to those handlers. A handler attached to a
+logger *below* ``mdcollect`` (``mdcollect.backfill``) with no level of its own sees the
+INFO lines too while a callback listens: give it a level.
 """
 
 from __future__ import annotations
@@ -51,10 +54,8 @@ _route: Final[contextvars.ContextVar[_Route | None]] = contextvars.ContextVar(
 class _Forwarder(logging.Handler):
     """Installed on the ``mdcollect`` logger while at least one callback listens."""
 
-    def __init__(self, floor: int, propagate: bool) -> None:
+    def __init__(self, propagate: bool) -> None:
         super().__init__(logging.NOTSET)
-        #: the level the application's handlers saw before (what passes on to them)
-        self.floor = floor
         self.propagate = propagate
         self.users = 0
         self.setFormatter(_FORMAT)
@@ -68,7 +69,7 @@ class _Forwarder(logging.Handler):
                 route.failures += 1
                 if route.failures == 1:  # logging's report, once per call, not per line
                     self.handleError(record)
-        if self.propagate and record.levelno >= self.floor:
+        if self.propagate and record.levelno >= _original_level(record.name):
             parent = logging.getLogger(_ROOT).parent
             if parent is not None:
                 parent.handle(record)
@@ -77,6 +78,19 @@ class _Forwarder(logging.Handler):
 _lock: Final = threading.Lock()
 _forwarder: _Forwarder | None = None
 _saved_level: int = logging.NOTSET
+_our_level: int | None = None  # the level set for the callbacks, if any
+
+
+def _original_level(name: str) -> int:
+    """The effective level the logger ``name`` had without the callbacks: what the
+    application's handlers above ``mdcollect`` saw before."""
+    logger: logging.Logger | None = logging.getLogger(name)
+    while logger is not None:
+        level = _saved_level if logger.name == _ROOT else logger.level
+        if level != logging.NOTSET:
+            return level
+        logger = logger.parent
+    return logging.WARNING
 
 
 def _install(level: int) -> None:
@@ -85,7 +99,7 @@ def _install(level: int) -> None:
         logger = logging.getLogger(_ROOT)
         if _forwarder is None:
             _saved_level = logger.level
-            _forwarder = _Forwarder(logger.getEffectiveLevel(), logger.propagate)
+            _forwarder = _Forwarder(logger.propagate)
             logger.addHandler(_forwarder)
             logger.propagate = False
         _forwarder.users += 1
@@ -93,7 +107,9 @@ def _install(level: int) -> None:
         if _saved_level == logging.NOTSET and (
             logger.level == logging.NOTSET or level < logger.level
         ):
+            global _our_level
             logger.setLevel(level)
+            _our_level = level
 
 
 def _uninstall() -> None:
@@ -104,10 +120,13 @@ def _uninstall() -> None:
         _forwarder.users -= 1
         if _forwarder.users:
             return
+        global _our_level
         logger = logging.getLogger(_ROOT)
         logger.removeHandler(_forwarder)
         logger.propagate = _forwarder.propagate
-        logger.setLevel(_saved_level)
+        if logger.level == _our_level:  # a level the application set meanwhile stays
+            logger.setLevel(_saved_level)
+        _our_level = None
         _forwarder = None
 
 

@@ -243,7 +243,7 @@ def time_zone(tz: object) -> dt.tzinfo:
             return dt.UTC
         try:
             return zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America": a folder
             pass
     raise InvalidRequest(
         f"tz {tz!r} is not a time zone; use an IANA name such as 'UTC', 'Europe/Berlin' "
@@ -269,21 +269,19 @@ def to_ms(value: object, *, name: str = "time", tz: object = None) -> int:
         return check_ms(int(value), name)
     if isinstance(value, str):
         s = value.strip()
+        bare = bool(_DATE_RE.match(s))
         try:
-            if _DATE_RE.match(s):
-                s = s.replace("-", "")
-                d = dt.datetime.strptime(s, "%Y%m%d")
-                return _ts_ms(pd.Timestamp(d), name, value, zone)
-            ts = pd.Timestamp(s)
+            ts = pd.Timestamp(dt.datetime.strptime(s.replace("-", ""), "%Y%m%d") if bare else s)
         except (ValueError, OverflowError) as exc:
             raise InvalidRequest(
                 f"{name} {value!r} is not a date; use YYYYMMDD, YYYY-MM-DD or ISO 8601"
             ) from exc
-        return _ts_ms(ts, name, value, zone)
+        return _ts_ms(ts, name, value, zone, day=bare)
     if isinstance(value, dt.datetime | pd.Timestamp):
         return _ts_ms(pd.Timestamp(value), name, value, zone)
     if isinstance(value, dt.date):
-        return _ts_ms(pd.Timestamp(value.year, value.month, value.day), name, value, zone)
+        day = pd.Timestamp(value.year, value.month, value.day)
+        return _ts_ms(day, name, value, zone, day=True)
     raise InvalidRequest(
         f"{name} must be an int (ms), datetime, date or date string, got {type(value).__name__}"
     )
@@ -359,10 +357,16 @@ def _as_given(value: object, ms: int) -> str:
     return repr(value)
 
 
-def _ts_ms(ts: pd.Timestamp, name: str, raw: object, zone: dt.tzinfo = dt.UTC) -> int:
+def _ts_ms(
+    ts: pd.Timestamp, name: str, raw: object, zone: dt.tzinfo = dt.UTC, *, day: bool = False
+) -> int:
     if pd.isna(ts):
         raise InvalidRequest(f"{name} {raw!r} is not a time (NaT)")
-    if ts.tzinfo is None:
+    if ts.tzinfo is None and day:
+        # a day starts at its first instant: a midnight the clocks skip (Cairo, Havana)
+        # is the first time that exists, one they repeat (the Azores) the earlier one
+        ts = ts.tz_localize(zone, ambiguous=True, nonexistent="shift_forward")
+    elif ts.tzinfo is None:
         try:
             ts = ts.tz_localize(zone, ambiguous="raise", nonexistent="raise")
         except Exception as exc:  # pandas raises pytz's NonExistent/AmbiguousTimeError

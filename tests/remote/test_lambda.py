@@ -340,3 +340,41 @@ def test_the_docs_name_every_operation() -> None:
     table = readme.split("| operation | method | path | params |")[1].split("\n\n")[0]
     rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
     assert rows == list(OPERATIONS)
+
+
+def test_settings_never_show_the_service_credentials() -> None:
+    settings = ProxySettings(service_url="https://svc:s3cr3tpw@data.example:8002?token=T0KEN")
+    assert "s3cr3tpw" not in repr(settings) and "T0KEN" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"service_url": "http://"}, "service_url 'http://' is not valid"),
+        ({"service_url": "https://exa mple:80x"}, "is not valid"),
+        ({"request_timeout": "soon"}, "request_timeout must be a positive number, got 'soon'"),
+        ({"request_timeout": None}, "request_timeout must be a positive number, got None"),
+    ],
+)  # fmt: skip
+def test_settings_refuse_more_bad_values(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message.replace("(", r"\(").replace(".", r"\.")):
+        ProxySettings(**{"service_url": "http://127.0.0.1:1", **kwargs})
+
+
+def test_the_entry_point_is_made_once_and_not_by_a_star_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    cold_start(monkeypatch)
+    assert "lambda_handler" not in mdcollect.remote.__all__
+    made: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: made.append(mdcollect.remote.lambda_handler))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 4 and all(h is made[0] for h in made)

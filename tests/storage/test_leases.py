@@ -5,6 +5,7 @@ tests/backfill/test_cross_machine.py)."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -181,3 +182,99 @@ def test_cli_lease_option(
     assert keys == []  # every lease taken was given back
     with open_storage(url) as store:
         assert len(store.read(DatasetKey("binance", "BTC/USDT", "ohlcv", "1d"))) == 3
+
+
+def test_machines_spelling_the_store_differently_share_its_leases(
+    s3_server: dict[str, Any], redis_server: RedisServer
+) -> None:
+    from mdcollect import DatasetKey
+
+    bucket = make_bucket(s3_server)
+    lease = f"&lease={redis_server.url}"
+    spellings = [
+        s3_url(s3_server, bucket, lease),
+        s3_url(s3_server, bucket, f"&region=eu-west-1{lease}"),
+        s3_url(s3_server, bucket, lease).replace(f"{s3_server['host']}:", "localhost:", 1),
+    ]
+    key = DatasetKey("x", "A/B", "ohlcv", "1m")
+    names = set()
+    for url in spellings:
+        with open_storage(url) as store:
+            got = store.dataset_lease(key)
+            assert isinstance(got, RedisLease)
+            names.add(got.key)
+    assert len(names) == 1, names
+
+
+def test_a_percent_encoded_lease_url_keeps_its_password(
+    s3_server: dict[str, Any], redis_server: RedisServer
+) -> None:
+    bucket = make_bucket(s3_server)
+    encoded = f"redis%3A%2F%2F%3Ahunter2%40127.0.0.1%3A{redis_server.port}%2F0"
+    with open_storage(s3_url(s3_server, bucket, f"&lease={encoded}")) as store:
+        assert "hunter2" not in repr(store) and "hunter2" not in store.url
+
+
+def test_a_release_never_loses_to_a_renewal_in_flight(s3_server: dict[str, Any]) -> None:
+    """The renewal thread and the holder's release both replace the ETag: one at a time."""
+    bucket = make_bucket(s3_server)
+    client = s3_client(s3_server)
+    a = S3Lease(client, bucket, "race.json", ttl=30)
+    b = S3Lease(client, bucket, "race.json", ttl=30)
+    for _ in range(10):
+        assert a.acquire()
+        renewal = threading.Thread(target=a.renew)
+        renewal.start()
+        a.release()
+        renewal.join()
+        assert b.acquire(), "a released lease is still taken"
+        b.release()
+
+
+async def test_a_cancelled_wait_gives_back_the_lease_its_call_took(
+    redis_server: RedisServer,
+) -> None:
+    import asyncio
+
+    from mdcollect._lease import held_async
+
+    class SlowNetwork(RedisLease):
+        """A Redis lease whose take is slow to answer (a slow link)."""
+
+        def acquire(self) -> bool:
+            started.set()
+            time.sleep(0.3)
+            try:
+                return super().acquire()
+            finally:
+                taken.set()
+
+    started, taken = threading.Event(), threading.Event()
+    lease = SlowNetwork(redis_server.url, "t-cancel", ttl=30)
+
+    async def job() -> None:
+        async with held_async(lease, wait=10, what="fill x"):
+            raise AssertionError("not reached: cancelled while taking the lease")
+
+    task = asyncio.create_task(job())
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(taken.wait, 5)  # the call in flight did take it...
+    assert RedisLease(redis_server.url, "t-cancel", ttl=30).holder() is None  # ...and gave it back
+
+
+def test_an_unreachable_lease_backend_is_a_bounded_storage_error() -> None:
+    from mdcollect import StorageError
+
+    from ..conftest import free_port
+
+    lease = RedisLease(f"redis://127.0.0.1:{free_port()}/0", "t-down", ttl=1)
+    started = time.monotonic()
+    with (
+        pytest.raises(StorageError, match=r"write x: the lease .* is not reachable .* after 0.3 s"),
+        held(lease, timeout=0.3, what="write x", error=StorageError),
+    ):
+        pass
+    assert time.monotonic() - started < 5

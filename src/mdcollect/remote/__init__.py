@@ -17,6 +17,8 @@ Retries and failures are logged on the ``mdcollect.remote`` logger, metrics as
 CloudWatch EMF lines on ``mdcollect.remote.metrics``.
 """
 
+import threading
+
 from .._api import DEFAULT_EXCHANGES, DEFAULT_LIMIT, MAX_LIMIT
 from .._errors import InvalidRequest, RemoteError
 from ._client import (
@@ -51,20 +53,22 @@ __all__ = [
     "default_backoff",
     "default_base_url",
     "emf_document",
-    "lambda_handler",
     "make_handler",
     "metrics_namespace",
 ]
 
 _entry_point: Handler | None = None
+_entry_lock = threading.Lock()
 
 
 def __getattr__(name: str) -> Handler:
     # the Lambda runtime looks ``lambda_handler`` up once, at the cold start: the
     # settings are read and checked then, not when a client user imports this package
+    # (nor by ``from mdcollect.remote import *``: the name is not in ``__all__``)
     global _entry_point
     if name == "lambda_handler":
-        if _entry_point is None:
-            _entry_point = default_handler()
-        return _entry_point
+        with _entry_lock:
+            if _entry_point is None:
+                _entry_point = default_handler()
+            return _entry_point
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

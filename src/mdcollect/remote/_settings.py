@@ -28,10 +28,12 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Final
+from urllib.parse import urlsplit
 
 from attrs import field, frozen
 
 from .._errors import InvalidRequest
+from .._redact import redact
 from .._rules import check_number
 from ._client import (
     DEFAULT_MAX_RETRIES,
@@ -82,6 +84,23 @@ def _check_environment(_: object, __: object, value: object) -> None:
 
 def _check_url(_: object, __: object, value: object) -> None:
     _check_base_url(value)
+    assert isinstance(value, str)
+    try:
+        parts = urlsplit(value)
+        host, _port = parts.hostname, parts.port  # a bad port raises ValueError
+    except ValueError:
+        host = None
+    if not host or " " in value:
+        raise InvalidRequest(
+            f"service_url {redact(value)!r} is not valid; use http://HOST:PORT or https://HOST:PORT"
+        )
+
+
+def _seconds(value: object) -> float:
+    # a number of seconds, else the rule's own words (not float()'s TypeError/ValueError)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        check_number("request_timeout", value)
+    return float(value)  # type: ignore[arg-type]
 
 
 def _check_timeout(_: object, __: object, value: object) -> None:
@@ -106,9 +125,9 @@ class ProxySettings:
     """
 
     environment: str = field(default=DEFAULT_ENVIRONMENT, validator=_check_environment)
-    service_url: str = field(factory=default_base_url, validator=_check_url)
+    service_url: str = field(factory=default_base_url, validator=_check_url, repr=redact)
     request_timeout: float = field(
-        default=DEFAULT_TIMEOUT, converter=float, validator=_check_timeout
+        default=DEFAULT_TIMEOUT, converter=_seconds, validator=_check_timeout
     )
     max_retries: int = field(default=DEFAULT_MAX_RETRIES, validator=_check_retries)
     #: the prefix; the metrics go to :attr:`metrics_namespace` (``PREFIX/DataProxy``)
@@ -133,7 +152,7 @@ class ProxySettings:
             get("SERVICE_DISCOVERY_NAMESPACE") or DEFAULT_NAMESPACE
         )
         try:
-            _check_base_url(url)
+            _check_url(None, None, url)
         except InvalidRequest as exc:
             raise InvalidRequest(f"environment variable DATA_COLLECTION_URL: {exc}") from None
         namespace = get("METRICS_NAMESPACE") or DEFAULT_METRICS_PREFIX

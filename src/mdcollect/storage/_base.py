@@ -7,6 +7,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, Self
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -127,13 +128,14 @@ class DataCollectionStorage(ABC):
         >>> open_storage("redis://app:pw@db:6379/0").url
         'redis://app:***@db:6379/0'
         """
-        return redact(self._raw_url)
+        return redact(self._raw_url, self._secrets)
 
     @url.setter
     def url(self, raw: str) -> None:
-        # backends assign the URL they were opened with; it stays private
+        # backends assign the URL they were opened with; it stays private. A URL inside
+        # it (``?lease=redis%3A%2F%2F%3Apw%40host``) carries credentials of its own.
         self._raw_url = raw
-        self._secrets = secrets_in(raw)
+        self._secrets = secrets_in(raw) | secrets_in(unquote(raw))
 
     def _redact(self, text: str) -> str:
         """``text`` (a message, a log line) with any credential of this storage's URL masked."""

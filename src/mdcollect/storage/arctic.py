@@ -123,7 +123,7 @@ from attrs import evolve
 from .._errors import InvalidRequest, StorageError
 from .._intervals import IntervalSet
 from .._keys import DatasetKey
-from .._lease import Lease, RedisLease, S3Lease, held
+from .._lease import Lease, RedisLease, S3Lease, held, redis_client
 from .._redact import redact
 from .._schema import merge_frames
 from .._time import MAX_INDEX_MS, MIN_INDEX_MS, NS_PER_MS, index_ms, ms_to_timestamp
@@ -450,7 +450,11 @@ def _parse_url(url: str) -> tuple[str, str, Path, str, LeaseMaker | None]:
             raise InvalidRequest(f"storage URL {redact(url)!r} has lease_ttl but no lease=")
         if lease:
             ttl = _lease_ttl(ttls[-1]) if ttls else LEASE_TTL
-            leases = _lease_maker(url, lease[-1], scheme, host, bucket, dict(params), digest, ttl)
+            # named by bucket and prefix alone: machines that spell the endpoint
+            # differently (s3 or s3s, a region given or not, an alias) share the leases
+            prefix = dict(params).get("path_prefix", "").strip("/")
+            ident = hashlib.sha256(f"{bucket}|{prefix}".encode()).hexdigest()[:24]
+            leases = _lease_maker(url, lease[-1], scheme, host, bucket, dict(params), ident, ttl)
         return uri, uri, lock_dir, url, leases
     raise InvalidRequest(
         f"storage URL scheme {scheme!r} is not an ArcticDB one; use arctic+lmdb:// or arctic+s3://"
@@ -476,10 +480,12 @@ def _lease_ttl(text: str) -> float:
 
 @dataclass(frozen=True)
 class LeaseMaker:
-    """Makes the leases of one S3 store: ``make(name)``; ``where`` for people."""
+    """Makes the leases of one S3 store: ``make(name)``; ``where`` for people; ``close``
+    frees the connection they share."""
 
     make: Callable[[str], Lease]
     where: str
+    close: Callable[[], None] = lambda: None
 
 
 def _lease_maker(
@@ -495,8 +501,12 @@ def _lease_maker(
             raise InvalidRequest(
                 "?lease=redis://... needs the redis package: pip install 'mdcollect[redis]'"
             ) from None
+        # one connection pool for every lease of this store (one per dataset otherwise)
+        shared = redis_client(spec, max(0.1, ttl / 3))
         return LeaseMaker(
-            lambda name: RedisLease(spec, f"{digest}:{name}", ttl), f"redis {redact(spec)}"
+            lambda name: RedisLease(spec, f"{digest}:{name}", ttl, client=shared),
+            f"redis {redact(spec)}",
+            shared.close,
         )
     if spec == "s3":
         import boto3  # type: ignore[import-untyped]
@@ -511,9 +521,11 @@ def _lease_maker(
             aws_access_key_id=params.get("access") or None,
             aws_secret_access_key=params.get("secret") or None,
             region_name=params.get("region") or "us-east-1",
+            # a call that cannot complete within a third of the ttl is as good as failed
+            # (a renewal is retried while two thirds are left); botocore retries nothing
             config=Config(
-                connect_timeout=5, read_timeout=5, retries={"max_attempts": 1},
-                s3={"addressing_style": "path"},
+                connect_timeout=max(0.1, ttl / 3), read_timeout=max(0.1, ttl / 3),
+                retries={"total_max_attempts": 1}, s3={"addressing_style": "path"},
             ),
         )  # fmt: skip
         prefix = params.get("path_prefix", "").strip("/")
@@ -524,6 +536,7 @@ def _lease_maker(
                 where=f"s3 bucket {bucket} {folder}/{name}.json",
             ),
             f"s3 bucket {bucket}",
+            getattr(client, "close", lambda: None),
         )  # fmt: skip
     raise InvalidRequest(
         f"lease {redact(spec)!r} in storage URL {redact(url)!r} is not valid; "
@@ -780,6 +793,9 @@ class ArcticStorage(DataCollectionStorage):
             self._library = None
             if self._pid == os.getpid():
                 _release(self._cache_key)
+            if self._leases is not None:
+                self._write_leases.clear()
+                self._leases.close()
 
     # -- plumbing ---------------------------------------------------------------------
     @property
