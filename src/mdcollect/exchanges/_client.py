@@ -40,6 +40,7 @@ from ._registry import ExchangeInfo, exchange_info
 from ._retry import RetryPolicy, translate_error
 from .parsing import (
     book_row,
+    candle_fields,
     contract_size,
     funding_history_rows,
     funding_snapshot_row,
@@ -203,6 +204,10 @@ class ExchangeClient:
             self.exchange.on_json_response,
             None if self.limiter is None else self.limiter.observe_body,
         )
+        if self.info.candle_fields:
+            self.exchange.parse_ohlcv = _keep_candle_fields(  # type: ignore[method-assign]
+                self.exchange.parse_ohlcv, self.info.candle_fields
+            )
         if base_url is not None:
             from ._urls import redirect_urls
 
@@ -1160,3 +1165,26 @@ def _check_range(since: int, until: int) -> tuple[int, int]:
     if until < since:
         raise InvalidRequest(f"until {format_ms(until)} is before since {format_ms(since)}")
     return since, until
+
+
+def _keep_candle_fields(
+    parse_ohlcv: Callable[..., list[Any]], fields: Mapping[str, int]
+) -> Callable[..., list[Any]]:
+    """Wrap ccxt's ``parse_ohlcv`` so each parsed candle keeps, after its six values, the
+    optional ``ohlcv`` columns its raw row has (:func:`candle_fields`).
+
+    ccxt's ``fetch_ohlcv`` builds each exchange's request (endpoint, since, limit,
+    paging) and then calls ``parse_ohlcv`` on every raw row, dropping what the
+    unified candle has no place for. Wrapping that one call keeps ccxt's requests
+    untouched and the extra fields exact, where asking the implicit API ourselves
+    would repeat each exchange's request building. Inverse markets count volumes in
+    contracts or the base coin, so their rows keep ccxt's six values only.
+    """
+
+    def parse(ohlcv: Any, market: Any = None) -> list[Any]:
+        row = parse_ohlcv(ohlcv, market)
+        if isinstance(ohlcv, list) and not (isinstance(market, dict) and market.get("inverse")):
+            row.append(candle_fields(ohlcv, fields))
+        return row
+
+    return parse

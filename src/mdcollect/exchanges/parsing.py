@@ -34,6 +34,7 @@ from .._time import Timeframe
 
 __all__ = [
     "book_row",
+    "candle_fields",
     "contract_size",
     "funding_history_rows",
     "funding_row",
@@ -385,6 +386,35 @@ def ohlcv_row(candle: Sequence[Any]) -> tuple[Any, ...]:
     return (int(candle[0]), *(float(x) for x in candle[1:6]))
 
 
+def candle_fields(raw: Sequence[Any], fields: Mapping[str, int]) -> dict[str, float | int]:
+    """The optional ``ohlcv`` columns an exchange's raw candle row carries, read at the
+    positions ``fields`` gives (:attr:`ExchangeInfo.candle_fields`): what ccxt's
+    ``parse_ohlcv`` leaves out. A field the row lacks (or leaves empty) is left out.
+
+    Binance's kline (quote volume, trade count, taker-buy base and quote volumes):
+
+    >>> kline = [1706630400000, "43519.34000000", "43936.00000000", "43171.00000000",
+    ...          "43488.71000000", "20.55495000", 1706633999999, "891428.42858070", 3743,
+    ...          "10.91428000", "473782.95739920", "0"]
+    >>> candle_fields(kline, {"quote_volume": 7, "trades": 8, "taker_buy_volume": 9,
+    ...                       "taker_buy_quote_volume": 10})
+    {'quote_volume': 891428.4285807, 'trades': 3743, 'taker_buy_volume': 10.91428, 'taker_buy_quote_volume': 473782.9573992}
+
+    Kraken's OHLC row ``[time, open, high, low, close, vwap, volume, count]``:
+
+    >>> candle_fields([1706630400, "43366.3", "43529.2", "43234.2", "43485.0", "43435.3",
+    ...                "12.51327406", 126], {"vwap": 5, "trades": 7})
+    {'vwap': 43435.3, 'trades': 126}
+    """
+    out: dict[str, float | int] = {}
+    for name, at in fields.items():
+        value = raw[at] if at < len(raw) else None
+        if value is None or value == "":
+            continue
+        out[name] = int(value) if name == "trades" else float(value)
+    return out
+
+
 def ohlcv_frame(
     candles: Sequence[Sequence[Any]],
     tf: Timeframe,
@@ -397,6 +427,10 @@ def ohlcv_frame(
     until`` that are closed at ``now`` (their end is not after it), deduplicated and
     sorted. A volume ccxt leaves ``None`` (mark and index candles on OKX, Bybit) is NaN.
 
+    A candle may carry, after ccxt's six values, a mapping of optional ``ohlcv``
+    columns (:func:`candle_fields`, which :class:`ExchangeClient` adds to what ccxt
+    parses); a column is kept when every candle has it (for ``kind="ohlcv"`` only).
+
     >>> ohlcv_frame([[1706630400000, 43519.34, 43936, 43171, 43488.71, 20.55495]],
     ...             Timeframe.parse("1h"), 1706630400000, 1706634000000, 1706634000000)
                                    open     high      low     close    volume
@@ -405,12 +439,16 @@ def ohlcv_frame(
     """
     if not candles:
         return empty_frame(kind)
+    extras = [r[6] if len(r) > 6 and isinstance(r[6], Mapping) else None for r in candles]
     try:
+        if any(e is not None for e in extras):
+            raise ValueError("candles carry their optional columns")
         arr = np.array(candles, dtype="float64")  # None -> NaN
     except ValueError:  # ragged rows: keep ccxt's six columns
         arr = np.array([r[:6] for r in candles], dtype="float64")
     arr = arr[:, :6]
     ts = arr[:, 0].astype("int64")
+    more = _extra_columns(extras) if kind == "ohlcv" else {}
     # a candle is closed when its end is not after now
     if tf.is_calendar:
         ends = np.array([tf.add(int(t), 1) for t in ts], dtype="int64")
@@ -424,8 +462,26 @@ def ohlcv_frame(
         frame = pd.DataFrame({"timestamp": ts})
         for i, c in enumerate(columns):
             frame[c] = arr[:, i + 1]
+        for c, values in more.items():
+            frame[c] = values[keep]
         return normalize_frame(kind, frame)
     # already sorted and unique: build the normalised frame directly (the hot path)
     index = pd.DatetimeIndex(ts.astype("datetime64[ms]").astype("datetime64[ns]"))
     index = index.tz_localize("UTC").rename("timestamp")
-    return pd.DataFrame(arr[:, 1:], index=index, columns=columns)
+    frame = pd.DataFrame(arr[:, 1:], index=index, columns=columns)
+    for c, values in more.items():
+        frame[c] = values[keep]
+    return frame
+
+
+def _extra_columns(extras: Sequence[Mapping[str, Any] | None]) -> dict[str, np.ndarray]:
+    """The optional columns every candle carries, in schema order, with their dtypes."""
+    if not extras or any(e is None for e in extras):
+        return {}
+    rows = [e for e in extras if e is not None]
+    schema = SCHEMAS["ohlcv"]
+    return {
+        c: np.array([e[c] for e in rows], dtype=schema.dtype(c))
+        for c in schema.optional
+        if all(c in e for e in rows)
+    }
