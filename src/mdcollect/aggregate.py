@@ -229,6 +229,8 @@ class CandleBins:
         volume = self.volume.astype(np.float64)
         quote = self.quote.astype(np.float64)
         vwap = np.divide(quote, volume, out=np.full(len(volume), np.nan), where=volume > 0)
+        # a mean of prices lies within them; the division can round a last bit outside
+        vwap = np.clip(vwap, self.low, self.high)
         columns: dict[str, np.ndarray] = {
             "open": self.open.astype(np.float64),
             "high": self.high.astype(np.float64),
