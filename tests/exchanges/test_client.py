@@ -533,15 +533,15 @@ async def test_price_candles_keep_only_the_ohlcv_columns(emu: ExchangeEmulator) 
 def test_inverse_markets_keep_ccxt_candles_only() -> None:
     """An inverse market's raw candle counts volumes in contracts or the base coin (OKX
     and Bybit inverse swaps, Binance COIN-M), so its rows get no optional columns; a
-    linear market's rows get the registry's fields."""
-    from mdcollect.exchanges._client import _keep_candle_fields
+    linear market's rows keep their raw row for them."""
+    from mdcollect.exchanges._client import _keep_raw_candles
 
     raw = ["1706630400000", "1", "2", "0.5", "1.5", "10", "15.5"]
 
     def parse(ohlcv: Any, market: Any = None) -> list[Any]:
         return [int(ohlcv[0]), *map(float, ohlcv[1:6])]
 
-    wrapped = _keep_candle_fields(parse, {"quote_volume": 6})
-    assert wrapped(raw, {"inverse": False})[6] == {"quote_volume": 15.5}
-    assert wrapped(raw, None)[6] == {"quote_volume": 15.5}
+    wrapped = _keep_raw_candles(parse)
+    assert wrapped(raw, {"inverse": False})[6] is raw
+    assert wrapped(raw, None)[6] is raw
     assert len(wrapped(raw, {"inverse": True})) == 6

@@ -27,9 +27,9 @@ from mdcollect._schema import SCHEMAS
 from mdcollect._time import Timeframe
 from mdcollect.exchanges import (
     book_row,
-    candle_fields,
-    exchange_info,
+    candle_columns,
     contract_size,
+    exchange_info,
     funding_row,
     ohlcv_frame,
     ohlcv_row,
@@ -376,7 +376,7 @@ RICH_SAMPLES = [
 
 
 @pytest.mark.parametrize(("key", "ex", "desc", "symbol", "rows", "want"), RICH_SAMPLES)
-def test_candle_fields_of_real_candle_rows(
+def test_candle_columns_of_real_candle_rows(
     markets: dict[str, dict[str, Any]],
     key: str,
     ex: str,
@@ -392,12 +392,11 @@ def test_candle_fields_of_real_candle_rows(
     raw = rows(entry["httpResponse"])
     fields = exchange_info(key).candle_fields
     market = exchange.market(symbol)
-    candles = [[*exchange.parse_ohlcv(r, market), candle_fields(r, fields)] for r in raw]
-    (at,) = [c for c in candles if c[0] == 1706630400000]
-    assert at[6] == want
-    assert isinstance(at[6].get("trades", 0), int)
+    candles = [[*exchange.parse_ohlcv(r, market), r] for r in raw]
+    cols = candle_columns(raw, fields)
+    assert list(cols) == list(want)
     tf = Timeframe.parse("1h")
-    frame = ohlcv_frame(candles, tf, 0, 1706641200000, 1706641200000)
+    frame = ohlcv_frame(candles, tf, 0, 1706641200000, 1706641200000, fields=fields)
     assert list(frame.columns) == [*row_columns("ohlcv"), *want]
     assert frame.loc[pd.Timestamp(1706630400000, unit="ms", tz="UTC"), list(want)].tolist() == (
         list(want.values())
@@ -405,12 +404,15 @@ def test_candle_fields_of_real_candle_rows(
     if "trades" in want:
         assert frame["trades"].dtype == "int64"
     # mark, index and premium candles keep the six values
-    assert list(ohlcv_frame(candles, tf, 0, 1706641200000, 1706641200000, "mark").columns) == (
+    mark = ohlcv_frame(candles, tf, 0, 1706641200000, 1706641200000, "mark", fields)
+    assert list(mark.columns) == row_columns("ohlcv")
+    # without the fields (an exchange with none), ccxt's six values
+    assert list(ohlcv_frame(candles, tf, 0, 1706641200000, 1706641200000).columns) == (
         row_columns("ohlcv")
     )
 
 
-def test_candle_fields_of_real_binance_vision_klines() -> None:
+def test_candle_columns_of_real_binance_vision_klines() -> None:
     """data.binance.vision's 1m klines (the REST kline's 12 fields): quote volume over
     volume is a price within the candle, taker-buy volumes are parts of the volumes."""
     import io
@@ -422,8 +424,10 @@ def test_candle_fields_of_real_binance_vision_klines() -> None:
         lines = io.TextIOWrapper(z.open(name)).read().splitlines()
     raw = [line.split(",") for line in lines]
     fields = exchange_info("binance").candle_fields
-    candles = [[int(r[0]), *map(float, r[1:6]), candle_fields(r, fields)] for r in raw]
-    frame = ohlcv_frame(candles, Timeframe.parse("1m"), 0, 1577923200000, 1577923200000)
+    candles = [[int(r[0]), *map(float, r[1:6]), r] for r in raw]
+    frame = ohlcv_frame(
+        candles, Timeframe.parse("1m"), 0, 1577923200000, 1577923200000, fields=fields
+    )
     assert len(frame) == 1_440
     assert frame.iloc[0][["quote_volume", "trades"]].tolist() == [float(raw[0][7]), int(raw[0][8])]
     vol = frame["volume"] > 0
@@ -434,8 +438,11 @@ def test_candle_fields_of_real_binance_vision_klines() -> None:
     assert int(frame["trades"].sum()) == sum(int(r[8]) for r in raw)
 
 
-def test_candle_fields_leaves_out_what_the_row_lacks() -> None:
-    assert candle_fields(["1", "2"], {"quote_volume": 7}) == {}
-    assert candle_fields([0, 1, 2, 3, 4, 5, 6, None, 8], {"quote_volume": 7, "trades": 8}) == {
-        "trades": 8
-    }
+def test_candle_columns_leave_out_what_a_row_lacks() -> None:
+    assert candle_columns([["1", "2"]], {"quote_volume": 7}) == {}
+    cols = candle_columns(
+        [[0, 1, 2, 3, 4, 5, 6, None, 8], [0, 1, 2, 3, 4, 5, 6, "7.5", "9"]],
+        {"quote_volume": 7, "trades": 8},
+    )
+    assert list(cols) == ["trades"] and cols["trades"].tolist() == [8, 9]
+    assert cols["trades"].dtype == "int64"

@@ -40,7 +40,6 @@ from ._registry import ExchangeInfo, exchange_info
 from ._retry import RetryPolicy, translate_error
 from .parsing import (
     book_row,
-    candle_fields,
     contract_size,
     funding_history_rows,
     funding_snapshot_row,
@@ -205,8 +204,8 @@ class ExchangeClient:
             None if self.limiter is None else self.limiter.observe_body,
         )
         if self.info.candle_fields:
-            self.exchange.parse_ohlcv = _keep_candle_fields(  # type: ignore[method-assign]
-                self.exchange.parse_ohlcv, self.info.candle_fields
+            self.exchange.parse_ohlcv = _keep_raw_candles(  # type: ignore[method-assign]
+                self.exchange.parse_ohlcv
             )
         if base_url is not None:
             from ._urls import redirect_urls
@@ -481,7 +480,7 @@ class ExchangeClient:
             f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={ask}{price})",
             lambda: self.exchange.fetch_ohlcv(symbol, tf_name, ask, page, params),
         )
-        return ohlcv_frame(rows, tf, since, until, self._clock(), kind)
+        return ohlcv_frame(rows, tf, since, until, self._clock(), kind, self.info.candle_fields)
 
     async def first_candle_time(
         self, symbol: str, timeframe: str = "1d", *, since: int | None = None
@@ -1167,11 +1166,10 @@ def _check_range(since: int, until: int) -> tuple[int, int]:
     return since, until
 
 
-def _keep_candle_fields(
-    parse_ohlcv: Callable[..., list[Any]], fields: Mapping[str, int]
-) -> Callable[..., list[Any]]:
+def _keep_raw_candles(parse_ohlcv: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
     """Wrap ccxt's ``parse_ohlcv`` so each parsed candle keeps, after its six values, the
-    optional ``ohlcv`` columns its raw row has (:func:`candle_fields`).
+    exchange's raw row, from which :func:`ohlcv_frame` reads the optional ``ohlcv``
+    columns at the positions ``info.candle_fields`` gives (:func:`candle_columns`).
 
     ccxt's ``fetch_ohlcv`` builds each exchange's request (endpoint, since, limit,
     paging) and then calls ``parse_ohlcv`` on every raw row, dropping what the
@@ -1184,7 +1182,7 @@ def _keep_candle_fields(
     def parse(ohlcv: Any, market: Any = None) -> list[Any]:
         row = parse_ohlcv(ohlcv, market)
         if isinstance(ohlcv, list) and not (isinstance(market, dict) and market.get("inverse")):
-            row.append(candle_fields(ohlcv, fields))
+            row.append(ohlcv)
         return row
 
     return parse

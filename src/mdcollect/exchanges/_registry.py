@@ -225,7 +225,7 @@ class ExchangeInfo:
             forced order's as elsewhere.
         candle_fields: the optional ``ohlcv`` columns the exchange's raw candle rows
             carry beyond what ccxt parses, by position in the row (read by
-            :func:`~mdcollect.exchanges.candle_fields`), for spot and linear markets
+            :func:`~mdcollect.exchanges.candle_columns`), for spot and linear markets
             (inverse markets count volumes in contracts or the base: none kept).
     """
 
