@@ -30,7 +30,9 @@ tions      [+ received int64 ms]: forced orders, live only
 The optional candle columns are kept wherever the source has them: Binance klines
 (quote volume, trade count, taker-buy base and quote volumes), Kraken OHLC
 (``vwap``, trade count), OKX (``volCcyQuote``) and Bybit (``turnover``) quote
-volumes, and candles built from trades (all five). A dataset written without
+volumes, and candles built from trades (all five; ``vwap`` is NaN for a flat
+candle without trades). Mark, index and premium candles keep none: their volume
+fields are no trading. A dataset written without
 them reads without them (absent, not zeros); rows appended from a source
 without one of the float columns hold NaN there, so the column stays. The trade
 count is an int64 and has no NaN: it is kept while every row has one, and
