@@ -12,6 +12,10 @@ Last, the emulator's own cost: CPU ms per full candle page in a child emulator
 process (``ExchangeEmulator.spawn``), first read (cold: trades generated, rows
 rendered) and second read (warm), for every dialect. CPU time, unlike requests/s,
 barely depends on how busy the machine is.
+
+And the cost of keeping the optional candle columns (quote volume, trade count,
+taker-buy volumes): CPU ms per 1000-candle Binance page of ccxt's ``parse_ohlcv`` and
+``ohlcv_frame``, with the raw rows kept and read beside ccxt's six values only.
 """
 
 from __future__ import annotations
@@ -194,6 +198,38 @@ async def main(n_pages: int, rounds: int) -> None:
     if rows_wrap != rows_bare:
         print(f"note: row counts differ: wrapper {rows_wrap}, bare {rows_bare}")
     await emulator_cpu(n_pages * 2)
+    candle_columns_cpu()
+
+
+def candle_columns_cpu(rounds: int = 5, pages: int = 30) -> None:
+    """CPU per page of parsing candles with and without the optional columns."""
+    import ccxt as ccxt_sync
+
+    from mdcollect._time import Timeframe
+    from mdcollect.exchanges import exchange_info, ohlcv_frame
+    from mdcollect.exchanges._client import _keep_raw_candles
+
+    ex = ccxt_sync.binance()
+    market = {"id": "BTCUSDT", "symbol": "BTC/USDT", "inverse": False}
+    kline = ["43519.34000000", "43936.00000000", "43171.00000000", "43488.71000000",
+             "20.55495000", 0, "891428.42858070", 3743, "10.91428000", "473782.95739920", "0"]  # fmt: skip
+    raw = [[1_706_630_400_000 + i * 60_000, *kline] for i in range(1000)]
+    tf = Timeframe.parse("1m")
+
+    def best(parse: Any, fields: Any) -> float:
+        out = float("inf")
+        for _ in range(rounds):
+            t = time.process_time()
+            for _ in range(pages):
+                ohlcv_frame([parse(r, market) for r in raw], tf, 0, 2**62, 2**62, "ohlcv", fields)
+            out = min(out, (time.process_time() - t) / pages)
+        return out
+
+    plain = best(ex.parse_ohlcv, None)
+    rich = best(_keep_raw_candles(ex.parse_ohlcv), exchange_info("binance").candle_fields)
+    print("optional candle columns, CPU per 1000-candle page (parse_ohlcv + ohlcv_frame):")
+    print(f"  ccxt's six values  {plain * 1e3:5.2f} ms")
+    print(f"  + the raw fields   {rich * 1e3:5.2f} ms   ratio {rich / plain:4.2f}x")
 
 
 if __name__ == "__main__":

@@ -113,6 +113,109 @@ def test_real_websocket_aggtrades_reproduce_kline_volume_and_counts() -> None:
     assert checked >= 3
 
 
+def test_real_websocket_aggtrades_reproduce_kline_quote_and_taker_volumes() -> None:
+    """Binance USD-M klines' quote volume (``q``) and taker-buy base and quote volumes
+    (``V``, ``Q``) grow, from a kline's first observed update to its closing one, by
+    what ``trades_to_ohlcv`` computes from the aggTrades received in between; the
+    count is of aggregate trades (Binance's ``n`` counts the trades inside them)."""
+    path = REAL / "exchange_ws_samples" / "binance_futures_aggTrade_kline1m_2021-07-22.jsonl"
+    msgs = [json.loads(line)["msg"] for line in path.read_text().splitlines() if line.strip()]
+    msgs = [m.get("data", m) for m in msgs]
+    checked = 0
+    for sym in ("CTKUSDT", "AKROUSDT", "KEEPUSDT"):
+        agg = [m for m in msgs if m.get("e") == "aggTrade" and m["s"] == sym]
+        klines = [m["k"] for m in msgs if m.get("e") == "kline" and m["s"] == sym]
+        for close in (k for k in klines if k["x"]):
+            first = next(k for k in klines if k["t"] == close["t"])
+            between = [m for m in agg if first["L"] < m["l"] <= close["L"]]
+            trades = pd.DataFrame(
+                {
+                    "timestamp": [m["T"] for m in between],
+                    "id": [str(m["a"]) for m in between],
+                    "price": [float(m["p"]) for m in between],
+                    "amount": [float(m["q"]) for m in between],
+                    "side": ["sell" if m["m"] else "buy" for m in between],
+                }
+            )
+            c = trades_to_ohlcv(trades, "1m", start=close["t"], end=close["T"] + 1).iloc[0]
+            for col, field in (
+                ("quote_volume", "q"),
+                ("taker_buy_volume", "V"),
+                ("taker_buy_quote_volume", "Q"),
+            ):
+                grew = float(close[field]) - float(first[field])
+                assert c[col] == pytest.approx(grew, rel=1e-9, abs=1e-9), (sym, col)
+            assert c["trades"] == len(between)
+            assert c["vwap"] == pytest.approx(c["quote_volume"] / c["volume"], rel=1e-12)
+            assert float(close["l"]) <= c["vwap"] <= float(close["h"])
+            checked += 1
+    assert checked >= 3
+
+
+def test_real_binance_trades_counts_and_quote_volumes_per_minute() -> None:
+    """XRP/ETH (its klines file carries OHLCV only): each candle's count is its minute's
+    aggregate trades, exactly; its quote and taker-buy volumes are the sums of price x
+    quantity over them (all, and those whose buyer was the taker), to float rounding;
+    its VWAP lies within the candle."""
+    raw = pd.read_csv(
+        REAL / "binance_xrpeth_2019-10" / "XRPETH-aggTrades-2019-10-11_to_2019-10-13T1119.csv"
+    )
+    candles = trades_to_ohlcv(xrp_trades(), "1m", fill_empty=True)
+    minute = raw["transact_time"] // 60_000 * 60_000
+    cost = raw["price"] * raw["quantity"]
+    taker = ~raw["is_buyer_maker"]
+    by = pd.DataFrame(
+        {
+            "n": raw.groupby(minute).size(),
+            "q": cost.groupby(minute).sum(),
+            "V": raw["quantity"].where(taker, 0.0).groupby(minute).sum(),
+            "Q": cost.where(taker, 0.0).groupby(minute).sum(),
+        }
+    )
+    ts = candles.index.asi8 // 1_000_000
+    got = candles[candles["trades"] > 0]
+    assert (ts[candles["trades"].to_numpy() > 0] == by.index.to_numpy()).all()
+    np.testing.assert_array_equal(got["trades"].to_numpy(), by["n"].to_numpy())
+    np.testing.assert_allclose(got["quote_volume"].to_numpy(), by["q"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(got["taker_buy_volume"].to_numpy(), by["V"].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        got["taker_buy_quote_volume"].to_numpy(), by["Q"].to_numpy(), rtol=1e-12
+    )
+    assert ((got["low"] <= got["vwap"] + 1e-15) & (got["vwap"] <= got["high"] + 1e-15)).all()
+    # the flat minutes Binance fills: no trades, zero volumes, no VWAP (not a zero price)
+    flat = candles[candles["trades"] == 0]
+    assert len(flat) == 1_091
+    assert (flat[["quote_volume", "taker_buy_volume", "taker_buy_quote_volume"]] == 0).all().all()
+    assert flat["vwap"].isna().all()
+
+
+def test_live_aggregator_computes_the_same_columns_in_pieces() -> None:
+    """CandleAggregator fed in batches gives what trades_to_ohlcv gives at once."""
+    from mdcollect._time import Timeframe
+    from mdcollect.aggregate import CandleAggregator
+
+    trades = _random_trades(3_000, 4, span_ms=3_600_000)
+    ts = trades["timestamp"].to_numpy()
+    price, amount = trades["price"].to_numpy(), trades["amount"].to_numpy()
+    buy = trades["side"].to_numpy() == "buy"
+    agg = CandleAggregator(["1m", "5m"], start=int(ts[0]) // 300_000 * 300_000)
+    got: dict[str, list[pd.DataFrame]] = {"1m": [], "5m": []}
+    for part in np.array_split(np.arange(len(ts)), 7):
+        out = agg.add(
+            ts[part], price[part], amount[part], watermark=int(ts[part][-1]), buy=buy[part]
+        )
+        for tf, (bins, _) in out.items():
+            got[str(tf)].append(bins.to_frame())
+    for tf in ("1m", "5m"):
+        live = pd.concat(got[tf])
+        assert Timeframe.parse(tf)
+        once = trades_to_ohlcv(trades, tf).loc[live.index]
+        pd.testing.assert_frame_equal(live, once, check_freq=False, rtol=1e-12)
+        assert list(live.columns)[5:] == [
+            "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "vwap"
+        ]  # fmt: skip
+
+
 def _random_trades(n: int, seed: int, span_ms: int = 6 * 3_600_000) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ts = np.sort(rng.integers(1_704_067_200_000, 1_704_067_200_000 + span_ms, n))
@@ -133,7 +236,23 @@ def test_matches_pandas_resample(tf: str) -> None:
     ohlc = s["price"].resample(rule, **kw).ohlc()
     vol = s["amount"].resample(rule, **kw).sum()
     cnt = s["price"].resample(rule, **kw).count()
-    want = ohlc.assign(volume=vol, trades=cnt)[cnt > 0]
+    cost = (s["price"] * s["amount"]).resample(rule, **kw).sum()
+    taker = s[s["side"] == "buy"]
+    buy = taker["amount"].resample(rule, **kw).sum().reindex(cnt.index, fill_value=0.0)
+    buy_cost = (
+        (taker["price"] * taker["amount"])
+        .resample(rule, **kw)
+        .sum()
+        .reindex(cnt.index, fill_value=0.0)
+    )
+    want = ohlc.assign(
+        volume=vol,
+        quote_volume=cost,
+        trades=cnt,
+        taker_buy_volume=buy,
+        taker_buy_quote_volume=buy_cost,
+        vwap=cost / vol,
+    )[cnt > 0]
     want.index.name = "timestamp"
     pd.testing.assert_frame_equal(got, want, check_freq=False, check_dtype=False)
 

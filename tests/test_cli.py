@@ -44,6 +44,10 @@ def test_ensure_emulated_then_ls_and_export(
         "low",
         "close",
         "volume",
+        "quote_volume",  # Binance klines' optional columns are exported with them
+        "trades",
+        "taker_buy_volume",
+        "taker_buy_quote_volume",
     ]
     pq = tmp_path / "btc.parquet"
     assert main(["--storage", url, "export", "binance:ohlcv:1h:BTC/USDT", "-o", str(pq),

@@ -6,7 +6,9 @@ resolution, sorted) and the kind's columns with the kind's dtypes:
 ========== ============================================================ =============
 kind       columns                                                      row identity
 ========== ============================================================ =============
-ohlcv      open high low close volume (float64) [+ trades int64]        timestamp
+ohlcv      open high low close volume (float64) [+ quote_volume,        timestamp
+           trades int64, taker_buy_volume, taker_buy_quote_volume, vwap:
+           where the source gives them, see below]
 trades     id (str) price amount (float64) side ('buy'/'sell')          timestamp, id
            [+ received int64 ms: when mdcollect received it]
 ticker     bid ask last bid_size ask_size (float64) [+ base_volume]     timestamp
@@ -24,6 +26,17 @@ interest   ``openInterestAmount``) [+ open_interest_value float64,
 liquida-   id (str) side ('buy'/'sell') price amount (float64)           timestamp, id
 tions      [+ received int64 ms]: forced orders, live only
 ========== ============================================================ =============
+
+The optional candle columns are kept wherever the source has them: Binance klines
+(quote volume, trade count, taker-buy base and quote volumes), Kraken OHLC
+(``vwap``, trade count), OKX (``volCcyQuote``) and Bybit (``turnover``) quote
+volumes, and candles built from trades (all five; ``vwap`` is NaN for a flat
+candle without trades). Mark, index and premium candles keep none: their volume
+fields are no trading. A dataset written without
+them reads without them (absent, not zeros); rows appended from a source
+without one of the float columns hold NaN there, so the column stays. The trade
+count is an int64 and has no NaN: it is kept while every row has one, and
+dropped from the dataset when rows without a count are merged in.
 
 Several trades can share a millisecond, so trades are identified by
 ``(timestamp, id)`` and their index is sorted but not unique; liquidations too
@@ -97,9 +110,20 @@ class Schema:
         return {**self.required, **self.optional}[column]
 
 
+#: The optional candle columns, in the order stored: quote volume, trade count,
+#: the taker-buy (aggressor buys) base and quote volumes, and the volume-weighted
+#: average price (``quote_volume / volume``).
+_CANDLE_OPTIONAL: Final = {
+    "quote_volume": _F,
+    "trades": _I,
+    "taker_buy_volume": _F,
+    "taker_buy_quote_volume": _F,
+    "vwap": _F,
+}
+
 SCHEMAS: Final[dict[Kind, Schema]] = {
     "ohlcv": Schema(
-        "ohlcv", {"open": _F, "high": _F, "low": _F, "close": _F, "volume": _F}, {"trades": _I}
+        "ohlcv", {"open": _F, "high": _F, "low": _F, "close": _F, "volume": _F}, _CANDLE_OPTIONAL
     ),
     "trades": Schema(
         "trades",
@@ -122,7 +146,7 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
     # candles of the mark price, the index price and the premium index: the ohlcv columns
     **{
         kind: Schema(
-            kind, {"open": _F, "high": _F, "low": _F, "close": _F, "volume": _F}, {"trades": _I}
+            kind, {"open": _F, "high": _F, "low": _F, "close": _F, "volume": _F}, _CANDLE_OPTIONAL
         )
         for kind in ("mark", "index", "premium")
     },
@@ -294,15 +318,22 @@ def normalize_frame(
 
 
 # columns whose values are never negative (funding rates and premiums can be)
+_CANDLE_SUMS: Final = (
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+)
 _NON_NEGATIVE: Final = {
-    "ohlcv": ("open", "high", "low", "close", "volume", "trades"),
+    "ohlcv": ("open", "high", "low", "close", *_CANDLE_SUMS, "vwap"),
     "trades": ("price", "amount"),
     "ticker": ("bid", "ask", "last", "bid_size", "ask_size", "base_volume"),
     "funding": ("mark_price", "index_price"),
     "funding_snapshot": ("mark_price", "index_price", "funding_time"),
-    "mark": ("open", "high", "low", "close", "volume", "trades"),
-    "index": ("open", "high", "low", "close", "volume", "trades"),
-    "premium": ("volume", "trades"),
+    "mark": ("open", "high", "low", "close", *_CANDLE_SUMS, "vwap"),
+    "index": ("open", "high", "low", "close", *_CANDLE_SUMS, "vwap"),
+    "premium": _CANDLE_SUMS,
     "open_interest": ("open_interest", "open_interest_value"),
     "liquidations": ("price", "amount", "received"),
 }

@@ -30,9 +30,21 @@ __all__ = ["CandleAggregator", "CandleBins", "aggregate_bins", "trades_to_ohlcv"
 
 
 class CandleBins:
-    """Candles as parallel numpy arrays (start ms, OHLC, volume, trade count)."""
+    """Candles as parallel numpy arrays: start ms, OHLC, volume, trade count, quote
+    volume and the taker-buy base and quote volumes (NaN when the sides are unknown)."""
 
-    __slots__ = ("close", "count", "high", "low", "open", "start", "volume")
+    __slots__ = (
+        "buy_quote",
+        "buy_volume",
+        "close",
+        "count",
+        "high",
+        "low",
+        "open",
+        "quote",
+        "start",
+        "volume",
+    )
 
     def __init__(
         self,
@@ -43,19 +55,41 @@ class CandleBins:
         close: np.ndarray,
         volume: np.ndarray,
         count: np.ndarray,
+        quote: np.ndarray,
+        buy_volume: np.ndarray,
+        buy_quote: np.ndarray,
     ) -> None:
         self.start, self.open, self.high, self.low = start, open_, high, low
         self.close, self.volume, self.count = close, volume, count
+        self.quote, self.buy_volume, self.buy_quote = quote, buy_volume, buy_quote
 
     def __len__(self) -> int:
         return len(self.start)
 
     def _columns(self) -> tuple[np.ndarray, ...]:
-        return (self.start, self.open, self.high, self.low, self.close, self.volume, self.count)
+        return (
+            self.start,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.count,
+            self.quote,
+            self.buy_volume,
+            self.buy_quote,
+        )
 
     def take(self, index: np.ndarray) -> CandleBins:
         """The candles at ``index`` (a boolean mask or positions)."""
         return CandleBins(*(c[index] for c in self._columns()))
+
+    @classmethod
+    def empty(cls) -> CandleBins:
+        """No candles."""
+        e_f = np.empty(0, dtype=np.float64)
+        e_i = np.empty(0, dtype=np.int64)
+        return cls(e_i, e_f, e_f, e_f, e_f, e_f, e_i, e_f, e_f, e_f)
 
     @classmethod
     def concat(cls, first: CandleBins, second: CandleBins) -> CandleBins:
@@ -71,28 +105,42 @@ class CandleBins:
     def flat(cls, start: int, price: float) -> CandleBins:
         """One zero-volume candle at ``price``."""
         p = np.array([price], dtype=np.float64)
-        return cls(
-            np.array([start], dtype=np.int64), p, p, p, p, np.zeros(1), np.zeros(1, np.int64)
-        )
+        z = np.zeros(1)
+        return cls(np.array([start], dtype=np.int64), p, p, p, p, z, np.zeros(1, np.int64), z, z, z)
 
     @classmethod
     def from_trades(
-        cls, ts: np.ndarray, price: np.ndarray, amount: np.ndarray, tf: Timeframe
+        cls,
+        ts: np.ndarray,
+        price: np.ndarray,
+        amount: np.ndarray,
+        tf: Timeframe,
+        buy: np.ndarray | None = None,
     ) -> CandleBins:
-        """Aggregate trades (sorted by time) into ``tf`` bins."""
-        return cls._reduce(tf.floor_array(ts), price, price, price, price, amount, None)
+        """Aggregate trades (sorted by time) into ``tf`` bins; ``buy`` marks the trades
+        whose taker bought (``side == "buy"``), ``None`` when unknown."""
+        quote = price * amount
+        if buy is None:
+            buy_volume = buy_quote = np.full(len(ts), np.nan)
+        else:
+            buy_volume = np.where(buy, amount, 0.0)
+            buy_quote = np.where(buy, quote, 0.0)
+        return cls._reduce(
+            tf.floor_array(ts),
+            price,
+            price,
+            price,
+            price,
+            amount,
+            None,
+            quote,
+            buy_volume,
+            buy_quote,
+        )
 
     def coarsen(self, tf: Timeframe) -> CandleBins:
         """These candles merged into the coarser ``tf`` (its bins must be unions of ours)."""
-        return self._reduce(
-            tf.floor_array(self.start),
-            self.open,
-            self.high,
-            self.low,
-            self.close,
-            self.volume,
-            self.count,
-        )
+        return self._reduce(tf.floor_array(self.start), *self._columns()[1:])
 
     @classmethod
     def _reduce(
@@ -104,11 +152,13 @@ class CandleBins:
         close: np.ndarray,
         volume: np.ndarray,
         count: np.ndarray | None,
+        quote: np.ndarray,
+        buy_volume: np.ndarray,
+        buy_quote: np.ndarray,
     ) -> CandleBins:
         n = len(bins)
         if n == 0:
-            e_f = np.empty(0, dtype=np.float64)
-            return cls(np.empty(0, dtype=np.int64), e_f, e_f, e_f, e_f, e_f, np.empty(0, np.int64))
+            return cls.empty()
         starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
         ends = np.r_[starts[1:], n]
         cnt = (ends - starts) if count is None else np.add.reduceat(count, starts)
@@ -120,6 +170,9 @@ class CandleBins:
             close[ends - 1],
             np.add.reduceat(volume, starts),
             cnt.astype(np.int64),
+            np.add.reduceat(quote, starts),
+            np.add.reduceat(buy_volume, starts),
+            np.add.reduceat(buy_quote, starts),
         )
 
     def fill(self, tf: Timeframe, start: int | None, end: int | None) -> CandleBins:
@@ -152,6 +205,9 @@ class CandleBins:
             np.where(present, self.close[pick], prev_close),
             np.where(present, self.volume[pick], zero_f),
             np.where(present, self.count[pick], 0).astype(np.int64),
+            np.where(present, self.quote[pick], zero_f),
+            np.where(present, self.buy_volume[pick], zero_f),
+            np.where(present, self.buy_quote[pick], zero_f),
         )
 
     def clip(self, tf: Timeframe, start: int | None, end: int | None) -> CandleBins:
@@ -163,27 +219,32 @@ class CandleBins:
             keep &= _bin_end(self.start, tf) <= end
         if keep.all():
             return self
-        return CandleBins(
-            *(
-                getattr(self, a)[keep]
-                for a in ("start", "open", "high", "low", "close", "volume", "count")
-            )
-        )
+        return self.take(keep)
 
     def to_frame(self) -> pd.DataFrame:
-        """The candles in the ohlcv schema (``trades`` holds the trade count)."""
+        """The candles in the ohlcv schema: ``trades`` holds the trade count, ``vwap`` is
+        ``quote_volume / volume`` (NaN for a candle without volume); the taker-buy
+        columns are left out when the trades' sides were unknown."""
         index = ms_to_index(self.start)
-        return pd.DataFrame(
-            {
-                "open": self.open.astype(np.float64),
-                "high": self.high.astype(np.float64),
-                "low": self.low.astype(np.float64),
-                "close": self.close.astype(np.float64),
-                "volume": self.volume.astype(np.float64),
-                "trades": self.count.astype(np.int64),
-            },
-            index=index,
-        )
+        volume = self.volume.astype(np.float64)
+        quote = self.quote.astype(np.float64)
+        vwap = np.divide(quote, volume, out=np.full(len(volume), np.nan), where=volume > 0)
+        # a mean of prices lies within them; the division can round a last bit outside
+        vwap = np.clip(vwap, self.low, self.high)
+        columns: dict[str, np.ndarray] = {
+            "open": self.open.astype(np.float64),
+            "high": self.high.astype(np.float64),
+            "low": self.low.astype(np.float64),
+            "close": self.close.astype(np.float64),
+            "volume": volume,
+            "quote_volume": quote,
+            "trades": self.count.astype(np.int64),
+        }
+        if not np.isnan(self.buy_volume).any():
+            columns["taker_buy_volume"] = self.buy_volume.astype(np.float64)
+            columns["taker_buy_quote_volume"] = self.buy_quote.astype(np.float64)
+        columns["vwap"] = vwap
+        return pd.DataFrame(columns, index=index)
 
 
 def _bin_end(start: np.ndarray, tf: Timeframe) -> np.ndarray:
@@ -213,8 +274,10 @@ def aggregate_bins(
     price: np.ndarray,
     amount: np.ndarray,
     timeframes: Sequence[Timeframe],
+    buy: np.ndarray | None = None,
 ) -> dict[Timeframe, CandleBins]:
-    """Unfilled, unclipped candles per timeframe; each derived from the finest that nests."""
+    """Unfilled, unclipped candles per timeframe; each derived from the finest that nests.
+    ``buy`` marks the trades whose taker bought (for the taker-buy volumes)."""
     done: dict[Timeframe, CandleBins] = {}
     order = sorted(set(timeframes), key=lambda t: (t.is_calendar, 0 if t.is_calendar else t.ms))
     for tf in order:
@@ -222,7 +285,7 @@ def aggregate_bins(
         done[tf] = (
             source.coarsen(tf)
             if source is not None
-            else CandleBins.from_trades(ts, price, amount, tf)
+            else CandleBins.from_trades(ts, price, amount, tf, buy)
         )
     return done
 
@@ -253,7 +316,12 @@ def trades_to_ohlcv(
     start: int | None = None,
     end: int | None = None,
 ) -> pd.DataFrame | dict[str, pd.DataFrame]:
-    """Closed candles in the ``ohlcv`` schema (with ``trades`` = trade count) from trades.
+    """Closed candles in the ``ohlcv`` schema from trades, with the optional columns:
+    ``quote_volume`` (the sum of ``price * amount``), ``trades`` (the trade count),
+    ``taker_buy_volume`` and ``taker_buy_quote_volume`` (the same sums over the trades
+    whose ``side`` is ``buy``: the taker bought) and ``vwap`` (``quote_volume /
+    volume``, NaN for a flat candle without trades). On Binance's trades these equal
+    its klines' quote asset volume, number of trades and taker buy volumes.
 
     ``trades`` is a frame in the ``trades`` schema (UTC index or ``timestamp`` column).
     ``timeframe`` is one timeframe (returns a frame) or a list (returns a dict keyed by
@@ -277,7 +345,8 @@ def trades_to_ohlcv(
         norm, ts = norm.iloc[lo:hi], ts[lo:hi]
     price = norm["price"].to_numpy(dtype=np.float64)
     amount = norm["amount"].to_numpy(dtype=np.float64)
-    bins = aggregate_bins(ts, price, amount, tfs)
+    buy = norm["side"].to_numpy() == "buy"
+    bins = aggregate_bins(ts, price, amount, tfs, buy)
     out: dict[str, pd.DataFrame] = {}
     for tf in tfs:
         b = bins[tf]
@@ -303,6 +372,9 @@ def _merge_open(open_: CandleBins, new: CandleBins) -> CandleBins:
         new.close[:1],
         open_.volume[:1] + new.volume[:1],
         open_.count[:1] + new.count[:1],
+        open_.quote[:1] + new.quote[:1],
+        open_.buy_volume[:1] + new.buy_volume[:1],
+        open_.buy_quote[:1] + new.buy_quote[:1],
     )
     if len(new) == 1:
         return head
@@ -343,10 +415,7 @@ class CandleAggregator:
                 raise InvalidRequest(f"timeframe {str(tf)!r} cannot be built live; use 1s..1w")
         self.timeframes: list[Timeframe] = list(dict.fromkeys(tfs))
         self.fill_empty = fill_empty
-        e_f = np.empty(0, dtype=np.float64)
-        empty = CandleBins(
-            np.empty(0, dtype=np.int64), e_f, e_f, e_f, e_f, e_f, np.empty(0, np.int64)
-        )
+        empty = CandleBins.empty()
         self._open: dict[Timeframe, CandleBins] = dict.fromkeys(self.timeframes, empty)
         # the end of the last closed (emitted or skipped) candle: candles start here
         self._done: dict[Timeframe, int] = {tf: tf.ceil(start) for tf in self.timeframes}
@@ -360,8 +429,10 @@ class CandleAggregator:
         amount: np.ndarray,
         *,
         watermark: int,
+        buy: np.ndarray | None = None,
     ) -> dict[Timeframe, tuple[CandleBins, tuple[int, int] | None]]:
-        """Add trades (sorted by time, none before the previous watermark) and close candles.
+        """Add trades (sorted by time, none before the previous watermark) and close candles;
+        ``buy`` marks the trades whose taker bought (the taker-buy volumes).
 
         Returns ``{timeframe: (closed candles, (start, end) covered or None)}``.
         Trades older than what is already closed are ignored (they were late).
@@ -371,8 +442,9 @@ class CandleAggregator:
             keep = ts >= min(self._done.values())
             if not keep.all():
                 ts, price, amount = ts[keep], price[keep], amount[keep]
+                buy = None if buy is None else buy[keep]
         self.watermark = max(self.watermark, int(watermark))
-        bins = aggregate_bins(ts, price, amount, self.timeframes)
+        bins = aggregate_bins(ts, price, amount, self.timeframes, buy)
         out: dict[Timeframe, tuple[CandleBins, tuple[int, int] | None]] = {}
         for tf in self.timeframes:
             b = bins[tf]

@@ -773,7 +773,7 @@ async def load_ohlcv_async(
 
 
 #: What ``load_ohlcv(columns=...)`` names the candle columns: ``"mdcollect"``, the
-#: schema's (``open high low close volume``, + ``trades``); ``"backtesting"``, the
+#: schema's (``open high low close volume`` + the optional ones stored); ``"backtesting"``, the
 #: capitalised ``Open High Low Close Volume`` of backtesting.py and its kin.
 Columns: TypeAlias = Literal["mdcollect", "backtesting"]
 _COLUMNS: Final[dict[str, dict[str, str] | None]] = {

@@ -36,10 +36,18 @@ def client(emu: ExchangeEmulator, key: str = "binance", **kw: Any) -> ExchangeCl
     return ExchangeClient(key, base_url=emu.url, **kw)
 
 
+#: the optional candle columns each venue's candles carry
+SERVED = {
+    "binance": ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume"),
+    "binance_futures": ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume"),
+    "okx": ("quote_volume",),
+    "bybit": ("quote_volume",),
+    "kraken": ("trades", "vwap"),
+}
+
+
 def truth(emu: ExchangeEmulator, ex: str, sym: str, tf: str, lo: int, hi: int) -> pd.DataFrame:
-    return emu.market.candles(ex, sym, tf, lo, hi).to_frame()[
-        ["open", "high", "low", "close", "volume"]
-    ]
+    return emu.market.candles(ex, sym, tf, lo, hi).to_frame(SERVED.get(ex, ()))
 
 
 def page_requests(emu: ExchangeEmulator, route: str = "klines") -> list[Any]:
@@ -288,7 +296,8 @@ def test_load_ohlcv_date_rule_and_exact_range(emu: ExchangeEmulator) -> None:
     both = load_ohlcv(["BTC/USDT", "ETH/USDT"], "1h", "2024-01-01", "2024-01-02", exchange=c,
                       storage=store, progress=False)  # fmt: skip
     assert set(both) == {"BTC/USDT", "ETH/USDT"} and all(len(f) == 48 for f in both.values())
-    assert list(day.columns) == ["open", "high", "low", "close", "volume"]
+    assert list(day.columns) == ["open", "high", "low", "close", "volume", "quote_volume",
+                                 "trades", "taker_buy_volume", "taker_buy_quote_volume"]  # fmt: skip
     assert str(day.index.tz) == "UTC" and day.index.name == "timestamp"
     with pytest.raises(InvalidRequest, match="after start"):
         load_ohlcv(

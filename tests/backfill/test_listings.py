@@ -57,7 +57,9 @@ def test_a_range_from_before_the_listing_is_covered_from_its_start(
     assert ensure(store).ok
     venue = emu.market.venue(key)
     candles = store.read(DatasetKey(key, SYMBOL, "ohlcv", "1h"))
-    truth = emu.market.candles(venue, SYMBOL, "1h", LO, HI).to_frame()
+    truth = emu.market.candles(venue, SYMBOL, "1h", LO, HI).to_frame(
+        ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "vwap")
+    )
     assert candles.index[0].value // 1_000_000 == LISTED and len(candles) == 8 * 24
     pd.testing.assert_frame_equal(candles, truth[list(candles.columns)], check_freq=False)
     funding = store.read(DatasetKey(key, SYMBOL, "funding"))

@@ -35,9 +35,10 @@ def client(emu: ExchangeEmulator, **kw: Any) -> ExchangeClient:
 
 
 def truth(emu: ExchangeEmulator, sym: str, lo: int, hi: int) -> pd.DataFrame:
-    return emu.market.candles("binance", sym, "1m", lo, hi).to_frame()[
-        ["open", "high", "low", "close", "volume"]
-    ]
+    # Binance klines carry the quote volume, trade count and taker-buy volumes
+    return emu.market.candles("binance", sym, "1m", lo, hi).to_frame(
+        ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
+    )
 
 
 def klines(emu: ExchangeEmulator) -> list[Any]:

@@ -33,9 +33,10 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 
 
 def truth(emu: ExchangeEmulator, sym: str, lo: int, hi: int) -> pd.DataFrame:
-    return emu.market.candles("binance", sym, "1m", lo, hi).to_frame()[
-        ["open", "high", "low", "close", "volume"]
-    ]
+    # Binance klines carry the quote volume, trade count and taker-buy volumes
+    return emu.market.candles("binance", sym, "1m", lo, hi).to_frame(
+        ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
+    )
 
 
 def assert_coverage_backed_by_rows(store: DataCollectionStorage, key: DatasetKey) -> None:

@@ -90,21 +90,23 @@ def test_incremental_aggregation_equals_batch(fill: bool) -> None:
     ts[5000:5400] = ts[5000]  # many trades in one millisecond
     price = 100 + rng.normal(0, 1, n).cumsum() * 0.01
     amount = rng.random(n)
+    side = rng.choice(["buy", "sell"], n)
+    buy = side == "buy"
     tfs = ["1s", "5s", "1m", "15m", "1h"]
     agg = CandleAggregator(tfs, start=t0, fill_empty=fill)
     got: dict[str, list[pd.DataFrame]] = {t: [] for t in tfs}
     spans: dict[str, list[tuple[int, int]]] = {t: [] for t in tfs}
     for part in np.array_split(np.arange(n), 211):
         for tf, (bins, cov) in agg.add(
-            ts[part], price[part], amount[part], watermark=int(ts[part][-1])
+            ts[part], price[part], amount[part], watermark=int(ts[part][-1]), buy=buy[part]
         ).items():
             got[str(tf)].append(bins.to_frame())
             if cov is not None:
                 spans[str(tf)].append(cov)
     trades = pd.DataFrame({"timestamp": ts, "id": np.arange(n).astype(str), "price": price,
-                           "amount": amount, "side": "buy"})  # fmt: skip
+                           "amount": amount, "side": side})  # fmt: skip
     for tf in tfs:
         sp = spans[tf]
         assert all(a[1] == b[0] for a, b in itertools.pairwise(sp))  # contiguous
         expected = trades_to_ohlcv(trades, tf, fill, start=sp[0][0], end=sp[-1][1])
-        pd.testing.assert_frame_equal(pd.concat(got[tf]), expected, check_freq=False)
+        pd.testing.assert_frame_equal(pd.concat(got[tf]), expected, check_freq=False, rtol=1e-12)

@@ -13,6 +13,7 @@ import pytest
 
 from mdcollect._errors import ExchangeError, InvalidRequest
 from mdcollect._schema import normalize_frame
+from mdcollect._time import index_ms
 from mdcollect.exchanges import ExchangeClient, RetryPolicy, TradesPage
 from mdcollect.testing import ExchangeEmulator, Fault
 
@@ -89,6 +90,10 @@ def make_client(
     config.setdefault("timeout", 2_000)
     config.setdefault("enableRateLimit", False)  # the emulator's limits are off too
     return ExchangeClient(key, emu.url, retry=policy, clock=_clock, **config)
+
+
+#: the ohlcv columns every venue's candles have (the optional ones: see RICH)
+OHLCV = ["open", "high", "low", "close", "volume"]
 
 
 def truth(
@@ -203,7 +208,7 @@ async def test_fetch_ohlcv_page_equals_ground_truth(
         start = -(-(since + 7) // MINUTE) * MINUTE  # the first boundary >= since + 7
         expected = truth(emu, client, symbol, "1m", start, min(until, start + page * MINUTE))
         assert len(frame) == min(page, len(expected)) > 0
-        pd.testing.assert_frame_equal(frame, expected.iloc[: len(frame)])
+        pd.testing.assert_frame_equal(frame[OHLCV], expected.iloc[: len(frame)])
         assert frame.index.name == "timestamp" and str(frame.index.tz) == "UTC"
         assert len(ohlcv_requests(emu, client)) == 1
 
@@ -222,7 +227,7 @@ async def test_consecutive_pages_tile_the_range(
             frames.append(frame)
             t = int(frame.index[-1].value // 1_000_000) + HOUR
         got = pd.concat(frames)
-        pd.testing.assert_frame_equal(got, truth(emu, client, symbol, "1h", since, until))
+        pd.testing.assert_frame_equal(got[OHLCV], truth(emu, client, symbol, "1h", since, until))
 
 
 @pytest.mark.parametrize(("key", "symbol"), CASES)
@@ -467,3 +472,76 @@ async def test_a_cancel_as_the_answer_arrives_is_not_lost(
             await call
     finally:
         await client.close()
+
+
+# ---------------------------------------------------------------------- rich candles
+
+#: the optional ohlcv columns each venue's candle rows carry (Binance klines: quote
+#: volume, trade count, taker-buy volumes; OKX volCcyQuote and Bybit turnover: quote
+#: volume; Kraken OHLC: vwap and count)
+RICH = {
+    "binance": ["quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume"],
+    "binance_futures": ["quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume"],
+    "okx": ["quote_volume"],
+    "okx_futures": ["quote_volume"],
+    "bybit": ["quote_volume"],
+    "bybit_futures": ["quote_volume"],
+    "kraken": ["trades", "vwap"],
+}
+
+
+@pytest.mark.parametrize(("key", "symbol"), CASES)
+async def test_fetch_ohlcv_keeps_the_candle_fields_the_venue_sends(
+    emu: ExchangeEmulator, key: str, symbol: str
+) -> None:
+    """ccxt's unified candle drops the raw row's extra fields; the client keeps them as
+    the optional ohlcv columns, equal to the emulator's candles (from its own trades)."""
+    since, until = window(key)
+    async with make_client(emu, key) as client:
+        frame = await client.fetch_ohlcv(symbol, "1m", since, until)
+        assert list(frame.columns) == ["open", "high", "low", "close", "volume", *RICH[key]]
+        t = index_ms(frame)
+        c = emu.market.candles(client.info.ccxt_id, symbol, "1m", int(t[0]), int(t[-1]) + MINUTE)
+        assert len(c) == len(frame) > 50
+        want = {
+            "quote_volume": c.quote_volume,
+            "trades": c.trades,
+            "taker_buy_volume": c.taker_buy_volume,
+            "taker_buy_quote_volume": c.taker_buy_quote_volume,
+            "vwap": np.divide(c.quote_volume, c.volume, out=np.zeros(len(c)), where=c.volume > 0),
+        }
+        for col in RICH[key]:
+            if col == "trades":
+                np.testing.assert_array_equal(frame[col].to_numpy(), want[col])
+                assert frame[col].dtype == np.int64
+            elif col == "vwap":  # Kraken rounds it to the price's decimals, as the emulator
+                np.testing.assert_allclose(frame[col].to_numpy(), want[col], atol=0.05 + 1e-9)
+            else:
+                np.testing.assert_allclose(frame[col].to_numpy(), want[col], rtol=1e-9)
+        assert not frame.isna().any().any()
+
+
+async def test_price_candles_keep_only_the_ohlcv_columns(emu: ExchangeEmulator) -> None:
+    """Binance's mark-price klines have the kline layout with zeros in the volume
+    fields: they are no quote volumes, so mark candles keep ccxt's six values."""
+    async with make_client(emu, "binance_futures") as client:
+        frame = await client.fetch_ohlcv(PERP, "1h", NOW - DAY, NOW, kind="mark")
+        assert len(frame) > 0
+        assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
+
+
+def test_inverse_markets_keep_ccxt_candles_only() -> None:
+    """An inverse market's raw candle counts volumes in contracts or the base coin (OKX
+    and Bybit inverse swaps, Binance COIN-M), so its rows get no optional columns; a
+    linear market's rows keep their raw row for them."""
+    from mdcollect.exchanges._client import _keep_raw_candles
+
+    raw = ["1706630400000", "1", "2", "0.5", "1.5", "10", "15.5"]
+
+    def parse(ohlcv: Any, market: Any = None) -> list[Any]:
+        return [int(ohlcv[0]), *map(float, ohlcv[1:6])]
+
+    wrapped = _keep_raw_candles(parse)
+    assert wrapped(raw, {"inverse": False})[6] is raw
+    assert wrapped(raw, None)[6] is raw
+    assert len(wrapped(raw, {"inverse": True})) == 6

@@ -27,7 +27,9 @@ from mdcollect._schema import SCHEMAS
 from mdcollect._time import Timeframe
 from mdcollect.exchanges import (
     book_row,
+    candle_columns,
     contract_size,
+    exchange_info,
     funding_row,
     ohlcv_frame,
     ohlcv_row,
@@ -41,6 +43,7 @@ from mdcollect.exchanges import (
 from mdcollect.testing import ExchangeEmulator
 
 SAMPLES = Path(__file__).parents[1] / "data/realdata/exchange_rest_samples/ccxt-static"
+REAL = Path(__file__).parents[1] / "data/realdata"
 #: the ms the tests say a structure arrived (stands in where it has no timestamp)
 RECEIVED = 1_800_000_000_000
 #: the emulator's "now" (2024-01-04 00:00:12.345 UTC): the same trades every run
@@ -355,3 +358,91 @@ def test_ohlcv_frame_okx_newest_first_and_repeated(markets: dict[str, dict[str, 
     assert (frame.index.asi8 // 1_000_000).tolist() == [1706630400000, 1706634000000, 1706637600000]
     assert frame.to_numpy().tolist() == [list(map(float, c[1:])) for c in candles]
     assert ohlcv_frame([], Timeframe.parse("1h"), 0, 1, 1).empty
+
+
+# (registry key, sample, symbol, raw rows in the response, the candle at 1706630400000:
+# its optional columns as the exchange's raw row states them)
+RICH_SAMPLES = [
+    ("binance", "binance", "Spot OHLCV with since and limit", "BTC/USDT", lambda r: r,
+     {"quote_volume": 891428.4285807, "trades": 3743, "taker_buy_volume": 10.91428,
+      "taker_buy_quote_volume": 473782.9573992}),
+    ("okx", "okx", "spot ohlcv with limit and since", "BTC/USDT", lambda r: r["data"],
+     {"quote_volume": 309343235.363089398}),
+    ("bybit_futures", "bybit", "swap ohlcv with since and limit", "BTC/USDT:USDT",
+     lambda r: r["result"]["list"], {"quote_volume": 58117391.4117}),
+    ("kraken", "kraken", "Spot ohlcv with since in the request and limit filter on ccxt side",
+     "BTC/USDT", lambda r: r["result"]["XBTUSDT"], {"trades": 126, "vwap": 43435.3}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "ex", "desc", "symbol", "rows", "want"), RICH_SAMPLES)
+def test_candle_columns_of_real_candle_rows(
+    markets: dict[str, dict[str, Any]],
+    key: str,
+    ex: str,
+    desc: str,
+    symbol: str,
+    rows: Any,
+    want: dict[str, float],
+) -> None:
+    """Each venue's recorded candle rows give the optional columns at the positions its
+    registry entry names; with ccxt's parse they make a frame with those columns."""
+    exchange = offline(markets, key)
+    entry = sample(ex, "fetchOHLCV", desc)
+    raw = rows(entry["httpResponse"])
+    fields = exchange_info(key).candle_fields
+    market = exchange.market(symbol)
+    candles = [[*exchange.parse_ohlcv(r, market), r] for r in raw]
+    cols = candle_columns(raw, fields)
+    assert list(cols) == list(want)
+    tf = Timeframe.parse("1h")
+    frame = ohlcv_frame(candles, tf, 0, 1706641200000, 1706641200000, fields=fields)
+    assert list(frame.columns) == [*row_columns("ohlcv"), *want]
+    assert frame.loc[pd.Timestamp(1706630400000, unit="ms", tz="UTC"), list(want)].tolist() == (
+        list(want.values())
+    )
+    if "trades" in want:
+        assert frame["trades"].dtype == "int64"
+    # mark, index and premium candles keep the six values
+    mark = ohlcv_frame(candles, tf, 0, 1706641200000, 1706641200000, "mark", fields)
+    assert list(mark.columns) == row_columns("ohlcv")
+    # without the fields (an exchange with none), ccxt's six values
+    assert list(ohlcv_frame(candles, tf, 0, 1706641200000, 1706641200000).columns) == (
+        row_columns("ohlcv")
+    )
+
+
+def test_candle_columns_of_real_binance_vision_klines() -> None:
+    """data.binance.vision's 1m klines (the REST kline's 12 fields): quote volume over
+    volume is a price within the candle, taker-buy volumes are parts of the volumes."""
+    import io
+    import zipfile
+
+    path = REAL / "binance_btcusdt_klines_2020-01" / "BTCUSDT-1m-2020-01-01.zip"
+    with zipfile.ZipFile(path) as z:
+        (name,) = z.namelist()
+        lines = io.TextIOWrapper(z.open(name)).read().splitlines()
+    raw = [line.split(",") for line in lines]
+    fields = exchange_info("binance").candle_fields
+    candles = [[int(r[0]), *map(float, r[1:6]), r] for r in raw]
+    frame = ohlcv_frame(
+        candles, Timeframe.parse("1m"), 0, 1577923200000, 1577923200000, fields=fields
+    )
+    assert len(frame) == 1_440
+    assert frame.iloc[0][["quote_volume", "trades"]].tolist() == [float(raw[0][7]), int(raw[0][8])]
+    vol = frame["volume"] > 0
+    vwap = frame["quote_volume"][vol] / frame["volume"][vol]
+    assert (frame["low"][vol] <= vwap + 1e-6).all() and (vwap <= frame["high"][vol] + 1e-6).all()
+    assert (frame["taker_buy_volume"] <= frame["volume"]).all()
+    assert (frame["taker_buy_quote_volume"] <= frame["quote_volume"] + 1e-6).all()
+    assert int(frame["trades"].sum()) == sum(int(r[8]) for r in raw)
+
+
+def test_candle_columns_leave_out_what_a_row_lacks() -> None:
+    assert candle_columns([["1", "2"]], {"quote_volume": 7}) == {}
+    cols = candle_columns(
+        [[0, 1, 2, 3, 4, 5, 6, None, 8], [0, 1, 2, 3, 4, 5, 6, "7.5", "9"]],
+        {"quote_volume": 7, "trades": 8},
+    )
+    assert list(cols) == ["trades"] and cols["trades"].tolist() == [8, 9]
+    assert cols["trades"].dtype == "int64"

@@ -26,10 +26,12 @@ LO, HI = T2024 + 1 * DAY, T2024 + 59 * DAY  # 2024-01-02 .. 2024-02-29
 SYNC = {"symbols": ["BTC/USDT:USDT"], "timeframe": "1h", "start_date": "20240201", "end_date": "20240228"}  # fmt: skip
 
 
+BINANCE = ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
+
+
 def truth(emu: ExchangeEmulator, sym: str, lo: int, hi: int) -> pd.DataFrame:
-    return emu.market.candles("binance_futures", sym, "1h", lo, hi).to_frame()[
-        ["open", "high", "low", "close", "volume"]
-    ]
+    # Binance klines carry the quote volume, trade count and taker-buy volumes
+    return emu.market.candles("binance_futures", sym, "1h", lo, hi).to_frame(BINANCE)
 
 
 def test_every_operation_end_to_end(
@@ -90,7 +92,7 @@ async def test_async_client_end_to_end(live: LiveServer, emu: ExchangeEmulator) 
         assert len(frame) == 10 * 6
         pd.testing.assert_frame_equal(
             frame,
-            emu.market.candles("binance_futures", "ETH/USDT:USDT", "4h", T2024 + 31 * DAY, T2024 + 41 * DAY).to_frame()[["open", "high", "low", "close", "volume"]],
+            emu.market.candles("binance_futures", "ETH/USDT:USDT", "4h", T2024 + 31 * DAY, T2024 + 41 * DAY).to_frame(BINANCE),
             check_freq=False,
         )  # fmt: skip
         assert await client.symbols() == ["ETH/USDT:USDT"]

@@ -231,13 +231,17 @@ async def test_finished_jobs_are_kept_for_a_bounded_time_and_count() -> None:
 # -- shutdown --------------------------------------------------------------------------
 
 
+#: every optional candle column of the emulator's truth (the stored ones are compared)
+ALL = ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "vwap")
+
+
 def covered_rows_are_stored(storage: DataCollectionStorage, emu: ExchangeEmulator) -> int:
     """Asserts every covered candle is stored and right; returns the covered candles."""
     total = 0
     for key in storage.keys(kind="ohlcv"):
         rows = storage.read(key)
         for iv in storage.coverage(key):
-            truth = emu.market.candles(key.exchange, key.symbol, str(key.timeframe), iv.start, iv.end).to_frame()  # fmt: skip
+            truth = emu.market.candles(key.exchange, key.symbol, str(key.timeframe), iv.start, iv.end).to_frame(ALL)  # fmt: skip
             got = rows[(rows.index >= pd.Timestamp(iv.start, unit="ms", tz="UTC"))
                        & (rows.index < pd.Timestamp(iv.end, unit="ms", tz="UTC"))]  # fmt: skip
             pd.testing.assert_frame_equal(got, truth[list(got.columns)], check_freq=False)

@@ -444,6 +444,9 @@ def _bad_values() -> dict[str, tuple[DatasetKey, pd.DataFrame, str]]:
         "seconds column": (KEY, _flat(good, [v // 1000 for v in ms_index(good)]), r"row 0 .*1704067200 looks like seconds.*1704067200000"),
         "uint64 trade count": (KEY, good.assign(trades=np.array([1, 2, 2**63 + 5, 4, 5], dtype=np.uint64)), r"'trades' has 9223372036854775813 in row 2"),
         "negative trade count": (KEY, good.assign(trades=np.array([1, -2, 3, 4, 5])), r"row 1 .*'trades' is negative"),
+        "negative quote volume": (KEY, good.assign(quote_volume=[1.0, 2.0, -3.0, 4.0, 5.0]), r"row 2 .*'quote_volume' is negative"),
+        "negative vwap": (KEY, good.assign(vwap=[1.0, -2.0, 3.0, 4.0, 5.0]), r"row 1 .*'vwap' is negative"),
+        "inf taker volume": (KEY, good.assign(taker_buy_volume=[1.0, 2.0, 3.0, np.inf, 5.0]), r"row 3 .*'taker_buy_volume' is inf"),
         "negative amount": (TRADES, _with(_trades(), 2, amount=-0.5), r"trades row 2 .*'amount' is negative"),
         "NaN trade price": (TRADES, _with(_trades(), 1, price=np.nan), r"trades row 1 .*'price' is NaN"),
         "high below close": (KEY, _with(good, 3, open=10.0, high=11.0, low=9.0, close=12.0), r"row 3 \(2024-01-01 00:03:00\) .*'high' 11.0 is below 'close' 12.0"),
@@ -716,3 +719,70 @@ def test_unchecked_write_plants_what_write_refuses(store: DataCollectionStorage)
     assert store._write_unchecked(KEY, bad, covered=Interval(T0, T0 + 3 * MINUTE)) == 3
     assert store.read(KEY)["high"].tolist()[1] == 1.0
     assert store.info(KEY).source == "unchecked"
+
+
+# -- the optional candle columns ------------------------------------------------------------
+
+RICH = ["quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "vwap"]
+
+
+def rich_candles(start_ms: int, n: int, seed: int = 0) -> pd.DataFrame:
+    """Candles with the five optional columns, as Binance klines and trades give them."""
+    frame = candles(start_ms, n, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    vwap = frame["low"] + (frame["high"] - frame["low"]) * rng.random(n)
+    share = rng.random(n)
+    return frame.assign(
+        quote_volume=frame["volume"] * vwap,
+        trades=rng.integers(1, 500, n),
+        taker_buy_volume=frame["volume"] * share,
+        taker_buy_quote_volume=frame["volume"] * vwap * share,
+        vwap=vwap,
+    )
+
+
+def test_optional_candle_columns_round_trip_and_survive_appends(
+    store: DataCollectionStorage,
+) -> None:
+    first, later = rich_candles(T0, 60), rich_candles(T0 + 60 * MINUTE, 30, seed=1)
+    store.write(KEY, first, covered=Interval(T0, T0 + 60 * MINUTE))
+    store.write(KEY, later, covered=Interval(T0 + 60 * MINUTE, T0 + 90 * MINUTE))
+    out = store.read(KEY)
+    assert list(out.columns) == ["open", "high", "low", "close", "volume", *RICH]
+    assert out["trades"].dtype == np.int64
+    pd.testing.assert_frame_equal(out, pd.concat([first, later]), check_freq=False)
+    picked = store.read(KEY, T0, T0 + 5 * MINUTE, ["close", "vwap", "trades"])
+    assert list(picked.columns) == ["close", "vwap", "trades"] and len(picked) == 5
+
+
+def test_a_dataset_without_optional_columns_reads_without_them(
+    store: DataCollectionStorage,
+) -> None:
+    """Written before the optional columns existed (or from a source without them): the
+    columns are absent, not zeros and not NaN-filled."""
+    store.write(KEY, candles(T0, 30), covered=Interval(T0, T0 + 30 * MINUTE))
+    store.write(KEY, candles(T0 + 30 * MINUTE, 30, seed=2))
+    out = store.read(KEY)
+    assert list(out.columns) == ["open", "high", "low", "close", "volume"]
+    with pytest.raises(InvalidRequest, match=r"'vwap'.*not stored"):
+        store.read(KEY, columns=["close", "vwap"])
+
+
+def test_rows_without_optional_columns_hold_nan_there_and_drop_the_count(
+    store: DataCollectionStorage,
+) -> None:
+    """A source without them (ccxt's six values, another venue's candles) appending to a
+    dataset with them, before and after its rows: the float columns stay, NaN in those
+    rows; the trade count, an int64 without NaN, is dropped from the dataset."""
+    rich = rich_candles(T0 + 30 * MINUTE, 30)
+    store.write(KEY, rich, covered=Interval(T0 + 30 * MINUTE, T0 + 60 * MINUTE))
+    store.write(KEY, candles(T0 + 60 * MINUTE, 20, seed=3))  # appended after
+    store.write(KEY, candles(T0, 30, seed=4))  # and before
+    out = store.read(KEY)
+    assert len(out) == 80
+    floats = [c for c in RICH if c != "trades"]
+    assert list(out.columns) == ["open", "high", "low", "close", "volume", *floats]
+    mine = out.index.isin(rich.index)
+    pd.testing.assert_frame_equal(out[mine], rich.drop(columns="trades"), check_freq=False)
+    assert out.loc[~mine, floats].isna().all().all()
+    assert out.loc[mine, floats].notna().all().all()

@@ -90,6 +90,25 @@ def test_candles_are_exactly_the_trades(timeframe: str) -> None:
         assert candles.volume[i] == pytest.approx(trades.amount[sel].sum(), abs=1e-9)
 
 
+@pytest.mark.parametrize("venue", ["binance", "okx", "bybit", "kraken"])
+def test_candle_quote_and_taker_volumes_are_the_trades(venue: str) -> None:
+    """The emulator's optional candle values come from its own trades: the quote volume
+    is the sum of price x amount, the taker-buy volumes the same over buys; so
+    mdcollect's trades_to_ohlcv (an independent computation) gives the same."""
+    from mdcollect.aggregate import trades_to_ohlcv
+
+    market = make_market()
+    end = NOW - NOW % HOUR - HOUR
+    start = end - 6 * HOUR
+    rich = ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "vwap")
+    want = market.candles(venue, "BTC/USDT", "5m", start, end).to_frame(rich)
+    trades = market.trades(venue, "BTC/USDT", start, end).to_frame()
+    got = trades_to_ohlcv(trades, "5m", start=start, end=end)
+    want = want[want["trades"] > 0]
+    assert len(got) == len(want) > 10
+    pd.testing.assert_frame_equal(got, want, check_freq=False, rtol=1e-9)
+
+
 def test_empty_minutes_occur_but_never_first_minute_of_day() -> None:
     market = make_market()
     start = NOW - NOW % DAY - 5 * DAY

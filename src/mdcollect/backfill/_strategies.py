@@ -352,7 +352,8 @@ class TradesBackfill(BackfillJob):
         ts = index_ms(trades)
         price = trades["price"].to_numpy(dtype=np.float64)
         amount = trades["amount"].to_numpy(dtype=np.float64)
-        bins = aggregate_bins(ts, price, amount, [tf])[tf]
+        buy = trades["side"].to_numpy() == "buy"
+        bins = aggregate_bins(ts, price, amount, [tf], buy)[tf]
         if self.fill_empty:
             bins = _fill_from(bins, tf, window, self._prev_close)
         bins = bins.clip(tf, window.start, window.end)

@@ -110,7 +110,9 @@ class Message:
     polled window began (``None`` on websockets). ``resync`` says rows may be
     missing just before these (the client's cache overflowed while the loop was
     busy): the symbol's coverage starts afresh here, and the skipped span is a gap
-    to refill, as after a reconnect.
+    to refill, as after a reconnect. ``columns`` names the rows' columns after
+    ``timestamp`` when they are not the kind's usual ones (polled candles with the
+    optional ``ohlcv`` columns the exchange gives).
     """
 
     symbol: str
@@ -119,6 +121,7 @@ class Message:
     start: int | None = None
     timeframe: str | None = None
     resync: bool = False
+    columns: tuple[str, ...] | None = None
 
 
 class _RowQueue(asyncio.Queue[Message]):

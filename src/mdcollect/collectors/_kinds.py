@@ -259,7 +259,8 @@ class TradesCollector(DataSourceCollector):
         if agg is not None:
             price = frame["price"].to_numpy(dtype=np.float64)
             amount = frame["amount"].to_numpy(dtype=np.float64)
-            for tf, (bins, cov) in agg.add(ts, price, amount, watermark=watermark).items():
+            buy = frame["side"].to_numpy() == "buy"
+            for tf, (bins, cov) in agg.add(ts, price, amount, watermark=watermark, buy=buy).items():
                 if cov is None:
                     continue
                 out.append(
@@ -394,7 +395,10 @@ class OHLCVCollector(DataSourceCollector):
                 rows = [
                     (t, *vals) for t, vals in zip(ts, frame.itertuples(index=False), strict=True)
                 ]
-                await self._put(queue, Message(sym, rows, None, start=since, timeframe=name))
+                msg = Message(
+                    sym, rows, None, start=since, timeframe=name, columns=tuple(frame.columns)
+                )
+                await self._put(queue, msg)
                 since = int(ts[-1]) + tf.ms
             await asyncio.sleep(max(0.0, self.poll_interval - (self.clock.monotonic() - t0)))
 
@@ -408,7 +412,8 @@ class OHLCVCollector(DataSourceCollector):
             assert m.timeframe is not None
             tf = Timeframe.parse(m.timeframe)
             self.stats.rows_received += len(m.rows)
-            frame = pd.DataFrame.from_records(m.rows, columns=["timestamp", *row_columns("ohlcv")])
+            columns = m.columns if m.columns is not None else row_columns("ohlcv")
+            frame = pd.DataFrame.from_records(m.rows, columns=["timestamp", *columns])
             ts = frame["timestamp"].to_numpy(dtype=np.int64)
             # coverage over consecutive candles only
             pair = (m.symbol, m.timeframe)

@@ -41,6 +41,7 @@ from ._retry import RetryPolicy
 from ._urls import redirect_urls
 from .parsing import (
     book_row,
+    candle_columns,
     contract_size,
     funding_history_rows,
     funding_row,
@@ -69,6 +70,7 @@ __all__ = [
     "TradesPage",
     "all_exchange_totals",
     "book_row",
+    "candle_columns",
     "contract_size",
     "described_exchanges",
     "exchange_info",

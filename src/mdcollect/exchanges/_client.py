@@ -203,6 +203,10 @@ class ExchangeClient:
             self.exchange.on_json_response,
             None if self.limiter is None else self.limiter.observe_body,
         )
+        if self.info.candle_fields:
+            self.exchange.parse_ohlcv = _keep_raw_candles(  # type: ignore[method-assign]
+                self.exchange.parse_ohlcv
+            )
         if base_url is not None:
             from ._urls import redirect_urls
 
@@ -476,7 +480,7 @@ class ExchangeClient:
             f"fetch_ohlcv({symbol!r}, {tf_name!r}, since={ask}{price})",
             lambda: self.exchange.fetch_ohlcv(symbol, tf_name, ask, page, params),
         )
-        return ohlcv_frame(rows, tf, since, until, self._clock(), kind)
+        return ohlcv_frame(rows, tf, since, until, self._clock(), kind, self.info.candle_fields)
 
     async def first_candle_time(
         self, symbol: str, timeframe: str = "1d", *, since: int | None = None
@@ -1160,3 +1164,25 @@ def _check_range(since: int, until: int) -> tuple[int, int]:
     if until < since:
         raise InvalidRequest(f"until {format_ms(until)} is before since {format_ms(since)}")
     return since, until
+
+
+def _keep_raw_candles(parse_ohlcv: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+    """Wrap ccxt's ``parse_ohlcv`` so each parsed candle keeps, after its six values, the
+    exchange's raw row, from which :func:`ohlcv_frame` reads the optional ``ohlcv``
+    columns at the positions ``info.candle_fields`` gives (:func:`candle_columns`).
+
+    ccxt's ``fetch_ohlcv`` builds each exchange's request (endpoint, since, limit,
+    paging) and then calls ``parse_ohlcv`` on every raw row, dropping what the
+    unified candle has no place for. Wrapping that one call keeps ccxt's requests
+    untouched and the extra fields exact, where asking the implicit API ourselves
+    would repeat each exchange's request building. Inverse markets count volumes in
+    contracts or the base coin, so their rows keep ccxt's six values only.
+    """
+
+    def parse(ohlcv: Any, market: Any = None) -> list[Any]:
+        row = parse_ohlcv(ohlcv, market)
+        if isinstance(ohlcv, list) and not (isinstance(market, dict) and market.get("inverse")):
+            row.append(ohlcv)
+        return row
+
+    return parse

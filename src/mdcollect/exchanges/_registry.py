@@ -223,6 +223,10 @@ class ExchangeInfo:
         liquidation_side_is_position: the stream's side is the liquidated position's
             (Bybit's ``allLiquidation``: ``Buy`` means a long was liquidated), not the
             forced order's as elsewhere.
+        candle_fields: the optional ``ohlcv`` columns the exchange's raw candle rows
+            carry beyond what ccxt parses, by position in the row (read by
+            :func:`~mdcollect.exchanges.candle_columns`), for spot and linear markets
+            (inverse markets count volumes in contracts or the base: none kept).
     """
 
     key: str
@@ -251,6 +255,7 @@ class ExchangeInfo:
     open_interest: OpenInterestHistory | None = None
     liquidation_delay_ms: int = 1_500
     liquidation_side_is_position: bool = False
+    candle_fields: Mapping[str, int] = field(factory=dict, converter=_frozen_mapping)
 
     @property
     def trades_history(self) -> bool:
@@ -381,6 +386,14 @@ def _market(market_type: MarketType, load: str, **options: Any) -> dict[str, Any
 # differs (ccxt class, endpoints, markets) is written in the key's own entry.
 _BINANCE: Final[dict[str, Any]] = dict(
     ws_ticker_params={"name": "ticker"},
+    # klines: [open time, o, h, l, c, volume, close time, quote asset volume,
+    # number of trades, taker buy base volume, taker buy quote volume, ignore]
+    candle_fields={
+        "quote_volume": 7,
+        "trades": 8,
+        "taker_buy_volume": 9,
+        "taker_buy_quote_volume": 10,
+    },
     page_limit=1000,
     trades_page_limit=1000,
     ohlcv_until=True,
@@ -411,6 +424,8 @@ _OKX: Final[dict[str, Any]] = dict(
     trades_since=False,
     trades_before=_OKX_TRADES_BEFORE,
     first_candle="market_created",
+    # candles: [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]
+    candle_fields={"quote_volume": 7},
 )
 _BYBIT: Final[dict[str, Any]] = dict(
     ccxt_id="bybit",
@@ -425,6 +440,8 @@ _BYBIT: Final[dict[str, Any]] = dict(
     # allLiquidation: pushed every 500 ms, its "S" the liquidated position's side
     liquidation_delay_ms=1_000,
     liquidation_side_is_position=True,
+    # kline: [start, o, h, l, c, volume, turnover (quote)]
+    candle_fields={"quote_volume": 6},
 )
 
 # Facts per key. Missing fields are filled from the ccxt class (timeframes,
@@ -532,6 +549,8 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
         trades_page_limit=1000,
         trades_cursor=TradesCursor("since", _kraken_last),
         first_candle="none",
+        # OHLC: [time, o, h, l, c, vwap, volume, count]
+        candle_fields={"vwap": 5, "trades": 7},
     ),
     # Coinbase Advanced Trade (spot). Candles: at most 300 a request, only at ccxt's
     # eight granularities (1m 5m 15m 30m 1h 2h 6h 1d), from the product's listing on,

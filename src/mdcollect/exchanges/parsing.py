@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from .._time import Timeframe
 
 __all__ = [
     "book_row",
+    "candle_columns",
     "contract_size",
     "funding_history_rows",
     "funding_row",
@@ -385,6 +387,46 @@ def ohlcv_row(candle: Sequence[Any]) -> tuple[Any, ...]:
     return (int(candle[0]), *(float(x) for x in candle[1:6]))
 
 
+def candle_columns(
+    raws: Sequence[Sequence[Any]], fields: Mapping[str, int]
+) -> dict[str, np.ndarray]:
+    """The optional ``ohlcv`` columns an exchange's raw candle rows carry, read at the
+    positions ``fields`` gives (:attr:`ExchangeInfo.candle_fields`): what ccxt's
+    ``parse_ohlcv`` leaves out. In schema order, with the schema's dtypes; a column
+    some row lacks (or leaves empty) is left out.
+
+    Binance's kline (quote volume, trade count, taker-buy base and quote volumes):
+
+    >>> kline = [1706630400000, "43519.34000000", "43936.00000000", "43171.00000000",
+    ...          "43488.71000000", "20.55495000", 1706633999999, "891428.42858070", 3743,
+    ...          "10.91428000", "473782.95739920", "0"]
+    >>> cols = candle_columns([kline], {"quote_volume": 7, "trades": 8,
+    ...                                 "taker_buy_volume": 9, "taker_buy_quote_volume": 10})
+    >>> {c: v.tolist() for c, v in cols.items()}
+    {'quote_volume': [891428.4285807], 'trades': [3743], 'taker_buy_volume': [10.91428], \
+'taker_buy_quote_volume': [473782.9573992]}
+
+    Kraken's OHLC row ``[time, open, high, low, close, vwap, volume, count]``:
+
+    >>> cols = candle_columns([[1706630400, "43366.3", "43529.2", "43234.2", "43485.0",
+    ...                         "43435.3", "12.51327406", 126]], {"vwap": 5, "trades": 7})
+    >>> {c: v.tolist() for c, v in cols.items()}
+    {'trades': [126], 'vwap': [43435.3]}
+    """
+    schema = SCHEMAS["ohlcv"]
+    out: dict[str, np.ndarray] = {}
+    shortest = min(map(len, raws), default=0)
+    for name in schema.optional:
+        at = fields.get(name)
+        if at is None or at >= shortest:
+            continue
+        values = list(map(itemgetter(at), raws))
+        if None in values or "" in values:
+            continue
+        out[name] = np.array(values, dtype=schema.dtype(name))
+    return out
+
+
 def ohlcv_frame(
     candles: Sequence[Sequence[Any]],
     tf: Timeframe,
@@ -392,10 +434,15 @@ def ohlcv_frame(
     until: int,
     now: int,
     kind: CandleKind = "ohlcv",
+    fields: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """ccxt candles as a frame of the candle ``kind``: those with ``since <= timestamp <
     until`` that are closed at ``now`` (their end is not after it), deduplicated and
     sorted. A volume ccxt leaves ``None`` (mark and index candles on OKX, Bybit) is NaN.
+
+    A candle may carry, after ccxt's six values, the exchange's raw row (which
+    :class:`ExchangeClient` adds to what ccxt parses): with ``fields``, the optional
+    ``ohlcv`` columns are read from it (:func:`candle_columns`), for ``kind="ohlcv"``.
 
     >>> ohlcv_frame([[1706630400000, 43519.34, 43936, 43171, 43488.71, 20.55495]],
     ...             Timeframe.parse("1h"), 1706630400000, 1706634000000, 1706634000000)
@@ -405,12 +452,18 @@ def ohlcv_frame(
     """
     if not candles:
         return empty_frame(kind)
+    raws = [r[6] for r in candles if len(r) > 6 and isinstance(r[6], list | tuple)]
     try:
+        if raws:
+            raise ValueError("candles carry their raw rows")
         arr = np.array(candles, dtype="float64")  # None -> NaN
     except ValueError:  # ragged rows: keep ccxt's six columns
         arr = np.array([r[:6] for r in candles], dtype="float64")
     arr = arr[:, :6]
     ts = arr[:, 0].astype("int64")
+    more = {}
+    if fields and kind == "ohlcv" and len(raws) == len(candles):
+        more = candle_columns(raws, fields)
     # a candle is closed when its end is not after now
     if tf.is_calendar:
         ends = np.array([tf.add(int(t), 1) for t in ts], dtype="int64")
@@ -424,8 +477,13 @@ def ohlcv_frame(
         frame = pd.DataFrame({"timestamp": ts})
         for i, c in enumerate(columns):
             frame[c] = arr[:, i + 1]
+        for c, values in more.items():
+            frame[c] = values[keep]
         return normalize_frame(kind, frame)
     # already sorted and unique: build the normalised frame directly (the hot path)
     index = pd.DatetimeIndex(ts.astype("datetime64[ms]").astype("datetime64[ns]"))
     index = index.tz_localize("UTC").rename("timestamp")
-    return pd.DataFrame(arr[:, 1:], index=index, columns=columns)
+    if not more:
+        return pd.DataFrame(arr[:, 1:], index=index, columns=columns)
+    data = {c: arr[:, i + 1] for i, c in enumerate(columns)}
+    return pd.DataFrame({**data, **{c: v[keep] for c, v in more.items()}}, index=index)

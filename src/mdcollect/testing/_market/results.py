@@ -204,11 +204,31 @@ class Candles:
             )
         ]
 
-    def to_frame(self) -> pd.DataFrame:
-        """A DataFrame in the ``ohlcv`` schema (UTC ``DatetimeIndex`` named ``timestamp``)."""
+    def to_frame(self, optional: Sequence[str] = ("trades",)) -> pd.DataFrame:
+        """A DataFrame in the ``ohlcv`` schema (UTC ``DatetimeIndex`` named ``timestamp``),
+        with the ``optional`` candle columns among ``quote_volume``, ``trades``,
+        ``taker_buy_volume``, ``taker_buy_quote_volume`` and ``vwap`` (quote volume over
+        volume, NaN without volume), in that order.
+
+        Example::
+
+            c.to_frame(("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume"))
+        """
         index = pd.DatetimeIndex(
             pd.to_datetime(self.timestamp, unit="ms", utc=True), name="timestamp"
         )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vwap = np.where(self.volume > 0, self.quote_volume / self.volume, np.nan)
+        extra = {
+            "quote_volume": self.quote_volume,
+            "trades": self.trades,
+            "taker_buy_volume": self.taker_buy_volume,
+            "taker_buy_quote_volume": self.taker_buy_quote_volume,
+            "vwap": vwap,
+        }
+        unknown = set(optional) - set(extra)
+        if unknown:
+            raise ValueError(f"no candle column {sorted(unknown)}; allowed: {list(extra)}")
         return pd.DataFrame(
             {
                 "open": self.open,
@@ -216,7 +236,7 @@ class Candles:
                 "low": self.low,
                 "close": self.close,
                 "volume": self.volume,
-                "trades": self.trades,
+                **{c: v for c, v in extra.items() if c in optional},
             },
             index=index,
         )
