@@ -18,7 +18,7 @@ from .storage import DataCollectionStorage, default_storage, open_storage
 
 if TYPE_CHECKING:
     from .audit import AuditReport, audit, audit_async
-    from .collectors import DataCollector, DataSourceCollector
+    from .collectors import DataCollector, DataSourceCollector, ReplayReport, replay, replay_async
     from .ensure import (
         EnsureReport,
         ensure_data,
@@ -63,6 +63,9 @@ _LAZY = {
     "AuditReport": "mdcollect.audit",
     "audit": "mdcollect.audit",
     "audit_async": "mdcollect.audit",
+    "ReplayReport": "mdcollect.collectors",
+    "replay": "mdcollect.collectors",
+    "replay_async": "mdcollect.collectors",
 }
 
 __all__ = [
@@ -79,6 +82,7 @@ __all__ = [
     "InvalidRequest",
     "MdcollectError",
     "RemoteError",
+    "ReplayReport",
     "StorageError",
     "Timeframe",
     "__version__",
@@ -101,6 +105,8 @@ __all__ = [
     "load_trades_async",
     "open_storage",
     "plot_coverage",
+    "replay",
+    "replay_async",
 ]
 
 

@@ -71,10 +71,13 @@ from ._lease import (
     lease_name,
     parse_lease,
 )
+from ._raw import RawBatch, decode_raw, raw_key
+from ._replay import REPLAY_CHANNELS, ReplayReport, replay, replay_async
 from ._supervisor import DataCollector
 
 __all__ = [
     "DEFAULT_TTL",
+    "REPLAY_CHANNELS",
     "SYSTEM_CLOCK",
     "WRITE_BUCKETS",
     "Alert",
@@ -96,7 +99,9 @@ __all__ = [
     "OHLCVCollector",
     "OpenInterestCollector",
     "OrderBookCollector",
+    "RawBatch",
     "RedisLease",
+    "ReplayReport",
     "SystemClock",
     "TickerCollector",
     "TradesCollector",
@@ -104,10 +109,14 @@ __all__ = [
     "WriteLatency",
     "WriteObserver",
     "as_clock",
+    "decode_raw",
     "default_lease",
     "describe_holder",
     "lease_name",
     "load_collectors",
     "load_config",
     "parse_lease",
+    "raw_key",
+    "replay",
+    "replay_async",
 ]

@@ -127,6 +127,11 @@ class DataCollector:
       silence, backoff resets, gap grace and the ages reported. Tests pass a
       :class:`~mdcollect.collectors.ManualClock` and advance it.
 
+    * ``raw=True`` makes every collector store the exchange's websocket frames as
+      well, with their receipt time, compressed, in the ``raw`` dataset of its
+      exchange and channel (its kind): :func:`mdcollect.replay` turns a captured day
+      back into the rows (a collector's own ``raw=True`` does it for that one).
+
     ``storage`` is a :class:`~mdcollect.DataCollectionStorage`, a URL, or
     ``None`` for the default store.
 
@@ -162,6 +167,7 @@ class DataCollector:
         audit_interval: float = 0.0,
         audit_max_refills: int = 4,
         audit_min_gap: float = 0.0,
+        raw: bool = False,
     ) -> None:
         self.clock: Clock = as_clock(clock)
         opts = SupervisorOptions(
@@ -180,6 +186,7 @@ class DataCollector:
             audit_interval=audit_interval,
             audit_max_refills=audit_max_refills,
             audit_min_gap=audit_min_gap,
+            raw=raw,
         )
         self.backoff: Backoff = opts.restart_backoff
         self.max_silence = float(opts.max_silence)
@@ -205,6 +212,9 @@ class DataCollector:
         self.audit_interval = float(opts.audit_interval)
         self.audit_max_refills = opts.audit_max_refills
         self.audit_min_gap = float(opts.audit_min_gap)
+        #: every collector stores its websocket frames too (``raw`` kind; see
+        #: :meth:`DataSourceCollector.raw_key` and :func:`mdcollect.replay`)
+        self.raw = opts.raw
         if isinstance(storage, DataCollectionStorage):
             self.storage = storage
             self._owns_storage = False
@@ -621,6 +631,8 @@ class DataCollector:
         if collector.name in self._slots:
             raise InvalidRequest(f"a collector named {collector.name!r} is already present")
         collector.clock = self.clock  # one timeline for the feed's heartbeat and the checks
+        if self.raw:
+            collector.raw = True
         slot = _Slot(collector)
         slot.tracker = GapTracker(collector, self.storage, resume_window=self.resume_window)
         self._slots[collector.name] = slot

@@ -1,0 +1,280 @@
+"""``replay``: a captured day of websocket frames back through the same parsers into rows.
+
+The frames of ``DatasetKey(exchange, channel, "raw")`` (see ``_raw.py``) are fed,
+in receipt order, to the collector that captured them, rebuilt from the capture's
+header (its kind, the union of its symbols, its kind options), whose exchange
+client replays instead of connecting (:meth:`ExchangeClient.replay_ws`): each
+frame takes ccxt's own path (decoding, the venue's ``handle_message``, the futures
+``watch_*`` waits on), then the collector's (mdcollect's parsers, duplicates,
+candles closing, coverage) into storage. The collector's clock reads the frame's
+receipt time, the stamp live rows got. The capture marks where each live watch
+returned; the frames between two marks are handed over at once and the reader
+runs at the mark, so it finds what the live one found (one frame, or several when
+it was behind), and the rows are those the live run stored. Exactly so with one
+reader per connection; with several (many symbols), a reader may also run at
+another's mark, earlier than it did live (its rows then split differently).
+
+What the capture cannot hold is not replayed: rows a
+:class:`~mdcollect.DataCollector` refilled from REST after a reconnect, and books
+a venue starts from a REST snapshot (Binance's) rather than from its stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+import pandas as pd
+from attrs import define, field
+
+from .._errors import InvalidRequest, MdcollectError
+from .._keys import DatasetKey
+from .._rules import check_choice
+from .._time import DAY, format_ms, index_ms, to_ms
+from ..storage import DataCollectionStorage, open_storage
+from ._base import DataSourceCollector, WriteObserver
+from ._kinds import (
+    FundingRateCollector,
+    OHLCVCollector,
+    OrderBookCollector,
+    TickerCollector,
+    TradesCollector,
+)
+from ._raw import RawBatch, decode_raw, merged_frames, raw_key
+
+__all__ = ["REPLAY_CHANNELS", "ReplayReport", "replay", "replay_async"]
+
+log: Final = logging.getLogger("mdcollect.collectors")
+
+#: The channels a capture can be replayed from, and the collector each rebuilds.
+REPLAY_CHANNELS: Final[dict[str, type[DataSourceCollector]]] = {
+    "trades": TradesCollector,
+    "ohlcv": OHLCVCollector,
+    "ticker": TickerCollector,
+    "orderbook": OrderBookCollector,
+    "funding_snapshot": FundingRateCollector,
+}
+
+
+class _ReplayClock:
+    """The receipt time of the frame being replayed, for both readings."""
+
+    def __init__(self, start_ms: int) -> None:
+        self.now = start_ms
+
+    def monotonic(self) -> float:
+        return self.now / 1000
+
+    def time_ms(self) -> int:
+        return self.now
+
+
+@define
+class ReplayReport:
+    """What :func:`replay_async` did: the frames read and handed to ccxt, those whose
+    connection the replayed collector never opened (``skipped``: another collector's
+    stream on a shared client), and the rows written per dataset."""
+
+    exchange: str
+    channel: str
+    start: int
+    end: int
+    frames: int = 0
+    skipped: int = 0
+    rows: dict[DatasetKey, int] = field(factory=dict)
+
+    def __str__(self) -> str:
+        written = ", ".join(f"{k}: {n}" for k, n in sorted(self.rows.items())) or "no rows"
+        return (
+            f"replayed {self.frames} frames of {self.exchange} {self.channel} "
+            f"{format_ms(self.start)}..{format_ms(self.end)} ({self.skipped} skipped): {written}"
+        )
+
+
+def _newest_capture(storage: DataCollectionStorage, exchange: str, channel: str) -> int:
+    key = raw_key(exchange, channel)
+    if key in storage.keys(kind="raw"):
+        stamps = index_ms(storage.read(key, columns=["frames"]))
+        if len(stamps):
+            return int(stamps[-1])
+    captured = sorted(k.symbol for k in storage.keys(exchange=exchange, kind="raw"))
+    raise InvalidRequest(
+        f"no raw capture of {exchange} {channel!r}; captured channels of {exchange}: "
+        f"{captured or 'none'} (collect with raw=True)"
+    )
+
+
+def capture_batches(
+    storage: DataCollectionStorage, exchange: str, channel: str, start: int, end: int
+) -> list[RawBatch]:
+    """The captured batches of ``exchange``'s ``channel`` in ``[start, end)``;
+    :class:`~mdcollect.InvalidRequest` naming the captured channels and days when
+    there are none."""
+    key = raw_key(exchange, channel)
+    rows = storage.read(key, start, end) if key in storage.keys(kind="raw") else None
+    if rows is None or not len(rows):
+        captured = storage.keys(exchange=exchange, kind="raw")
+        days = []
+        if key in captured:
+            stamps = storage.read(key, columns=["frames"]).index
+            days = sorted({str(t.date()) for t in stamps})
+        raise InvalidRequest(
+            f"no raw capture of {exchange} {channel!r} on {format_ms(start)[:10]}; "
+            f"captured channels of {exchange}: {sorted(k.symbol for k in captured) or 'none'}"
+            + (f"; days of {channel!r}: {', '.join(days)}" if days else "")
+        )
+    return decode_raw(rows)
+
+
+async def replay_async(
+    exchange: Any,
+    channel: str,
+    day: Any = None,
+    *,
+    storage: DataCollectionStorage | str,
+    into: DataCollectionStorage | str | None = None,
+    frame_timeout: float = 30.0,
+) -> ReplayReport:
+    """Replay the frames ``exchange``'s collector of ``channel`` captured on ``day``
+    (``raw=True``) from ``storage`` into ``into`` (default: ``storage``): the rows the
+    live run stored (see the module docstring). ``exchange`` is an exchange key or an
+    :class:`~mdcollect.ExchangeClient`, used for the markets only (one request);
+    ``day`` a date (``YYYY-MM-DD``, a ``date``; a time is floored to its UTC day;
+    ``None``: the day of the newest capture).
+    Nothing waits forever: a frame whose watchers do not return to the feed within
+    ``frame_timeout`` seconds fails the replay.
+
+    >>> report = await replay_async("binance", "trades", "2024-03-13", storage=store)
+    >>> report.rows[DatasetKey("binance", "BTC/USDT", "trades")]
+    48211
+    """
+    from ..exchanges import ExchangeClient
+
+    channel = check_choice("channel", channel, REPLAY_CHANNELS)
+    if isinstance(exchange, ExchangeClient):
+        client, owned = exchange, False
+    elif isinstance(exchange, str):
+        client, owned = ExchangeClient(exchange, enableRateLimit=False), True
+    else:
+        raise InvalidRequest(
+            f"exchange must be an exchange key or an ExchangeClient, got {exchange!r}"
+        )
+    src = open_storage(storage) if isinstance(storage, str) else storage
+    dst = src if into is None else open_storage(into) if isinstance(into, str) else into
+    try:
+        if day is None:
+            day = await asyncio.to_thread(_newest_capture, src, client.key, channel)
+        start = to_ms(day, name="day") // DAY * DAY
+        batches = await asyncio.to_thread(capture_batches, src, client.key, channel, start,
+                                          start + DAY)  # fmt: skip
+        report = ReplayReport(client.key, channel, start, start + DAY)
+        await _replay(client, channel, batches, dst, report, frame_timeout)
+        return report
+    finally:
+        if owned:
+            await client.close()
+
+
+def replay(
+    exchange: Any,
+    channel: str,
+    day: Any = None,
+    *,
+    storage: DataCollectionStorage | str,
+    into: DataCollectionStorage | str | None = None,
+    frame_timeout: float = 30.0,
+) -> ReplayReport:
+    """The sync twin of :func:`replay_async` (works inside a running event loop too).
+
+    >>> from mdcollect import replay
+    >>> print(replay("binance", "trades", "2024-03-13", storage="arctic+lmdb:///data/md"))
+    replayed 48211 frames of binance trades 2024-03-13 ...
+    """
+    from .._sync import run_sync
+
+    return run_sync(
+        replay_async(exchange, channel, day, storage=storage, into=into,
+                     frame_timeout=frame_timeout)
+    )  # fmt: skip
+
+
+async def _replay(
+    client: Any,
+    channel: str,
+    batches: list[RawBatch],
+    into: DataCollectionStorage,
+    report: ReplayReport,
+    frame_timeout: float,
+) -> None:
+    symbols = list(dict.fromkeys(s for b in batches for s in b.symbols))
+    frames = merged_frames(batches)
+    streams: dict[str, set[str]] = {}
+    for b in batches:
+        for path, hashes in b.streams.items():
+            streams.setdefault(path, set()).update(hashes)
+    clock = _ReplayClock(frames[0][0])
+    collector = REPLAY_CHANNELS[channel](
+        client, symbols, mode="ws", clock=clock, **dict(batches[0].options)
+    )
+    tap = client.replay_ws()
+    run = asyncio.create_task(collector.run(into, on_write=_counter(report)))
+    loop = asyncio.get_running_loop()
+
+    async def until(what: str, ready: Callable[[], bool]) -> None:
+        deadline = loop.time() + frame_timeout
+        while not ready():
+            if run.done():
+                run.result()  # the collector's error, as is
+                raise MdcollectError(f"replay of {channel}: the collector stopped {what}")
+            if loop.time() > deadline:
+                raise MdcollectError(
+                    f"replay of {channel}: no progress in {frame_timeout:g} s {what}"
+                )
+            await asyncio.sleep(0)
+
+    def watchers() -> int:
+        tasks = collector._symbol_tasks
+        return -1 if tasks is None else sum(len(t) for t in tasks._tasks.values())
+
+    answered: set[str] = set()  # watches answered and not read yet
+    try:
+        await until("subscribing", lambda: 0 < watchers() <= len(tap.waiting()))
+        for received, path, text in frames:
+            if not path:
+                # a read mark: the live watch on ``text`` returned here, finding what the
+                # frames since its answer brought; its reader reads now, and is back
+                if text in answered:
+                    answered.discard(text)
+                    at = f"reading the frames up to {format_ms(received)}"
+                    await until(at, lambda h=text: h in tap.waiting())  # type: ignore[misc]
+                continue
+            conn = _route(tap.connections(), path, streams.get(path, set()))
+            if conn is None:
+                report.skipped += 1
+                continue
+            clock.now = max(clock.now, received)
+            answered.update(tap.deliver(conn, received, text))
+            report.frames += 1
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+
+
+def _route(conns: dict[str, Any], path: str, hashes: set[str]) -> Any:
+    """The replay connection of a frame captured on ``path``: the one subscribed to the
+    streams that connection was (a venue numbering its connections may number them
+    otherwise this time), else the one at the same path; ``None`` when none is."""
+    if hashes:
+        found = [c for c in conns.values() if hashes & {str(h) for h in c.subscriptions}]
+        if len(found) == 1:
+            return found[0]
+    return conns.get(path)
+
+
+def _counter(report: ReplayReport) -> WriteObserver:
+    def on_write(key: DatasetKey, frame: pd.DataFrame, covered: Any, rows: int) -> None:
+        report.rows[key] = report.rows.get(key, 0) + rows
+
+    return on_write
