@@ -13,6 +13,7 @@ from mdcollect.collectors import (
     TickerCollector,
     TradesCollector,
     decode_raw,
+    encode_raw,
     load_config,
     raw_key,
 )
@@ -118,3 +119,56 @@ async def test_replay_reproduces_okx_books_and_trades(emu: ExchangeEmulator) -> 
     assert_same(store, replayed, DatasetKey("okx", SYM, "orderbook"))
     replayed = await replay_all(emu, store, "okx", "trades")
     assert_same(store, replayed, DatasetKey("okx", SYM, "trades"))
+
+
+async def test_replay_refuses_bad_input_before_any_request(emu: ExchangeEmulator) -> None:
+    store = open_storage("memory://")
+    cl = client(emu)
+    frames = [(1_764_547_200_000, "/ws/0", '{"e":"trade"}')]
+    store.write(raw_key("binance", "trades"), encode_raw("binance", "trades", [SYM], {}, frames))
+    before = len(emu.requests)
+    try:
+        with pytest.raises(InvalidRequest, match=r"channel 'nope' .*trades.*orderbook"):
+            await replay_async(cl, "nope", "2025-12-01", storage=store)
+        with pytest.raises(InvalidRequest, match=r"no raw capture of binance 'trades' on "
+                           r"2025-12-02.*days of 'trades': 2025-12-01"):  # fmt: skip
+            await replay_async(cl, "trades", "2025-12-02", storage=store)
+        with pytest.raises(
+            InvalidRequest, match=r"no raw capture of binance 'ticker'.*\['trades'\]"
+        ):
+            await replay_async(cl, "ticker", None, storage=store)
+        with pytest.raises(InvalidRequest, match="day 'someday'"):
+            await replay_async(cl, "trades", "someday", storage=store)
+    finally:
+        await cl.close()
+    assert len(emu.requests) == before  # refused before any request
+
+
+def test_raw_is_a_collector_option_and_a_supervisor_option_in_toml() -> None:
+    section = {"exchange": "binance", "symbols": [SYM], "kinds": ["trades", "ticker"]}
+    cfg = load_config({"collectors": [{**section, "raw": True}, {**section, "kinds": ["ohlcv"]}]})
+    assert [c.raw for c in cfg.collectors] == [True, True, False]
+    assert cfg.collectors[0].raw_key() == DatasetKey("binance", "trades", "raw")
+    cfg = load_config({"raw": True, "collectors": [section]})
+    dc = DataCollector(cfg.collectors, open_storage("memory://"), **cfg.options)
+    assert [c.raw for c in dc.collectors] == [True, True]
+    with pytest.raises(InvalidRequest, match="raw must be true or false"):
+        load_config({"collectors": [{**section, "raw": "yes"}]})
+
+
+def test_raw_is_live_only_and_listed_by_the_catalog() -> None:
+    import mdcollect
+
+    with pytest.raises(InvalidRequest, match=r"'raw' is live-only.*raw=True"):
+        mdcollect.ensure_data([SYM], "1h", "2026-01-01", "2026-01-02", exchange="binance",
+                              kinds=("raw",), storage=open_storage("memory://"))  # fmt: skip
+    store = open_storage("memory://")
+    frames = [(1_764_547_200_000 + i, "/ws/0", f'{{"n":{i}}}') for i in range(3)]
+    store.write(raw_key("binance", "trades"), encode_raw("binance", "trades", [SYM], {}, frames))
+    cat = mdcollect.catalog(store, kind="raw")
+    assert cat[["exchange", "symbol", "kind", "rows"]].to_dict("records") == [
+        {"exchange": "binance", "symbol": "trades", "kind": "raw", "rows": 1}
+    ]
+    # written twice (a retried write) it is still one row
+    store.write(raw_key("binance", "trades"), encode_raw("binance", "trades", [SYM], {}, frames))
+    assert len(store.read(raw_key("binance", "trades"))) == 1

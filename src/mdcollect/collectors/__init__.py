@@ -71,7 +71,7 @@ from ._lease import (
     lease_name,
     parse_lease,
 )
-from ._raw import RawBatch, decode_raw, raw_key
+from ._raw import RawBatch, decode_raw, encode_raw, raw_key
 from ._replay import REPLAY_CHANNELS, ReplayReport, replay, replay_async
 from ._supervisor import DataCollector
 
@@ -112,6 +112,7 @@ __all__ = [
     "decode_raw",
     "default_lease",
     "describe_holder",
+    "encode_raw",
     "lease_name",
     "load_collectors",
     "load_config",

@@ -57,7 +57,7 @@ async def _no_throttle(cost: Any = None) -> None:
 class ReplayConnection(Client):  # type: ignore[misc]
     """A ccxt.pro connection fed by :meth:`RawTap.deliver` instead of a socket."""
 
-    def connect(self, session: Any, backoff_delay: float = 0) -> Any:
+    def connect(self, _session: Any, _backoff_delay: float = 0) -> Any:
         if not self.connected.done():
             self.isConnected = True
             self.connected.resolve(self.url)
