@@ -3,6 +3,9 @@ exactly the rows that run stored, against the emulator's websockets."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pandas as pd
 import pytest
 
@@ -172,3 +175,68 @@ def test_raw_is_live_only_and_listed_by_the_catalog() -> None:
     # written twice (a retried write) it is still one row
     store.write(raw_key("binance", "trades"), encode_raw("binance", "trades", [SYM], {}, frames))
     assert len(store.read(raw_key("binance", "trades"))) == 1
+
+
+def is_trade(text: str) -> bool:
+    return '"e":"trade"' in text or '"e":"aggTrade"' in text
+
+
+async def test_a_frame_the_stopping_collector_never_read_is_not_kept(
+    emu: ExchangeEmulator,
+) -> None:
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = TradesCollector(cl, [SYM], mode="ws", raw=True, **FAST)
+    run = asyncio.create_task(c.run(store))
+    stopped_on: list[str] = []
+
+    def stop_on(received: int, path: str, text: str) -> None:
+        # the collector stops as this frame arrives: its trades are never read
+        if is_trade(text) and not stopped_on:
+            stopped_on.append(text)
+            run.cancel()
+
+    try:
+        await wait_until(lambda: c.stats.rows_received >= 5, 30)
+        cl.capture_ws(stop_on)  # after the collector's own sink: it has the frame first
+        await asyncio.gather(run, return_exceptions=True)
+    finally:
+        await cl.close()
+    frames = [f for b in decode_raw(store.read(raw_key("binance", "trades"))) for f in b.frames]
+    assert stopped_on and stopped_on[0] not in [f[2] for f in frames]
+    assert frames[-1][1] == ""  # the capture ends with the last read
+    replayed = await replay_all(emu, store, "binance", "trades")
+    assert_same(store, replayed, DatasetKey("binance", SYM, "trades"))
+
+
+async def test_frames_a_live_read_found_together_are_replayed_together(
+    emu: ExchangeEmulator,
+) -> None:
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = TradesCollector(cl, [SYM], mode="ws", raw=True, **FAST)
+    try:
+        await live_run([store], [[c]], lambda: c.stats.rows_written >= 10)
+    finally:
+        await cl.close()
+    key = raw_key("binance", "trades")
+    batches = decode_raw(store.read(key))
+    frames = [f for b in batches for f in b.frames]
+    # two trade frames read one by one live; as if the reader had been behind: the
+    # mark between them dropped, one read finds both (and stamps them with the first)
+    i = next(
+        i for i in range(len(frames) - 3)
+        if is_trade(frames[i][2]) and frames[i + 1][1] == "" and is_trade(frames[i + 2][2])
+        and frames[i + 3][1] == "" and frames[i][0] != frames[i + 2][0]
+    )  # fmt: skip
+    first, second = json.loads(frames[i][2]), json.loads(frames[i + 2][2])
+    merged = open_storage("memory://")
+    b = batches[0]
+    merged.write(key, encode_raw("binance", "trades", b.symbols, b.options,
+                                 frames[: i + 1] + frames[i + 2 :], b.streams))  # fmt: skip
+    replayed = await replay_all(emu, merged, "binance", "trades")
+    rows = replayed.read(DatasetKey("binance", SYM, "trades"))
+    ids = {str(first.get("t", first.get("a"))), str(second.get("t", second.get("a")))}
+    found = rows[rows["id"].isin(ids)]
+    assert len(found) == 2
+    assert set(found["received"]) == {frames[i][0]}
