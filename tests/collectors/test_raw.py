@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -240,3 +241,18 @@ async def test_frames_a_live_read_found_together_are_replayed_together(
     found = rows[rows["id"].isin(ids)]
     assert len(found) == 2
     assert set(found["received"]) == {frames[i][0]}
+
+
+def test_cli_replay_refuses_an_unknown_channel_and_a_missing_capture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mdcollect.cli import main
+
+    url = f"parquet://{tmp_path / 'store'}"
+    assert main(["--storage", url, "replay", "binance", "nope", "2025-12-01"]) == 2
+    err = capsys.readouterr().err
+    assert "channel 'nope' is not valid; allowed: 'trades', 'ohlcv'" in err
+    assert main(["--storage", url, "replay", "binance", "trades"]) == 2
+    assert "no raw capture of binance 'trades'; captured channels of binance: none" in (
+        capsys.readouterr().err
+    )

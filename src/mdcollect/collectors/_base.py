@@ -628,7 +628,8 @@ class DataSourceCollector(ABC):
     def _add(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> None:
         if self._oldest is None:
             self._oldest = self.clock.monotonic()
-        source = "live:ws" if self._ws_opened else "live:poll"
+        # frames come from websockets only, also when batched after the streams closed
+        source = "live:ws" if self._ws_opened or key.kind == "raw" else "live:poll"
         self._pending.append(_Entry(next(self._seq), key, frame, covered, source))
         self._pending_rows += len(frame)
         # bound the buffer: drop the oldest rows not being written, and count them

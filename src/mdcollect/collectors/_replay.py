@@ -88,8 +88,8 @@ class ReplayReport:
     def __str__(self) -> str:
         written = ", ".join(f"{k}: {n}" for k, n in sorted(self.rows.items())) or "no rows"
         return (
-            f"replayed {self.frames} frames of {self.exchange} {self.channel} "
-            f"{format_ms(self.start)}..{format_ms(self.end)} ({self.skipped} skipped): {written}"
+            f"replayed {self.frames} frames of {self.exchange} {self.channel} on "
+            f"{format_ms(self.start)[:10]} ({self.skipped} skipped): {written}"
         )
 
 
