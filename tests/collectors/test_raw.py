@@ -158,6 +158,12 @@ def test_raw_is_a_collector_option_and_a_supervisor_option_in_toml() -> None:
     assert [c.raw for c in dc.collectors] == [True, True]
     with pytest.raises(InvalidRequest, match="raw must be true or false"):
         load_config({"collectors": [{**section, "raw": "yes"}]})
+    with pytest.raises(InvalidRequest, match="raw=True stores websocket frames, and mode='poll'"):
+        load_config({"collectors": [{**section, "raw": True, "mode": "poll"}]})
+    # the supervisor's raw=True leaves a polling collector as it is
+    polling = TickerCollector("binance", [SYM], mode="poll")
+    DataCollector([polling], open_storage("memory://"), raw=True)
+    assert polling.raw is False
 
 
 def test_raw_is_live_only_and_listed_by_the_catalog() -> None:
@@ -235,7 +241,14 @@ async def test_frames_a_live_read_found_together_are_replayed_together(
     b = batches[0]
     merged.write(key, encode_raw("binance", "trades", b.symbols, b.options,
                                  frames[: i + 1] + frames[i + 2 :], b.streams))  # fmt: skip
-    replayed = await replay_all(emu, merged, "binance", "trades")
+    replayed = open_storage("memory://")
+    cl = client(emu)
+    try:
+        await replay_async(cl, "trades", None, storage=merged, into=replayed)
+        # afterwards the client connects for real again
+        assert await asyncio.wait_for(cl.watch_trades_raw(SYM), 30)
+    finally:
+        await cl.close()
     rows = replayed.read(DatasetKey("binance", SYM, "trades"))
     ids = {str(first.get("t", first.get("a"))), str(second.get("t", second.get("a")))}
     found = rows[rows["id"].isin(ids)]

@@ -247,6 +247,11 @@ class DataSourceCollector(ABC):
             flush_timeout=flush_timeout,
             raw=raw,
         )
+        if opts.raw and opts.mode == "poll":
+            raise InvalidRequest(
+                "raw=True stores websocket frames, and mode='poll' reads none; "
+                "use mode='ws' or 'auto'"
+            )
         self.mode: Mode = opts.mode
         self.batch_rows = opts.batch_rows
         self.batch_seconds = float(opts.batch_seconds)

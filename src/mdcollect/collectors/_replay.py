@@ -3,7 +3,7 @@
 The frames of ``DatasetKey(exchange, channel, "raw")`` (see ``_raw.py``) are fed,
 in receipt order, to the collector that captured them, rebuilt from the capture's
 header (its kind, the union of its symbols, its kind options), whose exchange
-client replays instead of connecting (:meth:`ExchangeClient.replay_ws`): each
+client replays instead of connecting (:meth:`ExchangeClient.replaying`): each
 frame takes ccxt's own path (decoding, the venue's ``handle_message``, the futures
 ``watch_*`` waits on), then the collector's (mdcollect's parsers, duplicates,
 candles closing, coverage) into storage. The collector's clock reads the frame's
@@ -218,7 +218,21 @@ async def _replay(
     collector = REPLAY_CHANNELS[channel](
         client, symbols, mode="ws", clock=clock, **dict(batches[0].options)
     )
-    tap = client.replay_ws()
+    with client.replaying() as tap:
+        await _feed(tap, collector, into, frames, streams, clock, report, frame_timeout)
+
+
+async def _feed(
+    tap: Any,
+    collector: DataSourceCollector,
+    into: DataCollectionStorage,
+    frames: list[tuple[int, str, str]],
+    streams: dict[str, set[str]],
+    clock: _ReplayClock,
+    report: ReplayReport,
+    frame_timeout: float,
+) -> None:
+    channel = report.channel
     run = asyncio.create_task(collector.run(into, on_write=_counter(report)))
     loop = asyncio.get_running_loop()
 

@@ -631,7 +631,7 @@ class DataCollector:
         if collector.name in self._slots:
             raise InvalidRequest(f"a collector named {collector.name!r} is already present")
         collector.clock = self.clock  # one timeline for the feed's heartbeat and the checks
-        if self.raw:
+        if self.raw and collector.mode != "poll":  # a polling one has no frames
             collector.raw = True
         slot = _Slot(collector)
         slot.tracker = GapTracker(collector, self.storage, resume_window=self.resume_window)

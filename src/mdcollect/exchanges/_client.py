@@ -8,7 +8,7 @@ import difflib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -1056,13 +1056,23 @@ class ExchangeClient:
         tap = self._tap
         return {} if tap is None else tap.streams()
 
-    def replay_ws(self) -> RawTap:
-        """Make this client's websockets replay frames instead of connecting: its
-        connections are fed by the returned :class:`RawTap`'s ``deliver``."""
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[RawTap]:
+        """Within the block, this client's websockets replay frames instead of
+        connecting: its connections are fed by the yielded :class:`RawTap`'s
+        ``deliver``. Afterwards they connect again (REST is untouched throughout).
+
+        >>> with client.replaying() as tap:
+        ...     ...
+        """
         if self._tap is not None:
             raise InvalidRequest(f"{self.key}: this client already captures or replays frames")
-        self._tap = RawTap(self.exchange, self._clock, replay=True)
-        return self._tap
+        tap = self._tap = RawTap(self.exchange, self._clock, replay=True)
+        try:
+            yield tap
+        finally:
+            tap.detach()
+            self._tap = None
 
     def _raw_tap(self) -> RawTap:
         if self._tap is None:

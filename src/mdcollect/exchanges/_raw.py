@@ -105,6 +105,7 @@ class RawTap:
             return conn
 
         exchange.client = client
+        self._installed = client
         for conn in list((getattr(exchange, "clients", None) or {}).values()):
             self._hook(conn)
 
@@ -162,6 +163,13 @@ class RawTap:
         task = asyncio.current_task()
         message_hash = None if task is None else self._waits.get(task)
         return None if message_hash is None else self._receipts.get(message_hash)
+
+    def detach(self) -> None:
+        """Stop tapping: the exchange opens ordinary connections again (those open now,
+        hooked or replayed, are dropped: close them first)."""
+        if self._exchange.__dict__.get("client") is self._installed:
+            del self._exchange.client
+        self._exchange.clients = {}
 
     # ------------------------------------------------------------------ replay
 
