@@ -269,3 +269,22 @@ def test_cli_replay_refuses_an_unknown_channel_and_a_missing_capture(
     assert "no raw capture of binance 'trades'; captured channels of binance: none" in (
         capsys.readouterr().err
     )
+
+
+def test_frames_of_interleaved_batches_come_in_receipt_order_lazily() -> None:
+    from mdcollect.collectors._raw import FrameMerger
+
+    # two collectors' batches of one channel overlap in time; a read mark keeps its
+    # place after the frames it read, even at the same millisecond
+    a = encode_raw("x", "trades", ["A/B"], {"n": 1}, [(10, "/a", "1"), (30, "/a", "3"),
+                                                      (30, "", "m")], {"/a": ["h"] * 2000})  # fmt: skip
+    b = encode_raw("x", "trades", ["C/D"], {}, [(20, "/b", "2"), (25, "/b", "2b"), (40, "/b", "4")])
+    rows = pd.concat([a, b]).sort_index()
+    heads = decode_raw(rows, heads_only=True)  # a header longer than a decompression step
+    assert [(h.symbols, h.frames, len(h.streams["/a"]) if h.streams else 0) for h in heads] == [
+        (["A/B"], [], 2000), (["C/D"], [], 0)
+    ]  # fmt: skip
+    merger = FrameMerger()
+    merger.add(rows)
+    assert [f[2] for f in merger.until(26)] == ["1", "2", "2b"]
+    assert [f[2] for f in merger.until(None)] == ["3", "m", "4"]

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import pandas as pd
@@ -29,7 +30,7 @@ from .._errors import StorageError
 from .._keys import DatasetKey
 from .._time import index_ms, ms_to_index
 
-__all__ = ["RawBatch", "decode_raw", "encode_raw", "raw_key"]
+__all__ = ["FrameMerger", "RawBatch", "decode_raw", "encode_raw", "raw_key"]
 
 #: The format of the header line (a reader refuses a newer one).
 _VERSION: Final = 1
@@ -87,35 +88,67 @@ def encode_raw(
     )
 
 
-def decode_raw(rows: pd.DataFrame) -> list[RawBatch]:
-    """The batches of stored ``raw`` rows, in row order.
+def decode_raw(rows: pd.DataFrame, *, heads_only: bool = False) -> list[RawBatch]:
+    """The batches of stored ``raw`` rows, in row order; ``heads_only``: without their
+    frames (only as much of each row is decompressed as its header takes).
 
     >>> row = encode_raw("binance", "trades", ["BTC/USDT"], {}, [(1, "/ws", '{"e":1}')])
     >>> decode_raw(row)[0].frames
     [(1, '/ws', '{"e":1}')]
     """
-    out = []
-    for when, data in zip(index_ms(rows).tolist(), rows["data"], strict=True):
-        try:
-            lines = zlib.decompress(base64.b64decode(data)).decode("utf-8").split("\n")
-            head = json.loads(lines[0])
-            frames = [(int(t), str(p), str(x)) for t, p, x in map(json.loads, lines[1:])]
-        except (ValueError, zlib.error, TypeError) as exc:
-            raise StorageError(f"raw row at {when} ms is not a readable capture: {exc}") from exc
-        if head.get("v") != _VERSION:
-            raise StorageError(
-                f"raw row at {when} ms has capture format {head.get('v')!r}; this mdcollect"
-                f" reads format {_VERSION}"
-            )
-        out.append(
-            RawBatch(head["exchange"], head["kind"], list(head["symbols"]), head["options"],
-                     frames, head.get("streams") or {})
-        )  # fmt: skip
-    return out
+    return [
+        _decode(when, data, heads_only)
+        for when, data in zip(index_ms(rows).tolist(), rows["data"], strict=True)
+    ]
 
 
-def merged_frames(batches: Iterable[RawBatch]) -> list[tuple[int, str, str]]:
-    """Every frame of ``batches`` in receipt order (a stable sort: frames received in
-    the same millisecond keep the order they arrived in)."""
-    frames = [f for b in batches for f in b.frames]
-    return sorted(frames, key=lambda f: f[0])
+def _decode(when: int, data: str, heads_only: bool) -> RawBatch:
+    try:
+        packed = base64.b64decode(data)
+        if heads_only:
+            unpack = zlib.decompressobj()
+            text = unpack.decompress(packed, 4096)
+            while b"\n" not in text and unpack.unconsumed_tail:
+                text += unpack.decompress(unpack.unconsumed_tail, 4096)
+            if b"\n" not in text:
+                text += unpack.flush()
+            lines = [text.split(b"\n", 1)[0].decode("utf-8")]
+        else:
+            lines = zlib.decompress(packed).decode("utf-8").split("\n")
+        head = json.loads(lines[0])
+        frames = [(int(t), str(p), str(x)) for t, p, x in map(json.loads, lines[1:])]
+    except (ValueError, zlib.error, TypeError) as exc:
+        raise StorageError(f"raw row at {when} ms is not a readable capture: {exc}") from exc
+    if head.get("v") != _VERSION:
+        raise StorageError(
+            f"raw row at {when} ms has capture format {head.get('v')!r}; this mdcollect"
+            f" reads format {_VERSION}"
+        )
+    return RawBatch(head["exchange"], head["kind"], list(head["symbols"]), head["options"],
+                    frames, head.get("streams") or {})  # fmt: skip
+
+
+class FrameMerger:
+    """The frames of batches in receipt order, decoding a batch only when its time
+    comes: rows are added window by window (sorted by their first frame), and
+    :meth:`until` yields the frames received before a time no later row can precede.
+    A batch's own frames keep their order (a read mark after the frames it read)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, int, list[tuple[int, str, str]]]] = []
+        self._seq = 0
+
+    def add(self, rows: pd.DataFrame) -> None:
+        """Add stored ``raw`` rows."""
+        for batch in decode_raw(rows):
+            if batch.frames:
+                heapq.heappush(self._heap, (batch.frames[0][0], self._seq, 0, batch.frames))
+                self._seq += 1
+
+    def until(self, end: int | None) -> Iterator[tuple[int, str, str]]:
+        """The frames received before ``end`` (``None``: all that were added)."""
+        while self._heap and (end is None or self._heap[0][0] < end):
+            _, seq, i, frames = heapq.heappop(self._heap)
+            yield frames[i]
+            if i + 1 < len(frames):
+                heapq.heappush(self._heap, (frames[i + 1][0], seq, i + 1, frames))

@@ -22,8 +22,9 @@ a venue starts from a REST snapshot (Binance's) rather than from its stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import pandas as pd
@@ -31,8 +32,8 @@ from attrs import define, field
 
 from .._errors import InvalidRequest, MdcollectError
 from .._keys import DatasetKey
-from .._rules import check_choice
-from .._time import DAY, format_ms, index_ms, to_ms
+from .._rules import check_choice, check_number
+from .._time import DAY, HOUR, format_ms, index_ms, to_ms
 from ..storage import DataCollectionStorage, open_storage
 from ._base import DataSourceCollector, WriteObserver
 from ._kinds import (
@@ -42,7 +43,7 @@ from ._kinds import (
     TickerCollector,
     TradesCollector,
 )
-from ._raw import RawBatch, decode_raw, merged_frames, raw_key
+from ._raw import FrameMerger, RawBatch, decode_raw, raw_key
 
 __all__ = ["REPLAY_CHANNELS", "ReplayReport", "replay", "replay_async"]
 
@@ -106,15 +107,18 @@ def _newest_capture(storage: DataCollectionStorage, exchange: str, channel: str)
     )
 
 
-def capture_batches(
+def capture_heads(
     storage: DataCollectionStorage, exchange: str, channel: str, start: int, end: int
 ) -> list[RawBatch]:
-    """The captured batches of ``exchange``'s ``channel`` in ``[start, end)``;
-    :class:`~mdcollect.InvalidRequest` naming the captured channels and days when
-    there are none."""
+    """The headers (no frames) of the batches ``exchange``'s ``channel`` captured in
+    ``[start, end)``, read an hour at a time; :class:`~mdcollect.InvalidRequest` naming
+    the captured channels and days when there are none."""
     key = raw_key(exchange, channel)
-    rows = storage.read(key, start, end) if key in storage.keys(kind="raw") else None
-    if rows is None or not len(rows):
+    heads: list[RawBatch] = []
+    if key in storage.keys(kind="raw"):
+        for lo in range(start, end, HOUR):
+            heads += decode_raw(storage.read(key, lo, min(lo + HOUR, end)), heads_only=True)
+    if not heads:
         captured = storage.keys(exchange=exchange, kind="raw")
         days = []
         if key in captured:
@@ -125,7 +129,7 @@ def capture_batches(
             f"captured channels of {exchange}: {sorted(k.symbol for k in captured) or 'none'}"
             + (f"; days of {channel!r}: {', '.join(days)}" if days else "")
         )
-    return decode_raw(rows)
+    return heads
 
 
 async def replay_async(
@@ -153,6 +157,7 @@ async def replay_async(
     from ..exchanges import ExchangeClient
 
     channel = check_choice("channel", channel, REPLAY_CHANNELS)
+    check_number("frame_timeout", frame_timeout)
     if isinstance(exchange, ExchangeClient):
         client, owned = exchange, False
     elif isinstance(exchange, str):
@@ -161,20 +166,29 @@ async def replay_async(
         raise InvalidRequest(
             f"exchange must be an exchange key or an ExchangeClient, got {exchange!r}"
         )
-    src = open_storage(storage) if isinstance(storage, str) else storage
-    dst = src if into is None else open_storage(into) if isinstance(into, str) else into
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if owned:
+            stack.push_async_callback(client.close)
+        src = _opened(stack, storage)
+        dst = src if into is None else _opened(stack, into)
         if day is None:
             day = await asyncio.to_thread(_newest_capture, src, client.key, channel)
         start = to_ms(day, name="day") // DAY * DAY
-        batches = await asyncio.to_thread(capture_batches, src, client.key, channel, start,
-                                          start + DAY)  # fmt: skip
+        heads = await asyncio.to_thread(capture_heads, src, client.key, channel, start,
+                                        start + DAY)  # fmt: skip
         report = ReplayReport(client.key, channel, start, start + DAY)
-        await _replay(client, channel, batches, dst, report, frame_timeout)
+        await _replay(client, src, heads, dst, report, frame_timeout)
         return report
-    finally:
-        if owned:
-            await client.close()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _opened(stack: contextlib.AsyncExitStack, storage: DataCollectionStorage | str) -> Any:
+    """``storage``, opened from its URL (and closed with ``stack``) when a string."""
+    if isinstance(storage, DataCollectionStorage):
+        return storage
+    store = open_storage(storage)
+    stack.callback(store.close)
+    return store
 
 
 def replay(
@@ -202,31 +216,42 @@ def replay(
 
 async def _replay(
     client: Any,
-    channel: str,
-    batches: list[RawBatch],
+    source: DataCollectionStorage,
+    heads: list[RawBatch],
     into: DataCollectionStorage,
     report: ReplayReport,
     frame_timeout: float,
 ) -> None:
-    symbols = list(dict.fromkeys(s for b in batches for s in b.symbols))
-    frames = merged_frames(batches)
+    symbols = list(dict.fromkeys(s for b in heads for s in b.symbols))
     streams: dict[str, set[str]] = {}
-    for b in batches:
+    for b in heads:
         for path, hashes in b.streams.items():
             streams.setdefault(path, set()).update(hashes)
-    clock = _ReplayClock(frames[0][0])
-    collector = REPLAY_CHANNELS[channel](
-        client, symbols, mode="ws", clock=clock, **dict(batches[0].options)
+    key = raw_key(report.exchange, report.channel)
+
+    async def frames() -> AsyncIterator[tuple[int, str, str]]:
+        # an hour of rows at a time, each batch decoded when its first frame is due
+        merger = FrameMerger()
+        for lo in range(report.start, report.end, HOUR):
+            merger.add(await asyncio.to_thread(source.read, key, lo, lo + HOUR))
+            for frame in merger.until(lo + HOUR):
+                yield frame
+        for frame in merger.until(None):
+            yield frame
+
+    clock = _ReplayClock(report.start)
+    collector = REPLAY_CHANNELS[report.channel](
+        client, symbols, mode="ws", clock=clock, **dict(heads[0].options)
     )
     with client.replaying() as tap:
-        await _feed(tap, collector, into, frames, streams, clock, report, frame_timeout)
+        await _feed(tap, collector, into, frames(), streams, clock, report, frame_timeout)
 
 
 async def _feed(
     tap: Any,
     collector: DataSourceCollector,
     into: DataCollectionStorage,
-    frames: list[tuple[int, str, str]],
+    frames: AsyncIterator[tuple[int, str, str]],
     streams: dict[str, set[str]],
     clock: _ReplayClock,
     report: ReplayReport,
@@ -255,7 +280,7 @@ async def _feed(
     answered: set[str] = set()  # watches answered and not read yet
     try:
         await until("subscribing", lambda: 0 < watchers() <= len(tap.waiting()))
-        for received, path, text in frames:
+        async for received, path, text in frames:
             if not path:
                 # a read mark: the live watch on ``text`` returned here, finding what the
                 # frames since its answer brought; its reader reads now, and is back
