@@ -27,6 +27,7 @@ from mdcollect.testing import ExchangeEmulator
 from .conftest import client, wait_until
 
 SYM = "BTC/USDT"
+PERP = "BTC/USDT:USDT"
 ONE_S = DatasetKey("binance", SYM, "ohlcv", "1s")
 FAST = {"batch_seconds": 0.2, "flush_timeout": 10.0}
 
@@ -288,3 +289,18 @@ def test_frames_of_interleaved_batches_come_in_receipt_order_lazily() -> None:
     merger.add(rows)
     assert [f[2] for f in merger.until(26)] == ["1", "2", "2b"]
     assert [f[2] for f in merger.until(None)] == ["3", "m", "4"]
+
+
+async def test_replay_reproduces_binance_usdm_funding_snapshots(emu: ExchangeEmulator) -> None:
+    from mdcollect.collectors import FundingRateCollector
+
+    store = open_storage("memory://")
+    cl = client(emu, "binance_futures")
+    funding = FundingRateCollector(cl, [PERP], mode="ws", **FAST)
+    key = DatasetKey("binance_futures", PERP, "funding_snapshot")
+    try:
+        await live_run([store], [[funding]], lambda: funding.stats.rows_written >= 3)
+    finally:
+        await cl.close()
+    replayed = await replay_all(emu, store, "binance_futures", "funding_snapshot")
+    assert_same(store, replayed, key)
