@@ -13,6 +13,10 @@ rows through storage outages up to a bound and counting what it drops.
 * :class:`OpenInterestCollector` -- open interest of perpetuals, once a period.
 * :class:`LiquidationsCollector` -- forced orders of perpetuals, websockets only.
 
+With ``raw=True`` (a collector's, or :class:`DataCollector`'s for all) the
+websocket frames are stored too (``raw`` kind, ``_raw``), and :func:`replay`
+turns a captured day back into the same rows (``_replay``).
+
 >>> from mdcollect import DataCollector, open_storage
 >>> from mdcollect.collectors import TradesCollector, TickerCollector
 >>> collectors = [TradesCollector("binance", ["BTC/USDT"], candles=["1s", "1m"]),
