@@ -304,3 +304,29 @@ async def test_replay_reproduces_binance_usdm_funding_snapshots(emu: ExchangeEmu
         await cl.close()
     replayed = await replay_all(emu, store, "binance_futures", "funding_snapshot")
     assert_same(store, replayed, key)
+
+
+def test_a_flush_writes_the_frames_before_the_rows_made_from_them() -> None:
+    from mdcollect.collectors._base import _Entry, _write_all
+
+    written: list[str] = []
+
+    class Recording:  # a storage that records which dataset each write went to
+        def __init__(self) -> None:
+            self.store = open_storage("memory://")
+
+        def write(self, key: DatasetKey, frame: pd.DataFrame, **kw: object) -> int:
+            written.append(key.kind)
+            return self.store.write(key, frame, **kw)  # type: ignore[arg-type]
+
+    t = 1_764_547_200_000
+    trades = DatasetKey("binance", SYM, "trades")
+    rows = pd.DataFrame({"timestamp": [t], "id": ["1"], "price": [1.0], "amount": [1.0],
+                         "side": ["buy"]})  # fmt: skip
+    frames = encode_raw("binance", "trades", [SYM], {}, [(t, "/ws", "{}")])
+    pending = {  # in the order the collector buffered them: the rows first
+        trades: [_Entry(0, trades, rows, None)],
+        raw_key("binance", "trades"): [_Entry(1, raw_key("binance", "trades"), frames, None)],
+    }
+    _write_all(Recording(), pending)  # type: ignore[arg-type]
+    assert written == ["raw", "trades"]

@@ -823,7 +823,9 @@ def _write_all(
     interval they complete: one write per dataset however often the feed resynced.
     Returns ``(key, entries, error or None)`` for each key."""
     outcomes: list[tuple[DatasetKey, list[_Entry], BaseException | None]] = []
-    for key, entries in by_key.items():
+    # captured frames first: a crash between two writes leaves frames whose rows are
+    # missing (a replay gives them back), never rows without their frames
+    for key, entries in sorted(by_key.items(), key=lambda item: item[0].kind != "raw"):
         # raw frames are no rows: the supervisor's freshness, gaps and callbacks skip them
         observer = None if key.kind == "raw" else on_write
         try:
