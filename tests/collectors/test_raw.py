@@ -61,16 +61,18 @@ def assert_same(
 
 async def live_run(
     stores: list[DataCollectionStorage], groups: list[list[object]], done: object
-) -> None:
+) -> list[dict[str, object]]:
     """Each group of collectors under its own DataCollector (raw=True) into its store,
-    until ``done()``."""
+    until ``done()``; their status() then."""
     import contextlib
 
     async with contextlib.AsyncExitStack() as stack:
+        dcs = []
         for store, group in zip(stores, groups, strict=True):
             dc = DataCollector(group, store, max_silence=10, backfill_gaps=False, raw=True)  # type: ignore[arg-type]
-            await stack.enter_async_context(dc)
+            dcs.append(await stack.enter_async_context(dc))
         await wait_until(done, 30)
+        return [dc.status() for dc in dcs]
 
 
 async def test_replay_reproduces_binance_trades_candles_and_tickers(emu: ExchangeEmulator) -> None:
@@ -80,7 +82,7 @@ async def test_replay_reproduces_binance_trades_candles_and_tickers(emu: Exchang
     tickers = TickerCollector(clients[1], [SYM], mode="ws", **FAST)
     candles = OHLCVCollector(clients[2], [SYM], mode="ws", timeframes=["1s"], **FAST)
     try:
-        await live_run(
+        statuses = await live_run(
             stores, [[trades, tickers], [candles]],
             lambda: all(len(st.read(ONE_S)) >= 2 for st in stores)
             and trades.stats.rows_written >= 10 and tickers.stats.rows_written >= 3,
@@ -93,6 +95,8 @@ async def test_replay_reproduces_binance_trades_candles_and_tickers(emu: Exchang
     batches = decode_raw(store.read(raw_key("binance", "trades")))
     frames = [f for b in batches for f in b.frames if f[1]]  # the read marks have no path
     assert trades.stats.raw_frames == len(frames) > 0
+    status = statuses[0]["collectors"][trades.name]  # type: ignore[index]
+    assert status["raw"] is True and status["raw_frames"] > 0
     assert [f[0] for f in frames] == sorted(f[0] for f in frames)
     assert all(b.kind == "trades" and b.symbols == [SYM] for b in batches)
     assert any("aggTrade" in text or '"trade"' in text for _, _, text in frames)

@@ -479,7 +479,9 @@ class DataCollector:
         * ``reconnects``: restarts after a transient exchange error (a dropped
           connection, a 5xx) plus restarts of a silent feed (``silent_restarts``);
         * ``connection_uptime``: seconds its runs have been connected in all, the
-          current one included (against ``uptime``: the current run only).
+          current one included (against ``uptime``: the current run only);
+        * ``raw``: whether it stores its websocket frames, ``raw_frames`` how many
+          it stored (in the ``raw`` dataset; not counted as rows).
 
         ``process`` holds this process's ``rss_bytes`` and ``cpu_seconds`` (see
         :func:`process_figures`).
@@ -602,6 +604,8 @@ class DataCollector:
             "issues": issues,
             "is_healthy": not issues,
             **self._figures(slot, now),
+            "raw": c.raw,
+            "raw_frames": s.raw_frames,
         }
 
     def _figures(self, slot: _Slot, now: float) -> dict[str, Any]:
