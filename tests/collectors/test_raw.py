@@ -161,6 +161,11 @@ def test_raw_is_a_collector_option_and_a_supervisor_option_in_toml() -> None:
     cfg = load_config({"raw": True, "collectors": [section]})
     dc = DataCollector(cfg.collectors, open_storage("memory://"), **cfg.options)
     assert [c.raw for c in dc.collectors] == [True, True]
+    from mdcollect.metrics import metrics_text
+
+    assert 'mdcollect_collector_raw_frames_total{collector="binance:trades:BTC/USDT"' in (
+        metrics_text(dc)
+    )
     with pytest.raises(InvalidRequest, match="raw must be true or false"):
         load_config({"collectors": [{**section, "raw": "yes"}]})
     with pytest.raises(InvalidRequest, match="raw=True stores websocket frames, and mode='poll'"):
