@@ -148,6 +148,8 @@ async def test_replay_refuses_bad_input_before_any_request(emu: ExchangeEmulator
             await replay_async(cl, "ticker", None, storage=store)
         with pytest.raises(InvalidRequest, match="day 'someday'"):
             await replay_async(cl, "trades", "someday", storage=store)
+        with pytest.raises(InvalidRequest, match="binance order books cannot be replayed"):
+            await replay_async(cl, "orderbook", None, storage=store)
     finally:
         await cl.close()
     assert len(emu.requests) == before  # refused before any request

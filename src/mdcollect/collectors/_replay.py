@@ -166,6 +166,14 @@ async def replay_async(
         raise InvalidRequest(
             f"exchange must be an exchange key or an ExchangeClient, got {exchange!r}"
         )
+    if channel == "orderbook" and client.info.ws_book_rest_snapshot:
+        if owned:
+            await client.close()
+        raise InvalidRequest(
+            f"{client.key} order books cannot be replayed: ccxt starts them from a REST "
+            "snapshot, which the capture does not hold (books replay from venues whose "
+            "stream sends the snapshot, such as okx and bybit)"
+        )
     async with contextlib.AsyncExitStack() as stack:
         if owned:
             stack.push_async_callback(client.close)

@@ -223,6 +223,9 @@ class ExchangeInfo:
         liquidation_side_is_position: the stream's side is the liquidated position's
             (Bybit's ``allLiquidation``: ``Buy`` means a long was liquidated), not the
             forced order's as elsewhere.
+        ws_book_rest_snapshot: ccxt.pro starts this exchange's websocket order book
+            from a REST snapshot (Binance's diff-depth streams), which a capture of the
+            frames does not hold: such books cannot be replayed.
     """
 
     key: str
@@ -251,6 +254,7 @@ class ExchangeInfo:
     open_interest: OpenInterestHistory | None = None
     liquidation_delay_ms: int = 1_500
     liquidation_side_is_position: bool = False
+    ws_book_rest_snapshot: bool = False
 
     @property
     def trades_history(self) -> bool:
@@ -385,6 +389,8 @@ _BINANCE: Final[dict[str, Any]] = dict(
     trades_page_limit=1000,
     ohlcv_until=True,
     trades_window_ms=HOUR,
+    # watch_order_book: diff-depth frames applied to a REST depth snapshot
+    ws_book_rest_snapshot=True,
 )
 # Budgets per IP, from the exchanges' documentation; weight_per_cost maps ccxt's
 # cost units (its api tables) to the exchange's weights.
