@@ -369,3 +369,22 @@ async def test_replay_of_many_symbols_on_one_connection_gives_the_same_trades(
         assert replayed.coverage(key) == store.coverage(key), key
         one_s = DatasetKey("binance", key.symbol, "ohlcv", "1s")
         pd.testing.assert_frame_equal(replayed.read(one_s), store.read(one_s), check_freq=False)
+
+
+async def test_a_faulty_frame_sink_breaks_no_connection(
+    emu: ExchangeEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = open_storage("memory://")
+    cl = client(emu)
+    c = TradesCollector(cl, [SYM], mode="ws", raw=True, **FAST)
+
+    def faulty(received: int, path: str, text: str) -> None:
+        raise RuntimeError("a bug in a sink")
+
+    cl.capture_ws(faulty)
+    try:
+        await live_run([store], [[c]], lambda: c.stats.rows_written >= 10)
+    finally:
+        await cl.close()
+    assert c.stats.raw_frames > 0
+    assert "a bug in a sink" in caplog.text

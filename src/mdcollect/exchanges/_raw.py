@@ -24,6 +24,7 @@ hands it, through the same ccxt methods a live frame takes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Callable
 from typing import Any, Final
@@ -37,6 +38,8 @@ __all__ = ["RawSink", "RawTap", "ReplayConnection", "url_path"]
 RawSink = Callable[[int, str, str], None]
 
 _HOOKED: Final = "_mdcollect_tap"
+
+log: Final = logging.getLogger("mdcollect.exchanges")
 
 
 def url_path(url: str) -> str:
@@ -121,8 +124,7 @@ class RawTap:
             self._last = max(self._last, t)
             if self.sinks:
                 text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-                for sink in self.sinks:
-                    sink(t, path, text)
+                self._tell(t, path, text)
             outer, self._current = self._current, t
             try:
                 handle(data)
@@ -154,8 +156,14 @@ class RawTap:
         message_hash = None if task is None else self._waits.get(task)
         if message_hash is None or not self.sinks:
             return
+        self._tell(self._last, "", str(message_hash))
+
+    def _tell(self, received: int, path: str, text: str) -> None:
         for sink in self.sinks:
-            sink(self._last, "", str(message_hash))
+            try:
+                sink(received, path, text)
+            except Exception:  # a faulty sink must not break the connection it taps
+                log.exception("raw frame sink %r failed", sink)
 
     def received(self) -> int | None:
         """Receipt ms of the frame that resolved the ``watch_*`` call the current task
