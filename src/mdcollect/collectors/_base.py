@@ -32,6 +32,10 @@ log: Final = logging.getLogger("mdcollect.collectors")
 #: storage reported written; in the worker thread that wrote.
 WriteObserver: TypeAlias = Callable[[DatasetKey, pd.DataFrame, IntervalSet, int], None]
 
+#: Captured frames held after the last read mark (waiting for the read that takes
+#: them) before they are batched anyway: a quiet stream's acks and pings.
+_RAW_HELD: Final = 10_000
+
 #: Waits between retries of a failed storage write (the rows stay buffered meanwhile).
 _WRITE_RETRY: Final = Backoff(initial=0.05, maximum=2.0, jitter="equal")
 
@@ -277,6 +281,7 @@ class DataSourceCollector(ABC):
         #: store the websocket frames too (``raw`` kind): see :meth:`raw_key`
         self.raw: bool = opts.raw
         self._raw_frames: list[tuple[int, str, str]] = []  # captured, not yet batched
+        self._raw_cut = 0  # frames up to the last read mark among them: ready to batch
         self._raw_clients: list[Any] = []  # the clients whose frames come here
         self._feeding = False  # the feed task runs
 
@@ -470,8 +475,7 @@ class DataSourceCollector(ABC):
             if self._feeding:
                 # frames after the last read mark were never read (the feed stopped
                 # first): they gave no row, so the capture keeps none for a replay either
-                marks = [i for i, f in enumerate(self._raw_frames) if not f[1]]
-                del self._raw_frames[marks[-1] + 1 if marks else 0 :]
+                del self._raw_frames[self._raw_cut :]
             self._feeding = False
             try:
                 if self._ws_opened:
@@ -609,21 +613,27 @@ class DataSourceCollector(ABC):
             if len(frame) == 0 and covered is None:
                 continue
             self._add(key, frame, covered)
-        if self._raw_frames and self._oldest is None:
+        if self._raw_cut and self._oldest is None:
             self._oldest = self.clock.monotonic()  # the frames age like rows
 
     def _raw_frames_in(self, received: int, path: str, text: str) -> None:
         # only while the feed reads: a frame nobody reads gave no row, nor may a replay
         if self.raw and self._feeding:
             self._raw_frames.append((received, path, text))
+            if not path or len(self._raw_frames) >= _RAW_HELD:
+                self._raw_cut = len(self._raw_frames)
 
     def _batch_raw(self) -> None:
-        """The frames captured since the last batch, as one pending ``raw`` row."""
-        if not self._raw_frames:
+        """The frames captured up to the last read mark, as one pending ``raw`` row;
+        those after it wait for the next read (or are dropped if the feed stops
+        first: see :meth:`run`)."""
+        if not self._raw_cut:
             return
         from ._raw import encode_raw
 
-        frames, self._raw_frames = self._raw_frames, []
+        frames = self._raw_frames[: self._raw_cut]
+        del self._raw_frames[: self._raw_cut]
+        self._raw_cut = 0
         streams = {} if self._client is None else self._client.ws_streams()
         row = encode_raw(
             self.exchange, self.kind, self.symbols, self.raw_options(), frames, streams
@@ -654,7 +664,7 @@ class DataSourceCollector(ABC):
             )
 
     def _due(self) -> bool:
-        if not self._pending and not self._raw_frames:
+        if not self._pending and not self._raw_cut:
             return False
         if self._pending_rows >= self.batch_rows:
             return True
