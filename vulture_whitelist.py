@@ -69,4 +69,11 @@ _.fetch_data  # remote/_client.py: the clients' GET /api/v1/data, public API
 _._write_unchecked  # storage/_base.py: for tests that plant defects an audit must find
 _.__class__  # audit.py: the module made callable as audit() (sys.modules[...].__class__)
 
+raw_frames  # collectors: CollectorStats.raw_frames, part of the stats users read
+_.raw_frames  # (read by users and tests)
+_.connect  # exchanges/_raw.py: ReplayConnection overrides what ccxt.pro calls
+_.aiohttp_close  # exchanges/_raw.py: (ccxt.pro's Client.close calls it)
+_.isConnected  # exchanges/_raw.py: ccxt.pro's Client state, read by ccxt
+_.last_message_at  # exchanges/_raw.py: ccxt.pro's frame stamp, read by ws_last_message
+
 # -- really unused, in files another part owns

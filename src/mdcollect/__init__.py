@@ -18,7 +18,7 @@ from .storage import DataCollectionStorage, default_storage, open_storage
 
 if TYPE_CHECKING:
     from .audit import AuditReport, audit, audit_async
-    from .collectors import DataCollector, DataSourceCollector
+    from .collectors import DataCollector, DataSourceCollector, ReplayReport, replay, replay_async
     from .ensure import (
         EnsureReport,
         ensure_data,
@@ -70,6 +70,9 @@ _LAZY = {
     "ensure_jobs": "mdcollect.ensure",
     "ensure_jobs_async": "mdcollect.ensure",
     "load_jobs": "mdcollect.jobs",
+    "ReplayReport": "mdcollect.collectors",
+    "replay": "mdcollect.collectors",
+    "replay_async": "mdcollect.collectors",
 }
 
 __all__ = [
@@ -87,6 +90,7 @@ __all__ = [
     "Job",
     "MdcollectError",
     "RemoteError",
+    "ReplayReport",
     "StorageError",
     "Timeframe",
     "__version__",
@@ -112,6 +116,8 @@ __all__ = [
     "load_trades_async",
     "open_storage",
     "plot_coverage",
+    "replay",
+    "replay_async",
 ]
 
 

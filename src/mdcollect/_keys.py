@@ -34,6 +34,7 @@ Kind = Literal[
     "premium",
     "open_interest",
     "liquidations",
+    "raw",
 ]
 #: Every kind of dataset mdcollect stores.
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
@@ -53,6 +54,7 @@ TIMEFRAME_KINDS: Final[tuple[Kind, ...]] = (*CANDLE_KINDS, "open_interest")
 #: how to collect each: what ``ensure_data(kinds=...)`` says when asked for one.
 LIVE_ONLY_KINDS: Final[dict[Kind, str]] = {
     "liquidations": "mdcollect.collectors.LiquidationsCollector (websockets)",
+    "raw": "DataCollector(..., raw=True) (websocket frames; mdcollect.replay turns them into rows)",
 }
 
 

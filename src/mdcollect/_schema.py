@@ -25,6 +25,8 @@ interest   ``openInterestAmount``) [+ open_interest_value float64,
            quote]: one row per exchange period, at its start
 liquida-   id (str) side ('buy'/'sell') price amount (float64)           timestamp, id
 tions      [+ received int64 ms]: forced orders, live only
+raw        id (str) frames (int64) data (str: the frames, compressed)   timestamp, id
+           websocket frames, a batch a row; the symbol is the channel
 ========== ============================================================ =============
 
 The optional candle columns are kept wherever the source has them: Binance klines
@@ -158,6 +160,10 @@ SCHEMAS: Final[dict[Kind, Schema]] = {
         {"received": _I},
         row_id="id",
     ),
+    # websocket frames as captured (DataCollector(raw=True)): one row per batch of
+    # frames, at the first frame's receipt time; ``data`` is the batch compressed
+    # (mdcollect.collectors.decode_raw), ``id`` its digest (a rewrite is no duplicate)
+    "raw": Schema("raw", {"id": _S, "frames": _I, "data": _S}, {}, row_id="id"),
 }
 
 _BOOK_RE: Final = re.compile(r"^(bid|ask)_(px|sz)_(\d+)$")
@@ -336,6 +342,7 @@ _NON_NEGATIVE: Final = {
     "premium": _CANDLE_SUMS,
     "open_interest": ("open_interest", "open_interest_value"),
     "liquidations": ("price", "amount", "received"),
+    "raw": ("frames",),
 }
 # columns that must have a value in every row (a ticker may lack a bid, a book a level)
 _NOT_NAN: Final = {

@@ -20,6 +20,7 @@
     mdcollect status /run/mdcollect.json
     mdcollect serve --storage parquet:///data/md --host 127.0.0.1 --port 8002 [--emulate]
     mdcollect audit binance:ohlcv:1m:BTC/USDT --start 2024-01-01 --end 2024-12-31 [--repair] [--json]
+    mdcollect replay binance trades 2024-03-13 --into parquet:///data/replayed
 
 The global options (``--storage``, ``--emulate``, ``--dry-run``, ``--no-progress``,
 ``-v``, ``-q``) go before or after the subcommand. Dates follow one rule everywhere: a
@@ -248,6 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     _serve_args(sub)
     _collect_args(sub)
     _audit_args(sub)
+    _replay_args(sub)
     for sp in sub.choices.values():
         sp.formatter_class = _HelpFormatter
         _global_options(sp, after_subcommand=True)
@@ -1014,6 +1016,54 @@ def _exchanges(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replay_args(sub: Any) -> None:
+    r = sub.add_parser(
+        "replay",
+        help="turn a day of captured websocket frames (collect with raw = true) back into rows",
+    )
+    r.add_argument("exchange", help="exchange key of the capture, e.g. binance")
+    r.add_argument(
+        "channel", help="captured channel: trades, ohlcv, ticker, orderbook, funding_snapshot"
+    )
+    r.add_argument("day", nargs="?", default=None,
+                   help="YYYY-MM-DD (UTC; default: the day of the newest capture)")  # fmt: skip
+    r.add_argument(
+        "--into", metavar="URL", default=None,
+        help="storage URL the rows go to (default: the store holding the capture)",
+    )  # fmt: skip
+    r.add_argument("--frame-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up when the collector does not take a frame in this long")  # fmt: skip
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    """``mdcollect replay``: the captured day's frames through ccxt and the collector."""
+    from .collectors import replay_async
+    from .exchanges import ExchangeClient
+
+    check_number("--frame-timeout", args.frame_timeout)
+    url = _storage_url(args)
+    async with contextlib.AsyncExitStack() as stack:
+        exchange: Any = args.exchange
+        if args.emulate:
+            from .testing import shared_emulator
+
+            emu = await asyncio.to_thread(shared_emulator)
+            exchange = await stack.enter_async_context(emu.client(args.exchange))
+        elif not isinstance(exchange, str):  # pragma: no cover - argparse gives str
+            exchange = ExchangeClient(exchange)
+        with open_storage(url) as storage:
+            into = open_storage(args.into) if args.into else None
+            if into is not None:
+                stack.callback(into.close)
+            report = await replay_async(
+                exchange, args.channel, args.day, storage=storage, into=into,
+                frame_timeout=args.frame_timeout,
+            )  # fmt: skip
+    if not args.quiet:
+        print(report)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mdcollect`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -1036,6 +1086,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "exchanges":
             return _exchanges(args)
+        if args.command == "replay":
+            return asyncio.run(_replay(args))
         with open_storage(_storage_url(args)) as storage:
             return _ls(storage, args)
     except InvalidRequest as exc:

@@ -52,6 +52,7 @@ _COUNTERS = (
     ("rows_dropped", "rows given up because storage stayed down", "rows_dropped"),
     ("write_errors", "storage writes that failed (each retried)", "write_errors"),
     ("errors", "errors the collector met", "errors"),
+    ("raw_frames", "websocket frames stored in the raw dataset (raw=True)", "raw_frames"),
 )
 #: (metric, help, the status field it reads) of each collector gauge
 _GAUGES = (

@@ -107,7 +107,7 @@ def test_unknown_keys_are_refused_naming_the_allowed_ones() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    [f.name for f in attrs.fields(CollectorOptions) if f.name != "mode"],
+    [f.name for f in attrs.fields(CollectorOptions) if f.name != "mode" and f.type != "bool"],
 )
 def test_bad_numbers_are_refused_naming_the_option(name: str) -> None:
     with pytest.raises(InvalidRequest, match=f"{name} must be a positive"):

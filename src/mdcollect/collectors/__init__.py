@@ -13,6 +13,10 @@ rows through storage outages up to a bound and counting what it drops.
 * :class:`OpenInterestCollector` -- open interest of perpetuals, once a period.
 * :class:`LiquidationsCollector` -- forced orders of perpetuals, websockets only.
 
+With ``raw=True`` (a collector's, or :class:`DataCollector`'s for all) the
+websocket frames are stored too (``raw`` kind, ``_raw``), and :func:`replay`
+turns a captured day back into the same rows (``_replay``).
+
 >>> from mdcollect import DataCollector, open_storage
 >>> from mdcollect.collectors import TradesCollector, TickerCollector
 >>> collectors = [TradesCollector("binance", ["BTC/USDT"], candles=["1s", "1m"]),
@@ -71,11 +75,14 @@ from ._lease import (
     lease_name,
     parse_lease,
 )
+from ._raw import RawBatch, decode_raw, encode_raw, raw_key
+from ._replay import REPLAY_CHANNELS, ReplayReport, replay, replay_async
 from ._supervisor import DataCollector
 
 __all__ = [
     "CONFIG_KEYS",
     "DEFAULT_TTL",
+    "REPLAY_CHANNELS",
     "SYSTEM_CLOCK",
     "WRITE_BUCKETS",
     "Alert",
@@ -97,7 +104,9 @@ __all__ = [
     "OHLCVCollector",
     "OpenInterestCollector",
     "OrderBookCollector",
+    "RawBatch",
     "RedisLease",
+    "ReplayReport",
     "SystemClock",
     "TickerCollector",
     "TradesCollector",
@@ -105,10 +114,15 @@ __all__ = [
     "WriteLatency",
     "WriteObserver",
     "as_clock",
+    "decode_raw",
     "default_lease",
     "describe_holder",
+    "encode_raw",
     "lease_name",
     "load_collectors",
     "load_config",
     "parse_lease",
+    "raw_key",
+    "replay",
+    "replay_async",
 ]

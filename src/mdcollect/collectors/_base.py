@@ -32,6 +32,10 @@ log: Final = logging.getLogger("mdcollect.collectors")
 #: storage reported written; in the worker thread that wrote.
 WriteObserver: TypeAlias = Callable[[DatasetKey, pd.DataFrame, IntervalSet, int], None]
 
+#: Captured frames held after the last read mark (waiting for the read that takes
+#: them) before they are batched anyway: a quiet stream's acks and pings.
+_RAW_HELD: Final = 10_000
+
 #: Waits between retries of a failed storage write (the rows stay buffered meanwhile).
 _WRITE_RETRY: Final = Backoff(initial=0.05, maximum=2.0, jitter="equal")
 
@@ -98,6 +102,8 @@ class CollectorStats:
     last_write: int | None = None
     last_error: str | None = None
     write_latency: WriteLatency = field(factory=WriteLatency)
+    #: websocket frames stored in the ``raw`` dataset (``raw=True``)
+    raw_frames: int = 0
 
 
 @frozen
@@ -214,6 +220,7 @@ class DataSourceCollector(ABC):
         flush_timeout: float = 30.0,
         name: str | None = None,
         clock: Clock | None = None,
+        raw: bool = False,
     ) -> None:
         from ..exchanges import ExchangeClient, exchange_info
 
@@ -245,7 +252,13 @@ class DataSourceCollector(ABC):
             buffer_rows=buffer_rows,
             poll_interval=poll_interval,
             flush_timeout=flush_timeout,
+            raw=raw,
         )
+        if opts.raw and opts.mode == "poll":
+            raise InvalidRequest(
+                "raw=True stores websocket frames, and mode='poll' reads none; "
+                "use mode='ws' or 'auto'"
+            )
         self.mode: Mode = opts.mode
         self.batch_rows = opts.batch_rows
         self.batch_seconds = float(opts.batch_seconds)
@@ -268,6 +281,12 @@ class DataSourceCollector(ABC):
         self._queue: asyncio.Queue[Message] | None = None
         self._oldest: float | None = None  # monotonic time the oldest pending row arrived
         self._symbol_tasks: _SymbolTasks | None = None  # the feed's per-symbol tasks, running
+        #: store the websocket frames too (``raw`` kind): see :meth:`raw_key`
+        self.raw: bool = opts.raw
+        self._raw_frames: list[tuple[int, str, str]] = []  # captured, not yet batched
+        self._raw_cut = 0  # frames up to the last read mark among them: ready to batch
+        self._raw_clients: list[Any] = []  # the clients whose frames come here
+        self._feeding = False  # the feed task runs
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.exchange!r}, {self.symbols!r}, mode={self.mode!r})"
@@ -282,6 +301,22 @@ class DataSourceCollector(ABC):
     def kinds(self) -> list[str]:
         """The kinds of data this collector writes (trades collectors may add ``ohlcv``)."""
         return sorted({k.kind for k in self.keys()})
+
+    def raw_key(self) -> DatasetKey:
+        """Where ``raw=True`` stores the websocket frames: the ``raw`` dataset of this
+        exchange whose channel (the symbol field) is this collector's kind.
+
+        >>> TradesCollector("binance", ["BTC/USDT"], raw=True).raw_key()
+        DatasetKey('binance', 'trades', 'raw')
+        """
+        from ._raw import raw_key
+
+        return raw_key(self.exchange, self.kind)
+
+    def raw_options(self) -> dict[str, Any]:
+        """The options of this kind (:attr:`kind_options`) a replay of its frames needs
+        to build the same collector; none by default."""
+        return {}
 
     @property
     def queued_messages(self) -> int:
@@ -417,6 +452,9 @@ class DataSourceCollector(ABC):
         this way; an observer that raises is logged, the write still counts.
         """
         client = self.client()
+        if self.raw and not any(c is client for c in self._raw_clients):
+            client.capture_ws(self._raw_frames_in)
+            self._raw_clients.append(client)
         queue: asyncio.Queue[Message] = _RowQueue(self.queue_size, self.queue_rows)
         self._queue = queue
         self._heartbeat = self.clock.monotonic()
@@ -426,6 +464,7 @@ class DataSourceCollector(ABC):
             asyncio.create_task(self._process_loop(queue), name=f"{self.name} process"),
             asyncio.create_task(self._flush_loop(storage, on_write), name=f"{self.name} write"),
         ]
+        self._feeding = True
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
@@ -436,6 +475,11 @@ class DataSourceCollector(ABC):
             # would otherwise loop into a fresh connection while this one shuts down
             tasks[0].cancel()
             await asyncio.gather(tasks[0], return_exceptions=True)
+            if self._feeding:
+                # frames after the last read mark were never read (the feed stopped
+                # first): they gave no row, so the capture keeps none for a replay either
+                del self._raw_frames[self._raw_cut :]
+            self._feeding = False
             try:
                 if self._ws_opened:
                     # a fresh connection next run (a silent one may look open);
@@ -454,6 +498,7 @@ class DataSourceCollector(ABC):
                     items.append(queue.get_nowait())
                 if items:
                     self._process(items)
+                self._batch_raw()
                 try:
                     await asyncio.wait_for(
                         self.flush(storage, on_write=on_write), self.flush_timeout
@@ -471,6 +516,7 @@ class DataSourceCollector(ABC):
         """Write every buffered row now, retrying storage failures (capped backoff);
         ``on_write`` as in :meth:`run`."""
         attempt = 0
+        self._batch_raw()
         while self._pending:
             if await self._write_pending(storage, on_write):
                 attempt = 0
@@ -578,11 +624,38 @@ class DataSourceCollector(ABC):
             if len(frame) == 0 and covered is None:
                 continue
             self._add(key, frame, covered)
+        if self._raw_cut and self._oldest is None:
+            self._oldest = self.clock.monotonic()  # the frames age like rows
+
+    def _raw_frames_in(self, received: int, path: str, text: str) -> None:
+        # only while the feed reads: a frame nobody reads gave no row, nor may a replay
+        if self.raw and self._feeding:
+            self._raw_frames.append((received, path, text))
+            if not path or len(self._raw_frames) >= _RAW_HELD:
+                self._raw_cut = len(self._raw_frames)
+
+    def _batch_raw(self) -> None:
+        """The frames captured up to the last read mark, as one pending ``raw`` row;
+        those after it wait for the next read (or are dropped if the feed stops
+        first: see :meth:`run`)."""
+        if not self._raw_cut:
+            return
+        from ._raw import encode_raw
+
+        frames = self._raw_frames[: self._raw_cut]
+        del self._raw_frames[: self._raw_cut]
+        self._raw_cut = 0
+        streams = {} if self._client is None else self._client.ws_streams()
+        row = encode_raw(
+            self.exchange, self.kind, self.symbols, self.raw_options(), frames, streams
+        )
+        self._add(self.raw_key(), row, None)
 
     def _add(self, key: DatasetKey, frame: pd.DataFrame, covered: Interval | None) -> None:
         if self._oldest is None:
             self._oldest = self.clock.monotonic()
-        source = "live:ws" if self._ws_opened else "live:poll"
+        # frames come from websockets only, also when batched after the streams closed
+        source = "live:ws" if self._ws_opened or key.kind == "raw" else "live:poll"
         self._pending.append(_Entry(next(self._seq), key, frame, covered, source))
         self._pending_rows += len(frame)
         # bound the buffer: drop the oldest rows not being written, and count them
@@ -602,7 +675,7 @@ class DataSourceCollector(ABC):
             )
 
     def _due(self) -> bool:
-        if not self._pending:
+        if not self._pending and not self._raw_cut:
             return False
         if self._pending_rows >= self.batch_rows:
             return True
@@ -630,6 +703,7 @@ class DataSourceCollector(ABC):
     ) -> bool:
         """One write of every pending key; True when all succeeded."""
         async with self._flush_lock:
+            self._batch_raw()
             snapshot = list(self._pending)
             if not snapshot:
                 return True
@@ -666,7 +740,9 @@ class DataSourceCollector(ABC):
                         cancelled = True
                 for key, group, exc in outcomes:
                     n = sum(e.rows for e in group)
-                    if exc is None:
+                    if exc is None and key.kind == "raw":
+                        self.stats.raw_frames += sum(int(e.frame["frames"].sum()) for e in group)
+                    elif exc is None:
                         self.stats.rows_written += n
                         self.stats.last_write = self.clock.time_ms()
                     elif isinstance(exc, InvalidRequest):
@@ -768,9 +844,13 @@ def _write_all(
     interval they complete: one write per dataset however often the feed resynced.
     Returns ``(key, entries, error or None)`` for each key."""
     outcomes: list[tuple[DatasetKey, list[_Entry], BaseException | None]] = []
-    for key, entries in by_key.items():
+    # captured frames first: a crash between two writes leaves frames whose rows are
+    # missing (a replay gives them back), never rows without their frames
+    for key, entries in sorted(by_key.items(), key=lambda item: item[0].kind != "raw"):
+        # raw frames are no rows: the supervisor's freshness, gaps and callbacks skip them
+        observer = None if key.kind == "raw" else on_write
         try:
-            _write_entries(storage, key, entries, on_write, latency, prepare)
+            _write_entries(storage, key, entries, observer, latency, prepare)
         except InvalidRequest as exc:
             if len(entries) == 1:
                 outcomes.append((key, entries, exc))
@@ -778,7 +858,7 @@ def _write_all(
             # some rows are bad: write entry by entry, to drop only the bad ones
             for e in entries:
                 try:
-                    _write_entries(storage, key, [e], on_write, latency, prepare)
+                    _write_entries(storage, key, [e], observer, latency, prepare)
                 except InvalidRequest as one:
                     outcomes.append((key, [e], one))
                 except Exception as failed:  # the backend's own errors

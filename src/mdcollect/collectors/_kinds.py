@@ -98,6 +98,9 @@ class TradesCollector(DataSourceCollector):
             out += [DatasetKey(self.exchange, s, "ohlcv", str(tf)) for tf in self.timeframes]
         return out
 
+    def raw_options(self) -> dict[str, Any]:
+        return {"candles": [str(tf) for tf in self.timeframes], "fill_empty": self.fill_empty}
+
     def derived_keys(self, key: DatasetKey) -> list[DatasetKey]:
         if key.kind != "trades":
             return []
@@ -137,7 +140,12 @@ class TradesCollector(DataSourceCollector):
         limit = client.ws_trades_limit
         while True:
             trades = await client.watch_trades_raw(symbol)
-            rows = trade_rows(trades, self._contract.get(symbol), self.clock.time_ms())
+            # captured (raw=True), the receipt time of the frame that brought them: the
+            # stamp a replay of the capture gives them too
+            received = client.ws_received()
+            if received is None:
+                received = self.clock.time_ms()
+            rows = trade_rows(trades, self._contract.get(symbol), received)
             if rows:
                 # ccxt keeps the last `limit` trades of a symbol: a batch that fills
                 # the cache may follow trades evicted before this task got to read them
@@ -329,6 +337,9 @@ class OHLCVCollector(DataSourceCollector):
             for tf in self.timeframes
         ]
 
+    def raw_options(self) -> dict[str, Any]:
+        return {"timeframes": [str(tf) for tf in self.timeframes]}
+
     @property
     def first_data_within(self) -> float:
         """A websocket feed stores a candle when it closes: up to the longest timeframe."""
@@ -458,6 +469,9 @@ class _SnapshotCollector(DataSourceCollector):
         opts = SnapshotOptions(interval=interval)
         self.interval = None if opts.interval is None else float(opts.interval)
 
+    def raw_options(self) -> dict[str, Any]:
+        return {"interval": self.interval}
+
     def _row_columns(self) -> list[str]:
         from ..exchanges import row_columns
 
@@ -545,6 +559,9 @@ class OrderBookCollector(_SnapshotCollector):
     ) -> None:
         super().__init__(exchange, symbols, mode=mode, interval=interval, **options)
         self.depth = OrderBookOptions(depth=depth, interval=interval).depth
+
+    def raw_options(self) -> dict[str, Any]:
+        return {"depth": self.depth, "interval": self.interval}
 
     def _row_columns(self) -> list[str]:
         from ..exchanges import row_columns

@@ -103,6 +103,8 @@ class CollectorOptions:
     buffer_rows: int = field(default=1_000_000, validator=positive(integer=True))
     poll_interval: float = field(default=1.0, validator=positive())
     flush_timeout: float = field(default=30.0, validator=positive())
+    #: store the exchange's websocket frames too (``raw`` kind, see ``_raw.py``)
+    raw: bool = field(default=False, validator=_flag)
 
 
 @frozen(kw_only=True)
@@ -222,3 +224,4 @@ class SupervisorOptions:
     audit_interval: float = field(default=0.0, validator=non_negative())
     audit_max_refills: int = field(default=4, validator=positive(integer=True))
     audit_min_gap: float = field(default=0.0, validator=non_negative())
+    raw: bool = field(default=False, validator=_flag)

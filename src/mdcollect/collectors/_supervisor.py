@@ -128,6 +128,11 @@ class DataCollector:
       silence, backoff resets, gap grace and the ages reported. Tests pass a
       :class:`~mdcollect.collectors.ManualClock` and advance it.
 
+    * ``raw=True`` makes every collector store the exchange's websocket frames as
+      well, with their receipt time, compressed, in the ``raw`` dataset of its
+      exchange and channel (its kind): :func:`mdcollect.replay` turns a captured day
+      back into the rows (a collector's own ``raw=True`` does it for that one).
+
     ``storage`` is a :class:`~mdcollect.DataCollectionStorage`, a URL, or
     ``None`` for the default store.
 
@@ -164,6 +169,7 @@ class DataCollector:
         audit_max_refills: int = 4,
         audit_min_gap: float = 0.0,
         log_callback: LogCallback | None = None,
+        raw: bool = False,
     ) -> None:
         #: given each line the collector logs (``"WARNING mdcollect.collector: ..."``)
         self.log_callback: LogCallback | None = check_log_callback(log_callback)
@@ -184,6 +190,7 @@ class DataCollector:
             audit_interval=audit_interval,
             audit_max_refills=audit_max_refills,
             audit_min_gap=audit_min_gap,
+            raw=raw,
         )
         self.backoff: Backoff = opts.restart_backoff
         self.max_silence = float(opts.max_silence)
@@ -209,6 +216,9 @@ class DataCollector:
         self.audit_interval = float(opts.audit_interval)
         self.audit_max_refills = opts.audit_max_refills
         self.audit_min_gap = float(opts.audit_min_gap)
+        #: every collector stores its websocket frames too (``raw`` kind; see
+        #: :meth:`DataSourceCollector.raw_key` and :func:`mdcollect.replay`)
+        self.raw = opts.raw
         if isinstance(storage, DataCollectionStorage):
             self.storage = storage
             self._owns_storage = False
@@ -482,7 +492,9 @@ class DataCollector:
         * ``reconnects``: restarts after a transient exchange error (a dropped
           connection, a 5xx) plus restarts of a silent feed (``silent_restarts``);
         * ``connection_uptime``: seconds its runs have been connected in all, the
-          current one included (against ``uptime``: the current run only).
+          current one included (against ``uptime``: the current run only);
+        * ``raw``: whether it stores its websocket frames, ``raw_frames`` how many
+          it stored (in the ``raw`` dataset; not counted as rows).
 
         ``process`` holds this process's ``rss_bytes`` and ``cpu_seconds`` (see
         :func:`process_figures`).
@@ -605,6 +617,8 @@ class DataCollector:
             "issues": issues,
             "is_healthy": not issues,
             **self._figures(slot, now),
+            "raw": c.raw,
+            "raw_frames": s.raw_frames,
         }
 
     def _figures(self, slot: _Slot, now: float) -> dict[str, Any]:
@@ -634,6 +648,8 @@ class DataCollector:
         if collector.name in self._slots:
             raise InvalidRequest(f"a collector named {collector.name!r} is already present")
         collector.clock = self.clock  # one timeline for the feed's heartbeat and the checks
+        if self.raw and collector.mode != "poll":  # a polling one has no frames
+            collector.raw = True
         slot = _Slot(collector)
         slot.tracker = GapTracker(collector, self.storage, resume_window=self.resume_window)
         self._slots[collector.name] = slot

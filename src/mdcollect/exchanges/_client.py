@@ -8,7 +8,7 @@ import difflib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -36,6 +36,7 @@ from ._http import (
     track_malformed_json,
 )
 from ._limiter import WeightLimiter, limiter_for
+from ._raw import RawSink, RawTap
 from ._registry import ExchangeInfo, exchange_info
 from ._retry import RetryPolicy, translate_error
 from .parsing import (
@@ -170,6 +171,7 @@ class ExchangeClient:
         # monotonic time before which no request may be sent (a 429/418 Retry-After
         # holds every request of this exchange, not only the one that got it)
         self._resume_at = 0.0
+        self._tap: RawTap | None = None  # websocket frames captured or replayed
         config: dict[str, Any] = {"enableRateLimit": True}
         if base_url is not None and base_url.startswith("http://"):
             # no TLS to drain on close: skip ccxt's 250 ms grace sleep
@@ -847,9 +849,12 @@ class ExchangeClient:
         if not self.exchange.markets:
             await self.load_markets()
         try:
-            return await fn()
+            result = await fn()
         except _CALL_ERRORS as exc:
             raise translate_error(exc, where=f"{self.key} {what}") from exc
+        if self._tap is not None:
+            self._tap.read_done()
+        return result
 
     @property
     def ws_trades_limit(self) -> int:
@@ -966,7 +971,7 @@ class ExchangeClient:
         t = await self._watch(
             f"watch_ticker({symbol!r})", lambda: self.exchange.watch_ticker(symbol, params)
         )
-        return rows_frame("ticker", [ticker_row(t, now_ms())])
+        return rows_frame("ticker", [ticker_row(t, self._ws_stamp())])
 
     async def watch_order_book(self, symbol: str, depth: int = 5) -> pd.DataFrame:
         """The next top-``depth`` order book snapshot of ``symbol`` from the websocket.
@@ -977,7 +982,7 @@ class ExchangeClient:
         ob = await self._watch(
             f"watch_order_book({symbol!r})", lambda: self.exchange.watch_order_book(symbol)
         )
-        return rows_frame("orderbook", [book_row(ob, depth, now_ms())], depth=depth)
+        return rows_frame("orderbook", [book_row(ob, depth, self._ws_stamp())], depth=depth)
 
     async def watch_funding_rate(self, symbol: str) -> pd.DataFrame:
         """The next funding rate of perpetual ``symbol`` from the websocket (a
@@ -1003,7 +1008,7 @@ class ExchangeClient:
                 f"watch_funding_rate({symbol!r})",
                 lambda: self.exchange.watch_funding_rate(symbol),
             )
-        return rows_frame("funding_snapshot", [funding_snapshot_row(fr, now_ms())])
+        return rows_frame("funding_snapshot", [funding_snapshot_row(fr, self._ws_stamp())])
 
     def _mark_price_funding(
         self, tick: Mapping[str, Any], market: Mapping[str, Any]
@@ -1028,6 +1033,59 @@ class ExchangeClient:
         premium_index = {rest: info[ws] for ws, rest in keys.items() if ws in info}
         fr: Mapping[str, Any] = self.exchange.parse_funding_rate(premium_index, dict(market))
         return fr
+
+    # ------------------------------------------------------------------ raw frames
+
+    def capture_ws(self, sink: RawSink) -> None:
+        """Hand every websocket frame this client receives to ``sink(received_ms, path,
+        text)`` before ccxt parses it (``path``: the connection URL without scheme and
+        host). While capturing, :meth:`ws_received` tells a watch the receipt time of
+        the frame that answered it.
+
+        >>> frames = []
+        >>> client.capture_ws(lambda t, path, text: frames.append((t, text)))
+        """
+        self._raw_tap().sinks.append(sink)
+
+    def ws_received(self) -> int | None:
+        """Receipt ms (on this client's clock) of the frame that answered the current
+        task's last ``watch_*`` call, when frames are captured or replayed; else ``None``.
+        """
+        tap = self._tap
+        return None if tap is None else tap.received()
+
+    def ws_streams(self) -> dict[str, list[str]]:
+        """The ccxt subscription keys each websocket connection carries, by connection
+        path (what a capture records to route its frames again on replay)."""
+        tap = self._tap
+        return {} if tap is None else tap.streams()
+
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[RawTap]:
+        """Within the block, this client's websockets replay frames instead of
+        connecting: its connections are fed by the yielded :class:`RawTap`'s
+        ``deliver``. Afterwards they connect again (REST is untouched throughout).
+
+        >>> with client.replaying() as tap:
+        ...     ...
+        """
+        if self._tap is not None:
+            raise InvalidRequest(f"{self.key}: this client already captures or replays frames")
+        tap = self._tap = RawTap(self.exchange, self._clock, replay=True)
+        try:
+            yield tap
+        finally:
+            tap.detach()
+            self._tap = None
+
+    def _raw_tap(self) -> RawTap:
+        if self._tap is None:
+            self._tap = RawTap(self.exchange, self._clock)
+        return self._tap
+
+    def _ws_stamp(self) -> int:
+        received = self.ws_received()
+        return now_ms() if received is None else received
 
     async def fetch_ticker(self, symbol: str) -> pd.DataFrame:
         """The current ticker of ``symbol`` over REST (one row, ``ticker`` schema).

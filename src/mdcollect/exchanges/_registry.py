@@ -227,6 +227,9 @@ class ExchangeInfo:
             carry beyond what ccxt parses, by position in the row (read by
             :func:`~mdcollect.exchanges.candle_columns`), for spot and linear markets
             (inverse markets count volumes in contracts or the base: none kept).
+        ws_book_rest_snapshot: ccxt.pro starts this exchange's websocket order book
+            from a REST snapshot (Binance's diff-depth streams), which a capture of the
+            frames does not hold: such books cannot be replayed.
     """
 
     key: str
@@ -256,6 +259,7 @@ class ExchangeInfo:
     liquidation_delay_ms: int = 1_500
     liquidation_side_is_position: bool = False
     candle_fields: Mapping[str, int] = field(factory=dict, converter=_frozen_mapping)
+    ws_book_rest_snapshot: bool = False
 
     @property
     def trades_history(self) -> bool:
@@ -398,6 +402,8 @@ _BINANCE: Final[dict[str, Any]] = dict(
     trades_page_limit=1000,
     ohlcv_until=True,
     trades_window_ms=HOUR,
+    # watch_order_book: diff-depth frames applied to a REST depth snapshot
+    ws_book_rest_snapshot=True,
 )
 # Budgets per IP, from the exchanges' documentation; weight_per_cost maps ccxt's
 # cost units (its api tables) to the exchange's weights.

@@ -422,7 +422,7 @@ class ParquetStorage(DataCollectionStorage):
 
 def _partition_unit(key: DatasetKey) -> Unit:
     """Year for sparse series, month for minute candles, day for dense ones."""
-    if key.kind in ("trades", "ticker", "orderbook", "funding_snapshot"):
+    if key.kind in ("trades", "ticker", "orderbook", "funding_snapshot", "raw"):
         return "D"
     tf = key.tf
     if tf is None or tf.is_calendar or tf.ms >= HOUR:
