@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from html import escape
-from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, overload
 
 import pandas as pd
 from attrs import define, field
@@ -51,13 +51,16 @@ from .backfill import (
     plan_jobs,
     run_jobs,
 )
-from .exchanges import ExchangeClient, exchange_info
+from .exchanges import exchange_info
 from .storage import (
     DataCollectionStorage,
     default_storage_url,
     emulated_storage_url,
     open_storage,
 )
+
+if TYPE_CHECKING:
+    from .exchanges import ExchangeClient
 
 __all__ = [
     "EnsureReport",
@@ -76,7 +79,7 @@ __all__ = [
 ]
 
 #: An exchange key (``"binance_futures"``, any ccxt id) or a client of your own.
-Exchange: TypeAlias = ExchangeClient | str
+Exchange: TypeAlias = "ExchangeClient | str"
 #: A storage, a storage URL (``"memory://"``, ``"arctic+lmdb:///data/md"``...), or ``None``
 #: for the default store.
 Storage: TypeAlias = DataCollectionStorage | str | None
@@ -371,8 +374,19 @@ async def releasing(exchange: object, coro: Coroutine[Any, Any, T]) -> T:
     try:
         return await coro
     finally:
-        if isinstance(exchange, ExchangeClient):
-            await exchange.release()
+        client = _client(exchange)
+        if client is not None:
+            await client.release()
+
+
+def _client(exchange: object) -> ExchangeClient | None:
+    """``exchange`` if it is a client, else ``None``; an exchange key needs no ccxt
+    (a no-op ensure never imports it)."""
+    if isinstance(exchange, str):
+        return None
+    from .exchanges import ExchangeClient
+
+    return exchange if isinstance(exchange, ExchangeClient) else None
 
 
 # -- validation (before any request or write) -------------------------------------------
@@ -387,8 +401,9 @@ def check_timeframe(timeframe: object, exchange: str) -> Timeframe:
 
 
 def _exchange_key(exchange: object) -> str:
-    if isinstance(exchange, ExchangeClient):
-        return exchange.key
+    client = _client(exchange)
+    if client is not None:
+        return client.key
     if not isinstance(exchange, str):
         raise InvalidRequest(
             f"exchange must be an exchange key or an ExchangeClient, got {exchange!r}"
@@ -422,6 +437,8 @@ class _Source:
 
     async def client(self, stack: AsyncExitStack) -> ExchangeClient:
         """The exchange client, opened (and later closed) on ``stack`` unless the caller's."""
+        from .exchanges import ExchangeClient
+
         if isinstance(self.exchange, ExchangeClient):
             return self.exchange
         if self.emulate:
@@ -450,14 +467,15 @@ def _source(exchange: object, storage: Storage, emulate: bool | None) -> _Source
     never to the real default store."""
     key = _exchange_key(exchange)
     on = emulate_default(emulate)
-    client_emulated = isinstance(exchange, ExchangeClient) and exchange.emulated
-    if emulate is True and isinstance(exchange, ExchangeClient) and not client_emulated:
+    client = _client(exchange)
+    client_emulated = client is not None and client.emulated
+    if emulate is True and client is not None and not client_emulated:
         raise InvalidRequest(
             f"emulate=True takes an exchange key such as {key!r}, not the client {exchange!r} "
             "(or use ExchangeEmulator.client(...))"
         )
-    emulated = client_emulated or (on and not isinstance(exchange, ExchangeClient))
-    if on and not isinstance(exchange, ExchangeClient):
+    emulated = client_emulated or (on and client is None)
+    if on and client is None:
         from .testing import served_exchanges
 
         if key not in served_exchanges():
@@ -475,9 +493,9 @@ def _source(exchange: object, storage: Storage, emulate: bool | None) -> _Source
             f"storage {store.url!r} is the real default store; data from the exchange emulator "
             "goes to another one (leave storage=None for the emulated store)"
         )
-    source: Exchange = exchange if isinstance(exchange, ExchangeClient) else key
+    source: Exchange = key if client is None else client
     return _Source(
-        source, key, store, emulate=on and not isinstance(exchange, ExchangeClient),
+        source, key, store, emulate=on and client is None,
         real_default=real_default,
     )  # fmt: skip
 
@@ -540,7 +558,8 @@ async def _ensure(
     t0 = time.perf_counter()
     now = (clock or now_ms)()
     key, store = src.key, src.store
-    info = src.exchange.info if isinstance(src.exchange, ExchangeClient) else exchange_info(key)
+    given = _client(src.exchange)
+    info = exchange_info(key) if given is None else given.info
     check_strategy(strategy)
 
     def start_of(kind: HistoryKind) -> int:

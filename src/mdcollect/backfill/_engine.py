@@ -26,7 +26,6 @@ from .._errors import ExchangeError, InvalidRequest, first_leaf
 from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._time import check_ms, format_ms
-from ..exchanges import SessionStats, request_tally
 from ..storage import DataCollectionStorage
 
 if TYPE_CHECKING:
@@ -319,6 +318,8 @@ async def _run_job(
     client: ExchangeClient,
     bars: _Progress,
 ) -> None:
+    from ..exchanges import SessionStats, request_tally  # aiohttp: only once fetching
+
     t0 = time.perf_counter()
     # count this job's requests, not those of jobs running beside it on the client
     tally = SessionStats()
