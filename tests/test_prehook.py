@@ -123,3 +123,25 @@ def test_coverage_is_read_from_the_store_each_time(
     assert result.stdout.splitlines()[-1] == "imported: [] []"
     with open_storage(covered) as st:
         assert len(st.read(KEY)) == 4 * 24
+
+
+def test_the_command_spares_the_interpreter_its_last_collections(covered: str, home: Path) -> None:
+    # the process's own command line (main() without argv, as the console script calls
+    # it): at exit every object is frozen, which the last collections skip
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+        "from mdcollect.cli import main\n"
+        "sys.argv = ['mdcollect', *sys.argv[1:]]\n"
+        "sys.exit(main())\n"
+    )
+    env = dict(os.environ, MDCOLLECT_HOME=str(home))
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--storage", covered, *ensure()], capture_output=True,
+        text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "binance 1h: ensured [2023-12-31, 2024-01-04) UTC (4 days)"
+    assert lines[-1] == "frozen at exit: True"
+    assert len(lines) == 4
