@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
@@ -94,7 +95,7 @@ def _remember(identity: list[Any], name: str, value: Facts) -> None:
     entries = dict(_remembered(identity))
     entries[name] = {"timeframes": list(value[0]), "limit": value[1]}
     path = facts_path()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps({"ccxt": identity, "facts": entries}, indent=1))
