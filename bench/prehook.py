@@ -12,6 +12,8 @@ the other so that all see the same machine load:
 
 * ``python -c pass``: the interpreter alone;
 * ``python -c "import mdcollect"``: the library's import;
+* ``python -c "import mdcollect, arcticdb"``: the least a covered ensure on the
+  default store imports (coverage is in ArcticDB's metadata);
 * ``mdcollect ensure ...``: the no-op pre-hook (checked: exit 0, 0 requests);
 * ``python -c "import mdcollect, ccxt, aiohttp"``: what the pre-hook paid at least
   while it imported the exchange stack;
@@ -59,7 +61,7 @@ def checked(done: subprocess.CompletedProcess[str], what: str) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--repeat", type=int, default=15, help="rounds of the four commands")
+    p.add_argument("--repeat", type=int, default=15, help="rounds of the commands")
     p.add_argument("--symbols", nargs="+", default=["BTC/USDT", "ETH/USDT"])
     p.add_argument("--timeframe", default="1h")
     p.add_argument("--start", default="2024-01-01")
@@ -83,6 +85,7 @@ def main() -> int:
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "import mdcollect": [sys.executable, "-c", "import mdcollect"],
+            "import mdcollect, arcticdb": [sys.executable, "-c", "import mdcollect, arcticdb"],
             "mdcollect ensure (covered)": ensure,
             "import mdcollect, ccxt, aiohttp": [
                 sys.executable, "-c", "import mdcollect, ccxt, aiohttp"
@@ -111,6 +114,8 @@ def main() -> int:
     print(f"  {hook / median['python -c pass']:6.1f} x python -c pass")
     print(f"  {hook / median['import mdcollect']:6.2f} x import mdcollect "
           f"(+{hook - median['import mdcollect']:.3f} s)")  # fmt: skip
+    print(f"  {hook / median['import mdcollect, arcticdb']:6.2f} x import mdcollect, arcticdb "
+          f"(+{hook - median['import mdcollect, arcticdb']:.3f} s)")  # fmt: skip
     print(f"  {hook / median['import mdcollect, ccxt, aiohttp']:6.2f} x import mdcollect, ccxt, "
           "aiohttp")  # fmt: skip
     ok = hook < TARGET_S
