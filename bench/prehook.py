@@ -113,9 +113,9 @@ def main() -> int:
     print("\nthe covered ensure:")
     print(f"  {hook / median['python -c pass']:6.1f} x python -c pass")
     print(f"  {hook / median['import mdcollect']:6.2f} x import mdcollect "
-          f"(+{hook - median['import mdcollect']:.3f} s)")  # fmt: skip
+          f"({hook - median['import mdcollect']:+.3f} s)")  # fmt: skip
     print(f"  {hook / median['import mdcollect, arcticdb']:6.2f} x import mdcollect, arcticdb "
-          f"(+{hook - median['import mdcollect, arcticdb']:.3f} s)")  # fmt: skip
+          f"({hook - median['import mdcollect, arcticdb']:+.3f} s)")  # fmt: skip
     print(f"  {hook / median['import mdcollect, ccxt, aiohttp']:6.2f} x import mdcollect, ccxt, "
           "aiohttp")  # fmt: skip
     ok = hook < TARGET_S
