@@ -30,11 +30,21 @@ DAY = 86_400_000
 SRC = Path(mdcollect.__file__).parent
 
 
-@pytest.mark.parametrize("module", ["mdcollect._rules", "mdcollect._api", "mdcollect.remote"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "mdcollect._rules", "mdcollect._api", "mdcollect.remote",
+        # what a no-op ``mdcollect ensure`` imports: ccxt and aiohttp only once it fetches
+        "mdcollect", "mdcollect.exchanges", "mdcollect.backfill", "mdcollect.ensure",
+        "mdcollect.cli",
+    ],
+)  # fmt: skip
 def test_importing_does_not_import_ccxt(module: str) -> None:
-    result = run_python(f"import sys, {module}\nprint('ccxt' in sys.modules)")
+    result = run_python(
+        f"import sys, {module}\nprint('ccxt' in sys.modules, 'aiohttp' in sys.modules)"
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "False False"
 
 
 def test_the_remote_client_checks_its_inputs_without_ccxt() -> None:

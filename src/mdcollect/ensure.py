@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from html import escape
 from pathlib import Path
-from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, overload
 
 import pandas as pd
 from attrs import define, evolve, field, frozen
@@ -54,7 +54,7 @@ from .backfill import (
     plan_jobs,
     run_jobs,
 )
-from .exchanges import ExchangeClient, ExchangeInfo, exchange_info
+from .exchanges import ExchangeInfo, exchange_info
 from .jobs import Job, check_job, read_jobs
 from .storage import (
     DataCollectionStorage,
@@ -63,7 +63,8 @@ from .storage import (
     open_storage,
 )
 
-log = logging.getLogger("mdcollect.ensure")
+if TYPE_CHECKING:
+    from .exchanges import ExchangeClient
 
 __all__ = [
     "EnsureReport",
@@ -86,7 +87,7 @@ __all__ = [
 log = logging.getLogger("mdcollect.ensure")
 
 #: An exchange key (``"binance_futures"``, any ccxt id) or a client of your own.
-Exchange: TypeAlias = ExchangeClient | str
+Exchange: TypeAlias = "ExchangeClient | str"
 #: A storage, a storage URL (``"memory://"``, ``"arctic+lmdb:///data/md"``...), or ``None``
 #: for the default store.
 Storage: TypeAlias = DataCollectionStorage | str | None
@@ -381,8 +382,19 @@ async def releasing(exchange: object, coro: Coroutine[Any, Any, T]) -> T:
     try:
         return await coro
     finally:
-        if isinstance(exchange, ExchangeClient):
-            await exchange.release()
+        client = _client(exchange)
+        if client is not None:
+            await client.release()
+
+
+def _client(exchange: object) -> ExchangeClient | None:
+    """``exchange`` if it is a client, else ``None``; an exchange key needs no ccxt
+    (a no-op ensure never imports it)."""
+    if isinstance(exchange, str):
+        return None
+    from .exchanges import ExchangeClient
+
+    return exchange if isinstance(exchange, ExchangeClient) else None
 
 
 # -- validation (before any request or write) -------------------------------------------
@@ -397,8 +409,9 @@ def check_timeframe(timeframe: object, exchange: str) -> Timeframe:
 
 
 def _exchange_key(exchange: object) -> str:
-    if isinstance(exchange, ExchangeClient):
-        return exchange.key
+    client = _client(exchange)
+    if client is not None:
+        return client.key
     if not isinstance(exchange, str):
         raise InvalidRequest(
             f"exchange must be an exchange key or an ExchangeClient, got {exchange!r}"
@@ -432,6 +445,8 @@ class _Source:
 
     async def client(self, stack: AsyncExitStack) -> ExchangeClient:
         """The exchange client, opened (and later closed) on ``stack`` unless the caller's."""
+        from .exchanges import ExchangeClient
+
         if isinstance(self.exchange, ExchangeClient):
             return self.exchange
         if self.emulate:
@@ -460,14 +475,15 @@ def _source(exchange: object, storage: Storage, emulate: bool | None) -> _Source
     never to the real default store."""
     key = _exchange_key(exchange)
     on = emulate_default(emulate)
-    client_emulated = isinstance(exchange, ExchangeClient) and exchange.emulated
-    if emulate is True and isinstance(exchange, ExchangeClient) and not client_emulated:
+    client = _client(exchange)
+    client_emulated = client is not None and client.emulated
+    if emulate is True and client is not None and not client_emulated:
         raise InvalidRequest(
             f"emulate=True takes an exchange key such as {key!r}, not the client {exchange!r} "
             "(or use ExchangeEmulator.client(...))"
         )
-    emulated = client_emulated or (on and not isinstance(exchange, ExchangeClient))
-    if on and not isinstance(exchange, ExchangeClient):
+    emulated = client_emulated or (on and client is None)
+    if on and client is None:
         from .testing import served_exchanges
 
         if key not in served_exchanges():
@@ -485,9 +501,9 @@ def _source(exchange: object, storage: Storage, emulate: bool | None) -> _Source
             f"storage {store.url!r} is the real default store; data from the exchange emulator "
             "goes to another one (leave storage=None for the emulated store)"
         )
-    source: Exchange = exchange if isinstance(exchange, ExchangeClient) else key
+    source: Exchange = key if client is None else client
     return _Source(
-        source, key, store, emulate=on and not isinstance(exchange, ExchangeClient),
+        source, key, store, emulate=on and client is None,
         real_default=real_default,
     )  # fmt: skip
 
@@ -580,7 +596,8 @@ async def _ensure(
     t0 = time.perf_counter()
     now = (clock or now_ms)()
     key, store = src.key, src.store
-    info = src.exchange.info if isinstance(src.exchange, ExchangeClient) else exchange_info(key)
+    given = _client(src.exchange)
+    info = exchange_info(key) if given is None else given.info
     check_strategy(strategy)
     # every kind's jobs, made (and so checked: depth limits...) before any request
     jobs = _make_jobs(info, syms, tf, lo, hi, kinds, strategy=strategy, now=now, unpadded=unpadded)
@@ -1259,7 +1276,8 @@ async def ensure_jobs_async(
         for job in checked:
             if job.exchange not in sources:
                 exchange: ExchangeClient | str = given.get(job.exchange, job.exchange)
-                if isinstance(exchange, ExchangeClient) and exchange.key != job.exchange:
+                own = _client(exchange)
+                if own is not None and own.key != job.exchange:
                     raise InvalidRequest(
                         f"clients[{job.exchange!r}] is {exchange!r}, a client of another "
                         f"exchange key; give one made for {job.exchange!r}"
@@ -1304,9 +1322,10 @@ async def _resolve(jobs: list[Job], sources: dict[str, _Source]) -> dict[Dataset
         if job.has_patterns:
             if job.exchange not in markets:
                 src = sources[job.exchange]
-                assert isinstance(src.exchange, ExchangeClient)
-                await src.prepare(src.exchange)
-                loaded = await src.exchange.load_markets()
+                own = _client(src.exchange)
+                assert own is not None
+                await src.prepare(own)
+                loaded = await own.load_markets()
                 markets[job.exchange] = [
                     s for s, m in loaded.items() if m.get("active") is not False
                 ]
@@ -1344,8 +1363,8 @@ def _check(groups: dict[_Group, dict[str, str]], sources: dict[str, _Source], no
     """Make every backfill job (which checks it: depth limits, kinds the exchange serves)
     before the first page request."""
     for (exchange, tf, lo, hi, unpadded, kinds), symbols in groups.items():
-        client = sources[exchange].exchange
-        assert isinstance(client, ExchangeClient)
+        client = _client(sources[exchange].exchange)
+        assert client is not None
         for symbol, where in symbols.items():
             try:
                 _make_jobs(client.info, [symbol], tf, lo, now if hi is None else hi, kinds,

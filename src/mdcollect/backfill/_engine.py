@@ -29,7 +29,6 @@ from .._intervals import Interval, IntervalSet
 from .._keys import DatasetKey
 from .._lease import held_async
 from .._time import check_ms, format_ms
-from ..exchanges import SessionStats, request_tally
 from ..storage import DataCollectionStorage
 
 if TYPE_CHECKING:
@@ -362,6 +361,8 @@ async def _run_owned_job(
     client: ExchangeClient,
     bars: _Progress,
 ) -> None:
+    from ..exchanges import SessionStats, request_tally  # aiohttp: only once fetching
+
     t0 = time.perf_counter()
     # count this job's requests, not those of jobs running beside it on the client
     tally = SessionStats()

@@ -16,17 +16,15 @@ trades, candles, open interest) to schema rows and frames are the public module
 :mod:`mdcollect.exchanges.parsing`, re-exported here.
 
 Retries and failures are logged on the ``mdcollect.exchanges`` logger.
+
+Importing this package does not import ccxt or aiohttp (together about 0.6 s): the
+registry and the parsers are loaded with it, the client, its HTTP session and its
+retries on first use (a no-op ``mdcollect ensure`` never uses them).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import parsing
-from ._client import ExchangeClient, TradesPage
-from ._http import (
-    ExchangeTotals,
-    SessionStats,
-    all_exchange_totals,
-    exchange_totals,
-    request_tally,
-)
 from ._registry import (
     ExchangeInfo,
     FundingHistory,
@@ -37,7 +35,6 @@ from ._registry import (
     exchange_keys,
     request_seconds,
 )
-from ._retry import RetryPolicy
 from ._urls import redirect_urls
 from .parsing import (
     book_row,
@@ -57,6 +54,29 @@ from .parsing import (
     trade_rows,
     trades_frame,
 )
+
+if TYPE_CHECKING:
+    from ._client import ExchangeClient, TradesPage
+    from ._http import (
+        ExchangeTotals,
+        SessionStats,
+        all_exchange_totals,
+        exchange_totals,
+        request_tally,
+    )
+    from ._retry import RetryPolicy
+
+# Names whose modules import ccxt or aiohttp: loaded on first use.
+_LAZY = {
+    "ExchangeClient": "mdcollect.exchanges._client",
+    "TradesPage": "mdcollect.exchanges._client",
+    "ExchangeTotals": "mdcollect.exchanges._http",
+    "SessionStats": "mdcollect.exchanges._http",
+    "all_exchange_totals": "mdcollect.exchanges._http",
+    "exchange_totals": "mdcollect.exchanges._http",
+    "request_tally": "mdcollect.exchanges._http",
+    "RetryPolicy": "mdcollect.exchanges._retry",
+}
 
 __all__ = [
     "ExchangeClient",
@@ -94,3 +114,18 @@ __all__ = [
     "trade_rows",
     "trades_frame",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mdcollect.exchanges' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

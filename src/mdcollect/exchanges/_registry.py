@@ -1,7 +1,8 @@
 """Exchange keys and what mdcollect knows about each exchange, as data.
 
 Every ccxt id (``ccxt.exchanges``) is a key with defaults read from the ccxt
-class (timeframes, candle page limit from ``features``). A few keys carry facts
+class (timeframes, candle page limit from ``features``; remembered across processes by
+:mod:`~mdcollect.exchanges._ccxt_facts`, so that checking a request imports no ccxt). A few keys carry facts
 learnt from the exchanges' documentation: page limits, which endpoint has deep
 history, how trades page. Aliases (``binance_futures``, ``bybit_futures``,
 ``okx_futures``) select USDT-margined perpetuals (``BTC/USDT:USDT``).
@@ -18,12 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-import ccxt
 from attrs import evolve, field, frozen
 
 from .._errors import InvalidRequest
 from .._rules import check_timeframe
 from .._time import DAY, HOUR, NS_PER_MS, Timeframe
+from ._ccxt_facts import class_facts, is_ccxt_id
 from ._limiter import Budget, binance_body, binance_headers, bybit_headers
 
 __all__ = [
@@ -372,6 +373,8 @@ class ExchangeInfo:
         """
         if not self.ohlcv_since_grid:
             return start
+        import ccxt
+
         step = int(ccxt.Exchange.parse_timeframe(str(timeframe)) * 1000)
         return start // step * step
 
@@ -581,20 +584,6 @@ _KNOWN: Final[dict[str, dict[str, Any]]] = {
 }
 
 
-@functools.cache
-def _ccxt_facts(ccxt_id: str, market_type: MarketType) -> tuple[tuple[str, ...], int | None]:
-    # Instantiating a sync ccxt class makes no request; it only merges describe().
-    exchange = getattr(ccxt, ccxt_id)()
-    timeframes = tuple(exchange.timeframes or ())
-    features = exchange.features or {}
-    section = features.get(market_type) or {}
-    if market_type == "swap":
-        section = section.get("linear") or {}
-    ohlcv = section.get("fetchOHLCV") or {}
-    limit = ohlcv.get("limit")
-    return timeframes, (int(limit) if isinstance(limit, int) and limit > 0 else None)
-
-
 def exchange_info(key: str) -> ExchangeInfo:
     """The :class:`ExchangeInfo` of an exchange key (a ccxt id or an alias).
 
@@ -603,7 +592,7 @@ def exchange_info(key: str) -> ExchangeInfo:
 
     Raises :class:`~mdcollect.InvalidRequest` naming close matches for an unknown key.
     """
-    if not isinstance(key, str) or (key not in _KNOWN and key not in ccxt.exchanges):
+    if not isinstance(key, str) or (key not in _KNOWN and not is_ccxt_id(key)):
         raise InvalidRequest(_unknown_key_message(key))
     return _exchange_info(key)
 
@@ -612,7 +601,7 @@ def exchange_info(key: str) -> ExchangeInfo:
 def _exchange_info(key: str) -> ExchangeInfo:
     facts = _KNOWN.get(key) or {"ccxt_id": key}
     info = ExchangeInfo(key=key, **facts)
-    timeframes, limit = _ccxt_facts(info.ccxt_id, info.market_type)
+    timeframes, limit = class_facts(info.ccxt_id, info.market_type)
     if "page_limit" not in facts and limit is not None:
         info = evolve(info, page_limit=limit)
     served = tuple(t for t in timeframes if t not in info.timeframes_unserved and _representable(t))
@@ -657,6 +646,8 @@ def request_seconds(info: ExchangeInfo, endpoint: tuple[str, ...], limit: int) -
 
 @functools.cache
 def _ccxt_costs(ccxt_id: str) -> tuple[float, Mapping[str, Any]]:
+    import ccxt
+
     exchange = getattr(ccxt, ccxt_id)()
     return float(exchange.rateLimit or 0), exchange.describe().get("api") or {}
 
@@ -682,6 +673,8 @@ def exchange_keys() -> list[str]:
     >>> "binance_futures" in exchange_keys() and "kraken" in exchange_keys()
     True
     """
+    import ccxt
+
     return sorted({*ccxt.exchanges, *_KNOWN})
 
 
