@@ -37,6 +37,7 @@ from ._registry import (
     exchange_keys,
     request_seconds,
 )
+from ._limiter import share_budgets_on_host
 from ._retry import RetryPolicy
 from ._urls import redirect_urls
 from .parsing import (
@@ -87,6 +88,7 @@ __all__ = [
     "request_tally",
     "row_columns",
     "rows_frame",
+    "share_budgets_on_host",
     "ticker_row",
     "trade_id",
     "trade_rows",

@@ -18,6 +18,12 @@ pacing off altogether, ``rateLimit=`` keeps ccxt's throttler at that spacing.
 
 One limiter per exchange budget and host in the process (:func:`limiter_for`):
 every client and job of Binance spot in a process draws on the same 6,000.
+Several processes on one machine share one IP, so one budget:
+:func:`share_budgets_on_host` (what each Dask worker calls) makes the process's
+limiters :class:`HostWeightLimiter`\ s, whose window is a small file in a
+directory every process on the host sees, read and written under an exclusive
+``flock``: the simplest sharing that is correct across processes, at the cost
+of a file lock per request (microseconds, against a request's milliseconds).
 
 The exchange's own word wins: usage headers (Binance ``X-MBX-USED-WEIGHT-1M``,
 Bybit ``X-Bapi-Limit-Status``/``X-Bapi-Limit``/``X-Bapi-Limit-Reset-Timestamp``)
@@ -35,13 +41,20 @@ exchange does.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
+import json
 import logging
+import os
 import re
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, Final
 
 from attrs import define, frozen
@@ -50,12 +63,14 @@ from .._time import DAY, HOUR, MINUTE, SECOND, ms_to_seconds
 
 __all__ = [
     "Budget",
+    "HostWeightLimiter",
     "Usage",
     "WeightLimiter",
     "binance_body",
     "binance_headers",
     "bybit_headers",
     "limiter_for",
+    "share_budgets_on_host",
 ]
 
 log: Final = logging.getLogger("mdcollect.exchanges")
@@ -302,14 +317,136 @@ class WeightLimiter:
             self.observe(usage)
 
 
+class HostWeightLimiter(WeightLimiter):
+    """A :class:`WeightLimiter` whose window every process on this host shares.
+
+    The window's events are a JSON list ``[[id, at, weight], ...]`` in ``path``,
+    read and rewritten under an exclusive ``flock`` for each request, so two
+    processes never both take the last room in the window. ``at`` is wall-clock
+    seconds (``clock``), comparable between processes. What the exchange's
+    headers say beyond the shared count (processes not sharing the file) is
+    added to the file as in the base class.
+
+    >>> limiter = HostWeightLimiter(Budget("binance.spot", 6000, 60.0, 5.0), Path("/tmp/b.json"))
+    """
+
+    def __init__(
+        self,
+        budget: Budget,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        super().__init__(budget, clock=clock, sleep=sleep)
+        self.path = path
+        self._ids = itertools.count()
+        self._tag = f"{os.getpid()}.{id(self)}."
+        self._current: ContextVar[str | None] = ContextVar("mdcollect_host_event", default=None)
+
+    @contextmanager
+    def _shared(self) -> Iterator[list[list[Any]]]:
+        """The live events of the shared window, locked; changes are written back."""
+        import fcntl
+
+        with self._lock, open(self.path, "a+", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            f.seek(0)
+            try:
+                events = json.loads(f.read() or "[]")
+            except ValueError:  # a process killed mid-write: start the window afresh
+                events = []
+            cutoff = self._clock() - self.window
+            events = [e for e in events if e[1] > cutoff]
+            yield events
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(events))
+
+    def used(self) -> float:
+        """Weight counted in the current window by every process of the host."""
+        with self._shared() as events:
+            return float(sum(e[2] for e in events))
+
+    def _try(self, weight: float) -> float:
+        with self._shared() as events:
+            now = self._clock()
+            used = sum(e[2] for e in events)
+            if used + weight <= self.capacity or not events:
+                tag = f"{self._tag}{next(self._ids)}"
+                events.append([tag, now, weight])
+                self._current.set(tag)
+                return 0.0
+            excess, freed = used + weight - self.capacity, 0.0
+            for e in sorted(events, key=lambda e: e[1]):
+                freed += e[2]
+                if freed >= excess:
+                    return max(e[1] + self.window - now, 0.001)
+            return self.window
+
+    def answered(self, headers: Mapping[str, str]) -> None:
+        """Date this task's request when its answer arrived, in the shared window."""
+        tag = self._current.get()
+        if tag is not None:
+            with self._shared() as events:
+                now = self._clock()
+                for e in events:
+                    if e[0] == tag:
+                        e[1] = max(e[1], now)
+            self._current.set(None)
+        reader = self.budget.headers
+        usage = reader(headers) if reader is not None else None
+        if usage is not None:
+            self.observe(usage)
+
+    def observe(self, usage: Usage) -> None:
+        """As :meth:`WeightLimiter.observe`, counting extra weight in the shared window."""
+        with self._lock:
+            if usage.limit is not None and usage.limit > 0 and usage.limit != self.capacity:
+                log.info("%s: the exchange announces %g weight a window", self, usage.limit)
+                self.capacity = usage.limit
+            if usage.window is not None and usage.window > 0 and usage.window != self.window:
+                self.window = usage.window
+        if usage.used is not None:
+            with self._shared() as events:
+                extra = usage.used - sum(e[2] for e in events)
+                if extra > 0:
+                    events.append([f"{self._tag}{next(self._ids)}", self._clock(), extra])
+
+
 _limiters: dict[tuple[str, str], WeightLimiter] = {}
 _limiters_lock = threading.Lock()
+#: Where this process's limiters keep their shared windows (None: in the process).
+_host_dir: Path | None = None
+
+
+def share_budgets_on_host(directory: str | os.PathLike[str] | None = None) -> Path:
+    """Make every limiter this process creates from now on share its budget with the
+    other processes on this host that called this with the same ``directory``
+    (default: ``mdcollect-budgets`` in the system temp dir): workers on one machine
+    share its IP, so the exchange counts their requests together. Returns the
+    directory. Dask workers of ``ensure_data(executor=...)`` call it.
+
+    >>> share_budgets_on_host()
+    PosixPath('/tmp/mdcollect-budgets')
+    """
+    global _host_dir
+    where = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+    if directory is None:
+        where = where / "mdcollect-budgets"
+    where.mkdir(parents=True, exist_ok=True)
+    with _limiters_lock:
+        if _host_dir != where:
+            _host_dir = where
+            _limiters.clear()  # clients made from now on draw on the shared budget
+    return where
 
 
 def limiter_for(budget: Budget, host: str) -> WeightLimiter:
     """The process's limiter of ``budget`` at ``host`` (the exchange's, or the
     ``base_url`` a client was pointed at): made on first use, then shared by every
-    client of that exchange.
+    client of that exchange (and, after :func:`share_budgets_on_host`, by every
+    process on this host).
 
     >>> limiter_for(budget, "api.binance.com") is limiter_for(budget, "api.binance.com")
     True
@@ -317,5 +454,11 @@ def limiter_for(budget: Budget, host: str) -> WeightLimiter:
     with _limiters_lock:
         limiter = _limiters.get((budget.name, host))
         if limiter is None:
-            limiter = _limiters[(budget.name, host)] = WeightLimiter(budget)
+            if _host_dir is None:
+                limiter = WeightLimiter(budget)
+            else:
+                digest = hashlib.sha256(host.encode()).hexdigest()[:16]
+                path = _host_dir / f"{budget.name}-{digest}.json"
+                limiter = HostWeightLimiter(budget, path)
+            _limiters[(budget.name, host)] = limiter
         return limiter
