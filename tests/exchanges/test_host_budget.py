@@ -47,11 +47,15 @@ _PROCESS = textwrap.dedent(
 
 
 def start_two(emu: ExchangeEmulator, budgets: str) -> list[subprocess.Popen[str]]:
+    pipe = subprocess.PIPE
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _PROCESS, emu.url, budgets, syms],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=pipe,
+            stdout=pipe,
+            stderr=pipe,
+            text=True,
+        )
         for syms in ("BTC/USDT,ETH/USDT,XRP/USDT", "SOL/USDT,BNB/USDT,ADA/USDT")
     ]
     for p in procs:

@@ -27,6 +27,7 @@ from ._http import (
     exchange_totals,
     request_tally,
 )
+from ._limiter import share_budgets_on_host
 from ._registry import (
     ExchangeInfo,
     FundingHistory,
@@ -37,7 +38,6 @@ from ._registry import (
     exchange_keys,
     request_seconds,
 )
-from ._limiter import share_budgets_on_host
 from ._retry import RetryPolicy
 from ._urls import redirect_urls
 from .parsing import (

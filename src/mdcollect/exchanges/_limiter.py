@@ -20,7 +20,7 @@ One limiter per exchange budget and host in the process (:func:`limiter_for`):
 every client and job of Binance spot in a process draws on the same 6,000.
 Several processes on one machine share one IP, so one budget:
 :func:`share_budgets_on_host` (what each Dask worker calls) makes the process's
-limiters :class:`HostWeightLimiter`\ s, whose window is a small file in a
+limiters :class:`HostWeightLimiter` instances, whose window is a small file in a
 directory every process on the host sees, read and written under an exclusive
 ``flock``: the simplest sharing that is correct across processes, at the cost
 of a file lock per request (microseconds, against a request's milliseconds).
