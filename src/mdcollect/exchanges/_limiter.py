@@ -381,7 +381,7 @@ class HostWeightLimiter(WeightLimiter):
             for e in sorted(events, key=lambda e: e[1]):
                 freed += e[2]
                 if freed >= excess:
-                    return max(e[1] + self.window - now, 0.001)
+                    return max(float(e[1]) + self.window - now, 0.001)
             return self.window
 
     def answered(self, headers: Mapping[str, str]) -> None:
