@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "metrics": 5,
     "catalog": 5,
     "interop": 5,
+    "distributed": 5,
     "_audit": 3,
     "audit": 5,
     "cli": 6,
