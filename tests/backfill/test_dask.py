@@ -149,6 +149,7 @@ def test_a_worker_killed_mid_job_is_retried_and_resumes_from_coverage(
     clean = klines(emu, since)
     assert clean == 12  # 8 days of minute candles: 11,520 in pages of 1000
     pids = dask_client.run(os.getpid)
+    steps: list[tuple[int, int]] = []
     emu.faults.add(Fault("slow", route="klines", delay=0.05))  # the job runs a while
     try:
         since = len(emu.requests)
@@ -156,24 +157,35 @@ def test_a_worker_killed_mid_job_is_retried_and_resumes_from_coverage(
             running = pool.submit(
                 ensure_data, ["LTC/USDT"], "1m", "2023-03-01", "2023-03-08", exchange(emu), 0,
                 shared_url, progress=False, executor=dask_client,
+                progress_callback=lambda j, d, t: steps.append((d, t)),
             )  # fmt: skip
             deadline = time.monotonic() + 120
-            with open_storage(shared_url) as store:
-                while store.coverage(key).total < 2000 * 60_000:  # a part is stored
-                    assert not running.done(), running.result()
-                    assert time.monotonic() < deadline, "the job made no progress"
-                    time.sleep(0.01)
+            # progress reaches the caller while the job runs (a window is stored)
+            while not steps or steps[-1][0] < 2000:
+                assert not running.done(), running.result()
+                assert time.monotonic() < deadline, "no progress reached the caller"
+                time.sleep(0.01)
             busy = [w for w, keys in dask_client.processing().items() if keys]
             assert len(busy) == 1
             os.kill(pids[busy[0]], signal.SIGKILL)  # its lease is left to expire
-            killed_at = klines(emu, since)
             report = running.result(timeout=240)
     finally:
         emu.faults.clear()
     assert report.ok, str(report)
-    fetched = klines(emu, since)
-    assert fetched - killed_at < clean  # the retry resumed from coverage
-    assert fetched <= clean + 4  # at most the pages in flight at the kill, again
+    # the retry resumed from coverage: what the killed worker stored counts as had, and
+    # only the rest was fetched, one page a 1000 candles
+    ltc = report["LTC/USDT"]
+    had = ltc.already_covered.total // 60_000
+    assert had >= 2000
+    assert ltc.candles_fetched == 11_520 - had
+    assert ltc.requests == -(-ltc.candles_fetched // 1000)
+    # at the emulator: the pages the killed worker stored were asked for once, not again
+    stored_end = MAR1 + had * 60_000
+    asked = [int(q.params["startTime"]) for q in emu.requests[since:] if q.route == "klines"]
+    assert sorted(t for t in asked if t < stored_end) == [
+        MAR1 + i * 60_000_000 for i in range(had // 1000)
+    ]
+    assert steps[-1][0] == steps[-1][1]  # the retry's progress, to its end
     with open_storage(shared_url) as store:
         pd.testing.assert_frame_equal(store.read(key), clean_store.read(key))
         pd.testing.assert_frame_equal(store.read(key), truth(emu, "LTC/USDT", 8), check_freq=False)
