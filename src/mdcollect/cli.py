@@ -167,6 +167,11 @@ def _parser() -> argparse.ArgumentParser:
         "(perpetuals' price candles of --timeframe), open_interest (perpetuals, at the "
         "exchange's period --timeframe); e.g. --kinds ohlcv,funding,mark",
     )
+    e.add_argument(
+        "--scheduler", metavar="ADDRESS", default=None,
+        help="run the jobs on a Dask cluster (tcp://HOST:PORT; needs mdcollect[dask]); the "
+        "store must be one every worker reaches (arctic+s3://...?lease=redis://...)",
+    )  # fmt: skip
     b = sub.add_parser(
         "backfill", help="fetch candles, raw trades, funding or price candles over a range"
     )
@@ -276,12 +281,18 @@ async def _fetch(args: argparse.Namespace) -> int:
     try:
         if args.command == "ensure":
             check_padding(args.padding_days, "--padding-days")
-            report = await ensure_data_async(
-                args.symbols, args.timeframe, args.start, args.end, args.exchange,
-                args.padding_days, storage, progress=not args.no_progress,
-                concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
-                emulate=args.emulate, kinds=_split_kinds(args.kinds), tz=args.tz,
-            )  # fmt: skip
+            cluster = await _cluster(args.scheduler)
+            try:
+                report = await ensure_data_async(
+                    args.symbols, args.timeframe, args.start, args.end, args.exchange,
+                    args.padding_days, storage, progress=not args.no_progress,
+                    concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
+                    emulate=args.emulate, kinds=_split_kinds(args.kinds), tz=args.tz,
+                    executor=cluster,
+                )  # fmt: skip
+            finally:
+                if cluster is not None:
+                    await asyncio.to_thread(cluster.close)
         else:
             report = await backfill_async(
                 args.symbols, args.timeframe if args.kind in TIMEFRAME_KINDS else None,
@@ -294,6 +305,15 @@ async def _fetch(args: argparse.Namespace) -> int:
         storage.close()
     _print_report(report, args.quiet)
     return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+async def _cluster(scheduler: str | None) -> Any:
+    """The Dask client of ``--scheduler`` (None without it); connecting blocks: off the loop."""
+    if scheduler is None:
+        return None
+    from .distributed import connect
+
+    return await asyncio.to_thread(connect, scheduler)
 
 
 def _split_kinds(values: Sequence[str]) -> list[Any]:

@@ -44,7 +44,13 @@ from .backfill import BackfillJob, JobReport, ProgressCallback, ProgressFeed, ru
 from .exchanges import ExchangeClient, SessionStats, request_tally, share_budgets_on_host
 from .storage import DataCollectionStorage, open_storage
 
-__all__ = ["ClientSpec", "check_executor", "check_shared_store", "run_on_cluster"]
+__all__ = [
+    "ClientSpec",
+    "check_executor",
+    "check_shared_store",
+    "connect",
+    "run_on_cluster",
+]
 
 log = logging.getLogger("mdcollect.distributed")
 
@@ -58,15 +64,22 @@ POLL: Final = 0.2
 RETRIES: Final = 2
 
 
-def check_executor(executor: object) -> Any:
-    """``executor`` if it is a (synchronous) ``dask.distributed.Client``; otherwise, or
-    when dask is not installed, :class:`InvalidRequest` saying what to pass or install."""
+def _distributed() -> Any:
+    """The ``distributed`` package, or :class:`InvalidRequest` saying how to install it."""
     try:
         import distributed
     except ImportError as exc:
         raise InvalidRequest(
-            f"executor= runs the jobs on a Dask cluster, which needs dask: {DASK_MISSING}"
+            f"running the jobs on a Dask cluster (executor=, --scheduler) needs dask: "
+            f"{DASK_MISSING}"
         ) from exc
+    return distributed
+
+
+def check_executor(executor: object) -> Any:
+    """``executor`` if it is a (synchronous) ``dask.distributed.Client``; otherwise, or
+    when dask is not installed, :class:`InvalidRequest` saying what to pass or install."""
+    distributed = _distributed()
     if not isinstance(executor, distributed.Client):
         raise InvalidRequest(
             f"executor must be a dask.distributed.Client (or None to run here), "
@@ -92,6 +105,29 @@ def check_shared_store(store: DataCollectionStorage) -> None:
             "cannot share it: use arctic+s3://...?lease=redis://... (several machines), or "
             "an arctic+lmdb:// or parquet:// path every worker sees (a LocalCluster here)"
         )
+
+
+#: Seconds ``mdcollect ensure --scheduler`` waits to reach the scheduler.
+CONNECT_TIMEOUT: Final = 10.0
+_SCHEMES: Final = ("tcp", "tls", "ucx", "ws", "wss")
+
+
+def connect(address: object) -> Any:
+    """A ``dask.distributed.Client`` of the scheduler at ``address`` (``tcp://HOST:PORT``),
+    for ``mdcollect ensure --scheduler``; :class:`InvalidRequest` naming the address when
+    it is malformed or nothing answers there within :data:`CONNECT_TIMEOUT`."""
+    if not isinstance(address, str) or address.partition("://")[0] not in _SCHEMES:
+        raise InvalidRequest(
+            f"scheduler {address!r} is not a Dask scheduler address; expected "
+            f"tcp://HOST:PORT (schemes: {', '.join(_SCHEMES)})"
+        )
+    distributed = _distributed()
+    try:
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise InvalidRequest(
+            f"no Dask scheduler answered at {redact(address)} within {CONNECT_TIMEOUT:g} s: {exc}"
+        ) from exc
 
 
 @frozen

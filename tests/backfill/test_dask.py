@@ -190,3 +190,24 @@ def test_a_worker_killed_mid_job_is_retried_and_resumes_from_coverage(
         pd.testing.assert_frame_equal(store.read(key), clean_store.read(key))
         pd.testing.assert_frame_equal(store.read(key), truth(emu, "LTC/USDT", 8), check_freq=False)
         assert store.coverage(key) == IntervalSet([Interval(MAR1, MAR1 + 8 * DAY)])
+
+
+@pytest.mark.slow
+def test_cli_ensure_on_a_scheduler(
+    dask_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``mdcollect --emulate ensure ... --scheduler tcp://...``: the workers reach this
+    process's emulator by its URL and fill the store the CLI names."""
+    from mdcollect.cli import main
+
+    url = f"arctic+lmdb://{tmp_path}/cli"
+    address = dask_client.scheduler.address
+    args = ["--emulate", "--storage", url, "ensure", "BTC/USDT", "ETH/USDT", "-t", "1h",
+            "--start", "2024-01-01", "--end", "2024-01-31", "--padding-days", "0",
+            "-x", "binance", "--scheduler", address]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "fetched 744 rows" in out and out.count(": ok") == 3, out
+    with open_storage(url) as store:
+        for sym in ("BTC/USDT", "ETH/USDT"):
+            assert len(store.read(DatasetKey("binance", sym, "ohlcv", "1h"))) == 744
