@@ -211,3 +211,25 @@ def test_cli_ensure_on_a_scheduler(
     with open_storage(url) as store:
         for sym in ("BTC/USDT", "ETH/USDT"):
             assert len(store.read(DatasetKey("binance", sym, "ohlcv", "1h"))) == 744
+
+
+@pytest.mark.slow
+def test_the_workers_of_one_host_share_its_rate_budget(dask_client: Any, tmp_path: Path) -> None:
+    """Both worker processes fill datasets at once against an emulator allowing 80 weight
+    per 3 s (the host's budget): together they never go over it, and no request is
+    refused."""
+    from mdcollect.testing import Limit
+
+    with ExchangeEmulator(rate_limits={"binance.spot": Limit(80, 3.0)}) as limited:
+        client = ExchangeClient("binance", base_url=limited.url)
+        report = ensure_data(["SOL/USDT", "BNB/USDT", "ADA/USDT", "DOGE/USDT"], "1m",
+                             "2023-03-01", "2023-03-05", client, 0,
+                             f"arctic+lmdb://{tmp_path}/limited", progress=False,
+                             executor=dask_client)  # fmt: skip
+        assert report.ok and report.candles_fetched == 4 * 5 * 1440
+        statuses = [q.status for q in limited.requests]
+        assert set(statuses) == {200}, statuses
+        weights = sorted((q.time, q.weight) for q in limited.requests)
+        assert sum(w for _, w in weights) > 80  # more than one window's worth
+        for t, _ in weights:  # the weight the exchange counted in each 3 s window
+            assert sum(w for u, w in weights if t - 3000 < u <= t) <= 80
