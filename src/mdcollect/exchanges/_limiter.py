@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -317,15 +317,22 @@ class WeightLimiter:
             self.observe(usage)
 
 
+#: Seconds a :class:`HostWeightLimiter` rounds weight up to: its window file holds at
+#: most ``window / GRAIN`` numbers (240 for a minute), and weight leaves the window at
+#: most this much later than it would (never earlier).
+GRAIN: Final = 0.25
+
+
 class HostWeightLimiter(WeightLimiter):
     """A :class:`WeightLimiter` whose window every process on this host shares.
 
-    The window's events are a JSON list ``[[id, at, weight], ...]`` in ``path``,
-    read and rewritten under an exclusive ``flock`` for each request, so two
-    processes never both take the last room in the window. ``at`` is wall-clock
-    seconds (``clock``), comparable between processes. What the exchange's
-    headers say beyond the shared count (processes not sharing the file) is
-    added to the file as in the base class.
+    The window is a JSON object in ``path``: weight per :data:`GRAIN` of time (the
+    key is the grain's end, ``at / GRAIN`` rounded up), read and rewritten under an
+    exclusive ``flock`` for each request and answer, so two processes never both
+    take the last room in the window. Time is wall-clock seconds (``clock``),
+    comparable between processes. Weight the exchange's headers count beyond the
+    shared window (processes not sharing the file) is added to it, as in the base
+    class.
 
     >>> limiter = HostWeightLimiter(Budget("binance.spot", 6000, 60.0, 5.0), Path("/tmp/b.json"))
     """
@@ -340,59 +347,78 @@ class HostWeightLimiter(WeightLimiter):
     ) -> None:
         super().__init__(budget, clock=clock, sleep=sleep)
         self.path = path
-        self._ids = itertools.count()
-        self._tag = f"{os.getpid()}.{id(self)}."
-        self._current: ContextVar[str | None] = ContextVar("mdcollect_host_event", default=None)
+        self._open: tuple[int, int] | None = None  # (pid, descriptor)
+        #: the grain and weight of the request running in the current task
+        self._current: ContextVar[tuple[int, float] | None] = ContextVar(
+            "mdcollect_host_event", default=None
+        )
+
+    @staticmethod
+    def _grain(at: float) -> int:
+        return math.ceil(at / GRAIN)
+
+    def _fd(self) -> int:
+        # one descriptor per process: a flock belongs to the open file, which a forked
+        # child would share; and no close per request (ext4 flushes a file truncated
+        # and closed, milliseconds each time)
+        if self._open is None or self._open[0] != os.getpid():
+            self._open = (os.getpid(), os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        return self._open[1]
 
     @contextmanager
-    def _shared(self) -> Iterator[list[list[Any]]]:
-        """The live events of the shared window, locked; changes are written back."""
+    def _shared(self) -> Iterator[dict[int, float]]:
+        """The live weight per grain of the shared window, locked; changes are written back."""
         import fcntl
 
-        with self._lock, open(self.path, "a+", encoding="utf-8") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
-            f.seek(0)
+        with self._lock:
+            fd = self._fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                events = json.loads(f.read() or "[]")
-            except ValueError:  # a process killed mid-write: start the window afresh
-                events = []
-            cutoff = self._clock() - self.window
-            events = [e for e in events if e[1] > cutoff]
-            yield events
-            f.seek(0)
-            f.truncate()
-            f.write(json.dumps(events))
+                try:
+                    stored = json.loads(os.pread(fd, 1 << 20, 0) or b"{}")
+                except ValueError:  # a process killed mid-write: start the window afresh
+                    stored = {}
+                first = self._grain(self._clock() - self.window) + 1
+                grains = {int(k): float(v) for k, v in stored.items() if int(k) >= first}
+                yield grains
+                data = json.dumps({str(k): v for k, v in grains.items() if v > 0}).encode()
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def used(self) -> float:
         """Weight counted in the current window by every process of the host."""
-        with self._shared() as events:
-            return float(sum(e[2] for e in events))
+        with self._shared() as grains:
+            return sum(grains.values())
 
     def _try(self, weight: float) -> float:
-        with self._shared() as events:
+        with self._shared() as grains:
             now = self._clock()
-            used = sum(e[2] for e in events)
-            if used + weight <= self.capacity or not events:
-                tag = f"{self._tag}{next(self._ids)}"
-                events.append([tag, now, weight])
-                self._current.set(tag)
+            used = sum(grains.values())
+            if used + weight <= self.capacity or not grains:
+                g = self._grain(now)
+                grains[g] = grains.get(g, 0.0) + weight
+                self._current.set((g, weight))
                 return 0.0
             excess, freed = used + weight - self.capacity, 0.0
-            for e in sorted(events, key=lambda e: e[1]):
-                freed += e[2]
+            for g in sorted(grains):
+                freed += grains[g]
                 if freed >= excess:
-                    return max(float(e[1]) + self.window - now, 0.001)
+                    return max(g * GRAIN + self.window - now, 0.001)
             return self.window
 
     def answered(self, headers: Mapping[str, str]) -> None:
         """Date this task's request when its answer arrived, in the shared window."""
-        tag = self._current.get()
-        if tag is not None:
-            with self._shared() as events:
-                now = self._clock()
-                for e in events:
-                    if e[0] == tag:
-                        e[1] = max(e[1], now)
+        taken = self._current.get()
+        if taken is not None:
+            g, weight = taken
+            with self._shared() as grains:
+                later = self._grain(self._clock())
+                if later > g:
+                    if g in grains:
+                        grains[g] = max(0.0, grains[g] - weight)
+                    grains[later] = grains.get(later, 0.0) + weight
             self._current.set(None)
         reader = self.budget.headers
         usage = reader(headers) if reader is not None else None
@@ -408,10 +434,11 @@ class HostWeightLimiter(WeightLimiter):
             if usage.window is not None and usage.window > 0 and usage.window != self.window:
                 self.window = usage.window
         if usage.used is not None:
-            with self._shared() as events:
-                extra = usage.used - sum(e[2] for e in events)
+            with self._shared() as grains:
+                extra = usage.used - sum(grains.values())
                 if extra > 0:
-                    events.append([f"{self._tag}{next(self._ids)}", self._clock(), extra])
+                    g = self._grain(self._clock())
+                    grains[g] = grains.get(g, 0.0) + extra
 
 
 _limiters: dict[tuple[str, str], WeightLimiter] = {}
@@ -423,17 +450,17 @@ _host_dir: Path | None = None
 def share_budgets_on_host(directory: str | os.PathLike[str] | None = None) -> Path:
     """Make every limiter this process creates from now on share its budget with the
     other processes on this host that called this with the same ``directory``
-    (default: ``mdcollect-budgets`` in the system temp dir): workers on one machine
+    (default: ``mdcollect-budgets-UID`` in the system temp dir): workers on one machine
     share its IP, so the exchange counts their requests together. Returns the
     directory. Dask workers of ``ensure_data(executor=...)`` call it.
 
     >>> share_budgets_on_host()
-    PosixPath('/tmp/mdcollect-budgets')
+    PosixPath('/tmp/mdcollect-budgets-1000')
     """
     global _host_dir
     where = Path(directory) if directory is not None else Path(tempfile.gettempdir())
-    if directory is None:
-        where = where / "mdcollect-budgets"
+    if directory is None:  # one per user: another's folder would not be writable
+        where = where / f"mdcollect-budgets-{getattr(os, 'getuid', lambda: 0)()}"
     where.mkdir(parents=True, exist_ok=True)
     with _limiters_lock:
         if _host_dir != where:
