@@ -218,6 +218,8 @@ async def run_on_cluster(
                 i = futures[fut]
                 try:
                     result: _TaskResult = await asyncio.to_thread(fut.result)
+                except MdcollectError:
+                    raise  # the library's own error, raised on the worker: as it is
                 except Exception as exc:
                     raise MdcollectError(
                         f"the Dask cluster could not run {jobs[i]}: {exc}"

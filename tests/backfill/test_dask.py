@@ -233,3 +233,19 @@ def test_the_workers_of_one_host_share_its_rate_budget(dask_client: Any, tmp_pat
         assert sum(w for _, w in weights) > 80  # more than one window's worth
         for t, _ in weights:  # the weight the exchange counted in each 3 s window
             assert sum(w for u, w in weights if t - 3000 < u <= t) <= 80
+
+
+@pytest.mark.slow
+def test_an_error_on_the_workers_reaches_the_caller_as_raised(
+    dask_client: Any, tmp_path: Path
+) -> None:
+    """An exchange the workers cannot reach: the task fails on each try, and the
+    caller gets the library's ExchangeError, not a Dask error."""
+    from mdcollect import ExchangeError
+    from mdcollect.exchanges import RetryPolicy
+
+    unreachable = ExchangeClient("binance", base_url="http://127.0.0.1:9",
+                                 retry=RetryPolicy(max_attempts=1))  # fmt: skip
+    with pytest.raises(ExchangeError, match="binance"):
+        ensure_data(["BTC/USDT"], "1h", "2024-01-01", "2024-01-02", unreachable, 0,
+                    f"arctic+lmdb://{tmp_path}/s", progress=False, executor=dask_client)  # fmt: skip
