@@ -58,3 +58,22 @@ def test_import_mdcollect_does_not_import_dask() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_progress_from_workers_counts_each_attempt_once() -> None:
+    """A retried job's new attempt starts its count again; late words from the attempt
+    it replaced are dropped."""
+    from mdcollect.backfill import OHLCVBackfill, ProgressFeed
+
+    jan1 = 1_704_067_200_000  # 2024-01-01
+    job = OHLCVBackfill("binance", "BTC/USDT", "1m", jan1, jan1 + 4_320 * 60_000)
+    seen: list[tuple[int, int]] = []
+    feed = ProgressFeed(False, lambda j, done, total: seen.append((done, total)))
+    feed.update(job, 1000, 4320, "a")
+    feed.update(job, 2000, 4320, "a")
+    feed.update(job, 1000, 2320, "b")  # retried elsewhere: 2000 were stored
+    feed.update(job, 3000, 4320, "a")  # late, from the lost worker
+    feed.update(job, 2320, 2320, "b")
+    feed.update(job, 2320, 2320, "b")  # the result repeats a step the events gave
+    feed.close()
+    assert seen == [(1000, 4320), (2000, 4320), (1000, 2320), (2320, 2320)]
