@@ -278,21 +278,18 @@ async def _fetch(args: argparse.Namespace) -> int:
     storage = open_storage(_leased(_storage_url(args), args.lease))
     # with --emulate the library serves the exchange from its emulator and closes the
     # client it makes, also when the call fails
+    cluster = None
     try:
         if args.command == "ensure":
             check_padding(args.padding_days, "--padding-days")
             cluster = await _cluster(args.scheduler)
-            try:
-                report = await ensure_data_async(
-                    args.symbols, args.timeframe, args.start, args.end, args.exchange,
-                    args.padding_days, storage, progress=not args.no_progress,
-                    concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
-                    emulate=args.emulate, kinds=_split_kinds(args.kinds), tz=args.tz,
-                    executor=cluster,
-                )  # fmt: skip
-            finally:
-                if cluster is not None:
-                    await asyncio.to_thread(cluster.close)
+            report = await ensure_data_async(
+                args.symbols, args.timeframe, args.start, args.end, args.exchange,
+                args.padding_days, storage, progress=not args.no_progress,
+                concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
+                emulate=args.emulate, kinds=_split_kinds(args.kinds), tz=args.tz,
+                executor=cluster,
+            )  # fmt: skip
         else:
             report = await backfill_async(
                 args.symbols, args.timeframe if args.kind in TIMEFRAME_KINDS else None,
@@ -303,6 +300,8 @@ async def _fetch(args: argparse.Namespace) -> int:
             )  # fmt: skip
     finally:
         storage.close()
+        if cluster is not None:
+            await asyncio.to_thread(cluster.close)
     _print_report(report, args.quiet)
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
