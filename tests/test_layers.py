@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "catalog": 5,
     "interop": 5,
     "jobs": 5,
+    "distributed": 5,
     "_audit": 3,
     "audit": 5,
     "cli": 6,

@@ -182,6 +182,11 @@ def _parser() -> argparse.ArgumentParser:
     # what --config is checked against: an option away from its default belongs to a
     # single ensure
     e.set_defaults(per_job_defaults={name: e.get_default(name) for name, _ in _PER_JOB_OPTIONS})
+    e.add_argument(
+        "--scheduler", metavar="ADDRESS", default=None,
+        help="run the jobs on a Dask cluster (tcp://HOST:PORT; needs mdcollect[dask]); the "
+        "store must be one every worker reaches (arctic+s3://...?lease=redis://...)",
+    )  # fmt: skip
     b = sub.add_parser(
         "backfill", help="fetch candles, raw trades, funding or price candles over a range"
     )
@@ -286,21 +291,24 @@ def _leased(url: str, lease: str | None) -> str:
 async def _fetch(args: argparse.Namespace) -> int:
     from .ensure import backfill_async, ensure_data_async
 
-    storage = open_storage(_leased(_storage_url(args), args.lease))
-    # with --emulate the library serves the exchange from its emulator and closes the
-    # client it makes, also when the call fails
     if args.command == "ensure":
         _check_ensure_args(args)
         if args.config is not None:
             return await _ensure_config(args)
+    storage = open_storage(_leased(_storage_url(args), args.lease))
+    # with --emulate the library serves the exchange from its emulator and closes the
+    # client it makes, also when the call fails
+    cluster = None
     try:
         if args.command == "ensure":
             check_padding(args.padding_days, "--padding-days")
+            cluster = await _cluster(args.scheduler)
             report = await ensure_data_async(
                 args.symbols, args.timeframe, args.start, args.end, args.exchange,
                 args.padding_days, storage, progress=not args.no_progress,
                 concurrency=args.concurrency, dry_run=args.dry_run, strategy=args.strategy,
                 emulate=args.emulate, kinds=_split_kinds(args.kinds), tz=args.tz,
+                executor=cluster,
             )  # fmt: skip
         else:
             report = await backfill_async(
@@ -312,6 +320,8 @@ async def _fetch(args: argparse.Namespace) -> int:
             )  # fmt: skip
     finally:
         storage.close()
+        if cluster is not None:
+            await asyncio.to_thread(cluster.close)
     _print_report(report, args.quiet)
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
@@ -357,6 +367,15 @@ async def _ensure_config(args: argparse.Namespace) -> int:
     for report in reports:
         _print_report(report, args.quiet)
     return EXIT_OK if all(r.ok for r in reports) else EXIT_PARTIAL
+
+
+async def _cluster(scheduler: str | None) -> Any:
+    """The Dask client of ``--scheduler`` (None without it); connecting blocks: off the loop."""
+    if scheduler is None:
+        return None
+    from .distributed import connect
+
+    return await asyncio.to_thread(connect, scheduler)
 
 
 def _split_kinds(values: Sequence[str]) -> list[Any]:

@@ -64,6 +64,7 @@ from .storage import (
 )
 
 if TYPE_CHECKING:
+    from .distributed import ClientSpec
     from .exchanges import ExchangeClient
 
 __all__ = [
@@ -533,8 +534,13 @@ async def ensure_data_async(
     tz: str | None = None,
     log_callback: LogCallback | None = None,
     kinds: Sequence[HistoryKind] = ("ohlcv",),
+    executor: Any = None,
 ) -> EnsureReport:
     """Async :func:`ensure_data`."""
+    if executor is not None:
+        from .distributed import check_executor
+
+        check_executor(executor)
     routed = check_log_callback(log_callback)
     wanted = check_kinds(kinds)
     key = _exchange_key(exchange)
@@ -547,7 +553,7 @@ async def ensure_data_async(
         return await _ensure(
             syms, tf, lo, hi, await _open_source(exchange, storage, emulate), progress=progress,
             progress_callback=progress_callback, concurrency=concurrency, dry_run=dry_run,
-            strategy=strategy, clock=clock, kinds=wanted, unpadded=start,
+            strategy=strategy, clock=clock, kinds=wanted, unpadded=start, executor=executor,
         )  # fmt: skip
 
 
@@ -592,6 +598,7 @@ async def _ensure(
     clock: Callable[[], int] | None,
     kinds: tuple[HistoryKind, ...] = ("ohlcv",),
     unpadded: int | None = None,
+    executor: Any = None,
 ) -> EnsureReport:
     t0 = time.perf_counter()
     now = (clock or now_ms)()
@@ -599,6 +606,10 @@ async def _ensure(
     given = _client(src.exchange)
     info = exchange_info(key) if given is None else given.info
     check_strategy(strategy)
+    if executor is not None:
+        from .distributed import check_shared_store
+
+        check_shared_store(store)
     # every kind's jobs, made (and so checked: depth limits...) before any request
     jobs = _make_jobs(info, syms, tf, lo, hi, kinds, strategy=strategy, now=now, unpadded=unpadded)
     required = jobs[0].required(now)  # the first kind's range (each symbol needs the same)
@@ -616,6 +627,18 @@ async def _ensure(
         report.symbols = [SymbolReport._from_job(r) for r in initial]
         report.seconds = time.perf_counter() - t0
         return report
+    if executor is not None:
+        from .distributed import run_on_cluster
+
+        spec = await _cluster_spec(src)
+        results, markets = await run_on_cluster(
+            executor, jobs, initial, store, spec, now=now, progress=progress,
+            progress_callback=progress_callback,
+        )  # fmt: skip
+        report.requests = markets + sum(r.requests for r in results)
+        report.symbols = [SymbolReport._from_job(r) for r in results]
+        report.seconds = time.perf_counter() - t0
+        return report
     async with AsyncExitStack() as stack:
         client = await src.client(stack)
         before = client.request_count
@@ -628,6 +651,29 @@ async def _ensure(
     report.symbols = [SymbolReport._from_job(r) for r in results]
     report.seconds = time.perf_counter() - t0
     return report
+
+
+async def _cluster_spec(src: _Source) -> ClientSpec:
+    """How the workers of ``executor=`` build their clients: like the caller's client, or
+    pointed at this process's emulator (``emulate=True``), or at the exchange."""
+    from .distributed import ClientSpec
+
+    own = _client(src.exchange)
+    if own is not None:
+        spec = ClientSpec.of(own)
+    elif src.emulate:
+        from .testing import shared_emulator
+
+        emu = await asyncio.to_thread(shared_emulator)  # workers reach it by its URL
+        spec = ClientSpec(src.key, emu.url, emulated=True)
+    else:
+        spec = ClientSpec(src.key)
+    if src.real_default and spec.emulated:
+        raise InvalidRequest(
+            f"{spec.key!r} at {spec.base_url} is the mdcollect exchange emulator; its "
+            "synthetic data is not written to the real default store: pass storage=..."
+        )
+    return spec
 
 
 async def backfill_async(
@@ -697,6 +743,7 @@ def ensure_data(
     tz: str | None = None,
     log_callback: LogCallback | None = None,
     kinds: Sequence[HistoryKind] = ("ohlcv",),
+    executor: Any = None,
 ) -> EnsureReport:
     """Make sure ``symbols``' candles (and other ``kinds`` of history) from
     ``start_date - padding_days`` to the end of ``end_date`` are stored; fetch exactly
@@ -724,6 +771,12 @@ def ensure_data(
     * ``log_callback``: a function given each line this call logs (``"INFO
       mdcollect.backfill: ..."``: what is fetched, what was stored), for a host
       application's own log or UI; the ``logging`` handlers still get theirs.
+    * ``executor``: a ``dask.distributed.Client`` (``pip install 'mdcollect[dask]'``) runs
+      one task per dataset on the cluster's workers, each with its own exchange client,
+      the workers of a host sharing one rate budget, progress reported here; the
+      report is the one a local run gives. The store must be one every worker reaches
+      (``arctic+s3://...?lease=redis://...``; a local path for a ``LocalCluster``), not
+      ``memory://``. See the "Scaling out" page.
 
     Bad input raises :class:`InvalidRequest` before any request or write. A
     second identical call makes no exchange request. Works inside a running
@@ -740,7 +793,7 @@ def ensure_data(
                 symbols, timeframe, start_date, end_date, exchange, padding_days, storage,
                 progress=progress, progress_callback=progress_callback, concurrency=concurrency,
                 dry_run=dry_run, strategy=strategy, clock=clock, emulate=emulate, tz=tz, kinds=kinds,
-                log_callback=log_callback,
+                log_callback=log_callback, executor=executor,
             ),
         )
     )  # fmt: skip

@@ -249,6 +249,41 @@ class _JobProgress:
             self.bar.close()
 
 
+class ProgressFeed:
+    """Progress that jobs report from elsewhere (Dask workers): each
+    ``update(job, done, total, attempt)`` moves that job's bar (when :func:`progress_shown`)
+    and calls ``callback(job, done, total)``, as :func:`run_jobs` does locally. A new
+    ``attempt`` of a job (retried on another worker) starts its count again.
+
+    >>> feed = ProgressFeed(False, print)
+    >>> feed.update(job, 1000, 1440, attempt="a")
+    """
+
+    def __init__(self, progress: bool, callback: ProgressCallback | None) -> None:
+        self._bars = _Progress(progress_shown(progress), callback)
+        self._jobs: dict[int, tuple[str, _JobProgress]] = {}
+        self._retired: set[str] = set()
+
+    def update(self, job: BackfillJob, done: int, total: int, attempt: str) -> None:
+        """``job`` (its ``attempt``) has ``done`` of ``total`` units written."""
+        if attempt in self._retired:  # a late word from an attempt since replaced
+            return
+        seen = self._jobs.get(id(job))
+        if seen is None or seen[0] != attempt:
+            if seen is not None:
+                self._retired.add(seen[0])
+                seen[1].close()
+            seen = self._jobs[id(job)] = (attempt, self._bars.job(job, total))
+        bar = seen[1]
+        if done > bar.done:
+            bar.add(done - bar.done)
+
+    def close(self) -> None:
+        """Close every bar."""
+        for _, bar in self._jobs.values():
+            bar.close()
+
+
 def initial_reports(
     jobs: Sequence[BackfillJob], storage: DataCollectionStorage, now: int
 ) -> list[JobReport]:

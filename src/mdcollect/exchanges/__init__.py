@@ -25,6 +25,7 @@ retries on first use (a no-op ``mdcollect ensure`` never uses them).
 from typing import TYPE_CHECKING, Any
 
 from . import parsing
+from ._limiter import share_budgets_on_host
 from ._registry import (
     ExchangeInfo,
     FundingHistory,
@@ -109,6 +110,7 @@ __all__ = [
     "request_tally",
     "row_columns",
     "rows_frame",
+    "share_budgets_on_host",
     "ticker_row",
     "trade_id",
     "trade_rows",

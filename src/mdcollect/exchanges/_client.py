@@ -120,6 +120,12 @@ _WS_CLOSE_TIMEOUT: Final = 1.0
 _APPEND_CACHES: Final = ("trades", "ohlcvs", "liquidations")
 
 
+#: ccxt's credential settings, never handed to another process (:meth:`replica_config`).
+_CREDENTIALS: Final = frozenset(
+    {"apiKey", "secret", "password", "uid", "login", "privateKey", "walletAddress", "token"}
+)
+
+
 class ExchangeClient:
     """Async access to one exchange through ccxt, with retries and schema frames.
 
@@ -157,6 +163,14 @@ class ExchangeClient:
         **ccxt_config: Any,
     ) -> None:
         self.key: str = key
+        #: Where requests go instead of the exchange (``None``: the exchange itself).
+        self.base_url: str | None = base_url
+        # what another process needs to build a like client, credentials left out
+        self._replica: dict[str, Any] = {
+            k: v for k, v in ccxt_config.items() if k not in _CREDENTIALS
+        }
+        if retry is not None:
+            self._replica["retry"] = retry
         self.info: ExchangeInfo = exchange_info(key)
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.retry_count: int = 0
@@ -228,6 +242,17 @@ class ExchangeClient:
     @emulated.setter
     def emulated(self, value: bool) -> None:
         self._emulated = bool(value)
+
+    def replica_config(self) -> dict[str, Any]:
+        """The keywords (ccxt config and ``retry``) to build a like client in another
+        process, e.g. a Dask worker: ``ExchangeClient(c.key, c.base_url,
+        **c.replica_config())``. Credentials (``apiKey``, ``secret``...) are left out:
+        history needs none, and they stay in this process.
+
+        >>> ExchangeClient("binance", timeout=5000, apiKey="k").replica_config()
+        {'timeout': 5000}
+        """
+        return dict(self._replica)
 
     @property
     def request_count(self) -> int:

@@ -18,6 +18,12 @@ pacing off altogether, ``rateLimit=`` keeps ccxt's throttler at that spacing.
 
 One limiter per exchange budget and host in the process (:func:`limiter_for`):
 every client and job of Binance spot in a process draws on the same 6,000.
+Several processes on one machine share one IP, so one budget:
+:func:`share_budgets_on_host` (what each Dask worker calls) makes the process's
+limiters :class:`HostWeightLimiter` instances, whose window is a small file in a
+directory every process on the host sees, read and written under an exclusive
+``flock``: the simplest sharing that is correct across processes, at the cost
+of a file lock per request (microseconds, against a request's milliseconds).
 
 The exchange's own word wins: usage headers (Binance ``X-MBX-USED-WEIGHT-1M``,
 Bybit ``X-Bapi-Limit-Status``/``X-Bapi-Limit``/``X-Bapi-Limit-Reset-Timestamp``)
@@ -35,13 +41,20 @@ exchange does.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import math
+import os
 import re
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, Final
 
 from attrs import define, frozen
@@ -50,12 +63,14 @@ from .._time import DAY, HOUR, MINUTE, SECOND, ms_to_seconds
 
 __all__ = [
     "Budget",
+    "HostWeightLimiter",
     "Usage",
     "WeightLimiter",
     "binance_body",
     "binance_headers",
     "bybit_headers",
     "limiter_for",
+    "share_budgets_on_host",
 ]
 
 log: Final = logging.getLogger("mdcollect.exchanges")
@@ -302,14 +317,163 @@ class WeightLimiter:
             self.observe(usage)
 
 
+#: Seconds a :class:`HostWeightLimiter` rounds weight up to: its window file holds at
+#: most ``window / GRAIN`` numbers (240 for a minute), and weight leaves the window at
+#: most this much later than it would (never earlier).
+GRAIN: Final = 0.25
+
+
+class HostWeightLimiter(WeightLimiter):
+    """A :class:`WeightLimiter` whose window every process on this host shares.
+
+    The window is a JSON object in ``path``: weight per :data:`GRAIN` of time (the
+    key is the grain's end, ``at / GRAIN`` rounded up), read and rewritten under an
+    exclusive ``flock`` for each request and answer, so two processes never both
+    take the last room in the window. Time is wall-clock seconds (``clock``),
+    comparable between processes. Weight the exchange's headers count beyond the
+    shared window (processes not sharing the file) is added to it, as in the base
+    class.
+
+    >>> limiter = HostWeightLimiter(Budget("binance.spot", 6000, 60.0, 5.0), Path("/tmp/b.json"))
+    """
+
+    def __init__(
+        self,
+        budget: Budget,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        super().__init__(budget, clock=clock, sleep=sleep)
+        self.path = path
+        self._open: tuple[int, int] | None = None  # (pid, descriptor)
+        #: the grain and weight of the request running in the current task
+        self._current: ContextVar[tuple[int, float] | None] = ContextVar(
+            "mdcollect_host_event", default=None
+        )
+
+    @staticmethod
+    def _grain(at: float) -> int:
+        return math.ceil(at / GRAIN)
+
+    def _fd(self) -> int:
+        # one descriptor per process: a flock belongs to the open file, which a forked
+        # child would share; and no close per request (ext4 flushes a file truncated
+        # and closed, milliseconds each time)
+        if self._open is None or self._open[0] != os.getpid():
+            self._open = (os.getpid(), os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        return self._open[1]
+
+    @contextmanager
+    def _shared(self) -> Iterator[dict[int, float]]:
+        """The live weight per grain of the shared window, locked; changes are written back."""
+        import fcntl
+
+        with self._lock:
+            fd = self._fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                try:
+                    stored = json.loads(os.pread(fd, 1 << 20, 0) or b"{}")
+                except ValueError:  # a process killed mid-write: start the window afresh
+                    stored = {}
+                first = self._grain(self._clock() - self.window) + 1
+                grains = {int(k): float(v) for k, v in stored.items() if int(k) >= first}
+                yield grains
+                data = json.dumps({str(k): v for k, v in grains.items() if v > 0}).encode()
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def used(self) -> float:
+        """Weight counted in the current window by every process of the host."""
+        with self._shared() as grains:
+            return sum(grains.values())
+
+    def _try(self, weight: float) -> float:
+        with self._shared() as grains:
+            now = self._clock()
+            used = sum(grains.values())
+            if used + weight <= self.capacity or not grains:
+                g = self._grain(now)
+                grains[g] = grains.get(g, 0.0) + weight
+                self._current.set((g, weight))
+                return 0.0
+            excess, freed = used + weight - self.capacity, 0.0
+            for g in sorted(grains):
+                freed += grains[g]
+                if freed >= excess:
+                    return max(g * GRAIN + self.window - now, 0.001)
+            return self.window
+
+    def answered(self, headers: Mapping[str, str]) -> None:
+        """Date this task's request when its answer arrived, in the shared window."""
+        taken = self._current.get()
+        if taken is not None:
+            g, weight = taken
+            with self._shared() as grains:
+                later = self._grain(self._clock())
+                if later > g:
+                    if g in grains:
+                        grains[g] = max(0.0, grains[g] - weight)
+                    grains[later] = grains.get(later, 0.0) + weight
+            self._current.set(None)
+        reader = self.budget.headers
+        usage = reader(headers) if reader is not None else None
+        if usage is not None:
+            self.observe(usage)
+
+    def observe(self, usage: Usage) -> None:
+        """As :meth:`WeightLimiter.observe`, counting extra weight in the shared window."""
+        with self._lock:
+            if usage.limit is not None and usage.limit > 0 and usage.limit != self.capacity:
+                log.info("%s: the exchange announces %g weight a window", self, usage.limit)
+                self.capacity = usage.limit
+            if usage.window is not None and usage.window > 0 and usage.window != self.window:
+                self.window = usage.window
+        if usage.used is not None:
+            with self._shared() as grains:
+                extra = usage.used - sum(grains.values())
+                if extra > 0:
+                    g = self._grain(self._clock())
+                    grains[g] = grains.get(g, 0.0) + extra
+
+
 _limiters: dict[tuple[str, str], WeightLimiter] = {}
 _limiters_lock = threading.Lock()
+#: Where this process's limiters keep their shared windows (None: in the process).
+_host_dir: Path | None = None
+
+
+def share_budgets_on_host(directory: str | os.PathLike[str] | None = None) -> Path:
+    """Make every limiter this process creates from now on share its budget with the
+    other processes on this host that called this with the same ``directory``
+    (default: ``mdcollect-budgets-UID`` in the system temp dir): workers on one machine
+    share its IP, so the exchange counts their requests together. Returns the
+    directory. Dask workers of ``ensure_data(executor=...)`` call it.
+
+    >>> share_budgets_on_host()
+    PosixPath('/tmp/mdcollect-budgets-1000')
+    """
+    global _host_dir
+    where = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+    if directory is None:  # one per user: another's folder would not be writable
+        where = where / f"mdcollect-budgets-{getattr(os, 'getuid', lambda: 0)()}"
+    where.mkdir(parents=True, exist_ok=True)
+    with _limiters_lock:
+        if _host_dir != where:
+            _host_dir = where
+            _limiters.clear()  # clients made from now on draw on the shared budget
+    return where
 
 
 def limiter_for(budget: Budget, host: str) -> WeightLimiter:
     """The process's limiter of ``budget`` at ``host`` (the exchange's, or the
     ``base_url`` a client was pointed at): made on first use, then shared by every
-    client of that exchange.
+    client of that exchange (and, after :func:`share_budgets_on_host`, by every
+    process on this host).
 
     >>> limiter_for(budget, "api.binance.com") is limiter_for(budget, "api.binance.com")
     True
@@ -317,5 +481,11 @@ def limiter_for(budget: Budget, host: str) -> WeightLimiter:
     with _limiters_lock:
         limiter = _limiters.get((budget.name, host))
         if limiter is None:
-            limiter = _limiters[(budget.name, host)] = WeightLimiter(budget)
+            if _host_dir is None:
+                limiter = WeightLimiter(budget)
+            else:
+                digest = hashlib.sha256(host.encode()).hexdigest()[:16]
+                path = _host_dir / f"{budget.name}-{digest}.json"
+                limiter = HostWeightLimiter(budget, path)
+            _limiters[(budget.name, host)] = limiter
         return limiter

@@ -137,6 +137,16 @@ class DataCollectionStorage(ABC):
         self._raw_url = raw
         self._secrets = secrets_in(raw) | secrets_in(unquote(raw))
 
+    def shared_url(self) -> str:
+        """The URL with its credentials, to open this same store in another process
+        (a Dask worker of ``ensure_data(executor=...)``). Never show it: :attr:`url` is
+        the one to show.
+
+        >>> open_storage("redis://app:pw@db:6379/0").shared_url()
+        'redis://app:pw@db:6379/0'
+        """
+        return self._raw_url
+
     def _redact(self, text: str) -> str:
         """``text`` (a message, a log line) with any credential of this storage's URL masked."""
         return redact(text, self._secrets)
