@@ -282,21 +282,29 @@ def _library_options() -> LibraryOptions:
     return LibraryOptions(rows_per_segment=_ROWS_PER_SEGMENT, prune_previous_versions=True)
 
 
-def _open_library(uri: str, lock_dir: Path) -> tuple[Any, Any]:
+def _open_library(
+    uri: str, lock_dir: Path, guard: Callable[[], contextlib.AbstractContextManager[Any]]
+) -> tuple[Any, Any]:
     arctic = Arctic(uri)
-    # creating the library is check-then-act: serialise it across processes
-    with file_lock(lock_dir / "_library.lock"):
+    # creating the library is check-then-act: serialise it across processes, and with a
+    # lease (``guard``) across machines: two creating it at once lose one's writes
+    with file_lock(lock_dir / "_library.lock"), guard():
         if LIBRARY in arctic.list_libraries():
             return arctic, arctic.get_library(LIBRARY)
         log.info("creating ArcticDB library %r at %s", LIBRARY, redact(uri))
         return arctic, arctic.create_library(LIBRARY, _library_options())
 
 
-def _acquire(cache_key: str, uri: str, lock_dir: Path) -> Any:
+def _acquire(
+    cache_key: str,
+    uri: str,
+    lock_dir: Path,
+    guard: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> Any:
     with _HANDLES_LOCK:
         handle = _HANDLES.get(cache_key)
         if handle is None:
-            owner, library = _open_library(uri, lock_dir)
+            owner, library = _open_library(uri, lock_dir, guard)
             handle = _HANDLES[cache_key] = _Handle(owner, library)
         handle.refs += 1
         return handle.library
@@ -778,7 +786,7 @@ class ArcticStorage(DataCollectionStorage):
         self._pid = os.getpid()
         _check_not_broken(cache_key, self.url)
         with self._translated(f"open {self.url}"):
-            self._library: Any = _acquire(cache_key, uri, lock_dir)
+            self._library: Any = _acquire(cache_key, uri, lock_dir, self._library_guard)
         self._closed = False
 
     @classmethod
@@ -805,12 +813,21 @@ class ArcticStorage(DataCollectionStorage):
         _check_not_broken(self._cache_key, self.url)
         if self._pid != os.getpid():  # forked: the parent's LMDB handle is unusable here
             with self._translated(f"reopen {self.url} after fork"):
-                self._library = _acquire(self._cache_key, self._uri, self._lock_dir)
+                self._library = _acquire(
+                    self._cache_key, self._uri, self._lock_dir, self._library_guard
+                )
             self._pid = os.getpid()
         return self._library
 
     def _translated(self, what: str) -> contextlib.AbstractContextManager[None]:
         return _translated(what, self._secrets)
+
+    def _library_guard(self) -> contextlib.AbstractContextManager[Any]:
+        """The lease that serialises creating the library across machines (with ``?lease=``)."""
+        if self._leases is None:
+            return contextlib.nullcontext()
+        lease = self._leases.make("library")
+        return held(lease, timeout=LOCK_TIMEOUT, what="create the library", error=StorageError)
 
     @contextmanager
     def _locked(self, symbol: str) -> Iterator[None]:
