@@ -31,7 +31,8 @@ The rooms: ``_base`` (the feed -> queue -> batch -> storage pipeline),
 ``_kinds`` (one collector per kind), ``_options`` (every option, checked),
 ``_config`` (TOML), ``_supervisor`` (``DataCollector``), ``_gaps`` (spotting and
 refilling holes), ``_clock``, ``_lease`` (one leader among processes sharing a config
-and a store: :class:`RedisLease`, :class:`FileLease`, :class:`Leadership`).
+and a store: :class:`RedisLease`, :class:`FileLease`, :class:`Leadership`), ``_workers``
+(:class:`CollectorWorkers`: a config's symbols sharded over processes, supervised as one).
 
 Logs go to the ``mdcollect.collectors`` logger (the supervisor's to
 ``mdcollect.collector``).
@@ -49,7 +50,7 @@ from ._base import (
     WriteObserver,
 )
 from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, as_clock
-from ._config import LiveConfig, load_collectors, load_config
+from ._config import LiveConfig, load_collectors, load_config, shard_config, shard_symbols
 from ._kinds import (
     FundingRateCollector,
     LiquidationsCollector,
@@ -72,6 +73,7 @@ from ._lease import (
     parse_lease,
 )
 from ._supervisor import DataCollector
+from ._workers import CollectorWorkers
 
 __all__ = [
     "DEFAULT_TTL",
@@ -81,6 +83,7 @@ __all__ = [
     "Backoff",
     "Clock",
     "CollectorStats",
+    "CollectorWorkers",
     "DataCollector",
     "DataSourceCollector",
     "FileLease",
@@ -110,4 +113,6 @@ __all__ = [
     "load_collectors",
     "load_config",
     "parse_lease",
+    "shard_config",
+    "shard_symbols",
 ]
