@@ -204,8 +204,8 @@ def shard_config(
 ) -> dict[str, Any]:
     """The config worker ``index`` (0-based) of ``workers`` runs: the same options, each
     collector keeping the symbols :func:`shard_symbols` gives that worker (collectors left
-    with none are dropped). A collector named in the config and split over several
-    workers is named ``"NAME#INDEX"`` in each, so the names stay distinct.
+    with none are dropped). A split collector's default name names its symbols, so
+    the workers' collector names stay distinct.
 
     >>> shard_config({"collectors": [{"exchange": "binance", "symbols": ["BTC/USDT",
     ...     "ETH/USDT"]}]}, 2, 1)["collectors"]
@@ -221,10 +221,7 @@ def shard_config(
         kept = [s for s in symbols if f"{section['exchange']}:{s}" in mine]
         if not kept:
             continue
-        out = {**section, "symbols": kept}
-        if "name" in section and len(kept) < len(symbols):
-            out["name"] = f"{section['name']}#{index}"
-        sections.append(out)
+        sections.append({**section, "symbols": kept})
     data["collectors"] = sections
     return data
 
