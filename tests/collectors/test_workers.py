@@ -39,6 +39,7 @@ exchange = "binance"
 symbols = {symbols}
 kinds = ["trades"]
 mode = "ws"
+batch_seconds = 3
 """
 
 
@@ -124,6 +125,17 @@ def _status(path: Path) -> dict[str, Any]:
     return st
 
 
+def _buffered(path: Path) -> int:
+    cols = _status(path).get("collectors") or {}
+    return min((c["rows_buffered"] for c in cols.values()), default=0)
+
+
+def _received(path: Path) -> dict[str, int]:
+    """Per collector: rows stored plus rows buffered (received, to be written)."""
+    cols = _status(path).get("collectors") or {}
+    return {n: c["rows_stored"] + c["rows_buffered"] for n, c in cols.items()}
+
+
 def _wait(what: str, pred: Callable[[], bool], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not pred():
@@ -199,6 +211,10 @@ def test_two_workers_store_what_one_process_stores_and_sigterm_loses_nothing(
     try:
         for run in runs.values():
             _wait("every collector stores rows", run.stored_all)
+            # and holds rows received since its last write (batch_seconds): SIGTERM must
+            # have them written, not dropped
+            _wait("rows buffered", lambda r=run: _buffered(r.status) >= 15)  # type: ignore[misc]
+        before = {n: _received(run.status) for n, run in runs.items()}
         st = _status(runs[2].status)
         assert [len(w["symbols"]) for w in st["workers"]] == [2, 1]
         assert all(w["running"] and w["pid"] != runs[2].proc.pid for w in st["workers"])
@@ -214,6 +230,12 @@ def test_two_workers_store_what_one_process_stores_and_sigterm_loses_nothing(
     assert codes == {1: 0, 2: 0}, runs[2].err.until_closed(30)[-20:]
     final = _doc(runs[2].status)
     assert final["stopped"] and not any(w["running"] for w in final["status"]["workers"])
+    for n, storage in stores.items():  # what was received before the stop is stored
+        for name, received in before[n].items():
+            symbols = name.split(":")[-1].split(",")
+            with open_storage(storage) as st:  # every row, the first before coverage too
+                n = sum(len(st.read(DatasetKey("binance", s, "trades"))) for s in symbols)
+            assert n >= received, name
     one = _check_truth(stores[1], specs, stopped_ms)
     two = _check_truth(stores[2], specs, stopped_ms)
     for sym in SYMBOLS:  # over the span both cover, the same rows
