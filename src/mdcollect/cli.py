@@ -571,6 +571,11 @@ async def _collect(args: argparse.Namespace) -> int:
         index, _, n = args.shard.partition("/")
         cfg = load_config(shard_config(args.config, int(n), int(index)))
     url = args.storage or cfg.storage or _storage_url(args)
+    if shards is not None and url.startswith("memory:"):
+        raise InvalidRequest(
+            "--workers needs a store the worker processes share; memory:// is private to"
+            " each process: use arctic+lmdb://, parquet://, redis:// or arctic+s3://"
+        )
     every = args.status_every
     check_number("--status-every", every, strict=False)
     status_file = _StatusFile(Path(args.status_file), every or 10.0) if args.status_file else None

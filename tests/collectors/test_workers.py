@@ -53,7 +53,9 @@ def test_shards_balance_symbols_split_a_collector_and_are_stable() -> None:
     shards = shard_symbols(config, 3)
     sizes = [len(s) for s in shards]
     assert sorted(sizes) == [7, 7, 7]  # 21 symbols: balanced, not 20 + 1
-    assert sorted(sum(shards, [])) == sorted([f"binance:{s}" for s in big] + ["okx:BTC/USDT"])
+    assert sorted(p for s in shards for p in s) == sorted(
+        [f"binance:{s}" for s in big] + ["okx:BTC/USDT"]
+    )
     # the 20-symbol collector is split over every worker
     assert all(any(p.startswith("binance:X") for p in s) for s in shards)
     # the same split on every start, whatever the order the config lists them in
@@ -92,12 +94,26 @@ def test_bad_worker_counts_are_refused_before_anything_starts(
     config = tmp_path / "c.toml"
     config.write_text(CONFIG.format(storage=f"parquet://{store}", symbols=json.dumps(SYMBOLS)))
     status = tmp_path / "s.json"
-    code = main(["collect", str(config), "--workers", workers, "--status-file", str(status)])
+    code = main(["collect", str(config), "--workers", workers, "--status-file", str(status),
+                 "--duration", "20"])  # fmt: skip
     assert code == 2
     assert message in capsys.readouterr().err
     assert not status.exists() and not store.exists()  # nothing started, nothing written
     with pytest.raises(InvalidRequest, match="run at most 3"):
         shard_symbols(str(config), 4)
+
+
+def test_a_store_private_to_each_process_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(CONFIG.format(storage="memory://", symbols=json.dumps(SYMBOLS)))
+    status = tmp_path / "s.json"
+    code = main(["collect", str(config), "--workers", "2", "--status-file", str(status),
+                 "--duration", "20"])  # fmt: skip
+    assert code == 2  # not run for 20 s
+    assert "memory:// is private to each process" in capsys.readouterr().err
+    assert not status.exists()
 
 
 # --- real processes ---------------------------------------------------------------
