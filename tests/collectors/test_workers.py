@@ -165,7 +165,7 @@ class _Collect:
         self.status = status
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mdcollect.cli", "collect", str(config), "--emulate-url", url,
-             "--no-lease", "--status-every", "0.2", "--status-file", str(status), *extra],
+             "--status-every", "0.2", "--status-file", str(status), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.out, self.err = Lines(self.proc.stdout), Lines(self.proc.stderr)
@@ -222,7 +222,7 @@ def test_two_workers_store_what_one_process_stores_and_sigterm_loses_nothing(
     for n, storage in stores.items():
         config = tmp_path / f"c{n}.toml"
         config.write_text(CONFIG.format(storage=storage, symbols=json.dumps(SYMBOLS)))
-        extra = ["--workers", "2"] if n == 2 else []
+        extra = ["--no-lease", *(["--workers", "2"] if n == 2 else [])]
         runs[n] = _Collect(config, tmp_path / f"s{n}.json", url, extra)
     try:
         for run in runs.values():
@@ -293,6 +293,9 @@ def test_a_killed_worker_is_restarted_and_resumes_and_metrics_aggregate(
             ) in text
             assert f'mdcollect_worker_up{{worker="{worker}"}} 1.0' in text
         assert 'process_cpu_seconds_total{worker="supervisor"}' in text
+        # the parent holds the lease (the lock file beside the store) for the daemon
+        lease = _doc(run.status)["lease"]
+        assert lease["role"] == "leader" and f"pid {run.proc.pid}" in lease["holder"], lease
 
         victim = _status(run.status)["workers"][1]
         subprocess.run(["kill", "-9", str(victim["pid"])], check=True, timeout=10)
@@ -314,6 +317,7 @@ def test_a_killed_worker_is_restarted_and_resumes_and_metrics_aggregate(
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert "worker 1: running" in shown.stdout and "1 restarts, last exit -9" in shown.stdout
+        assert _doc(run.status)["lease"] == lease  # the kill did not touch it
         stopped_ms = int(time.time() * 1000)
         assert run.stop() == 0, run.err.until_closed(30)[-20:]
     finally:
