@@ -41,7 +41,6 @@ class _Worker:
     status_file: Path
     symbols: list[str]
     proc: asyncio.subprocess.Process | None = None
-    starts: int = 0
     restarts: int = 0
     last_exit: int | None = None
     rows_before: int = 0  # rows stored by the worker's earlier runs
@@ -110,13 +109,19 @@ class CollectorWorkers:
             w.status_file.unlink(missing_ok=True)  # a dead run's file is not this run's
             w.doc = {}
             started = loop.time()
-            w.proc = await asyncio.create_subprocess_exec(
-                *w.command,
-                stdin=asyncio.subprocess.PIPE,  # closed when this process dies: the child stops
-                stdout=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # a terminal's Ctrl-C reaches the parent alone
-            )
-            w.starts += 1
+            try:
+                w.proc = await asyncio.create_subprocess_exec(
+                    *w.command,
+                    stdin=asyncio.subprocess.PIPE,  # closed when this process dies: it stops
+                    stdout=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,  # a terminal's Ctrl-C reaches the parent alone
+                )
+            except OSError as exc:  # out of processes or memory: try again after a wait
+                log.error("could not start worker %d: %s", w.index, exc)
+                w.restarts += 1
+                await self._pause(attempt)
+                attempt += 1
+                continue
             stopping = asyncio.ensure_future(self._stopping.wait())
             exited = asyncio.ensure_future(w.proc.wait())
             try:
@@ -134,14 +139,17 @@ class CollectorWorkers:
             w.restarts += 1
             if loop.time() - started >= self.backoff.reset_after:
                 attempt = 0
-            delay = self.backoff.delay(attempt)
-            attempt += 1
             log.warning(
-                "worker %d (pid %d) exited with %s; restarting it in %.1fs",
-                w.index, w.proc.pid, w.last_exit, delay,
+                "worker %d (pid %d) exited with %s; restarting it",
+                w.index, w.proc.pid, w.last_exit,
             )  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            await self._pause(attempt)
+            attempt += 1
+
+    async def _pause(self, attempt: int) -> None:
+        """The backoff's wait before restart ``attempt``, cut short by a stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.backoff.delay(attempt))
 
     async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM, then SIGKILL after ``stop_timeout``; each wait has its deadline."""
