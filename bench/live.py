@@ -32,6 +32,13 @@
    collect`` on one config and store, the leader SIGKILLed; seconds until the standby
    leads and until it stores its first row, with the file lease (a Parquet store)
    and the Redis lease (a Redis store, the default ttl; needs ``redis-server``).
+4. Workers (``--workers N``, instead of the above): ``mdcollect collect --workers N``
+   (the same collector, into ArcticDB/LMDB) beside N bare ``ccxt.pro`` loops, each in
+   its own process with that worker's symbols; printed: rows stored/s against trades
+   received/s, each process's CPU, the emulator's, and the load average (other
+   processes on the machine weigh on the figure). At twice the single-process load:
+
+       .venv/bin/python bench/live.py --workers 2 --symbols 30 --seconds 30
 """
 
 from __future__ import annotations
@@ -722,6 +729,175 @@ def _listening(port: int) -> bool:
         return False
 
 
+def _bare_child(url: str, symbols: list[str], seconds: float, warmup: float) -> None:
+    """One bare ``ccxt.pro`` loop of ``--workers`` (in its own process): print JSON with
+    the trades received in the window and this process's CPU%."""
+    import json
+
+    async def run() -> dict[str, float]:
+        import ccxt.pro
+
+        from mdcollect.exchanges._urls import redirect_urls
+
+        ex = ccxt.pro.binance({"enableRateLimit": False})
+        redirect_urls(ex, url)
+        await ex.load_markets()
+        got = [0]
+
+        async def loop(symbol: str) -> None:
+            while True:
+                trades = await ex.watch_trades(symbol, None, None, {"newUpdates": True})
+                got[0] += len(trades)
+
+        tasks = [asyncio.create_task(loop(s)) for s in symbols]
+        try:
+            await asyncio.sleep(warmup)
+            n0, c0, t0 = got[0], time.process_time(), time.perf_counter()
+            await asyncio.sleep(seconds)
+            secs = time.perf_counter() - t0
+            return {"received": got[0] - n0, "seconds": secs,
+                    "cpu": 100 * (time.process_time() - c0) / secs}  # fmt: skip
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await ex.close()
+
+    print(json.dumps(asyncio.run(run())), flush=True)
+
+
+def bench_workers(
+    seconds: float, tpm: float, n_symbols: int, workers: int, warmup: float, rounds: int = 1
+) -> None:
+    """``mdcollect collect --workers N`` (``TradesCollector`` ws, 1s and 1m candles, into
+    ArcticDB/LMDB) beside N bare ``ccxt.pro`` loops, each in its own process with the same
+    symbols as the worker of that index (``shard_symbols``), on one emulator process."""
+
+    from mdcollect.collectors import shard_symbols
+    from mdcollect.testing import EmulatorProcess, MarketSpec
+
+    symbols = [f"{b}/USDT" for b in SYMBOLS[:n_symbols]]
+    symbols += [f"X{i}/USDT" for i in range(len(symbols), n_symbols)]
+    listed = int(time.time() * 1000) - 60_000
+    specs = [
+        MarketSpec(s, 10.0 * (i + 1), trades_per_minute=tpm, listed=listed, exchange="binance")
+        for i, s in enumerate(symbols)
+    ]
+    section = {"exchange": "binance", "symbols": symbols, "kinds": ["trades"], "mode": "ws",
+               "candles": ["1s", "1m"]}  # fmt: skip
+    shards = [[p.split(":", 1)[1] for p in sh] for sh in shard_symbols({"collectors": [section]},
+                                                                        workers)]  # fmt: skip
+    offered = len(symbols) * tpm / 60
+    print(
+        f"{workers} workers, Binance websocket trades, {len(symbols)} symbols x {tpm:,.0f}/min ="
+        f" {offered:,.0f} trades/s offered, emulator in its own process, {seconds:.0f} s each"
+        f" ({os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at the start)"
+    )
+    ratios = []
+    with EmulatorProcess(seed=1, markets=specs, rate_limits=False) as emu:
+        for r in range(rounds):  # alternated: the machine's other load weighs on both
+            if rounds > 1:
+                print(f" round {r + 1} of {rounds}")
+            bare_rate, bare_cpu = _bare_round(emu, shards, seconds, warmup)
+            rate, cpu = _workers_round(emu, symbols, workers, seconds, warmup)
+            ratios.append(rate / bare_rate)
+            # on a machine shared with other work, the CPU each side got differs: rows
+            # per client CPU-second says what each would do with the same cores
+            per = (rate / max(cpu, 1e-9)) / (bare_rate / max(bare_cpu, 1e-9))
+            print(f"  ratio collect --workers {workers} / bare x{workers}: {ratios[-1]:5.2f}x"
+                  f" stored/received (target >= 0.8); offered {offered:,.0f}/s; per client"
+                  f" CPU-second {per:5.2f}x")  # fmt: skip
+    if rounds > 1:
+        print(f"  median ratio over {rounds} rounds: {float(np.median(ratios)):5.2f}x"
+              f" ({', '.join(f'{x:.2f}' for x in ratios)})")  # fmt: skip
+
+
+def _bare_round(
+    emu: Any, shards: list[list[str]], seconds: float, warmup: float
+) -> tuple[float, float]:
+    """N bare loops, one process each, the workers' split: trades/s received in all, and
+    the cores their processes used."""
+    import json
+    import subprocess
+
+    emu0, busy0, t0 = _cpu_seconds(emu.pid), _machine_busy()[0], time.perf_counter()
+    argv = [[sys.executable, __file__, "--bare-child", emu.url, ",".join(sh),
+             str(seconds), str(warmup)] for sh in shards]  # fmt: skip
+    bare = [subprocess.Popen(a, stdout=subprocess.PIPE, text=True) for a in argv]
+    results = [json.loads(p.communicate(timeout=seconds + warmup + 120)[0]) for p in bare]
+    elapsed = time.perf_counter() - t0
+    bare_rate = float(sum(r["received"] / r["seconds"] for r in results))
+    emu_cpu = 100 * (_cpu_seconds(emu.pid) - emu0) / elapsed
+    cpus = " + ".join(f"{r['cpu']:.0f}%" for r in results)
+    print(
+        f"  bare ccxt.pro x{len(shards)} processes {bare_rate:8.0f} trades/s received;"
+        f" CPU {cpus}; emulator ~{emu_cpu:.0f}% (over warmup too); machine busy"
+        f" {100 * (_machine_busy()[0] - busy0) / elapsed:.0f}% of a core;"
+        f" load average {os.getloadavg()[0]:.2f}"
+    )
+    return bare_rate, sum(r["cpu"] for r in results) / 100
+
+
+def _workers_round(emu: Any, symbols: list[str], workers: int, seconds: float,
+                   warmup: float) -> tuple[float, float]:  # fmt: skip
+    """``mdcollect collect --workers N`` as the CLI runs it: rows/s stored, and the cores
+    its worker processes used."""
+    import json
+    import signal
+    import subprocess
+
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        config = os.path.join(tmp, "collect.toml")
+        with open(config, "w") as f:
+            f.write(
+                f'storage = "arctic+lmdb://{tmp}/arctic"\n[[collectors]]\n'
+                f'exchange = "binance"\nsymbols = {json.dumps(symbols)}\n'
+                'kinds = ["trades"]\nmode = "ws"\ncandles = ["1s", "1m"]\n'
+            )
+        status = os.path.join(tmp, "status.json")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mdcollect.cli", "-q", "collect", config, "--emulate-url",
+             emu.url, "--workers", str(workers), "--no-lease", "--status-every", "0.2",
+             "--status-file", status],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            _until(lambda: len(_worker_pids(status)) == workers and _stored(status) > 0,
+                   120, "every worker storing")  # fmt: skip
+            time.sleep(warmup)
+            pids = _worker_pids(status)
+            cpu0 = [_cpu_seconds(p) for p in pids]
+            emu0, busy0 = _cpu_seconds(emu.pid), _machine_busy()[0]
+            rows0, p0 = _stored(status), time.perf_counter()
+            time.sleep(seconds)
+            rows1, secs = _stored(status), time.perf_counter() - p0
+            cpu = [100 * (_cpu_seconds(p) - c) / secs for p, c in zip(pids, cpu0, strict=True)]
+            emu_cpu = 100 * (_cpu_seconds(emu.pid) - emu0) / secs
+            busy = 100 * (_machine_busy()[0] - busy0) / secs
+            load = os.getloadavg()[0]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(120)
+    rate = (rows1 - rows0) / secs
+    cpus = " + ".join(f"{c:.0f}%" for c in cpu)
+    print(
+        f"  collect --workers {workers}        {rate:8.0f} rows/s stored (trades and their"
+        f" 1s/1m candles); CPU {cpus}; emulator {emu_cpu:.0f}%; machine busy {busy:.0f}% of"
+        f" a core; load average {load:.2f}; exit {code}"
+    )
+    return rate, sum(cpu) / 100
+
+
+def _worker_pids(status: str) -> list[int]:
+    import json
+
+    try:
+        rows = json.loads(open(status).read())["status"]["workers"]  # noqa: SIM115
+    except (OSError, ValueError, KeyError):
+        return []
+    return [w["pid"] for w in rows if w["running"]]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--trades", type=float, default=10e6)
@@ -736,7 +912,19 @@ def main() -> int:
     p.add_argument("--batch-seconds", type=float, default=None, help="... and batch_seconds")
     p.add_argument("--no-takeover", action="store_true", help="skip the takeover times")
     p.add_argument("--only-takeover", action="store_true", help="only the takeover times")
+    p.add_argument("--workers", type=int, default=None,
+                   help="only: collect --workers N against N bare loops in N processes")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=1, help="--workers: bare/collect pairs to run")
+    p.add_argument("--bare-child", nargs=4, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.bare_child:
+        url, syms, secs, warm = args.bare_child
+        _bare_child(url, syms.split(","), float(secs), float(warm))
+        return 0
+    if args.workers is not None:
+        bench_workers(args.seconds, args.trades_per_minute, args.symbols, args.workers, 3.0,
+                      args.rounds)  # fmt: skip
+        return 0
     if args.only_takeover:
         bench_takeover()
         return 0

@@ -57,7 +57,7 @@ from .storage import (
 )
 
 if TYPE_CHECKING:
-    from .collectors import DataCollector, Leadership, Lease
+    from .collectors import CollectorWorkers, DataCollector, Leadership, Lease
     from .ensure import EnsureReport
 
 log = logging.getLogger("mdcollect.cli")
@@ -626,6 +626,13 @@ def _collect_args(sub: Any) -> None:
                    "third of it; a Redis standby takes over within ttl + ttl/5)")  # fmt: skip
     # a running emulator to fetch from (tests: several processes must see one market)
     c.add_argument("--emulate-url", default=None, help=argparse.SUPPRESS)
+    c.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="shard the config's symbols over N worker processes (each its own "
+                   "exchange session and writer), run as one daemon: one status, one metrics "
+                   "endpoint, one lease; a worker that dies is restarted; at most one worker "
+                   "per symbol")  # fmt: skip
+    # I/N: this process is worker I of 'collect --workers N' (its shard of the config)
+    c.add_argument("--shard", default=None, help=argparse.SUPPRESS)
     st = sub.add_parser("status", help="show the status a running 'collect --status-file' wrote")
     st.add_argument("status_file", metavar="PATH", help="the file given to collect --status-file")
     st.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -638,10 +645,19 @@ async def _collect(args: argparse.Namespace) -> int:
     collects; the others stand by and take over when it dies."""
     import signal
 
-    from .collectors import DataCollector, Leadership, load_config
+    from .collectors import DataCollector, Leadership, load_config, shard_config
 
     cfg = load_config(args.config)
+    shards = _collect_shards(args)
+    if args.shard is not None:  # worker I of 'collect --workers N': its symbols only
+        index, _, n = args.shard.partition("/")
+        cfg = load_config(shard_config(args.config, int(n), int(index)))
     url = args.storage or cfg.storage or _storage_url(args)
+    if shards is not None and url.startswith("memory:"):
+        raise InvalidRequest(
+            "--workers needs a store the worker processes share; memory:// is private to"
+            " each process: use arctic+lmdb://, parquet://, redis:// or arctic+s3://"
+        )
     every = args.status_every
     check_number("--status-every", every, strict=False)
     status_file = _StatusFile(Path(args.status_file), every or 10.0) if args.status_file else None
@@ -665,17 +681,29 @@ async def _collect(args: argparse.Namespace) -> int:
             }
             for c in cfg.collectors:
                 c.use_client(clients[c.exchange])
-        dc = DataCollector(cfg.collectors, url, **cfg.options)
+        dc: DataCollector | CollectorWorkers
+        if shards is None:
+            dc = DataCollector(cfg.collectors, url, **cfg.options)
+        else:
+            dc = _workers(args, shards, emulate_url, tick, stack)
         if args.metrics_port is not None:
             from .metrics import start_metrics_server
 
             server, _ = start_metrics_server(args.metrics_port, dc, addr=args.metrics_addr)
             stack.callback(server.shutdown)
-            print(f"metrics on http://{args.metrics_addr}:{server.server_port}/metrics", flush=True)
+            if status_file is not None:  # where the parent of a worker scrapes it
+                status_file.extra["metrics_port"] = server.server_port
+            if args.shard is None:
+                print(
+                    f"metrics on http://{args.metrics_addr}:{server.server_port}/metrics",
+                    flush=True,
+                )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if args.shard is not None:
+            _stop_with_parent(loop, stop)
         if args.duration is not None:
             loop.call_later(args.duration, stop.set)
         term = _Term(args, dc, leadership, status_file, url, tick)
@@ -697,6 +725,72 @@ async def _collect(args: argparse.Namespace) -> int:
             print(_status_line(st) + " (stopped)", flush=True)
         dropped = sum(c["rows_dropped"] for c in st["collectors"].values())
         return EXIT_PARTIAL if dropped else EXIT_OK
+
+
+def _collect_shards(args: argparse.Namespace) -> list[list[str]] | None:
+    """``--workers N``: each worker's symbols, checked before anything starts."""
+    from .collectors import shard_symbols
+
+    if args.workers is None:
+        return None
+    check_number("--workers", args.workers, integer=True)
+    if args.shard is not None:
+        raise InvalidRequest("--workers and --shard exclude each other")
+    return shard_symbols(args.config, args.workers)
+
+
+def _workers(
+    args: argparse.Namespace,
+    shards: list[list[str]],
+    emulate_url: str | None,
+    tick: float | None,
+    stack: contextlib.ExitStack,
+) -> CollectorWorkers:
+    """The worker processes of ``collect --workers N``: ``mdcollect collect`` on their
+    shard of a private copy of the config (a restarted worker gets the same shard even
+    when the file changed meanwhile), without a lease (the parent holds it)."""
+    import shutil
+    import tempfile
+
+    from .collectors import CollectorWorkers
+
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mdcollect-workers-")))
+    config = tmp / "config.toml"
+    shutil.copyfile(args.config, config)
+    config.chmod(0o600)  # it may hold an alert webhook's secret URL
+    interval = min(tick or 1.0, 1.0)  # the parent's status is at most this stale
+    glob = [*(["--storage", args.storage] if args.storage else []),
+            *(["--emulate"] if args.emulate else []),
+            *(["-q"] if args.quiet else ["-v"] * args.verbose)]  # fmt: skip
+    commands, files = [], []
+    for i in range(len(shards)):
+        files.append(tmp / f"worker-{i}.json")
+        commands.append(
+            [sys.executable, "-m", "mdcollect.cli", *glob, "collect", str(config),
+             "--shard", f"{i}/{len(shards)}", "--no-lease", "--status-file", str(files[-1]),
+             "--status-every", str(interval),
+             *(["--metrics-port", "0"] if args.metrics_port is not None else []),
+             *(["--emulate-url", emulate_url] if emulate_url else [])]
+        )  # fmt: skip
+    return CollectorWorkers(commands, files, shards)
+
+
+def _stop_with_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """A worker stops (flushing) when its stdin closes: its parent stopped or died."""
+    import os
+
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop.set()
+
+    loop.add_reader(fd, readable)
 
 
 def _figures_line(c: dict[str, Any]) -> str:
@@ -729,7 +823,7 @@ class _Term:
     def __init__(
         self,
         args: argparse.Namespace,
-        dc: DataCollector,
+        dc: DataCollector | CollectorWorkers,
         leadership: Leadership | None,
         status_file: _StatusFile | None,
         url: str,
@@ -853,6 +947,7 @@ class _StatusFile:
 
     def __init__(self, path: Path, interval: float) -> None:
         self.path, self.interval = path, interval
+        self.extra: dict[str, Any] = {}  # more fields of the document
         if path.is_dir():
             raise InvalidRequest(f"--status-file must be a file path, got the directory {path}")
 
@@ -879,6 +974,7 @@ class _StatusFile:
         }
         if lease is not None:  # role (leader/standby), where the lease is, its holder
             doc["lease"] = lease
+        doc.update(self.extra)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -952,6 +1048,12 @@ def _status(args: argparse.Namespace) -> int:
                 print(f"    {_figures_line(c)}")
             for issue in c["issues"]:
                 print(f"    issue: {issue}")
+        for w in st.get("workers") or []:  # collect --workers N: a row per process
+            print(
+                f"  worker {w['index']}: {'running' if w['running'] else 'not running'}"
+                f" (pid {w['pid']}), {len(w['symbols'])} symbols, {w['rows_stored']} rows"
+                f" stored, {w['restarts']} restarts, last exit {w['last_exit']}"
+            )
         proc = st.get("process")
         if proc:
             print(

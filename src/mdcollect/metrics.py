@@ -15,7 +15,9 @@ collect --metrics-port``) or the service's ``/metrics`` serve it.
 
 from __future__ import annotations
 
+import logging
 import threading
+import urllib.request
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,15 +32,24 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from ._errors import InvalidRequest
-from .collectors import WRITE_BUCKETS
+from .collectors import WRITE_BUCKETS, CollectorWorkers
 from .exchanges import all_exchange_totals
+
+log = logging.getLogger("mdcollect.metrics")
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from .collectors import DataCollector
 
-__all__ = ["MdcollectMetrics", "metrics_registry", "metrics_text", "start_metrics_server"]
+__all__ = [
+    "MdcollectMetrics",
+    "WorkerMetrics",
+    "metrics_registry",
+    "metrics_text",
+    "start_metrics_server",
+    "workers_registry",
+]
 
 #: (metric, help, the status field it reads) of each collector counter
 _COUNTERS = (
@@ -185,14 +196,87 @@ def metrics_text(collector: DataCollector | None = None) -> str:
 
 
 def start_metrics_server(
-    port: int, collector: DataCollector | None = None, *, addr: str = "127.0.0.1"
+    port: int,
+    collector: DataCollector | CollectorWorkers | None = None,
+    *,
+    addr: str = "127.0.0.1",
 ) -> tuple[WSGIServer, threading.Thread]:
     """Serve ``/metrics`` on ``addr:port`` from a daemon thread (port 0: any free
     port, read it from ``server.server_port``); returns the server and its thread.
-    ``server.shutdown()`` stops it."""
+    ``server.shutdown()`` stops it. With :class:`~mdcollect.collectors.CollectorWorkers`:
+    the workers' metrics (see :class:`WorkerMetrics`)."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InvalidRequest(f"metrics port must be an integer from 0 to 65535, got {port!r}")
+    registry = (
+        workers_registry(collector)
+        if isinstance(collector, CollectorWorkers)
+        else metrics_registry(collector)
+    )
     try:
-        return start_http_server(port, addr=addr, registry=metrics_registry(collector))
+        return start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:
         raise InvalidRequest(f"cannot serve metrics on {addr}:{port}: {exc.strerror}") from exc
+
+
+class WorkerMetrics(Collector):
+    """The metrics of ``mdcollect collect --workers N`` in one endpoint: at each scrape,
+    every running worker's ``/metrics`` (each worker serves its own on a loopback port)
+    and this supervising process's, each sample labelled ``worker`` (``"0"``...,
+    ``"supervisor"``), so ``sum by (exchange)`` and the like add the workers up; and per
+    worker ``mdcollect_worker_up`` and ``mdcollect_worker_restarts``.
+    """
+
+    #: seconds one worker's scrape may take before it is left out of this one
+    timeout = 5.0
+
+    def __init__(self, workers: CollectorWorkers) -> None:
+        self.workers = workers
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing up front: the metrics are read at scrape time."""
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        """The workers' metrics now, merged by family (called on each scrape)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        families: dict[str, Metric] = {}
+
+        def merge(fams: Iterable[Metric], worker: str) -> None:
+            for fam in fams:
+                out = families.setdefault(
+                    fam.name, Metric(fam.name, fam.documentation, fam.type, fam.unit)
+                )
+                for s in fam.samples:
+                    out.add_sample(s.name, {**s.labels, "worker": worker}, s.value)
+
+        for index, url in self.workers.metrics_urls():
+            try:
+                with urllib.request.urlopen(url, timeout=self.timeout) as answer:
+                    text = answer.read().decode()
+            except OSError as exc:  # exiting or restarting: its figures return with it
+                log.warning("could not scrape worker %d's metrics: %s", index, exc)
+                continue
+            merge(text_string_to_metric_families(text), str(index))
+        own = CollectorRegistry()
+        ProcessCollector(registry=own)
+        merge(own.collect(), "supervisor")
+        yield from families.values()
+        st = self.workers.status()["workers"]
+        up = GaugeMetricFamily("mdcollect_worker_up", "1 when the worker runs", labels=["worker"])
+        restarts = CounterMetricFamily(
+            "mdcollect_worker_restarts", "times the worker died and was restarted",
+            labels=["worker"],
+        )  # fmt: skip
+        for w in st:
+            up.add_metric([str(w["index"])], 1.0 if w["running"] else 0.0)
+            restarts.add_metric([str(w["index"])], w["restarts"])
+        yield up
+        yield restarts
+
+
+def workers_registry(workers: CollectorWorkers) -> CollectorRegistry:
+    """A registry with the metrics of a :class:`~mdcollect.collectors.CollectorWorkers`."""
+    registry = CollectorRegistry()
+    registry.register(WorkerMetrics(workers))
+    return registry

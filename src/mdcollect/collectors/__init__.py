@@ -35,7 +35,8 @@ The rooms: ``_base`` (the feed -> queue -> batch -> storage pipeline),
 ``_kinds`` (one collector per kind), ``_options`` (every option, checked),
 ``_config`` (TOML), ``_supervisor`` (``DataCollector``), ``_gaps`` (spotting and
 refilling holes), ``_clock``, ``_lease`` (one leader among processes sharing a config
-and a store: :class:`RedisLease`, :class:`FileLease`, :class:`Leadership`).
+and a store: :class:`RedisLease`, :class:`FileLease`, :class:`Leadership`), ``_workers``
+(:class:`CollectorWorkers`: a config's symbols sharded over processes, supervised as one).
 
 Logs go to the ``mdcollect.collectors`` logger (the supervisor's to
 ``mdcollect.collector``).
@@ -53,7 +54,14 @@ from ._base import (
     WriteObserver,
 )
 from ._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock, as_clock
-from ._config import CONFIG_KEYS, LiveConfig, load_collectors, load_config
+from ._config import (
+    CONFIG_KEYS,
+    LiveConfig,
+    load_collectors,
+    load_config,
+    shard_config,
+    shard_symbols,
+)
 from ._kinds import (
     FundingRateCollector,
     LiquidationsCollector,
@@ -78,6 +86,7 @@ from ._lease import (
 from ._raw import RawBatch, decode_raw, encode_raw, raw_key
 from ._replay import REPLAY_CHANNELS, ReplayReport, replay, replay_async
 from ._supervisor import DataCollector
+from ._workers import CollectorWorkers
 
 __all__ = [
     "CONFIG_KEYS",
@@ -89,6 +98,7 @@ __all__ = [
     "Backoff",
     "Clock",
     "CollectorStats",
+    "CollectorWorkers",
     "DataCollector",
     "DataSourceCollector",
     "FileLease",
@@ -125,4 +135,6 @@ __all__ = [
     "raw_key",
     "replay",
     "replay_async",
+    "shard_config",
+    "shard_symbols",
 ]

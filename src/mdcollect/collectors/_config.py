@@ -10,7 +10,7 @@ from typing import Any, Final
 from attrs import frozen
 
 from .._errors import InvalidRequest
-from .._rules import is_symbol_pattern
+from .._rules import check_number, is_symbol_pattern
 from ._alerts import as_alerts
 from ._base import DataSourceCollector
 from ._kinds import (
@@ -24,7 +24,14 @@ from ._kinds import (
 )
 from ._options import CollectorOptions, SupervisorOptions, option_names
 
-__all__ = ["CONFIG_KEYS", "LiveConfig", "load_collectors", "load_config"]
+__all__ = [
+    "CONFIG_KEYS",
+    "LiveConfig",
+    "load_collectors",
+    "load_config",
+    "shard_config",
+    "shard_symbols",
+]
 
 _KINDS: dict[str, type[DataSourceCollector]] = {
     "trades": TradesCollector,
@@ -86,21 +93,7 @@ def load_config(config: str | Path | Mapping[str, Any]) -> LiveConfig:
     >>> cfg.collectors
     [TradesCollector('binance', ['BTC/USDT'], mode='auto')]
     """
-    data: Any
-    if isinstance(config, str | Path):
-        path = Path(config)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise InvalidRequest(f"cannot read collector config {str(path)!r}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidRequest(
-                f"collector config {str(path)!r} is not valid TOML: {exc}"
-            ) from exc
-    else:
-        data = config
-    if not isinstance(data, Mapping):
-        raise InvalidRequest(f"collector config must be a table/dict, got {type(data).__name__}")
+    data = _read(config)
     unknown = sorted(set(data) - _TOP)
     if unknown:
         raise InvalidRequest(f"unknown collector config key(s) {unknown}; allowed: {sorted(_TOP)}")
@@ -121,6 +114,26 @@ def load_config(config: str | Path | Mapping[str, Any]) -> LiveConfig:
         # printed config must not show
         options["alerts"] = as_alerts(options["alerts"])
     return LiveConfig(collectors, storage, options)
+
+
+def _read(config: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
+    """The table a config file (TOML) or dict holds, before its keys are checked."""
+    data: Any
+    if isinstance(config, str | Path):
+        path = Path(config)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read collector config {str(path)!r}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidRequest(
+                f"collector config {str(path)!r} is not valid TOML: {exc}"
+            ) from exc
+    else:
+        data = config
+    if not isinstance(data, Mapping):
+        raise InvalidRequest(f"collector config must be a table/dict, got {type(data).__name__}")
+    return data
 
 
 def load_collectors(config: str | Path | Mapping[str, Any]) -> list[DataSourceCollector]:
@@ -176,3 +189,61 @@ def _section(i: int, section: object) -> list[DataSourceCollector]:
         except InvalidRequest as exc:
             raise InvalidRequest(f"{where} ({kind}): {exc}") from exc
     return out
+
+
+def shard_symbols(config: str | Path | Mapping[str, Any], workers: int) -> list[list[str]]:
+    """How ``mdcollect collect --workers N`` splits a config's symbols over ``workers``
+    processes: the ``"exchange:symbol"`` pairs each one collects.
+
+    The config's distinct (exchange, symbol) pairs are sorted and dealt out in turn, so
+    the split depends on the config alone (the same symbol goes to the same worker on
+    every start), the workers' symbol counts differ by one at most, a collector of many
+    symbols is split, and every kind of one symbol is collected by one worker. More
+    workers than symbols is refused: a worker would collect nothing.
+
+    >>> shard_symbols({"collectors": [{"exchange": "binance", "symbols": ["BTC/USDT",
+    ...     "ETH/USDT", "SOL/USDT"]}]}, 2)
+    [['binance:BTC/USDT', 'binance:SOL/USDT'], ['binance:ETH/USDT']]
+    """
+    data = _read(config)
+    load_config(data)  # a mistake in the config is named before anything is split
+    check_number("workers", workers, integer=True)
+    pairs = sorted({(s["exchange"], sym) for s in data["collectors"] for sym in _symbols_of(s)})
+    if workers > len(pairs):
+        raise InvalidRequest(
+            f"workers is {workers} but the config has {len(pairs)} symbol(s); a worker"
+            f" collects one symbol at least, so run at most {len(pairs)}"
+        )
+    return [[f"{e}:{s}" for e, s in pairs[i::workers]] for i in range(workers)]
+
+
+def shard_config(
+    config: str | Path | Mapping[str, Any], workers: int, index: int
+) -> dict[str, Any]:
+    """The config worker ``index`` (0-based) of ``workers`` runs: the same options, each
+    collector keeping the symbols :func:`shard_symbols` gives that worker (collectors left
+    with none are dropped). A split collector's default name names its symbols, so
+    the workers' collector names stay distinct.
+
+    >>> shard_config({"collectors": [{"exchange": "binance", "symbols": ["BTC/USDT",
+    ...     "ETH/USDT"]}]}, 2, 1)["collectors"]
+    [{'exchange': 'binance', 'symbols': ['ETH/USDT']}]
+    """
+    shards = shard_symbols(config, workers)
+    check_number("index", index, integer=True, strict=False, maximum=workers - 1)
+    mine = set(shards[index])
+    data = dict(_read(config))
+    sections = []
+    for section in data["collectors"]:
+        symbols = _symbols_of(section)
+        kept = [s for s in symbols if f"{section['exchange']}:{s}" in mine]
+        if not kept:
+            continue
+        sections.append({**section, "symbols": kept})
+    data["collectors"] = sections
+    return data
+
+
+def _symbols_of(section: Mapping[str, Any]) -> list[str]:
+    symbols = section["symbols"]
+    return [symbols] if isinstance(symbols, str) else list(symbols)
