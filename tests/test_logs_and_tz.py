@@ -297,3 +297,12 @@ def test_a_level_set_below_mdcollect_keeps_its_lines_for_the_application() -> No
         root.removeHandler(keep)
         root.setLevel(old)
     assert seen == ["asked for"]
+
+
+@pytest.mark.parametrize("tz", [None, "Asia/Tokyo"])
+def test_the_last_day_a_datetime_holds_still_parses(tz: str | None) -> None:
+    """Year 9999 is beyond pandas' ns range: found by the service's fuzz test."""
+    from mdcollect._rules import date_range
+
+    lo, hi = date_range("99991231", "99991231", tz=tz)
+    assert hi - lo == 24 * HOUR and lo == to_ms("9999-12-31", tz=tz)

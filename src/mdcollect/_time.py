@@ -316,8 +316,11 @@ def end_ms(value: object, *, name: str = "end", tz: object = None) -> int:
     ms = to_ms(value, name=name, tz=tz)
     if not is_bare_date(value):
         return ms
-    day = dt.datetime.fromtimestamp(ms / SECOND, tz=time_zone(tz)).date()
-    return to_ms(day + dt.timedelta(days=1), name=name, tz=tz)
+    try:
+        day = dt.datetime.fromtimestamp(ms / SECOND, tz=time_zone(tz)).date()
+        return to_ms(day + dt.timedelta(days=1), name=name, tz=tz)
+    except (OverflowError, OSError, ValueError):  # the last day a datetime holds (9999-12-31)
+        return ms + DAY
 
 
 def time_range(
@@ -374,7 +377,11 @@ def _ts_ms(
                 f"{name} {raw!r} is not one time in {zone}: the clocks change then "
                 f"({exc}); give it with an offset, e.g. '2024-10-27T02:30+01:00'"
             ) from None
-    return int(ts.tz_convert("UTC").value // NS_PER_MS)
+    ts = ts.tz_convert("UTC")
+    try:
+        return int(ts.value // NS_PER_MS)
+    except OverflowError:  # beyond pandas' ns range (year 9999): the datetime's own ms
+        return _dt_ms(ts.to_pydatetime())
 
 
 def ms_to_index(ms: ArrayLike) -> pd.DatetimeIndex:
