@@ -56,8 +56,12 @@ def run(example: str, cwd: Path, *args: str) -> list[str]:
 def truth(exchange: str, symbol: str, timeframe: str, span: Interval) -> pd.DataFrame:
     """The emulator's candles (the shared emulator's market: the default seed)."""
     market = ExchangeEmulator().market
-    frame: pd.DataFrame = market.candles(exchange, symbol, timeframe, span.start, span.end)
-    return frame.to_frame()[["open", "high", "low", "close", "volume"]]
+    candles = market.candles(exchange, symbol, timeframe, span.start, span.end)
+    # Binance klines carry the quote volume, trade count and taker-buy volumes
+    frame: pd.DataFrame = candles.to_frame(
+        ("quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
+    )
+    return frame
 
 
 def test_every_example_is_in_the_readme_with_how_to_run_it() -> None:
@@ -162,7 +166,8 @@ def test_team_service_ensures_through_the_step_functions_proxy(tmp_path: Path) -
     assert out[0].startswith("health: {'status': 'healthy'")
     assert out[1] == "ensure-data: ok=True, 168 candles fetched in 2 requests"
     assert (
-        out[2] == "fetch_ohlcv: 168 candles ['timestamp', 'open', 'high', 'low', 'close', 'volume']"
+        out[2] == "fetch_ohlcv: 168 candles ['timestamp', 'open', 'high', 'low', 'close', "
+        "'volume', 'quote_volume', 'trades', 'taker_buy_volume', 'taker_buy_quote_volume']"
     )
     # the data arrived in the service's store, as the exchange has it
     week = Interval(JAN.start, JAN.start + 7 * 24 * HOUR)
@@ -172,9 +177,10 @@ def test_team_service_ensures_through_the_step_functions_proxy(tmp_path: Path) -
         assert store.coverage(key).contains(week)
     expected = truth("binance", "BTC/USDT:USDT", "1h", week)
     pd.testing.assert_frame_equal(stored, expected, check_freq=False)
-    first = expected.iloc[0]
-    assert out[3] == f"  first {[week.start, *first.tolist()]}"
-    assert out[4] == f"  last  {[week.end - HOUR, *expected.iloc[-1].tolist()]}"
+    # each column's own type, as the JSON rows carry it (the trade count an int)
+    rows = [[v.item() for v in row] for row in expected.itertuples(index=False)]
+    assert out[3] == f"  first {[week.start, *rows[0]]}"
+    assert out[4] == f"  last  {[week.end - HOUR, *rows[-1]]}"
 
 
 def _outputs(cell: Any, kind: str) -> list[Any]:
