@@ -178,7 +178,10 @@ def test_team_service_ensures_through_the_step_functions_proxy(tmp_path: Path) -
     expected = truth("binance", "BTC/USDT:USDT", "1h", week)
     pd.testing.assert_frame_equal(stored, expected, check_freq=False)
     # each column's own type, as the JSON rows carry it (the trade count an int)
-    rows = [[v.item() for v in row] for row in expected.itertuples(index=False)]
+    rows = [
+        [v.item() if hasattr(v, "item") else v for v in row]
+        for row in expected.itertuples(index=False)
+    ]
     assert out[3] == f"  first {[week.start, *rows[0]]}"
     assert out[4] == f"  last  {[week.end - HOUR, *rows[-1]]}"
 
