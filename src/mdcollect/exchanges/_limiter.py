@@ -298,16 +298,20 @@ class WeightLimiter:
         """Take in the exchange's own figures: its limit and window replace ours, and
         weight it counts beyond ours (other clients on the IP) is counted too."""
         with self._lock:
-            if usage.limit is not None and usage.limit > 0 and usage.limit != self.capacity:
-                log.info("%s: the exchange announces %g weight a window", self, usage.limit)
-                self.capacity = usage.limit
-            if usage.window is not None and usage.window > 0 and usage.window != self.window:
-                self.window = usage.window
+            self._adopt(usage)
             if usage.used is not None:
                 now = self._clock()
                 extra = usage.used - self._used(now)
                 if extra > 0:
                     self._events.append(_Event(now, extra))
+
+    def _adopt(self, usage: Usage) -> None:
+        """The exchange's own limit and window replace ours (under ``self._lock``)."""
+        if usage.limit is not None and usage.limit > 0 and usage.limit != self.capacity:
+            log.info("%s: the exchange announces %g weight a window", self, usage.limit)
+            self.capacity = usage.limit
+        if usage.window is not None and usage.window > 0 and usage.window != self.window:
+            self.window = usage.window
 
     def observe_body(self, body: Any) -> None:
         """Take in a budget announced in a JSON answer (Binance ``exchangeInfo``)."""
@@ -428,11 +432,7 @@ class HostWeightLimiter(WeightLimiter):
     def observe(self, usage: Usage) -> None:
         """As :meth:`WeightLimiter.observe`, counting extra weight in the shared window."""
         with self._lock:
-            if usage.limit is not None and usage.limit > 0 and usage.limit != self.capacity:
-                log.info("%s: the exchange announces %g weight a window", self, usage.limit)
-                self.capacity = usage.limit
-            if usage.window is not None and usage.window > 0 and usage.window != self.window:
-                self.window = usage.window
+            self._adopt(usage)
         if usage.used is not None:
             with self._shared() as grains:
                 extra = usage.used - sum(grains.values())
