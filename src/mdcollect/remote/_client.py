@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeAlias
+from typing import Any, Final, Literal, Self, TypeAlias, get_args
 
 import pandas as pd
 from attrs import frozen
@@ -67,17 +67,8 @@ Operation = Literal[
     "datasets",
     "sync_status",
 ]
-#: The operations of the API, as the Lambda proxy names them.
-OPERATIONS: Final[tuple[Operation, ...]] = (
-    "health",
-    "fetch_ohlcv",
-    "symbols",
-    "status",
-    "ensure-data",
-    "fetch_data",
-    "datasets",
-    "sync_status",
-)
+#: The operations of the API, as the Lambda proxy names them (``Operation``'s values).
+OPERATIONS: Final[tuple[Operation, ...]] = get_args(Operation)
 DEFAULT_NAMESPACE: Final = "tradai.local"
 DEFAULT_PORT: Final = 8002
 DEFAULT_TIMEOUT: Final = 30.0
